@@ -1,0 +1,1 @@
+//! The HIP runtime in Rust (being built: see issue 3).

@@ -1,0 +1,1 @@
+//! Models over GGUF (being built: see issue 5).
