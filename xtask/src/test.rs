@@ -1,0 +1,39 @@
+//! `cargo xtask test`: the CPU suite run by CI (and by anyone, with one command).
+
+use std::process::Command;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::{models, paths, process, venv};
+
+#[derive(Args, Debug)]
+pub struct TestArgs {}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    cmd.current_dir(paths::repo_root());
+    cmd
+}
+
+/// The CPU suite: oracles and model set up, then fmt, clippy and every test and doctest.
+pub fn run(_args: &TestArgs) -> Result<()> {
+    let python = venv::ensure()?;
+    models::fetch_all()?;
+    process::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    process::run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    process::run(
+        cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("ROCMFORGE_PYTHON", &python),
+    )?;
+    eprintln!("xtask: CPU suite passed");
+    Ok(())
+}
