@@ -26,10 +26,18 @@ pub enum GgufError {
         offset: u64,
         what: String,
     },
+    /// The file is GGUF, but of a version or byte order this crate does not read.
+    #[error("{file}: at byte {offset}: {what}")]
+    UnsupportedVersion {
+        file: String,
+        offset: u64,
+        what: String,
+    },
     /// A tensor's type id is not one this crate knows.
-    #[error("{file}: tensor '{tensor}' has unknown tensor type id {type_id}")]
+    #[error("{file}: at byte {offset}: tensor '{tensor}' has unknown tensor type id {type_id}")]
     UnknownTensorType {
         file: String,
+        offset: u64,
         tensor: String,
         type_id: u32,
     },
@@ -43,6 +51,16 @@ pub enum GgufError {
         expected: String,
         found: String,
     },
+    /// An integer metadata value that does not fit the type asked for.
+    #[error("metadata key '{key}': value {value} does not fit in {expected}")]
+    ValueOutOfRange {
+        key: String,
+        value: String,
+        expected: String,
+    },
+    /// The writer was given something it cannot write as a valid GGUF file.
+    #[error("GGUF writer: {what}")]
+    InvalidWrite { what: String },
     /// No tensor of this name.
     #[error("tensor '{name}' not found")]
     MissingTensor { name: String },
