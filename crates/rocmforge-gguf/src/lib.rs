@@ -41,6 +41,7 @@ mod file;
 mod layout;
 pub mod metadata;
 mod parse;
+pub mod quants;
 mod reader;
 mod tensor_info;
 pub mod types;

@@ -1,0 +1,206 @@
+//! ggml's per-sub-block scale searches, used by the K-quant reference quantizers.
+//!
+//! Each takes the values `x` of one sub-block and writes its codes to `l`; they differ in the
+//! code range and the error they minimise. The arithmetic order follows ggml's so that the same
+//! codes come out.
+
+use crate::quants::scalar::nearest_int;
+
+/// Below this a group is treated as all zero (ggml's `GROUP_MAX_EPS`).
+pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// Symmetric codes in `0..2·nmax` (value = scale·(code − nmax)) weighted by x², trying 19
+/// scales around `−nmax/max` and keeping the one with the best weighted fit (ggml's
+/// `make_qx_quants` with `rmse_type = 1` and no importance weights). Returns the scale.
+pub(super) fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let code = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let fit = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for &v in x {
+            let q = code(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * q;
+            suml2 += w * q * q;
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = -(nmax as f32) / max;
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = (code(iscale, v) + nmax) as i8;
+    }
+    let (sumlx, suml2) = fit(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in -9..=9 {
+        if is == 0 {
+            continue;
+        }
+        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = fit(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (li, &v) in l.iter_mut().zip(x) {
+                *li = (code(iscale, v) + nmax) as i8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// Symmetric codes in `0..2·nmax` refined code by code to minimise the x²-weighted error
+/// (ggml's `make_q3_quants` with `do_rmse`). Returns the scale. An all-zero group gets codes 0.
+pub(super) fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for (li, &v) in l.iter_mut().zip(x) {
+        let q = nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        *li = q as i8;
+        let w = v * v;
+        sumlx += w * v * q as f32;
+        suml2 += w * q as f32 * q as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = 0;
+        for (li, &v) in l.iter_mut().zip(x) {
+            let w = v * v;
+            let old = f32::from(*li);
+            let mut slx = sumlx - w * v * old;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * old * old;
+                let new_l = nearest_int(v * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != i32::from(*li) {
+                    slx += w * v * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        *li = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        if changed == 0 {
+            break;
+        }
+    }
+    for li in l.iter_mut() {
+        *li += nmax as i8;
+    }
+    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
+}
+
+/// Search parameters of [`make_qkx2_quants`]: the scales tried are
+/// `(nmax + rmin + rdelta·i) / (max − min)` for i in `0..=nstep`.
+pub(super) struct QkxSearch {
+    pub nmax: i32,
+    pub rmin: f32,
+    pub rdelta: f32,
+    pub nstep: i32,
+    /// Minimise the weighted absolute error (else the weighted squared error).
+    pub use_mad: bool,
+}
+
+/// Asymmetric codes in `0..=nmax` (value = scale·code − min), fitting scale and min by weighted
+/// least squares over a range of trial scales (ggml's `make_qkx2_quants`).
+///
+/// Returns `(scale, min)` where `min ≥ 0` is the amount subtracted. `laux` is scratch of
+/// `x.len()` codes.
+pub(super) fn make_qkx2_quants(
+    p: &QkxSearch,
+    x: &[f32],
+    weights: &[f32],
+    l: &mut [u8],
+    laux: &mut [u8],
+) -> (f32, f32) {
+    let nmax = p.nmax;
+    let (mut min, mut max) = (x[0], x[0]);
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for (&v, &w) in x.iter().zip(weights).skip(1) {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+        sum_w += w;
+        sum_x += w * v;
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l.fill(0);
+        return (0.0, -min);
+    }
+    let err = |scale: f32, min: f32, codes: &[u8]| {
+        let mut e = 0.0f32;
+        for ((&q, &v), &w) in codes.iter().zip(x).zip(weights) {
+            let diff = scale * f32::from(q) + min - v;
+            e += w * if p.use_mad { diff.abs() } else { diff * diff };
+        }
+        e
+    };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = nearest_int(iscale * (v - min)).clamp(0, nmax) as u8;
+    }
+    let mut best_error = err(scale, min, l);
+    if p.nstep < 1 {
+        return (scale, -min);
+    }
+    for is in 0..=p.nstep {
+        iscale = (p.rmin + p.rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for ((la, &v), &w) in laux.iter_mut().zip(x).zip(weights) {
+            let q = nearest_int(iscale * (v - min)).clamp(0, nmax);
+            *la = q as u8;
+            let qf = q as f32;
+            sum_l += w * qf;
+            sum_l2 += w * qf * qf;
+            sum_xl += w * qf * v;
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let cur_error = err(this_scale, this_min, laux);
+            if cur_error < best_error {
+                l.copy_from_slice(laux);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}

@@ -1,0 +1,204 @@
+//! Block formats of ggml's tensor types: CPU dequantization to f32 and quantization from f32.
+//!
+//! Every quantized type stores its values as blocks of [`GgmlType::block_size`] elements taking
+//! [`GgmlType::type_size`] bytes, with the exact byte layout of ggml's `ggml-common.h`. The
+//! quantizers follow the behaviour of ggml's reference quantizers (`quantize_row_*_ref`, and for
+//! IQ4_NL/IQ4_XS the search that `llama-quantize` runs without an importance matrix), so a file
+//! written here holds the same codes llama.cpp would choose, up to floating-point contraction.
+//!
+//! ```
+//! use rocmforge_gguf::{GgmlType, quants};
+//!
+//! let x: Vec<f32> = (0..256).map(|i| (i as f32 * 0.37).sin()).collect();
+//! let blocks = quants::quantize(GgmlType::Q4_K, &x)?;
+//! assert_eq!(blocks.len(), 144);
+//! let y = quants::dequantize_to_vec(GgmlType::Q4_K, &blocks)?;
+//! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.1));
+//! # Ok::<(), rocmforge_gguf::GgufError>(())
+//! ```
+
+mod float;
+mod iq4;
+mod k_quants;
+mod q4_q5_q8;
+mod scalar;
+
+use rayon::prelude::*;
+
+use crate::{GgmlType, GgufError, GgufResult};
+
+pub use iq4::IQ4_NL_VALUES;
+pub use k_quants::{QK_K, k4_scale_min, q3_k_scales};
+pub use scalar::{bf16_bits_from_f32, nearest_int};
+
+/// Decodes `data` (whole blocks) into `out` (`block_size` values per block).
+type DequantFn = fn(&[u8], &mut [f32]);
+/// Encodes `src` (whole blocks of values) into `out` (`type_size` bytes per block).
+type QuantFn = fn(&[f32], &mut [u8]);
+
+/// Below this many elements a conversion runs on the calling thread.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+/// Elements handed to one rayon task (rounded to whole blocks).
+const CHUNK_ELEMENTS: usize = 1 << 14;
+
+fn dequantizer(ty: GgmlType) -> Option<DequantFn> {
+    use GgmlType::*;
+    Some(match ty {
+        F32 => float::dequant_f32,
+        F16 => float::dequant_f16,
+        BF16 => float::dequant_bf16,
+        Q4_0 => q4_q5_q8::dequant_q4_0,
+        Q4_1 => q4_q5_q8::dequant_q4_1,
+        Q5_0 => q4_q5_q8::dequant_q5_0,
+        Q5_1 => q4_q5_q8::dequant_q5_1,
+        Q8_0 => q4_q5_q8::dequant_q8_0,
+        Q8_1 => q4_q5_q8::dequant_q8_1,
+        Q2_K => k_quants::q2_k::dequant,
+        Q3_K => k_quants::q3_k::dequant,
+        Q4_K => k_quants::q4_k::dequant,
+        Q5_K => k_quants::q5_k::dequant,
+        Q6_K => k_quants::q6_k::dequant,
+        Q8_K => k_quants::q8_k::dequant,
+        IQ4_NL => iq4::dequant_iq4_nl,
+        IQ4_XS => iq4::dequant_iq4_xs,
+        I8 | I16 | I32 | I64 | F64 => return None,
+    })
+}
+
+fn quantizer(ty: GgmlType) -> Option<QuantFn> {
+    use GgmlType::*;
+    Some(match ty {
+        F32 => float::quant_f32,
+        F16 => float::quant_f16,
+        BF16 => float::quant_bf16,
+        Q4_0 => q4_q5_q8::quant_q4_0,
+        Q4_1 => q4_q5_q8::quant_q4_1,
+        Q5_0 => q4_q5_q8::quant_q5_0,
+        Q5_1 => q4_q5_q8::quant_q5_1,
+        Q8_0 => q4_q5_q8::quant_q8_0,
+        Q8_1 => q4_q5_q8::quant_q8_1,
+        Q2_K => k_quants::q2_k::quant,
+        Q3_K => k_quants::q3_k::quant,
+        Q4_K => k_quants::q4_k::quant,
+        Q5_K => k_quants::q5_k::quant,
+        Q6_K => k_quants::q6_k::quant,
+        Q8_K => k_quants::q8_k::quant,
+        IQ4_NL => iq4::quant_iq4_nl,
+        IQ4_XS => iq4::quant_iq4_xs,
+        I8 | I16 | I32 | I64 | F64 => return None,
+    })
+}
+
+/// Whether [`dequantize`] supports `ty`.
+pub fn can_dequantize(ty: GgmlType) -> bool {
+    dequantizer(ty).is_some()
+}
+
+/// Whether [`quantize`] supports `ty`.
+pub fn can_quantize(ty: GgmlType) -> bool {
+    quantizer(ty).is_some()
+}
+
+/// Dequantizes `data` (blocks of type `ty`) into `out`, whose length is the element count.
+///
+/// `data.len()` must be exactly the bytes of `out.len()` elements, else
+/// [`GgufError::BlockLayout`]; a type without a dequantizer gives [`GgufError::Unsupported`].
+/// Large inputs are converted in parallel (rayon) over chunks of blocks.
+pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> GgufResult<()> {
+    let f = dequantizer(ty).ok_or(GgufError::Unsupported {
+        ty,
+        op: "dequantization",
+    })?;
+    let expected = bytes_for_elements(ty, out.len())?;
+    if data.len() != expected {
+        return Err(GgufError::BlockLayout {
+            ty,
+            what: format!(
+                "{} bytes of data, but {} elements take {expected} bytes",
+                data.len(),
+                out.len()
+            ),
+        });
+    }
+    let (bs, ts) = (ty.block_size(), ty.type_size());
+    if out.len() < PARALLEL_MIN_ELEMENTS {
+        f(data, out);
+        return Ok(());
+    }
+    let blocks_per_chunk = CHUNK_ELEMENTS.div_ceil(bs);
+    out.par_chunks_mut(blocks_per_chunk * bs)
+        .zip(data.par_chunks(blocks_per_chunk * ts))
+        .for_each(|(o, d)| f(d, o));
+    Ok(())
+}
+
+/// Dequantizes `data` (whole blocks of type `ty`) into a new vector.
+///
+/// `data.len()` must be a multiple of the type's block bytes, else [`GgufError::BlockLayout`].
+pub fn dequantize_to_vec(ty: GgmlType, data: &[u8]) -> GgufResult<Vec<f32>> {
+    if !can_dequantize(ty) {
+        return Err(GgufError::Unsupported {
+            ty,
+            op: "dequantization",
+        });
+    }
+    let ts = ty.type_size();
+    if data.len() % ts != 0 {
+        return Err(GgufError::BlockLayout {
+            ty,
+            what: format!(
+                "{} bytes of data is not a whole number of {ts}-byte blocks",
+                data.len()
+            ),
+        });
+    }
+    let n = (data.len() / ts)
+        .checked_mul(ty.block_size())
+        .ok_or_else(|| GgufError::BlockLayout {
+            ty,
+            what: format!("element count of {} bytes overflows usize", data.len()),
+        })?;
+    let mut out = vec![0.0f32; n];
+    dequantize(ty, data, &mut out)?;
+    Ok(out)
+}
+
+/// Quantizes `src` into blocks of type `ty`.
+///
+/// `src.len()` must be a multiple of the block size, else [`GgufError::BlockLayout`]; a type
+/// without a quantizer gives [`GgufError::Unsupported`]. Large inputs run in parallel.
+pub fn quantize(ty: GgmlType, src: &[f32]) -> GgufResult<Vec<u8>> {
+    let f = quantizer(ty).ok_or(GgufError::Unsupported {
+        ty,
+        op: "quantization",
+    })?;
+    let n_bytes = bytes_for_elements(ty, src.len())?;
+    let mut out = vec![0u8; n_bytes];
+    let (bs, ts) = (ty.block_size(), ty.type_size());
+    if src.len() < PARALLEL_MIN_ELEMENTS {
+        f(src, &mut out);
+        return Ok(out);
+    }
+    let blocks_per_chunk = (CHUNK_ELEMENTS / 4).div_ceil(bs);
+    out.par_chunks_mut(blocks_per_chunk * ts)
+        .zip(src.par_chunks(blocks_per_chunk * bs))
+        .for_each(|(o, s)| f(s, o));
+    Ok(out)
+}
+
+/// Bytes taken by `n` elements of `ty`, or a `BlockLayout` error naming why not.
+fn bytes_for_elements(ty: GgmlType, n: usize) -> GgufResult<usize> {
+    let bs = ty.block_size();
+    if n % bs != 0 {
+        return Err(GgufError::BlockLayout {
+            ty,
+            what: format!("{n} elements is not a multiple of the block size {bs}"),
+        });
+    }
+    (n / bs)
+        .checked_mul(ty.type_size())
+        .ok_or_else(|| GgufError::BlockLayout {
+            ty,
+            what: format!("byte size of {n} elements overflows usize"),
+        })
+}
