@@ -114,7 +114,7 @@ fn read_magic_and_version(r: &mut ByteReader<'_>) -> GgufResult<u32> {
         1 => Err(unsupported(
             "GGUF version 1 is not supported (only versions 2 and 3)".to_string(),
         )),
-        v if v & 0xFFFF == 0 && v.swap_bytes() <= 0xFFFF => Err(unsupported(format!(
+        v if v != 0 && v & 0xFFFF == 0 => Err(unsupported(format!(
             "big-endian GGUF is not supported (version field reads {v:#010x}, \
              which is version {} byte-swapped)",
             v.swap_bytes()
