@@ -168,22 +168,47 @@ pub fn dequantize_to_vec(ty: GgmlType, data: &[u8]) -> GgufResult<Vec<f32>> {
 /// `src.len()` must be a multiple of the block size, else [`GgufError::BlockLayout`]; a type
 /// without a quantizer gives [`GgufError::Unsupported`]. Large inputs run in parallel.
 pub fn quantize(ty: GgmlType, src: &[f32]) -> GgufResult<Vec<u8>> {
+    if !can_quantize(ty) {
+        return Err(GgufError::Unsupported {
+            ty,
+            op: "quantization",
+        });
+    }
+    let mut out = vec![0u8; bytes_for_elements(ty, src.len())?];
+    quantize_into(ty, src, &mut out)?;
+    Ok(out)
+}
+
+/// Quantizes `src` into `out` without allocating (for example one activation row per call).
+///
+/// `out.len()` must be exactly the bytes of `src.len()` elements of `ty`, else
+/// [`GgufError::BlockLayout`]. Large inputs run in parallel.
+pub fn quantize_into(ty: GgmlType, src: &[f32], out: &mut [u8]) -> GgufResult<()> {
     let f = quantizer(ty).ok_or(GgufError::Unsupported {
         ty,
         op: "quantization",
     })?;
-    let n_bytes = bytes_for_elements(ty, src.len())?;
-    let mut out = vec![0u8; n_bytes];
+    let expected = bytes_for_elements(ty, src.len())?;
+    if out.len() != expected {
+        return Err(GgufError::BlockLayout {
+            ty,
+            what: format!(
+                "output of {} bytes, but {} elements take {expected} bytes",
+                out.len(),
+                src.len()
+            ),
+        });
+    }
     let (bs, ts) = (ty.block_size(), ty.type_size());
     if src.len() < PARALLEL_MIN_ELEMENTS {
-        f(src, &mut out);
-        return Ok(out);
+        f(src, out);
+        return Ok(());
     }
     let blocks_per_chunk = (CHUNK_ELEMENTS / 4).div_ceil(bs);
     out.par_chunks_mut(blocks_per_chunk * ts)
         .zip(src.par_chunks(blocks_per_chunk * bs))
         .for_each(|(o, s)| f(s, o));
-    Ok(out)
+    Ok(())
 }
 
 /// Bytes taken by `n` elements of `ty`, or a `BlockLayout` error naming why not.
