@@ -1,0 +1,144 @@
+//! `HipStream`: an ordered queue of device work.
+
+use std::sync::Arc;
+
+use crate::backend::HipBackend;
+use crate::buffer::DeviceBuffer;
+use crate::error::{HipError, HipResult};
+use crate::event::HipEvent;
+use crate::graph::HipGraph;
+use crate::launch::LaunchArgs;
+use crate::module::HipFunction;
+use crate::pinned::PinnedHostBuffer;
+use crate::repr::DeviceRepr;
+use crate::result::{self, RawHandle};
+
+/// A stream (`hipStream_t` / `CUstream`), destroyed on drop (queued work still completes).
+#[derive(Debug)]
+pub struct HipStream {
+    raw: RawHandle,
+    owned: bool,
+    backend: Arc<HipBackend>,
+}
+
+// SAFETY: stream handles may be used from any thread by both runtimes.
+unsafe impl Send for HipStream {}
+// SAFETY: as above; the runtimes serialise concurrent submissions to one stream.
+unsafe impl Sync for HipStream {}
+
+fn same_len(op: &'static str, a: usize, b: usize) -> HipResult<()> {
+    if a == b { Ok(()) } else { Err(HipError::LengthMismatch { op, expected: a, actual: b }) }
+}
+
+impl HipStream {
+    pub(crate) fn create(backend: &Arc<HipBackend>) -> HipResult<Self> {
+        backend.bind()?;
+        Ok(HipStream { raw: result::stream::create()?, owned: true, backend: Arc::clone(backend) })
+    }
+
+    pub(crate) fn default_for(backend: &Arc<HipBackend>) -> Self {
+        HipStream { raw: std::ptr::null_mut(), owned: false, backend: Arc::clone(backend) }
+    }
+
+    /// The raw handle (null for the default stream).
+    pub fn raw(&self) -> RawHandle {
+        self.raw
+    }
+
+    /// The backend the stream belongs to.
+    pub fn backend(&self) -> &Arc<HipBackend> {
+        &self.backend
+    }
+
+    /// Waits until everything queued so far has run.
+    pub fn synchronize(&self) -> HipResult<()> {
+        self.backend.bind()?;
+        result::stream::synchronize(self.raw)
+    }
+
+    /// Records `event` here (same as `event.record(self)`).
+    pub fn record(&self, event: &HipEvent) -> HipResult<()> {
+        event.record(self)
+    }
+
+    /// Makes later work on this stream wait until `event` has happened.
+    pub fn wait_event(&self, event: &HipEvent) -> HipResult<()> {
+        self.backend.bind()?;
+        result::stream::wait_event(self.raw, event.raw())
+    }
+
+    /// Queues a host-to-device copy.
+    ///
+    /// # Safety
+    /// `src` must not be dropped or written, and `dst` not dropped, until the stream has reached
+    /// the copy (synchronise the stream or an event recorded after it).
+    pub unsafe fn memcpy_htod_async<T: DeviceRepr>(&self, src: &PinnedHostBuffer<T>, dst: &mut DeviceBuffer<T>) -> HipResult<()> {
+        same_len("memcpy_htod_async", dst.len(), src.len())?;
+        self.backend.bind()?;
+        // SAFETY: lengths checked; lifetimes until completion are the caller's promise.
+        unsafe { result::memory::htod(dst.device_ptr().0, src.as_raw().cast(), dst.num_bytes(), Some(self.raw)) }
+    }
+
+    /// Queues a device-to-host copy.
+    ///
+    /// # Safety
+    /// `dst` must not be dropped, read or written until the stream has reached the copy.
+    pub unsafe fn memcpy_dtoh_async<T: DeviceRepr>(&self, src: &DeviceBuffer<T>, dst: &mut PinnedHostBuffer<T>) -> HipResult<()> {
+        same_len("memcpy_dtoh_async", src.len(), dst.len())?;
+        self.backend.bind()?;
+        // SAFETY: lengths checked; lifetimes until completion are the caller's promise.
+        unsafe { result::memory::dtoh(dst.as_raw_mut().cast(), src.device_ptr().0, src.num_bytes(), Some(self.raw)) }
+    }
+
+    /// Queues a device-to-device copy of the whole buffer.
+    pub fn memcpy_dtod_async<T: DeviceRepr>(&self, src: &DeviceBuffer<T>, dst: &mut DeviceBuffer<T>) -> HipResult<()> {
+        same_len("memcpy_dtod_async", dst.len(), src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.backend.bind()?;
+        // SAFETY: both allocations hold num_bytes bytes; freeing either waits for queued work.
+        unsafe { result::memory::dtod(dst.device_ptr().0, src.device_ptr().0, src.num_bytes(), Some(self.raw)) }
+    }
+
+    /// Queues setting every byte of `dst` to `value`.
+    pub fn memset_async<T: DeviceRepr>(&self, dst: &mut DeviceBuffer<T>, value: u8) -> HipResult<()> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.backend.bind()?;
+        // SAFETY: the allocation holds num_bytes bytes; freeing it waits for queued work.
+        unsafe { result::memory::memset_d8(dst.device_ptr().0, value, dst.num_bytes(), Some(self.raw)) }
+    }
+
+    /// Starts building a launch of `function` on this stream.
+    pub fn launch_builder<'a>(&'a self, function: &'a HipFunction) -> LaunchArgs<'a> {
+        LaunchArgs::new(self, function)
+    }
+
+    /// Starts capturing: work queued on this stream (by this thread) is recorded, not run, until
+    /// [`HipStream::end_capture`].
+    pub fn begin_capture(&self) -> HipResult<()> {
+        if !self.owned {
+            return Err(HipError::InvalidUse("the default stream cannot be captured; use backend.new_stream()".into()));
+        }
+        self.backend.bind()?;
+        result::graph::begin_capture(self.raw)
+    }
+
+    /// Ends the capture and returns what was recorded.
+    pub fn end_capture(&self) -> HipResult<HipGraph> {
+        self.backend.bind()?;
+        let raw = result::graph::end_capture(self.raw)?;
+        Ok(HipGraph::from_raw(raw, &self.backend))
+    }
+}
+
+impl Drop for HipStream {
+    fn drop(&mut self) {
+        if self.owned && self.backend.bind().is_ok() {
+            // SAFETY: created by stream::create, destroyed once here.
+            let _ = unsafe { result::stream::destroy(self.raw) };
+        }
+    }
+}
