@@ -167,3 +167,26 @@ fn bad_lengths_and_unsupported_types_are_errors() {
     assert!(!quants::can_quantize(GgmlType::F64));
     assert!(!quants::can_dequantize(GgmlType::I8));
 }
+
+#[test]
+fn non_finite_and_huge_inputs_never_panic() {
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        -f32::MAX,
+        1e-45,
+        -0.0,
+    ];
+    for (k, &s) in specials.iter().enumerate() {
+        let x: Vec<f32> = (0..512)
+            .map(|i| if i % (k + 3) == 0 { s } else { i as f32 * 0.01 })
+            .collect();
+        for &(ty, _) in BOUNDS {
+            let q = quants::quantize(ty, &x).unwrap();
+            let y = quants::dequantize_to_vec(ty, &q).unwrap();
+            assert_eq!(y.len(), x.len(), "{ty} with {s}");
+        }
+    }
+}

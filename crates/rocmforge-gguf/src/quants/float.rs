@@ -1,6 +1,7 @@
 //! F32, F16 and BF16: one element per "block".
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use super::scalar::bf16_bits_from_f32;
 
@@ -11,8 +12,14 @@ pub(super) fn dequant_f32(data: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequant_f16(data: &[u8], out: &mut [f32]) {
-    for (o, b) in out.iter_mut().zip(data.chunks_exact(2)) {
-        *o = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+    // Through an aligned buffer so that half's slice conversion can use F16C where present.
+    let mut buf = [f16::ZERO; 256];
+    for (o, d) in out.chunks_mut(256).zip(data.chunks(512)) {
+        let halves = &mut buf[..o.len()];
+        for (h, b) in halves.iter_mut().zip(d.chunks_exact(2)) {
+            *h = f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
+        }
+        halves.convert_to_f32_slice(o);
     }
 }
 

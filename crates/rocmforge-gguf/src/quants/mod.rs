@@ -6,6 +6,18 @@
 //! IQ4_NL/IQ4_XS the search that `llama-quantize` runs without an importance matrix), so a file
 //! written here holds the same codes llama.cpp would choose, up to floating-point contraction.
 //!
+//! | types | dequantize | quantize |
+//! |---|---|---|
+//! | F32, F16, BF16 | yes | yes (round to nearest even; BF16 quiets NaN like ggml) |
+//! | Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 | yes | yes (`quantize_row_*_ref`) |
+//! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K | yes | yes (`quantize_row_*_ref`) |
+//! | IQ4_NL, IQ4_XS | yes | yes (`quantize_iq4_*` without importance matrix) |
+//! | I8, I16, I32, I64, F64 | no ([`GgufError::Unsupported`]) | no |
+//!
+//! How it is checked: `tests/dequant_oracle.rs` compares every dequantizer bit for bit with the
+//! `gguf` Python package (and the quantizers it has byte for byte); the other quantizers were
+//! checked byte for byte against ggml's C reference built with `-ffp-contract=off`.
+//!
 //! ```
 //! use rocmforge_gguf::{GgmlType, quants};
 //!

@@ -17,12 +17,22 @@ pub(crate) fn dequant(data: &[u8], out: &mut [f32]) {
     {
         let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
         let d = f16_at(b, 208);
-        for (e, ye) in y.iter_mut().enumerate() {
-            let (h, k, l) = (e / 128, (e % 128) / 32, e % 32);
-            let low = (ql[64 * h + l + 32 * (k % 2)] >> (4 * (k / 2))) & 0x0f;
-            let high = (qh[32 * h + l] >> (2 * k)) & 3;
-            let q = (low | (high << 4)) as i8 - 32;
-            *ye = d * f32::from(sc[e / 16] as i8) * f32::from(q);
+        for h in 0..2 {
+            let (ql, qh) = (&ql[64 * h..64 * h + 64], &qh[32 * h..32 * h + 32]);
+            let yh = &mut y[128 * h..128 * h + 128];
+            for l in 0..32 {
+                let codes = [
+                    (ql[l] & 0x0f) | ((qh[l] & 3) << 4),
+                    (ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4),
+                    (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
+                    (ql[l + 32] >> 4) | ((qh[l] >> 6) << 4),
+                ];
+                for (k, code) in codes.into_iter().enumerate() {
+                    let e = 32 * k + l;
+                    let scale = f32::from(sc[8 * h + e / 16] as i8);
+                    yh[e] = d * scale * f32::from(code as i8 - 32);
+                }
+            }
         }
     }
 }
