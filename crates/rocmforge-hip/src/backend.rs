@@ -51,7 +51,12 @@ impl HipBackend {
                 return Err(e);
             }
         };
-        Ok(Arc::new(HipBackend { device, context, info, modules: Mutex::new(HashMap::new()) }))
+        Ok(Arc::new(HipBackend {
+            device,
+            context,
+            info,
+            modules: Mutex::new(HashMap::new()),
+        }))
     }
 
     /// Makes this device current on the calling thread (cheap when it already is).
@@ -127,7 +132,10 @@ impl HipBackend {
     }
 
     /// Allocates page-locked host memory, zeroed, for fast and asynchronous copies.
-    pub fn alloc_pinned<T: DeviceRepr>(self: &Arc<Self>, len: usize) -> HipResult<PinnedHostBuffer<T>> {
+    pub fn alloc_pinned<T: DeviceRepr>(
+        self: &Arc<Self>,
+        len: usize,
+    ) -> HipResult<PinnedHostBuffer<T>> {
         PinnedHostBuffer::alloc(self, len)
     }
 
@@ -154,7 +162,10 @@ impl HipBackend {
     /// Loads (once while any user holds it, then from a cache) the compiled kernel family `name`, e.g. `test_kernels`, for
     /// this device's architecture; see [`crate::kernel_images`] for where it is looked for.
     pub fn load_kernels(self: &Arc<Self>, name: &str) -> HipResult<Arc<HipModule>> {
-        let mut cache = self.modules.lock().map_err(|_| HipError::InvalidUse("module cache poisoned".into()))?;
+        let mut cache = self
+            .modules
+            .lock()
+            .map_err(|_| HipError::InvalidUse("module cache poisoned".into()))?;
         if let Some(module) = cache.get(name).and_then(Weak::upgrade) {
             return Ok(module);
         }
@@ -166,7 +177,11 @@ impl HipBackend {
 }
 
 fn current_key(device: c_int, context: RawHandle) -> usize {
-    if context.is_null() { usize::try_from(device).unwrap_or(0) + 1 } else { context as usize }
+    if context.is_null() {
+        usize::try_from(device).unwrap_or(0) + 1
+    } else {
+        context as usize
+    }
 }
 
 impl Drop for HipBackend {

@@ -19,11 +19,24 @@ pub struct DeviceBuffer<T: DeviceRepr> {
 }
 
 pub(crate) fn byte_len<T>(op: &'static str, len: usize) -> HipResult<usize> {
-    len.checked_mul(size_of::<T>()).ok_or(HipError::SizeOverflow { op, len, elem_size: size_of::<T>() })
+    len.checked_mul(size_of::<T>())
+        .ok_or(HipError::SizeOverflow {
+            op,
+            len,
+            elem_size: size_of::<T>(),
+        })
 }
 
 fn check_len(op: &'static str, expected: usize, actual: usize) -> HipResult<()> {
-    if expected == actual { Ok(()) } else { Err(HipError::LengthMismatch { op, expected, actual }) }
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(HipError::LengthMismatch {
+            op,
+            expected,
+            actual,
+        })
+    }
 }
 
 impl<T: DeviceRepr> DeviceBuffer<T> {
@@ -31,8 +44,17 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         let bytes = byte_len::<T>("alloc", len)?;
         backend.bind()?;
         // Zero bytes: no allocation (cuMemAlloc rejects 0); the null address is never dereferenced.
-        let ptr = if bytes == 0 { 0 } else { result::memory::malloc(bytes)? };
-        Ok(DeviceBuffer { ptr, len, backend: Arc::clone(backend), _marker: PhantomData })
+        let ptr = if bytes == 0 {
+            0
+        } else {
+            result::memory::malloc(bytes)?
+        };
+        Ok(DeviceBuffer {
+            ptr,
+            len,
+            backend: Arc::clone(backend),
+            _marker: PhantomData,
+        })
     }
 
     /// Elements held.
@@ -58,7 +80,11 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
     /// The device address of element `index` (which may equal `len`, one past the end).
     pub fn device_ptr_at(&self, index: usize) -> HipResult<DevicePtr> {
         if index > self.len {
-            return Err(HipError::LengthMismatch { op: "device_ptr_at", expected: self.len, actual: index });
+            return Err(HipError::LengthMismatch {
+                op: "device_ptr_at",
+                expected: self.len,
+                actual: index,
+            });
         }
         Ok(DevicePtr(self.ptr + (index * size_of::<T>()) as u64))
     }
@@ -98,7 +124,9 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         if self.len > 0 {
             self.backend.bind()?;
             // SAFETY: `spare` holds len uninitialised `T`s; the synchronous copy writes all of them.
-            unsafe { result::memory::dtoh(spare.as_mut_ptr().cast(), self.ptr, self.num_bytes(), None) }?;
+            unsafe {
+                result::memory::dtoh(spare.as_mut_ptr().cast(), self.ptr, self.num_bytes(), None)
+            }?;
         }
         // SAFETY: the copy above initialised exactly `len` elements (DeviceRepr: any bits valid).
         unsafe { out.set_len(self.len) };

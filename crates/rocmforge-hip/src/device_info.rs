@@ -74,5 +74,7 @@ impl DeviceInfo {
 /// Every device of the platform, with its attributes. No device is [`crate::HipError::NoDevice`].
 pub fn list_devices() -> HipResult<Vec<DeviceInfo>> {
     let count = crate::loader::device_count()?;
-    (0..count).map(|i| crate::HipBackend::new(i).map(|b| b.info().clone())).collect()
+    (0..count)
+        .map(|i| crate::HipBackend::new(i).map(|b| b.info().clone()))
+        .collect()
 }

@@ -71,7 +71,9 @@ pub enum HipError {
         detail: String,
     },
     /// A device index past the number of devices.
-    #[error("device index {index} is out of range: the {platform} runtime reports {count} device(s)")]
+    #[error(
+        "device index {index} is out of range: the {platform} runtime reports {count} device(s)"
+    )]
     InvalidDevice {
         /// The index asked for.
         index: usize,

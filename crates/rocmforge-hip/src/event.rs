@@ -22,7 +22,10 @@ unsafe impl Sync for HipEvent {}
 impl HipEvent {
     pub(crate) fn create(backend: &Arc<HipBackend>) -> HipResult<Self> {
         backend.bind()?;
-        Ok(HipEvent { raw: result::event::create()?, backend: Arc::clone(backend) })
+        Ok(HipEvent {
+            raw: result::event::create()?,
+            backend: Arc::clone(backend),
+        })
     }
 
     /// Records the event at the current end of `stream`.

@@ -32,14 +32,20 @@ unsafe impl Sync for HipGraphExec {}
 
 impl HipGraph {
     pub(crate) fn from_raw(raw: RawHandle, backend: &Arc<HipBackend>) -> Self {
-        HipGraph { raw, backend: Arc::clone(backend) }
+        HipGraph {
+            raw,
+            backend: Arc::clone(backend),
+        }
     }
 
     /// Instantiates the graph for replay. The device buffers the captured work uses must outlive
     /// every replay.
     pub fn instantiate(&self) -> HipResult<HipGraphExec> {
         self.backend.bind()?;
-        Ok(HipGraphExec { raw: result::graph::instantiate(self.raw)?, backend: Arc::clone(&self.backend) })
+        Ok(HipGraphExec {
+            raw: result::graph::instantiate(self.raw)?,
+            backend: Arc::clone(&self.backend),
+        })
     }
 }
 

@@ -26,7 +26,10 @@ pub fn search_dirs() -> Vec<PathBuf> {
         return vec![PathBuf::from(dir)];
     }
     let mut dirs = Vec::new();
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         dirs.push(exe_dir.join("kernels"));
         dirs.push(exe_dir.join("..").join("kernels"));
         dirs.push(exe_dir.join("..").join("..").join("kernels"));
@@ -37,7 +40,8 @@ pub fn search_dirs() -> Vec<PathBuf> {
 
 /// NVIDIA `sm_XY` as a number (90 for sm_90); `None` for anything else.
 fn sm_number(arch: &str) -> Option<u32> {
-    arch.strip_prefix("sm_").and_then(|n| n.trim_end_matches(['a', 'f']).parse().ok())
+    arch.strip_prefix("sm_")
+        .and_then(|n| n.trim_end_matches(['a', 'f']).parse().ok())
 }
 
 /// Image files that serve `arch`, best first, relative to a kernel folder.
@@ -53,7 +57,11 @@ pub fn candidates(platform: Platform, arch: &str, name: &str) -> Vec<PathBuf> {
             if let Some(sm) = sm_number(arch) {
                 for older in [90, 89, 86, 80, 75, 70] {
                     if older < sm {
-                        files.push(Path::new("nvidia").join(format!("sm_{older}")).join(format!("{name}.ptx")));
+                        files.push(
+                            Path::new("nvidia")
+                                .join(format!("sm_{older}"))
+                                .join(format!("{name}.ptx")),
+                        );
                     }
                 }
             }
@@ -75,8 +83,15 @@ pub fn find(platform: Platform, arch: &str, name: &str) -> HipResult<(PathBuf, V
             let path = dir.join(rel);
             match std::fs::read(&path) {
                 Ok(bytes) => return Ok((path, bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => searched.push(path.display().to_string()),
-                Err(e) => return Err(HipError::Io { path: path.display().to_string(), message: e.to_string() }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    searched.push(path.display().to_string())
+                }
+                Err(e) => {
+                    return Err(HipError::Io {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    });
+                }
             }
         }
     }
@@ -104,7 +119,10 @@ mod tests {
 
     #[test]
     fn amd_candidate_is_the_exact_target() {
-        assert_eq!(candidates(Platform::Amd, "gfx942", "k"), vec![PathBuf::from("amd/gfx942/k.co")]);
+        assert_eq!(
+            candidates(Platform::Amd, "gfx942", "k"),
+            vec![PathBuf::from("amd/gfx942/k.co")]
+        );
     }
 
     #[test]
@@ -112,6 +130,9 @@ mod tests {
         let err = find(Platform::Amd, "gfx_nonexistent", "no_such_family").err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("gfx_nonexistent"), "{text}");
-        assert!(text.contains("cargo xtask kernels --platform amd --arch gfx_nonexistent"), "{text}");
+        assert!(
+            text.contains("cargo xtask kernels --platform amd --arch gfx_nonexistent"),
+            "{text}"
+        );
     }
 }

@@ -24,7 +24,11 @@ pub struct LaunchConfig {
 impl LaunchConfig {
     /// One thread per element, 256 threads per block (a multiple of both warp sizes).
     pub fn for_num_elems(n: u32) -> Self {
-        LaunchConfig { grid_dim: (n.div_ceil(256).max(1), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+        LaunchConfig {
+            grid_dim: (n.div_ceil(256).max(1), 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
     }
 }
 
@@ -47,7 +51,13 @@ impl ArgValues {
         let mut slot = vec![0u64; words].into_boxed_slice();
         // SAFETY: the slot holds at least size_of::<T>() bytes, is 8-byte aligned (enough for any
         // kernel argument type), and `T: Copy` may be duplicated bytewise.
-        unsafe { std::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), slot.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (value as *const T).cast::<u8>(),
+                slot.as_mut_ptr().cast::<u8>(),
+                size_of::<T>(),
+            )
+        };
         self.slots.push(slot);
     }
 }
@@ -75,7 +85,12 @@ pub struct LaunchArgs<'a> {
 
 impl<'a> LaunchArgs<'a> {
     pub(crate) fn new(stream: &'a HipStream, function: &'a HipFunction) -> Self {
-        LaunchArgs { stream, function, values: ArgValues::default(), _borrows: PhantomData }
+        LaunchArgs {
+            stream,
+            function,
+            values: ArgValues::default(),
+            _borrows: PhantomData,
+        }
     }
 
     /// Appends the next kernel parameter: a scalar (`&n`) or a device buffer (`&x`, `&mut y`;
@@ -100,11 +115,22 @@ impl<'a> LaunchArgs<'a> {
                 self.function.name()
             )));
         }
-        let mut pointers: Vec<*mut c_void> = self.values.slots.iter_mut().map(|s| s.as_mut_ptr().cast::<c_void>()).collect();
+        let mut pointers: Vec<*mut c_void> = self
+            .values
+            .slots
+            .iter_mut()
+            .map(|s| s.as_mut_ptr().cast::<c_void>())
+            .collect();
         self.stream.backend().bind()?;
-        let dims = LaunchDims { grid: g, block: b, shared_mem_bytes: cfg.shared_mem_bytes };
+        let dims = LaunchDims {
+            grid: g,
+            block: b,
+            shared_mem_bytes: cfg.shared_mem_bytes,
+        };
         // SAFETY: each pointer addresses one argument slot alive for the call; matching the
         // kernel's signature and staying in bounds are the caller's promise.
-        unsafe { result::module::launch(self.function.raw(), dims, self.stream.raw(), &mut pointers) }
+        unsafe {
+            result::module::launch(self.function.raw(), dims, self.stream.raw(), &mut pointers)
+        }
     }
 }

@@ -43,14 +43,19 @@ static RUNTIME: OnceLock<HipResult<Runtime>> = OnceLock::new();
 
 /// The process-wide runtime, opened on first use.
 pub(crate) fn runtime() -> HipResult<&'static Runtime> {
-    RUNTIME.get_or_init(open_runtime).as_ref().map_err(Clone::clone)
+    RUNTIME
+        .get_or_init(open_runtime)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn open_runtime() -> HipResult<Runtime> {
     let choice = std::env::var("ROCMFORGE_PLATFORM").unwrap_or_default();
     let mut tried = Vec::new();
     match choice.trim().to_ascii_lowercase().as_str() {
-        "amd" | "hip" | "rocm" => open_amd(&mut tried).ok_or_else(|| not_found(&tried, Some(Platform::Amd))),
+        "amd" | "hip" | "rocm" => {
+            open_amd(&mut tried).ok_or_else(|| not_found(&tried, Some(Platform::Amd)))
+        }
         "nvidia" | "cuda" => {
             open_nvidia(&mut tried).ok_or_else(|| not_found(&tried, Some(Platform::Nvidia)))
         }
@@ -75,14 +80,26 @@ fn has_devices(rt: &Runtime) -> bool {
 
 fn not_found(tried: &[String], platform: Option<Platform>) -> HipError {
     let hint = match platform {
-        Some(Platform::Amd) => "install ROCm (or Debian's libamdhip64-5) or set ROCMFORGE_PLATFORM=nvidia",
-        Some(Platform::Nvidia) => "install the NVIDIA driver (libcuda.so.1) or set ROCMFORGE_PLATFORM=amd",
-        None => "install ROCm (libamdhip64) for AMD GPUs or the NVIDIA driver (libcuda.so.1) for NVIDIA GPUs",
+        Some(Platform::Amd) => {
+            "install ROCm (or Debian's libamdhip64-5) or set ROCMFORGE_PLATFORM=nvidia"
+        }
+        Some(Platform::Nvidia) => {
+            "install the NVIDIA driver (libcuda.so.1) or set ROCMFORGE_PLATFORM=amd"
+        }
+        None => {
+            "install ROCm (libamdhip64) for AMD GPUs or the NVIDIA driver (libcuda.so.1) for NVIDIA GPUs"
+        }
     };
-    HipError::LibraryNotFound { tried: tried.join("; "), hint: hint.to_string() }
+    HipError::LibraryNotFound {
+        tried: tried.join("; "),
+        hint: hint.to_string(),
+    }
 }
 
-fn open_library(names: &'static [&'static str], tried: &mut Vec<String>) -> Option<(libloading::Library, &'static str)> {
+fn open_library(
+    names: &'static [&'static str],
+    tried: &mut Vec<String>,
+) -> Option<(libloading::Library, &'static str)> {
     for name in names {
         // SAFETY: loading a vendor runtime runs its initialisers; these are the libraries named
         // by the vendors for exactly this use.
@@ -106,12 +123,22 @@ fn open_amd(tried: &mut Vec<String>) -> Option<Runtime> {
     };
     let devices = amd_device_count(&api);
     tried.push(format!("{name}: loaded"));
-    Some(Runtime { api: Api::Amd(api), library: name, devices })
+    Some(Runtime {
+        api: Api::Amd(api),
+        library: name,
+        devices,
+    })
 }
 
 fn amd_device_count(api: &HipRuntime) -> Result<usize, String> {
-    let init = api.hipInit.as_ref().map_err(|e| format!("hipInit missing: {e}"))?;
-    let count = api.hipGetDeviceCount.as_ref().map_err(|e| format!("hipGetDeviceCount missing: {e}"))?;
+    let init = api
+        .hipInit
+        .as_ref()
+        .map_err(|e| format!("hipInit missing: {e}"))?;
+    let count = api
+        .hipGetDeviceCount
+        .as_ref()
+        .map_err(|e| format!("hipGetDeviceCount missing: {e}"))?;
     // SAFETY: hipInit takes flags (must be 0) and has no other precondition.
     let code = unsafe { init(0) };
     if code != hipError_t_hipSuccess {
@@ -132,12 +159,22 @@ fn open_nvidia(tried: &mut Vec<String>) -> Option<Runtime> {
     let api = unsafe { CudaDriver::from_library(library) };
     let devices = nvidia_device_count(&api);
     tried.push(format!("{name}: loaded"));
-    Some(Runtime { api: Api::Nvidia(api), library: name, devices })
+    Some(Runtime {
+        api: Api::Nvidia(api),
+        library: name,
+        devices,
+    })
 }
 
 fn nvidia_device_count(api: &CudaDriver) -> Result<usize, String> {
-    let init = api.cuInit.as_ref().map_err(|e| format!("cuInit missing: {e}"))?;
-    let count = api.cuDeviceGetCount.as_ref().map_err(|e| format!("cuDeviceGetCount missing: {e}"))?;
+    let init = api
+        .cuInit
+        .as_ref()
+        .map_err(|e| format!("cuInit missing: {e}"))?;
+    let count = api
+        .cuDeviceGetCount
+        .as_ref()
+        .map_err(|e| format!("cuDeviceGetCount missing: {e}"))?;
     // SAFETY: cuInit takes flags (must be 0) and has no other precondition.
     let code = unsafe { init(0) };
     if code != CUDA_SUCCESS {
@@ -167,7 +204,13 @@ pub fn device_count() -> HipResult<usize> {
     let rt = runtime()?;
     match &rt.devices {
         Ok(n) if *n > 0 => Ok(*n),
-        Ok(_) => Err(HipError::NoDevice { platform: rt.platform(), detail: format!("{} reports 0 devices", rt.library) }),
-        Err(detail) => Err(HipError::NoDevice { platform: rt.platform(), detail: format!("{}: {detail}", rt.library) }),
+        Ok(_) => Err(HipError::NoDevice {
+            platform: rt.platform(),
+            detail: format!("{} reports 0 devices", rt.library),
+        }),
+        Err(detail) => Err(HipError::NoDevice {
+            platform: rt.platform(),
+            detail: format!("{}: {detail}", rt.library),
+        }),
     }
 }

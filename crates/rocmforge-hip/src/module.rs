@@ -34,24 +34,39 @@ unsafe impl Sync for HipFunction {}
 
 /// ELF (AMD code objects, cubins) and fatbin magic numbers: binary images the loader takes as is.
 fn is_binary_image(image: &[u8]) -> bool {
-    image.starts_with(b"\x7fELF") || image.starts_with(&[0x50, 0xed, 0x55, 0xba]) || image.starts_with(&[0xba, 0x55, 0xed, 0x50])
+    image.starts_with(b"\x7fELF")
+        || image.starts_with(&[0x50, 0xed, 0x55, 0xba])
+        || image.starts_with(&[0xba, 0x55, 0xed, 0x50])
 }
 
 impl HipModule {
-    pub(crate) fn load(backend: &Arc<HipBackend>, image: &[u8], source: &str) -> HipResult<Arc<Self>> {
+    pub(crate) fn load(
+        backend: &Arc<HipBackend>,
+        image: &[u8],
+        source: &str,
+    ) -> HipResult<Arc<Self>> {
         if image.is_empty() {
-            return Err(HipError::InvalidUse(format!("kernel image {source} is empty")));
+            return Err(HipError::InvalidUse(format!(
+                "kernel image {source} is empty"
+            )));
         }
         backend.bind()?;
         // PTX is text and must end with a NUL byte.
-        let raw = if backend.platform() == Platform::Nvidia && !is_binary_image(image) && image.last() != Some(&0) {
+        let raw = if backend.platform() == Platform::Nvidia
+            && !is_binary_image(image)
+            && image.last() != Some(&0)
+        {
             let mut text = image.to_vec();
             text.push(0);
             result::module::load_data(&text)?
         } else {
             result::module::load_data(image)?
         };
-        Ok(Arc::new(HipModule { raw, source: source.to_string(), backend: Arc::clone(backend) }))
+        Ok(Arc::new(HipModule {
+            raw,
+            source: source.to_string(),
+            backend: Arc::clone(backend),
+        }))
     }
 
     /// Where the image came from (a path, or `<memory>`).
@@ -61,10 +76,17 @@ impl HipModule {
 
     /// Looks up the kernel `name` (an `extern "C"` name such as `add_f32`).
     pub fn function(self: &Arc<Self>, name: &str) -> HipResult<HipFunction> {
-        let c_name = CString::new(name).map_err(|_| HipError::InvalidName { what: "kernel", name: name.to_string() })?;
+        let c_name = CString::new(name).map_err(|_| HipError::InvalidName {
+            what: "kernel",
+            name: name.to_string(),
+        })?;
         self.backend.bind()?;
         let raw = result::module::get_function(self.raw, &c_name)?;
-        Ok(HipFunction { raw, name: name.to_string(), module: Arc::clone(self) })
+        Ok(HipFunction {
+            raw,
+            name: name.to_string(),
+            module: Arc::clone(self),
+        })
     }
 
     /// The backend the module is loaded on.

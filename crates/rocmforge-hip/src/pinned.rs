@@ -27,13 +27,21 @@ impl<T: DeviceRepr> PinnedHostBuffer<T> {
     pub(crate) fn alloc(backend: &Arc<HipBackend>, len: usize) -> HipResult<Self> {
         let bytes = byte_len::<T>("alloc_pinned", len)?;
         if bytes == 0 {
-            return Ok(PinnedHostBuffer { ptr: std::ptr::NonNull::dangling().as_ptr(), len, backend: Arc::clone(backend) });
+            return Ok(PinnedHostBuffer {
+                ptr: std::ptr::NonNull::dangling().as_ptr(),
+                len,
+                backend: Arc::clone(backend),
+            });
         }
         backend.bind()?;
         let ptr = result::memory::malloc_host(bytes)?.cast::<T>();
         // SAFETY: the runtime returned `bytes` writable bytes, suitably aligned for any type.
         unsafe { std::ptr::write_bytes(ptr.cast::<u8>(), 0, bytes) };
-        Ok(PinnedHostBuffer { ptr, len, backend: Arc::clone(backend) })
+        Ok(PinnedHostBuffer {
+            ptr,
+            len,
+            backend: Arc::clone(backend),
+        })
     }
 
     /// Host pointer, for asynchronous copies.

@@ -15,7 +15,22 @@ macro_rules! device_repr {
     };
 }
 
-device_repr!(u8, i8, u16, i16, u32, i32, u64, i64, usize, isize, f32, f64, half::f16, half::bf16);
+device_repr!(
+    u8,
+    i8,
+    u16,
+    i16,
+    u32,
+    i32,
+    u64,
+    i64,
+    usize,
+    isize,
+    f32,
+    f64,
+    half::f16,
+    half::bf16
+);
 
 // SAFETY: an array of device-representable values is device-representable.
 unsafe impl<T: DeviceRepr, const N: usize> DeviceRepr for [T; N] {}
@@ -28,7 +43,9 @@ pub struct DevicePtr(pub u64);
 impl DevicePtr {
     /// The address `bytes` further on (wrapping never happens for real allocations; checked anyway).
     pub fn byte_offset(self, bytes: usize) -> Option<DevicePtr> {
-        self.0.checked_add(u64::try_from(bytes).ok()?).map(DevicePtr)
+        self.0
+            .checked_add(u64::try_from(bytes).ok()?)
+            .map(DevicePtr)
     }
 }
 

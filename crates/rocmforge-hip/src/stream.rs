@@ -27,17 +27,33 @@ unsafe impl Send for HipStream {}
 unsafe impl Sync for HipStream {}
 
 fn same_len(op: &'static str, a: usize, b: usize) -> HipResult<()> {
-    if a == b { Ok(()) } else { Err(HipError::LengthMismatch { op, expected: a, actual: b }) }
+    if a == b {
+        Ok(())
+    } else {
+        Err(HipError::LengthMismatch {
+            op,
+            expected: a,
+            actual: b,
+        })
+    }
 }
 
 impl HipStream {
     pub(crate) fn create(backend: &Arc<HipBackend>) -> HipResult<Self> {
         backend.bind()?;
-        Ok(HipStream { raw: result::stream::create()?, owned: true, backend: Arc::clone(backend) })
+        Ok(HipStream {
+            raw: result::stream::create()?,
+            owned: true,
+            backend: Arc::clone(backend),
+        })
     }
 
     pub(crate) fn default_for(backend: &Arc<HipBackend>) -> Self {
-        HipStream { raw: std::ptr::null_mut(), owned: false, backend: Arc::clone(backend) }
+        HipStream {
+            raw: std::ptr::null_mut(),
+            owned: false,
+            backend: Arc::clone(backend),
+        }
     }
 
     /// The raw handle (null for the default stream).
@@ -72,43 +88,82 @@ impl HipStream {
     /// # Safety
     /// `src` must not be dropped or written, and `dst` not dropped, until the stream has reached
     /// the copy (synchronise the stream or an event recorded after it).
-    pub unsafe fn memcpy_htod_async<T: DeviceRepr>(&self, src: &PinnedHostBuffer<T>, dst: &mut DeviceBuffer<T>) -> HipResult<()> {
+    pub unsafe fn memcpy_htod_async<T: DeviceRepr>(
+        &self,
+        src: &PinnedHostBuffer<T>,
+        dst: &mut DeviceBuffer<T>,
+    ) -> HipResult<()> {
         same_len("memcpy_htod_async", dst.len(), src.len())?;
         self.backend.bind()?;
         // SAFETY: lengths checked; lifetimes until completion are the caller's promise.
-        unsafe { result::memory::htod(dst.device_ptr().0, src.as_raw().cast(), dst.num_bytes(), Some(self.raw)) }
+        unsafe {
+            result::memory::htod(
+                dst.device_ptr().0,
+                src.as_raw().cast(),
+                dst.num_bytes(),
+                Some(self.raw),
+            )
+        }
     }
 
     /// Queues a device-to-host copy.
     ///
     /// # Safety
     /// `dst` must not be dropped, read or written until the stream has reached the copy.
-    pub unsafe fn memcpy_dtoh_async<T: DeviceRepr>(&self, src: &DeviceBuffer<T>, dst: &mut PinnedHostBuffer<T>) -> HipResult<()> {
+    pub unsafe fn memcpy_dtoh_async<T: DeviceRepr>(
+        &self,
+        src: &DeviceBuffer<T>,
+        dst: &mut PinnedHostBuffer<T>,
+    ) -> HipResult<()> {
         same_len("memcpy_dtoh_async", src.len(), dst.len())?;
         self.backend.bind()?;
         // SAFETY: lengths checked; lifetimes until completion are the caller's promise.
-        unsafe { result::memory::dtoh(dst.as_raw_mut().cast(), src.device_ptr().0, src.num_bytes(), Some(self.raw)) }
+        unsafe {
+            result::memory::dtoh(
+                dst.as_raw_mut().cast(),
+                src.device_ptr().0,
+                src.num_bytes(),
+                Some(self.raw),
+            )
+        }
     }
 
     /// Queues a device-to-device copy of the whole buffer.
-    pub fn memcpy_dtod_async<T: DeviceRepr>(&self, src: &DeviceBuffer<T>, dst: &mut DeviceBuffer<T>) -> HipResult<()> {
+    pub fn memcpy_dtod_async<T: DeviceRepr>(
+        &self,
+        src: &DeviceBuffer<T>,
+        dst: &mut DeviceBuffer<T>,
+    ) -> HipResult<()> {
         same_len("memcpy_dtod_async", dst.len(), src.len())?;
         if src.is_empty() {
             return Ok(());
         }
         self.backend.bind()?;
         // SAFETY: both allocations hold num_bytes bytes; freeing either waits for queued work.
-        unsafe { result::memory::dtod(dst.device_ptr().0, src.device_ptr().0, src.num_bytes(), Some(self.raw)) }
+        unsafe {
+            result::memory::dtod(
+                dst.device_ptr().0,
+                src.device_ptr().0,
+                src.num_bytes(),
+                Some(self.raw),
+            )
+        }
     }
 
     /// Queues setting every byte of `dst` to `value`.
-    pub fn memset_async<T: DeviceRepr>(&self, dst: &mut DeviceBuffer<T>, value: u8) -> HipResult<()> {
+    pub fn memset_async<T: DeviceRepr>(
+        &self,
+        dst: &mut DeviceBuffer<T>,
+        value: u8,
+    ) -> HipResult<()> {
         if dst.is_empty() {
             return Ok(());
         }
         self.backend.bind()?;
         // SAFETY: the allocation holds num_bytes bytes; freeing it waits for queued work.
-        unsafe { result::memory::memset_d8(dst.device_ptr().0, value, dst.num_bytes(), Some(self.raw)) }
+        unsafe {
+            result::memory::memset_d8(dst.device_ptr().0, value, dst.num_bytes(), Some(self.raw))
+        }
     }
 
     /// Starts building a launch of `function` on this stream.
@@ -120,7 +175,9 @@ impl HipStream {
     /// [`HipStream::end_capture`].
     pub fn begin_capture(&self) -> HipResult<()> {
         if !self.owned {
-            return Err(HipError::InvalidUse("the default stream cannot be captured; use backend.new_stream()".into()));
+            return Err(HipError::InvalidUse(
+                "the default stream cannot be captured; use backend.new_stream()".into(),
+            ));
         }
         self.backend.bind()?;
         result::graph::begin_capture(self.raw)

@@ -14,7 +14,10 @@ fn opening_device_zero_gives_a_device_or_a_clean_error() {
         Err(e) => {
             let text = e.to_string();
             assert!(
-                matches!(e, HipError::NoDevice { .. } | HipError::LibraryNotFound { .. }),
+                matches!(
+                    e,
+                    HipError::NoDevice { .. } | HipError::LibraryNotFound { .. }
+                ),
                 "unexpected error kind: {text}"
             );
             assert!(!text.is_empty());
@@ -28,7 +31,11 @@ fn out_of_range_device_index_is_an_error() {
     assert!(
         matches!(
             err,
-            Some(HipError::NoDevice { .. } | HipError::LibraryNotFound { .. } | HipError::InvalidDevice { .. })
+            Some(
+                HipError::NoDevice { .. }
+                    | HipError::LibraryNotFound { .. }
+                    | HipError::InvalidDevice { .. }
+            )
         ),
         "{err:?}"
     );

@@ -38,18 +38,30 @@ pub enum DeviceAttr {
 impl DeviceAttr {
     fn amd(self) -> hip::hipDeviceAttribute_t {
         match self {
-            DeviceAttr::ComputeUnits => hip::hipDeviceAttribute_t_hipDeviceAttributeMultiprocessorCount,
+            DeviceAttr::ComputeUnits => {
+                hip::hipDeviceAttribute_t_hipDeviceAttributeMultiprocessorCount
+            }
             DeviceAttr::WarpSize => hip::hipDeviceAttribute_t_hipDeviceAttributeWarpSize,
             DeviceAttr::MaxSharedMemPerBlock | DeviceAttr::MaxSharedMemPerBlockOptin => {
                 hip::hipDeviceAttribute_t_hipDeviceAttributeMaxSharedMemoryPerBlock
             }
-            DeviceAttr::MaxThreadsPerBlock => hip::hipDeviceAttribute_t_hipDeviceAttributeMaxThreadsPerBlock,
+            DeviceAttr::MaxThreadsPerBlock => {
+                hip::hipDeviceAttribute_t_hipDeviceAttributeMaxThreadsPerBlock
+            }
             DeviceAttr::L2CacheBytes => hip::hipDeviceAttribute_t_hipDeviceAttributeL2CacheSize,
             DeviceAttr::ClockKhz => hip::hipDeviceAttribute_t_hipDeviceAttributeClockRate,
-            DeviceAttr::MemoryClockKhz => hip::hipDeviceAttribute_t_hipDeviceAttributeMemoryClockRate,
-            DeviceAttr::MemoryBusWidth => hip::hipDeviceAttribute_t_hipDeviceAttributeMemoryBusWidth,
-            DeviceAttr::ComputeCapabilityMajor => hip::hipDeviceAttribute_t_hipDeviceAttributeComputeCapabilityMajor,
-            DeviceAttr::ComputeCapabilityMinor => hip::hipDeviceAttribute_t_hipDeviceAttributeComputeCapabilityMinor,
+            DeviceAttr::MemoryClockKhz => {
+                hip::hipDeviceAttribute_t_hipDeviceAttributeMemoryClockRate
+            }
+            DeviceAttr::MemoryBusWidth => {
+                hip::hipDeviceAttribute_t_hipDeviceAttributeMemoryBusWidth
+            }
+            DeviceAttr::ComputeCapabilityMajor => {
+                hip::hipDeviceAttribute_t_hipDeviceAttributeComputeCapabilityMajor
+            }
+            DeviceAttr::ComputeCapabilityMinor => {
+                hip::hipDeviceAttribute_t_hipDeviceAttributeComputeCapabilityMinor
+            }
         }
     }
 
@@ -57,15 +69,23 @@ impl DeviceAttr {
         match self {
             DeviceAttr::ComputeUnits => CuAttr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             DeviceAttr::WarpSize => CuAttr::CU_DEVICE_ATTRIBUTE_WARP_SIZE,
-            DeviceAttr::MaxSharedMemPerBlock => CuAttr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
-            DeviceAttr::MaxSharedMemPerBlockOptin => CuAttr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            DeviceAttr::MaxSharedMemPerBlock => {
+                CuAttr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK
+            }
+            DeviceAttr::MaxSharedMemPerBlockOptin => {
+                CuAttr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+            }
             DeviceAttr::MaxThreadsPerBlock => CuAttr::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
             DeviceAttr::L2CacheBytes => CuAttr::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
             DeviceAttr::ClockKhz => CuAttr::CU_DEVICE_ATTRIBUTE_CLOCK_RATE,
             DeviceAttr::MemoryClockKhz => CuAttr::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE,
             DeviceAttr::MemoryBusWidth => CuAttr::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH,
-            DeviceAttr::ComputeCapabilityMajor => CuAttr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
-            DeviceAttr::ComputeCapabilityMinor => CuAttr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+            DeviceAttr::ComputeCapabilityMajor => {
+                CuAttr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+            }
+            DeviceAttr::ComputeCapabilityMinor => {
+                CuAttr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+            }
         }
     }
 }
@@ -82,7 +102,11 @@ fn ordinal(index: usize) -> HipResult<c_int> {
 pub fn get(index: usize) -> HipResult<c_int> {
     let count = crate::loader::device_count()?;
     if index >= count {
-        return Err(HipError::InvalidDevice { index, count, platform: crate::loader::platform()? });
+        return Err(HipError::InvalidDevice {
+            index,
+            count,
+            platform: crate::loader::platform()?,
+        });
     }
     let ord = ordinal(index)?;
     let (rt, api) = api()?;
@@ -103,9 +127,15 @@ pub fn attribute(dev: c_int, attr: DeviceAttr) -> HipResult<i32> {
     let mut value: c_int = 0;
     match api {
         // SAFETY: `value` is a valid out-pointer; `dev` came from `get`.
-        Api::Amd(h) => unsafe { amd_call!(rt, h, hipDeviceGetAttribute(&mut value, attr.amd(), dev)) }?,
+        Api::Amd(h) => {
+            // SAFETY: `value` is a valid out-pointer; `dev` came from `get`.
+            unsafe { amd_call!(rt, h, hipDeviceGetAttribute(&mut value, attr.amd(), dev)) }?
+        }
         // SAFETY: as above.
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuDeviceGetAttribute(&mut value, attr.nvidia(), dev)) }?,
+        Api::Nvidia(cu) => {
+            // SAFETY: as above.
+            unsafe { cuda_call!(rt, cu, cuDeviceGetAttribute(&mut value, attr.nvidia(), dev)) }?
+        }
     }
     Ok(value)
 }
@@ -119,13 +149,20 @@ pub fn name(dev: c_int) -> HipResult<String> {
         // SAFETY: the buffer holds `len + 1` bytes and the runtime writes at most `len` plus NUL.
         Api::Amd(h) => unsafe { amd_call!(rt, h, hipDeviceGetName(buf.as_mut_ptr(), len, dev)) }?,
         // SAFETY: as above.
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuDeviceGetName(buf.as_mut_ptr(), len, dev)) }?,
+        Api::Nvidia(cu) => {
+            // SAFETY: as above.
+            unsafe { cuda_call!(rt, cu, cuDeviceGetName(buf.as_mut_ptr(), len, dev)) }?
+        }
     }
     Ok(c_buf_to_string(&buf))
 }
 
 fn c_buf_to_string(buf: &[c_char]) -> String {
-    let bytes: Vec<u8> = buf.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).trim().to_string()
 }
 

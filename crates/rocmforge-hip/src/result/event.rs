@@ -12,7 +12,10 @@ pub fn create() -> HipResult<RawHandle> {
         // SAFETY: `event` is a valid out-pointer.
         Api::Amd(h) => unsafe { amd_call!(rt, h, hipEventCreate(&mut event)) }?,
         // SAFETY: `event` is a valid out-pointer; flags 0 is CU_EVENT_DEFAULT (timing on).
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuEventCreate((&raw mut event).cast(), 0)) }?,
+        Api::Nvidia(cu) => {
+            // SAFETY: `event` is a valid out-pointer; flags 0 is CU_EVENT_DEFAULT (timing on).
+            unsafe { cuda_call!(rt, cu, cuEventCreate((&raw mut event).cast(), 0)) }?
+        }
     }
     Ok(event.cast())
 }
@@ -38,7 +41,9 @@ pub fn record(event: RawHandle, stream: RawHandle) -> HipResult<()> {
         // SAFETY: both handles are live.
         Api::Amd(h) => unsafe { amd_call!(rt, h, hipEventRecord(event.cast(), stream.cast())) },
         // SAFETY: as above.
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuEventRecord(event.cast(), stream.cast())) },
+        Api::Nvidia(cu) => unsafe {
+            cuda_call!(rt, cu, cuEventRecord(event.cast(), stream.cast()))
+        },
     }
 }
 
@@ -59,9 +64,21 @@ pub fn elapsed_ms(start: RawHandle, end: RawHandle) -> HipResult<f32> {
     let mut ms = 0f32;
     match api {
         // SAFETY: both events are live; `ms` is a valid out-pointer.
-        Api::Amd(h) => unsafe { amd_call!(rt, h, hipEventElapsedTime(&mut ms, start.cast(), end.cast())) }?,
+        Api::Amd(h) => unsafe {
+            amd_call!(
+                rt,
+                h,
+                hipEventElapsedTime(&mut ms, start.cast(), end.cast())
+            )
+        }?,
         // SAFETY: as above.
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuEventElapsedTime(&mut ms, start.cast(), end.cast())) }?,
+        Api::Nvidia(cu) => unsafe {
+            cuda_call!(
+                rt,
+                cu,
+                cuEventElapsedTime(&mut ms, start.cast(), end.cast())
+            )
+        }?,
     }
     Ok(ms)
 }

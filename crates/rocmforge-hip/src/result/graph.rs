@@ -12,14 +12,24 @@ pub fn begin_capture(stream: RawHandle) -> HipResult<()> {
     match api {
         // SAFETY: `stream` is a live, non-default stream.
         Api::Amd(h) => unsafe {
-            amd_call!(rt, h, hipStreamBeginCapture(stream.cast(), hip::hipStreamCaptureMode_hipStreamCaptureModeThreadLocal))
+            amd_call!(
+                rt,
+                h,
+                hipStreamBeginCapture(
+                    stream.cast(),
+                    hip::hipStreamCaptureMode_hipStreamCaptureModeThreadLocal
+                )
+            )
         },
         // SAFETY: as above.
         Api::Nvidia(cu) => unsafe {
             cuda_call!(
                 rt,
                 cu,
-                cuStreamBeginCapture_v2(stream.cast(), CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                cuStreamBeginCapture_v2(
+                    stream.cast(),
+                    CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+                )
             )
         },
     }
@@ -33,7 +43,13 @@ pub fn end_capture(stream: RawHandle) -> HipResult<RawHandle> {
         // SAFETY: `stream` is capturing; `graph` is a valid out-pointer.
         Api::Amd(h) => unsafe { amd_call!(rt, h, hipStreamEndCapture(stream.cast(), &mut graph)) }?,
         // SAFETY: as above.
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuStreamEndCapture(stream.cast(), (&raw mut graph).cast())) }?,
+        Api::Nvidia(cu) => unsafe {
+            cuda_call!(
+                rt,
+                cu,
+                cuStreamEndCapture(stream.cast(), (&raw mut graph).cast())
+            )
+        }?,
     }
     Ok(graph.cast())
 }
@@ -48,12 +64,22 @@ pub fn instantiate(graph: RawHandle) -> HipResult<RawHandle> {
             amd_call!(
                 rt,
                 h,
-                hipGraphInstantiate(&mut exec, graph.cast(), core::ptr::null_mut(), core::ptr::null_mut(), 0)
+                hipGraphInstantiate(
+                    &mut exec,
+                    graph.cast(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    0
+                )
             )
         }?,
         // SAFETY: `graph` is live; flags 0.
         Api::Nvidia(cu) => unsafe {
-            cuda_call!(rt, cu, cuGraphInstantiateWithFlags((&raw mut exec).cast(), graph.cast(), 0))
+            cuda_call!(
+                rt,
+                cu,
+                cuGraphInstantiateWithFlags((&raw mut exec).cast(), graph.cast(), 0)
+            )
         }?,
     }
     Ok(exec.cast())

@@ -97,21 +97,47 @@ pub unsafe fn free_host(ptr: RawHandle) -> HipResult<()> {
 /// # Safety
 /// `dst` holds `bytes` device bytes, `src` `bytes` readable host bytes; with a stream, `src`
 /// stays valid and unchanged until the stream reaches the copy.
-pub unsafe fn htod(dst: DevicePtr, src: *const c_void, bytes: usize, stream: Option<RawHandle>) -> HipResult<()> {
+pub unsafe fn htod(
+    dst: DevicePtr,
+    src: *const c_void,
+    bytes: usize,
+    stream: Option<RawHandle>,
+) -> HipResult<()> {
     let (rt, api) = api()?;
     match (api, stream) {
         // SAFETY: guaranteed by the caller.
         (Api::Amd(h), None) => unsafe {
-            amd_call!(rt, h, hipMemcpy(dst as *mut c_void, src, bytes, hip::hipMemcpyKind_hipMemcpyHostToDevice))
+            amd_call!(
+                rt,
+                h,
+                hipMemcpy(
+                    dst as *mut c_void,
+                    src,
+                    bytes,
+                    hip::hipMemcpyKind_hipMemcpyHostToDevice
+                )
+            )
         },
         // SAFETY: guaranteed by the caller.
         (Api::Amd(h), Some(s)) => unsafe {
-            amd_call!(rt, h, hipMemcpyAsync(dst as *mut c_void, src, bytes, hip::hipMemcpyKind_hipMemcpyHostToDevice, s.cast()))
+            amd_call!(
+                rt,
+                h,
+                hipMemcpyAsync(
+                    dst as *mut c_void,
+                    src,
+                    bytes,
+                    hip::hipMemcpyKind_hipMemcpyHostToDevice,
+                    s.cast()
+                )
+            )
         },
         // SAFETY: guaranteed by the caller.
         (Api::Nvidia(cu), None) => unsafe { cuda_call!(rt, cu, cuMemcpyHtoD_v2(dst, src, bytes)) },
         // SAFETY: guaranteed by the caller.
-        (Api::Nvidia(cu), Some(s)) => unsafe { cuda_call!(rt, cu, cuMemcpyHtoDAsync_v2(dst, src, bytes, s.cast())) },
+        (Api::Nvidia(cu), Some(s)) => unsafe {
+            cuda_call!(rt, cu, cuMemcpyHtoDAsync_v2(dst, src, bytes, s.cast()))
+        },
     }
 }
 
@@ -120,21 +146,47 @@ pub unsafe fn htod(dst: DevicePtr, src: *const c_void, bytes: usize, stream: Opt
 /// # Safety
 /// `src` holds `bytes` device bytes, `dst` `bytes` writable host bytes; with a stream, `dst`
 /// stays valid and unread until the stream reaches the copy.
-pub unsafe fn dtoh(dst: *mut c_void, src: DevicePtr, bytes: usize, stream: Option<RawHandle>) -> HipResult<()> {
+pub unsafe fn dtoh(
+    dst: *mut c_void,
+    src: DevicePtr,
+    bytes: usize,
+    stream: Option<RawHandle>,
+) -> HipResult<()> {
     let (rt, api) = api()?;
     match (api, stream) {
         // SAFETY: guaranteed by the caller.
         (Api::Amd(h), None) => unsafe {
-            amd_call!(rt, h, hipMemcpy(dst, src as *const c_void, bytes, hip::hipMemcpyKind_hipMemcpyDeviceToHost))
+            amd_call!(
+                rt,
+                h,
+                hipMemcpy(
+                    dst,
+                    src as *const c_void,
+                    bytes,
+                    hip::hipMemcpyKind_hipMemcpyDeviceToHost
+                )
+            )
         },
         // SAFETY: guaranteed by the caller.
         (Api::Amd(h), Some(s)) => unsafe {
-            amd_call!(rt, h, hipMemcpyAsync(dst, src as *const c_void, bytes, hip::hipMemcpyKind_hipMemcpyDeviceToHost, s.cast()))
+            amd_call!(
+                rt,
+                h,
+                hipMemcpyAsync(
+                    dst,
+                    src as *const c_void,
+                    bytes,
+                    hip::hipMemcpyKind_hipMemcpyDeviceToHost,
+                    s.cast()
+                )
+            )
         },
         // SAFETY: guaranteed by the caller.
         (Api::Nvidia(cu), None) => unsafe { cuda_call!(rt, cu, cuMemcpyDtoH_v2(dst, src, bytes)) },
         // SAFETY: guaranteed by the caller.
-        (Api::Nvidia(cu), Some(s)) => unsafe { cuda_call!(rt, cu, cuMemcpyDtoHAsync_v2(dst, src, bytes, s.cast())) },
+        (Api::Nvidia(cu), Some(s)) => unsafe {
+            cuda_call!(rt, cu, cuMemcpyDtoHAsync_v2(dst, src, bytes, s.cast()))
+        },
     }
 }
 
@@ -142,25 +194,47 @@ pub unsafe fn dtoh(dst: *mut c_void, src: DevicePtr, bytes: usize, stream: Optio
 ///
 /// # Safety
 /// Both ranges hold `bytes` device bytes and stay allocated until the copy ran.
-pub unsafe fn dtod(dst: DevicePtr, src: DevicePtr, bytes: usize, stream: Option<RawHandle>) -> HipResult<()> {
+pub unsafe fn dtod(
+    dst: DevicePtr,
+    src: DevicePtr,
+    bytes: usize,
+    stream: Option<RawHandle>,
+) -> HipResult<()> {
     let (rt, api) = api()?;
     match (api, stream) {
         // SAFETY: guaranteed by the caller.
         (Api::Amd(h), None) => unsafe {
-            amd_call!(rt, h, hipMemcpy(dst as *mut c_void, src as *const c_void, bytes, hip::hipMemcpyKind_hipMemcpyDeviceToDevice))
+            amd_call!(
+                rt,
+                h,
+                hipMemcpy(
+                    dst as *mut c_void,
+                    src as *const c_void,
+                    bytes,
+                    hip::hipMemcpyKind_hipMemcpyDeviceToDevice
+                )
+            )
         },
         // SAFETY: guaranteed by the caller.
         (Api::Amd(h), Some(s)) => unsafe {
             amd_call!(
                 rt,
                 h,
-                hipMemcpyAsync(dst as *mut c_void, src as *const c_void, bytes, hip::hipMemcpyKind_hipMemcpyDeviceToDevice, s.cast())
+                hipMemcpyAsync(
+                    dst as *mut c_void,
+                    src as *const c_void,
+                    bytes,
+                    hip::hipMemcpyKind_hipMemcpyDeviceToDevice,
+                    s.cast()
+                )
             )
         },
         // SAFETY: guaranteed by the caller.
         (Api::Nvidia(cu), None) => unsafe { cuda_call!(rt, cu, cuMemcpyDtoD_v2(dst, src, bytes)) },
         // SAFETY: guaranteed by the caller.
-        (Api::Nvidia(cu), Some(s)) => unsafe { cuda_call!(rt, cu, cuMemcpyDtoDAsync_v2(dst, src, bytes, s.cast())) },
+        (Api::Nvidia(cu), Some(s)) => unsafe {
+            cuda_call!(rt, cu, cuMemcpyDtoDAsync_v2(dst, src, bytes, s.cast()))
+        },
     }
 }
 
@@ -168,18 +242,35 @@ pub unsafe fn dtod(dst: DevicePtr, src: DevicePtr, bytes: usize, stream: Option<
 ///
 /// # Safety
 /// `dst` holds `bytes` device bytes that stay allocated until the fill ran.
-pub unsafe fn memset_d8(dst: DevicePtr, value: u8, bytes: usize, stream: Option<RawHandle>) -> HipResult<()> {
+pub unsafe fn memset_d8(
+    dst: DevicePtr,
+    value: u8,
+    bytes: usize,
+    stream: Option<RawHandle>,
+) -> HipResult<()> {
     let (rt, api) = api()?;
     match (api, stream) {
         // SAFETY: guaranteed by the caller.
-        (Api::Amd(h), None) => unsafe { amd_call!(rt, h, hipMemset(dst as *mut c_void, i32::from(value), bytes)) },
+        (Api::Amd(h), None) => unsafe {
+            amd_call!(
+                rt,
+                h,
+                hipMemset(dst as *mut c_void, i32::from(value), bytes)
+            )
+        },
         // SAFETY: guaranteed by the caller.
         (Api::Amd(h), Some(s)) => unsafe {
-            amd_call!(rt, h, hipMemsetAsync(dst as *mut c_void, i32::from(value), bytes, s.cast()))
+            amd_call!(
+                rt,
+                h,
+                hipMemsetAsync(dst as *mut c_void, i32::from(value), bytes, s.cast())
+            )
         },
         // SAFETY: guaranteed by the caller.
         (Api::Nvidia(cu), None) => unsafe { cuda_call!(rt, cu, cuMemsetD8_v2(dst, value, bytes)) },
         // SAFETY: guaranteed by the caller.
-        (Api::Nvidia(cu), Some(s)) => unsafe { cuda_call!(rt, cu, cuMemsetD8Async(dst, value, bytes, s.cast())) },
+        (Api::Nvidia(cu), Some(s)) => unsafe {
+            cuda_call!(rt, cu, cuMemsetD8Async(dst, value, bytes, s.cast()))
+        },
     }
 }

@@ -48,7 +48,11 @@ macro_rules! cuda_call {
 pub(crate) use {amd_call, cuda_call};
 
 pub(crate) fn missing(rt: &Runtime, symbol: &'static str, e: &libloading::Error) -> HipError {
-    HipError::MissingSymbol { library: rt.library.to_string(), symbol, reason: e.to_string() }
+    HipError::MissingSymbol {
+        library: rt.library.to_string(),
+        symbol,
+        reason: e.to_string(),
+    }
 }
 
 /// Reads a C string the runtime returned (static storage in both runtimes).
@@ -57,7 +61,9 @@ fn c_text(ptr: *const c_char) -> String {
         return "(no description)".to_string();
     }
     // SAFETY: both runtimes return pointers to static NUL-terminated strings.
-    unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub(crate) fn check_amd(
@@ -79,10 +85,20 @@ pub(crate) fn check_amd(
         Ok(f) => c_text(unsafe { f(code) }),
         Err(_) => "(hipGetErrorString missing)".to_string(),
     };
-    Err(HipError::Api { call, platform: Platform::Amd, code, name, message })
+    Err(HipError::Api {
+        call,
+        platform: Platform::Amd,
+        code,
+        name,
+        message,
+    })
 }
 
-pub(crate) fn check_cuda(api: &crate::sys::cuda::CudaDriver, call: &'static str, code: CuStatus) -> HipResult<()> {
+pub(crate) fn check_cuda(
+    api: &crate::sys::cuda::CudaDriver,
+    call: &'static str,
+    code: CuStatus,
+) -> HipResult<()> {
     if code == CUDA_SUCCESS {
         return Ok(());
     }
@@ -96,7 +112,13 @@ pub(crate) fn check_cuda(api: &crate::sys::cuda::CudaDriver, call: &'static str,
         // SAFETY: as above.
         unsafe { f(code, &mut text_ptr) };
     }
-    Err(HipError::Api { call, platform: Platform::Nvidia, code, name: c_text(name_ptr), message: c_text(text_ptr) })
+    Err(HipError::Api {
+        call,
+        platform: Platform::Nvidia,
+        code,
+        name: c_text(name_ptr),
+        message: c_text(text_ptr),
+    })
 }
 
 /// The runtime and its function table.

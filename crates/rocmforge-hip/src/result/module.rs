@@ -15,9 +15,18 @@ pub fn load_data(image: &[u8]) -> HipResult<RawHandle> {
     let mut module = core::ptr::null_mut();
     match api {
         // SAFETY: `image` is readable for the call; the runtime copies what it keeps.
-        Api::Amd(h) => unsafe { amd_call!(rt, h, hipModuleLoadData(&mut module, image.as_ptr().cast())) }?,
+        Api::Amd(h) => {
+            // SAFETY: `image` is readable for the call; the runtime copies what it keeps.
+            unsafe { amd_call!(rt, h, hipModuleLoadData(&mut module, image.as_ptr().cast())) }?
+        }
         // SAFETY: as above.
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuModuleLoadData((&raw mut module).cast(), image.as_ptr().cast())) }?,
+        Api::Nvidia(cu) => unsafe {
+            cuda_call!(
+                rt,
+                cu,
+                cuModuleLoadData((&raw mut module).cast(), image.as_ptr().cast())
+            )
+        }?,
     }
     Ok(module.cast())
 }
@@ -42,10 +51,20 @@ pub fn get_function(module: RawHandle, name: &CStr) -> HipResult<RawHandle> {
     let mut function = core::ptr::null_mut();
     match api {
         // SAFETY: `module` is live, `name` NUL-terminated, `function` a valid out-pointer.
-        Api::Amd(h) => unsafe { amd_call!(rt, h, hipModuleGetFunction(&mut function, module.cast(), name.as_ptr())) }?,
+        Api::Amd(h) => unsafe {
+            amd_call!(
+                rt,
+                h,
+                hipModuleGetFunction(&mut function, module.cast(), name.as_ptr())
+            )
+        }?,
         // SAFETY: as above.
         Api::Nvidia(cu) => unsafe {
-            cuda_call!(rt, cu, cuModuleGetFunction((&raw mut function).cast(), module.cast(), name.as_ptr()))
+            cuda_call!(
+                rt,
+                cu,
+                cuModuleGetFunction((&raw mut function).cast(), module.cast(), name.as_ptr())
+            )
         }?,
     }
     Ok(function.cast())
@@ -100,7 +119,12 @@ pub struct LaunchDims {
 /// `params` holds one pointer per kernel parameter, each to a value of the parameter's exact type
 /// and size; every device address among them stays allocated until the kernel has run, and the
 /// kernel's accesses stay inside those allocations.
-pub unsafe fn launch(function: RawHandle, dims: LaunchDims, stream: RawHandle, params: &mut [*mut c_void]) -> HipResult<()> {
+pub unsafe fn launch(
+    function: RawHandle,
+    dims: LaunchDims,
+    stream: RawHandle,
+    params: &mut [*mut c_void],
+) -> HipResult<()> {
     let (rt, api) = api()?;
     let (g, b) = (dims.grid, dims.block);
     let shared: c_uint = dims.shared_mem_bytes;

@@ -14,7 +14,10 @@ pub fn create() -> HipResult<RawHandle> {
         // SAFETY: `stream` is a valid out-pointer; flags 0 is hipStreamDefault.
         Api::Amd(h) => unsafe { amd_call!(rt, h, hipStreamCreateWithFlags(&mut stream, 0)) }?,
         // SAFETY: as above; flags 0 is CU_STREAM_DEFAULT.
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuStreamCreate((&raw mut stream).cast(), 0)) }?,
+        Api::Nvidia(cu) => {
+            // SAFETY: as above; flags 0 is CU_STREAM_DEFAULT.
+            unsafe { cuda_call!(rt, cu, cuStreamCreate((&raw mut stream).cast(), 0)) }?
+        }
     }
     Ok(stream.cast())
 }
@@ -49,8 +52,12 @@ pub fn wait_event(stream: RawHandle, event: RawHandle) -> HipResult<()> {
     let (rt, api) = api()?;
     match api {
         // SAFETY: both handles are live; flags must be 0.
-        Api::Amd(h) => unsafe { amd_call!(rt, h, hipStreamWaitEvent(stream.cast(), event.cast(), 0)) },
+        Api::Amd(h) => unsafe {
+            amd_call!(rt, h, hipStreamWaitEvent(stream.cast(), event.cast(), 0))
+        },
         // SAFETY: as above.
-        Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuStreamWaitEvent(stream.cast(), event.cast(), 0)) },
+        Api::Nvidia(cu) => unsafe {
+            cuda_call!(rt, cu, cuStreamWaitEvent(stream.cast(), event.cast(), 0))
+        },
     }
 }
