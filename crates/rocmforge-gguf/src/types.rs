@@ -183,6 +183,12 @@ mod tests {
     fn bytes_for_checks_blocks() {
         assert_eq!(GgmlType::Q4_0.bytes_for(64), Some(36));
         assert_eq!(GgmlType::Q4_0.bytes_for(33), None);
-        assert_eq!(GgmlType::Q4_K.bytes_for(u64::MAX - 255), None);
+        // Block types take fewer bytes than elements, so only wide scalar types can overflow.
+        assert_eq!(
+            GgmlType::Q4_K.bytes_for(u64::MAX - 255),
+            Some(((u64::MAX - 255) / 256) * 144)
+        );
+        assert_eq!(GgmlType::F32.bytes_for(u64::MAX / 2), None);
+        assert_eq!(GgmlType::F64.bytes_for(u64::MAX / 8 + 1), None);
     }
 }
