@@ -311,3 +311,52 @@ fn quantization_equals_gguf_py_where_gguf_quantizes() {
     println!("{log}\n{table}");
     assert!(failures.is_empty(), "{failures:#?}\n{table}");
 }
+
+#[test]
+fn real_model_tensors_dequantize_like_gguf_py() {
+    let path = repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask models` to fetch the test model",
+        path.display()
+    );
+    let file = rocmforge_gguf::GgufFile::open(&path).unwrap();
+    // Every tensor dequantizes to finite values; the first tensor of each type goes to gguf.
+    let dir = TempDir::new("smollm2");
+    let mut picked: Vec<(GgmlType, String, Vec<f32>)> = Vec::new();
+    for t in file.tensors() {
+        let data = file.tensor_data(t);
+        let y = quants::dequantize_to_vec(t.ty, data).unwrap();
+        assert_eq!(y.len() as u64, t.n_elements(), "{}", t.name);
+        assert!(
+            y.iter().all(|v| v.is_finite()),
+            "{}: non-finite value",
+            t.name
+        );
+        if !picked.iter().any(|(ty, _, _)| *ty == t.ty) {
+            std::fs::write(dir.0.join(format!("{}.blocks", t.ty.name())), data).unwrap();
+            picked.push((t.ty, t.name.clone(), y));
+        }
+    }
+    assert_eq!(picked.len(), 3, "Q4_1, Q8_0 and F32 tensors");
+    let log = run_oracle("dequantize", &dir.0);
+    for (ty, name, ours) in &picked {
+        let raw = std::fs::read(dir.0.join(format!("{}.f32", ty.name()))).unwrap();
+        let theirs = raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let differing = ours
+            .iter()
+            .zip(theirs)
+            .filter(|(a, b)| !same(**a, *b))
+            .count();
+        println!(
+            "{ty} tensor {name}: {} values, {differing} differ",
+            ours.len()
+        );
+        assert_eq!(
+            differing, 0,
+            "{ty} tensor {name} differs from gguf-py\n{log}"
+        );
+    }
+}
