@@ -1,1 +1,13 @@
-//! Tensors and ops on CPU and HIP (being built: see issue 4).
+//! Tensors and LLM ops for ROCmForge, on the CPU and (through `rocmforge-hip`) on GPUs.
+//!
+//! Place in the ROCmForge stack: above `rocmforge-hip` and `rocmforge-gguf`, below
+//! `rocmforge-model`. This crate must never import `rocmforge-model` or `rocmforge-cli`.
+//!
+//! - [`cpu`] — slice-level CPU ops (row-major, f32 activations): the engine's fallback and
+//!   the oracle every GPU kernel is tested against. Quantized matmuls follow llama.cpp's
+//!   scheme (activations quantized to 8-bit blocks, integer dot products, f32 accumulation).
+
+pub mod cpu;
+pub mod error;
+
+pub use error::{TensorError, TensorResult};

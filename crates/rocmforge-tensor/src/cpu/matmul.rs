@@ -1,0 +1,227 @@
+//! `out = x · Wᵀ` for a weight in any supported GGUF format: the llama.cpp-style fast path
+//! (8-bit activations, integer dot products) and an f32 reference path.
+
+use rayon::prelude::*;
+use rocmforge_gguf::GgmlType;
+
+use super::dot::{self, Family, KRow, LegacyRow, float};
+use super::quantize_act::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
+use super::weight::WeightView;
+use crate::error::{TensorError, TensorResult};
+
+/// Weight rows per rayon task.
+const ROWS_PER_TASK: usize = 32;
+/// Tokens whose activations are kept hot while a row is unpacked once for all of them.
+const TOKENS_PER_GROUP: usize = 16;
+
+/// Checks the operand sizes; returns the weight's bytes per row.
+fn check(
+    op: &'static str,
+    w: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    out: &[f32],
+) -> TensorResult<usize> {
+    let row_bytes = w.checked_row_bytes(op)?;
+    if Some(x.len()) != n_tokens.checked_mul(w.cols) {
+        return Err(TensorError::Shape {
+            op,
+            what: format!(
+                "activations hold {} values, expected {n_tokens} tokens x {} columns",
+                x.len(),
+                w.cols
+            ),
+        });
+    }
+    if Some(out.len()) != n_tokens.checked_mul(w.rows) {
+        return Err(TensorError::Shape {
+            op,
+            what: format!(
+                "output holds {} values, expected {n_tokens} tokens x {} rows",
+                out.len(),
+                w.rows
+            ),
+        });
+    }
+    Ok(row_bytes)
+}
+
+/// Runs `body(scratch, row, first_token, results)` for every weight row and every group of
+/// tokens, in parallel over rows, and stores `results[j]` (token `first_token + j`) into
+/// `out[token][row]`.
+fn drive<S, I, B>(rows: usize, n_tokens: usize, out: &mut [f32], init: I, body: B)
+where
+    I: Fn() -> S + Sync + Send,
+    B: Fn(&mut S, usize, usize, &mut [f32]) + Sync + Send,
+{
+    if n_tokens == 1 {
+        out.par_chunks_mut(ROWS_PER_TASK)
+            .enumerate()
+            .for_each_init(&init, |s, (c, chunk)| {
+                for (j, o) in chunk.iter_mut().enumerate() {
+                    body(s, c * ROWS_PER_TASK + j, 0, std::slice::from_mut(o));
+                }
+            });
+        return;
+    }
+    // Row-major results [rows][n_tokens], transposed into `out` at the end.
+    let mut by_row = vec![0.0f32; rows * n_tokens];
+    by_row
+        .par_chunks_mut(ROWS_PER_TASK * n_tokens)
+        .enumerate()
+        .for_each_init(&init, |s, (c, chunk)| {
+            for t0 in (0..n_tokens).step_by(TOKENS_PER_GROUP) {
+                let t1 = (t0 + TOKENS_PER_GROUP).min(n_tokens);
+                for (j, row_res) in chunk.chunks_exact_mut(n_tokens).enumerate() {
+                    body(s, c * ROWS_PER_TASK + j, t0, &mut row_res[t0..t1]);
+                }
+            }
+        });
+    for (r, row_res) in by_row.chunks_exact(n_tokens).enumerate() {
+        for (t, &v) in row_res.iter().enumerate() {
+            out[t * rows + r] = v;
+        }
+    }
+}
+
+/// Float weights: activations rounded to the weight's type (ggml converts them to F16 /
+/// BF16), each weight row converted to f32 once per token group, f32 dot products.
+fn matmul_float(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, out: &mut [f32]) {
+    let mut act = x.to_vec();
+    match w.ty {
+        GgmlType::F16 => float::round_through_f16(&mut act),
+        GgmlType::BF16 => float::round_through_bf16(&mut act),
+        _ => {}
+    }
+    let cols = w.cols;
+    let init = || (vec![0.0f32; cols], Vec::new());
+    drive(
+        w.rows,
+        n_tokens,
+        out,
+        init,
+        |(row_f32, halves), r, t0, res| {
+            let bytes = &w.data[r * row_bytes..(r + 1) * row_bytes];
+            match w.ty {
+                GgmlType::F16 => float::f16_row(bytes, halves, row_f32),
+                GgmlType::BF16 => float::bf16_row(bytes, row_f32),
+                _ => float::f32_row(bytes, row_f32),
+            }
+            for (j, o) in res.iter_mut().enumerate() {
+                let t = t0 + j;
+                *o = float::dot_f32(row_f32, &act[t * cols..(t + 1) * cols]);
+            }
+        },
+    );
+}
+
+/// 32-element formats against Q8_0 / Q8_1 activations.
+fn matmul_legacy(
+    w: &WeightView,
+    row_bytes: usize,
+    q8_1: bool,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    let act = if q8_1 {
+        quantize_q8_1(x)
+    } else {
+        quantize_q8_0(x)
+    };
+    let (cols, nb) = (w.cols, w.cols / dot::QK);
+    let init = || {
+        let mut u = LegacyRow::default();
+        u.prepare(cols);
+        u
+    };
+    drive(w.rows, n_tokens, out, init, |u, r, t0, res| {
+        u.prepare(cols);
+        dot::unpack_legacy(w.ty, &w.data[r * row_bytes..(r + 1) * row_bytes], u);
+        for (j, o) in res.iter_mut().enumerate() {
+            let t = t0 + j;
+            let s = if q8_1 {
+                &act.s[t * nb..(t + 1) * nb]
+            } else {
+                &[][..]
+            };
+            let qs = &act.qs[t * cols..(t + 1) * cols];
+            *o = dot::legacy::dot_legacy(u, qs, &act.d[t * nb..(t + 1) * nb], s);
+        }
+    });
+}
+
+/// 256-element formats against Q8_K activations.
+fn matmul_k(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, out: &mut [f32]) {
+    let act = quantize_q8_k(x);
+    let (cols, nb) = (w.cols, w.cols / dot::kquant::QK_K);
+    let init = || {
+        let mut u = KRow::default();
+        u.prepare(cols);
+        u
+    };
+    drive(w.rows, n_tokens, out, init, |u, r, t0, res| {
+        u.prepare(cols);
+        dot::unpack_k(w.ty, &w.data[r * row_bytes..(r + 1) * row_bytes], u);
+        for (j, o) in res.iter_mut().enumerate() {
+            let t = t0 + j;
+            let qs = &act.qs[t * cols..(t + 1) * cols];
+            let bsums = &act.bsums[t * nb * 16..(t + 1) * nb * 16];
+            *o = dot::kquant::dot_k(u, qs, &act.d[t * nb..(t + 1) * nb], bsums);
+        }
+    });
+}
+
+/// `out[t][r] = sum_c W[r][c] * x[t][c]` for `x: [n_tokens][cols]`, `out: [n_tokens][rows]`.
+///
+/// Quantized weights follow llama.cpp's CPU scheme: each token's activations are quantized
+/// to the weight type's `vec_dot_type` (Q8_0 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1,
+/// Q8_K for the K-quants and IQ4_XS), then integer dot products per block are scaled and
+/// accumulated in f32. F16/BF16 weights take activations rounded to f16/bf16; F32 a plain
+/// f32 dot. Rows run in parallel; for several tokens each row is unpacked once per group of
+/// tokens.
+///
+/// Errors: a weight type without a matmul, `cols` not a whole number of blocks, or slices
+/// whose lengths do not match the shapes.
+pub fn matmul(w: &WeightView, x: &[f32], n_tokens: usize, out: &mut [f32]) -> TensorResult<()> {
+    const OP: &str = "matmul";
+    let fam = dot::family(w.ty).ok_or(TensorError::UnsupportedType { op: OP, ty: w.ty })?;
+    let row_bytes = check(OP, w, x, n_tokens, out)?;
+    if n_tokens == 0 || w.rows == 0 {
+        return Ok(());
+    }
+    match fam {
+        Family::Float => matmul_float(w, row_bytes, x, n_tokens, out),
+        Family::Legacy { q8_1 } => matmul_legacy(w, row_bytes, q8_1, x, n_tokens, out),
+        Family::K => matmul_k(w, row_bytes, x, n_tokens, out),
+    }
+    Ok(())
+}
+
+/// Reference matmul: each weight row dequantized to f32, dot products with the f32
+/// activations accumulated in f64. Slow; for tests and debugging.
+pub fn matmul_f32_reference(
+    w: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) -> TensorResult<()> {
+    const OP: &str = "matmul_f32_reference";
+    dot::family(w.ty).ok_or(TensorError::UnsupportedType { op: OP, ty: w.ty })?;
+    let row_bytes = check(OP, w, x, n_tokens, out)?;
+    let cols = w.cols;
+    let mut row = vec![0.0f32; cols];
+    for r in 0..w.rows {
+        dot::dequantize_row(w.ty, &w.data[r * row_bytes..(r + 1) * row_bytes], &mut row)?;
+        for t in 0..n_tokens {
+            let xs = &x[t * cols..(t + 1) * cols];
+            let s: f64 = row
+                .iter()
+                .zip(xs)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            out[t * w.rows + r] = s as f32;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! CPU ops over plain slices: row-major, f32 activations, f16 KV cache.
+//!
+//! Each op mirrors the numerics of llama.cpp's CPU backend (ggml) closely enough that a
+//! model run through these ops picks the same tokens: sums of squares in f64 where ggml
+//! uses `ggml_float`, `x / (1 + exp(-x))` for SiLU, the RoPE cache built by repeated
+//! multiplication, f16-rounded queries and probabilities in attention, and quantized
+//! weights multiplied against 8-bit-quantized activations with integer dot products.
+//!
+//! Functions that cannot fail take slices whose lengths the caller is responsible for;
+//! they never panic on mismatched lengths but only process the rows that fit.
+//! Functions that take a weight ([`matmul`], [`embedding`]) check every size and return a
+//! [`TensorError`](crate::TensorError) naming the op and the sizes.
+
+mod attention;
+mod dot;
+mod elementwise;
+mod embedding;
+mod matmul;
+mod norm;
+pub mod quantize_act;
+mod rope;
+mod softmax;
+mod weight;
+
+pub use attention::{AttentionParams, attention};
+pub use dot::dequantize_row;
+pub use elementwise::{add, gelu, mul, scale, silu_mul};
+pub use embedding::embedding;
+pub use matmul::{matmul, matmul_f32_reference};
+pub use norm::{layer_norm, rms_norm};
+pub use rope::{RopeMode, RopeParams, YarnParams, rope};
+pub use softmax::{argmax, softmax, top_k};
+pub use weight::WeightView;
