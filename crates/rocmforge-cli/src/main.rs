@@ -1,1 +1,59 @@
-fn main() {}
+//! `rocmforge`: the command-line front end of ROCmForge.
+//!
+//! Each subcommand lives in `commands/<name>.rs` (or `commands/<name>/`) with a `clap::Args`
+//! struct and a `run(&Args) -> anyhow::Result<()>`; to add one, add a variant to [`Command`] and
+//! a line to [`run_command`]. Errors print as one `error: ...` line on stderr, exit code 1.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ROCmForge: run GGUF language models on AMD GPUs (HIP), NVIDIA GPUs (HIP's CUDA mapping) or the CPU.
+#[derive(Debug, Parser)]
+#[command(name = "rocmforge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show a GGUF file's metadata, tensors, totals per type and parameter count.
+    Inspect(commands::inspect::InspectArgs),
+}
+
+fn run_command(command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::Inspect(args) => commands::inspect::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run_command(&cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, "context: cause: cause", leaving out a cause whose
+/// text an outer message already contains (many errors print their source themselves).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}

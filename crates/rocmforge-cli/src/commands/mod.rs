@@ -1,0 +1,4 @@
+//! One module per subcommand of `rocmforge`.
+
+pub mod inspect;
+pub mod output;
