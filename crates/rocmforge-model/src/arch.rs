@@ -1,0 +1,98 @@
+//! The model architectures this crate can run, and what differs between them.
+
+use crate::error::{ModelError, ModelResult};
+
+/// A decoder-only transformer family, named as in `general.architecture`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// Llama 2/3, Mistral, SmolLM2: RMS norm, SwiGLU, RoPE on adjacent pairs.
+    Llama,
+    /// Qwen2 / Qwen2.5: like llama plus q/k/v biases and NeoX RoPE.
+    Qwen2,
+    /// Qwen3: like llama with per-head RMS norms on q and k, NeoX RoPE.
+    Qwen3,
+    /// GLM-4 (0414): partial rotary, norms after attention and after the MLP,
+    /// fused gate/up projection, optionally a fused qkv projection.
+    Glm4,
+}
+
+/// How RoPE pairs up the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Dimension `2i` rotates with `2i+1` (llama GGUF files, GLM-4).
+    Adjacent,
+    /// Dimension `i` rotates with `i + n_rot/2` (GPT-NeoX, Qwen).
+    HalfSplit,
+}
+
+impl Architecture {
+    /// Every architecture name accepted in `general.architecture`.
+    pub const SUPPORTED: [&'static str; 4] = ["llama", "qwen2", "qwen3", "glm4"];
+
+    /// Parses `general.architecture`; an unknown name is an error listing the supported ones.
+    pub fn from_name(name: &str) -> ModelResult<Self> {
+        match name {
+            "llama" => Ok(Self::Llama),
+            "qwen2" => Ok(Self::Qwen2),
+            "qwen3" => Ok(Self::Qwen3),
+            "glm4" => Ok(Self::Glm4),
+            other => Err(ModelError::UnsupportedArchitecture {
+                name: other.to_string(),
+                supported: Self::SUPPORTED.join(", "),
+            }),
+        }
+    }
+
+    /// The GGUF metadata prefix (`llama.block_count`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+            Self::Glm4 => "glm4",
+        }
+    }
+
+    /// The RoPE pairing this architecture uses (as llama.cpp's `llama_model_rope_type`).
+    pub fn rope_style(self) -> RopeStyle {
+        match self {
+            Self::Llama | Self::Glm4 => RopeStyle::Adjacent,
+            Self::Qwen2 | Self::Qwen3 => RopeStyle::HalfSplit,
+        }
+    }
+
+    /// Whether q/k get a per-head RMS norm before RoPE.
+    pub fn has_qk_norm(self) -> bool {
+        matches!(self, Self::Qwen3)
+    }
+
+    /// Whether the attention and MLP outputs are RMS-normed before the residual add.
+    pub fn has_post_norms(self) -> bool {
+        matches!(self, Self::Glm4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_names_and_lists_supported_on_error() {
+        for name in Architecture::SUPPORTED {
+            let arch = Architecture::from_name(name).map(Architecture::name);
+            assert_eq!(arch.ok(), Some(name));
+        }
+        let err = Architecture::from_name("gpt2").err().map(|e| e.to_string());
+        let text = err.unwrap_or_default();
+        assert!(text.contains("gpt2"), "{text}");
+        assert!(text.contains("llama, qwen2, qwen3, glm4"), "{text}");
+    }
+
+    #[test]
+    fn rope_styles_follow_llama_cpp() {
+        assert_eq!(Architecture::Llama.rope_style(), RopeStyle::Adjacent);
+        assert_eq!(Architecture::Qwen2.rope_style(), RopeStyle::HalfSplit);
+        assert_eq!(Architecture::Qwen3.rope_style(), RopeStyle::HalfSplit);
+        assert_eq!(Architecture::Glm4.rope_style(), RopeStyle::Adjacent);
+    }
+}

@@ -1,0 +1,263 @@
+//! `ModelConfig`: the hyperparameters of a model, read from GGUF metadata.
+
+use rocmforge_gguf::{GgufFile, Metadata, MetadataValue};
+
+use crate::arch::Architecture;
+use crate::error::{ModelError, ModelResult};
+
+/// How RoPE frequencies are rescaled for contexts longer than the training one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    /// Plain RoPE.
+    None,
+    /// Positions divided by `factor` (frequency scale `1/factor`).
+    Linear {
+        /// The context extension factor.
+        factor: f32,
+    },
+    /// YaRN interpolation.
+    Yarn {
+        /// The context extension factor.
+        factor: f32,
+        /// The context length the model was trained with.
+        original_context: u32,
+    },
+}
+
+/// Hyperparameters of a decoder-only transformer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// The architecture family.
+    pub arch: Architecture,
+    /// Number of transformer blocks.
+    pub n_layers: usize,
+    /// Width of the residual stream.
+    pub n_embd: usize,
+    /// Hidden width of the MLP.
+    pub n_ff: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (GQA when fewer than `n_heads`).
+    pub n_kv_heads: usize,
+    /// Dimension of one query/key head.
+    pub head_dim: usize,
+    /// Dimension of one value head.
+    pub head_dim_v: usize,
+    /// Dimensions of each head that RoPE rotates (partial rotary when < `head_dim`).
+    pub n_rot: usize,
+    /// RoPE base frequency.
+    pub rope_freq_base: f32,
+    /// RoPE context scaling.
+    pub rope_scaling: RopeScaling,
+    /// Epsilon of the RMS norms.
+    pub rms_eps: f32,
+    /// Context length the model was trained for.
+    pub context_length: usize,
+    /// Number of tokens in the vocabulary (rows of the output layer).
+    pub vocab_size: usize,
+}
+
+fn key(arch: Architecture, suffix: &str) -> String {
+    format!("{}.{suffix}", arch.name())
+}
+
+fn required_usize(md: &Metadata, key: &str) -> ModelResult<usize> {
+    let v = md.get_u64(key)?;
+    usize::try_from(v).map_err(|_| invalid(key, format!("{v} does not fit in usize")))
+}
+
+fn optional_usize(md: &Metadata, key: &str) -> ModelResult<Option<usize>> {
+    if md.get(key).is_none() {
+        return Ok(None);
+    }
+    required_usize(md, key).map(Some)
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ModelError {
+    ModelError::InvalidConfig {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn positive(key: &str, v: usize) -> ModelResult<usize> {
+    if v == 0 {
+        Err(invalid(key, "must be greater than zero"))
+    } else {
+        Ok(v)
+    }
+}
+
+/// Rows of the output layer: the token list, else `token_embd.weight`, else `{arch}.vocab_size`.
+fn vocab_size(file: &GgufFile, arch: Architecture) -> ModelResult<usize> {
+    if let Some(MetadataValue::Array(tokens)) = file.metadata().get("tokenizer.ggml.tokens") {
+        return Ok(tokens.values.len());
+    }
+    if let Some(info) = file.tensor("token_embd.weight") {
+        if let Some(&rows) = info.dims.get(1) {
+            return usize::try_from(rows)
+                .map_err(|_| invalid("token_embd.weight", "row count does not fit in usize"));
+        }
+    }
+    required_usize(file.metadata(), &key(arch, "vocab_size"))
+}
+
+fn rope_scaling(md: &Metadata, arch: Architecture) -> ModelResult<RopeScaling> {
+    let type_key = key(arch, "rope.scaling.type");
+    let factor_key = key(arch, "rope.scaling.factor");
+    let factor = match md.opt_f32(&factor_key)? {
+        Some(f) => Some(f),
+        None => md.opt_f32(&key(arch, "rope.scale_linear"))?,
+    };
+    let kind = md.opt_str(&type_key)?;
+    let kind = match (kind, factor) {
+        (Some(k), _) => k.to_string(),
+        (None, Some(_)) => "linear".to_string(),
+        (None, None) => "none".to_string(),
+    };
+    let factor = factor.unwrap_or(1.0);
+    let checked_factor = || {
+        if factor.is_finite() && factor > 0.0 {
+            Ok(factor)
+        } else {
+            Err(invalid(
+                &factor_key,
+                format!("{factor} is not a positive number"),
+            ))
+        }
+    };
+    match kind.as_str() {
+        "none" => Ok(RopeScaling::None),
+        "linear" => {
+            let factor = checked_factor()?;
+            Ok(if factor == 1.0 {
+                RopeScaling::None
+            } else {
+                RopeScaling::Linear { factor }
+            })
+        }
+        "yarn" => {
+            let orig_key = key(arch, "rope.scaling.original_context_length");
+            Ok(RopeScaling::Yarn {
+                factor: checked_factor()?,
+                original_context: md.get_u32(&orig_key)?,
+            })
+        }
+        other => Err(invalid(
+            &type_key,
+            format!("unknown scaling '{other}' (supported: none, linear, yarn)"),
+        )),
+    }
+}
+
+impl ModelConfig {
+    /// Reads the configuration of the model in `file`.
+    pub fn from_gguf(file: &GgufFile) -> ModelResult<Self> {
+        let arch = Architecture::from_name(file.architecture()?)?;
+        let md = file.metadata();
+        let k = |s: &str| key(arch, s);
+
+        let n_layers = required_usize(md, &k("block_count"))?;
+        if n_layers > file.tensors().len() {
+            return Err(invalid(
+                &k("block_count"),
+                format!(
+                    "{n_layers} blocks but the file holds only {} tensors",
+                    file.tensors().len()
+                ),
+            ));
+        }
+        let n_embd = positive(
+            &k("embedding_length"),
+            required_usize(md, &k("embedding_length"))?,
+        )?;
+        let n_ff = positive(
+            &k("feed_forward_length"),
+            required_usize(md, &k("feed_forward_length"))?,
+        )?;
+        let n_heads = positive(
+            &k("attention.head_count"),
+            required_usize(md, &k("attention.head_count"))?,
+        )?;
+        let n_kv_heads = optional_usize(md, &k("attention.head_count_kv"))?.unwrap_or(n_heads);
+        let n_kv_heads = positive(&k("attention.head_count_kv"), n_kv_heads)?;
+        if n_heads % n_kv_heads != 0 {
+            return Err(invalid(
+                &k("attention.head_count_kv"),
+                format!("{n_kv_heads} does not divide head_count {n_heads}"),
+            ));
+        }
+        let head_dim = match optional_usize(md, &k("attention.key_length"))? {
+            Some(d) => d,
+            None if n_embd % n_heads == 0 => n_embd / n_heads,
+            None => {
+                return Err(invalid(
+                    &k("attention.head_count"),
+                    format!("{n_heads} does not divide embedding_length {n_embd}"),
+                ));
+            }
+        };
+        let head_dim = positive(&k("attention.key_length"), head_dim)?;
+        let head_dim_v = optional_usize(md, &k("attention.value_length"))?.unwrap_or(head_dim);
+        let head_dim_v = positive(&k("attention.value_length"), head_dim_v)?;
+        let n_rot = optional_usize(md, &k("rope.dimension_count"))?.unwrap_or(head_dim);
+        if n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(invalid(
+                &k("rope.dimension_count"),
+                format!("{n_rot} must be even and at most the head dimension {head_dim}"),
+            ));
+        }
+        let rope_freq_base = md.opt_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0);
+        if !(rope_freq_base.is_finite() && rope_freq_base > 0.0) {
+            return Err(invalid(
+                &k("rope.freq_base"),
+                format!("{rope_freq_base} is not positive"),
+            ));
+        }
+        let rms_eps = md
+            .opt_f32(&k("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5);
+        if !(rms_eps.is_finite() && rms_eps >= 0.0) {
+            return Err(invalid(
+                &k("attention.layer_norm_rms_epsilon"),
+                format!("{rms_eps} is not a non-negative number"),
+            ));
+        }
+        let context_length = positive(
+            &k("context_length"),
+            optional_usize(md, &k("context_length"))?.unwrap_or(2048),
+        )?;
+        let vocab_size = positive("vocabulary size", vocab_size(file, arch)?)?;
+        Ok(Self {
+            arch,
+            n_layers,
+            n_embd,
+            n_ff,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            head_dim_v,
+            n_rot,
+            rope_freq_base,
+            rope_scaling: rope_scaling(md, arch)?,
+            rms_eps,
+            context_length,
+            vocab_size,
+        })
+    }
+
+    /// Width of all query heads together.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Width of all key heads together (one token's row of the K cache).
+    pub fn k_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+
+    /// Width of all value heads together (one token's row of the V cache).
+    pub fn v_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim_v
+    }
+}

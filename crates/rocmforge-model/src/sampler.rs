@@ -1,0 +1,232 @@
+//! Token samplers: penalties, top-k, top-p, min-p, temperature, then a seeded draw.
+//!
+//! The order is llama.cpp's default chain: penalties → top-k → top-p → min-p →
+//! temperature → sample. A temperature of zero or less means greedy (argmax after
+//! the penalties).
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::error::{ModelError, ModelResult};
+use crate::rng::SeededRng;
+
+/// Parameters of the sampling chain. `Default` gives llama.cpp's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// Softmax temperature; `<= 0` selects greedy decoding.
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches `top_p` (1 = off).
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one (0 = off).
+    pub min_p: f32,
+    /// Divide positive / multiply negative logits of recent tokens (1 = off).
+    pub repeat_penalty: f32,
+    /// Subtracted once from the logit of every recent token (0 = off).
+    pub presence_penalty: f32,
+    /// Subtracted per occurrence from the logit of recent tokens (0 = off).
+    pub frequency_penalty: f32,
+    /// How many of the latest tokens the penalties look at.
+    pub penalty_last_n: usize,
+    /// Seed of the random draw.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            penalty_last_n: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding (argmax), no penalties.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
+    }
+
+    /// Checks every parameter's range.
+    pub fn validate(&self) -> ModelResult<()> {
+        let bad = |name: &'static str, value: f32, reason: &'static str| {
+            Err(ModelError::InvalidSampling {
+                name,
+                value: value.to_string(),
+                reason,
+            })
+        };
+        if !self.temperature.is_finite() {
+            return bad("temperature", self.temperature, "must be a finite number");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top-p", self.top_p, "must be in (0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min-p", self.min_p, "must be in [0, 1]");
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return bad("repeat-penalty", self.repeat_penalty, "must be positive");
+        }
+        if !self.presence_penalty.is_finite() {
+            return bad("presence-penalty", self.presence_penalty, "must be finite");
+        }
+        if !self.frequency_penalty.is_finite() {
+            return bad(
+                "frequency-penalty",
+                self.frequency_penalty,
+                "must be finite",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Index of the largest value (the first one on ties); 0 for an empty slice.
+pub fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// A sampling chain with its random state and the history its penalties look at.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: SeededRng,
+    recent: VecDeque<u32>,
+}
+
+impl Sampler {
+    /// A sampler for `params` (validated).
+    pub fn new(params: SamplingParams) -> ModelResult<Self> {
+        params.validate()?;
+        let rng = SeededRng::new(params.seed);
+        Ok(Self {
+            params,
+            rng,
+            recent: VecDeque::new(),
+        })
+    }
+
+    /// The parameters this sampler runs with.
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Records a token of the context (prompt or generated) for the penalties.
+    pub fn accept(&mut self, token: u32) {
+        if self.params.penalty_last_n == 0 {
+            return;
+        }
+        if self.recent.len() == self.params.penalty_last_n {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(token);
+    }
+
+    fn penalties_active(&self) -> bool {
+        let p = &self.params;
+        !self.recent.is_empty()
+            && (p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0)
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32]) {
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for &t in &self.recent {
+            *counts.entry(t).or_insert(0) += 1;
+        }
+        let p = &self.params;
+        for (&token, &count) in &counts {
+            let Some(l) = logits.get_mut(token as usize) else {
+                continue;
+            };
+            if *l > 0.0 {
+                *l /= p.repeat_penalty;
+            } else {
+                *l *= p.repeat_penalty;
+            }
+            *l -= count as f32 * p.frequency_penalty + p.presence_penalty;
+        }
+    }
+
+    /// Picks the next token from `logits` (one value per vocabulary entry).
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        let mut logits = logits.to_vec();
+        if self.penalties_active() {
+            self.apply_penalties(&mut logits);
+        }
+        if self.params.temperature <= 0.0 {
+            return argmax(&logits) as u32;
+        }
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        // Sorted by logit, descending; ties keep the lower id first.
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if self.params.top_k > 0 {
+            cand.truncate(self.params.top_k.max(1));
+        }
+        if self.params.top_p < 1.0 {
+            let probs = softmax_of(&cand);
+            let mut cum = 0.0f64;
+            let mut keep = cand.len();
+            for (i, &p) in probs.iter().enumerate() {
+                cum += p;
+                if cum >= f64::from(self.params.top_p) {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            cand.truncate(keep.max(1));
+        }
+        if self.params.min_p > 0.0 {
+            if let Some(&(_, max_logit)) = cand.first() {
+                let threshold = max_logit + self.params.min_p.ln();
+                let keep = cand.iter().take_while(|c| c.1 >= threshold).count();
+                cand.truncate(keep.max(1));
+            }
+        }
+        for c in &mut cand {
+            c.1 /= self.params.temperature;
+        }
+        let probs = softmax_of(&cand);
+        let r = self.rng.next_f64();
+        let mut cum = 0.0f64;
+        for (c, p) in cand.iter().zip(&probs) {
+            cum += p;
+            if r < cum {
+                return c.0;
+            }
+        }
+        cand.last().map_or(0, |c| c.0)
+    }
+}
+
+/// Softmax of candidate logits (already sorted descending), in f64.
+fn softmax_of(cand: &[(u32, f32)]) -> Vec<f64> {
+    let max = cand.first().map_or(0.0, |c| f64::from(c.1));
+    let exps: Vec<f64> = cand.iter().map(|c| (f64::from(c.1) - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+#[path = "sampler_tests.rs"]
+mod tests;

@@ -1,0 +1,162 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+
+fn draw(params: SamplingParams, logits: &[f32], n: usize) -> Vec<u32> {
+    let mut s = Sampler::new(params).unwrap();
+    (0..n).map(|_| s.sample(logits)).collect()
+}
+
+#[test]
+fn greedy_takes_the_first_maximum() {
+    let logits = [0.1, 3.0, -1.0, 3.0];
+    assert_eq!(draw(SamplingParams::greedy(), &logits, 3), vec![1, 1, 1]);
+}
+
+#[test]
+fn same_seed_same_draws_other_seed_differs() {
+    let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+    let params = |seed| SamplingParams {
+        temperature: 1.5,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        seed,
+        ..SamplingParams::default()
+    };
+    let a = draw(params(1), &logits, 64);
+    assert_eq!(a, draw(params(1), &logits, 64));
+    assert_ne!(a, draw(params(2), &logits, 64));
+}
+
+#[test]
+fn top_k_one_is_greedy() {
+    let logits = [0.5, 0.2, 2.0, 1.9];
+    let params = SamplingParams {
+        top_k: 1,
+        seed: 9,
+        ..SamplingParams::default()
+    };
+    assert!(draw(params, &logits, 50).iter().all(|&t| t == 2));
+}
+
+#[test]
+fn top_k_limits_the_support() {
+    let logits = [1.0, 1.0, 1.0, 1.0, 1.0];
+    let params = SamplingParams {
+        top_k: 2,
+        top_p: 1.0,
+        min_p: 0.0,
+        temperature: 1.0,
+        seed: 3,
+        ..SamplingParams::default()
+    };
+    let drawn = draw(params, &logits, 200);
+    assert!(drawn.iter().all(|&t| t == 0 || t == 1), "{drawn:?}");
+    assert!(drawn.contains(&0) && drawn.contains(&1));
+}
+
+#[test]
+fn top_p_cuts_the_tail() {
+    // probabilities ~ [0.6, 0.3, 0.1]: top_p 0.8 keeps the first two.
+    let logits = [0.6f32.ln(), 0.3f32.ln(), 0.1f32.ln()];
+    let params = SamplingParams {
+        top_k: 0,
+        top_p: 0.8,
+        min_p: 0.0,
+        temperature: 1.0,
+        seed: 5,
+        ..SamplingParams::default()
+    };
+    let drawn = draw(params, &logits, 300);
+    assert!(!drawn.contains(&2));
+    assert!(drawn.contains(&1));
+}
+
+#[test]
+fn min_p_drops_unlikely_tokens() {
+    let logits = [0.5f32.ln(), 0.45f32.ln(), 0.05f32.ln()];
+    let params = SamplingParams {
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.2,
+        temperature: 1.0,
+        seed: 11,
+        ..SamplingParams::default()
+    };
+    let drawn = draw(params, &logits, 300);
+    assert!(!drawn.contains(&2));
+    assert!(drawn.contains(&0) && drawn.contains(&1));
+}
+
+#[test]
+fn sampled_frequencies_follow_the_distribution() {
+    let logits = [0.75f32.ln(), 0.25f32.ln()];
+    let params = SamplingParams {
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        temperature: 1.0,
+        seed: 123,
+        ..SamplingParams::default()
+    };
+    let drawn = draw(params, &logits, 4000);
+    let zeros = drawn.iter().filter(|&&t| t == 0).count() as f64 / 4000.0;
+    assert!((zeros - 0.75).abs() < 0.03, "{zeros}");
+}
+
+#[test]
+fn penalties_push_recent_tokens_down() {
+    let logits = [2.0, 1.9, -1.0];
+    let mut s = Sampler::new(SamplingParams {
+        temperature: 0.0,
+        repeat_penalty: 1.5,
+        ..SamplingParams::default()
+    })
+    .unwrap();
+    assert_eq!(s.sample(&logits), 0);
+    s.accept(0);
+    // 2.0 / 1.5 < 1.9
+    assert_eq!(s.sample(&logits), 1);
+
+    let mut f = Sampler::new(SamplingParams {
+        temperature: 0.0,
+        frequency_penalty: 0.2,
+        presence_penalty: 0.0,
+        ..SamplingParams::default()
+    })
+    .unwrap();
+    f.accept(0);
+    // 2.0 - 0.2 = 1.8 < 1.9
+    assert_eq!(f.sample(&logits), 1);
+
+    let mut w = Sampler::new(SamplingParams {
+        temperature: 0.0,
+        repeat_penalty: 1.5,
+        penalty_last_n: 1,
+        ..SamplingParams::default()
+    })
+    .unwrap();
+    w.accept(0);
+    w.accept(2);
+    // token 0 fell out of the one-token window
+    assert_eq!(w.sample(&logits), 0);
+}
+
+#[test]
+fn invalid_parameters_are_rejected_by_name() {
+    let err = Sampler::new(SamplingParams {
+        top_p: 0.0,
+        ..SamplingParams::default()
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("top-p"), "{err}");
+    let err = Sampler::new(SamplingParams {
+        temperature: f32::NAN,
+        ..SamplingParams::default()
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("temperature"), "{err}");
+}

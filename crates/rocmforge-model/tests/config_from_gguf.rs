@@ -1,0 +1,122 @@
+//! `ModelConfig::from_gguf` on small files written with `GgufWriter`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rocmforge_gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue};
+use rocmforge_model::{Architecture, ModelConfig, ModelError, RopeScaling};
+
+fn file_with(arch: &str, extra: &[(&str, MetadataValue)]) -> GgufFile {
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", MetadataValue::String(arch.into()));
+    let k = |s: &str| format!("{arch}.{s}");
+    w.add_metadata(&k("block_count"), MetadataValue::U32(1));
+    w.add_metadata(&k("embedding_length"), MetadataValue::U32(64));
+    w.add_metadata(&k("feed_forward_length"), MetadataValue::U32(128));
+    w.add_metadata(&k("attention.head_count"), MetadataValue::U32(4));
+    w.add_metadata(&k("context_length"), MetadataValue::U64(256));
+    for (key, v) in extra {
+        w.add_metadata(key, v.clone());
+    }
+    let embd: Vec<u8> = vec![0u8; 64 * 10 * 4];
+    w.add_tensor("token_embd.weight", &[64, 10], GgmlType::F32, embd)
+        .unwrap();
+    GgufFile::from_bytes("config-test.gguf", w.to_bytes().unwrap()).unwrap()
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let c = ModelConfig::from_gguf(&file_with("llama", &[])).unwrap();
+    assert_eq!(c.arch, Architecture::Llama);
+    assert_eq!((c.n_layers, c.n_embd, c.n_ff), (1, 64, 128));
+    assert_eq!(
+        (c.n_heads, c.n_kv_heads, c.head_dim, c.head_dim_v),
+        (4, 4, 16, 16)
+    );
+    assert_eq!(c.n_rot, 16);
+    assert_eq!(c.rope_freq_base, 10_000.0);
+    assert_eq!(c.rope_scaling, RopeScaling::None);
+    assert_eq!(c.context_length, 256);
+    // vocabulary from token_embd rows when there is no token list
+    assert_eq!(c.vocab_size, 10);
+}
+
+#[test]
+fn explicit_values_win() {
+    let c = ModelConfig::from_gguf(&file_with(
+        "qwen3",
+        &[
+            ("qwen3.attention.head_count_kv", MetadataValue::U32(2)),
+            ("qwen3.attention.key_length", MetadataValue::U32(32)),
+            ("qwen3.attention.value_length", MetadataValue::U32(32)),
+            ("qwen3.rope.freq_base", MetadataValue::F32(1e6)),
+            ("qwen3.rope.dimension_count", MetadataValue::U32(16)),
+            (
+                "qwen3.attention.layer_norm_rms_epsilon",
+                MetadataValue::F32(1e-6),
+            ),
+            (
+                "qwen3.rope.scaling.type",
+                MetadataValue::String("linear".into()),
+            ),
+            ("qwen3.rope.scaling.factor", MetadataValue::F32(4.0)),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(c.arch, Architecture::Qwen3);
+    assert_eq!((c.n_kv_heads, c.head_dim, c.n_rot), (2, 32, 16));
+    assert_eq!(c.q_dim(), 128);
+    assert_eq!(c.k_dim(), 64);
+    assert_eq!(c.rope_freq_base, 1e6);
+    assert_eq!(c.rms_eps, 1e-6);
+    assert_eq!(c.rope_scaling, RopeScaling::Linear { factor: 4.0 });
+}
+
+#[test]
+fn unknown_architecture_lists_the_supported_ones() {
+    let err = ModelConfig::from_gguf(&file_with("mamba", &[])).unwrap_err();
+    assert!(matches!(err, ModelError::UnsupportedArchitecture { .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("mamba") && text.contains("llama, qwen2, qwen3, glm4"),
+        "{text}"
+    );
+}
+
+#[test]
+fn inconsistent_heads_are_errors_naming_the_key() {
+    let err = ModelConfig::from_gguf(&file_with(
+        "llama",
+        &[("llama.attention.head_count_kv", MetadataValue::U32(3))],
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("llama.attention.head_count_kv"),
+        "{err}"
+    );
+    let err = ModelConfig::from_gguf(&file_with(
+        "llama",
+        &[("llama.rope.dimension_count", MetadataValue::U32(17))],
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("llama.rope.dimension_count"),
+        "{err}"
+    );
+    let err = ModelConfig::from_gguf(&file_with(
+        "llama",
+        &[("llama.block_count", MetadataValue::U32(1_000_000))],
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("llama.block_count"), "{err}");
+}
+
+#[test]
+fn missing_key_is_an_error() {
+    let mut w = GgufWriter::new();
+    w.add_metadata(
+        "general.architecture",
+        MetadataValue::String("llama".into()),
+    );
+    let file = GgufFile::from_bytes("empty.gguf", w.to_bytes().unwrap()).unwrap();
+    let err = ModelConfig::from_gguf(&file).unwrap_err();
+    assert!(err.to_string().contains("llama.block_count"), "{err}");
+}
