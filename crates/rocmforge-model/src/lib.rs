@@ -1,1 +1,28 @@
-//! Models over GGUF (being built: see issue 5).
+//! Models over GGUF, on the CPU: configuration, architectures, weights read in place
+//! from the file, the KV cache, the forward pass, sampling and generation.
+//!
+//! Place in the stack: `rocmforge-cli → rocmforge-model → rocmforge-tensor →
+//! {rocmforge-hip, rocmforge-gguf}`. This crate never imports `rocmforge-cli`.
+
+pub mod arch;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod forward;
+pub mod generate;
+pub mod kv_cache;
+pub mod rng;
+pub mod sampler;
+pub mod stop;
+pub mod tokenizer;
+pub mod weights;
+
+pub use arch::Architecture;
+pub use config::{ModelConfig, RopeScaling};
+pub use error::{ModelError, ModelResult};
+pub use eval::{Perplexity, perplexity, predict_next};
+pub use forward::{CpuModel, LogitsFor};
+pub use generate::{FinishReason, GenerateParams, Generation, GenerationStats, generate};
+pub use kv_cache::KvCache;
+pub use sampler::{Sampler, SamplingParams};
+pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
