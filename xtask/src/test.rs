@@ -8,7 +8,11 @@ use clap::Args;
 use crate::{models, paths, process, venv};
 
 #[derive(Args, Debug)]
-pub struct TestArgs {}
+pub struct TestArgs {
+    /// Run the GPU suite instead (bundles it, then runs gpu-bundle/run.sh here; fails without a GPU).
+    #[arg(long)]
+    pub gpu: bool,
+}
 
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
@@ -17,7 +21,10 @@ fn cargo() -> Command {
 }
 
 /// The CPU suite: oracles and model set up, then fmt, clippy and every test and doctest.
-pub fn run(_args: &TestArgs) -> Result<()> {
+pub fn run(args: &TestArgs) -> Result<()> {
+    if args.gpu {
+        return crate::gpu_bundle::run_gpu_suite();
+    }
     let python = venv::ensure()?;
     models::fetch_all()?;
     process::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
