@@ -1,0 +1,82 @@
+//! CPU matrix-vector throughput (weight bytes read per second) for SmolLM2-135M shapes.
+//!
+//! Run: `cargo bench -p rocmforge-tensor --bench cpu_matvec` (set `RAYON_NUM_THREADS` to
+//! pin the thread count). Also times an 8-token prefill matmul for comparison.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use half::f16;
+use rocmforge_gguf::GgmlType;
+use rocmforge_tensor::cpu::{WeightView, matmul};
+
+/// Random bytes with finite f16 scales at byte 0 (and 2 for Q4_1).
+fn weight(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let n = rows * cols / ty.block_size() * ty.type_size();
+    let mut data: Vec<u8> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect();
+    for blk in data.chunks_exact_mut(ty.type_size()) {
+        blk[0..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
+        if ty == GgmlType::Q4_1 {
+            blk[2..4].copy_from_slice(&f16::from_f32(-0.02).to_le_bytes());
+        }
+    }
+    data
+}
+
+/// Runs `f` repeatedly for about `budget` and returns the mean time per call.
+fn time_it(budget: Duration, mut f: impl FnMut()) -> Duration {
+    f();
+    let start = Instant::now();
+    let mut iters = 0u32;
+    while start.elapsed() < budget {
+        f();
+        iters += 1;
+    }
+    start.elapsed() / iters.max(1)
+}
+
+fn main() {
+    let threads = rayon::current_num_threads();
+    println!("rayon threads: {threads}");
+    println!(
+        "{:<6} {:>14} {:>8} {:>12} {:>10}",
+        "type", "rows x cols", "tokens", "time", "GB/s"
+    );
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+        for (rows, cols) in [(576usize, 1536usize), (1536, 576), (49152, 576)] {
+            let data = weight(ty, rows, cols);
+            let w = WeightView {
+                ty,
+                data: &data,
+                rows,
+                cols,
+            };
+            for n_tokens in [1usize, 8] {
+                let x: Vec<f32> = (0..n_tokens * cols)
+                    .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
+                    .collect();
+                let mut out = vec![0.0f32; n_tokens * rows];
+                let t = time_it(Duration::from_millis(700), || {
+                    matmul(&w, &x, n_tokens, &mut out).unwrap()
+                });
+                let gbs = data.len() as f64 / t.as_secs_f64() / 1e9;
+                println!(
+                    "{:<6} {:>14} {:>8} {:>10.1}us {:>10.2}",
+                    ty.name(),
+                    format!("{rows}x{cols}"),
+                    n_tokens,
+                    t.as_secs_f64() * 1e6,
+                    gbs
+                );
+            }
+        }
+    }
+}
