@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use rocmforge_gguf::{GgmlType, GgufError};
+use rocmforge_hip::HipError;
 
 /// Result alias of this crate.
 pub type TensorResult<T> = Result<T, TensorError>;
@@ -29,4 +30,25 @@ pub enum TensorError {
     /// An error from the GGUF layer (block layout, dequantization).
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// An error from the HIP runtime (no device, launch failure, out of memory).
+    #[error(transparent)]
+    Hip(#[from] HipError),
+    /// A tensor name that the model file does not hold.
+    #[error("tensor {name:?} is not in {file}")]
+    TensorNotFound { name: String, file: String },
+    /// A GPU operation asked of a loader or backend that has no GPU.
+    #[error("{op}: no GPU backend (the loader or backend was created for the CPU only)")]
+    NoGpuBackend { op: &'static str },
+    /// Not enough free device memory for an upload.
+    #[error(
+        "uploading tensor {tensor:?} needs {needed} bytes of device memory, only {free} are free"
+    )]
+    OutOfDeviceMemory {
+        tensor: String,
+        needed: usize,
+        free: usize,
+    },
+    /// Operands that live on different backends (CPU and GPU) or that have the wrong dtype.
+    #[error("{op}: {what}")]
+    Backend { op: &'static str, what: String },
 }

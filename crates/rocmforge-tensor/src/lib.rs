@@ -8,6 +8,12 @@
 //!   scheme (activations quantized to 8-bit blocks, integer dot products, f32 accumulation).
 
 pub mod cpu;
+pub mod device_tensor;
 pub mod error;
+pub mod lazy;
+pub mod loader;
 
+pub use device_tensor::DeviceTensor;
 pub use error::{TensorError, TensorResult};
+pub use lazy::LazyTensor;
+pub use loader::{GgufLoader, HipUploader, LoaderStats, Uploader};
