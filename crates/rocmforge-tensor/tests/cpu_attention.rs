@@ -5,7 +5,7 @@ mod cpu_util;
 
 use cpu_util::{Rng, max_rel_err};
 use half::f16;
-use rocmforge_tensor::cpu::{AttentionParams, attention};
+use rocmforge_tensor::cpu::{AttentionParams, attention, attention_flash_f16};
 
 fn attn_ref(q: &[f32], k: &[f16], v: &[f16], p: &AttentionParams) -> Vec<f64> {
     let hd = p.head_dim;
@@ -141,4 +141,37 @@ fn first_token_attends_only_to_itself() {
             assert_eq!(out[h * 8 + d], v[d].to_f32());
         }
     }
+}
+
+#[test]
+fn flash_f16_variant_matches_reference() {
+    let mut rng = Rng::new(34);
+    for (p, tol) in [
+        (params(5, 5, 9, 3, 64), 3e-3),
+        (params(4, 9, 6, 2, 64), 3e-3),
+        (params(1, 1, 3, 3, 16), 1e-3),
+        (params(2, 300, 4, 1, 64), 1e-2),
+    ] {
+        let (q, k, v) = random_case(&mut rng, &p);
+        let mut out = vec![f32::NAN; q.len()];
+        attention_flash_f16(&q, &k, &v, &p, &mut out);
+        let err = max_rel_err(&out, &attn_ref(&q, &k, &v, &p), 1e-3);
+        eprintln!("flash f16 {p:?}: rel err {err:.2e}");
+        assert!(err < tol, "{p:?}: rel err {err}");
+    }
+}
+
+#[test]
+fn flash_f16_decode_matches_its_prefill() {
+    let mut rng = Rng::new(35);
+    let full = params(5, 5, 4, 2, 32);
+    let (q, k, v) = random_case(&mut rng, &full);
+    let mut prefill = vec![f32::NAN; q.len()];
+    attention_flash_f16(&q, &k, &v, &full, &mut prefill);
+    let tok = full.n_heads * full.head_dim;
+    let p = params(1, 3, 4, 2, 32);
+    let kv = 3 * p.n_kv_heads * p.head_dim;
+    let mut out = vec![f32::NAN; tok];
+    attention_flash_f16(&q[2 * tok..3 * tok], &k[..kv], &v[..kv], &p, &mut out);
+    assert_eq!(out, prefill[2 * tok..3 * tok].to_vec());
 }

@@ -26,7 +26,7 @@ pub struct AttentionParams {
 
 impl AttentionParams {
     /// Whether the slices are long enough and the head counts fit together.
-    fn fits(&self, q: usize, k: usize, v: usize, out: usize) -> bool {
+    pub(crate) fn fits(&self, q: usize, k: usize, v: usize, out: usize) -> bool {
         let q_len = self.n_q_tokens * self.n_heads * self.head_dim;
         let kv_len = self.n_kv_tokens * self.n_kv_heads * self.head_dim;
         self.n_kv_heads > 0

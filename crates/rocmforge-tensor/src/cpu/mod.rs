@@ -12,6 +12,7 @@
 //! [`TensorError`](crate::TensorError) naming the op and the sizes.
 
 mod attention;
+mod attention_flash;
 mod dot;
 mod elementwise;
 mod embedding;
@@ -23,6 +24,7 @@ mod softmax;
 mod weight;
 
 pub use attention::{AttentionParams, attention};
+pub use attention_flash::attention_flash_f16;
 pub use dot::dequantize_row;
 pub use elementwise::{add, gelu, mul, scale, silu_mul};
 pub use embedding::embedding;
