@@ -5,6 +5,7 @@
 //! {rocmforge-hip, rocmforge-gguf}`. This crate never imports `rocmforge-cli`.
 
 pub mod arch;
+pub mod chat_template;
 pub mod config;
 pub mod error;
 pub mod eval;
@@ -18,6 +19,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use arch::Architecture;
+pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{ModelConfig, RopeScaling};
 pub use error::{ModelError, ModelResult};
 pub use eval::{Perplexity, perplexity, predict_next};

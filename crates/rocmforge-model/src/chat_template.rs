@@ -1,0 +1,178 @@
+//! Chat templates: turning a conversation into the prompt text a model was trained on.
+//!
+//! A model's `tokenizer.chat_template` is a Jinja template (as used by Hugging Face `transformers`),
+//! rendered here through minijinja with the same whitespace rules (`trim_blocks`, `lstrip_blocks`),
+//! Python-style string methods (`.strip()`, `.startswith()`, ...), and the helpers templates call:
+//! `raise_exception(msg)` and `strftime_now(fmt)`. The variables are `messages` (each with `role` and
+//! `content`), `add_generation_prompt`, `bos_token` and `eos_token`. A model without a template gets
+//! ChatML.
+
+mod time;
+
+use std::collections::BTreeMap;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, Error, ErrorKind, Value};
+use serde::Serialize;
+
+use crate::tokenizer::{Tokenizer, TokenizerError, TokenizerResult};
+
+/// ChatML, the fallback for models without a template.
+pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+const TEMPLATE_NAME: &str = "chat_template";
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, ...
+    pub role: String,
+    /// The message text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with the given role.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    /// A `system` message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+
+    /// A `user` message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+
+    /// An `assistant` message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
+    }
+
+    fn to_value(&self) -> Value {
+        Value::from(BTreeMap::from([
+            ("role", Value::from(self.role.as_str())),
+            ("content", Value::from(self.content.as_str())),
+        ]))
+    }
+}
+
+/// A compiled chat template with the model's BOS / EOS texts.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    source: String,
+    bos_token: String,
+    eos_token: String,
+}
+
+fn template_error(e: &Error) -> TokenizerError {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    TokenizerError::ChatTemplate(msg)
+}
+
+fn raise_exception(msg: String) -> Result<Value, Error> {
+    Err(Error::new(
+        ErrorKind::InvalidOperation,
+        format!("raise_exception: {msg}"),
+    ))
+}
+
+fn strftime_now(format: String) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    time::format_utc(secs, &format)
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; `bos_token` / `eos_token` are the texts the template may print.
+    pub fn new(
+        source: impl Into<String>,
+        bos_token: impl Into<String>,
+        eos_token: impl Into<String>,
+    ) -> TokenizerResult<Self> {
+        let source = source.into();
+        let mut env = Environment::new();
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| template_error(&e))?;
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_template_owned(TEMPLATE_NAME, source.clone())
+            .map_err(|e| template_error(&e))?;
+        Ok(Self {
+            env,
+            source,
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        })
+    }
+
+    /// ChatML with the given BOS / EOS texts.
+    pub fn chatml(
+        bos_token: impl Into<String>,
+        eos_token: impl Into<String>,
+    ) -> TokenizerResult<Self> {
+        Self::new(CHATML_TEMPLATE, bos_token, eos_token)
+    }
+
+    /// The model's own template (`tokenizer.chat_template`), or ChatML when it has none; BOS / EOS
+    /// texts from the vocabulary.
+    pub fn for_tokenizer(tokenizer: &Tokenizer) -> TokenizerResult<Self> {
+        let text_of = |id: Option<u32>| {
+            id.and_then(|id| tokenizer.token_text(id))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let bos = text_of(tokenizer.bos_id());
+        let eos = text_of(tokenizer.eos_id());
+        Self::new(
+            tokenizer.chat_template().unwrap_or(CHATML_TEMPLATE),
+            bos,
+            eos,
+        )
+    }
+
+    /// The template source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders `messages`; with `add_generation_prompt`, the text that opens the assistant's turn is
+    /// appended.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> TokenizerResult<String> {
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| template_error(&e))?;
+        let messages: Vec<Value> = messages.iter().map(ChatMessage::to_value).collect();
+        let ctx = BTreeMap::from([
+            ("messages", Value::from(messages)),
+            ("add_generation_prompt", Value::from(add_generation_prompt)),
+            ("bos_token", Value::from(self.bos_token.as_str())),
+            ("eos_token", Value::from(self.eos_token.as_str())),
+        ]);
+        template.render(ctx).map_err(|e| template_error(&e))
+    }
+}
