@@ -44,3 +44,11 @@ RF_KERNEL(64) void spin_u64(rf_u64* out, rf_u64 ticks) {
     while (now - start < ticks) now = rf_clock();
     out[0] = now - start;
 }
+
+// out[i] = in[i], 16 bytes per thread per step: the device-to-device copy benchmark's kernel.
+struct __attribute__((aligned(16))) rf_u32x4 {
+    rf_u32 x, y, z, w;
+};
+RF_KERNEL(256) void copy_u32x4(const rf_u32x4* in, rf_u32x4* out, rf_u64 n) {
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) out[i] = in[i];
+}

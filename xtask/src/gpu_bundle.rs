@@ -241,7 +241,7 @@ for t in "$here"/bin/gpu*; do
   [ -x "$t" ] || continue
   name="$(basename "$t")"
   echo "=== $name"
-  "$t" 2>&1 | tee "$results/$name.log"
+  timeout "${RF_TEST_TIMEOUT:-400}" "$t" 2>&1 | tee "$results/$name.log"
   status=${PIPESTATUS[0]}
   line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$results/$name.log" | tail -n1)"
   if [ -n "$line" ]; then
@@ -257,7 +257,7 @@ for b in "$here"/bin/bench_*; do
   [ -x "$b" ] || continue
   name="$(basename "$b")"
   echo "=== $name"
-  "$b" 2>&1 | tee "$results/$name.log"
+  timeout "${RF_TEST_TIMEOUT:-400}" "$b" 2>&1 | tee "$results/$name.log"
 done
 echo "$passed passed, $failed failed" | tee "$results/summary.txt"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

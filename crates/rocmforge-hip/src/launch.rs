@@ -32,7 +32,8 @@ impl LaunchConfig {
     }
 }
 
-/// Something that can be a kernel argument.
+/// Something that can be a kernel argument: `&T` for `T: DeviceRepr` (passed by value),
+/// `&DeviceBuffer<T>` and `&mut DeviceBuffer<T>` (passed as the device address).
 pub trait KernelArg {
     /// Appends the bytes the kernel receives for this argument.
     fn push_arg(&self, args: &mut ArgValues);
@@ -62,13 +63,20 @@ impl ArgValues {
     }
 }
 
-impl<T: DeviceRepr> KernelArg for T {
+impl<T: DeviceRepr> KernelArg for &T {
     fn push_arg(&self, args: &mut ArgValues) {
-        args.push(self);
+        args.push(*self);
     }
 }
 
-impl<T: DeviceRepr> KernelArg for DeviceBuffer<T> {
+impl<T: DeviceRepr> KernelArg for &DeviceBuffer<T> {
+    fn push_arg(&self, args: &mut ArgValues) {
+        args.push(&self.device_ptr());
+    }
+}
+
+/// A buffer the kernel writes: `.arg(&mut y)` also keeps `y` exclusively borrowed until launch.
+impl<T: DeviceRepr> KernelArg for &mut DeviceBuffer<T> {
     fn push_arg(&self, args: &mut ArgValues) {
         args.push(&self.device_ptr());
     }
@@ -93,9 +101,9 @@ impl<'a> LaunchArgs<'a> {
         }
     }
 
-    /// Appends the next kernel parameter: a scalar (`&n`) or a device buffer (`&x`, `&mut y`;
-    /// the kernel receives its device address).
-    pub fn arg<A: KernelArg + ?Sized>(&mut self, value: &'a A) -> &mut Self {
+    /// Appends the next kernel parameter: a scalar (`&n`) or a device buffer (`&x` read, `&mut y`
+    /// written; the kernel receives its device address). Borrows last until the builder is gone.
+    pub fn arg<A: KernelArg + 'a>(&mut self, value: A) -> &mut Self {
         value.push_arg(&mut self.values);
         self
     }

@@ -126,12 +126,10 @@ pub fn attribute(dev: c_int, attr: DeviceAttr) -> HipResult<i32> {
     let (rt, api) = api()?;
     let mut value: c_int = 0;
     match api {
-        // SAFETY: `value` is a valid out-pointer; `dev` came from `get`.
         Api::Amd(h) => {
             // SAFETY: `value` is a valid out-pointer; `dev` came from `get`.
             unsafe { amd_call!(rt, h, hipDeviceGetAttribute(&mut value, attr.amd(), dev)) }?
         }
-        // SAFETY: as above.
         Api::Nvidia(cu) => {
             // SAFETY: as above.
             unsafe { cuda_call!(rt, cu, cuDeviceGetAttribute(&mut value, attr.nvidia(), dev)) }?
@@ -148,7 +146,6 @@ pub fn name(dev: c_int) -> HipResult<String> {
     match api {
         // SAFETY: the buffer holds `len + 1` bytes and the runtime writes at most `len` plus NUL.
         Api::Amd(h) => unsafe { amd_call!(rt, h, hipDeviceGetName(buf.as_mut_ptr(), len, dev)) }?,
-        // SAFETY: as above.
         Api::Nvidia(cu) => {
             // SAFETY: as above.
             unsafe { cuda_call!(rt, cu, cuDeviceGetName(buf.as_mut_ptr(), len, dev)) }?

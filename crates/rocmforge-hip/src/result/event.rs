@@ -11,7 +11,6 @@ pub fn create() -> HipResult<RawHandle> {
     match api {
         // SAFETY: `event` is a valid out-pointer.
         Api::Amd(h) => unsafe { amd_call!(rt, h, hipEventCreate(&mut event)) }?,
-        // SAFETY: `event` is a valid out-pointer; flags 0 is CU_EVENT_DEFAULT (timing on).
         Api::Nvidia(cu) => {
             // SAFETY: `event` is a valid out-pointer; flags 0 is CU_EVENT_DEFAULT (timing on).
             unsafe { cuda_call!(rt, cu, cuEventCreate((&raw mut event).cast(), 0)) }?

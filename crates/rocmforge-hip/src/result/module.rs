@@ -14,7 +14,6 @@ pub fn load_data(image: &[u8]) -> HipResult<RawHandle> {
     let (rt, api) = api()?;
     let mut module = core::ptr::null_mut();
     match api {
-        // SAFETY: `image` is readable for the call; the runtime copies what it keeps.
         Api::Amd(h) => {
             // SAFETY: `image` is readable for the call; the runtime copies what it keeps.
             unsafe { amd_call!(rt, h, hipModuleLoadData(&mut module, image.as_ptr().cast())) }?

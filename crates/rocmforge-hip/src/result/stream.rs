@@ -13,7 +13,6 @@ pub fn create() -> HipResult<RawHandle> {
     match api {
         // SAFETY: `stream` is a valid out-pointer; flags 0 is hipStreamDefault.
         Api::Amd(h) => unsafe { amd_call!(rt, h, hipStreamCreateWithFlags(&mut stream, 0)) }?,
-        // SAFETY: as above; flags 0 is CU_STREAM_DEFAULT.
         Api::Nvidia(cu) => {
             // SAFETY: as above; flags 0 is CU_STREAM_DEFAULT.
             unsafe { cuda_call!(rt, cu, cuStreamCreate((&raw mut stream).cast(), 0)) }?
