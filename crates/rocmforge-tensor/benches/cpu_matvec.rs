@@ -31,24 +31,42 @@ fn weight(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     data
 }
 
-/// Runs `f` repeatedly for about `budget` and returns the mean time per call.
-fn time_it(budget: Duration, mut f: impl FnMut()) -> Duration {
+/// CPU time (ns) all threads of this process have run, from `/proc/self/task/*/schedstat`
+/// (Linux); `None` elsewhere. Lets the benchmark report per-core throughput on a busy
+/// machine, where wall time mostly measures the other processes.
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// Runs `f` repeatedly for about `budget`; returns the mean wall time and the mean CPU
+/// time (all threads) per call.
+fn time_it(budget: Duration, mut f: impl FnMut()) -> (Duration, Option<Duration>) {
     f();
+    let cpu0 = cpu_ns();
     let start = Instant::now();
     let mut iters = 0u32;
     while start.elapsed() < budget {
         f();
         iters += 1;
     }
-    start.elapsed() / iters.max(1)
+    let wall = start.elapsed() / iters.max(1);
+    let cpu = cpu0
+        .zip(cpu_ns())
+        .map(|(a, b)| Duration::from_nanos(b.saturating_sub(a)) / iters.max(1));
+    (wall, cpu)
 }
 
 fn main() {
     let threads = rayon::current_num_threads();
     println!("rayon threads: {threads}");
     println!(
-        "{:<6} {:>14} {:>8} {:>12} {:>10}",
-        "type", "rows x cols", "tokens", "time", "GB/s"
+        "{:<6} {:>14} {:>7} {:>12} {:>10} {:>14}",
+        "type", "rows x cols", "tokens", "wall time", "GB/s", "GB/s per core"
     );
     for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
         for (rows, cols) in [(576usize, 1536usize), (1536, 576), (49152, 576)] {
@@ -67,14 +85,20 @@ fn main() {
                 let t = time_it(Duration::from_millis(700), || {
                     matmul(&w, &x, n_tokens, &mut out).unwrap()
                 });
+                let (t, cpu) = t;
                 let gbs = data.len() as f64 / t.as_secs_f64() / 1e9;
+                let per_core = cpu.map_or_else(
+                    || "n/a".to_string(),
+                    |c| format!("{:.2}", data.len() as f64 / c.as_secs_f64() / 1e9),
+                );
                 println!(
-                    "{:<6} {:>14} {:>8} {:>10.1}us {:>10.2}",
+                    "{:<6} {:>14} {:>7} {:>10.1}us {:>10.2} {:>14}",
                     ty.name(),
                     format!("{rows}x{cols}"),
                     n_tokens,
                     t.as_secs_f64() * 1e6,
-                    gbs
+                    gbs,
+                    per_core
                 );
             }
         }

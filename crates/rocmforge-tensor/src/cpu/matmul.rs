@@ -84,6 +84,11 @@ where
     }
 }
 
+/// The 8-bit activations held in i16, the width the dot products multiply in.
+fn widen(qs: &[i8]) -> Vec<i16> {
+    qs.iter().map(|&q| i16::from(q)).collect()
+}
+
 /// Float weights: activations rounded to the weight's type (ggml converts them to F16 /
 /// BF16), each weight row converted to f32 once per token group, f32 dot products.
 fn matmul_float(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, out: &mut [f32]) {
@@ -129,6 +134,7 @@ fn matmul_legacy(
     } else {
         quantize_q8_0(x)
     };
+    let act_qs = widen(&act.qs);
     let (cols, nb) = (w.cols, w.cols / dot::QK);
     let init = || {
         let mut u = LegacyRow::default();
@@ -145,7 +151,7 @@ fn matmul_legacy(
             } else {
                 &[][..]
             };
-            let qs = &act.qs[t * cols..(t + 1) * cols];
+            let qs = &act_qs[t * cols..(t + 1) * cols];
             *o = dot::legacy::dot_legacy(u, qs, &act.d[t * nb..(t + 1) * nb], s);
         }
     });
@@ -154,6 +160,7 @@ fn matmul_legacy(
 /// 256-element formats against Q8_K activations.
 fn matmul_k(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, out: &mut [f32]) {
     let act = quantize_q8_k(x);
+    let act_qs = widen(&act.qs);
     let (cols, nb) = (w.cols, w.cols / dot::kquant::QK_K);
     let init = || {
         let mut u = KRow::default();
@@ -165,7 +172,7 @@ fn matmul_k(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, out: &
         dot::unpack_k(w.ty, &w.data[r * row_bytes..(r + 1) * row_bytes], u);
         for (j, o) in res.iter_mut().enumerate() {
             let t = t0 + j;
-            let qs = &act.qs[t * cols..(t + 1) * cols];
+            let qs = &act_qs[t * cols..(t + 1) * cols];
             let bsums = &act.bsums[t * nb * 16..(t + 1) * nb * 16];
             *o = dot::kquant::dot_k(u, qs, &act.d[t * nb..(t + 1) * nb], bsums);
         }

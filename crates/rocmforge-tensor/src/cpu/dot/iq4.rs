@@ -10,11 +10,11 @@ const KVALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
-fn table_nibbles(qs: &[u8], q: &mut [i8]) {
+fn table_nibbles(qs: &[u8], q: &mut [i16]) {
     let (lo, hi) = q.split_at_mut(QK / 2);
     for ((l, h), &b) in lo.iter_mut().zip(hi.iter_mut()).zip(qs) {
-        *l = KVALUES[usize::from(b & 0x0f)];
-        *h = KVALUES[usize::from(b >> 4)];
+        *l = i16::from(KVALUES[usize::from(b & 0x0f)]);
+        *h = i16::from(KVALUES[usize::from(b >> 4)]);
     }
 }
 

@@ -1,18 +1,18 @@
 //! The unpacked form of the 256-element super-block formats (K-quants and IQ4_XS) and
 //! their integer dot product against Q8_K activations.
 
-use super::i8_dot;
+use super::int_dot;
 
 /// Elements per super-block.
 pub(crate) const QK_K: usize = 256;
 
-/// One weight row unpacked to one signed 8-bit value per element, an integer scale (and
+/// One weight row unpacked to one signed 8-bit value (held in i16) per element, an integer scale (and
 /// for Q2_K/Q4_K/Q5_K an integer min) per sub-block of `sub_len` elements, and per
 /// super-block float factors: element `i` of sub-block `s` in super-block `b` stands for
 /// `(d[b] * scales[s]) * q[i] - dmin[b] * mins[s]`.
 #[derive(Debug, Default)]
 pub(crate) struct KRow {
-    pub q: Vec<i8>,
+    pub q: Vec<i16>,
     pub sub_len: usize,
     pub scales: Vec<i32>,
     /// Empty for the formats without mins (Q3_K, Q6_K, IQ4_XS).
@@ -34,7 +34,7 @@ impl KRow {
 /// Dot product of an unpacked row with one token's Q8_K blocks, as ggml's
 /// `vec_dot_*_q8_K`: per super-block the integer sums `isum = sum_s scale_s * sum(q_w * q_a)`
 /// and `msum = sum_s min_s * bsum_s`, then `(d_w * d_a) * isum - (dmin_w * d_a) * msum`.
-pub(crate) fn dot_k(w: &KRow, a_qs: &[i8], a_d: &[f32], a_bsums: &[i32]) -> f32 {
+pub(crate) fn dot_k(w: &KRow, a_qs: &[i16], a_d: &[f32], a_bsums: &[i32]) -> f32 {
     let sub = w.sub_len.max(1);
     let subs_per_block = QK_K / sub;
     let per16 = sub / 16;
@@ -44,7 +44,7 @@ pub(crate) fn dot_k(w: &KRow, a_qs: &[i8], a_d: &[f32], a_bsums: &[i32]) -> f32 
         let scales = &w.scales[b * subs_per_block..(b + 1) * subs_per_block];
         let mut isum = 0i32;
         for ((ws, as_), &sc) in wq.chunks_exact(sub).zip(aq.chunks_exact(sub)).zip(scales) {
-            isum += sc * i8_dot(ws, as_);
+            isum += sc * int_dot(ws, as_);
         }
         let ad = a_d[b];
         sum += (w.d[b] * ad) * isum as f32;

@@ -34,8 +34,8 @@ pub(crate) fn unpack_q4_k(row: &[u8], out: &mut KRow) {
         for (q64, bytes) in q.chunks_exact_mut(64).zip(blk[16..144].chunks_exact(32)) {
             let (lo, hi) = q64.split_at_mut(32);
             for ((l, h), &b) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes) {
-                *l = (b & 0x0f) as i8;
-                *h = (b >> 4) as i8;
+                *l = i16::from(b & 0x0f);
+                *h = i16::from(b >> 4);
             }
         }
     }
@@ -55,8 +55,8 @@ pub(crate) fn unpack_q5_k(row: &[u8], out: &mut KRow) {
         for (k, (q64, bytes)) in groups.enumerate() {
             let (lo, hi) = q64.split_at_mut(32);
             for (((l, h), &b), &hb) in lo.iter_mut().zip(hi.iter_mut()).zip(bytes).zip(qh) {
-                *l = ((b & 0x0f) | (((hb >> (2 * k)) & 1) << 4)) as i8;
-                *h = ((b >> 4) | (((hb >> (2 * k + 1)) & 1) << 4)) as i8;
+                *l = i16::from((b & 0x0f) | (((hb >> (2 * k)) & 1) << 4));
+                *h = i16::from((b >> 4) | (((hb >> (2 * k + 1)) & 1) << 4));
             }
         }
     }
@@ -78,10 +78,10 @@ pub(crate) fn unpack_q6_k(row: &[u8], out: &mut KRow) {
         for ((q128, ql), qh) in halves.zip(qls).zip(qhs) {
             for (l, &h) in qh.iter().enumerate() {
                 let (a, b) = (ql[l], ql[l + 32]);
-                q128[l] = ((a & 0x0f) | ((h & 3) << 4)) as i8 - 32;
-                q128[l + 32] = ((b & 0x0f) | (((h >> 2) & 3) << 4)) as i8 - 32;
-                q128[l + 64] = ((a >> 4) | (((h >> 4) & 3) << 4)) as i8 - 32;
-                q128[l + 96] = ((b >> 4) | (((h >> 6) & 3) << 4)) as i8 - 32;
+                q128[l] = i16::from((a & 0x0f) | ((h & 3) << 4)) - 32;
+                q128[l + 32] = i16::from((b & 0x0f) | (((h >> 2) & 3) << 4)) - 32;
+                q128[l + 64] = i16::from((a >> 4) | (((h >> 4) & 3) << 4)) - 32;
+                q128[l + 96] = i16::from((b >> 4) | (((h >> 6) & 3) << 4)) - 32;
             }
         }
     }

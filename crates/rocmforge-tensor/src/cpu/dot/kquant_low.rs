@@ -22,7 +22,7 @@ pub(crate) fn unpack_q2_k(row: &[u8], out: &mut KRow) {
         for (half_q, half_bytes) in q.chunks_exact_mut(128).zip(qs.chunks_exact(32)) {
             for (j, part) in half_q.chunks_exact_mut(32).enumerate() {
                 for (o, &b) in part.iter_mut().zip(half_bytes) {
-                    *o = ((b >> (2 * j)) & 3) as i8;
+                    *o = i16::from((b >> (2 * j)) & 3);
                 }
             }
         }
@@ -57,7 +57,7 @@ pub(crate) fn unpack_q3_k(row: &[u8], out: &mut KRow) {
             for (j, part) in half_q.chunks_exact_mut(32).enumerate() {
                 let m = 1u8 << (4 * n + j);
                 for ((o, &b), &h) in part.iter_mut().zip(half_bytes).zip(hmask) {
-                    let low = ((b >> (2 * j)) & 3) as i8;
+                    let low = i16::from((b >> (2 * j)) & 3);
                     *o = if h & m != 0 { low } else { low - 4 };
                 }
             }

@@ -1,13 +1,13 @@
 //! The 32-element "legacy" formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (and IQ4_NL, in `iq4.rs`):
 //! row unpacking and the integer dot product against Q8_0 / Q8_1 activations.
 
-use super::{QK, half_le, i8_dot};
+use super::{QK, half_le, int_dot};
 
-/// One weight row unpacked to one signed 8-bit value per element and per-block scales:
+/// One weight row unpacked to one signed 8-bit value (held in i16) per element and per-block scales:
 /// element `i` of block `b` stands for `q[i] * d[b]` (`+ m[b]` for Q4_1 / Q5_1).
 #[derive(Debug, Default)]
 pub(crate) struct LegacyRow {
-    pub q: Vec<i8>,
+    pub q: Vec<i16>,
     pub d: Vec<f32>,
     /// Per-block offsets of the asymmetric types; empty for the symmetric ones.
     pub m: Vec<f32>,
@@ -22,23 +22,23 @@ impl LegacyRow {
 }
 
 /// Low nibbles to the first half of the block, high nibbles to the second, minus `offset`.
-fn split_nibbles(qs: &[u8], q: &mut [i8], offset: i8) {
+fn split_nibbles(qs: &[u8], q: &mut [i16], offset: i16) {
     let (lo, hi) = q.split_at_mut(QK / 2);
     for ((l, h), &b) in lo.iter_mut().zip(hi.iter_mut()).zip(qs) {
-        *l = (b & 0x0f) as i8 - offset;
-        *h = (b >> 4) as i8 - offset;
+        *l = i16::from(b & 0x0f) - offset;
+        *h = i16::from(b >> 4) - offset;
     }
 }
 
 /// As [`split_nibbles`] with a fifth bit from `qh` (bit `j` for element `j`, bit `j + 16`
 /// for element `j + 16`).
-fn split_nibbles_5bit(qs: &[u8], qh: u32, q: &mut [i8], offset: i8) {
+fn split_nibbles_5bit(qs: &[u8], qh: u32, q: &mut [i16], offset: i16) {
     let (lo, hi) = q.split_at_mut(QK / 2);
     for (j, ((l, h), &b)) in lo.iter_mut().zip(hi.iter_mut()).zip(qs).enumerate() {
         let h0 = (((qh >> j) & 1) << 4) as u8;
         let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
-        *l = ((b & 0x0f) | h0) as i8 - offset;
-        *h = ((b >> 4) | h1) as i8 - offset;
+        *l = i16::from((b & 0x0f) | h0) - offset;
+        *h = i16::from((b >> 4) | h1) - offset;
     }
 }
 
@@ -85,7 +85,7 @@ pub(crate) fn unpack_q8_0(row: &[u8], out: &mut LegacyRow) {
     for (blk, q) in row.chunks_exact(34).zip(out.q.chunks_exact_mut(QK)) {
         out.d.push(half_le(blk, 0));
         for (o, &b) in q.iter_mut().zip(&blk[2..34]) {
-            *o = b as i8;
+            *o = i16::from(b as i8);
         }
     }
 }
@@ -93,17 +93,17 @@ pub(crate) fn unpack_q8_0(row: &[u8], out: &mut LegacyRow) {
 /// Dot product of an unpacked row with one token's Q8_0 (`a_s` empty) or Q8_1 activation
 /// blocks, as ggml's `vec_dot_*_q8_0` / `vec_dot_*_q8_1`: per block the integer sum
 /// `sumi = sum(q_w * q_a)`, then `(d_w * d_a) * sumi`, plus `m_w * s_a` for Q4_1 / Q5_1.
-pub(crate) fn dot_legacy(w: &LegacyRow, a_qs: &[i8], a_d: &[f32], a_s: &[f32]) -> f32 {
+pub(crate) fn dot_legacy(w: &LegacyRow, a_qs: &[i16], a_d: &[f32], a_s: &[f32]) -> f32 {
     let mut sum = 0.0f32;
     let blocks = w.q.chunks_exact(QK).zip(a_qs.chunks_exact(QK));
     if w.m.is_empty() {
         for ((wq, aq), (&wd, &ad)) in blocks.zip(w.d.iter().zip(a_d)) {
-            sum += (wd * ad) * i8_dot(wq, aq) as f32;
+            sum += (wd * ad) * int_dot(wq, aq) as f32;
         }
     } else {
         let scales = w.d.iter().zip(&w.m).zip(a_d.iter().zip(a_s));
         for ((wq, aq), ((&wd, &wm), (&ad, &as_))) in blocks.zip(scales) {
-            sum += (wd * ad) * i8_dot(wq, aq) as f32 + wm * as_;
+            sum += (wd * ad) * int_dot(wq, aq) as f32 + wm * as_;
         }
     }
     sum

@@ -1,6 +1,6 @@
 //! Per-weight-type row decoding and dot products.
 //!
-//! Every quantized format is first *unpacked* row by row into one signed byte per element
+//! Every quantized format is first *unpacked* row by row into one small signed integer per element
 //! plus integer/float scales ([`LegacyRow`] for the 32-element formats, [`KRow`] for the
 //! 256-element ones). The matmul driver unpacks a row once per group of tokens and takes
 //! integer dot products of the unpacked row with each token's 8-bit activations; the same
@@ -24,21 +24,21 @@ pub(crate) use legacy::LegacyRow;
 pub(crate) const QK: usize = 32;
 
 /// The little-endian f16 at byte `at` of `b`, widened to f32.
-#[inline]
+#[inline(always)]
 pub(crate) fn half_le(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
-/// Integer dot product of two equally long runs of signed bytes whose length is a
-/// multiple of 16 (every block and sub-block length here). Written over fixed 16-byte
-/// arrays so the compiler emits widening multiply-adds.
-#[inline]
-pub(crate) fn i8_dot(a: &[i8], b: &[i8]) -> i32 {
+/// Integer dot product of two equally long runs of 8-bit values held in i16 (so the
+/// compiler emits 16-bit multiply-adds without sign-extending bytes in the inner loop);
+/// the length is a multiple of 16 (every block and sub-block length here).
+#[inline(always)]
+pub(crate) fn int_dot(a: &[i16], b: &[i16]) -> i32 {
     let mut acc = [0i32; 16];
     for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
-        if let (Ok(x), Ok(y)) = (<&[i8; 16]>::try_from(x), <&[i8; 16]>::try_from(y)) {
+        if let (Ok(x), Ok(y)) = (<&[i16; 16]>::try_from(x), <&[i16; 16]>::try_from(y)) {
             for l in 0..16 {
-                acc[l] += i32::from(i16::from(x[l]) * i16::from(y[l]));
+                acc[l] += i32::from(x[l]) * i32::from(y[l]);
             }
         }
     }
