@@ -5,6 +5,7 @@ use std::process::Command;
 use anyhow::Result;
 use clap::Args;
 
+use crate::kernels::{self, KernelArgs, PlatformChoice};
 use crate::{models, paths, process, venv};
 
 #[derive(Args, Debug)]
@@ -20,7 +21,8 @@ fn cargo() -> Command {
     cmd
 }
 
-/// The CPU suite: oracles and model set up, then fmt, clippy and every test and doctest.
+/// The CPU suite: oracles and model set up, then fmt, clippy, every kernel compiled for every
+/// AMD target (and NVIDIA PTX), and every test and doctest.
 pub fn run(args: &TestArgs) -> Result<()> {
     if args.gpu {
         return crate::gpu_bundle::run_gpu_suite();
@@ -36,6 +38,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // An AMD (or NVIDIA) compile break fails the suite.
+    kernels::build_kernels(&KernelArgs::defaults(PlatformChoice::All, None))?;
     process::run(
         cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
