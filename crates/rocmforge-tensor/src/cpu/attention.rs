@@ -39,60 +39,61 @@ impl AttentionParams {
     }
 }
 
-/// The K or V rows of one KV head, converted to f32: `[n_kv][head_dim]`.
-fn gather_head(cache: &[f16], p: &AttentionParams, kv_head: usize) -> Vec<f32> {
+/// The K or V cache converted to f32 and regrouped by head: `[n_kv_heads][n_kv][head_dim]`.
+fn by_head_f32(cache: &[f16], p: &AttentionParams) -> Vec<f32> {
     let hd = p.head_dim;
-    let mut rows = vec![0.0f32; p.n_kv_tokens * hd];
-    for (t, dst) in rows.chunks_exact_mut(hd).enumerate() {
-        let start = (t * p.n_kv_heads + kv_head) * hd;
-        cache[start..start + hd].convert_to_f32_slice(dst);
-    }
+    let mut rows = vec![0.0f32; p.n_kv_heads * p.n_kv_tokens * hd];
+    rows.par_chunks_mut(p.n_kv_tokens * hd)
+        .enumerate()
+        .for_each(|(kvh, head)| {
+            for (t, dst) in head.chunks_exact_mut(hd).enumerate() {
+                let start = (t * p.n_kv_heads + kvh) * hd;
+                cache[start..start + hd].convert_to_f32_slice(dst);
+            }
+        });
     rows
 }
 
-/// Attention of every query head that reads `kv_head`; returns `[n_q][group][head_dim]`.
-fn attend_kv_head(
-    q: &[f32],
-    k: &[f16],
-    v: &[f16],
+/// Scratch of one attention row: the f16-rounded query and the scores.
+struct RowScratch {
+    q16: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+/// One query head at query index `i`: `out = softmax(scale * q K^T) V` over the visible
+/// positions of its kv head (`keys`, `values`: `[n_kv][head_dim]`).
+fn attend_row(
+    qh: &[f32],
+    keys: &[f32],
+    values: &[f32],
     p: &AttentionParams,
-    kv_head: usize,
-) -> Vec<f32> {
+    i: usize,
+    s: &mut RowScratch,
+    out: &mut [f32],
+) {
     let hd = p.head_dim;
-    let group = p.n_heads / p.n_kv_heads;
-    let keys = gather_head(k, p, kv_head);
-    let values = gather_head(v, p, kv_head);
-    let mut result = vec![0.0f32; p.n_q_tokens * group * hd];
-    let mut q16 = vec![0.0f32; hd];
-    let mut scores = vec![0.0f32; p.n_kv_tokens];
-    for (i, res_tok) in result.chunks_exact_mut(group * hd).enumerate() {
-        // Query i sits at position n_kv - n_q + i and sees kv positions up to its own.
-        let visible = (p.n_kv_tokens + i + 1).saturating_sub(p.n_q_tokens);
-        if visible == 0 {
-            continue;
-        }
-        for (g, acc) in res_tok.chunks_exact_mut(hd).enumerate() {
-            let head = kv_head * group + g;
-            let q_start = (i * p.n_heads + head) * hd;
-            // ggml multiplies K (f16) by Q converted to f16.
-            for (d, &x) in q16.iter_mut().zip(&q[q_start..q_start + hd]) {
-                *d = f16::from_f32(x).to_f32();
-            }
-            let sc = &mut scores[..visible];
-            for (s, key) in sc.iter_mut().zip(keys.chunks_exact(hd)) {
-                *s = dot_f32(&q16, key) * p.scale;
-            }
-            softmax(sc);
-            // ggml converts the probabilities to f16 for the product with V (f16).
-            for (&prob, value) in sc.iter().zip(values.chunks_exact(hd)) {
-                let w = f16::from_f32(prob).to_f32();
-                for (a, &x) in acc.iter_mut().zip(value) {
-                    *a += w * x;
-                }
-            }
+    out.iter_mut().for_each(|o| *o = 0.0);
+    // Query i sits at position n_kv - n_q + i and sees kv positions up to its own.
+    let visible = (p.n_kv_tokens + i + 1).saturating_sub(p.n_q_tokens);
+    if visible == 0 {
+        return;
+    }
+    // ggml multiplies K (f16) by Q converted to f16.
+    for (d, &x) in s.q16.iter_mut().zip(qh) {
+        *d = f16::from_f32(x).to_f32();
+    }
+    let sc = &mut s.scores[..visible];
+    for (score, key) in sc.iter_mut().zip(keys.chunks_exact(hd)) {
+        *score = dot_f32(&s.q16, key) * p.scale;
+    }
+    softmax(sc);
+    // ggml converts the probabilities to f16 for the product with V (f16).
+    for (&prob, value) in sc.iter().zip(values.chunks_exact(hd)) {
+        let w = f16::from_f32(prob).to_f32();
+        for (a, &x) in out.iter_mut().zip(value) {
+            *a += w * x;
         }
     }
-    result
 }
 
 /// Causal attention: `out = softmax(scale * Q K^T + causal mask) V` per head.
@@ -119,14 +120,21 @@ pub fn attention(
     }
     let hd = p.head_dim;
     let group = p.n_heads / p.n_kv_heads;
-    let per_kv_head: Vec<Vec<f32>> = (0..p.n_kv_heads)
-        .into_par_iter()
-        .map(|kvh| attend_kv_head(q, k_cache, v_cache, p, kvh))
-        .collect();
-    for (kvh, res) in per_kv_head.iter().enumerate() {
-        for (i, res_tok) in res.chunks_exact(group * hd).enumerate() {
-            let start = (i * p.n_heads + kvh * group) * hd;
-            out[start..start + group * hd].copy_from_slice(res_tok);
-        }
-    }
+    let head_len = p.n_kv_tokens * hd;
+    let keys = by_head_f32(k_cache, p);
+    let values = by_head_f32(v_cache, p);
+    let rows = p.n_q_tokens * p.n_heads;
+    let init = || RowScratch {
+        q16: vec![0.0; hd],
+        scores: vec![0.0; p.n_kv_tokens],
+    };
+    out[..rows * hd]
+        .par_chunks_exact_mut(hd)
+        .enumerate()
+        .for_each_init(init, |s, (row, o)| {
+            let (i, kvh) = (row / p.n_heads, (row % p.n_heads) / group);
+            let kv = kvh * head_len..(kvh + 1) * head_len;
+            let qh = &q[row * hd..(row + 1) * hd];
+            attend_row(qh, &keys[kv.clone()], &values[kv], p, i, s, o);
+        });
 }
