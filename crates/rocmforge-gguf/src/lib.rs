@@ -53,4 +53,4 @@ pub use metadata::{Metadata, MetadataArray, MetadataValue, MetadataValueType};
 pub use parse::{DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use tensor_info::TensorInfo;
 pub use types::GgmlType;
-pub use writer::GgufWriter;
+pub use writer::{GgufWriter, MAX_WRITER_ALIGNMENT};

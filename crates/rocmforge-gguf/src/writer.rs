@@ -7,6 +7,9 @@ use crate::metadata::{Metadata, MetadataValue};
 use crate::parse::{DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
 use crate::types::GgmlType;
 
+/// Largest alignment the writer pads to (padding is real bytes in memory and on disk).
+pub const MAX_WRITER_ALIGNMENT: u64 = 1 << 20;
+
 /// A tensor waiting to be written.
 #[derive(Debug)]
 struct PendingTensor {
@@ -41,8 +44,8 @@ impl GgufWriter {
         self.metadata.insert(key, value);
     }
 
-    /// Sets `general.alignment`. It must be a nonzero power of two; [`GgufWriter::to_bytes`]
-    /// refuses anything else.
+    /// Sets `general.alignment`. It must be a nonzero power of two of at most
+    /// [`MAX_WRITER_ALIGNMENT`]; [`GgufWriter::to_bytes`] refuses anything else.
     pub fn set_alignment(&mut self, alignment: u64) {
         let value = match u32::try_from(alignment) {
             Ok(a) => MetadataValue::U32(a),
@@ -105,7 +108,10 @@ impl GgufWriter {
             return Ok(DEFAULT_ALIGNMENT);
         };
         match value.as_integer().and_then(|a| u64::try_from(a).ok()) {
-            Some(a) if a.is_power_of_two() => Ok(a),
+            Some(a) if a.is_power_of_two() && a <= MAX_WRITER_ALIGNMENT => Ok(a),
+            Some(a) if a.is_power_of_two() => Err(invalid(format!(
+                "general.alignment {a} is larger than the writer's limit {MAX_WRITER_ALIGNMENT}"
+            ))),
             _ => Err(invalid(format!(
                 "general.alignment is {value}, not a nonzero power of two"
             ))),

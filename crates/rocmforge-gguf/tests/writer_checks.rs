@@ -49,6 +49,8 @@ fn refuses_bad_alignment_and_mixed_arrays() {
     invalid_write(w.to_bytes().unwrap_err(), "not a nonzero power of two");
     w.set_alignment(0);
     invalid_write(w.to_bytes().unwrap_err(), "not a nonzero power of two");
+    w.set_alignment(1 << 40);
+    invalid_write(w.to_bytes().unwrap_err(), "larger than the writer's limit");
 
     let mut w = GgufWriter::new();
     w.add_metadata(
@@ -136,4 +138,25 @@ fn typed_getters_convert_and_refuse() {
     let err = md.get_str_array("ints").unwrap_err().to_string();
     assert!(err.contains("ints[0]"), "{err}");
     assert_eq!(md.get_array("ints").unwrap().len(), 2);
+}
+
+#[test]
+fn huge_alignment_parses_but_is_not_rewritten() {
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend_from_slice(&3u32.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    let key = "general.alignment";
+    bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(key.as_bytes());
+    bytes.extend_from_slice(&4u32.to_le_bytes());
+    bytes.extend_from_slice(&(1u32 << 31).to_le_bytes());
+    let file = GgufFile::from_bytes("huge.gguf", bytes).unwrap();
+    assert_eq!(file.alignment(), 1 << 31);
+    assert_eq!(file.data_offset(), 1 << 31);
+    let mut w = GgufWriter::new();
+    for (k, v) in file.metadata().iter() {
+        w.add_metadata(k, v.clone());
+    }
+    invalid_write(w.to_bytes().unwrap_err(), "larger than the writer's limit");
 }
