@@ -10,6 +10,7 @@
 pub mod cpu;
 pub mod device_tensor;
 pub mod error;
+pub mod hip;
 pub mod lazy;
 pub mod loader;
 

@@ -1,0 +1,416 @@
+//! `out = x · Wᵀ` on the GPU for a weight in its GGUF block format (`kernels/mmvq.hip`,
+//! `kernels/mmq.hip`, `kernels/quantize_act.hip`).
+//!
+//! Quantized weights follow llama.cpp's CUDA scheme: the activations are first quantized on the
+//! device to q8_1 blocks (into a scratch buffer the [`MatmulContext`] keeps, so decode allocates
+//! nothing per call), then integer dot products per 32 values are scaled by the weight's and the
+//! activation's block scales and accumulated in f32. Every quantized type is paired with q8_1
+//! here (the CPU backend pairs the K-quants with q8_K), so K-quant results differ from the CPU's
+//! in the last bits of the activation rounding. Float weights (F32/F16/BF16) take the f32
+//! activations rounded to the weight's precision, as the CPU backend does.
+//!
+//! Up to [`MATVEC_MAX_TOKENS`] tokens run the matrix-vector kernels (`mmvq_<type>`,
+//! `mmvf_<type>`: each weight byte read once for all tokens); more tokens run the tiled
+//! matrix-matrix kernels (`mmq_<type>`, `mmf_<type>`), which stage a tile of weight rows in
+//! shared memory and reuse it for a tile of tokens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rocmforge_gguf::GgmlType;
+use rocmforge_hip::{DeviceBuffer, HipBackend, HipFunction, HipModule, HipStream, LaunchConfig};
+
+use super::quantize_act::{Q8_1Layout, quantize_q8_1};
+use crate::error::{TensorError, TensorResult};
+
+/// Largest token count served by the matrix-vector kernels.
+pub const MATVEC_MAX_TOKENS: usize = 8;
+/// Threads per block of the matrix-vector kernels.
+const MMV_THREADS: usize = 256;
+/// Weight rows and tokens per block of the tiled kernels (see `kernels/mmq.hip`).
+const MMQ_ROWS: usize = 64;
+const MMQ_TOKENS: usize = 32;
+const MMQ_THREADS: u32 = 256;
+
+const OP: &str = "hip::matmul";
+
+/// How the kernels see a weight type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kind {
+    /// Kernel name suffix (`mmvq_<suffix>`).
+    suffix: &'static str,
+    /// Values per chunk one thread unpacks (quantized), 0 for float weights.
+    chunk_values: usize,
+}
+
+fn kind(ty: GgmlType) -> Option<Kind> {
+    use GgmlType::*;
+    let (suffix, chunk_values) = match ty {
+        F32 => ("f32", 0),
+        F16 => ("f16", 0),
+        BF16 => ("bf16", 0),
+        Q4_0 => ("q4_0", 32),
+        Q4_1 => ("q4_1", 32),
+        Q5_0 => ("q5_0", 32),
+        Q5_1 => ("q5_1", 32),
+        Q8_0 => ("q8_0", 32),
+        IQ4_NL => ("iq4_nl", 32),
+        IQ4_XS => ("iq4_xs", 32),
+        Q4_K => ("q4_k", 64),
+        Q5_K => ("q5_k", 64),
+        Q2_K => ("q2_k", 128),
+        Q3_K => ("q3_k", 128),
+        Q6_K => ("q6_k", 128),
+        _ => return None,
+    };
+    Some(Kind {
+        suffix,
+        chunk_values,
+    })
+}
+
+/// Whether [`matmul`] supports weights of type `ty`.
+pub fn supports(ty: GgmlType) -> bool {
+    kind(ty).is_some()
+}
+
+/// The kernels and the q8_1 scratch buffer of the GPU matmul; one per stream that runs
+/// matmuls (the scratch is reused by each call on that stream).
+#[derive(Debug)]
+pub struct MatmulContext {
+    backend: Arc<HipBackend>,
+    mmvq: Arc<HipModule>,
+    mmq: Arc<HipModule>,
+    quantize: HipFunction,
+    functions: HashMap<String, HipFunction>,
+    scratch: Option<DeviceBuffer<u8>>,
+}
+
+impl MatmulContext {
+    /// Loads the kernel families `mmvq`, `mmq` and `quantize_act` for `backend`'s device.
+    pub fn new(backend: &Arc<HipBackend>) -> TensorResult<Self> {
+        let quantize = backend
+            .load_kernels("quantize_act")?
+            .function("quantize_q8_1_f32")?;
+        Ok(Self {
+            backend: Arc::clone(backend),
+            mmvq: backend.load_kernels("mmvq")?,
+            mmq: backend.load_kernels("mmq")?,
+            quantize,
+            functions: HashMap::new(),
+            scratch: None,
+        })
+    }
+
+    /// The backend whose device these kernels run on.
+    pub fn backend(&self) -> &Arc<HipBackend> {
+        &self.backend
+    }
+
+    /// Reserves scratch space for `n_tokens` rows of `cols` activations, so that later calls of
+    /// at most that size allocate nothing.
+    pub fn reserve(&mut self, n_tokens: usize, cols: usize) -> TensorResult<()> {
+        let layout = Q8_1Layout::new(OP, n_tokens, cols.next_multiple_of(32))?;
+        self.scratch_for(&layout).map(|_| ())
+    }
+
+    fn scratch_for(&mut self, layout: &Q8_1Layout) -> TensorResult<&mut DeviceBuffer<u8>> {
+        let need = layout.total_bytes.max(1);
+        let big_enough = self.scratch.as_ref().is_some_and(|s| s.len() >= need);
+        if !big_enough {
+            self.scratch = None; // free the old one before allocating the new one
+            self.scratch = Some(self.backend.alloc::<u8>(need)?);
+        }
+        self.scratch.as_mut().ok_or(TensorError::Backend {
+            op: OP,
+            what: "q8_1 scratch buffer missing after allocation".to_string(),
+        })
+    }
+
+    fn function(&mut self, tiled: bool, name: String) -> TensorResult<HipFunction> {
+        if let Some(f) = self.functions.get(&name) {
+            return Ok(f.clone());
+        }
+        let module = if tiled { &self.mmq } else { &self.mmvq };
+        let f = module.function(&name)?;
+        self.functions.insert(name, f.clone());
+        Ok(f)
+    }
+}
+
+/// Checks sizes; returns the weight's bytes per row.
+fn check(
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    w: &DeviceBuffer<u8>,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &DeviceBuffer<f32>,
+) -> TensorResult<usize> {
+    let bs = ty.block_size();
+    if cols % bs != 0 {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!(
+                "weight of type {ty} has {cols} columns, not a multiple of its block size {bs}"
+            ),
+        });
+    }
+    let too_big = |what: &str| TensorError::Shape {
+        op: OP,
+        what: format!(
+            "{what} too large for the kernels' 32-bit indices: {rows} rows x {cols} columns, {n_tokens} tokens"
+        ),
+    };
+    if u32::try_from(rows).is_err()
+        || u32::try_from(cols).is_err()
+        || u32::try_from(n_tokens).is_err()
+    {
+        return Err(too_big("shape"));
+    }
+    let row_bytes = cols / bs * ty.type_size();
+    let checks = [
+        ("weight bytes", row_bytes.checked_mul(rows), w.len()),
+        ("activation values", n_tokens.checked_mul(cols), x.len()),
+        ("output values", n_tokens.checked_mul(rows), out.len()),
+    ];
+    for (what, need, have) in checks {
+        match need {
+            Some(n) if n <= have => {}
+            Some(n) => {
+                return Err(TensorError::Shape {
+                    op: OP,
+                    what: format!(
+                        "{ty} weight {rows} x {cols}, {n_tokens} tokens: {what} needed {n}, buffer holds {have}"
+                    ),
+                });
+            }
+            None => return Err(too_big(what)),
+        }
+    }
+    Ok(row_bytes)
+}
+
+/// Threads per row for the matrix-vector kernels: enough for one pass over the row's chunks,
+/// a power of two up to the block size.
+fn threads_per_row(chunks: usize) -> usize {
+    chunks.next_power_of_two().clamp(1, MMV_THREADS)
+}
+
+fn grid_u32(n: usize) -> TensorResult<u32> {
+    u32::try_from(n).map_err(|_| TensorError::Shape {
+        op: OP,
+        what: format!("{n} thread blocks exceed the launch limit"),
+    })
+}
+
+/// `out[t][r] = sum_c W[r][c] * x[t][c]` on `stream`, for `w` the raw GGUF blocks of a
+/// `rows x cols` weight (`cols` = GGUF `ne0`), `x: [n_tokens][cols]`, `out: [n_tokens][rows]`.
+///
+/// Buffers may be longer than needed. Errors: an unsupported type, `cols` not a whole number
+/// of blocks, buffers too small (each naming the op and the sizes), or a HIP error.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    ctx: &mut MatmulContext,
+    w: &DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<()> {
+    let k = kind(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+    let row_bytes = check(ty, rows, cols, w, x, n_tokens, out)?;
+    if n_tokens == 0 || rows == 0 {
+        return Ok(());
+    }
+    let tiled = n_tokens > MATVEC_MAX_TOKENS;
+    if k.chunk_values == 0 {
+        return matmul_float(
+            ctx, k, tiled, w, row_bytes, rows, cols, x, n_tokens, out, stream,
+        );
+    }
+    let layout = Q8_1Layout::new(OP, n_tokens, cols)?;
+    let quantize = ctx.quantize.clone();
+    let prefix = if tiled { "mmq_" } else { "mmvq_" };
+    let f = ctx.function(tiled, format!("{prefix}{}", k.suffix))?;
+    let scratch = ctx.scratch_for(&layout)?;
+    quantize_q8_1(&quantize, x, &layout, scratch, stream)?;
+    let aqs = scratch.device_ptr();
+    let ads = aqs
+        .byte_offset(layout.ds_offset)
+        .ok_or_else(|| TensorError::Shape {
+            op: OP,
+            what: "q8_1 scale offset overflows a device address".to_string(),
+        })?;
+    let (rows32, cols32, nt32) = (rows as u32, cols as u32, n_tokens as u32);
+    let row_bytes64 = row_bytes as u64;
+    if tiled {
+        let cfg = LaunchConfig {
+            grid_dim: (
+                grid_u32(rows.div_ceil(MMQ_ROWS))?,
+                grid_u32(n_tokens.div_ceil(MMQ_TOKENS))?,
+                1,
+            ),
+            block_dim: (MMQ_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `mmq_<type>(const u8* w, u64 row_bytes, u32 rows, u32 cols, const i8* aqs,
+        // const float* ads, u32 n_tokens, float* out)`. `w` holds rows * row_bytes bytes, `x`
+        // was quantized into the scratch (layout for n_tokens x cols), `out` holds
+        // n_tokens * rows values (all checked above); the kernel bounds every row and token.
+        unsafe {
+            stream
+                .launch_builder(&f)
+                .arg(w)
+                .arg(&row_bytes64)
+                .arg(&rows32)
+                .arg(&cols32)
+                .arg(&aqs)
+                .arg(&ads)
+                .arg(&nt32)
+                .arg(&*out)
+                .launch(cfg)?;
+        }
+        return Ok(());
+    }
+    let chunks = cols / k.chunk_values;
+    let tpr = threads_per_row(chunks);
+    let (chunks32, tpr32) = (chunks as u32, tpr as u32);
+    let cfg = LaunchConfig {
+        grid_dim: (grid_u32(rows.div_ceil(MMV_THREADS / tpr))?, 1, 1),
+        block_dim: (MMV_THREADS as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: `mmvq_<type>(const u8* w, u64 row_bytes, u32 rows, u32 chunks, const i8* aqs,
+    // const float* ads, u32 cols, u32 n_tokens, float* out, u32 tpr)`; sizes checked above,
+    // n_tokens <= 8 fits one grid row, tpr is a power of two dividing the block size.
+    unsafe {
+        stream
+            .launch_builder(&f)
+            .arg(w)
+            .arg(&row_bytes64)
+            .arg(&rows32)
+            .arg(&chunks32)
+            .arg(&aqs)
+            .arg(&ads)
+            .arg(&cols32)
+            .arg(&nt32)
+            .arg(&*out)
+            .arg(&tpr32)
+            .launch(cfg)?;
+    }
+    Ok(())
+}
+
+/// F32 / F16 / BF16 weights with f32 activations.
+#[allow(clippy::too_many_arguments)]
+fn matmul_float(
+    ctx: &mut MatmulContext,
+    k: Kind,
+    tiled: bool,
+    w: &DeviceBuffer<u8>,
+    row_bytes: usize,
+    rows: usize,
+    cols: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<()> {
+    let (rows32, cols32, nt32) = (rows as u32, cols as u32, n_tokens as u32);
+    let row_bytes64 = row_bytes as u64;
+    if tiled {
+        let f = ctx.function(true, format!("mmf_{}", k.suffix))?;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                grid_u32(rows.div_ceil(MMQ_ROWS))?,
+                grid_u32(n_tokens.div_ceil(MMQ_TOKENS))?,
+                1,
+            ),
+            block_dim: (MMQ_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `mmf_<type>(const u8* w, u64 row_bytes, u32 rows, u32 cols, const float* x,
+        // u32 n_tokens, float* out)`; sizes checked by the caller; the kernel bounds rows,
+        // tokens and columns.
+        unsafe {
+            stream
+                .launch_builder(&f)
+                .arg(w)
+                .arg(&row_bytes64)
+                .arg(&rows32)
+                .arg(&cols32)
+                .arg(x)
+                .arg(&nt32)
+                .arg(&*out)
+                .launch(cfg)?;
+        }
+        return Ok(());
+    }
+    let f = ctx.function(false, format!("mmvf_{}", k.suffix))?;
+    let vec = cols % 8 == 0;
+    let chunks = if vec { cols / 8 } else { cols };
+    let tpr = threads_per_row(chunks);
+    let (chunks32, vec32, tpr32) = (chunks as u32, u32::from(vec), tpr as u32);
+    let cfg = LaunchConfig {
+        grid_dim: (grid_u32(rows.div_ceil(MMV_THREADS / tpr))?, 1, 1),
+        block_dim: (MMV_THREADS as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: `mmvf_<type>(const u8* w, u64 row_bytes, u32 rows, u32 chunks, u32 vec,
+    // const float* x, u32 cols, u32 n_tokens, float* out, u32 tpr)`; sizes checked by the
+    // caller; `vec` only when cols % 8 == 0, so rows and activations are 16-byte aligned.
+    unsafe {
+        stream
+            .launch_builder(&f)
+            .arg(w)
+            .arg(&row_bytes64)
+            .arg(&rows32)
+            .arg(&chunks32)
+            .arg(&vec32)
+            .arg(x)
+            .arg(&cols32)
+            .arg(&nt32)
+            .arg(&*out)
+            .arg(&tpr32)
+            .launch(cfg)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cpu_matmul_type_has_a_kernel() {
+        use GgmlType::*;
+        for ty in [
+            F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K,
+            Q6_K,
+        ] {
+            let k = kind(ty);
+            assert!(k.is_some(), "{ty}");
+            if let Some(k) = k.filter(|k| k.chunk_values > 0) {
+                assert_eq!(ty.block_size() % k.chunk_values, 0, "{ty}");
+            }
+        }
+        assert!(!supports(GgmlType::Q8_K));
+    }
+
+    #[test]
+    fn threads_per_row_is_a_power_of_two_within_the_block() {
+        assert_eq!(threads_per_row(1), 1);
+        assert_eq!(threads_per_row(3), 4);
+        assert_eq!(threads_per_row(18), 32);
+        assert_eq!(threads_per_row(448), 256);
+        for c in 1..2000 {
+            let t = threads_per_row(c);
+            assert!(t.is_power_of_two() && MMV_THREADS % t == 0);
+        }
+    }
+}

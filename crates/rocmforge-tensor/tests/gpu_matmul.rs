@@ -1,0 +1,321 @@
+//! GPU matmul (`rocmforge_tensor::hip::matmul`) against the CPU matmul, for every supported
+//! weight type, odd shapes, and token counts on both sides of the matvec/tiled switch.
+//!
+//! GPU suite only (`--features gpu-tests`, run through `cargo xtask test --gpu`): a custom
+//! harness that prints a table of the largest relative error per type, then
+//! "N passed, M failed". Without a GPU every case fails (it never skips).
+//!
+//! Relative error of one case: max |gpu - ref| / max |ref| over the output; outputs are
+//! poisoned with NaN before each run and NaN never passes. Two references:
+//! - `cpu::matmul` (the oracle). Bound 1e-3 where the GPU and CPU use the same activation
+//!   scheme (float weights; the 32-value formats, whose q8_0/q8_1 activations round to the
+//!   same integers). For the 256-value formats the CPU quantizes activations to q8_K (one
+//!   scale per 256 values) and the GPU to q8_1 (one per 32): two different 8-bit roundings
+//!   of the activations, about 0.4% of a value each, so the bound is 2e-2.
+//! - For the 256-value formats also the same scheme in f64: weights dequantized, activations
+//!   quantized to q8_1 and dequantized on the CPU, products summed in f64
+//!   (`cpu::matmul_f32_reference`). Bound 1e-4: this checks the kernels' integer arithmetic
+//!   exactly, independent of the activation scheme.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use rocmforge_gguf::GgmlType;
+use rocmforge_gguf::quants::quantize;
+use rocmforge_hip::{HipBackend, HipStream};
+use rocmforge_tensor::cpu::quantize_act::quantize_q8_1;
+use rocmforge_tensor::cpu::{WeightView, matmul as cpu_matmul, matmul_f32_reference};
+use rocmforge_tensor::hip::matmul::{MatmulContext, matmul};
+
+/// Small deterministic generator (xorshift64*), seeded per case.
+struct Rng(u64);
+impl Rng {
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        v as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next_f32() * scale).collect()
+    }
+}
+
+const TYPES: [GgmlType; 15] = [
+    GgmlType::Q4_1,
+    GgmlType::Q8_0,
+    GgmlType::F32,
+    GgmlType::Q4_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q5_K,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+];
+
+fn bound(ty: GgmlType) -> f32 {
+    if ty.block_size() == 256 { 2e-2 } else { 1e-3 }
+}
+
+/// Bound against the same-scheme f64 reference (256-value formats).
+const SCHEME_BOUND: f32 = 1e-4;
+
+fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-20);
+    got.iter()
+        .zip(want)
+        .fold(0.0f32, |m, (g, w)| m.max((g - w).abs() / scale))
+}
+
+fn col_choices(ty: GgmlType) -> Vec<usize> {
+    match ty.block_size() {
+        256 => vec![256 * 3, 256 * 8],
+        32 => vec![32 * 3, 32 * 24],
+        _ => vec![45, 32 * 3, 32 * 24],
+    }
+}
+
+struct Gpu {
+    backend: Arc<HipBackend>,
+    stream: HipStream,
+    ctx: MatmulContext,
+}
+
+fn setup() -> Result<Gpu, String> {
+    let backend = HipBackend::new(0).map_err(|e| format!("no GPU: {e}"))?;
+    let stream = backend.new_stream().map_err(|e| e.to_string())?;
+    let ctx = MatmulContext::new(&backend).map_err(|e| format!("kernels: {e}"))?;
+    Ok(Gpu {
+        backend,
+        stream,
+        ctx,
+    })
+}
+
+/// Runs one case; returns the relative error.
+fn run_case(
+    gpu: &mut Gpu,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+    seed: u64,
+) -> Result<(f32, Option<f32>), String> {
+    let mut rng = Rng(seed | 1);
+    let wf = rng.vec(rows * cols, 1.0);
+    let wq = quantize(ty, &wf).map_err(|e| e.to_string())?;
+    // Tokens of different magnitudes.
+    let mut x = Vec::with_capacity(n_tokens * cols);
+    for t in 0..n_tokens {
+        x.extend(rng.vec(cols, 0.25 + t as f32 % 5.0));
+    }
+    let view = WeightView {
+        ty,
+        data: &wq,
+        rows,
+        cols,
+    };
+    let mut want = vec![0.0f32; n_tokens * rows];
+    cpu_matmul(&view, &x, n_tokens, &mut want).map_err(|e| e.to_string())?;
+
+    let e = |e: rocmforge_hip::HipError| e.to_string();
+    let w_dev = gpu.backend.htod(&wq).map_err(e)?;
+    let x_dev = gpu.backend.htod(&x).map_err(e)?;
+    let mut out = gpu.backend.alloc::<f32>(n_tokens * rows).map_err(e)?;
+    out.memset_bytes(0xff).map_err(e)?; // NaN everywhere: unwritten outputs show
+    matmul(
+        &mut gpu.ctx,
+        &w_dev,
+        ty,
+        rows,
+        cols,
+        &x_dev,
+        n_tokens,
+        &mut out,
+        &gpu.stream,
+    )
+    .map_err(|e| e.to_string())?;
+    gpu.stream.synchronize().map_err(e)?;
+    let got = out.to_vec().map_err(e)?;
+
+    if let Some(i) = got.iter().position(|g| !g.is_finite()) {
+        return Err(format!(
+            "output {i} (token {}, row {}) is {}",
+            i / rows,
+            i % rows,
+            got[i]
+        ));
+    }
+    let err_cpu = rel_err(&got, &want);
+    let err_scheme = if ty.block_size() == 256 {
+        let xd = quantize_q8_1(&x).dequantize();
+        let mut exact = vec![0.0f32; n_tokens * rows];
+        matmul_f32_reference(&view, &xd, n_tokens, &mut exact).map_err(|e| e.to_string())?;
+        Some(rel_err(&got, &exact))
+    } else {
+        None
+    };
+    Ok((err_cpu, err_scheme))
+}
+
+/// Shape errors must be reported, not launched.
+fn error_cases(gpu: &mut Gpu) -> Vec<(String, Result<(), String>)> {
+    let mut res = Vec::new();
+    let w = gpu.backend.alloc::<u8>(18 * 4).unwrap();
+    let x = gpu.backend.alloc::<f32>(256).unwrap();
+    let mut out = gpu.backend.alloc::<f32>(4).unwrap();
+    let r = matmul(
+        &mut gpu.ctx,
+        &w,
+        GgmlType::Q4_0,
+        4,
+        48,
+        &x,
+        1,
+        &mut out,
+        &gpu.stream,
+    );
+    res.push((
+        "cols not a block multiple".to_string(),
+        match r {
+            Err(e) if e.to_string().contains("48") => Ok(()),
+            other => Err(format!("expected a shape error naming 48, got {other:?}")),
+        },
+    ));
+    let r = matmul(
+        &mut gpu.ctx,
+        &w,
+        GgmlType::Q4_0,
+        8,
+        32,
+        &x,
+        1,
+        &mut out,
+        &gpu.stream,
+    );
+    res.push((
+        "weight buffer too small".to_string(),
+        match r {
+            Err(e) if e.to_string().contains("weight bytes") => Ok(()),
+            other => Err(format!("expected a weight size error, got {other:?}")),
+        },
+    ));
+    let r = matmul(
+        &mut gpu.ctx,
+        &w,
+        GgmlType::Q4_0,
+        4,
+        32,
+        &x,
+        3,
+        &mut out,
+        &gpu.stream,
+    );
+    res.push((
+        "output buffer too small".to_string(),
+        match r {
+            Err(e) if e.to_string().contains("output values") => Ok(()),
+            other => Err(format!("expected an output size error, got {other:?}")),
+        },
+    ));
+    res
+}
+
+fn main() {
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut gpu = match setup() {
+        Ok(g) => g,
+        Err(e) => {
+            println!("FAIL setup: {e}");
+            println!("0 passed, 1 failed");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "device: {} ({})",
+        gpu.backend.info().name,
+        gpu.backend.arch()
+    );
+    let mut table = Vec::new();
+    let mut seed = 0x5eed_u64;
+    for ty in TYPES {
+        let (mut worst, mut worst_scheme) = (0.0f32, None::<f32>);
+        let mut n_cases = 0;
+        let mut errored = false;
+        for rows in [7usize, 33, 1000] {
+            for &cols in &col_choices(ty) {
+                for n_tokens in [1usize, 3, 8, 17, 64] {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    n_cases += 1;
+                    let case = format!("{ty} {rows}x{cols} n_tokens={n_tokens}");
+                    match run_case(&mut gpu, ty, rows, cols, n_tokens, seed) {
+                        Ok((err, scheme)) => {
+                            worst = worst.max(err);
+                            if let Some(e) = scheme {
+                                worst_scheme = Some(worst_scheme.unwrap_or(0.0).max(e));
+                            }
+                            let scheme_ok = scheme.is_none_or(|e| e < SCHEME_BOUND);
+                            if err < bound(ty) && scheme_ok {
+                                passed += 1;
+                            } else {
+                                failed += 1;
+                                println!(
+                                    "FAIL {case}: rel err {err:.3e} (bound {:.0e}), same-scheme {scheme:?} (bound {SCHEME_BOUND:.0e})",
+                                    bound(ty)
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            errored = true;
+                            println!("FAIL {case}: {e}");
+                        }
+                    }
+                }
+            }
+        }
+        table.push((
+            ty,
+            n_cases,
+            if errored { f32::NAN } else { worst },
+            worst_scheme,
+        ));
+    }
+    for (name, r) in error_cases(&mut gpu) {
+        match r {
+            Ok(()) => passed += 1,
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {name}: {e}");
+            }
+        }
+    }
+    println!(
+        "\n| type | cases | max rel err vs cpu::matmul | bound | vs same-scheme f64 ref | bound |\n|---|---|---|---|---|---|"
+    );
+    for (ty, n, worst, scheme) in table {
+        let scheme = scheme.map_or("-".to_string(), |e| format!("{e:.3e}"));
+        let sb = if ty.block_size() == 256 {
+            format!("{SCHEME_BOUND:.0e}")
+        } else {
+            "-".to_string()
+        };
+        println!(
+            "| {ty} | {n} | {worst:.3e} | {:.0e} | {scheme} | {sb} |",
+            bound(ty)
+        );
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
