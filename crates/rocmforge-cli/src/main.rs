@@ -23,11 +23,20 @@ struct Cli {
 enum Command {
     /// Show a GGUF file's metadata, tensors, totals per type and parameter count.
     Inspect(commands::inspect::InspectArgs),
+    /// Generate a completion of a prompt; prints only the generated text.
+    Generate(commands::generate::GenerateArgs),
+    /// Print the argmax next token after each prefix of a token sequence (teacher forcing).
+    Predict(commands::predict::PredictArgs),
+    /// Perplexity of a text file, computed as llama.cpp does.
+    Perplexity(commands::perplexity::PerplexityArgs),
 }
 
 fn run_command(command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Generate(args) => commands::generate::run(args),
+        Command::Predict(args) => commands::predict::run(args),
+        Command::Perplexity(args) => commands::perplexity::run(args),
     }
 }
 

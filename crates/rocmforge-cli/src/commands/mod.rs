@@ -1,4 +1,7 @@
 //! One module per subcommand of `rocmforge`.
 
+pub mod generate;
 pub mod inspect;
 pub mod output;
+pub mod perplexity;
+pub mod predict;
