@@ -29,6 +29,8 @@ enum Command {
     Predict(commands::predict::PredictArgs),
     /// Perplexity of a text file, computed as llama.cpp does.
     Perplexity(commands::perplexity::PerplexityArgs),
+    /// Print the token ids of a text as one JSON array.
+    Tokenize(commands::tokenize::TokenizeArgs),
 }
 
 fn run_command(command: &Command) -> anyhow::Result<()> {
@@ -37,6 +39,7 @@ fn run_command(command: &Command) -> anyhow::Result<()> {
         Command::Generate(args) => commands::generate::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
     }
 }
 

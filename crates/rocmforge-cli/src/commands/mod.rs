@@ -5,3 +5,4 @@ pub mod inspect;
 pub mod output;
 pub mod perplexity;
 pub mod predict;
+pub mod tokenize;
