@@ -13,11 +13,50 @@ use rocmforge_hip::{DeviceBuffer, DevicePtr, HipBackend};
 use crate::error::{TensorError, TensorResult};
 
 /// RAII device memory holding one tensor: freed when dropped.
+///
+/// Activations (F32) and caches (F16) made by this crate are held as typed buffers (so that other
+/// crates can take a `DeviceBuffer<f32>`); weights uploaded from a file, and every other type
+/// (BF16, the block types), as raw bytes. Kernels only need [`DeviceTensor::device_ptr`].
 #[derive(Debug)]
 pub struct DeviceTensor {
-    buffer: DeviceBuffer<u8>,
+    storage: DeviceStorage,
     dtype: GgmlType,
     shape: Vec<usize>,
+}
+
+/// The device buffer behind a [`DeviceTensor`].
+#[derive(Debug)]
+pub enum DeviceStorage {
+    /// F32 values.
+    F32(DeviceBuffer<f32>),
+    /// F16 values.
+    F16(DeviceBuffer<half::f16>),
+    /// Raw bytes in the dtype's layout (BF16, quantized blocks, ...).
+    Bytes(DeviceBuffer<u8>),
+}
+
+impl DeviceStorage {
+    fn num_bytes(&self) -> usize {
+        match self {
+            DeviceStorage::F32(b) => b.num_bytes(),
+            DeviceStorage::F16(b) => b.num_bytes(),
+            DeviceStorage::Bytes(b) => b.num_bytes(),
+        }
+    }
+}
+
+fn f32_from_le(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn f16_from_le(bytes: &[u8]) -> Vec<half::f16> {
+    bytes
+        .chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }
 
 /// Bytes that `n` elements of `dtype` occupy, checked (whole blocks, no overflow).
@@ -59,24 +98,29 @@ pub fn shape_from_gguf_dims(dims: &[u64]) -> TensorResult<Vec<usize>> {
 }
 
 impl DeviceTensor {
-    /// Wraps a buffer whose length matches `dtype` and `shape`.
-    pub fn from_buffer(
-        buffer: DeviceBuffer<u8>,
+    /// Wraps a storage whose size matches `dtype` and `shape`.
+    pub fn from_storage(
+        storage: DeviceStorage,
         dtype: GgmlType,
         shape: Vec<usize>,
     ) -> TensorResult<DeviceTensor> {
         let need = bytes_for_shape(dtype, &shape)?;
-        if buffer.len() != need {
+        let typed_ok = match &storage {
+            DeviceStorage::F32(_) => dtype == GgmlType::F32,
+            DeviceStorage::F16(_) => dtype == GgmlType::F16,
+            DeviceStorage::Bytes(_) => true,
+        };
+        if storage.num_bytes() != need || !typed_ok {
             return Err(TensorError::Shape {
-                op: "DeviceTensor::from_buffer",
+                op: "DeviceTensor::from_storage",
                 what: format!(
-                    "buffer of {} bytes for {dtype} {shape:?} (needs {need})",
-                    buffer.len()
+                    "storage of {} bytes ({storage:?}) for {dtype} {shape:?} (needs {need})",
+                    storage.num_bytes()
                 ),
             });
         }
         Ok(DeviceTensor {
-            buffer,
+            storage,
             dtype,
             shape,
         })
@@ -89,8 +133,12 @@ impl DeviceTensor {
         shape: Vec<usize>,
     ) -> TensorResult<DeviceTensor> {
         let need = bytes_for_shape(dtype, &shape)?;
-        let buffer = backend.alloc::<u8>(need)?;
-        DeviceTensor::from_buffer(buffer, dtype, shape)
+        let storage = match dtype {
+            GgmlType::F32 => DeviceStorage::F32(backend.alloc(need / 4)?),
+            GgmlType::F16 => DeviceStorage::F16(backend.alloc(need / 2)?),
+            _ => DeviceStorage::Bytes(backend.alloc(need)?),
+        };
+        DeviceTensor::from_storage(storage, dtype, shape)
     }
 
     /// Zero-filled device memory for `dtype` and `shape`.
@@ -99,12 +147,13 @@ impl DeviceTensor {
         dtype: GgmlType,
         shape: Vec<usize>,
     ) -> TensorResult<DeviceTensor> {
-        let need = bytes_for_shape(dtype, &shape)?;
-        let buffer = backend.alloc_zeros::<u8>(need)?;
-        DeviceTensor::from_buffer(buffer, dtype, shape)
+        let mut t = DeviceTensor::alloc(backend, dtype, shape)?;
+        t.fill_bytes(0)?;
+        Ok(t)
     }
 
-    /// Copies `bytes` (in `dtype`'s layout, e.g. quantized blocks as in a GGUF file) to the device.
+    /// Copies `bytes` (in `dtype`'s layout, e.g. quantized blocks as in a GGUF file) to the
+    /// device, byte for byte.
     pub fn from_host_bytes(
         backend: &Arc<HipBackend>,
         dtype: GgmlType,
@@ -118,8 +167,30 @@ impl DeviceTensor {
                 what: format!("{} bytes for {dtype} {shape:?} (needs {need})", bytes.len()),
             });
         }
-        let buffer = backend.htod(bytes)?;
-        DeviceTensor::from_buffer(buffer, dtype, shape)
+        let storage = match dtype {
+            GgmlType::F32 => DeviceStorage::F32(backend.htod(&f32_from_le(bytes))?),
+            GgmlType::F16 => DeviceStorage::F16(backend.htod(&f16_from_le(bytes))?),
+            _ => DeviceStorage::Bytes(backend.htod(bytes)?),
+        };
+        DeviceTensor::from_storage(storage, dtype, shape)
+    }
+
+    /// Copies `bytes` to the device as raw bytes whatever the dtype (weights from a file: the
+    /// device holds exactly the file's bytes).
+    pub fn from_raw_bytes(
+        backend: &Arc<HipBackend>,
+        dtype: GgmlType,
+        shape: Vec<usize>,
+        bytes: &[u8],
+    ) -> TensorResult<DeviceTensor> {
+        let need = bytes_for_shape(dtype, &shape)?;
+        if bytes.len() != need {
+            return Err(TensorError::Shape {
+                op: "DeviceTensor::from_raw_bytes",
+                what: format!("{} bytes for {dtype} {shape:?} (needs {need})", bytes.len()),
+            });
+        }
+        DeviceTensor::from_storage(DeviceStorage::Bytes(backend.htod(bytes)?), dtype, shape)
     }
 
     /// Copies f32 values to the device as an F32 tensor.
@@ -128,8 +199,12 @@ impl DeviceTensor {
         shape: Vec<usize>,
         values: &[f32],
     ) -> TensorResult<DeviceTensor> {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        DeviceTensor::from_host_bytes(backend, GgmlType::F32, shape, &bytes)
+        check_len("DeviceTensor::from_f32", &shape, values.len())?;
+        DeviceTensor::from_storage(
+            DeviceStorage::F32(backend.htod(values)?),
+            GgmlType::F32,
+            shape,
+        )
     }
 
     /// Copies f16 values to the device as an F16 tensor.
@@ -138,49 +213,65 @@ impl DeviceTensor {
         shape: Vec<usize>,
         values: &[half::f16],
     ) -> TensorResult<DeviceTensor> {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        DeviceTensor::from_host_bytes(backend, GgmlType::F16, shape, &bytes)
+        check_len("DeviceTensor::from_f16", &shape, values.len())?;
+        DeviceTensor::from_storage(
+            DeviceStorage::F16(backend.htod(values)?),
+            GgmlType::F16,
+            shape,
+        )
     }
 
-    /// The raw bytes, copied back to the host (synchronous).
+    /// The raw bytes (little-endian, the dtype's layout), copied back to the host (synchronous).
     pub fn to_host_bytes(&self) -> TensorResult<Vec<u8>> {
-        Ok(self.buffer.to_vec()?)
+        Ok(match &self.storage {
+            DeviceStorage::F32(b) => b.to_vec()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DeviceStorage::F16(b) => b.to_vec()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DeviceStorage::Bytes(b) => b.to_vec()?,
+        })
     }
 
     /// The values as f32 on the host: floats converted, block types dequantized on the CPU.
     pub fn to_f32_vec(&self) -> TensorResult<Vec<f32>> {
-        let bytes = self.to_host_bytes()?;
-        match self.dtype {
-            GgmlType::F32 => Ok(bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()),
-            ty => Ok(quants::dequantize_to_vec(ty, &bytes)?),
+        match &self.storage {
+            DeviceStorage::F32(b) => Ok(b.to_vec()?),
+            DeviceStorage::F16(b) => Ok(b.to_vec()?.iter().map(|v| v.to_f32()).collect()),
+            DeviceStorage::Bytes(b) => Ok(quants::dequantize_to_vec(self.dtype, &b.to_vec()?)?),
         }
     }
 
     /// The values of an F16 tensor as f16 on the host.
     pub fn to_f16_vec(&self) -> TensorResult<Vec<half::f16>> {
-        self.expect_dtype("DeviceTensor::to_f16_vec", GgmlType::F16)?;
-        let bytes = self.to_host_bytes()?;
-        Ok(bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
-            .collect())
+        match &self.storage {
+            DeviceStorage::F16(b) => Ok(b.to_vec()?),
+            _ => Err(self.wrong_dtype("DeviceTensor::to_f16_vec", GgmlType::F16)),
+        }
     }
 
-    /// Overwrites the tensor with f32 values (an F32 tensor of the same element count).
+    /// Overwrites an F32 tensor with `values` (same element count).
     pub fn copy_from_f32(&mut self, values: &[f32]) -> TensorResult<()> {
-        self.expect_dtype("DeviceTensor::copy_from_f32", GgmlType::F32)?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.buffer.copy_from_host(&bytes)?;
+        self.f32_buffer_mut("DeviceTensor::copy_from_f32")?
+            .copy_from_host(values)?;
         Ok(())
     }
 
-    /// Fills every byte with `value` (0xFF makes every f32 a NaN: used to poison outputs).
+    /// Fills every byte with `value` (0xFF makes every f32 and f16 a NaN: used to poison outputs).
     pub fn fill_bytes(&mut self, value: u8) -> TensorResult<()> {
-        self.buffer.memset_bytes(value)?;
+        match &mut self.storage {
+            DeviceStorage::F32(b) => b.memset_bytes(value)?,
+            DeviceStorage::F16(b) => b.memset_bytes(value)?,
+            DeviceStorage::Bytes(b) => b.memset_bytes(value)?,
+        }
         Ok(())
+    }
+
+    fn wrong_dtype(&self, op: &'static str, want: GgmlType) -> TensorError {
+        TensorError::Backend {
+            op,
+            what: format!(
+                "expected a {want} tensor, got {} {:?}",
+                self.dtype, self.shape
+            ),
+        }
     }
 
     /// Fails with a [`TensorError::Backend`] unless the dtype is `want`.
@@ -188,11 +279,51 @@ impl DeviceTensor {
         if self.dtype == want {
             Ok(())
         } else {
-            Err(TensorError::Backend {
-                op,
-                what: format!("expected a {want} tensor, got {}", self.dtype),
-            })
+            Err(self.wrong_dtype(op, want))
         }
+    }
+
+    /// The typed buffer of an F32 tensor.
+    pub fn f32_buffer(&self, op: &'static str) -> TensorResult<&DeviceBuffer<f32>> {
+        match &self.storage {
+            DeviceStorage::F32(b) => Ok(b),
+            _ => Err(self.wrong_dtype(op, GgmlType::F32)),
+        }
+    }
+
+    /// The typed buffer of an F32 tensor, mutable.
+    pub fn f32_buffer_mut(&mut self, op: &'static str) -> TensorResult<&mut DeviceBuffer<f32>> {
+        if !matches!(self.storage, DeviceStorage::F32(_)) {
+            return Err(self.wrong_dtype(op, GgmlType::F32));
+        }
+        match &mut self.storage {
+            DeviceStorage::F32(b) => Ok(b),
+            _ => Err(TensorError::Backend {
+                op,
+                what: "storage changed type".to_string(),
+            }),
+        }
+    }
+
+    /// The typed buffer of an F16 tensor.
+    pub fn f16_buffer(&self, op: &'static str) -> TensorResult<&DeviceBuffer<half::f16>> {
+        match &self.storage {
+            DeviceStorage::F16(b) => Ok(b),
+            _ => Err(self.wrong_dtype(op, GgmlType::F16)),
+        }
+    }
+
+    /// The raw byte buffer of a tensor held as bytes (weights uploaded from a file).
+    pub fn bytes_buffer(&self) -> Option<&DeviceBuffer<u8>> {
+        match &self.storage {
+            DeviceStorage::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The device storage.
+    pub fn storage(&self) -> &DeviceStorage {
+        &self.storage
     }
 
     /// Element type.
@@ -212,7 +343,7 @@ impl DeviceTensor {
 
     /// Size of the device allocation in bytes.
     pub fn size_bytes(&self) -> usize {
-        self.buffer.len()
+        self.storage.num_bytes()
     }
 
     /// The innermost dimension (`ne0`; 1 for a scalar).
@@ -227,10 +358,10 @@ impl DeviceTensor {
             .product()
     }
 
-    /// Gives the tensor another shape with the same element count.
+    /// Gives the tensor another shape with the same size.
     pub fn reshape(&mut self, shape: Vec<usize>) -> TensorResult<()> {
         let need = bytes_for_shape(self.dtype, &shape)?;
-        if need != self.buffer.len() {
+        if need != self.size_bytes() {
             return Err(TensorError::Shape {
                 op: "DeviceTensor::reshape",
                 what: format!("{:?} -> {shape:?} changes the size", self.shape),
@@ -240,23 +371,33 @@ impl DeviceTensor {
         Ok(())
     }
 
-    /// The device buffer.
-    pub fn buffer(&self) -> &DeviceBuffer<u8> {
-        &self.buffer
-    }
-
-    /// The device buffer, mutable (kernel outputs).
-    pub fn buffer_mut(&mut self) -> &mut DeviceBuffer<u8> {
-        &mut self.buffer
-    }
-
-    /// Device address of the first byte.
+    /// Device address of the first byte (what a kernel receives for this tensor).
     pub fn device_ptr(&self) -> DevicePtr {
-        self.buffer.device_ptr()
+        match &self.storage {
+            DeviceStorage::F32(b) => b.device_ptr(),
+            DeviceStorage::F16(b) => b.device_ptr(),
+            DeviceStorage::Bytes(b) => b.device_ptr(),
+        }
     }
 
     /// The backend (device) that owns the memory.
     pub fn backend(&self) -> &Arc<HipBackend> {
-        self.buffer.backend()
+        match &self.storage {
+            DeviceStorage::F32(b) => b.backend(),
+            DeviceStorage::F16(b) => b.backend(),
+            DeviceStorage::Bytes(b) => b.backend(),
+        }
+    }
+}
+
+fn check_len(op: &'static str, shape: &[usize], len: usize) -> TensorResult<()> {
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n == Some(len) {
+        Ok(())
+    } else {
+        Err(TensorError::Shape {
+            op,
+            what: format!("{len} values for shape {shape:?}"),
+        })
     }
 }

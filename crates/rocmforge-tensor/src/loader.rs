@@ -84,7 +84,7 @@ impl Uploader for HipUploader {
                 });
             }
         }
-        DeviceTensor::from_host_bytes(backend, dtype, shape, bytes)
+        DeviceTensor::from_raw_bytes(backend, dtype, shape, bytes)
     }
 }
 

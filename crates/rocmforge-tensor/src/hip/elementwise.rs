@@ -1,0 +1,109 @@
+//! Launches of `kernels/elementwise.hip`: add, mul, scale, silu·mul, gelu (f32).
+
+use rocmforge_hip::DevicePtr;
+
+use super::{HipOps, check_device, check_f32, grid_1d, to_u32};
+use crate::device_tensor::DeviceTensor;
+use crate::error::TensorResult;
+
+const FAMILY: &str = "elementwise";
+
+/// `a[i] op= b[i]` with kernel `name` (`add_f32`, `mul_f32`).
+fn binary_in_place(
+    ops: &HipOps,
+    op: &'static str,
+    name: &'static str,
+    a: &mut DeviceTensor,
+    b: &DeviceTensor,
+) -> TensorResult<()> {
+    let n = a.n_elements();
+    check_f32(op, "a", a, n)?;
+    check_f32(op, "b", b, n)?;
+    check_device(op, ops, a)?;
+    check_device(op, ops, b)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, name)?;
+    let (pa, pb, n32) = (a.device_ptr(), b.device_ptr(), to_u32(op, "n", n)?);
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pa).arg(&pb).arg(&n32);
+    // SAFETY: (float* a, const float* b, u32 n) matches the kernel; both hold n f32 (checked).
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
+}
+
+/// `a[i] += b[i]` (residual add).
+pub fn add(ops: &HipOps, a: &mut DeviceTensor, b: &DeviceTensor) -> TensorResult<()> {
+    binary_in_place(ops, "add", "add_f32", a, b)
+}
+
+/// `a[i] *= b[i]`.
+pub fn mul(ops: &HipOps, a: &mut DeviceTensor, b: &DeviceTensor) -> TensorResult<()> {
+    binary_in_place(ops, "mul", "mul_f32", a, b)
+}
+
+/// `a[i] *= s`.
+pub fn scale(ops: &HipOps, a: &mut DeviceTensor, s: f32) -> TensorResult<()> {
+    const OP: &str = "scale";
+    let n = a.n_elements();
+    check_f32(OP, "a", a, n)?;
+    check_device(OP, ops, a)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "scale_f32")?;
+    let (pa, n32) = (a.device_ptr(), to_u32(OP, "n", n)?);
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pa).arg(&s).arg(&n32);
+    // SAFETY: (float* a, float s, u32 n) matches the kernel; a holds n f32.
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
+}
+
+/// `out[i] = silu(gate[i]) * up[i]`.
+pub fn silu_mul(
+    ops: &HipOps,
+    gate: &DeviceTensor,
+    up: &DeviceTensor,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "silu_mul";
+    let n = gate.n_elements();
+    check_f32(OP, "gate", gate, n)?;
+    check_f32(OP, "up", up, n)?;
+    check_f32(OP, "out", out, n)?;
+    for t in [gate, up, &*out] {
+        check_device(OP, ops, t)?;
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "silu_mul_f32")?;
+    let (pg, pu, po): (DevicePtr, DevicePtr, DevicePtr) =
+        (gate.device_ptr(), up.device_ptr(), out.device_ptr());
+    let n32 = to_u32(OP, "n", n)?;
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pg).arg(&pu).arg(&po).arg(&n32);
+    // SAFETY: (const float*, const float*, float*, u32) matches; all three hold n f32.
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
+}
+
+/// GELU (tanh approximation) in place.
+pub fn gelu(ops: &HipOps, x: &mut DeviceTensor) -> TensorResult<()> {
+    const OP: &str = "gelu";
+    let n = x.n_elements();
+    check_f32(OP, "x", x, n)?;
+    check_device(OP, ops, x)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "gelu_f32")?;
+    let (px, n32) = (x.device_ptr(), to_u32(OP, "n", n)?);
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&px).arg(&n32);
+    // SAFETY: (float* x, u32 n) matches the kernel; x holds n f32.
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
+}

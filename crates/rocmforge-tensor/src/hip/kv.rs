@@ -1,0 +1,55 @@
+//! Launch of `kernels/kv_cache.hip`: append f32 K/V rows to an f16 cache at a position.
+
+use super::{HipOps, check_device, check_f32, grid_1d, to_u32};
+use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
+
+/// Writes the rows of `src` (F32, `[n_tokens][row_len]`) into `cache` (F16,
+/// `[capacity][row_len]`) at rows `start_row..start_row + n_tokens`, rounded to f16.
+pub fn kv_append(
+    ops: &HipOps,
+    src: &DeviceTensor,
+    cache: &mut DeviceTensor,
+    start_row: usize,
+) -> TensorResult<()> {
+    const OP: &str = "kv_append";
+    cache.expect_dtype(OP, rocmforge_gguf::GgmlType::F16)?;
+    let row_len = cache.cols();
+    let capacity = cache.rows();
+    let n = src.n_elements();
+    if row_len == 0 || n % row_len != 0 {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!("src {:?} is not whole rows of {row_len}", src.shape()),
+        });
+    }
+    check_f32(OP, "src", src, n)?;
+    let n_rows = n / row_len;
+    if start_row
+        .checked_add(n_rows)
+        .is_none_or(|end| end > capacity)
+    {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!("rows {start_row}..+{n_rows} exceed the cache's {capacity} rows"),
+        });
+    }
+    check_device(OP, ops, src)?;
+    check_device(OP, ops, cache)?;
+    if n_rows == 0 {
+        return Ok(());
+    }
+    let f = ops.function("kv_cache", "kv_append_f16")?;
+    let (ps, pc) = (src.device_ptr(), cache.device_ptr());
+    let (rl, nr, sr) = (
+        to_u32(OP, "row_len", row_len)?,
+        to_u32(OP, "n_rows", n_rows)?,
+        to_u32(OP, "start_row", start_row)?,
+    );
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&ps).arg(&pc).arg(&rl).arg(&nr).arg(&sr);
+    // SAFETY: (const float*, rf_half*, u32, u32, u32) matches; rows start_row..start_row+n_rows
+    // lie inside the cache (checked) and src holds n_rows * row_len f32.
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Launches of `kernels/norm.hip`: RMS norm and layer norm over rows (one block per row).
+
+use rocmforge_hip::{DevicePtr, LaunchConfig};
+
+use super::{HipOps, check_device, check_f32, to_u32};
+use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
+
+const FAMILY: &str = "norm";
+const THREADS: u32 = 256;
+
+fn rows_config(op: &'static str, rows: usize) -> TensorResult<LaunchConfig> {
+    Ok(LaunchConfig {
+        grid_dim: (to_u32(op, "rows", rows)?, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// Rows of `x` (each `weight.n_elements()` long): checks and returns the row count.
+fn check_rows(
+    op: &'static str,
+    ops: &HipOps,
+    x: &DeviceTensor,
+    weight: &DeviceTensor,
+    out: &DeviceTensor,
+) -> TensorResult<usize> {
+    let n = weight.n_elements();
+    let len = x.n_elements();
+    if n == 0 || len % n != 0 {
+        return Err(TensorError::Shape {
+            op,
+            what: format!("x {:?} is not whole rows of {n}", x.shape()),
+        });
+    }
+    check_f32(op, "x", x, len)?;
+    check_f32(op, "weight", weight, n)?;
+    check_f32(op, "out", out, len)?;
+    for t in [x, weight, out] {
+        check_device(op, ops, t)?;
+    }
+    Ok(len / n)
+}
+
+/// `out = x / sqrt(mean(x^2) + eps) * weight`, row by row.
+pub fn rms_norm(
+    ops: &HipOps,
+    x: &DeviceTensor,
+    weight: &DeviceTensor,
+    eps: f32,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "rms_norm";
+    let rows = check_rows(OP, ops, x, weight, out)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "rms_norm_f32")?;
+    let (px, pw, po) = (x.device_ptr(), weight.device_ptr(), out.device_ptr());
+    let n = to_u32(OP, "n", weight.n_elements())?;
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&px).arg(&pw).arg(&po).arg(&n).arg(&eps);
+    // SAFETY: (const float* x, const float* w, float* out, u32 n, float eps) matches; x and out
+    // hold rows * n f32, w holds n (checked); one block per row.
+    unsafe { l.launch(rows_config(OP, rows)?)? };
+    Ok(())
+}
+
+/// `out = (x - mean) / sqrt(var + eps) * weight (+ bias)`, row by row.
+pub fn layer_norm(
+    ops: &HipOps,
+    x: &DeviceTensor,
+    weight: &DeviceTensor,
+    bias: Option<&DeviceTensor>,
+    eps: f32,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "layer_norm";
+    let rows = check_rows(OP, ops, x, weight, out)?;
+    if let Some(b) = bias {
+        check_f32(OP, "bias", b, weight.n_elements())?;
+        check_device(OP, ops, b)?;
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "layer_norm_f32")?;
+    let (px, pw, po) = (x.device_ptr(), weight.device_ptr(), out.device_ptr());
+    let pb = bias.map_or(DevicePtr(0), DeviceTensor::device_ptr);
+    let has_bias = u32::from(bias.is_some());
+    let n = to_u32(OP, "n", weight.n_elements())?;
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&px)
+        .arg(&pw)
+        .arg(&pb)
+        .arg(&po)
+        .arg(&n)
+        .arg(&eps)
+        .arg(&has_bias);
+    // SAFETY: (x, w, bias, out, u32 n, float eps, u32 has_bias) matches; sizes checked; the
+    // kernel reads bias only when has_bias is 1.
+    unsafe { l.launch(rows_config(OP, rows)?)? };
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Launch of `kernels/rope.hip`: RoPE in place, adjacent pairs or NeoX halves, partial rotation,
+//! linear scaling and YaRN, with the CPU op's parameters.
+
+use super::{HipOps, check_device, check_f32, grid_1d, to_u32};
+use crate::cpu::{RopeMode, RopeParams, YarnParams};
+use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
+
+/// The dimension at which `rotations` full turns fit the original context (ggml's formula,
+/// computed exactly as the CPU op computes it).
+fn corr_dim(n_dims: usize, n_ctx_orig: u32, rotations: f32, base: f32) -> f32 {
+    n_dims as f32 * (n_ctx_orig as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln()
+        / (2.0 * base.ln())
+}
+
+fn corr_dims(n_dims: usize, y: &YarnParams, base: f32) -> [f32; 2] {
+    let start = corr_dim(n_dims, y.n_ctx_orig, y.beta_fast, base).floor();
+    let end = corr_dim(n_dims, y.n_ctx_orig, y.beta_slow, base).ceil();
+    [start.max(0.0), end.min(n_dims as f32 - 1.0)]
+}
+
+/// Applies RoPE to `x` (F32 `[n_tokens][n_heads][head_dim]`), token `t` at `positions[t]`.
+pub fn rope(
+    ops: &HipOps,
+    x: &mut DeviceTensor,
+    n_tokens: usize,
+    n_heads: usize,
+    head_dim: usize,
+    positions: &[u32],
+    p: &RopeParams,
+) -> TensorResult<()> {
+    const OP: &str = "rope";
+    let len = n_tokens * n_heads * head_dim;
+    check_f32(OP, "x", x, len)?;
+    check_device(OP, ops, x)?;
+    if positions.len() != n_tokens {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!("{} positions for {n_tokens} tokens", positions.len()),
+        });
+    }
+    let n_rot = p.n_rot.min(head_dim) & !1;
+    if n_rot == 0 || len == 0 {
+        return Ok(());
+    }
+    let theta_scale = p.freq_base.powf(-2.0 / n_rot as f32);
+    let (ext_factor, mut mscale, dims) = match &p.yarn {
+        Some(y) => (
+            y.ext_factor,
+            y.attn_factor,
+            corr_dims(n_rot, y, p.freq_base),
+        ),
+        None => (0.0, 1.0, [0.0, 0.0]),
+    };
+    if ext_factor != 0.0 {
+        mscale *= 1.0 + 0.1 * (1.0 / p.freq_scale).ln();
+    }
+    let mode = match p.mode {
+        RopeMode::Normal => 0u32,
+        RopeMode::Neox => 1u32,
+    };
+    let pos = ops.backend().htod(positions)?;
+    let f = ops.function("rope", "rope_f32")?;
+    let px = x.device_ptr();
+    let (nt, nh, hd, nr) = (
+        to_u32(OP, "n_tokens", n_tokens)?,
+        to_u32(OP, "n_heads", n_heads)?,
+        to_u32(OP, "head_dim", head_dim)?,
+        to_u32(OP, "n_rot", n_rot)?,
+    );
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&px)
+        .arg(&pos)
+        .arg(&nt)
+        .arg(&nh)
+        .arg(&hd)
+        .arg(&nr)
+        .arg(&mode);
+    l.arg(&theta_scale)
+        .arg(&p.freq_scale)
+        .arg(&ext_factor)
+        .arg(&dims[0])
+        .arg(&dims[1])
+        .arg(&mscale);
+    // SAFETY: the arguments match rope_f32's parameters in order and type; x holds
+    // n_tokens * n_heads * head_dim f32 and pos n_tokens u32 (checked); n_rot <= head_dim.
+    unsafe { l.launch(grid_1d(n_tokens * n_heads * (n_rot / 2), 256))? };
+    Ok(())
+}

@@ -1,0 +1,10 @@
+// KV cache append: f32 K or V rows (one per token, n_kv_heads * head_dim values) are rounded to
+// f16 (round to nearest even, as half::f16::from_f32) and stored at rows start_row.. of the cache.
+#include "rf_platform.h"
+
+RF_KERNEL(256) void kv_append_f16(const float* src, rf_half* cache, rf_u32 row_len, rf_u32 n_rows,
+                                  rf_u32 start_row) {
+    const rf_u64 n = (rf_u64)row_len * n_rows;
+    rf_half* dst = cache + (rf_u64)start_row * row_len;
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) dst[i] = rf_f32_to_half(src[i]);
+}

@@ -1,0 +1,93 @@
+// Rotary position embedding in place on x[n_tokens][n_heads][head_dim], like the CPU op (ggml's
+// rope_f32): theta of pair i = pos * theta_scale^i built by repeated f32 multiplication, times
+// freq_scale, with YaRN's ramp when ext_factor != 0; cos and sin times mscale. Only the first
+// n_rot values of each head rotate. mode 0: adjacent pairs (x[2i], x[2i+1]); mode 1: NeoX halves
+// (x[i], x[i + n_rot/2]). One thread per (token, head, pair).
+//
+// The angles must round exactly as on the CPU (a 1-ulp difference in a large angle moves cos by
+// 1e-4), so the f32 products and sums here are never fused into FMAs, and sin/cos of the f32 angle
+// are evaluated in f64 (Cody-Waite reduction + Taylor series) and rounded once.
+#include "rf_platform.h"
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
+#if defined(RF_NVCC)
+RF_DEVICE float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+RF_DEVICE float add_rn(float a, float b) { return __fadd_rn(a, b); }
+#else
+RF_DEVICE float mul_rn(float a, float b) { return a * b; }
+RF_DEVICE float add_rn(float a, float b) { return a + b; }
+#endif
+
+// sin and cos of x (|x| < 2^40) in f64, accurate to a few ulp of f64.
+RF_DEVICE void sincos_f64(double x, double* s, double* c) {
+    const double two_over_pi = 0.63661977236758134308;
+    const double pio2_hi = 1.57079632673412561417e+00;  // first 33 bits of pi/2
+    const double pio2_lo = 6.07710050650619224932e-11;  // pi/2 - pio2_hi
+    double k = __builtin_rint(x * two_over_pi);
+    double r = (x - k * pio2_hi) - k * pio2_lo;
+    double r2 = r * r;
+    // Taylor series on |r| <= pi/4 (+ reduction slack): terms to r^17 / r^18.
+    double sp = -1.0 / 355687428096000.0;  // -1/17!
+    sp = sp * r2 + 1.0 / 1307674368000.0;
+    sp = sp * r2 - 1.0 / 6227020800.0;
+    sp = sp * r2 + 1.0 / 39916800.0;
+    sp = sp * r2 - 1.0 / 362880.0;
+    sp = sp * r2 + 1.0 / 5040.0;
+    sp = sp * r2 - 1.0 / 120.0;
+    sp = sp * r2 + 1.0 / 6.0;
+    double sr = r - r * r2 * sp;
+    double cp = 1.0 / 6402373705728000.0;  // 1/18!
+    cp = cp * r2 - 1.0 / 20922789888000.0;
+    cp = cp * r2 + 1.0 / 87178291200.0;
+    cp = cp * r2 - 1.0 / 479001600.0;
+    cp = cp * r2 + 1.0 / 3628800.0;
+    cp = cp * r2 - 1.0 / 40320.0;
+    cp = cp * r2 + 1.0 / 720.0;
+    cp = cp * r2 - 1.0 / 24.0;
+    cp = cp * r2 + 0.5;
+    double cr = 1.0 - r2 * cp;
+    long long q = (long long)k & 3;
+    if (q == 0) { *s = sr; *c = cr; }
+    else if (q == 1) { *s = cr; *c = -sr; }
+    else if (q == 2) { *s = -sr; *c = -cr; }
+    else { *s = -cr; *c = sr; }
+}
+
+// positions[t]: the position of token t. corr0/corr1: YaRN correction dims (host-computed);
+// mscale: attn_factor (times YaRN's magnitude correction when ext_factor != 0), host-computed.
+RF_KERNEL(256) void rope_f32(float* x, const rf_u32* positions, rf_u32 n_tokens, rf_u32 n_heads,
+                             rf_u32 head_dim, rf_u32 n_rot, rf_u32 mode, float theta_scale,
+                             float freq_scale, float ext_factor, float corr0, float corr1,
+                             float mscale) {
+    const rf_u32 half = n_rot / 2;
+    const rf_u64 total = (rf_u64)n_tokens * n_heads * half;
+    for (rf_u64 idx = RF_GLOBAL_ID_X; idx < total; idx += RF_GRID_STRIDE_X) {
+        const rf_u32 pair = (rf_u32)(idx % half);
+        const rf_u64 th = idx / half;  // token * n_heads + head
+        const rf_u32 token = (rf_u32)(th / n_heads);
+        float theta_extrap = (float)positions[token];
+        for (rf_u32 i = 0; i < pair; ++i) theta_extrap = mul_rn(theta_extrap, theta_scale);
+        const float theta_interp = mul_rn(freq_scale, theta_extrap);
+        float theta = theta_interp;
+        if (ext_factor != 0.0f) {
+            float den = corr1 - corr0;
+            den = den > 0.001f ? den : 0.001f;
+            float y = ((float)pair - corr0) / den;
+            y = y < 0.0f ? 0.0f : (y > 1.0f ? 1.0f : y);
+            const float mix = mul_rn(1.0f - y, ext_factor);
+            theta = add_rn(mul_rn(theta_interp, 1.0f - mix), mul_rn(theta_extrap, mix));
+        }
+        double sd, cd;
+        sincos_f64((double)theta, &sd, &cd);
+        const float c = mul_rn((float)cd, mscale), s = mul_rn((float)sd, mscale);
+        float* h = x + th * head_dim;
+        const rf_u32 a = mode == 0 ? 2 * pair : pair;
+        const rf_u32 b = mode == 0 ? 2 * pair + 1 : pair + half;
+        const float x0 = h[a], x1 = h[b];
+        h[a] = x0 * c - x1 * s;
+        h[b] = x0 * s + x1 * c;
+    }
+}
