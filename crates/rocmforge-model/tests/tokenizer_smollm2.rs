@@ -171,3 +171,42 @@ fn stream_decoder_holds_back_split_characters() {
         "some token must have been held back: {pieces:?}"
     );
 }
+
+#[test]
+fn long_texts_round_trip() {
+    let tok = tokenizer();
+    let gpl = std::fs::read_to_string(repo_root().join("../shared/testdata/gpl-3.txt")).unwrap();
+    let ids = tok.encode(&gpl, false, false).unwrap();
+    assert!(ids.len() > 1000, "{}", ids.len());
+    assert_eq!(tok.decode(&ids), gpl);
+    // Pathological runs for the pre-tokenizer's backtracking regexes.
+    for text in [
+        format!("{}a", " ".repeat(100_000)),
+        format!("{}\n", "\t \n".repeat(20_000)),
+        "9".repeat(50_000),
+        "!?".repeat(30_000),
+    ] {
+        let ids = tok.encode(&text, false, false).unwrap();
+        assert_eq!(tok.decode(&ids), text);
+    }
+}
+
+#[test]
+fn tokenizer_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    let tok = std::sync::Arc::new(tokenizer());
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let tok = std::sync::Arc::clone(&tok);
+            std::thread::spawn(move || {
+                tok.encode(&format!("thread {i} says hello"), false, false)
+                    .unwrap()
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let ids = h.join().unwrap();
+        assert_eq!(tok.decode(&ids), format!("thread {i} says hello"));
+    }
+}
