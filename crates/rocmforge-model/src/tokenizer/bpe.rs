@@ -170,3 +170,55 @@ pub fn tokenize_word(
         cur = s.next;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{MergeRanks, tokenize_word};
+    use crate::tokenizer::vocab::{TokenEntry, TokenType, Vocab};
+
+    fn vocab(texts: &[&str]) -> Vocab {
+        Vocab::new(
+            texts
+                .iter()
+                .map(|t| TokenEntry {
+                    text: (*t).to_string(),
+                    score: 0.0,
+                    ty: TokenType::Normal,
+                    lstrip: false,
+                    rstrip: false,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn lowest_rank_merges_first() {
+        let v = vocab(&["a", "b", "c", "ab", "bc", "abc"]);
+        // "b c" ranks before "a b": a + bc, and "a bc" is not a merge.
+        let ranks = MergeRanks::from_lines(["b c", "a b", "ab c"]);
+        let mut out = Vec::new();
+        tokenize_word(&v, &ranks, "abc", false, &mut out);
+        assert_eq!(out, [0, 4]);
+        // With "a b" first, "ab c" then completes the word.
+        let ranks = MergeRanks::from_lines(["a b", "b c", "ab c"]);
+        out.clear();
+        tokenize_word(&v, &ranks, "abc", false, &mut out);
+        assert_eq!(out, [5]);
+    }
+
+    #[test]
+    fn ignore_merges_takes_a_whole_word_token() {
+        let v = vocab(&["a", "b", "c", "abc"]);
+        let ranks = MergeRanks::from_lines(["a b"]);
+        let mut out = Vec::new();
+        tokenize_word(&v, &ranks, "abc", true, &mut out);
+        assert_eq!(out, [3]);
+        out.clear();
+        tokenize_word(&v, &ranks, "abc", false, &mut out);
+        assert_eq!(
+            out,
+            [0, 1, 2],
+            "'ab' is not a token: emitted as single characters"
+        );
+    }
+}

@@ -89,3 +89,63 @@ pub fn partition(vocab: &Vocab, order: &[u32], text: &str, parse_special: bool) 
     }
     fragments
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Fragment, partition, special_match_order};
+    use crate::tokenizer::vocab::{TokenEntry, TokenType, Vocab};
+
+    fn entry(text: &str, ty: TokenType, rstrip: bool) -> TokenEntry {
+        TokenEntry {
+            text: text.to_string(),
+            score: 0.0,
+            ty,
+            lstrip: false,
+            rstrip,
+        }
+    }
+
+    fn vocab() -> Vocab {
+        Vocab::new(vec![
+            entry("a", TokenType::Normal, false),
+            entry("<|im|>", TokenType::Control, false),
+            entry("<|im|>x", TokenType::Control, false),
+            entry("<user>", TokenType::UserDefined, true),
+        ])
+    }
+
+    fn texts(text: &str, frags: &[Fragment]) -> Vec<String> {
+        frags
+            .iter()
+            .map(|f| match f {
+                Fragment::Text(r) => text[r.clone()].to_string(),
+                Fragment::Token(id) => format!("#{id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn longest_special_text_wins_and_control_needs_parsing() {
+        let v = vocab();
+        let order = special_match_order(&v);
+        assert_eq!(order[0], 2, "the longest text is tried first");
+        let text = "q<|im|>xy<|im|>";
+        assert_eq!(
+            texts(text, &partition(&v, &order, text, true)),
+            ["q", "#2", "y", "#1"]
+        );
+        assert_eq!(texts(text, &partition(&v, &order, text, false)), [text]);
+    }
+
+    #[test]
+    fn user_defined_tokens_always_match_and_rstrip_eats_spaces() {
+        let v = vocab();
+        let order = special_match_order(&v);
+        let text = "hi <user>   there";
+        assert_eq!(
+            texts(text, &partition(&v, &order, text, false)),
+            ["hi ", "#3", "there"]
+        );
+        assert!(partition(&v, &order, "", true).is_empty());
+    }
+}
