@@ -13,9 +13,13 @@
 #pragma clang fp contract(off)
 #endif
 
+// On NVIDIA the rounding must be explicit (mul.rn / add.rn): ptxas fuses plain PTX mul + add.
 #if defined(RF_NVCC)
 RF_DEVICE float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 RF_DEVICE float add_rn(float a, float b) { return __fadd_rn(a, b); }
+#elif defined(RF_CLANG_NVPTX)
+RF_DEVICE float mul_rn(float a, float b) { return __nvvm_mul_rn_f(a, b); }
+RF_DEVICE float add_rn(float a, float b) { return __nvvm_add_rn_f(a, b); }
 #else
 RF_DEVICE float mul_rn(float a, float b) { return a * b; }
 RF_DEVICE float add_rn(float a, float b) { return a + b; }

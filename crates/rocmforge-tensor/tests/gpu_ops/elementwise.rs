@@ -62,7 +62,8 @@ pub fn silu_mul_and_gelu(ctx: &Ctx) -> Result<(), String> {
             ops::gelu(be, &mut t)?;
             t.to_f32_vec()
         })?;
-        ctx.check("gelu", &format!("n={n}"), &c, &g, F32_BOUND)?;
+        let input_scale = gate.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+        ctx.check_scaled("gelu", &format!("n={n}"), &c, &g, F32_BOUND, input_scale)?;
     }
     Ok(())
 }
