@@ -401,3 +401,39 @@ fn check_len(op: &'static str, shape: &[usize], len: usize) -> TensorResult<()> 
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bytes_for_shape_counts_whole_blocks() {
+        assert_eq!(bytes_for_shape(GgmlType::F32, &[3, 5]).unwrap(), 60);
+        assert_eq!(bytes_for_shape(GgmlType::F16, &[7]).unwrap(), 14);
+        assert_eq!(
+            bytes_for_shape(GgmlType::Q4_K, &[2, 512]).unwrap(),
+            2 * 2 * 144
+        );
+        assert!(
+            bytes_for_shape(GgmlType::Q8_0, &[]).is_err(),
+            "a scalar is less than one block"
+        );
+        assert!(
+            bytes_for_shape(GgmlType::Q4_0, &[3, 33]).is_err(),
+            "not whole blocks"
+        );
+        assert!(
+            bytes_for_shape(GgmlType::F32, &[usize::MAX, 2]).is_err(),
+            "overflow"
+        );
+        assert_eq!(bytes_for_shape(GgmlType::F32, &[0, 4]).unwrap(), 0);
+    }
+
+    #[test]
+    fn gguf_dims_reverse_into_innermost_last() {
+        assert_eq!(shape_from_gguf_dims(&[4096, 32000]).unwrap(), [32000, 4096]);
+        assert_eq!(shape_from_gguf_dims(&[7]).unwrap(), [7]);
+        assert!(shape_from_gguf_dims(&[]).unwrap().is_empty());
+    }
+}

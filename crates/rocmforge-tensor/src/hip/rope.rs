@@ -1,6 +1,8 @@
 //! Launch of `kernels/rope.hip`: RoPE in place, adjacent pairs or NeoX halves, partial rotation,
 //! linear scaling and YaRN, with the CPU op's parameters.
 
+use rocmforge_hip::DeviceBuffer;
+
 use super::{HipOps, check_device, check_f32, grid_1d, to_u32};
 use crate::cpu::{RopeMode, RopeParams, YarnParams};
 use crate::device_tensor::DeviceTensor;
@@ -20,6 +22,8 @@ fn corr_dims(n_dims: usize, y: &YarnParams, base: f32) -> [f32; 2] {
 }
 
 /// Applies RoPE to `x` (F32 `[n_tokens][n_heads][head_dim]`), token `t` at `positions[t]`.
+/// The positions are copied to the device first (a synchronous copy); see
+/// [`rope_device_positions`] for positions already on the device (graph capture).
 pub fn rope(
     ops: &HipOps,
     x: &mut DeviceTensor,
@@ -29,11 +33,35 @@ pub fn rope(
     positions: &[u32],
     p: &RopeParams,
 ) -> TensorResult<()> {
+    if positions.len() != n_tokens {
+        return Err(TensorError::Shape {
+            op: "rope",
+            what: format!("{} positions for {n_tokens} tokens", positions.len()),
+        });
+    }
+    if n_tokens == 0 {
+        return Ok(());
+    }
+    let pos = ops.backend().htod(positions)?;
+    rope_device_positions(ops, x, n_tokens, n_heads, head_dim, &pos, p)
+}
+
+/// [`rope`] with the positions in device memory (`positions.len() >= n_tokens`): no host
+/// copy, so it can be captured in a graph.
+pub fn rope_device_positions(
+    ops: &HipOps,
+    x: &mut DeviceTensor,
+    n_tokens: usize,
+    n_heads: usize,
+    head_dim: usize,
+    positions: &DeviceBuffer<u32>,
+    p: &RopeParams,
+) -> TensorResult<()> {
     const OP: &str = "rope";
     let len = n_tokens * n_heads * head_dim;
     check_f32(OP, "x", x, len)?;
     check_device(OP, ops, x)?;
-    if positions.len() != n_tokens {
+    if positions.len() < n_tokens {
         return Err(TensorError::Shape {
             op: OP,
             what: format!("{} positions for {n_tokens} tokens", positions.len()),
@@ -59,7 +87,6 @@ pub fn rope(
         RopeMode::Normal => 0u32,
         RopeMode::Neox => 1u32,
     };
-    let pos = ops.backend().htod(positions)?;
     let f = ops.function("rope", "rope_f32")?;
     let px = x.device_ptr();
     let (nt, nh, hd, nr) = (
@@ -70,7 +97,7 @@ pub fn rope(
     );
     let mut l = ops.stream().launch_builder(&f);
     l.arg(&px)
-        .arg(&pos)
+        .arg(positions)
         .arg(&nt)
         .arg(&nh)
         .arg(&hd)
@@ -83,7 +110,8 @@ pub fn rope(
         .arg(&dims[1])
         .arg(&mscale);
     // SAFETY: the arguments match rope_f32's parameters in order and type; x holds
-    // n_tokens * n_heads * head_dim f32 and pos n_tokens u32 (checked); n_rot <= head_dim.
+    // n_tokens * n_heads * head_dim f32 and positions at least n_tokens u32 (checked);
+    // n_rot <= head_dim.
     unsafe { l.launch(grid_1d(n_tokens * n_heads * (n_rot / 2), 256))? };
     Ok(())
 }
