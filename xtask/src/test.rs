@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::kernels::{self, KernelArgs, PlatformChoice};
-use crate::{models, paths, process, venv};
+use crate::{fuzz, models, paths, process, venv};
 
 #[derive(Args, Debug)]
 pub struct TestArgs {
@@ -22,7 +22,7 @@ fn cargo() -> Command {
 }
 
 /// The CPU suite: oracles and model set up, then fmt, clippy, every kernel compiled for every
-/// AMD target (and NVIDIA PTX), and every test and doctest.
+/// AMD target (and NVIDIA PTX), every test and doctest, and a 60-second fuzz run of the parser.
 pub fn run(args: &TestArgs) -> Result<()> {
     if args.gpu {
         return crate::gpu_bundle::run_gpu_suite();
@@ -45,6 +45,11 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("ROCMFORGE_PYTHON", &python),
     )?;
+    // A bounded coverage-guided run of the GGUF parser: any crash fails the suite.
+    fuzz::run(&fuzz::FuzzArgs {
+        seconds: 60,
+        target: "gguf_parse".to_string(),
+    })?;
     eprintln!("xtask: CPU suite passed");
     Ok(())
 }
