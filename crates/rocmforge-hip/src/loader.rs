@@ -142,15 +142,38 @@ fn amd_device_count(api: &HipRuntime) -> Result<usize, String> {
     // SAFETY: hipInit takes flags (must be 0) and has no other precondition.
     let code = unsafe { init(0) };
     if code != hipError_t_hipSuccess {
-        return Err(format!("hipInit returned {code}"));
+        return Err(format!(
+            "hipInit returned {code} ({})",
+            amd_error_name(api, code)
+        ));
     }
     let mut n = 0;
     // SAFETY: `n` is a valid out-pointer for the duration of the call.
     let code = unsafe { count(&mut n) };
     if code != hipError_t_hipSuccess {
-        return Err(format!("hipGetDeviceCount returned {code}"));
+        return Err(format!(
+            "hipGetDeviceCount returned {code} ({})",
+            amd_error_name(api, code)
+        ));
     }
     Ok(usize::try_from(n).unwrap_or(0))
+}
+
+fn amd_error_name(api: &HipRuntime, code: crate::sys::hip::hipError_t) -> String {
+    match api.hipGetErrorName.as_ref() {
+        Ok(name) => {
+            // SAFETY: hipGetErrorName accepts any code and returns a static NUL-terminated string.
+            let ptr = unsafe { name(code) };
+            if ptr.is_null() {
+                return "?".to_string();
+            }
+            // SAFETY: non-null, static, NUL-terminated (as above).
+            unsafe { std::ffi::CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned()
+        }
+        Err(_) => "?".to_string(),
+    }
 }
 
 fn open_nvidia(tried: &mut Vec<String>) -> Option<Runtime> {
