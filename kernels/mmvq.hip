@@ -5,25 +5,26 @@
 // and takes integer dot products with up to 8 tokens' activation blocks. Float weights
 // (mmvf_<type>): f32 activations rounded to the weight's precision, f32 dot products.
 //
+// Kernels are instantiated per token count NT in {1, 2, 4, 8} (suffix _n<NT>): the accumulators
+// and reductions are sized at compile time; n_tokens <= NT, the extra ones masked.
 // Launch: blockDim.x = 256 threads, `tpr` threads per row (a power of two, at most 256), so a
-// block covers 256 / tpr rows: grid.x = ceil(rows / (256 / tpr)); grid.y = ceil(n_tokens / 8),
-// block y handling tokens [8y, 8y + 8). Threads of one row are consecutive lanes; sums are
+// block covers 256 / tpr rows: grid.x = ceil(rows / (256 / tpr)), grid.y = 1. Threads of one row are consecutive lanes; sums are
 // reduced with butterfly shuffles inside a warp (RF_WARP_SIZE lanes) and through shared
 // memory across warps when tpr > RF_WARP_SIZE.
 #include "rf_platform.h"
 #include "rf_quant_blocks.h"
 
 #define RF_MMV_THREADS 256
-#define RF_MMV_TOKENS 8
 
 // Sums each row's partial results over its tpr threads and writes them.
+template <int NT>
 RF_DEVICE void rf_mmv_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 rows, rf_u32 t0,
                                    rf_u32 nt, float* out, float* red) {
 #pragma unroll
     for (int m = RF_WARP_SIZE / 2; m > 0; m >>= 1) {
         if ((rf_u32)m < tpr) {
 #pragma unroll
-            for (int t = 0; t < RF_MMV_TOKENS; ++t) acc[t] += rf_shfl_xor_f32(acc[t], m);
+            for (int t = 0; t < NT; ++t) acc[t] += rf_shfl_xor_f32(acc[t], m);
         }
     }
     const rf_u32 tid = RF_TID_X;
@@ -31,13 +32,13 @@ RF_DEVICE void rf_mmv_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 ro
         const rf_u32 warp = tid / RF_WARP_SIZE, n_warps = RF_MMV_THREADS / RF_WARP_SIZE;
         if (tid % RF_WARP_SIZE == 0) {
 #pragma unroll
-            for (int t = 0; t < RF_MMV_TOKENS; ++t) red[t * n_warps + warp] = acc[t];
+            for (int t = 0; t < NT; ++t) red[t * n_warps + warp] = acc[t];
         }
         rf_sync_block();
         if (tid % tpr == 0) {
             const rf_u32 per_row = tpr / RF_WARP_SIZE;
 #pragma unroll
-            for (int t = 0; t < RF_MMV_TOKENS; ++t) {
+            for (int t = 0; t < NT; ++t) {
                 float s = 0.0f;
                 for (rf_u32 k = 0; k < per_row; ++k) s += red[t * n_warps + warp + k];
                 acc[t] = s;
@@ -46,13 +47,34 @@ RF_DEVICE void rf_mmv_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 ro
     }
     if (tid % tpr == 0 && row < rows) {
 #pragma unroll
-        for (int t = 0; t < RF_MMV_TOKENS; ++t) {
+        for (int t = 0; t < NT; ++t) {
             if ((rf_u32)t < nt) out[(rf_u64)(t0 + t) * rows + row] = acc[t];
         }
     }
 }
 
-template <class T>
+// Adds the dot products of one unpacked chunk (index c of its row) with each token's blocks.
+template <class T, int NT>
+RF_DEVICE void rf_mmvq_acc(const rf_qb* qb, rf_u32 c, const rf_i8* aqs, const float* ads,
+                           rf_u32 cols, rf_u32 nt, float* acc) {
+    constexpr int QPC = T::QB_PER_CHUNK;
+    const rf_u32 act_blocks = cols / 32;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+        if ((rf_u32)t < nt) {
+            const rf_i8* tq = aqs + (rf_u64)t * cols;
+            const float* td = ads + 2 * (rf_u64)t * act_blocks;
+#pragma unroll
+            for (int k = 0; k < QPC; ++k) {
+                rf_q8 a;
+                rf_load_q8(tq, td, (rf_u64)c * QPC + k, a);
+                acc[t] += rf_qb_dot<T>(qb[k], a);
+            }
+        }
+    }
+}
+
+template <class T, int NT>
 RF_DEVICE void rf_mmvq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,
                        const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,
                        float* out, rf_u32 tpr, float* red) {
@@ -61,43 +83,48 @@ RF_DEVICE void rf_mmvq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chu
     const rf_u32 tid = RF_TID_X;
     const rf_u32 row = RF_BID_X * (RF_MMV_THREADS / tpr) + tid / tpr;
     const rf_u32 lane = tid % tpr;
-    const rf_u32 t0 = RF_BID_Y * RF_MMV_TOKENS;
-    const rf_u32 nt = n_tokens - t0 < RF_MMV_TOKENS ? n_tokens - t0 : RF_MMV_TOKENS;
-    const rf_u32 act_blocks = cols / 32;
-    float acc[RF_MMV_TOKENS];
+    const rf_u32 t0 = 0;
+    const rf_u32 nt = n_tokens - t0 < NT ? n_tokens - t0 : NT;
+    float acc[NT];
 #pragma unroll
-    for (int t = 0; t < RF_MMV_TOKENS; ++t) acc[t] = 0.0f;
+    for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
     if (row < rows) {
         const rf_u8* wrow = w + (rf_u64)row * row_bytes;
-        for (rf_u32 c = lane; c < chunks; c += tpr) {
+        // UNR chunks per step, all loaded before any is used (loads in flight together).
+        constexpr int UNR = 4 / QPC;
+        rf_u32 c = lane;
+        for (; c + (UNR - 1) * tpr < chunks; c += UNR * tpr) {
+            rf_qb qb[UNR][QPC];
+#pragma unroll
+            for (int u = 0; u < UNR; ++u) {
+                const rf_u32 cu = c + u * tpr;
+                T::unpack(wrow + (rf_u64)(cu / CPB) * T::BLOCK_BYTES, (int)(cu % CPB), qb[u]);
+            }
+#pragma unroll
+            for (int u = 0; u < UNR; ++u) rf_mmvq_acc<T, NT>(qb[u], c + u * tpr, aqs, ads, cols, nt, acc);
+        }
+        for (; c < chunks; c += tpr) {
             rf_qb qb[QPC];
             T::unpack(wrow + (rf_u64)(c / CPB) * T::BLOCK_BYTES, (int)(c % CPB), qb);
-#pragma unroll
-            for (int t = 0; t < RF_MMV_TOKENS; ++t) {
-                if ((rf_u32)t < nt) {
-                    const rf_i8* tq = aqs + (rf_u64)(t0 + t) * cols;
-                    const float* td = ads + 2 * (rf_u64)(t0 + t) * act_blocks;
-#pragma unroll
-                    for (int k = 0; k < QPC; ++k) {
-                        rf_q8 a;
-                        rf_load_q8(tq, td, (rf_u64)c * QPC + k, a);
-                        acc[t] += rf_qb_dot<T>(qb[k], a);
-                    }
-                }
-            }
+            rf_mmvq_acc<T, NT>(qb, c, aqs, ads, cols, nt, acc);
         }
     }
-    rf_mmv_reduce_store(acc, tpr, row, rows, t0, nt, out, red);
+    rf_mmv_reduce_store<NT>(acc, tpr, row, rows, t0, nt, out, red);
 }
 
-#define RF_MMVQ_KERNEL(name, T)                                                                   \
+#define RF_MMVQ_KERNEL_NT(name, T, NT)                                                            \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
-    void mmvq_##name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,                \
-                     const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens, float* out, \
-                     rf_u32 tpr) {                                                                \
-        __shared__ float red[RF_MMV_TOKENS * (RF_MMV_THREADS / RF_WARP_SIZE)];                    \
-        rf_mmvq<T>(w, row_bytes, rows, chunks, aqs, ads, cols, n_tokens, out, tpr, red);          \
+    void mmvq_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,        \
+                             const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,    \
+                             float* out, rf_u32 tpr) {                                            \
+        __shared__ float red[NT * (RF_MMV_THREADS / RF_WARP_SIZE)];                               \
+        rf_mmvq<T, NT>(w, row_bytes, rows, chunks, aqs, ads, cols, n_tokens, out, tpr, red);      \
     }
+#define RF_MMVQ_KERNEL(name, T)        \
+    RF_MMVQ_KERNEL_NT(name, T, 1)      \
+    RF_MMVQ_KERNEL_NT(name, T, 2)      \
+    RF_MMVQ_KERNEL_NT(name, T, 4)      \
+    RF_MMVQ_KERNEL_NT(name, T, 8)
 
 RF_MMVQ_KERNEL(q4_0, rf_q4_0)
 RF_MMVQ_KERNEL(q4_1, rf_q4_1)
@@ -113,8 +140,9 @@ RF_MMVQ_KERNEL(q6_k, rf_q6_k)
 RF_MMVQ_KERNEL(iq4_xs, rf_iq4_xs)
 
 // ---------------------------------------------------------------------------------------------
-// Float weights. With `vec` set (cols a multiple of 8) a chunk is 8 values read with 16-byte
-// loads; otherwise a chunk is one value.
+// Float weights against f32 activations (for F16 / BF16 already rounded to the weight's
+// precision by round_act_f32). With `vec` set (cols a multiple of 8) a chunk is 8 values read
+// with 16-byte loads; otherwise a chunk is one value.
 struct rf_wf32 {
     static RF_MEMBER void load8(const rf_u8* row, rf_u64 c, float* v) {
         rf_u32 w[8];
@@ -123,7 +151,6 @@ struct rf_wf32 {
         for (int i = 0; i < 8; ++i) v[i] = __builtin_bit_cast(float, w[i]);
     }
     static RF_MEMBER float load1(const rf_u8* row, rf_u64 i) { return ((const float*)row)[i]; }
-    static RF_MEMBER float round(float x) { return x; }
 };
 
 struct rf_wf16 {
@@ -137,7 +164,6 @@ struct rf_wf16 {
         }
     }
     static RF_MEMBER float load1(const rf_u8* row, rf_u64 i) { return rf_f16_bits(rf_ld_u16(row + 2 * i)); }
-    static RF_MEMBER float round(float x) { return rf_half_to_f32(rf_f32_to_half(x)); }
 };
 
 struct rf_wbf16 {
@@ -151,21 +177,20 @@ struct rf_wbf16 {
         }
     }
     static RF_MEMBER float load1(const rf_u8* row, rf_u64 i) { return rf_bf16_to_f32((rf_bf16)rf_ld_u16(row + 2 * i)); }
-    static RF_MEMBER float round(float x) { return rf_bf16_to_f32(rf_f32_to_bf16(x)); }
 };
 
-template <class W>
+template <class W, int NT>
 RF_DEVICE void rf_mmvf(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks, rf_u32 vec,
                        const float* x, rf_u32 cols, rf_u32 n_tokens, float* out, rf_u32 tpr,
                        float* red) {
     const rf_u32 tid = RF_TID_X;
     const rf_u32 row = RF_BID_X * (RF_MMV_THREADS / tpr) + tid / tpr;
     const rf_u32 lane = tid % tpr;
-    const rf_u32 t0 = RF_BID_Y * RF_MMV_TOKENS;
-    const rf_u32 nt = n_tokens - t0 < RF_MMV_TOKENS ? n_tokens - t0 : RF_MMV_TOKENS;
-    float acc[RF_MMV_TOKENS];
+    const rf_u32 t0 = 0;
+    const rf_u32 nt = n_tokens - t0 < NT ? n_tokens - t0 : NT;
+    float acc[NT];
 #pragma unroll
-    for (int t = 0; t < RF_MMV_TOKENS; ++t) acc[t] = 0.0f;
+    for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
     if (row < rows) {
         const rf_u8* wrow = w + (rf_u64)row * row_bytes;
         if (vec) {
@@ -173,14 +198,14 @@ RF_DEVICE void rf_mmvf(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chu
                 float v[8];
                 W::load8(wrow, c, v);
 #pragma unroll
-                for (int t = 0; t < RF_MMV_TOKENS; ++t) {
+                for (int t = 0; t < NT; ++t) {
                     if ((rf_u32)t < nt) {
                         const float* xt = x + (rf_u64)(t0 + t) * cols + 8 * (rf_u64)c;
                         const rf_u32x4 xa = ((const rf_u32x4*)xt)[0], xb = ((const rf_u32x4*)xt)[1];
                         const rf_u32 xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
                         float s = 0.0f;
 #pragma unroll
-                        for (int i = 0; i < 8; ++i) s += v[i] * W::round(__builtin_bit_cast(float, xs[i]));
+                        for (int i = 0; i < 8; ++i) s += v[i] * __builtin_bit_cast(float, xs[i]);
                         acc[t] += s;
                     }
                 }
@@ -189,22 +214,28 @@ RF_DEVICE void rf_mmvf(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chu
             for (rf_u32 c = lane; c < chunks; c += tpr) {
                 const float v = W::load1(wrow, c);
 #pragma unroll
-                for (int t = 0; t < RF_MMV_TOKENS; ++t) {
-                    if ((rf_u32)t < nt) acc[t] += v * W::round(x[(rf_u64)(t0 + t) * cols + c]);
+                for (int t = 0; t < NT; ++t) {
+                    if ((rf_u32)t < nt) acc[t] += v * x[(rf_u64)(t0 + t) * cols + c];
                 }
             }
         }
     }
-    rf_mmv_reduce_store(acc, tpr, row, rows, t0, nt, out, red);
+    rf_mmv_reduce_store<NT>(acc, tpr, row, rows, t0, nt, out, red);
 }
 
-#define RF_MMVF_KERNEL(name, W)                                                                   \
+#define RF_MMVF_KERNEL_NT(name, W, NT)                                                            \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
-    void mmvf_##name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks, rf_u32 vec,    \
-                     const float* x, rf_u32 cols, rf_u32 n_tokens, float* out, rf_u32 tpr) {      \
-        __shared__ float red[RF_MMV_TOKENS * (RF_MMV_THREADS / RF_WARP_SIZE)];                    \
-        rf_mmvf<W>(w, row_bytes, rows, chunks, vec, x, cols, n_tokens, out, tpr, red);            \
+    void mmvf_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,        \
+                             rf_u32 vec, const float* x, rf_u32 cols, rf_u32 n_tokens, float* out, \
+                             rf_u32 tpr) {                                                        \
+        __shared__ float red[NT * (RF_MMV_THREADS / RF_WARP_SIZE)];                               \
+        rf_mmvf<W, NT>(w, row_bytes, rows, chunks, vec, x, cols, n_tokens, out, tpr, red);        \
     }
+#define RF_MMVF_KERNEL(name, W)        \
+    RF_MMVF_KERNEL_NT(name, W, 1)      \
+    RF_MMVF_KERNEL_NT(name, W, 2)      \
+    RF_MMVF_KERNEL_NT(name, W, 4)      \
+    RF_MMVF_KERNEL_NT(name, W, 8)
 
 RF_MMVF_KERNEL(f32, rf_wf32)
 RF_MMVF_KERNEL(f16, rf_wf16)

@@ -67,6 +67,24 @@ RF_DEVICE void rf_ld_4w_a16(const rf_u8* p, rf_u32* w) {
     w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w;
 }
 
+// N words from a 2-byte aligned address without reading outside [p, p + 4N): N aligned word
+// loads plus one 16-bit load, shifted into place (no branch, so lanes whose blocks differ in
+// alignment stay converged).
+template <int N>
+RF_DEVICE void rf_ld_words_a2(const rf_u8* p, rf_u32* w) {
+    const rf_u32* base = (const rf_u32*)((rf_u64)p & ~(rf_u64)3);
+    const rf_u32 sh = ((rf_u32)(rf_u64)p & 2u) * 8u;  // 0 or 16
+    rf_u32 cur = base[0];
+#pragma unroll
+    for (int i = 0; i < N - 1; ++i) {
+        const rf_u32 next = base[i + 1];
+        w[i] = (rf_u32)((((rf_u64)next << 32) | cur) >> sh);
+        cur = next;
+    }
+    const rf_u32 top = rf_ld_u16(p + 4 * N - 2);
+    w[N - 1] = (sh ? (cur >> 16) : (cur & 0xffffu)) | (top << 16);
+}
+
 // IEEE f16 bit pattern to f32.
 RF_DEVICE float rf_f16_bits(rf_u32 bits) {
 #if defined(RF_NVCC)
@@ -141,9 +159,11 @@ struct rf_q4_0 {
     static constexpr int BLOCK_VALUES = 32, BLOCK_BYTES = 18, QB_PER_CHUNK = 1;
     static constexpr bool SCALE16 = false, HAS_MIN = false, HAS_MW = false;
     static RF_MEMBER void unpack(const rf_u8* b, int, rf_qb* o) {
+        rf_u32 ws[4];
+        rf_ld_words_a2<4>(b + 2, ws);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            rf_u32 w = rf_ld_u32_a2(b + 2 + 4 * i);
+            rf_u32 w = ws[i];
             o[0].q[i] = rf_sub_bytes(w & 0x0f0f0f0fu, 8);
             o[0].q[4 + i] = rf_sub_bytes((w >> 4) & 0x0f0f0f0fu, 8);
         }
@@ -170,10 +190,12 @@ struct rf_q5_0 {
     static constexpr int BLOCK_VALUES = 32, BLOCK_BYTES = 22, QB_PER_CHUNK = 1;
     static constexpr bool SCALE16 = false, HAS_MIN = false, HAS_MW = false;
     static RF_MEMBER void unpack(const rf_u8* b, int, rf_qb* o) {
-        rf_u32 qh = rf_ld_u32_a2(b + 2);
+        rf_u32 ws[5];
+        rf_ld_words_a2<5>(b + 2, ws);
+        const rf_u32 qh = ws[0];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            rf_u32 w = rf_ld_u32_a2(b + 6 + 4 * i);
+            rf_u32 w = ws[1 + i];
             rf_u32 lo = (w & 0x0f0f0f0fu) | rf_spread4(qh >> (4 * i), 4);
             rf_u32 hi = ((w >> 4) & 0x0f0f0f0fu) | rf_spread4(qh >> (16 + 4 * i), 4);
             o[0].q[i] = rf_sub_bytes(lo, 16);
@@ -203,8 +225,7 @@ struct rf_q8_0 {
     static constexpr int BLOCK_VALUES = 32, BLOCK_BYTES = 34, QB_PER_CHUNK = 1;
     static constexpr bool SCALE16 = false, HAS_MIN = false, HAS_MW = false;
     static RF_MEMBER void unpack(const rf_u8* b, int, rf_qb* o) {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) o[0].q[i] = (int)rf_ld_u32_a2(b + 2 + 4 * i);
+        rf_ld_words_a2<8>(b + 2, (rf_u32*)o[0].q);
         rf_qb_scale(o[0], rf_f16_bits(rf_ld_u16(b)), 0.0f, 0.0f);
     }
 };
@@ -227,9 +248,11 @@ struct rf_iq4_nl {
     static constexpr int BLOCK_VALUES = 32, BLOCK_BYTES = 18, QB_PER_CHUNK = 1;
     static constexpr bool SCALE16 = false, HAS_MIN = false, HAS_MW = false;
     static RF_MEMBER void unpack(const rf_u8* b, int, rf_qb* o) {
+        rf_u32 ws[4];
+        rf_ld_words_a2<4>(b + 2, ws);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            rf_u32 w = rf_ld_u32_a2(b + 2 + 4 * i);
+            rf_u32 w = ws[i];
             o[0].q[i] = rf_iq4_lookup4(w & 0x0f0f0f0fu);
             o[0].q[4 + i] = rf_iq4_lookup4((w >> 4) & 0x0f0f0f0fu);
         }
@@ -310,16 +333,21 @@ struct rf_q6_k {
         const rf_u8* qh = b + 128 + 32 * sub;
         const rf_u8* sc = b + 192 + 8 * sub;
         const float d = rf_f16_bits(rf_ld_u16(b + 208));
+        rf_u32 lw[16], hw[8];
+        rf_ld_words_a2<16>(ql, lw);
+        rf_ld_words_a2<8>(qh, hw);
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            rf_u32 a = rf_ld_u32_a2(ql + 4 * i), c = rf_ld_u32_a2(ql + 32 + 4 * i);
-            rf_u32 h = rf_ld_u32_a2(qh + 4 * i);
+            rf_u32 a = lw[i], c = lw[8 + i];
+            rf_u32 h = hw[i];
             o[0].q[i] = rf_sub_bytes((a & 0x0f0f0f0fu) | ((h & 0x03030303u) << 4), 32);
             o[1].q[i] = rf_sub_bytes((c & 0x0f0f0f0fu) | (((h >> 2) & 0x03030303u) << 4), 32);
             o[2].q[i] = rf_sub_bytes(((a >> 4) & 0x0f0f0f0fu) | (((h >> 4) & 0x03030303u) << 4), 32);
             o[3].q[i] = rf_sub_bytes(((c >> 4) & 0x0f0f0f0fu) | (((h >> 6) & 0x03030303u) << 4), 32);
         }
-        rf_u32 s01 = rf_ld_u32_a2(sc), s23 = rf_ld_u32_a2(sc + 4);
+        rf_u32 sw[2];
+        rf_ld_words_a2<2>(sc, sw);
+        const rf_u32 s01 = sw[0], s23 = sw[1];
 #pragma unroll
         for (int g = 0; g < 4; ++g) {
             rf_u32 word = g < 2 ? s01 : s23;
@@ -369,12 +397,10 @@ struct rf_q3_k {
     static constexpr bool SCALE16 = true, HAS_MIN = false, HAS_MW = false;
     static RF_MEMBER void unpack(const rf_u8* b, int sub, rf_qb* o) {
         rf_u32 w[8], hm[8];
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            w[i] = rf_ld_u32_a2(b + 32 + 32 * sub + 4 * i);
-            hm[i] = rf_ld_u32_a2(b + 4 * i);
-        }
-        const rf_u32 s[3] = {rf_ld_u32_a2(b + 96), rf_ld_u32_a2(b + 100), rf_ld_u32_a2(b + 104)};
+        rf_ld_words_a2<8>(b + 32 + 32 * sub, w);
+        rf_ld_words_a2<8>(b, hm);
+        rf_u32 s[3];
+        rf_ld_words_a2<3>(b + 96, s);
         const float d = rf_f16_bits(rf_ld_u16(b + 108));
 #pragma unroll
         for (int j = 0; j < 4; ++j) {

@@ -1,9 +1,11 @@
 //! Decode matvec bandwidth of `rocmforge_tensor::hip::matmul` (not a test: prints a table).
 //!
-//! For each weight type and shape (SmolLM2-135M and Llama-3-8B projections), one token: the
-//! median over 100 timed calls (after 10 warm-up calls) of one `matmul` call (q8_1 activation
-//! quantization + matvec kernel), timed with device events. Weights are random bytes, rotated
-//! among enough copies that they cannot stay in the L2 cache. Achieved bandwidth = weight
+//! For each weight type and shape (SmolLM2-135M and Llama-3-8B projections), one token, one
+//! `matmul` call = q8_1 activation quantization + matvec kernel. Two timings, both with device
+//! events after warm-up: "graph" — a graph of back-to-back calls captured once and replayed
+//! (as the decode loop runs), median over 30 replays divided by the calls per graph; "call" —
+//! the median of 100 single calls each between two events (includes launch gaps). Weights are
+//! random bytes, rotated among enough copies that they cannot stay in the L2 cache. Achieved bandwidth = weight
 //! bytes / time, compared with this device's measured device-to-device copy rate (bytes read +
 //! written) and with 3.35 TB/s (the H100 SXM's peak read rate).
 //! Then a few prefill shapes (512 tokens, tiled kernels) in TFLOP/s.
@@ -63,14 +65,15 @@ struct Bench {
 }
 
 impl Bench {
-    /// Median milliseconds of `matmul` for `n_tokens` over rotating weight copies.
+    /// Median milliseconds of `matmul` for `n_tokens` over rotating weight copies:
+    /// (per call in a replayed graph, per single call).
     fn time(
         &mut self,
         ty: GgmlType,
         rows: usize,
         cols: usize,
         n_tokens: usize,
-    ) -> BenchResult<f32> {
+    ) -> BenchResult<(f32, f32)> {
         let bytes = rows * cols / ty.block_size() * ty.type_size();
         let copies = (256usize << 20).div_ceil(bytes).clamp(1, 512);
         let host = random_weights(ty, bytes, (rows * 31 + cols) as u64);
@@ -119,11 +122,40 @@ impl Bench {
             end.synchronize()?;
             times.push(start.elapsed_ms(&end)?);
         }
+        let single = median(times);
+        // A graph of back-to-back calls over the rotating copies.
+        let per_graph = copies.max(8);
+        self.stream.begin_capture()?;
+        for i in 0..per_graph {
+            let w = &ws[i % copies];
+            matmul(
+                &mut self.ctx,
+                w,
+                ty,
+                rows,
+                cols,
+                &x,
+                n_tokens,
+                &mut out,
+                &self.stream,
+            )?;
+        }
+        let exec = self.stream.end_capture()?.instantiate()?;
+        exec.launch(&self.stream)?;
+        self.stream.synchronize()?;
+        let mut graph_times = Vec::with_capacity(30);
+        for _ in 0..30 {
+            start.record(&self.stream)?;
+            exec.launch(&self.stream)?;
+            end.record(&self.stream)?;
+            end.synchronize()?;
+            graph_times.push(start.elapsed_ms(&end)? / per_graph as f32);
+        }
         let got = out.to_vec()?;
         if got.iter().any(|v| !v.is_finite()) {
             return Err(format!("{ty} {rows}x{cols}: non-finite output").into());
         }
-        Ok(median(times))
+        Ok((median(graph_times), single))
     }
 
     /// Device-to-device copy rate (bytes read + written per second), median of 20.
@@ -180,8 +212,10 @@ fn main() -> BenchResult<()> {
         GgmlType::Q8_0,
         GgmlType::F16,
     ];
-    println!("\n| shape | rows x cols | type | MB | us | GB/s | % of copy | % of 3.35 TB/s |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "\n| shape | rows x cols | type | MB | us (graph) | GB/s | % of copy | % of 3.35 TB/s | us (call) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, rows, cols) in shapes {
         for ty in types {
             if cols % ty.block_size() != 0 {
@@ -192,15 +226,16 @@ fn main() -> BenchResult<()> {
                 continue;
             }
             let bytes = (rows * cols / ty.block_size() * ty.type_size()) as f64;
-            let ms = b.time(ty, rows, cols, 1)?;
+            let (ms, single) = b.time(ty, rows, cols, 1)?;
             let bw = bytes / (f64::from(ms) * 1e-3);
             println!(
-                "| {name} | {rows}x{cols} | {ty} | {:.2} | {:.1} | {:.0} | {:.0}% | {:.0}% |",
+                "| {name} | {rows}x{cols} | {ty} | {:.2} | {:.1} | {:.0} | {:.0}% | {:.0}% | {:.1} |",
                 bytes / 1e6,
                 ms * 1e3,
                 bw / 1e9,
                 100.0 * bw / copy,
-                100.0 * bw / PEAK_READ
+                100.0 * bw / PEAK_READ,
+                single * 1e3
             );
         }
     }
@@ -215,7 +250,7 @@ fn main() -> BenchResult<()> {
             GgmlType::F16,
         ] {
             let n = 512;
-            let ms = b.time(ty, rows, cols, n)?;
+            let (ms, _) = b.time(ty, rows, cols, n)?;
             let flops = 2.0 * (rows * cols * n) as f64 / (f64::from(ms) * 1e-3);
             println!(
                 "| prefill | {rows}x{cols} | {ty} | {n} | {ms:.3} | {:.1} |",

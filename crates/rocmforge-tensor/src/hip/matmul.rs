@@ -9,8 +9,8 @@
 //! in the last bits of the activation rounding. Float weights (F32/F16/BF16) take the f32
 //! activations rounded to the weight's precision, as the CPU backend does.
 //!
-//! Up to [`MATVEC_MAX_TOKENS`] tokens run the matrix-vector kernels (`mmvq_<type>`,
-//! `mmvf_<type>`: each weight byte read once for all tokens); more tokens run the tiled
+//! Up to [`MATVEC_MAX_TOKENS`] tokens run the matrix-vector kernels (`mmvq_<type>_n<NT>`,
+//! `mmvf_<type>_n<NT>`, NT = 1, 2, 4 or 8: each weight byte read once for all tokens); more tokens run the tiled
 //! matrix-matrix kernels (`mmq_<type>`, `mmf_<type>`), which stage a tile of weight rows in
 //! shared memory and reuse it for a tile of tokens.
 
@@ -33,6 +33,24 @@ const MMQ_TOKENS: usize = 32;
 const MMQ_THREADS: u32 = 256;
 
 const OP: &str = "hip::matmul";
+
+/// The kernel families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    /// Quantized matvec (`mmvq_<type>_n<NT>`).
+    Mmvq,
+    /// Float matvec (`mmvf_<type>_n<NT>`).
+    Mmvf,
+    /// Quantized tiled matmul (`mmq_<type>`).
+    Mmq,
+    /// Float tiled matmul (`mmf_<type>`).
+    Mmf,
+}
+
+/// The matvec variant (compile-time token count) serving `n_tokens` (1..=8).
+fn matvec_variant(n_tokens: usize) -> usize {
+    n_tokens.next_power_of_two().min(MATVEC_MAX_TOKENS)
+}
 
 /// How the kernels see a weight type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,17 +100,20 @@ pub struct MatmulContext {
     mmvq: Arc<HipModule>,
     mmq: Arc<HipModule>,
     quantize: HipFunction,
-    functions: HashMap<String, HipFunction>,
+    round_act: HipFunction,
+    /// Kernels looked up so far, by (family, weight type, token count of the variant).
+    functions: HashMap<(Family, GgmlType, usize), HipFunction>,
     scratch: Option<DeviceBuffer<u8>>,
 }
 
 impl MatmulContext {
     /// Loads the kernel families `mmvq`, `mmq` and `quantize_act` for `backend`'s device.
     pub fn new(backend: &Arc<HipBackend>) -> TensorResult<Self> {
-        let quantize = backend
-            .load_kernels("quantize_act")?
-            .function("quantize_q8_1_f32")?;
+        let act = backend.load_kernels("quantize_act")?;
+        let quantize = act.function("quantize_q8_1_f32")?;
+        let round_act = act.function("round_act_f32")?;
         Ok(Self {
+            round_act,
             backend: Arc::clone(backend),
             mmvq: backend.load_kernels("mmvq")?,
             mmq: backend.load_kernels("mmq")?,
@@ -115,7 +136,12 @@ impl MatmulContext {
     }
 
     fn scratch_for(&mut self, layout: &Q8_1Layout) -> TensorResult<&mut DeviceBuffer<u8>> {
-        let need = layout.total_bytes.max(1);
+        self.scratch_bytes(layout.total_bytes)
+    }
+
+    /// The scratch buffer, grown to at least `need` bytes.
+    fn scratch_bytes(&mut self, need: usize) -> TensorResult<&mut DeviceBuffer<u8>> {
+        let need = need.max(1);
         let big_enough = self.scratch.as_ref().is_some_and(|s| s.len() >= need);
         if !big_enough {
             self.scratch = None; // free the old one before allocating the new one
@@ -123,17 +149,25 @@ impl MatmulContext {
         }
         self.scratch.as_mut().ok_or(TensorError::Backend {
             op: OP,
-            what: "q8_1 scratch buffer missing after allocation".to_string(),
+            what: "scratch buffer missing after allocation".to_string(),
         })
     }
 
-    fn function(&mut self, tiled: bool, name: String) -> TensorResult<HipFunction> {
-        if let Some(f) = self.functions.get(&name) {
+    /// The kernel of `family` for `ty` (`nt`: the token-count variant of the matvec kernels).
+    fn function(&mut self, family: Family, ty: GgmlType, nt: usize) -> TensorResult<HipFunction> {
+        let key = (family, ty, nt);
+        if let Some(f) = self.functions.get(&key) {
             return Ok(f.clone());
         }
-        let module = if tiled { &self.mmq } else { &self.mmvq };
+        let suffix = kind(ty).map_or("", |k| k.suffix);
+        let (module, name) = match family {
+            Family::Mmvq => (&self.mmvq, format!("mmvq_{suffix}_n{nt}")),
+            Family::Mmvf => (&self.mmvq, format!("mmvf_{suffix}_n{nt}")),
+            Family::Mmq => (&self.mmq, format!("mmq_{suffix}")),
+            Family::Mmf => (&self.mmq, format!("mmf_{suffix}")),
+        };
         let f = module.function(&name)?;
-        self.functions.insert(name, f.clone());
+        self.functions.insert(key, f.clone());
         Ok(f)
     }
 }
@@ -192,10 +226,17 @@ fn check(
     Ok(row_bytes)
 }
 
-/// Threads per row for the matrix-vector kernels: enough for one pass over the row's chunks,
-/// a power of two up to the block size.
+/// Chunks each thread of the matrix-vector kernels aims to take (amortises the row's
+/// reduction and keeps several loads in flight per thread).
+const CHUNKS_PER_THREAD: usize = 4;
+
+/// Threads per row for the matrix-vector kernels: about [`CHUNKS_PER_THREAD`] chunks each, a
+/// power of two up to the block size.
 fn threads_per_row(chunks: usize) -> usize {
-    chunks.next_power_of_two().clamp(1, MMV_THREADS)
+    chunks
+        .div_ceil(CHUNKS_PER_THREAD)
+        .next_power_of_two()
+        .clamp(1, MMV_THREADS)
 }
 
 fn grid_u32(n: usize) -> TensorResult<u32> {
@@ -230,13 +271,16 @@ pub fn matmul(
     let tiled = n_tokens > MATVEC_MAX_TOKENS;
     if k.chunk_values == 0 {
         return matmul_float(
-            ctx, k, tiled, w, row_bytes, rows, cols, x, n_tokens, out, stream,
+            ctx, ty, tiled, w, row_bytes, rows, cols, x, n_tokens, out, stream,
         );
     }
     let layout = Q8_1Layout::new(OP, n_tokens, cols)?;
     let quantize = ctx.quantize.clone();
-    let prefix = if tiled { "mmq_" } else { "mmvq_" };
-    let f = ctx.function(tiled, format!("{prefix}{}", k.suffix))?;
+    let f = if tiled {
+        ctx.function(Family::Mmq, ty, 0)?
+    } else {
+        ctx.function(Family::Mmvq, ty, matvec_variant(n_tokens))?
+    };
     let scratch = ctx.scratch_for(&layout)?;
     quantize_q8_1(&quantize, x, &layout, scratch, stream)?;
     let aqs = scratch.device_ptr();
@@ -285,7 +329,7 @@ pub fn matmul(
         block_dim: (MMV_THREADS as u32, 1, 1),
         shared_mem_bytes: 0,
     };
-    // SAFETY: `mmvq_<type>(const u8* w, u64 row_bytes, u32 rows, u32 chunks, const i8* aqs,
+    // SAFETY: `mmvq_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks, const i8* aqs,
     // const float* ads, u32 cols, u32 n_tokens, float* out, u32 tpr)`; sizes checked above,
     // n_tokens <= 8 fits one grid row, tpr is a power of two dividing the block size.
     unsafe {
@@ -310,7 +354,7 @@ pub fn matmul(
 #[allow(clippy::too_many_arguments)]
 fn matmul_float(
     ctx: &mut MatmulContext,
-    k: Kind,
+    ty: GgmlType,
     tiled: bool,
     w: &DeviceBuffer<u8>,
     row_bytes: usize,
@@ -324,7 +368,7 @@ fn matmul_float(
     let (rows32, cols32, nt32) = (rows as u32, cols as u32, n_tokens as u32);
     let row_bytes64 = row_bytes as u64;
     if tiled {
-        let f = ctx.function(true, format!("mmf_{}", k.suffix))?;
+        let f = ctx.function(Family::Mmf, ty, 0)?;
         let cfg = LaunchConfig {
             grid_dim: (
                 grid_u32(rows.div_ceil(MMQ_ROWS))?,
@@ -351,7 +395,40 @@ fn matmul_float(
         }
         return Ok(());
     }
-    let f = ctx.function(false, format!("mmvf_{}", k.suffix))?;
+    let f = ctx.function(Family::Mmvf, ty, matvec_variant(n_tokens))?;
+    // F16 / BF16: the activations rounded to the weight's precision once, into the scratch.
+    let mode: u32 = match ty {
+        GgmlType::F16 => 1,
+        GgmlType::BF16 => 2,
+        _ => 0,
+    };
+    let act = if mode == 0 {
+        x.device_ptr()
+    } else {
+        let n = n_tokens * cols;
+        let round = ctx.round_act.clone();
+        let scratch = ctx.scratch_bytes(n * 4)?;
+        let y = scratch.device_ptr();
+        let n64 = n as u64;
+        let cfg = LaunchConfig {
+            grid_dim: (grid_u32(n.div_ceil(256).min(4096))?, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `round_act_f32(const float* x, float* y, u64 n, u32 mode)`: `x` holds at
+        // least n values (checked by the caller), the scratch at least 4 * n bytes; grid-stride
+        // loop bounded by n.
+        unsafe {
+            stream
+                .launch_builder(&round)
+                .arg(x)
+                .arg(&y)
+                .arg(&n64)
+                .arg(&mode)
+                .launch(cfg)?;
+        }
+        y
+    };
     let vec = cols % 8 == 0;
     let chunks = if vec { cols / 8 } else { cols };
     let tpr = threads_per_row(chunks);
@@ -361,9 +438,10 @@ fn matmul_float(
         block_dim: (MMV_THREADS as u32, 1, 1),
         shared_mem_bytes: 0,
     };
-    // SAFETY: `mmvf_<type>(const u8* w, u64 row_bytes, u32 rows, u32 chunks, u32 vec,
+    // SAFETY: `mmvf_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks, u32 vec,
     // const float* x, u32 cols, u32 n_tokens, float* out, u32 tpr)`; sizes checked by the
-    // caller; `vec` only when cols % 8 == 0, so rows and activations are 16-byte aligned.
+    // caller (`act` is `x` or its rounded copy, n_tokens * cols values); `vec` only when
+    // cols % 8 == 0, so rows and activations are 16-byte aligned.
     unsafe {
         stream
             .launch_builder(&f)
@@ -372,7 +450,7 @@ fn matmul_float(
             .arg(&rows32)
             .arg(&chunks32)
             .arg(&vec32)
-            .arg(x)
+            .arg(&act)
             .arg(&cols32)
             .arg(&nt32)
             .arg(&*out)
@@ -403,11 +481,19 @@ mod tests {
     }
 
     #[test]
+    fn matvec_variants_cover_one_to_eight_tokens() {
+        let v: Vec<usize> = (1..=8).map(matvec_variant).collect();
+        assert_eq!(v, [1, 2, 4, 4, 8, 8, 8, 8]);
+    }
+
+    #[test]
     fn threads_per_row_is_a_power_of_two_within_the_block() {
         assert_eq!(threads_per_row(1), 1);
-        assert_eq!(threads_per_row(3), 4);
-        assert_eq!(threads_per_row(18), 32);
-        assert_eq!(threads_per_row(448), 256);
+        assert_eq!(threads_per_row(3), 1);
+        assert_eq!(threads_per_row(18), 8);
+        assert_eq!(threads_per_row(128), 32);
+        assert_eq!(threads_per_row(448), 128);
+        assert_eq!(threads_per_row(100_000), 256);
         for c in 1..2000 {
             let t = threads_per_row(c);
             assert!(t.is_power_of_two() && MMV_THREADS % t == 0);
