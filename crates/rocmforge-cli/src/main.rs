@@ -5,6 +5,8 @@
 //! a line to [`run_command`]. Errors print as one `error: ...` line on stderr, exit code 1.
 
 mod commands;
+mod progress;
+mod server;
 
 use std::process::ExitCode;
 
@@ -23,6 +25,14 @@ struct Cli {
 enum Command {
     /// Show a GGUF file's metadata, tensors, totals per type and parameter count.
     Inspect(commands::inspect::InspectArgs),
+    /// Rewrite a GGUF file with its weight matrices quantized to another type.
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Chat with the model in the terminal (or over piped stdin): /reset, /exit.
+    Chat(commands::chat::ChatArgs),
+    /// Prefill and decode tokens/s (mean ± sd over repetitions), load time, peak memory.
+    Bench(commands::bench::BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (continuous batching).
+    Serve(commands::serve::ServeArgs),
     /// Generate a completion of a prompt; prints only the generated text.
     Generate(commands::generate::GenerateArgs),
     /// Print the argmax next token after each prefix of a token sequence (teacher forcing).
@@ -36,6 +46,10 @@ enum Command {
 fn run_command(command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Quantize(args) => commands::quantize::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Chat(args) => commands::chat::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
@@ -45,6 +59,7 @@ fn run_command(command: &Command) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    progress::init_tracing();
     match run_command(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

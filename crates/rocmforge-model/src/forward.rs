@@ -120,6 +120,16 @@ impl<'a> CpuModel<'a> {
         &self.config
     }
 
+    /// The weight views (read by the batched forward in `batch.rs`).
+    pub(crate) fn weights(&self) -> &ModelWeights<'a> {
+        &self.weights
+    }
+
+    /// The RoPE parameters (read by the batched forward in `batch.rs`).
+    pub(crate) fn rope(&self) -> &RopeParams {
+        &self.rope
+    }
+
     /// A fresh KV cache for `ctx` tokens.
     pub fn new_cache(&self, ctx: usize) -> ModelResult<KvCache> {
         KvCache::new(&self.config, ctx)

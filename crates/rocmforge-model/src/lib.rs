@@ -5,14 +5,17 @@
 //! {rocmforge-hip, rocmforge-gguf}`. This crate never imports `rocmforge-cli`.
 
 pub mod arch;
+pub mod batch;
 pub mod chat_template;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod forward;
 pub mod generate;
 pub mod kv_cache;
 pub mod rng;
+pub mod scheduler;
 pub mod sampler;
 pub mod stop;
 pub mod tokenizer;

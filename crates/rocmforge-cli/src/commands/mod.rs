@@ -1,8 +1,12 @@
 //! One module per subcommand of `rocmforge`.
 
+pub mod bench;
+pub mod chat;
 pub mod generate;
 pub mod inspect;
 pub mod output;
 pub mod perplexity;
 pub mod predict;
+pub mod quantize;
+pub mod serve;
 pub mod tokenize;

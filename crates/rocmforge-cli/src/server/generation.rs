@@ -1,0 +1,234 @@
+//! `POST /v1/chat/completions` and `POST /v1/completions`: check, tokenize, queue, answer.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use rocmforge_model::FinishReason;
+use rocmforge_model::chat_template::ChatMessage;
+use rocmforge_model::engine::{EngineEvent, EngineRequest, SubmitError};
+use serde_json::{Value, json};
+
+use super::app::Shared;
+use super::body::read_json;
+use super::error::ApiError;
+use super::params::{Checked, check};
+use super::sink;
+use super::stream::{Kind, sse_response};
+use super::types::{ChatRequest, CompletionRequest, RequestMessage, UsageBody};
+
+/// OpenAI's name of a finish reason.
+pub fn finish_reason_name(r: FinishReason) -> &'static str {
+    match r {
+        FinishReason::EndOfGeneration | FinishReason::StopString => "stop",
+        FinishReason::MaxTokens | FinishReason::ContextFull => "length",
+    }
+}
+
+fn message_text(i: usize, m: &RequestMessage) -> Result<String, ApiError> {
+    let param = format!("messages[{i}].content");
+    match &m.content {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for p in parts {
+                match (
+                    p.get("type").and_then(Value::as_str),
+                    p.get("text").and_then(Value::as_str),
+                ) {
+                    (Some("text"), Some(t)) => text.push_str(t),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            Some(&param),
+                            "only text content parts ({\"type\":\"text\",\"text\":...}) are supported",
+                        ));
+                    }
+                }
+            }
+            Ok(text)
+        }
+        Some(_) => Err(ApiError::invalid(
+            Some(&param),
+            "content must be a string or a list of text parts",
+        )),
+    }
+}
+
+fn chat_messages(req: &ChatRequest) -> Result<Vec<ChatMessage>, ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            Some("messages"),
+            "messages must not be empty",
+        ));
+    }
+    req.messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                other => {
+                    return Err(ApiError::invalid(
+                        Some(&format!("messages[{i}].role")),
+                        format!("unknown role '{other}' (expected system, user or assistant)"),
+                    ));
+                }
+            };
+            Ok(ChatMessage::new(role, message_text(i, m)?))
+        })
+        .collect()
+}
+
+/// Tokenizes `text` off the async threads and checks it against the context.
+async fn tokenize(state: &Shared, text: String, max_tokens: usize) -> Result<Vec<u32>, ApiError> {
+    let ctx = state.engine.config().ctx;
+    // A token is at least one byte: text far beyond the context cannot fit whatever it holds,
+    // and is refused before spending time on it.
+    if text.len() > ctx.saturating_mul(64) {
+        return Err(context_error(format!(
+            "the prompt is {} bytes, far more than a context of {ctx} tokens can hold",
+            text.len()
+        )));
+    }
+    let engine = state.engine.clone();
+    let ids = tokio::task::spawn_blocking(move || engine.tokenizer().encode(&text, true, true))
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizer task: {e}")))?
+        .map_err(|e| ApiError::invalid(None, format!("tokenizing the prompt: {e}")))?;
+    state
+        .engine
+        .validate(ids.len(), max_tokens)
+        .map_err(|e| context_error(e.to_string()))?;
+    Ok(ids)
+}
+
+fn context_error(message: String) -> ApiError {
+    ApiError::invalid(None, message).with_code("context_length_exceeded")
+}
+
+/// Runs a checked request and answers it (JSON or SSE).
+async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -> Response {
+    let (sink, mut rx) = sink::channel();
+    let request = EngineRequest::new(prompt, checked.params.clone(), sink);
+    if let Err(e) = state.engine.submit(request) {
+        return match e {
+            SubmitError::QueueFull(_) | SubmitError::ShutDown => {
+                ApiError::overloaded(e.to_string())
+            }
+            SubmitError::Invalid(m) => context_error(m),
+        }
+        .into_response();
+    }
+    let id = format!(
+        "{}-{}",
+        kind.id_prefix(),
+        state.next_id.fetch_add(1, Ordering::Relaxed)
+    );
+    let created = unix_now();
+    if checked.stream {
+        return sse_response(
+            kind,
+            id,
+            created,
+            state.model_id.clone(),
+            checked.include_usage,
+            rx,
+        );
+    }
+    let mut text = String::new();
+    while let Some(event) = rx.recv().await {
+        match event {
+            EngineEvent::Text(piece) => text.push_str(&piece),
+            EngineEvent::Finished { reason, usage } => {
+                let usage = UsageBody::from(usage);
+                let choice = match kind {
+                    Kind::Chat => json!({
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": null,
+                        "finish_reason": finish_reason_name(reason),
+                    }),
+                    Kind::Completion => json!({
+                        "index": 0,
+                        "text": text,
+                        "logprobs": null,
+                        "finish_reason": finish_reason_name(reason),
+                    }),
+                };
+                return axum::Json(json!({
+                    "id": id,
+                    "object": kind.object(),
+                    "created": created,
+                    "model": state.model_id,
+                    "choices": [choice],
+                    "usage": usage,
+                }))
+                .into_response();
+            }
+            EngineEvent::Failed(message) => return ApiError::internal(message).into_response(),
+        }
+    }
+    ApiError::internal("the engine stopped before the answer was complete").into_response()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn read<T: serde::de::DeserializeOwned>(state: &Shared, body: Body) -> Result<T, ApiError> {
+    read_json(body, state.limits.max_body, state.limits.body_timeout).await
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat(State(state): State<Shared>, req: Request) -> Response {
+    let result = async {
+        let req: ChatRequest = read(&state, req.into_body()).await?;
+        let checked = check(&req.common, &state.model_id, state.engine.config().ctx)?;
+        let messages = chat_messages(&req)?;
+        let text = state
+            .template
+            .render(&messages, true)
+            .map_err(|e| ApiError::invalid(Some("messages"), format!("chat template: {e}")))?;
+        let prompt = tokenize(&state, text, checked.params.max_tokens).await?;
+        Ok::<_, ApiError>((prompt, checked))
+    }
+    .await;
+    match result {
+        Ok((prompt, checked)) => answer(state, Kind::Chat, prompt, checked).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(State(state): State<Shared>, req: Request) -> Response {
+    let result = async {
+        let req: CompletionRequest = read(&state, req.into_body()).await?;
+        let checked = check(&req.common, &state.model_id, state.engine.config().ctx)?;
+        let text = match &req.prompt {
+            Value::String(s) => s.clone(),
+            Value::Array(v) if v.len() == 1 && v[0].is_string() => {
+                v[0].as_str().unwrap_or_default().to_string()
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    Some("prompt"),
+                    "prompt must be a string (or a list of exactly one string)",
+                ));
+            }
+        };
+        let prompt = tokenize(&state, text, checked.params.max_tokens).await?;
+        Ok::<_, ApiError>((prompt, checked))
+    }
+    .await;
+    match result {
+        Ok((prompt, checked)) => answer(state, Kind::Completion, prompt, checked).await,
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,138 @@
+//! `GET /metrics`: the engine's counters in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::app::Shared;
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP rocmforge_{name} {help}");
+    let _ = writeln!(out, "# TYPE rocmforge_{name} {kind}");
+    let _ = writeln!(out, "rocmforge_{name} {value}");
+}
+
+/// The Prometheus text of the current counters.
+pub fn render(state: &Shared) -> String {
+    let m = state.engine.metrics();
+    let mut out = String::new();
+    let c = |v: u64| v as f64;
+    metric(
+        &mut out,
+        "requests_total",
+        "counter",
+        "Generation requests accepted.",
+        c(m.requests),
+    );
+    metric(
+        &mut out,
+        "requests_rejected_total",
+        "counter",
+        "Requests refused because the queue was full.",
+        c(m.rejected),
+    );
+    metric(
+        &mut out,
+        "requests_completed_total",
+        "counter",
+        "Requests that reached a finish reason.",
+        c(m.completed),
+    );
+    metric(
+        &mut out,
+        "requests_cancelled_total",
+        "counter",
+        "Requests whose client disconnected (sequence freed).",
+        c(m.cancelled),
+    );
+    metric(
+        &mut out,
+        "requests_failed_total",
+        "counter",
+        "Requests ended by an error.",
+        c(m.failed),
+    );
+    metric(
+        &mut out,
+        "prompt_tokens_total",
+        "counter",
+        "Prompt tokens prefilled.",
+        c(m.prompt_tokens),
+    );
+    metric(
+        &mut out,
+        "generated_tokens_total",
+        "counter",
+        "Tokens generated.",
+        c(m.generated_tokens),
+    );
+    metric(
+        &mut out,
+        "batch_steps_total",
+        "counter",
+        "Batched forward steps.",
+        c(m.steps),
+    );
+    metric(
+        &mut out,
+        "queue_depth",
+        "gauge",
+        "Requests waiting for a batch slot.",
+        c(m.queue_depth),
+    );
+    metric(
+        &mut out,
+        "active_sequences",
+        "gauge",
+        "Sequences in the running batch.",
+        c(m.active_sequences),
+    );
+    metric(
+        &mut out,
+        "kv_cache_bytes",
+        "gauge",
+        "KV cache bytes held by active sequences.",
+        c(m.kv_cache_bytes),
+    );
+    metric(
+        &mut out,
+        "tokens_per_second",
+        "gauge",
+        "Smoothed tokens per second of the batched steps.",
+        m.tokens_per_s,
+    );
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    metric(
+        &mut out,
+        "http_responses_ok_total",
+        "counter",
+        "HTTP responses below 400.",
+        load(&state.http_ok),
+    );
+    metric(
+        &mut out,
+        "http_responses_4xx_total",
+        "counter",
+        "HTTP 4xx responses.",
+        load(&state.http_client_errors),
+    );
+    metric(
+        &mut out,
+        "http_responses_5xx_total",
+        "counter",
+        "HTTP 5xx responses.",
+        load(&state.http_server_errors),
+    );
+    out
+}
+
+/// The handler.
+pub async fn prometheus(State(state): State<Shared>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&state),
+    )
+}

@@ -1,0 +1,187 @@
+//! Checking the request fields and turning them into the engine's [`GenerateParams`].
+
+use rocmforge_model::{GenerateParams, SamplingParams};
+
+use super::error::ApiError;
+use super::types::{CommonFields, StopField};
+
+/// Most stop strings per request.
+pub const MAX_STOP_STRINGS: usize = 16;
+/// Longest stop string in bytes.
+pub const MAX_STOP_BYTES: usize = 256;
+
+/// What a request asks for, checked.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Generation parameters for the engine.
+    pub params: GenerateParams,
+    /// Stream the answer.
+    pub stream: bool,
+    /// Send usage in the last streamed chunk.
+    pub include_usage: bool,
+}
+
+fn in_range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(x) if x.is_finite() && x >= lo && x <= hi => Ok(Some(x as f32)),
+        Some(x) => Err(ApiError::invalid(
+            Some(name),
+            format!("{name} must be between {lo} and {hi}, got {x}"),
+        )),
+    }
+}
+
+fn stops(field: Option<&StopField>) -> Result<Vec<String>, ApiError> {
+    let list = match field {
+        None => Vec::new(),
+        Some(StopField::One(s)) => vec![s.clone()],
+        Some(StopField::Many(v)) => v.clone(),
+    };
+    if list.len() > MAX_STOP_STRINGS {
+        return Err(ApiError::invalid(
+            Some("stop"),
+            format!(
+                "at most {MAX_STOP_STRINGS} stop strings are allowed, got {}",
+                list.len()
+            ),
+        ));
+    }
+    if let Some(long) = list.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+        return Err(ApiError::invalid(
+            Some("stop"),
+            format!(
+                "a stop string of {} bytes is longer than the limit of {MAX_STOP_BYTES}",
+                long.len()
+            ),
+        ));
+    }
+    Ok(list)
+}
+
+/// Checks the shared fields against the served model and the context size `ctx`.
+pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked, ApiError> {
+    if let Some(model) = c.model.as_deref().filter(|m| *m != served_model) {
+        return Err(ApiError::unknown_model(model));
+    }
+    match c.n {
+        None | Some(1) => {}
+        Some(n) => {
+            return Err(ApiError::invalid(
+                Some("n"),
+                format!("only n = 1 is supported, got {n}"),
+            ));
+        }
+    }
+    let (param, requested) = match (c.max_completion_tokens, c.max_tokens) {
+        (Some(m), _) => ("max_completion_tokens", Some(m)),
+        (None, m) => ("max_tokens", m),
+    };
+    let max_tokens = match requested {
+        None => ctx.min(512),
+        Some(m) if m >= 1 && (m as u64) < ctx as u64 => m as usize,
+        Some(m) => {
+            return Err(ApiError::invalid(
+                Some(param),
+                format!(
+                    "{param} must be between 1 and {} (the context size less one), got {m}",
+                    ctx.saturating_sub(1)
+                ),
+            ));
+        }
+    };
+    let defaults = SamplingParams::default();
+    let temperature = in_range("temperature", c.temperature, 0.0, 2.0)?.unwrap_or(1.0);
+    let top_p = in_range("top_p", c.top_p, 0.0, 1.0)?.unwrap_or(1.0);
+    let min_p = in_range("min_p", c.min_p, 0.0, 1.0)?.unwrap_or(0.0);
+    let presence = in_range("presence_penalty", c.presence_penalty, -2.0, 2.0)?.unwrap_or(0.0);
+    let frequency = in_range("frequency_penalty", c.frequency_penalty, -2.0, 2.0)?.unwrap_or(0.0);
+    let repeat = in_range("repeat_penalty", c.repeat_penalty, 0.01, 10.0)?.unwrap_or(1.0);
+    let top_k = match c.top_k {
+        None => 0,
+        Some(k) if (0..=1_000_000).contains(&k) => k as usize,
+        Some(k) => {
+            return Err(ApiError::invalid(
+                Some("top_k"),
+                format!("top_k must be between 0 and 1000000, got {k}"),
+            ));
+        }
+    };
+    let seed = c.seed.map_or_else(random_seed, |s| s as u64);
+    let sampling = SamplingParams {
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repeat_penalty: repeat,
+        presence_penalty: presence,
+        frequency_penalty: frequency,
+        seed,
+        ..defaults
+    };
+    sampling
+        .validate()
+        .map_err(|e| ApiError::invalid(None, e.to_string()))?;
+    Ok(Checked {
+        params: GenerateParams {
+            max_tokens,
+            sampling,
+            stop: stops(c.stop.as_ref())?,
+        },
+        stream: c.stream,
+        include_usage: c.stream_options.as_ref().is_some_and(|o| o.include_usage),
+    })
+}
+
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (nanos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn fields(json: &str) -> CommonFields {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_limits() {
+        let ok = check(
+            &fields(r#"{"model":"m","max_tokens":5,"temperature":0}"#),
+            "m",
+            100,
+        )
+        .unwrap();
+        assert_eq!(ok.params.max_tokens, 5);
+        assert_eq!(ok.params.sampling.temperature, 0.0);
+        for bad in [
+            r#"{"max_tokens":0}"#,
+            r#"{"max_tokens":-3}"#,
+            r#"{"max_tokens":2147483648}"#,
+            r#"{"max_completion_tokens":100}"#,
+            r#"{"temperature":3}"#,
+            r#"{"top_p":-0.5}"#,
+            r#"{"n":2}"#,
+            r#"{"model":"other"}"#,
+        ] {
+            let e = check(&fields(bad), "m", 100).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{bad}");
+        }
+        let many = format!(
+            r#"{{"stop":{}}}"#,
+            serde_json::to_string(&vec!["x"; 10_000]).unwrap()
+        );
+        assert_eq!(
+            check(&fields(&many), "m", 100)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("stop")
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! `rocmforge serve` on the CPU backend with the real test model: the OpenAI routes, streaming,
+//! concurrency, and every bad input answered with a clear 4xx while the server keeps serving.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod serve_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serve_support::{MODEL_ID, Server, chat_body};
+
+fn still_serving(server: &Server) {
+    let r = server.post("/v1/chat/completions", &chat_body("Say hi.", 2, false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn routes_streaming_and_hostile_requests() {
+    let server = Server::start(&["--ctx", "256", "--max-body", "65536", "--read-timeout", "2"]);
+
+    // Models, health, metrics.
+    let models = server.get("/v1/models").json();
+    assert_eq!(models["data"][0]["id"], MODEL_ID);
+    assert_eq!(server.get("/health").json()["status"], "ok");
+
+    // A chat completion, then the same request streamed: the same text at temperature 0.
+    let r = server.post(
+        "/v1/chat/completions",
+        &chat_body("What is the capital of France?", 12, false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    let text = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!text.is_empty());
+    let usage = &v["usage"];
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 5);
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    assert!((1..=12).contains(&completion), "{usage}");
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap() + completion
+    );
+
+    let mut body: serde_json::Value =
+        serde_json::from_str(&chat_body("What is the capital of France?", 12, true)).unwrap();
+    body["stream_options"] = serde_json::json!({"include_usage": true});
+    let r = server.post("/v1/chat/completions", &body.to_string());
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let data = r.sse_data();
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let chunks: Vec<serde_json::Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0))
+        .filter_map(|c| c["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, text);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        last["usage"]["completion_tokens"].as_u64().unwrap(),
+        completion
+    );
+    let finish = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0))
+        .filter_map(|c| c["finish_reason"].as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(finish.len(), 1);
+
+    // A raw completion with a stop string.
+    let r = server.post(
+        "/v1/completions",
+        &serde_json::json!({"model": MODEL_ID, "prompt": "1, 2, 3, 4,", "max_tokens": 8,
+                            "temperature": 0, "stop": ["7"]})
+        .to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "text_completion");
+    assert!(!v["choices"][0]["text"].as_str().unwrap().contains('7'));
+
+    hostile_requests(&server);
+    still_serving(&server);
+
+    // Concurrent requests all succeed, and the batch saw them together.
+    let addr_server = &server;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                s.spawn(move || {
+                    addr_server.post(
+                        "/v1/chat/completions",
+                        &chat_body(&format!("Count to {i}."), 6, i % 2 == 0),
+                    )
+                })
+            })
+            .collect();
+        for h in handles {
+            let r = h.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    });
+    assert!(server.metric("requests_completed_total") >= 8.0);
+    assert_eq!(server.metric("http_responses_5xx_total"), 0.0);
+    assert_eq!(server.metric("active_sequences"), 0.0);
+}
+
+fn hostile_requests(server: &Server) {
+    let chat = "/v1/chat/completions";
+    // Malformed JSON and wrong types.
+    server
+        .post(chat, r#"{"messages": [{"role": "user", "content": "hi"}"#)
+        .assert_error(400);
+    server.post(chat, r#"{"messages": "hi"}"#).assert_error(400);
+    server
+        .post(
+            chat,
+            r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"}"#,
+        )
+        .assert_error(400);
+    server
+        .post(
+            chat,
+            r#"{"messages": [{"role": "wizard", "content": "hi"}]}"#,
+        )
+        .assert_error(400);
+    server.post(chat, r#"{"messages": []}"#).assert_error(400);
+    server.post(chat, "").assert_error(400);
+    // Token limits.
+    for max in ["0", "-1", "2147483648", "1e9"] {
+        let body = format!(
+            r#"{{"messages": [{{"role": "user", "content": "hi"}}], "max_tokens": {max}}}"#
+        );
+        let e = server.post(chat, &body).assert_error(400);
+        assert!(
+            e["param"].as_str().unwrap_or("").starts_with("max")
+                || e["message"].as_str().unwrap().contains("max_tokens")
+                || max == "1e9",
+            "{e}"
+        );
+    }
+    // n > 1, bad sampling values, unknown model.
+    server
+        .post(
+            chat,
+            r#"{"messages": [{"role": "user", "content": "hi"}], "n": 2}"#,
+        )
+        .assert_error(400);
+    server
+        .post(
+            chat,
+            r#"{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}"#,
+        )
+        .assert_error(400);
+    let e = server
+        .post(
+            chat,
+            r#"{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}"#,
+        )
+        .assert_error(400);
+    assert_eq!(e["code"], "model_not_found");
+    // A prompt longer than the context (256), and 10x the context.
+    for words in [300, 2560] {
+        let prompt = "hello ".repeat(words);
+        let body = serde_json::json!({"prompt": prompt, "max_tokens": 4}).to_string();
+        let e = server.post("/v1/completions", &body).assert_error(400);
+        assert_eq!(e["code"], "context_length_exceeded", "{e}");
+    }
+    // 10,000 stop strings.
+    let stops: Vec<String> = (0..10_000).map(|i| format!("s{i}")).collect();
+    let body = serde_json::json!({"messages": [{"role": "user", "content": "hi"}], "stop": stops})
+        .to_string();
+    let e = server.post(chat, &body).assert_error(400);
+    assert_eq!(e["param"], "stop");
+    // A body over the limit (65536 bytes).
+    let big = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(200_000));
+    server.post("/v1/completions", &big).assert_error(413);
+    // Invalid UTF-8.
+    let mut bad = br#"{"prompt": ""#.to_vec();
+    bad.extend_from_slice(&[0xff, 0xfe, 0xc3]);
+    bad.extend_from_slice(br#""}"#);
+    let e = server
+        .request(
+            "POST",
+            "/v1/completions",
+            &[("Content-Type", "application/json")],
+            &bad,
+        )
+        .assert_error(400);
+    assert!(e["message"].as_str().unwrap().contains("UTF-8"), "{e}");
+    // Deeply nested JSON, at the top and inside a field.
+    let deep = "[".repeat(50_000);
+    server.post(chat, &deep).assert_error(400);
+    let deep_field = format!(
+        r#"{{"messages": [{{"role": "user", "content": {}}}]}}"#,
+        "[".repeat(30_000)
+    );
+    server.post(chat, &deep_field).assert_error(400);
+    // Unknown route, wrong method.
+    server.get("/v1/nothing").assert_error(404);
+    server.get(chat).assert_error(405);
+    // Slow headers: the connection is closed after the read timeout (2 s).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(15),
+        "slow client held the connection {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+}
+
+#[test]
+fn api_key_is_required_except_for_health() {
+    let server = Server::start(&["--api-key", "sekret", "--ctx", "128"]);
+    server.get("/v1/models").assert_error(401);
+    let wrong = server.request(
+        "GET",
+        "/v1/models",
+        &[("Authorization", "Bearer nope")],
+        b"",
+    );
+    wrong.assert_error(401);
+    let right = server.request(
+        "GET",
+        "/v1/models",
+        &[("Authorization", "Bearer sekret")],
+        b"",
+    );
+    assert_eq!(right.status, 200);
+    assert_eq!(server.get("/health").status, 200);
+    let body = chat_body("hi", 2, false);
+    let r = server.request(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("Authorization", "Bearer sekret"),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

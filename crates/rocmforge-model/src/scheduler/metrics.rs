@@ -1,0 +1,96 @@
+//! Counters and gauges of the engine, shared lock-free between the worker and readers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters of an [`Engine`](crate::engine::Engine). Read with [`EngineMetrics::snapshot`].
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    pub(crate) requests: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) prompt_tokens: AtomicU64,
+    pub(crate) generated_tokens: AtomicU64,
+    pub(crate) queue_depth: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) steps: AtomicU64,
+    pub(crate) kv_bytes: AtomicU64,
+    /// f64 bits: exponentially smoothed tokens per second of the batched steps.
+    pub(crate) tokens_per_s: AtomicU64,
+}
+
+/// A consistent-enough copy of the counters (each read atomically).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MetricsSnapshot {
+    /// Requests accepted into the queue.
+    pub requests: u64,
+    /// Requests refused because the queue was full.
+    pub rejected: u64,
+    /// Requests that ran to a finish reason.
+    pub completed: u64,
+    /// Requests whose client went away before the end (sequence freed).
+    pub cancelled: u64,
+    /// Requests ended by an error.
+    pub failed: u64,
+    /// Prompt tokens prefilled.
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+    /// Requests waiting for a batch slot.
+    pub queue_depth: u64,
+    /// Sequences in the running batch.
+    pub active_sequences: u64,
+    /// Batched forward steps run.
+    pub steps: u64,
+    /// Bytes of KV cache held by the active sequences.
+    pub kv_cache_bytes: u64,
+    /// Recent throughput of the batched steps (prompt and generated tokens per second).
+    pub tokens_per_s: f64,
+}
+
+impl EngineMetrics {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            requests: get(&self.requests),
+            rejected: get(&self.rejected),
+            completed: get(&self.completed),
+            cancelled: get(&self.cancelled),
+            failed: get(&self.failed),
+            prompt_tokens: get(&self.prompt_tokens),
+            generated_tokens: get(&self.generated_tokens),
+            queue_depth: get(&self.queue_depth),
+            active_sequences: get(&self.active),
+            steps: get(&self.steps),
+            kv_cache_bytes: get(&self.kv_bytes),
+            tokens_per_s: f64::from_bits(get(&self.tokens_per_s)),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Ordering::Relaxed);
+    }
+
+    /// Folds one step's throughput into the smoothed figure.
+    pub(crate) fn record_step(&self, tokens: usize, seconds: f64) {
+        Self::add(&self.steps, 1);
+        if seconds <= 0.0 {
+            return;
+        }
+        let now = tokens as f64 / seconds;
+        let old = f64::from_bits(self.tokens_per_s.load(Ordering::Relaxed));
+        let smoothed = if old == 0.0 {
+            now
+        } else {
+            0.8 * old + 0.2 * now
+        };
+        self.tokens_per_s
+            .store(smoothed.to_bits(), Ordering::Relaxed);
+    }
+}

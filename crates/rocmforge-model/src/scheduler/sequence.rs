@@ -1,0 +1,148 @@
+//! One request's sequence inside the running batch: its KV cache, sampler, detokenizer
+//! and stop strings, and what happens to each new token.
+
+use crate::engine::{EngineEvent, EventSink, Usage};
+use crate::generate::FinishReason;
+use crate::kv_cache::KvCache;
+use crate::sampler::Sampler;
+use crate::stop::StopMatcher;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// A sequence in the batch.
+pub(crate) struct Sequence<'t> {
+    pub id: u64,
+    pub prompt: Vec<u32>,
+    /// Prompt tokens already in the cache.
+    pub prefilled: usize,
+    pub cache: KvCache,
+    /// The sampled token still to run through the model (decode phase).
+    pub pending: [u32; 1],
+    pub decoding: bool,
+    sampler: Sampler,
+    decoder: StreamDecoder<'t>,
+    stops: StopMatcher,
+    max_tokens: usize,
+    generated: usize,
+    tokenizer: &'t Tokenizer,
+    pub sink: Box<dyn EventSink>,
+}
+
+/// What a sequence does after a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Keep going.
+    Continue,
+    /// It finished (event sent).
+    Finished,
+    /// The client is gone.
+    Cancelled,
+}
+
+impl<'t> Sequence<'t> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u64,
+        prompt: Vec<u32>,
+        cache: KvCache,
+        mut sampler: Sampler,
+        stops: &[String],
+        max_tokens: usize,
+        tokenizer: &'t Tokenizer,
+        sink: Box<dyn EventSink>,
+    ) -> Self {
+        for &t in &prompt {
+            sampler.accept(t);
+        }
+        Self {
+            id,
+            prompt,
+            prefilled: 0,
+            cache,
+            pending: [0],
+            decoding: false,
+            sampler,
+            decoder: StreamDecoder::new(tokenizer),
+            stops: StopMatcher::new(stops),
+            max_tokens,
+            generated: 0,
+            tokenizer,
+            sink,
+        }
+    }
+
+    /// Tokens of the prompt not yet prefilled.
+    pub fn prompt_left(&self) -> usize {
+        self.prompt.len() - self.prefilled
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt.len(),
+            completion_tokens: self.generated,
+        }
+    }
+
+    fn emit(&mut self, text: &str) -> bool {
+        text.is_empty() || self.sink.send(EngineEvent::Text(text.to_string()))
+    }
+
+    fn finish(&mut self, reason: FinishReason) -> Next {
+        let mut reason = reason;
+        if reason != FinishReason::StopString {
+            let rest = self.decoder.finish();
+            let step = self.stops.push(&rest);
+            let mut text = step.emit;
+            if step.stopped {
+                reason = FinishReason::StopString;
+            } else {
+                text.push_str(&self.stops.finish());
+            }
+            if !self.emit(&text) {
+                return Next::Cancelled;
+            }
+        }
+        let usage = self.usage();
+        if self.sink.send(EngineEvent::Finished { reason, usage }) {
+            Next::Finished
+        } else {
+            Next::Cancelled
+        }
+    }
+
+    /// Samples the next token from `logits` and handles it; returns whether the sequence
+    /// goes on. On `Continue` the token waits in `pending` for the next step.
+    pub fn on_logits(&mut self, logits: &[f32]) -> Next {
+        let token = self.sampler.sample(logits);
+        if self.tokenizer.is_eog(token) {
+            return self.finish(FinishReason::EndOfGeneration);
+        }
+        self.sampler.accept(token);
+        self.generated += 1;
+        let step = self.stops.push(&self.decoder.push(token));
+        if !self.emit(&step.emit) {
+            return Next::Cancelled;
+        }
+        if step.stopped {
+            return self.finish(FinishReason::StopString);
+        }
+        if self.generated >= self.max_tokens {
+            return self.finish(FinishReason::MaxTokens);
+        }
+        if self.cache.remaining() == 0 {
+            return self.finish(FinishReason::ContextFull);
+        }
+        self.pending = [token];
+        self.decoding = true;
+        Next::Continue
+    }
+
+    /// Tells the client the request failed.
+    pub fn fail(&mut self, message: &str) {
+        self.sink.send(EngineEvent::Failed(message.to_string()));
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.generated
+    }
+}

@@ -1,0 +1,160 @@
+"""`rocmforge serve` driven by the real `openai` Python client (CPU backend, the test model).
+
+Usage: python test_openai_client.py --bin target/debug/rocmforge --model models/X.gguf
+
+Starts the server on a free loopback port, then checks: a chat completion; streaming gives the
+same text as the non-streamed answer at temperature 0; 8 concurrent requests; bad inputs get
+4xx errors with OpenAI's error body; the server still serves afterwards; SIGTERM exits 0.
+Exits non-zero on the first failure. Everything is bounded (small max_tokens, timeouts).
+"""
+
+import argparse
+import concurrent.futures
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import openai
+
+MODEL_ID = None
+
+
+def start_server(binary, model):
+    proc = subprocess.Popen(
+        [binary, "serve", "--model", model, "--port", "0", "--device", "cpu",
+         "--ctx", "512", "--max-batch", "8", "--max-body", "65536"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise SystemExit(f"server exited early with {proc.wait()}")
+        if "serving http://" in line:
+            base = line.split("serving ", 1)[1].strip()
+            # Keep draining stderr so the server never blocks on a full pipe.
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            return proc, base
+    proc.kill()
+    raise SystemExit("server did not start within 120 s")
+
+
+def chat(client, content, max_tokens=16, **kw):
+    return client.chat.completions.create(
+        model=MODEL_ID, messages=[{"role": "user", "content": content}],
+        max_tokens=max_tokens, temperature=0, **kw)
+
+
+def check_chat(client):
+    r = chat(client, "What is the capital of France?")
+    text = r.choices[0].message.content
+    assert text, r
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].finish_reason in ("stop", "length"), r
+    assert r.usage.completion_tokens >= 1 and r.usage.prompt_tokens > 5, r.usage
+    print(f"chat: {text!r}")
+    return text
+
+
+def check_stream(client, expected):
+    pieces, finish, usage = [], [], None
+    stream = chat(client, "What is the capital of France?", stream=True,
+                  stream_options={"include_usage": True})
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.content:
+                pieces.append(c.delta.content)
+            if c.finish_reason:
+                finish.append(c.finish_reason)
+    streamed = "".join(pieces)
+    assert streamed == expected, (streamed, expected)
+    assert len(finish) == 1, finish
+    assert usage is not None and usage.completion_tokens >= 1, usage
+    print(f"stream: {len(pieces)} chunks, same text")
+
+
+def check_completion(client):
+    r = client.completions.create(model=MODEL_ID, prompt="The sky is", max_tokens=8, temperature=0)
+    assert r.choices[0].text, r
+    print(f"completion: {r.choices[0].text!r}")
+
+
+def check_concurrent(client):
+    prompts = [f"Name a color number {i}." for i in range(8)]
+    started = time.time()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda p: chat(client, p, max_tokens=12), prompts))
+    elapsed = time.time() - started
+    tokens = sum(r.usage.completion_tokens for r in results)
+    assert all(r.choices[0].message.content for r in results)
+    print(f"concurrent: 8 requests, {tokens} tokens in {elapsed:.2f} s ({tokens / elapsed:.1f} tok/s aggregate)")
+
+
+def expect_status(status, fn):
+    try:
+        fn()
+    except openai.APIStatusError as e:
+        assert e.status_code == status, (e.status_code, e)
+        body = e.response.json()
+        err = body["error"]
+        assert set(err) >= {"message", "type", "param", "code"}, body
+        return err
+    raise AssertionError(f"expected HTTP {status}")
+
+
+def check_bad_inputs(client, base):
+    expect_status(400, lambda: chat(client, "hi", max_tokens=0))
+    expect_status(400, lambda: chat(client, "hi", max_tokens=-5))
+    expect_status(400, lambda: chat(client, "hi", max_tokens=2**31))
+    expect_status(400, lambda: chat(client, "hi", n=2))
+    expect_status(400, lambda: chat(client, "hi", stop=[f"s{i}" for i in range(10000)]))
+    err = expect_status(400, lambda: client.chat.completions.create(
+        model="no-such-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2))
+    assert err["code"] == "model_not_found", err
+    err = expect_status(400, lambda: chat(client, "hello " * 5000, max_tokens=2))
+    assert err["code"] == "context_length_exceeded", err
+    expect_status(400, lambda: client.chat.completions.create(
+        model=MODEL_ID, messages=[{"role": "tyrant", "content": "hi"}], max_tokens=2))
+    # Raw HTTP for what the client library will not send.
+    with httpx.Client(base_url=base, timeout=60) as h:
+        for body, status in [(b"{not json", 400), (b"\xff\xfe", 400), (b"[" * 100000, 400),
+                             (b'{"prompt": "' + b"a" * 200000 + b'"}', 413)]:
+            r = h.post("/completions", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == status, (r.status_code, r.text[:200])
+            assert "error" in r.json(), r.text[:200]
+        assert h.get("/no/such/route").status_code == 404
+    print("bad inputs: all 4xx with OpenAI error bodies")
+
+
+def main():
+    global MODEL_ID
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--model", required=True)
+    args = ap.parse_args()
+    proc, base = start_server(args.bin, args.model)
+    try:
+        client = openai.OpenAI(base_url=base, api_key="unused", timeout=300, max_retries=0)
+        MODEL_ID = client.models.list().data[0].id
+        text = check_chat(client)
+        check_stream(client, text)
+        check_completion(client)
+        check_concurrent(client)
+        check_bad_inputs(client, base)
+        assert check_chat(client) == text, "answers changed after the bad inputs"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        assert code == 0, f"exit code {code} after SIGTERM"
+        print("openai client test: OK")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
