@@ -233,3 +233,31 @@ fn shape_errors_name_op_and_sizes() {
     let e = matmul(&i32w, &[0.0; 1], 1, &mut out).unwrap_err();
     assert!(matches!(e, TensorError::UnsupportedType { .. }), "{e}");
 }
+
+#[test]
+fn empty_shapes_are_fine() {
+    let data: Vec<u8> = Vec::new();
+    for ty in MATMUL_TYPES {
+        let no_rows = WeightView {
+            ty,
+            data: &data,
+            rows: 0,
+            cols: ty.block_size(),
+        };
+        let x = vec![1.0f32; 3 * ty.block_size()];
+        matmul(&no_rows, &x, 3, &mut []).unwrap();
+        let no_cols = WeightView {
+            ty,
+            data: &data,
+            rows: 4,
+            cols: 0,
+        };
+        let mut out = vec![f32::NAN; 8];
+        matmul(&no_cols, &[], 2, &mut out).unwrap();
+        assert!(
+            out.iter().all(|&v| v == 0.0),
+            "{ty}: empty dot products are 0"
+        );
+        matmul(&no_cols, &[], 0, &mut []).unwrap();
+    }
+}
