@@ -5,7 +5,7 @@
 mod cpu_util;
 
 use cpu_util::{Rng, max_rel_err};
-use rocmforge_tensor::cpu::{RopeMode, RopeParams, YarnParams, rope};
+use rocmforge_tensor::cpu::{RopeMode, RopeParams, YarnParams, rope, rope_with_freq_factors};
 
 /// Naive reference: angle `pos * freq_scale * base^(-2i/n_rot)` per pair, YaRN mixing and
 /// magnitude scale in f64.
@@ -127,4 +127,36 @@ fn position_zero_is_identity() {
     let mut y = x.clone();
     rope(&mut y, 1, 2, 64, &[0], &params(64, RopeMode::Normal));
     assert_eq!(x, y);
+}
+
+#[test]
+fn freq_factors_divide_the_angles() {
+    let mut rng = Rng::new(19);
+    let (n_heads, hd) = (2, 64);
+    let x = rng.vec(3 * n_heads * hd, -1.0, 1.0);
+    let positions = [5u32, 17, 100];
+    let ff: Vec<f32> = (0..32).map(|i| 1.0 + i as f32 * 0.25).collect();
+    let p = params(64, RopeMode::Normal);
+    let mut y = x.clone();
+    rope_with_freq_factors(&mut y, 3, n_heads, hd, &positions, &p, &ff);
+    // Reference: rotate each pair by pos * base^(-2i/n_rot) / ff[i].
+    for (t, &pos) in positions.iter().enumerate() {
+        for h in 0..n_heads {
+            let o = (t * n_heads + h) * hd;
+            for i in 0..32 {
+                let theta =
+                    f64::from(pos) * 10000f64.powf(-2.0 * i as f64 / 64.0) / f64::from(ff[i]);
+                let (c, s) = (theta.cos(), theta.sin());
+                let (x0, x1) = (f64::from(x[o + 2 * i]), f64::from(x[o + 2 * i + 1]));
+                assert!((f64::from(y[o + 2 * i]) - (x0 * c - x1 * s)).abs() < 1e-4);
+                assert!((f64::from(y[o + 2 * i + 1]) - (x0 * s + x1 * c)).abs() < 1e-4);
+            }
+        }
+    }
+    // All-ones factors equal plain RoPE exactly.
+    let mut a = x.clone();
+    let mut b = x.clone();
+    rope(&mut a, 3, n_heads, hd, &positions, &p);
+    rope_with_freq_factors(&mut b, 3, n_heads, hd, &positions, &p, &[1.0; 32]);
+    assert_eq!(a, b);
 }

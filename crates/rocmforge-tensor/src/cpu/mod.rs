@@ -30,6 +30,6 @@ pub use elementwise::{add, gelu, mul, scale, silu_mul};
 pub use embedding::embedding;
 pub use matmul::{matmul, matmul_f32_reference};
 pub use norm::{layer_norm, rms_norm};
-pub use rope::{RopeMode, RopeParams, YarnParams, rope};
+pub use rope::{RopeMode, RopeParams, YarnParams, rope, rope_with_freq_factors};
 pub use softmax::{argmax, softmax, top_k};
 pub use weight::WeightView;

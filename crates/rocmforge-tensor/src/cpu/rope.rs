@@ -58,7 +58,13 @@ fn corr_dims(n_dims: usize, y: &YarnParams, base: f32) -> [f32; 2] {
 }
 
 /// Fills `cache` with `(cos, sin)` for each rotated pair of one position.
-fn fill_cache(pos: u32, p: &RopeParams, n_rot: usize, cache: &mut [(f32, f32)]) {
+fn fill_cache(
+    pos: u32,
+    p: &RopeParams,
+    n_rot: usize,
+    freq_factors: Option<&[f32]>,
+    cache: &mut [(f32, f32)],
+) {
     let theta_scale = p.freq_base.powf(-2.0 / n_rot as f32);
     let (ext_factor, attn_factor, dims) = match &p.yarn {
         Some(y) => (
@@ -68,8 +74,14 @@ fn fill_cache(pos: u32, p: &RopeParams, n_rot: usize, cache: &mut [(f32, f32)]) 
         ),
         None => (0.0, 1.0, [0.0, 0.0]),
     };
-    let mut theta_extrap = pos as f32;
+    let mut running = pos as f32;
     for (pair, slot) in cache.iter_mut().enumerate() {
+        // Per-pair frequency divisors (Llama 3's `rope_freqs`) divide the angle only.
+        let ff = freq_factors
+            .and_then(|f| f.get(pair))
+            .copied()
+            .unwrap_or(1.0);
+        let theta_extrap = running / ff;
         let theta_interp = p.freq_scale * theta_extrap;
         let mut theta = theta_interp;
         let mut mscale = attn_factor;
@@ -81,7 +93,7 @@ fn fill_cache(pos: u32, p: &RopeParams, n_rot: usize, cache: &mut [(f32, f32)]) 
             mscale *= 1.0 + 0.1 * (1.0 / p.freq_scale).ln();
         }
         *slot = (theta.cos() * mscale, theta.sin() * mscale);
-        theta_extrap *= theta_scale;
+        running *= theta_scale;
     }
 }
 
@@ -115,6 +127,41 @@ pub fn rope(
     positions: &[u32],
     p: &RopeParams,
 ) {
+    rope_impl(x, n_tokens, n_heads, head_dim, positions, p, None);
+}
+
+/// [`rope`] with per-pair frequency divisors (`theta_i / freq_factors[i]`, ggml's
+/// `freq_factors`, the `rope_freqs.weight` tensor of Llama 3 models). Pairs without a
+/// factor (the slice is shorter than `n_rot / 2`) use 1.
+pub fn rope_with_freq_factors(
+    x: &mut [f32],
+    n_tokens: usize,
+    n_heads: usize,
+    head_dim: usize,
+    positions: &[u32],
+    p: &RopeParams,
+    freq_factors: &[f32],
+) {
+    rope_impl(
+        x,
+        n_tokens,
+        n_heads,
+        head_dim,
+        positions,
+        p,
+        Some(freq_factors),
+    );
+}
+
+fn rope_impl(
+    x: &mut [f32],
+    n_tokens: usize,
+    n_heads: usize,
+    head_dim: usize,
+    positions: &[u32],
+    p: &RopeParams,
+    freq_factors: Option<&[f32]>,
+) {
     let n_rot = p.n_rot.min(head_dim) & !1;
     let token_len = n_heads * head_dim;
     if n_rot == 0 || token_len == 0 {
@@ -122,7 +169,7 @@ pub fn rope(
     }
     let one_token = |(tok, &pos): (&mut [f32], &u32)| {
         let mut cache = vec![(0.0f32, 0.0f32); n_rot / 2];
-        fill_cache(pos, p, n_rot, &mut cache);
+        fill_cache(pos, p, n_rot, freq_factors, &mut cache);
         for h in tok.chunks_exact_mut(head_dim) {
             rotate_head(&mut h[..n_rot], &cache, p.mode);
         }
