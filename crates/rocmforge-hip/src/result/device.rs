@@ -193,7 +193,20 @@ pub fn arch(dev: c_int) -> HipResult<String> {
             // SAFETY: the struct was filled by the runtime; gcnArchName is a char array inside it.
             let raw = unsafe { (*props).gcnArchName };
             let full = c_buf_to_string(&raw);
-            Ok(full.split(':').next().unwrap_or_default().to_string())
+            if full.starts_with("gfx") {
+                return Ok(full.split(':').next().unwrap_or_default().to_string());
+            }
+            // A runtime whose struct layout differs from the bindings' (the struct changed in
+            // ROCm 6): find the architecture string wherever it was written.
+            // SAFETY: `storage` is plain initialised memory; viewing it as bytes is always valid.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(storage.as_ptr().cast::<u8>(), storage.len() * 8)
+            };
+            find_gfx_name(bytes).ok_or_else(|| {
+                HipError::InvalidUse(format!(
+                    "hipGetDeviceProperties gave no gfx architecture name for device {dev}"
+                ))
+            })
         }
         Api::Nvidia(_) => {
             let major = attribute(dev, DeviceAttr::ComputeCapabilityMajor)?;
@@ -201,6 +214,24 @@ pub fn arch(dev: c_int) -> HipResult<String> {
             Ok(format!("sm_{major}{minor}"))
         }
     }
+}
+
+/// The first NUL-terminated `gfx<hex digits>` string in `bytes` (feature suffixes removed).
+fn find_gfx_name(bytes: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i + 4 < bytes.len() {
+        let at_start = i == 0 || bytes[i - 1] == 0;
+        if at_start && bytes[i..].starts_with(b"gfx") {
+            let rest = &bytes[i + 3..];
+            let digits = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            let end = rest.get(digits).copied();
+            if digits > 0 && matches!(end, Some(0) | Some(b':')) {
+                return Some(String::from_utf8_lossy(&bytes[i..i + 3 + digits]).into_owned());
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The driver version as the runtime encodes it (CUDA: 1000·major + 10·minor).
@@ -214,4 +245,19 @@ pub fn driver_version() -> HipResult<i32> {
         Api::Nvidia(cu) => unsafe { cuda_call!(rt, cu, cuDriverGetVersion(&mut v)) }?,
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_gfx_name;
+
+    #[test]
+    fn finds_the_architecture_string_anywhere() {
+        let mut bytes = vec![0u8; 600];
+        bytes[10..29].copy_from_slice(b"AMD Instinct MI300X");
+        bytes[300..322].copy_from_slice(b"gfx942:sramecc+:xnack-");
+        assert_eq!(find_gfx_name(&bytes).as_deref(), Some("gfx942"));
+        assert_eq!(find_gfx_name(b"\0gfx\0gfxzz\0"), None);
+        assert_eq!(find_gfx_name(b"\0gfx1100\0").as_deref(), Some("gfx1100"));
+    }
 }
