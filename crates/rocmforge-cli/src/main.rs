@@ -41,6 +41,8 @@ enum Command {
     Perplexity(commands::perplexity::PerplexityArgs),
     /// Print the token ids of a text as one JSON array.
     Tokenize(commands::tokenize::TokenizeArgs),
+    /// List the GPU platform and devices with their attributes (text or --json).
+    Devices(commands::devices::DevicesArgs),
 }
 
 fn run_command(command: &Command) -> anyhow::Result<()> {
@@ -54,6 +56,7 @@ fn run_command(command: &Command) -> anyhow::Result<()> {
         Command::Predict(args) => commands::predict::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Devices(args) => commands::devices::run(args),
     }
 }
 
