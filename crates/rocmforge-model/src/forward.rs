@@ -31,7 +31,7 @@ pub struct CpuModel<'a> {
     rope: RopeParams,
 }
 
-fn rope_params(c: &ModelConfig) -> RopeParams {
+pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
     let (freq_scale, yarn) = match c.rope_scaling {
         RopeScaling::None => (1.0, None),
         RopeScaling::Linear { factor } => (1.0 / factor, None),

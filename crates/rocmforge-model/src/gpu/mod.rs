@@ -1,0 +1,14 @@
+//! The forward pass on a GPU: weights uploaded in their file format through an
+//! [`crate::ExecutionPlan`], an f16 KV cache in device memory, and the tensor crate's HIP
+//! ops (`rocmforge_tensor::ops` on a `Backend::Hip`) with `hip::matmul` for every
+//! projection. Prefill runs the prompt as one batch; decode runs one token, reusing the
+//! activation buffers of the previous step.
+
+mod cache;
+mod eval;
+mod forward;
+mod scratch;
+
+pub use cache::GpuKvCache;
+pub use eval::{GreedyRun, gpu_greedy, gpu_perplexity, gpu_predict_next};
+pub use forward::GpuModel;

@@ -1,0 +1,51 @@
+//! Activation buffers of one forward call on the device, kept between calls of the same
+//! batch size (every decode step reuses one set: no allocation per token).
+
+use rocmforge_gguf::GgmlType;
+use rocmforge_tensor::{Backend, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::ModelResult;
+
+/// Device activations for a batch of `n` tokens.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    pub n: usize,
+    pub x: Tensor,
+    pub normed: Tensor,
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    pub q_tmp: Tensor,
+    pub k_tmp: Tensor,
+    pub attn: Tensor,
+    pub proj: Tensor,
+    pub proj_tmp: Tensor,
+    pub gate: Tensor,
+    pub up: Tensor,
+    pub hidden: Tensor,
+    pub logits: Tensor,
+}
+
+impl Scratch {
+    pub fn new(be: &Backend, c: &ModelConfig, n: usize) -> ModelResult<Self> {
+        let z = |cols: usize| be.zeros(GgmlType::F32, vec![n, cols]);
+        Ok(Scratch {
+            n,
+            x: z(c.n_embd)?,
+            normed: z(c.n_embd)?,
+            q: z(c.q_dim())?,
+            k: z(c.k_dim())?,
+            v: z(c.v_dim())?,
+            q_tmp: z(c.q_dim())?,
+            k_tmp: z(c.k_dim())?,
+            attn: z(c.n_heads * c.head_dim_v)?,
+            proj: z(c.n_embd)?,
+            proj_tmp: z(c.n_embd)?,
+            gate: z(c.n_ff)?,
+            up: z(c.n_ff)?,
+            hidden: z(c.n_ff)?,
+            logits: z(c.vocab_size)?,
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! [`LayerPlan`]: the weights of one transformer block as lazy tensors.
+//!
+//! Nothing is read or uploaded when a plan is built: each weight is a
+//! [`LazyTensor::Unloaded`] taken from the file's tensor index, loaded through the
+//! plan's loader on first use (or by `preload_*`).
+
+use std::sync::Arc;
+
+use rocmforge_gguf::GgufFile;
+use rocmforge_tensor::LazyTensor;
+use rocmforge_tensor::device_tensor::shape_from_gguf_dims;
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, ModelResult};
+
+/// The q/k/v projections of a block: three matrices or one fused `attn_qkv`.
+#[derive(Debug, Clone)]
+pub enum QkvPlan {
+    /// `attn_q`, `attn_k`, `attn_v` with their optional biases.
+    Separate {
+        /// `attn_q.weight`.
+        q: Arc<LazyTensor>,
+        /// `attn_k.weight`.
+        k: Arc<LazyTensor>,
+        /// `attn_v.weight`.
+        v: Arc<LazyTensor>,
+        /// `attn_q.bias` (qwen2).
+        q_bias: Option<Arc<LazyTensor>>,
+        /// `attn_k.bias` (qwen2).
+        k_bias: Option<Arc<LazyTensor>>,
+        /// `attn_v.bias` (qwen2).
+        v_bias: Option<Arc<LazyTensor>>,
+    },
+    /// `attn_qkv.weight` with its optional bias.
+    Fused {
+        /// The fused projection.
+        qkv: Arc<LazyTensor>,
+        /// `attn_qkv.bias`.
+        bias: Option<Arc<LazyTensor>>,
+    },
+}
+
+/// Every weight of one transformer block, unloaded until first use.
+#[derive(Debug, Clone)]
+pub struct LayerPlan {
+    /// Index of the block (`blk.<index>.*`).
+    pub index: usize,
+    /// q/k/v projections.
+    pub qkv: QkvPlan,
+    /// `attn_output.weight`.
+    pub o_proj: Arc<LazyTensor>,
+    /// `ffn_gate.weight`; `None` when `mlp_up` holds gate and up fused (GLM-4).
+    pub mlp_gate: Option<Arc<LazyTensor>>,
+    /// `ffn_up.weight`.
+    pub mlp_up: Arc<LazyTensor>,
+    /// `ffn_down.weight`.
+    pub mlp_down: Arc<LazyTensor>,
+    /// `attn_norm.weight` (before attention).
+    pub norm1: Arc<LazyTensor>,
+    /// `ffn_norm.weight` (before the MLP).
+    pub norm2: Arc<LazyTensor>,
+    /// `attn_q_norm.weight` (qwen3).
+    pub q_norm: Option<Arc<LazyTensor>>,
+    /// `attn_k_norm.weight` (qwen3).
+    pub k_norm: Option<Arc<LazyTensor>>,
+    /// `post_attention_norm.weight` (GLM-4).
+    pub post_attn_norm: Option<Arc<LazyTensor>>,
+    /// `post_ffw_norm.weight` (GLM-4).
+    pub post_ffn_norm: Option<Arc<LazyTensor>>,
+}
+
+/// An `Unloaded` lazy tensor for `name` from the file's index.
+pub(crate) fn unloaded(file: &GgufFile, name: &str) -> ModelResult<Arc<LazyTensor>> {
+    let info = file.tensor(name).ok_or_else(|| ModelError::MissingTensor {
+        name: name.to_string(),
+    })?;
+    Ok(Arc::new(LazyTensor::Unloaded {
+        name: info.name.clone(),
+        offset: info.offset,
+        size: info.size,
+        shape: shape_from_gguf_dims(&info.dims)?,
+        tensor_type: info.ty,
+    }))
+}
+
+fn optional(file: &GgufFile, name: &str) -> ModelResult<Option<Arc<LazyTensor>>> {
+    if file.tensor(name).is_none() {
+        return Ok(None);
+    }
+    unloaded(file, name).map(Some)
+}
+
+impl LayerPlan {
+    /// The plan of block `index` of the model in `file`.
+    pub fn from_file(file: &GgufFile, config: &ModelConfig, index: usize) -> ModelResult<Self> {
+        let n = |s: &str| format!("blk.{index}.{s}");
+        let qkv = if file.tensor(&n("attn_qkv.weight")).is_some() {
+            QkvPlan::Fused {
+                qkv: unloaded(file, &n("attn_qkv.weight"))?,
+                bias: optional(file, &n("attn_qkv.bias"))?,
+            }
+        } else {
+            QkvPlan::Separate {
+                q: unloaded(file, &n("attn_q.weight"))?,
+                k: unloaded(file, &n("attn_k.weight"))?,
+                v: unloaded(file, &n("attn_v.weight"))?,
+                q_bias: optional(file, &n("attn_q.bias"))?,
+                k_bias: optional(file, &n("attn_k.bias"))?,
+                v_bias: optional(file, &n("attn_v.bias"))?,
+            }
+        };
+        let (q_norm, k_norm) = if config.arch.has_qk_norm() {
+            (
+                Some(unloaded(file, &n("attn_q_norm.weight"))?),
+                Some(unloaded(file, &n("attn_k_norm.weight"))?),
+            )
+        } else {
+            (None, None)
+        };
+        let (post_attn_norm, post_ffn_norm) = if config.arch.has_post_norms() {
+            (
+                Some(unloaded(file, &n("post_attention_norm.weight"))?),
+                Some(unloaded(file, &n("post_ffw_norm.weight"))?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(LayerPlan {
+            index,
+            qkv,
+            o_proj: unloaded(file, &n("attn_output.weight"))?,
+            mlp_gate: optional(file, &n("ffn_gate.weight"))?,
+            mlp_up: unloaded(file, &n("ffn_up.weight"))?,
+            mlp_down: unloaded(file, &n("ffn_down.weight"))?,
+            norm1: unloaded(file, &n("attn_norm.weight"))?,
+            norm2: unloaded(file, &n("ffn_norm.weight"))?,
+            q_norm,
+            k_norm,
+            post_attn_norm,
+            post_ffn_norm,
+        })
+    }
+
+    /// Every weight of the block (the optional ones where present), in a fixed order.
+    pub fn tensors(&self) -> Vec<&Arc<LazyTensor>> {
+        let mut out = Vec::with_capacity(16);
+        match &self.qkv {
+            QkvPlan::Separate {
+                q,
+                k,
+                v,
+                q_bias,
+                k_bias,
+                v_bias,
+            } => {
+                out.extend([q, k, v]);
+                out.extend([q_bias, k_bias, v_bias].into_iter().flatten());
+            }
+            QkvPlan::Fused { qkv, bias } => {
+                out.push(qkv);
+                out.extend(bias);
+            }
+        }
+        out.push(&self.o_proj);
+        out.extend(&self.mlp_gate);
+        out.extend([&self.mlp_up, &self.mlp_down, &self.norm1, &self.norm2]);
+        out.extend(
+            [
+                &self.q_norm,
+                &self.k_norm,
+                &self.post_attn_norm,
+                &self.post_ffn_norm,
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        out
+    }
+}

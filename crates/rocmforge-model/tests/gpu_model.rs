@@ -1,0 +1,348 @@
+//! GPU suite of rocmforge-model (harness-free; needs a GPU and the compiled kernels; fails,
+//! never skips, without them). Compares the GPU forward with the CPU forward — the path the
+//! CPU golden tests prove against llama.cpp — on a real model, in the same process.
+//!
+//! The model: `$ROCMFORGE_GPU_TEST_MODEL`, else `models/smollm2-gpu-test.gguf` under the
+//! working directory: SmolLM2-135M-Instruct Q4_1 cut to its first blocks (the whole file does
+//! not fit what travels to the GPU machine). Make it with
+//! `gpu_model --write-truncated <SmolLM2 file> <out> <blocks>`. The text for perplexity:
+//! `$ROCMFORGE_GPU_TEST_TEXT`, else `gpl-3.txt` beside the model.
+//!
+//! Last line: "N passed, M failed"; exit status 0 only when M = 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rocmforge_gguf::GgufFile;
+use rocmforge_model::gpu::{gpu_greedy, gpu_perplexity, gpu_predict_next};
+use rocmforge_model::plan::truncate::truncate_layers;
+use rocmforge_model::tokenizer::Tokenizer;
+use rocmforge_model::{
+    CpuModel, ExecutionPlan, GpuModel, LogitsFor, ModelError, perplexity, predict_next,
+};
+use rocmforge_tensor::{Backend, GgufLoader};
+
+type Check = Result<String, String>;
+
+struct Ctx {
+    path: PathBuf,
+    text: String,
+    file: GgufFile,
+    tok: Tokenizer,
+    gpu: GpuModel,
+}
+
+fn ensure(ok: bool, msg: String) -> Check {
+    if ok { Ok(msg) } else { Err(msg) }
+}
+
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        num += f64::from(g - w).powi(2);
+        den += f64::from(w).powi(2);
+    }
+    (num / den.max(1e-30)).sqrt()
+}
+
+fn argmax(x: &[f32]) -> usize {
+    rocmforge_tensor::cpu::argmax(x)
+}
+
+fn plan_uploads_every_weight_once(c: &Ctx) -> Check {
+    let backend = Backend::hip(0).map_err(|e| e.to_string())?;
+    let loader =
+        Arc::new(GgufLoader::open(&c.path, backend.device().cloned()).map_err(|e| e.to_string())?);
+    let plan = ExecutionPlan::new(Arc::clone(&loader)).map_err(|e| e.to_string())?;
+    let before = plan.loading_stats();
+    let n = plan.num_layers();
+    plan.preload_layers(&[0, n - 1])
+        .map_err(|e| e.to_string())?;
+    let mid = plan.loading_stats();
+    let err = plan
+        .preload_layers(&[n])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    plan.preload_all().map_err(|e| e.to_string())?;
+    let after = plan.loading_stats();
+    let bytes: u64 = c.file.tensors().iter().map(|t| t.size).sum();
+    let st = loader.stats();
+    ensure(
+        before.loaded_tensors == 0
+            && mid.loaded_tensors == 18
+            && err.contains(&format!("num_layers = {n}"))
+            && after.unloaded_tensors == 0
+            && after.loaded_tensors == after.total_tensors
+            && after.cached_tensors == 2
+            && st.uploads == after.total_tensors as u64
+            && st.bytes_uploaded == bytes,
+        format!(
+            "before {before:?}, after 2 layers {mid:?}, after all {after:?}; {} uploads, {} bytes (file tensors {bytes})",
+            st.uploads, st.bytes_uploaded
+        ),
+    )
+}
+
+fn prompt_ids(c: &Ctx) -> Vec<u32> {
+    c.tok
+        .encode(
+            "The capital of France is Paris, and the capital of Germany is",
+            true,
+            false,
+        )
+        .unwrap()
+}
+
+fn prefill_and_decode_logits_match_cpu(c: &Ctx, cpu: &CpuModel<'_>) -> Check {
+    let ids = prompt_ids(c);
+    let mut gc = c.gpu.new_cache(ids.len() + 1).map_err(|e| e.to_string())?;
+    let mut cc = cpu.new_cache(ids.len() + 1).map_err(|e| e.to_string())?;
+    let g = c
+        .gpu
+        .forward(&mut gc, &ids, 0, LogitsFor::All)
+        .map_err(|e| e.to_string())?;
+    let w = cpu
+        .forward(&mut cc, &ids, 0, LogitsFor::All)
+        .map_err(|e| e.to_string())?;
+    let prefill = rel_err(&g, &w);
+    let next = argmax(&w[w.len() - cpu.config().vocab_size..]) as u32;
+    let n = ids.len();
+    let g = c
+        .gpu
+        .forward(&mut gc, &[next], n, LogitsFor::Last)
+        .map_err(|e| e.to_string())?;
+    let w = cpu
+        .forward(&mut cc, &[next], n, LogitsFor::Last)
+        .map_err(|e| e.to_string())?;
+    let decode = rel_err(&g, &w);
+    ensure(
+        prefill < 2e-2 && decode < 2e-2 && argmax(&g) == argmax(&w),
+        format!("{n}-token prefill rel err {prefill:.2e}, decode step rel err {decode:.2e}"),
+    )
+}
+
+fn teacher_forcing_agrees_with_cpu(c: &Ctx, cpu: &CpuModel<'_>) -> Check {
+    let ids = c.tok.encode(&c.text, true, false).unwrap();
+    let ids = &ids[..ids.len().min(256)];
+    let g = gpu_predict_next(&c.gpu, ids).map_err(|e| e.to_string())?;
+    let w = predict_next(cpu, ids).map_err(|e| e.to_string())?;
+    let same = g.iter().zip(&w).filter(|(a, b)| a == b).count();
+    let frac = same as f64 / ids.len() as f64;
+    ensure(
+        frac >= 0.95,
+        format!(
+            "{same}/{} argmax next tokens equal ({:.1}%)",
+            ids.len(),
+            frac * 100.0
+        ),
+    )
+}
+
+fn greedy_matches_cpu(c: &Ctx, cpu: &CpuModel<'_>) -> Check {
+    let ids = prompt_ids(c);
+    let n_new = 32;
+    let run = gpu_greedy(&c.gpu, &ids, n_new).map_err(|e| e.to_string())?;
+    let mut cache = cpu
+        .new_cache(ids.len() + n_new)
+        .map_err(|e| e.to_string())?;
+    let mut logits = cpu
+        .forward(&mut cache, &ids, 0, LogitsFor::Last)
+        .map_err(|e| e.to_string())?;
+    let mut want = Vec::new();
+    for _ in 0..n_new {
+        let t = argmax(&logits) as u32;
+        want.push(t);
+        let pos = cache.len();
+        if want.len() < n_new {
+            logits = cpu
+                .forward(&mut cache, &[t], pos, LogitsFor::Last)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let prefix = run
+        .tokens
+        .iter()
+        .zip(&want)
+        .take_while(|(a, b)| a == b)
+        .count();
+    ensure(
+        prefix >= 8,
+        format!(
+            "{prefix}/{n_new} greedy tokens identical before the first difference; GPU text {:?}",
+            c.tok.decode(&run.tokens)
+        ),
+    )
+}
+
+fn perplexity_matches_cpu(c: &Ctx, cpu: &CpuModel<'_>) -> Check {
+    let ids = c.tok.encode(&c.text, true, false).unwrap();
+    let ids = &ids[..ids.len().min(128 * 24)];
+    let t0 = Instant::now();
+    let g = gpu_perplexity(&c.gpu, ids, 128, None, |_, _, _| {}).map_err(|e| e.to_string())?;
+    let gs = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let w = perplexity(cpu, ids, 128, None, |_, _, _| {}).map_err(|e| e.to_string())?;
+    let cs = t1.elapsed().as_secs_f64();
+    let rel = (g.ppl - w.ppl).abs() / w.ppl;
+    ensure(
+        rel < 0.01 && g.chunks == w.chunks,
+        format!(
+            "ctx 128, {} chunks: GPU PPL {:.4} ({gs:.2} s), CPU PPL {:.4} ({cs:.2} s), rel diff {rel:.2e}",
+            g.chunks, g.ppl, w.ppl
+        ),
+    )
+}
+
+fn full_context_is_an_error(c: &Ctx) -> Check {
+    let mut cache = c.gpu.new_cache(4).map_err(|e| e.to_string())?;
+    let r = c
+        .gpu
+        .forward(&mut cache, &[1, 2, 3, 4, 5], 0, LogitsFor::Last);
+    let ok = matches!(r, Err(ModelError::ContextFull { ctx: 4, needed: 5 })) && cache.is_empty();
+    let r2 = c.gpu.forward(&mut cache, &[u32::MAX], 0, LogitsFor::Last);
+    ensure(
+        ok && r2.is_err(),
+        format!(
+            "5 tokens into 4: {:?}; bad id: {:?}",
+            r.err(),
+            r2.err().map(|e| e.to_string())
+        ),
+    )
+}
+
+fn speed(c: &Ctx, cpu: &CpuModel<'_>) -> Check {
+    let ids = c.tok.encode(&c.text, true, false).unwrap();
+    let prompt = &ids[..128];
+    gpu_greedy(&c.gpu, prompt, 8).map_err(|e| e.to_string())?; // warm-up
+    let run = gpu_greedy(&c.gpu, prompt, 128).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let mut cache = cpu.new_cache(160).map_err(|e| e.to_string())?;
+    cpu.forward(&mut cache, prompt, 0, LogitsFor::Last)
+        .map_err(|e| e.to_string())?;
+    let cpu_prefill = 128.0 / t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    for (i, &t) in prompt.iter().take(16).enumerate() {
+        cpu.forward(&mut cache, &[t], 128 + i, LogitsFor::Last)
+            .map_err(|e| e.to_string())?;
+    }
+    let cpu_decode = 16.0 / t1.elapsed().as_secs_f64();
+    ensure(
+        run.decode_tokens_per_s > 0.0,
+        format!(
+            "{} blocks: GPU prefill {:.0} tok/s (128-token prompt), GPU decode {:.1} tok/s (128 tokens, logits to host each step); CPU prefill {cpu_prefill:.0} tok/s, CPU decode {cpu_decode:.1} tok/s",
+            c.gpu.config().n_layers,
+            run.prefill_tokens_per_s,
+            run.decode_tokens_per_s
+        ),
+    )
+}
+
+fn default_model() -> PathBuf {
+    std::env::var_os("ROCMFORGE_GPU_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models/smollm2-gpu-test.gguf"))
+}
+
+fn text_path(model: &Path) -> PathBuf {
+    std::env::var_os("ROCMFORGE_GPU_TEST_TEXT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| model.with_file_name("gpl-3.txt"))
+}
+
+fn setup() -> Result<Ctx, String> {
+    let path = default_model();
+    let file = GgufFile::open(&path).map_err(|e| {
+        format!(
+            "{}: {e} (set ROCMFORGE_GPU_TEST_MODEL; make it with --write-truncated)",
+            path.display()
+        )
+    })?;
+    let tp = text_path(&path);
+    let text = std::fs::read_to_string(&tp).map_err(|e| format!("{}: {e}", tp.display()))?;
+    let tok = Tokenizer::from_gguf(&file).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let gpu = GpuModel::open(&path, 0).map_err(|e| format!("GpuModel::open: {e}"))?;
+    println!(
+        "model {} ({} blocks) on {} loaded in {:.2} s",
+        path.display(),
+        gpu.config().n_layers,
+        gpu.backend().name(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(Ctx {
+        path,
+        text,
+        file,
+        tok,
+        gpu,
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 5 && args[1] == "--write-truncated" {
+        let src = GgufFile::open(&args[2]).unwrap();
+        let keep: usize = args[4].parse().unwrap();
+        let bytes = truncate_layers(&src, keep).unwrap();
+        std::fs::write(&args[3], &bytes).unwrap();
+        println!("wrote {} ({} bytes, {keep} blocks)", args[3], bytes.len());
+        return ExitCode::SUCCESS;
+    }
+    let ctx = match setup() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("FAIL setup: {e}");
+            println!("0 passed, 1 failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cpu = CpuModel::from_gguf(&ctx.file).unwrap();
+    type Test = fn(&Ctx, &CpuModel<'_>) -> Check;
+    let tests: Vec<(&str, Test)> = vec![
+        ("plan_uploads_every_weight_once", |c, _| {
+            plan_uploads_every_weight_once(c)
+        }),
+        (
+            "prefill_and_decode_logits_match_cpu",
+            prefill_and_decode_logits_match_cpu,
+        ),
+        (
+            "teacher_forcing_agrees_with_cpu",
+            teacher_forcing_agrees_with_cpu,
+        ),
+        ("greedy_matches_cpu", greedy_matches_cpu),
+        ("perplexity_matches_cpu", perplexity_matches_cpu),
+        ("full_context_is_an_error", |c, _| {
+            full_context_is_an_error(c)
+        }),
+        ("speed", speed),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, t) in tests {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t(&ctx, &cpu)))
+            .unwrap_or_else(|_| Err("panicked".to_string()));
+        match r {
+            Ok(msg) => {
+                passed += 1;
+                println!("PASS {name}: {msg}");
+            }
+            Err(msg) => {
+                failed += 1;
+                println!("FAIL {name}: {msg}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
