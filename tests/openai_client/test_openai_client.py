@@ -25,7 +25,7 @@ MODEL_ID = None
 def start_server(binary, model):
     proc = subprocess.Popen(
         [binary, "serve", "--model", model, "--port", "0", "--device", "cpu",
-         "--ctx", "512", "--max-batch", "8", "--max-body", "65536"],
+         "--ctx", "512", "--max-batch", "8", "--max-body", "262144"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -122,7 +122,7 @@ def check_bad_inputs(client, base):
     # Raw HTTP for what the client library will not send.
     with httpx.Client(base_url=base, timeout=60) as h:
         for body, status in [(b"{not json", 400), (b"\xff\xfe", 400), (b"[" * 100000, 400),
-                             (b'{"prompt": "' + b"a" * 200000 + b'"}', 413)]:
+                             (b'{"prompt": "' + b"a" * 400000 + b'"}', 413)]:
             r = h.post("/completions", content=body, headers={"Content-Type": "application/json"})
             assert r.status_code == status, (r.status_code, r.text[:200])
             assert "error" in r.json(), r.text[:200]

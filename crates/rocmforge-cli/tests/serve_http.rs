@@ -18,7 +18,14 @@ fn still_serving(server: &Server) {
 
 #[test]
 fn routes_streaming_and_hostile_requests() {
-    let server = Server::start(&["--ctx", "256", "--max-body", "65536", "--read-timeout", "2"]);
+    let server = Server::start(&[
+        "--ctx",
+        "256",
+        "--max-body",
+        "262144",
+        "--read-timeout",
+        "2",
+    ]);
 
     // Models, health, metrics.
     let models = server.get("/v1/models").json();
@@ -188,8 +195,8 @@ fn hostile_requests(server: &Server) {
         .to_string();
     let e = server.post(chat, &body).assert_error(400);
     assert_eq!(e["param"], "stop");
-    // A body over the limit (65536 bytes).
-    let big = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(200_000));
+    // A body over the limit (262144 bytes).
+    let big = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(400_000));
     server.post("/v1/completions", &big).assert_error(413);
     // Invalid UTF-8.
     let mut bad = br#"{"prompt": ""#.to_vec();
