@@ -16,7 +16,10 @@ import sys
 import threading
 import time
 
-import httpx
+import json
+import urllib.error
+import urllib.request
+
 import openai
 
 MODEL_ID = None
@@ -106,6 +109,15 @@ def expect_status(status, fn):
     raise AssertionError(f"expected HTTP {status}")
 
 
+def raw_post(url, body):
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def check_bad_inputs(client, base):
     expect_status(400, lambda: chat(client, "hi", max_tokens=0))
     expect_status(400, lambda: chat(client, "hi", max_tokens=-5))
@@ -119,14 +131,14 @@ def check_bad_inputs(client, base):
     assert err["code"] == "context_length_exceeded", err
     expect_status(400, lambda: client.chat.completions.create(
         model=MODEL_ID, messages=[{"role": "tyrant", "content": "hi"}], max_tokens=2))
-    # Raw HTTP for what the client library will not send.
-    with httpx.Client(base_url=base, timeout=60) as h:
-        for body, status in [(b"{not json", 400), (b"\xff\xfe", 400), (b"[" * 100000, 400),
-                             (b'{"prompt": "' + b"a" * 400000 + b'"}', 413)]:
-            r = h.post("/completions", content=body, headers={"Content-Type": "application/json"})
-            assert r.status_code == status, (r.status_code, r.text[:200])
-            assert "error" in r.json(), r.text[:200]
-        assert h.get("/no/such/route").status_code == 404
+    # Raw HTTP (standard library) for what the client library will not send.
+    for body, status in [(b"{not json", 400), (b"\xff\xfe", 400), (b"[" * 100000, 400),
+                         (b'{"prompt": "' + b"a" * 400000 + b'"}', 413)]:
+        code, payload = raw_post(base + "/completions", body)
+        assert code == status, (code, payload[:200])
+        assert "error" in json.loads(payload), payload[:200]
+    code, _ = raw_post(base + "/no/such/route", b"{}")
+    assert code == 404, code
     print("bad inputs: all 4xx with OpenAI error bodies")
 
 
