@@ -45,6 +45,27 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("ROCMFORGE_PYTHON", &python),
     )?;
+    // `rocmforge serve` driven by the real `openai` Python client (CPU backend, test model).
+    process::run(cargo().args([
+        "build",
+        "--profile",
+        "test",
+        "-p",
+        "rocmforge-cli",
+        "--bin",
+        "rocmforge",
+    ]))?;
+    let root = paths::repo_root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d));
+    process::run(
+        Command::new(&python)
+            .arg(root.join("tests/openai_client/test_openai_client.py"))
+            .arg("--bin")
+            .arg(target.join("debug").join("rocmforge"))
+            .arg("--model")
+            .arg(root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")),
+    )?;
     // A bounded coverage-guided run of the GGUF parser: any crash fails the suite.
     fuzz::run(&fuzz::FuzzArgs {
         seconds: 60,
