@@ -123,6 +123,11 @@ fn routes_streaming_and_hostile_requests() {
             assert_eq!(r.status, 200, "{}", r.text());
         }
     });
+    // The counters follow the last event of each request within a step.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.metric("active_sequences") > 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(server.metric("requests_completed_total") >= 8.0);
     assert_eq!(server.metric("http_responses_5xx_total"), 0.0);
     assert_eq!(server.metric("active_sequences"), 0.0);
