@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rocmforge_hip::DeviceBuffer;
 use rocmforge_tensor::cpu::{AttentionParams, RopeParams};
+use rocmforge_tensor::hip::rope::rope_device_positions;
 use rocmforge_tensor::{Backend, DeviceTensor, GgufLoader, LazyTensor, Tensor, Weight, ops};
 
 use super::cache::GpuKvCache;
@@ -173,6 +175,9 @@ impl GpuModel {
         };
         let be = &self.backend;
         let c = &self.plan.config;
+        s.positions
+            .copy_from_host(&positions)
+            .map_err(rocmforge_tensor::TensorError::Hip)?;
         let emb = self
             .plan
             .embedding()
@@ -191,6 +196,7 @@ impl GpuModel {
             .lm_head()
             .map_err(rocmforge_tensor::TensorError::Hip)?;
         ops::matmul(be, &Weight::Hip(&head), &s.normed, n, &mut s.logits)?;
+        self.backend.synchronize()?;
         let all = s.logits.to_f32_vec()?;
         Ok(all[first_out * c.vocab_size..].to_vec())
     }
@@ -206,6 +212,32 @@ impl GpuModel {
             tmp,
         )?;
         std::mem::swap(t, tmp);
+        Ok(())
+    }
+
+    /// RoPE on `x` with the batch's positions already on the device (no host copy per launch).
+    fn rope_in_place(
+        &self,
+        x: &mut Tensor,
+        n_heads: usize,
+        positions: &DeviceBuffer<u32>,
+        n: usize,
+    ) -> ModelResult<()> {
+        let Backend::Hip(hip_ops) = &self.backend else {
+            return Err(ModelError::InvalidInput(
+                "GpuModel needs a HIP backend".to_string(),
+            ));
+        };
+        let c = &self.plan.config;
+        rope_device_positions(
+            hip_ops,
+            x.hip_mut("rope")?,
+            n,
+            n_heads,
+            c.head_dim,
+            positions,
+            &self.rope,
+        )?;
         Ok(())
     }
 
@@ -231,15 +263,8 @@ impl GpuModel {
             self.norm_in_place(&mut s.q, &mut s.q_tmp, qn)?;
             self.norm_in_place(&mut s.k, &mut s.k_tmp, kn)?;
         }
-        ops::rope(be, &mut s.q, c.n_heads, c.head_dim, positions, &self.rope)?;
-        ops::rope(
-            be,
-            &mut s.k,
-            c.n_kv_heads,
-            c.head_dim,
-            positions,
-            &self.rope,
-        )?;
+        self.rope_in_place(&mut s.q, c.n_heads, &s.positions, n)?;
+        self.rope_in_place(&mut s.k, c.n_kv_heads, &s.positions, n)?;
         let start = cache.len();
         ops::kv_append(be, &s.k, &mut cache.k[il], start)?;
         ops::kv_append(be, &s.v, &mut cache.v[il], start)?;

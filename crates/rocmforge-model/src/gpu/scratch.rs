@@ -2,7 +2,8 @@
 //! batch size (every decode step reuses one set: no allocation per token).
 
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::{Backend, Tensor};
+use rocmforge_hip::DeviceBuffer;
+use rocmforge_tensor::{Backend, Tensor, TensorError};
 
 use crate::config::ModelConfig;
 use crate::error::ModelResult;
@@ -11,6 +12,8 @@ use crate::error::ModelResult;
 #[derive(Debug)]
 pub(crate) struct Scratch {
     pub n: usize,
+    /// Position ids of the batch, uploaded once per call and read by every RoPE launch.
+    pub positions: DeviceBuffer<u32>,
     pub x: Tensor,
     pub normed: Tensor,
     pub q: Tensor,
@@ -30,8 +33,12 @@ pub(crate) struct Scratch {
 impl Scratch {
     pub fn new(be: &Backend, c: &ModelConfig, n: usize) -> ModelResult<Self> {
         let z = |cols: usize| be.zeros(GgmlType::F32, vec![n, cols]);
+        let device = be.device().ok_or(TensorError::NoGpuBackend {
+            op: "gpu forward scratch",
+        })?;
         Ok(Scratch {
             n,
+            positions: device.alloc_zeros::<u32>(n).map_err(TensorError::Hip)?,
             x: z(c.n_embd)?,
             normed: z(c.n_embd)?,
             q: z(c.q_dim())?,
