@@ -89,6 +89,41 @@ pub fn select_device(arg: Option<&str>) -> anyhow::Result<Device> {
     Ok(device)
 }
 
+/// `--device` for the commands that run on a GPU (predict, perplexity): an explicit GPU that
+/// cannot be opened is an error; without `--device`, GPU 0 when one is usable, else the CPU.
+/// Says on stderr which device runs.
+pub fn select_gpu_capable_device(arg: Option<&str>) -> anyhow::Result<Device> {
+    let device = match arg {
+        None => {
+            return Ok(match rocmforge_hip::HipBackend::new(0) {
+                Ok(_) => {
+                    eprintln!("device: gpu:0");
+                    Device::Gpu(0)
+                }
+                Err(e) => {
+                    eprintln!("device: cpu (no usable GPU: {e})");
+                    Device::Cpu
+                }
+            });
+        }
+        Some("cpu") => Device::Cpu,
+        Some("gpu") => Device::Gpu(0),
+        Some(other) => match other.strip_prefix("gpu:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::Gpu(n),
+            _ => bail!("unknown device '{other}' (expected cpu, gpu or gpu:N)"),
+        },
+    };
+    if let Device::Gpu(n) = device {
+        if let Err(e) = rocmforge_hip::HipBackend::new(n) {
+            bail!("device gpu:{n}: the GPU backend is not available: {e}");
+        }
+        eprintln!("device: gpu:{n}");
+    } else {
+        eprintln!("device: cpu");
+    }
+    Ok(device)
+}
+
 fn random_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

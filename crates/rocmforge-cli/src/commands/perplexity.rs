@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use rocmforge_gguf::GgufFile;
+use rocmforge_model::gpu::gpu_perplexity;
 use rocmforge_model::tokenizer::Tokenizer;
-use rocmforge_model::{CpuModel, perplexity};
+use rocmforge_model::{CpuModel, GpuModel, perplexity};
 
-use super::generate::select_device;
+use super::generate::{Device, select_gpu_capable_device};
 
 /// Arguments of `rocmforge perplexity`.
 #[derive(Debug, clap::Args)]
@@ -29,13 +30,12 @@ pub struct PerplexityArgs {
 
 /// Runs `rocmforge perplexity`; the last stdout line is `PPL = <value>`.
 pub fn run(args: &PerplexityArgs) -> anyhow::Result<()> {
-    select_device(args.device.as_deref())?;
+    let device = select_gpu_capable_device(args.device.as_deref())?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let file = GgufFile::open(&args.model)
         .with_context(|| format!("opening model {}", args.model.display()))?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
-    let model = CpuModel::from_gguf(&file)?;
     let tokens = tokenizer.encode(&text, true, false)?;
     let bos = if tokenizer.add_bos() {
         tokenizer.bos_id()
@@ -49,9 +49,15 @@ pub fn run(args: &PerplexityArgs) -> anyhow::Result<()> {
         args.ctx
     );
     let started = Instant::now();
-    let result = perplexity(&model, &tokens, args.ctx, bos, |done, total, ppl| {
-        eprintln!("[{done}/{total}] ppl {ppl:.4}");
-    })?;
+    let report = |done: usize, total: usize, ppl: f64| eprintln!("[{done}/{total}] ppl {ppl:.4}");
+    let result = if let Device::Gpu(n) = device {
+        let model = GpuModel::open(&args.model, n)
+            .with_context(|| format!("loading model {} on gpu:{n}", args.model.display()))?;
+        gpu_perplexity(&model, &tokens, args.ctx, bos, report)?
+    } else {
+        let model = CpuModel::from_gguf(&file)?;
+        perplexity(&model, &tokens, args.ctx, bos, report)?
+    };
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "{} tokens scored in {secs:.1} s ({:.1} tokens/s evaluated)",

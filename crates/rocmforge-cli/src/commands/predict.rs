@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use rocmforge_gguf::GgufFile;
-use rocmforge_model::{CpuModel, predict_next};
+use rocmforge_model::gpu::gpu_predict_next;
+use rocmforge_model::{CpuModel, GpuModel, predict_next};
 
-use super::generate::select_device;
+use super::generate::{Device, select_gpu_capable_device};
 
 /// Arguments of `rocmforge predict`.
 #[derive(Debug, clap::Args)]
@@ -24,17 +25,23 @@ pub struct PredictArgs {
 
 /// Runs `rocmforge predict`: prints one JSON array, element i = argmax after ids[..=i].
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
-    select_device(args.device.as_deref())?;
+    let device = select_gpu_capable_device(args.device.as_deref())?;
     let ids: Vec<u32> = serde_json::from_str(&args.ids).with_context(|| {
         format!(
             "--ids must be a JSON array of token ids, got '{}'",
             args.ids
         )
     })?;
-    let file = GgufFile::open(&args.model)
-        .with_context(|| format!("opening model {}", args.model.display()))?;
-    let model = CpuModel::from_gguf(&file)?;
-    let next = predict_next(&model, &ids)?;
+    let next = if let Device::Gpu(n) = device {
+        let model = GpuModel::open(&args.model, n)
+            .with_context(|| format!("loading model {} on gpu:{n}", args.model.display()))?;
+        gpu_predict_next(&model, &ids)?
+    } else {
+        let file = GgufFile::open(&args.model)
+            .with_context(|| format!("opening model {}", args.model.display()))?;
+        let model = CpuModel::from_gguf(&file)?;
+        predict_next(&model, &ids)?
+    };
     println!("{}", serde_json::to_string(&next)?);
     Ok(())
 }
