@@ -117,6 +117,42 @@ fn copy_kernel_sources(dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// With `ROCMFORGE_BUNDLE_MODEL=1`: rocmforge-model's `gpu_model` suite gets its model,
+/// SmolLM2-135M-Instruct Q4_1 cut to its first 8 blocks (47 MiB; the whole file is too large
+/// for what travels to the GPU machine), written by the test binary's own `--write-truncated`,
+/// with `gpl-3.txt` beside it. Opt-in because it more than doubles the bundle; without it
+/// that suite fails on the GPU host (it never skips) and says how to give it the model.
+fn bundle_gpu_test_model(root: &Path, out: &Path, bin: &Path) -> Result<()> {
+    if std::env::var("ROCMFORGE_BUNDLE_MODEL").as_deref() != Ok("1") {
+        return Ok(());
+    }
+    let exe = bin.join("gpu_model");
+    let src = root.join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !exe.exists() || !src.exists() {
+        bail!(
+            "ROCMFORGE_BUNDLE_MODEL=1 needs {} and {} (run `cargo xtask models`)",
+            exe.display(),
+            src.display()
+        );
+    }
+    let dest = out.join("models");
+    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    let status = Command::new(&exe)
+        .arg("--write-truncated")
+        .arg(&src)
+        .arg(dest.join("smollm2-gpu-test.gguf"))
+        .arg("0,1,2,3,4,5,6,7")
+        .status()
+        .with_context(|| format!("could not start {}", exe.display()))?;
+    if !status.success() {
+        bail!("{} --write-truncated failed with {status}", exe.display());
+    }
+    copy_file(
+        &root.join("../shared/testdata/gpl-3.txt"),
+        &dest.join("gpl-3.txt"),
+    )
+}
+
 /// Builds the bundle; returns its folder.
 pub fn bundle_gpu_tests(args: &BundleArgs) -> Result<PathBuf> {
     let root = paths::repo_root();
@@ -175,6 +211,7 @@ pub fn bundle_gpu_tests(args: &BundleArgs) -> Result<PathBuf> {
     for (name, exe) in &benches {
         copy_file(exe, &bin.join(name))?;
     }
+    bundle_gpu_test_model(&root, &out, &bin)?;
     // Default: every target of every platform with a compiler here; ROCMFORGE_PLATFORM and
     // ROCMFORGE_KERNEL_ARCH narrow it (a self-hosted runner builds for its own GPU).
     kernels::build_kernels(&KernelArgs::from_env(Some(out.join("kernels"))))?;
@@ -233,6 +270,14 @@ if command -v nvidia-smi >/dev/null 2>&1; then
       fi
     done
   fi
+fi
+
+# rocmforge-model's gpu_model suite: its model (bundled with ROCMFORGE_BUNDLE_MODEL=1) and a
+# 30-block model of SmolLM2's exact shape for its speed check.
+if [ -f "$here/models/smollm2-gpu-test.gguf" ] && [ -x "$here/bin/gpu_model" ]; then
+  export ROCMFORGE_GPU_TEST_MODEL="$here/models/smollm2-gpu-test.gguf"
+  export ROCMFORGE_GPU_SPEED_MODEL="${TMPDIR:-/tmp}/rocmforge-smollm2-30-cycled.gguf"
+  "$here/bin/gpu_model" --write-cycled "$ROCMFORGE_GPU_TEST_MODEL" "$ROCMFORGE_GPU_SPEED_MODEL" 30
 fi
 
 passed=0; failed=0
