@@ -16,14 +16,21 @@
 //! The platform is chosen by `ROCMFORGE_PLATFORM=amd|nvidia|auto` (default `auto`: AMD first, then
 //! NVIDIA). No runtime library or no device is a [`HipError`], never a panic.
 //!
-//! ```no_run
+//! ```
 //! use rocmforge_hip::{HipBackend, HipResult};
-//! fn demo() -> HipResult<()> {
+//!
+//! fn round_trip() -> HipResult<()> {
 //!     let backend = HipBackend::new(0)?;
 //!     let x = backend.htod(&[1.0f32, 2.0, 3.0])?;
 //!     let back: Vec<f32> = backend.dtoh(&x)?;
 //!     assert_eq!(back, [1.0, 2.0, 3.0]);
 //!     Ok(())
+//! }
+//!
+//! // Without a GPU (or without a runtime library) this is a clean error, never a panic.
+//! match round_trip() {
+//!     Ok(()) => println!("round trip through the GPU ok"),
+//!     Err(e) => println!("no GPU here: {e}"),
 //! }
 //! ```
 

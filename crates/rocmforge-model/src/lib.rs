@@ -3,6 +3,25 @@
 //!
 //! Place in the stack: `rocmforge-cli → rocmforge-model → rocmforge-tensor →
 //! {rocmforge-hip, rocmforge-gguf}`. This crate never imports `rocmforge-cli`.
+//!
+//! The tokenizer is built from a GGUF file's own vocabulary, exactly as llama.cpp tokenizes
+//! (here one of llama.cpp's vocabulary-only test files):
+//!
+//! ```
+//! use rocmforge_gguf::GgufFile;
+//! use rocmforge_model::Tokenizer;
+//!
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/vocab/ggml-vocab-gpt-2.gguf");
+//! let file = GgufFile::open(path)?;
+//! let tokenizer = Tokenizer::from_gguf(&file)?;
+//! let ids = tokenizer.encode("Hello world", false, false)?;
+//! assert_eq!(ids, [15496, 995]);
+//! assert_eq!(tokenizer.decode(&ids), "Hello world");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! With a full model file, [`CpuModel`] runs the forward pass and [`generate`] the sampling loop;
+//! [`ExecutionPlan`] holds the lazily loaded weights for a GPU.
 
 pub mod arch;
 pub mod batch;
