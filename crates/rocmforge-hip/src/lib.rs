@@ -35,6 +35,7 @@
 //! ```
 
 mod backend;
+pub mod blas;
 mod buffer;
 mod device_info;
 mod error;
