@@ -10,6 +10,7 @@ use super::sys::BlasRawHandle;
 use crate::backend::HipBackend;
 use crate::buffer::DeviceBuffer;
 use crate::error::{HipError, HipResult, Platform};
+use crate::repr::DevicePtr;
 use crate::stream::HipStream;
 
 /// Workspace given to every handle: 32 MiB, what cuBLAS asks for on Hopper.
@@ -130,28 +131,62 @@ impl BlasHandle {
                 )));
             }
         }
-        let (m, n, k) = (to_int(OP, rows)?, to_int(OP, n_tokens)?, to_int(OP, cols)?);
+        // SAFETY: sizes checked above (w holds rows*cols, x n_tokens*cols, out n_tokens*rows
+        // elements) and every buffer belongs to the handle's device; borrowed for the call, and
+        // freeing them waits for queued work.
+        unsafe {
+            self.gemm_f16_f32_raw(
+                stream,
+                w.device_ptr(),
+                x.device_ptr(),
+                out.device_ptr(),
+                rows,
+                cols,
+                n_tokens,
+                rows,
+            )
+        }
+    }
+
+    /// [`BlasHandle::matmul_f16_f32`] on raw device addresses, with an output row stride:
+    /// `out[t * out_stride + r] = Σ_c w[r * cols + c] · x[t * cols + c]` for `r < rows`.
+    ///
+    /// # Safety
+    /// `w` holds `rows * cols` f16, `x` `n_tokens * cols` f16 and `out`
+    /// `(n_tokens - 1) * out_stride + rows` f32 on this handle's device, `stream` belongs to
+    /// that device, and none is freed before the stream reaches the call.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_f16_f32_raw(
+        &mut self,
+        stream: &HipStream,
+        w: DevicePtr,
+        x: DevicePtr,
+        out: DevicePtr,
+        rows: usize,
+        cols: usize,
+        n_tokens: usize,
+        out_stride: usize,
+    ) -> HipResult<()> {
+        const OP: &str = "blas gemm_f16_f32";
+        if out_stride < rows {
+            return Err(HipError::InvalidUse(format!(
+                "{OP}: output row stride {out_stride} shorter than its {rows} rows"
+            )));
+        }
+        let (m, n, k, ldc) = (
+            to_int(OP, rows)?,
+            to_int(OP, n_tokens)?,
+            to_int(OP, cols)?,
+            to_int(OP, out_stride)?,
+        );
         if m == 0 || n == 0 {
             return Ok(());
         }
         self.backend.bind()?;
-        // SAFETY: live handle; the stream belongs to the handle's device (checked) and outlives
-        // this call's queued work only as the caller's streams always do.
+        // SAFETY: live handle; the stream is of the handle's device (the caller's promise).
         unsafe { result::set_stream(self.lib, self.raw, stream.raw()) }?;
-        // SAFETY: sizes checked above: w holds m*k, x k*n, out m*n elements; the buffers are
-        // borrowed for the call and freeing them waits for queued work.
-        unsafe {
-            result::gemm_f16_tn_f32(
-                self.lib,
-                self.raw,
-                m,
-                n,
-                k,
-                w.device_ptr().0,
-                x.device_ptr().0,
-                out.device_ptr().0,
-            )
-        }
+        // SAFETY: the caller's promise on the sizes and lifetimes of w, x and out.
+        unsafe { result::gemm_f16_tn_f32(self.lib, self.raw, m, n, k, ldc, w.0, x.0, out.0) }
     }
 }
 

@@ -133,13 +133,13 @@ pub(crate) unsafe fn set_workspace(
     }
 }
 
-/// Column-major `C[m][n] (ldc = m) = op(A) · B`, `A` f16 stored `k x m` (lda = k) and used
-/// transposed, `B` f16 `k x n` (ldb = k), `C` f32, accumulation in f32 — which is, read
-/// row-major, `out[n][m] = x[n][k] · W[m][k]ᵀ`.
+/// Column-major `C (m x n, leading dimension ldc >= m) = op(A) · B`, `A` f16 stored `k x m`
+/// (lda = k) and used transposed, `B` f16 `k x n` (ldb = k), `C` f32, accumulation in f32 —
+/// which is, read row-major, `out[n][ldc] (first m of each row) = x[n][k] · W[m][k]ᵀ`.
 ///
 /// # Safety
 /// `h` is a live handle of `lib`; `a` holds `m * k` f16, `b` `k * n` f16, `c` `m * n` f32 on
-/// the handle's device, alive until the stream reaches the call.
+/// the handle's device (`c`: `ldc * (n - 1) + m`), alive until the stream reaches the call.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_f16_tn_f32(
     lib: &BlasLibrary,
@@ -147,6 +147,7 @@ pub(crate) unsafe fn gemm_f16_tn_f32(
     m: c_int,
     n: c_int,
     k: c_int,
+    ldc: c_int,
     a: u64,
     b: u64,
     c: u64,
@@ -183,7 +184,7 @@ pub(crate) unsafe fn gemm_f16_tn_f32(
                     beta_p,
                     c,
                     sys::CUDA_R_32F,
-                    m,
+                    ldc,
                     sys::CUBLAS_COMPUTE_32F,
                     sys::CUBLAS_GEMM_DEFAULT,
                 )
@@ -208,10 +209,10 @@ pub(crate) unsafe fn gemm_f16_tn_f32(
                     beta_p,
                     c.cast_const(),
                     sys::ROCBLAS_F32_R,
-                    m,
+                    ldc,
                     c,
                     sys::ROCBLAS_F32_R,
-                    m,
+                    ldc,
                     sys::ROCBLAS_F32_R,
                     sys::ROCBLAS_GEMM_ALGO_STANDARD,
                     0,

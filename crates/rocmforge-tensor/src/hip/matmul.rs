@@ -104,6 +104,8 @@ pub struct MatmulContext {
     /// Kernels looked up so far, by (family, weight type, token count of the variant).
     functions: HashMap<(Family, GgmlType, usize), HipFunction>,
     scratch: Option<DeviceBuffer<u8>>,
+    /// The vendor-BLAS prefill path (`matmul_blas.rs`).
+    pub(crate) blas: super::matmul_blas::BlasSlot,
 }
 
 impl MatmulContext {
@@ -120,6 +122,7 @@ impl MatmulContext {
             quantize,
             functions: HashMap::new(),
             scratch: None,
+            blas: Default::default(),
         })
     }
 
@@ -266,6 +269,9 @@ pub fn matmul(
     let k = kind(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
     let row_bytes = check(ty, rows, cols, w, x, n_tokens, out)?;
     if n_tokens == 0 || rows == 0 {
+        return Ok(());
+    }
+    if super::matmul_blas::try_matmul(ctx, w, ty, rows, cols, x, n_tokens, out, stream)? {
         return Ok(());
     }
     let tiled = n_tokens > MATVEC_MAX_TOKENS;

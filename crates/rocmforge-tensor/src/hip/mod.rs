@@ -8,10 +8,12 @@
 
 pub mod argmax;
 pub mod attention;
+pub mod dequant_f16;
 pub mod elementwise;
 pub mod embedding;
 pub mod kv;
 pub mod matmul;
+pub mod matmul_blas;
 pub mod norm;
 pub mod quantize_act;
 pub mod rope;
