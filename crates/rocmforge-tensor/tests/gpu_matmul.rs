@@ -91,7 +91,9 @@ struct Gpu {
 fn setup() -> Result<Gpu, String> {
     let backend = HipBackend::new(0).map_err(|e| format!("no GPU: {e}"))?;
     let stream = backend.new_stream().map_err(|e| e.to_string())?;
-    let ctx = MatmulContext::new(&backend).map_err(|e| format!("kernels: {e}"))?;
+    let mut ctx = MatmulContext::new(&backend).map_err(|e| format!("kernels: {e}"))?;
+    // This suite checks the mmq/mmvq kernels; the vendor-BLAS path has gpu_matmul_blas.
+    ctx.set_blas_min_tokens(None);
     Ok(Gpu {
         backend,
         stream,
