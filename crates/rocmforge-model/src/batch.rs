@@ -9,20 +9,55 @@
 
 use rocmforge_tensor::cpu::{self, AttentionParams, WeightView};
 
+use crate::config::ModelConfig;
 use crate::error::{ModelError, ModelResult};
 use crate::forward::CpuModel;
+use crate::generate::SequenceCache;
 use crate::kv_cache::KvCache;
 use crate::weights::{GateUpWeights, LayerWeights, QkvWeights};
 
-/// One sequence's part of a batch.
+/// One sequence's part of a batch; `C` is its KV cache (the CPU [`KvCache`] or the
+/// GPU's [`crate::GpuKvCache`], whose [`crate::GpuModel::forward_batch`] has this contract).
 #[derive(Debug)]
-pub struct Segment<'c> {
+pub struct Segment<'c, C = KvCache> {
     /// The sequence's cache; the tokens run at positions `cache.len()..`.
-    pub cache: &'c mut KvCache,
+    pub cache: &'c mut C,
     /// The new tokens (at least one).
     pub tokens: &'c [u32],
     /// Whether the logits of the segment's last token are wanted.
     pub want_logits: bool,
+}
+
+/// A model that runs a batch of [`Segment`]s in one step: [`CpuModel`] or
+/// [`crate::GpuModel`]. The engine's scheduler drives either through this.
+pub trait BatchModel {
+    /// The per-sequence KV cache.
+    type Cache: SequenceCache;
+    /// The model's hyperparameters.
+    fn config(&self) -> &ModelConfig;
+    /// A fresh cache for `ctx` tokens.
+    fn new_cache(&self, ctx: usize) -> ModelResult<Self::Cache>;
+    /// One batched step (the contract of [`forward_batch`]).
+    fn forward_segments(
+        &self,
+        segments: &mut [Segment<'_, Self::Cache>],
+    ) -> ModelResult<Vec<Option<Vec<f32>>>>;
+}
+
+impl BatchModel for CpuModel<'_> {
+    type Cache = KvCache;
+    fn config(&self) -> &ModelConfig {
+        CpuModel::config(self)
+    }
+    fn new_cache(&self, ctx: usize) -> ModelResult<KvCache> {
+        CpuModel::new_cache(self, ctx)
+    }
+    fn forward_segments(
+        &self,
+        segments: &mut [Segment<'_, KvCache>],
+    ) -> ModelResult<Vec<Option<Vec<f32>>>> {
+        forward_batch(self, segments)
+    }
 }
 
 /// Scratch buffers of one batched step.

@@ -1,12 +1,13 @@
 //! The continuous-batching engine: one worker thread owns the model and runs every
-//! request's sequence in one shared batch (see [`crate::scheduler`]).
+//! request's sequence in one shared batch (see [`crate::scheduler`]), on the CPU or on a
+//! GPU ([`EngineDevice`]). No lock serialises requests: they meet in the worker's batch.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use rocmforge_model::engine::{Engine, EngineConfig, EngineEvent, EngineRequest};
+//! use rocmforge_model::engine::{Engine, EngineConfig, EngineDevice, EngineEvent, EngineRequest};
 //! use rocmforge_model::GenerateParams;
 //! let file = rocmforge_gguf::GgufFile::open("model.gguf")?;
-//! let engine = Engine::start(file, EngineConfig::default())?;
+//! let engine = Engine::start(file, EngineConfig::default(), EngineDevice::Cpu)?;
 //! let prompt = engine.tokenizer().encode("Once upon a time", true, true)?;
 //! let (tx, rx) = std::sync::mpsc::channel();
 //! engine.submit(EngineRequest::new(prompt, GenerateParams::default(), Box::new(tx)))?;
@@ -33,6 +34,19 @@ use crate::generate::{FinishReason, GenerateParams};
 pub use crate::scheduler::metrics::{EngineMetrics, MetricsSnapshot};
 use crate::scheduler::{self, Job};
 use crate::tokenizer::Tokenizer;
+
+/// Where the engine's model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineDevice {
+    /// The CPU forward ([`crate::CpuModel`], weights read in place from the file).
+    #[default]
+    Cpu,
+    /// GPU `n` ([`crate::GpuModel`]; the context per sequence is capped to the free memory).
+    Gpu(usize),
+}
+
+/// Called with `(uploaded_bytes, total_bytes)` while a GPU engine uploads its weights.
+pub type LoadProgress = Box<dyn FnMut(u64, u64) + Send>;
 
 /// Limits of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,8 +174,24 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Reads the model and tokenizer of `file` and starts the worker thread.
-    pub fn start(file: GgufFile, mut config: EngineConfig) -> ModelResult<Engine> {
+    /// Reads the model and tokenizer of `file` and starts the worker thread on `device`.
+    pub fn start(
+        file: GgufFile,
+        config: EngineConfig,
+        device: EngineDevice,
+    ) -> ModelResult<Engine> {
+        Self::start_with_progress(file, config, device, Box::new(|_, _| {}))
+    }
+
+    /// [`Engine::start`], reporting the weight upload of a GPU engine to `progress`. On a GPU
+    /// the context per sequence is capped so that `max_batch` caches fit the free memory
+    /// ([`Engine::config`] tells the context granted).
+    pub fn start_with_progress(
+        file: GgufFile,
+        mut config: EngineConfig,
+        device: EngineDevice,
+        progress: LoadProgress,
+    ) -> ModelResult<Engine> {
         let tokenizer = Arc::new(Tokenizer::from_gguf(&file)?);
         let model_config = ModelConfig::from_gguf(&file)?;
         config.ctx = config.ctx.min(model_config.context_length.max(1));
@@ -179,12 +209,20 @@ impl Engine {
             std::thread::Builder::new()
                 .name("rocmforge-engine".to_string())
                 .spawn(move || {
-                    scheduler::run_worker(file, &tokenizer, config, rx, &metrics, &stop, ready_tx);
+                    let ctx = scheduler::WorkerContext {
+                        tokenizer: &tokenizer,
+                        config,
+                        jobs: rx,
+                        metrics: &metrics,
+                        stop: &stop,
+                        ready: ready_tx,
+                    };
+                    scheduler::run_worker(file, device, progress, ctx);
                 })
                 .map_err(|e| ModelError::InvalidInput(format!("spawning the engine thread: {e}")))?
         };
         match ready_rx.recv() {
-            Ok(Ok(())) => {}
+            Ok(Ok(ctx)) => config.ctx = ctx,
             Ok(Err(e)) => {
                 let _ = worker.join();
                 return Err(e);

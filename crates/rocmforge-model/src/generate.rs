@@ -10,6 +10,59 @@ use crate::sampler::{Sampler, SamplingParams};
 use crate::stop::StopMatcher;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
+/// A KV cache of one sequence, on whatever device.
+pub trait SequenceCache {
+    /// Tokens held.
+    fn len(&self) -> usize;
+    /// Whether no token is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Tokens that still fit.
+    fn remaining(&self) -> usize;
+    /// Bytes of memory the cache takes.
+    fn size_bytes(&self) -> usize;
+}
+
+/// A model that runs one sequence's new tokens against its cache: [`CpuModel`] or
+/// [`crate::GpuModel`]. [`generate`] runs on either.
+pub trait SequenceModel {
+    /// The model's per-sequence KV cache.
+    type Cache: SequenceCache;
+    /// Runs `tokens` at positions `cache.len()..`, appends them to `cache`, and returns the
+    /// `[n][vocab]` logits `which` selects.
+    fn run_tokens(
+        &self,
+        cache: &mut Self::Cache,
+        tokens: &[u32],
+        which: LogitsFor,
+    ) -> ModelResult<Vec<f32>>;
+}
+
+impl SequenceCache for KvCache {
+    fn len(&self) -> usize {
+        KvCache::len(self)
+    }
+    fn remaining(&self) -> usize {
+        KvCache::remaining(self)
+    }
+    fn size_bytes(&self) -> usize {
+        KvCache::size_bytes(self)
+    }
+}
+
+impl SequenceModel for CpuModel<'_> {
+    type Cache = KvCache;
+    fn run_tokens(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        which: LogitsFor,
+    ) -> ModelResult<Vec<f32>> {
+        self.forward(cache, tokens, cache.len(), which)
+    }
+}
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateParams {
@@ -91,10 +144,10 @@ pub struct Generation {
 
 /// Generates a continuation of `prompt` (appended after what `cache` already holds),
 /// calling `on_text` with each piece of text as soon as it is final.
-pub fn generate(
-    model: &CpuModel<'_>,
+pub fn generate<M: SequenceModel>(
+    model: &M,
     tokenizer: &Tokenizer,
-    cache: &mut KvCache,
+    cache: &mut M::Cache,
     prompt: &[u32],
     params: &GenerateParams,
     mut on_text: impl FnMut(&str),
@@ -117,7 +170,10 @@ pub fn generate(
         return Ok(out);
     }
     let started = Instant::now();
-    let mut logits = model.forward(cache, prompt, cache.len(), LogitsFor::Last)?;
+    let mut logits = {
+        let _span = tracing::info_span!("prefill", tokens = prompt.len()).entered();
+        model.run_tokens(cache, prompt, LogitsFor::Last)?
+    };
     stats.prefill_time = started.elapsed();
     tracing::info!(
         tokens = prompt.len(),
@@ -125,6 +181,7 @@ pub fn generate(
         "prefill done"
     );
 
+    let decode_span = tracing::info_span!("decode").entered();
     let mut decoder = StreamDecoder::new(tokenizer);
     let mut stops = StopMatcher::new(&params.stop);
     let mut emit = |text: &str, out: &mut Generation| {
@@ -156,7 +213,7 @@ pub fn generate(
             break;
         }
         let t0 = Instant::now();
-        logits = model.forward(cache, &[token], cache.len(), LogitsFor::Last)?;
+        logits = model.run_tokens(cache, &[token], LogitsFor::Last)?;
         stats.decode_time += t0.elapsed();
         stats.decoded_tokens += 1;
     }
@@ -177,6 +234,7 @@ pub fn generate(
         tokens_per_s = stats.decode_tokens_per_s(),
         "decode done"
     );
+    drop(decode_span);
     out.stats = stats;
     Ok(out)
 }

@@ -49,7 +49,10 @@ pub use config::{ModelConfig, RopeScaling};
 pub use error::{ModelError, ModelResult};
 pub use eval::{Perplexity, perplexity, predict_next};
 pub use forward::{CpuModel, LogitsFor};
-pub use generate::{FinishReason, GenerateParams, Generation, GenerationStats, generate};
+pub use generate::{
+    FinishReason, GenerateParams, Generation, GenerationStats, SequenceCache, SequenceModel,
+    generate,
+};
 pub use gpu::{GpuKvCache, GpuModel};
 pub use kv_cache::KvCache;
 pub use layer_plan::{LayerPlan, QkvPlan};

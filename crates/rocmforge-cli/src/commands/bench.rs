@@ -1,15 +1,34 @@
 //! `rocmforge bench`: prefill (pp) and decode (tg) tokens per second the way llama-bench
 //! reports them — mean ± standard deviation over repetitions after one warm-up — plus the
 //! load time, the peak memory, and optionally the aggregate decode rate of N sequences
-//! batched together (continuous batching).
+//! batched together (continuous batching). Runs on the GPU (`--device gpu|gpu:N`, the
+//! default when one is usable) or the CPU.
+//!
+//! `--json` prints one object (a stable contract: `cargo xtask bench` reads it):
+//! - `model` (file name), `size_bytes` (file size), `device` (`"cpu"` or `"gpu:N"`),
+//!   `load_s` (seconds to open the file and, on a GPU, upload every weight),
+//!   `repetitions` (measured runs after one warm-up);
+//! - `pp`: `n_prompt`, `tokens_per_s_mean`, `tokens_per_s_sd` (sample sd), `samples` (one per
+//!   repetition) — one prefill of `n_prompt` tokens, its logits read back;
+//! - `tg`: `n_gen`, `tokens_per_s_mean`, `tokens_per_s_sd`, `samples` — `n_gen` one-token
+//!   decode steps of one sequence, each step's logits read back and argmax'd;
+//! - `peak_memory_bytes`: the process's peak resident memory (Linux VmHWM), or null;
+//! - `peak_device_memory_bytes`: on a GPU, the largest drop of the device's free memory below
+//!   its value before loading (weights + KV caches + activations, sampled after each test);
+//!   null on the CPU;
+//! - `batched_tg` (only with `--concurrency N > 1`): `sequences`, `n_gen`,
+//!   `tokens_per_s_mean`, `tokens_per_s_sd`, `samples` — aggregate decode rate of N sequences
+//!   stepping together.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use rocmforge_gguf::GgufFile;
-use rocmforge_model::batch::{Segment, forward_batch};
-use rocmforge_model::{CpuModel, KvCache, LogitsFor};
+use rocmforge_model::batch::{BatchModel, Segment};
+use rocmforge_model::{CpuModel, LogitsFor, SequenceModel};
+
+use super::generate::{Device, load_gpu_model, select_gpu_capable_device};
 
 /// Arguments of `rocmforge bench`.
 #[derive(Debug, clap::Args)]
@@ -35,6 +54,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar while the model loads.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Mean and sample standard deviation.
@@ -67,26 +89,36 @@ fn tokens(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
         .collect()
 }
 
-fn prefill_rate(model: &CpuModel<'_>, n: usize, salt: usize) -> anyhow::Result<f64> {
-    let mut cache = model.new_cache(n + 1)?;
+/// A model `bench` can measure: one sequence's forward and the batched step.
+trait Benched: BatchModel + SequenceModel<Cache = <Self as BatchModel>::Cache> {}
+impl<M: BatchModel + SequenceModel<Cache = <M as BatchModel>::Cache>> Benched for M {}
+
+fn prefill_rate<M: Benched>(model: &M, n: usize, salt: usize) -> anyhow::Result<f64> {
+    let mut cache = BatchModel::new_cache(model, n + 1)?;
     let ids = tokens(n, model.config().vocab_size, salt);
     let t0 = Instant::now();
-    model.forward(&mut cache, &ids, 0, LogitsFor::Last)?;
+    model.run_tokens(&mut cache, &ids, LogitsFor::Last)?;
     Ok(n as f64 / t0.elapsed().as_secs_f64())
 }
 
 /// Aggregate decode tokens/s of `batch` sequences each generating `n` tokens after a 1-token prompt.
-fn decode_rate(model: &CpuModel<'_>, n: usize, batch: usize, salt: usize) -> anyhow::Result<f64> {
+fn decode_rate<M: Benched>(model: &M, n: usize, batch: usize, salt: usize) -> anyhow::Result<f64> {
     let vocab = model.config().vocab_size;
-    let mut caches: Vec<KvCache> = (0..batch)
-        .map(|_| model.new_cache(n + 1))
-        .collect::<Result<_, _>>()?;
+    let mut caches = (0..batch)
+        .map(|_| BatchModel::new_cache(model, n + 1))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut next: Vec<[u32; 1]> = (0..batch)
         .map(|b| [tokens(1, vocab, salt + b)[0]])
         .collect();
     let t0 = Instant::now();
     for _ in 0..n {
-        let mut segs: Vec<Segment<'_>> = caches
+        if batch == 1 {
+            // One sequence: the single-sequence forward (the decode path `generate` takes).
+            let logits = model.run_tokens(&mut caches[0], &next[0], LogitsFor::Last)?;
+            next[0][0] = rocmforge_model::sampler::argmax(&logits) as u32;
+            continue;
+        }
+        let mut segs: Vec<Segment<'_, _>> = caches
             .iter_mut()
             .zip(&next)
             .map(|(cache, tok)| Segment {
@@ -95,7 +127,7 @@ fn decode_rate(model: &CpuModel<'_>, n: usize, batch: usize, salt: usize) -> any
                 want_logits: true,
             })
             .collect();
-        let logits = forward_batch(model, &mut segs)?;
+        let logits = model.forward_segments(&mut segs)?;
         for (tok, l) in next.iter_mut().zip(logits) {
             let l = l.context("missing logits")?;
             tok[0] = rocmforge_model::sampler::argmax(&l) as u32;
@@ -104,9 +136,52 @@ fn decode_rate(model: &CpuModel<'_>, n: usize, batch: usize, salt: usize) -> any
     Ok((n * batch) as f64 / t0.elapsed().as_secs_f64())
 }
 
+/// The rates of one bench run.
+#[derive(Default)]
+struct Rates {
+    pp: Vec<f64>,
+    tg: Vec<f64>,
+    batched: Vec<f64>,
+}
+
+/// Warm-up, then `reps` measured repetitions; `sample` runs after each test.
+fn measure<M: Benched>(
+    model: &M,
+    args: &BenchArgs,
+    sample: &mut dyn FnMut(),
+) -> anyhow::Result<Rates> {
+    let ctx = model.config().context_length;
+    anyhow::ensure!(
+        args.n_prompt < ctx && args.n_gen < ctx,
+        "-p and -n must be below the model's context ({ctx})"
+    );
+    prefill_rate(model, args.n_prompt.min(32), 0)?;
+    decode_rate(model, args.n_gen.min(8), 1, 0)?;
+    let mut r = Rates::default();
+    for rep in 0..args.reps {
+        r.pp.push(prefill_rate(model, args.n_prompt, rep + 1)?);
+        sample();
+        r.tg.push(decode_rate(model, args.n_gen, 1, rep + 1)?);
+        sample();
+        if args.concurrency > 1 {
+            r.batched
+                .push(decode_rate(model, args.n_gen, args.concurrency, rep + 1)?);
+            sample();
+        }
+    }
+    Ok(r)
+}
+
+/// Free device memory of GPU `index` now.
+fn device_free(index: usize) -> anyhow::Result<usize> {
+    let backend =
+        rocmforge_hip::HipBackend::new(index).with_context(|| format!("opening gpu:{index}"))?;
+    Ok(backend.mem_info().context("reading the device memory")?.0)
+}
+
 /// Runs `rocmforge bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let device = super::generate::select_device(args.device.as_deref())?;
+    let device = select_gpu_capable_device(args.device.as_deref())?;
     anyhow::ensure!(
         args.n_prompt > 0 && args.n_gen > 0 && args.reps > 0 && args.concurrency > 0,
         "-p, -n, -r and --concurrency must be positive"
@@ -114,26 +189,31 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let file = GgufFile::open(&args.model)
         .with_context(|| format!("opening model {}", args.model.display()))?;
-    let model = CpuModel::from_gguf(&file)?;
-    let load_s = t0.elapsed().as_secs_f64();
-    let ctx = model.config().context_length;
-    anyhow::ensure!(
-        args.n_prompt < ctx && args.n_gen < ctx,
-        "-p and -n must be below the model's context ({ctx})"
-    );
-
-    prefill_rate(&model, args.n_prompt.min(32), 0)?;
-    decode_rate(&model, args.n_gen.min(8), 1, 0)?;
-    let mut pp = Vec::new();
-    let mut tg = Vec::new();
-    let mut batched = Vec::new();
-    for r in 0..args.reps {
-        pp.push(prefill_rate(&model, args.n_prompt, r + 1)?);
-        tg.push(decode_rate(&model, args.n_gen, 1, r + 1)?);
-        if args.concurrency > 1 {
-            batched.push(decode_rate(&model, args.n_gen, args.concurrency, r + 1)?);
+    let (rates, load_s, peak_device) = match device {
+        Device::Cpu => {
+            let model = CpuModel::from_gguf(&file)?;
+            let load_s = t0.elapsed().as_secs_f64();
+            (measure(&model, args, &mut || {})?, load_s, None)
         }
-    }
+        Device::Gpu(index) => {
+            let free_before = device_free(index)?;
+            let t0 = Instant::now();
+            let model = load_gpu_model(&args.model, index, args.quiet)?;
+            let load_s = t0.elapsed().as_secs_f64();
+            let mut lowest = model.memory_info()?.0;
+            let rates = measure(&model, args, &mut || {
+                if let Ok((free, _)) = model.memory_info() {
+                    lowest = lowest.min(free);
+                }
+            })?;
+            (
+                rates,
+                load_s,
+                Some(free_before.saturating_sub(lowest) as u64),
+            )
+        }
+    };
+    let (pp, tg, batched) = (rates.pp, rates.tg, rates.batched);
     let (pp_m, pp_sd) = mean_sd(&pp);
     let (tg_m, tg_sd) = mean_sd(&tg);
     let (b_m, b_sd) = mean_sd(&batched);
@@ -144,7 +224,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let size_mib = file.file_size() as f64 / 1048576.0;
-    let dev = format!("{device:?}").to_lowercase();
+    let dev = match device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Gpu(n) => format!("gpu:{n}"),
+    };
     if args.json {
         let mut v = serde_json::json!({
             "model": name, "size_bytes": file.file_size(), "device": dev,
@@ -152,6 +235,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "pp": {"n_prompt": args.n_prompt, "tokens_per_s_mean": pp_m, "tokens_per_s_sd": pp_sd, "samples": pp},
             "tg": {"n_gen": args.n_gen, "tokens_per_s_mean": tg_m, "tokens_per_s_sd": tg_sd, "samples": tg},
             "peak_memory_bytes": peak,
+            "peak_device_memory_bytes": peak_device,
         });
         if args.concurrency > 1 {
             v["batched_tg"] = serde_json::json!({"sequences": args.concurrency, "n_gen": args.n_gen,
@@ -181,6 +265,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match peak {
         Some(b) => println!("peak memory (resident): {:.1} MiB", b as f64 / 1048576.0),
         None => println!("peak memory: unknown on this platform"),
+    }
+    if let Some(b) = peak_device {
+        println!("peak device memory: {:.1} MiB", b as f64 / 1048576.0);
     }
     Ok(())
 }

@@ -11,6 +11,9 @@ use rocmforge_model::chat_template::{ChatMessage, ChatTemplate};
 use rocmforge_model::engine::{Engine, EngineConfig, EngineEvent, EngineRequest};
 use rocmforge_model::{GenerateParams, SamplingParams};
 
+use super::generate::engine_device;
+use crate::progress::BytesBar;
+
 /// Arguments of `rocmforge chat`.
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
@@ -35,7 +38,7 @@ pub struct ChatArgs {
     /// cpu, gpu or gpu:N.
     #[arg(long)]
     pub device: Option<String>,
-    /// No banner or prompts on stderr.
+    /// No banner, prompts or progress bar on stderr.
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -101,7 +104,7 @@ fn answer(engine: &Engine, prompt: Vec<u32>, params: &GenerateParams) -> anyhow:
 
 /// Runs `rocmforge chat`.
 pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
-    super::generate::select_device(args.device.as_deref())?;
+    let device = super::generate::select_gpu_capable_device(args.device.as_deref())?;
     let file = GgufFile::open(&args.model)
         .with_context(|| format!("opening model {}", args.model.display()))?;
     let config = EngineConfig {
@@ -110,7 +113,14 @@ pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
         ctx: args.ctx,
         ..EngineConfig::default()
     };
-    let engine = Engine::start(file, config).context("starting the engine")?;
+    let bar = BytesBar::new("uploading weights", args.quiet);
+    let progress = {
+        let bar = bar.clone_handle();
+        Box::new(move |done: u64, total: u64| bar.update(done, total))
+    };
+    let engine = Engine::start_with_progress(file, config, engine_device(device), progress)
+        .context("starting the engine")?;
+    bar.finish();
     let template = ChatTemplate::for_tokenizer(engine.tokenizer())?;
     let ctx = engine.config().ctx;
     let params = GenerateParams {

@@ -6,8 +6,13 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use rocmforge_gguf::GgufFile;
 use rocmforge_model::chat_template::{ChatMessage, ChatTemplate};
+use rocmforge_model::engine::EngineDevice;
 use rocmforge_model::tokenizer::Tokenizer;
-use rocmforge_model::{CpuModel, GenerateParams, SamplingParams, generate};
+use rocmforge_model::{
+    CpuModel, GenerateParams, GpuModel, SamplingParams, SequenceCache, SequenceModel, generate,
+};
+
+use crate::progress::BytesBar;
 
 /// Arguments of `rocmforge generate`.
 #[derive(Debug, clap::Args)]
@@ -57,6 +62,9 @@ pub struct GenerateArgs {
     /// Wrap the prompt in the model's chat template (ChatML when it has none) as a user message.
     #[arg(long)]
     pub chat: bool,
+    /// No progress bar while the model loads.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Where a command runs.
@@ -68,29 +76,9 @@ pub enum Device {
     Gpu(usize),
 }
 
-/// Parses `--device`, says on stderr which device runs, and refuses what this build cannot run.
-pub fn select_device(arg: Option<&str>) -> anyhow::Result<Device> {
-    let device = match arg {
-        None => {
-            eprintln!("device: cpu (no GPU backend in this build)");
-            return Ok(Device::Cpu);
-        }
-        Some("cpu") => Device::Cpu,
-        Some("gpu") => Device::Gpu(0),
-        Some(other) => match other.strip_prefix("gpu:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::Gpu(n),
-            _ => bail!("unknown device '{other}' (expected cpu, gpu or gpu:N)"),
-        },
-    };
-    if let Device::Gpu(n) = device {
-        bail!("device gpu:{n}: the GPU backend is not available yet; use --device cpu");
-    }
-    eprintln!("device: cpu");
-    Ok(device)
-}
-
-/// `--device` for the commands that run on a GPU (predict, perplexity): an explicit GPU that
-/// cannot be opened is an error; without `--device`, GPU 0 when one is usable, else the CPU.
+/// `--device` for every command that runs a model (generate, chat, bench, serve, predict,
+/// perplexity): an explicit GPU that cannot be opened is an error; without `--device`, GPU 0
+/// when one is usable, else the CPU.
 /// Says on stderr which device runs.
 pub fn select_gpu_capable_device(arg: Option<&str>) -> anyhow::Result<Device> {
     let device = match arg {
@@ -124,6 +112,29 @@ pub fn select_gpu_capable_device(arg: Option<&str>) -> anyhow::Result<Device> {
     Ok(device)
 }
 
+/// The engine's device for a selected [`Device`].
+pub fn engine_device(device: Device) -> EngineDevice {
+    match device {
+        Device::Cpu => EngineDevice::Cpu,
+        Device::Gpu(n) => EngineDevice::Gpu(n),
+    }
+}
+
+/// Opens the model at `path` on GPU `index`, uploading its weights under a progress bar
+/// (hidden with `quiet` or when stderr is not a terminal).
+pub fn load_gpu_model(
+    path: &std::path::Path,
+    index: usize,
+    quiet: bool,
+) -> anyhow::Result<GpuModel> {
+    let bar = BytesBar::new("uploading weights", quiet);
+    let model = GpuModel::open_with_progress(path, index, &mut |done, total| {
+        bar.update(done, total);
+    });
+    bar.finish();
+    model.with_context(|| format!("loading {} on gpu:{index}", path.display()))
+}
+
 fn random_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,11 +144,10 @@ fn random_seed() -> u64 {
 
 /// Runs `rocmforge generate`.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    select_device(args.device.as_deref())?;
+    let device = select_gpu_capable_device(args.device.as_deref())?;
     let file = GgufFile::open(&args.model)
         .with_context(|| format!("opening model {}", args.model.display()))?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
-    let model = CpuModel::from_gguf(&file)?;
     let prompt_text = if args.chat {
         ChatTemplate::for_tokenizer(&tokenizer)?
             .render(&[ChatMessage::user(args.prompt.as_str())], true)?
@@ -165,17 +175,50 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         },
         stop: args.stop.clone(),
     };
-    let model_ctx = model.config().context_length;
-    let ctx = args.ctx.unwrap_or_else(|| {
-        (prompt.len() + args.max_tokens)
-            .min(model_ctx)
-            .max(prompt.len())
-    });
-    let mut cache = model.new_cache(ctx)?;
+    let wanted_ctx = |model_ctx: usize| {
+        args.ctx.unwrap_or_else(|| {
+            (prompt.len() + args.max_tokens)
+                .min(model_ctx)
+                .max(prompt.len())
+        })
+    };
+    match device {
+        Device::Cpu => {
+            let model = CpuModel::from_gguf(&file)?;
+            let mut cache = model.new_cache(wanted_ctx(model.config().context_length))?;
+            print_generation(&model, &tokenizer, &mut cache, &prompt, &params)
+        }
+        Device::Gpu(index) => {
+            drop(file);
+            let model = load_gpu_model(&args.model, index, args.quiet)?;
+            let wanted = wanted_ctx(model.config().context_length);
+            let ctx = model.fit_ctx(wanted, 1, prompt.len())?;
+            if ctx < wanted {
+                eprintln!(
+                    "context capped to {ctx} tokens (asked {wanted}) to fit the free GPU memory"
+                );
+            }
+            let mut cache = model.new_cache(ctx)?;
+            print_generation(&model, &tokenizer, &mut cache, &prompt, &params)
+        }
+    }
+}
+
+/// Generates with `model`, streaming the text to stdout and the timings to stderr.
+fn print_generation<M: SequenceModel>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    cache: &mut M::Cache,
+    prompt: &[u32],
+    params: &GenerateParams,
+) -> anyhow::Result<()>
+where
+    M::Cache: SequenceCache,
+{
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut write_err = None;
-    let result = generate(&model, &tokenizer, &mut cache, &prompt, &params, |text| {
+    let result = generate(model, tokenizer, cache, prompt, params, |text| {
         if write_err.is_none() {
             if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
                 write_err = Some(e);

@@ -10,6 +10,8 @@ use rocmforge_gguf::GgufFile;
 use rocmforge_model::chat_template::ChatTemplate;
 use rocmforge_model::engine::{Engine, EngineConfig};
 
+use super::generate::engine_device;
+use crate::progress::BytesBar;
 use crate::server::app::{AppState, HttpLimits};
 use crate::server::{ConnLimits, generation::unix_now, serve};
 
@@ -55,6 +57,9 @@ pub struct ServeArgs {
     /// Seconds open streams get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// No progress bar while the model loads.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 fn model_id(args: &ServeArgs) -> String {
@@ -68,7 +73,7 @@ fn model_id(args: &ServeArgs) -> String {
 
 /// Runs `rocmforge serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    super::generate::select_device(args.device.as_deref())?;
+    let device = super::generate::select_gpu_capable_device(args.device.as_deref())?;
     let started = Instant::now();
     let file = GgufFile::open(&args.model)
         .with_context(|| format!("opening model {}", args.model.display()))?;
@@ -78,7 +83,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         ctx: args.ctx,
         prefill_chunk: args.prefill_chunk,
     };
-    let engine = Arc::new(Engine::start(file, config).context("starting the engine")?);
+    let bar = BytesBar::new("uploading weights", args.quiet);
+    let progress = {
+        let bar = bar.clone_handle();
+        Box::new(move |done: u64, total: u64| bar.update(done, total))
+    };
+    let engine = Engine::start_with_progress(file, config, engine_device(device), progress)
+        .context("starting the engine")?;
+    bar.finish();
+    let engine = Arc::new(engine);
     let template =
         ChatTemplate::for_tokenizer(engine.tokenizer()).context("the model's chat template")?;
     let state = Arc::new(AppState {

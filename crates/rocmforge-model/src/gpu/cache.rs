@@ -55,6 +55,20 @@ impl GpuKvCache {
         self.len = 0;
     }
 
+    /// Tokens that still fit.
+    pub fn remaining(&self) -> usize {
+        self.ctx - self.len
+    }
+
+    /// Bytes of device memory held.
+    pub fn size_bytes(&self) -> usize {
+        self.k
+            .iter()
+            .chain(&self.v)
+            .map(|t| t.n_elements() * 2)
+            .sum()
+    }
+
     /// Fails with [`ModelError::ContextFull`] unless `n_new` more tokens fit.
     pub fn check_room(&self, n_new: usize) -> ModelResult<()> {
         match self.len.checked_add(n_new) {
@@ -71,5 +85,17 @@ impl GpuKvCache {
         self.check_room(n)?;
         self.len += n;
         Ok(())
+    }
+}
+
+impl crate::generate::SequenceCache for GpuKvCache {
+    fn len(&self) -> usize {
+        GpuKvCache::len(self)
+    }
+    fn remaining(&self) -> usize {
+        GpuKvCache::remaining(self)
+    }
+    fn size_bytes(&self) -> usize {
+        GpuKvCache::size_bytes(self)
     }
 }

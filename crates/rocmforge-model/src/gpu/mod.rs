@@ -7,8 +7,12 @@
 mod cache;
 mod eval;
 mod forward;
+mod ranged;
+mod runner;
 mod scratch;
+mod weights;
 
 pub use cache::GpuKvCache;
 pub use eval::{GreedyRun, gpu_greedy, gpu_perplexity, gpu_predict_next};
 pub use forward::GpuModel;
+pub use weights::{LOAD_HEADROOM_BYTES, weight_bytes};

@@ -5,6 +5,7 @@ use rocmforge_gguf::GgmlType;
 use rocmforge_hip::DeviceBuffer;
 use rocmforge_tensor::{Backend, Tensor, TensorError};
 
+use super::weights::GpuWeights;
 use crate::config::ModelConfig;
 use crate::error::ModelResult;
 
@@ -28,10 +29,33 @@ pub(crate) struct Scratch {
     pub up: Tensor,
     pub hidden: Tensor,
     pub logits: Tensor,
+    /// Per block, the q/k/v biases repeated over the `n` rows (qwen2); `None` without bias.
+    pub bias: Vec<[Option<Tensor>; 3]>,
+}
+
+/// `values` repeated `n` times as an `[n][values.len()]` device tensor.
+fn replicate(be: &Backend, values: &[f32], n: usize) -> ModelResult<Tensor> {
+    let mut rows = Vec::with_capacity(values.len() * n);
+    for _ in 0..n {
+        rows.extend_from_slice(values);
+    }
+    Ok(be.from_f32(vec![n, values.len()], &rows)?)
 }
 
 impl Scratch {
-    pub fn new(be: &Backend, c: &ModelConfig, n: usize) -> ModelResult<Self> {
+    /// Bytes of device memory a set for `n` tokens takes (biases aside).
+    pub fn bytes(c: &ModelConfig, n: usize) -> usize {
+        let per_row = 4 * c.n_embd
+            + 2 * c.q_dim()
+            + 2 * c.k_dim()
+            + c.v_dim()
+            + c.n_heads * c.head_dim_v
+            + 3 * c.n_ff
+            + c.vocab_size;
+        n.saturating_mul(per_row).saturating_mul(4)
+    }
+
+    pub fn new(be: &Backend, c: &ModelConfig, w: &GpuWeights, n: usize) -> ModelResult<Self> {
         let z = |cols: usize| be.zeros(GgmlType::F32, vec![n, cols]);
         let device = be.device().ok_or(TensorError::NoGpuBackend {
             op: "gpu forward scratch",
@@ -53,6 +77,16 @@ impl Scratch {
             up: z(c.n_ff)?,
             hidden: z(c.n_ff)?,
             logits: z(c.vocab_size)?,
+            bias: w
+                .layers
+                .iter()
+                .map(|l| {
+                    let r = |b: &Option<Vec<f32>>| {
+                        b.as_deref().map(|b| replicate(be, b, n)).transpose()
+                    };
+                    Ok([r(&l.bias[0])?, r(&l.bias[1])?, r(&l.bias[2])?])
+                })
+                .collect::<ModelResult<Vec<_>>>()?,
         })
     }
 }

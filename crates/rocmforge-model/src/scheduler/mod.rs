@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use rocmforge_gguf::GgufFile;
 
-use crate::batch::{Segment, forward_batch};
-use crate::engine::{EngineConfig, EngineRequest};
+use crate::batch::{BatchModel, Segment};
+use crate::engine::{EngineConfig, EngineDevice, EngineRequest, LoadProgress};
 use crate::error::ModelResult;
 use crate::forward::CpuModel;
-use crate::kv_cache::KvCache;
+use crate::generate::SequenceCache;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
 use metrics::EngineMetrics;
@@ -33,32 +33,94 @@ pub(crate) struct Job {
 /// How long an idle worker waits for a request before checking the stop flag.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
-struct Worker<'m, 't> {
-    model: CpuModel<'m>,
+struct Worker<'t, M: BatchModel> {
+    model: M,
     tokenizer: &'t Tokenizer,
     config: EngineConfig,
     metrics: &'t EngineMetrics,
-    active: Vec<Sequence<'t>>,
+    active: Vec<Sequence<'t, M::Cache>>,
 }
 
-/// Loads the model of `file`, reports readiness on `ready`, then serves `jobs` until `stop`.
+/// What the worker thread needs besides the model.
+pub(crate) struct WorkerContext<'t> {
+    pub tokenizer: &'t Tokenizer,
+    pub config: EngineConfig,
+    pub jobs: Receiver<Job>,
+    pub metrics: &'t EngineMetrics,
+    pub stop: &'t AtomicBool,
+    /// Receives the context per sequence the engine runs with (capped by device memory).
+    pub ready: Sender<ModelResult<usize>>,
+}
+
+/// Loads the model of `file` on `device`, reports readiness (and the context it can give
+/// each sequence) on `ready`, then serves `jobs` until `stop`.
 pub(crate) fn run_worker(
     file: GgufFile,
-    tokenizer: &Tokenizer,
-    config: EngineConfig,
-    jobs: Receiver<Job>,
-    metrics: &EngineMetrics,
-    stop: &AtomicBool,
-    ready: Sender<ModelResult<()>>,
+    device: EngineDevice,
+    progress: LoadProgress,
+    ctx: WorkerContext<'_>,
 ) {
-    let model = match CpuModel::from_gguf(&file) {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let _ = ready.send(Ok(()));
+    match device {
+        EngineDevice::Cpu => match CpuModel::from_gguf(&file) {
+            Ok(model) => serve(model, ctx),
+            Err(e) => {
+                let _ = ctx.ready.send(Err(e));
+            }
+        },
+        EngineDevice::Gpu(index) => match load_gpu(file, index, progress) {
+            Ok(model) => {
+                let mut ctx = ctx;
+                let c = ctx.config;
+                match model.fit_ctx(c.ctx, c.max_batch, c.max_batch + c.prefill_chunk) {
+                    Ok(fits) => {
+                        if fits < c.ctx {
+                            tracing::warn!(
+                                asked = c.ctx,
+                                ctx = fits,
+                                sequences = c.max_batch,
+                                "context per sequence capped to fit the free device memory"
+                            );
+                        }
+                        ctx.config.ctx = fits;
+                        serve(model, ctx);
+                    }
+                    Err(e) => {
+                        let _ = ctx.ready.send(Err(e));
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = ctx.ready.send(Err(e));
+            }
+        },
+    }
+}
+
+fn load_gpu(
+    file: GgufFile,
+    index: usize,
+    mut progress: LoadProgress,
+) -> ModelResult<crate::gpu::GpuModel> {
+    let backend = rocmforge_tensor::Backend::hip(index)?;
+    let loader = std::sync::Arc::new(rocmforge_tensor::GgufLoader::new(
+        std::sync::Arc::new(file),
+        backend.device().cloned(),
+    ));
+    let plan = crate::plan::ExecutionPlan::new(loader)?;
+    crate::gpu::GpuModel::new_with_progress(plan, backend, &mut *progress)
+}
+
+/// Serves `ctx.jobs` with `model` until the stop flag.
+fn serve<M: BatchModel>(model: M, ctx: WorkerContext<'_>) {
+    let WorkerContext {
+        tokenizer,
+        config,
+        jobs,
+        metrics,
+        stop,
+        ready,
+    } = ctx;
+    let _ = ready.send(Ok(config.ctx));
     let mut worker = Worker {
         model,
         tokenizer,
@@ -91,7 +153,7 @@ pub(crate) fn run_worker(
     worker.publish_gauges();
 }
 
-impl<'t> Worker<'_, 't> {
+impl<'t, M: BatchModel> Worker<'t, M> {
     /// Moves waiting requests into the batch while there is room; blocks briefly when idle.
     /// Returns `false` once the request channel is closed and nothing is running.
     fn admit(&mut self, jobs: &Receiver<Job>) -> bool {
@@ -122,7 +184,7 @@ impl<'t> Worker<'_, 't> {
             return;
         }
         let size = (request.prompt.len() + request.params.max_tokens).min(self.config.ctx);
-        let made = KvCache::new(self.model.config(), size).and_then(|cache| {
+        let made = self.model.new_cache(size).and_then(|cache| {
             Sampler::new(request.params.sampling.clone()).map(|sampler| (cache, sampler))
         });
         match made {
@@ -188,7 +250,7 @@ impl<'t> Worker<'_, 't> {
         }
         let n_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
         let prompt_tokens = self.config.prefill_chunk - budget;
-        let result = forward_batch(&self.model, &mut segments);
+        let result = self.model.forward_segments(&mut segments);
         drop(segments);
         let logits = match result {
             Ok(l) => l,

@@ -3,18 +3,18 @@
 
 use crate::engine::{EngineEvent, EventSink, Usage};
 use crate::generate::FinishReason;
-use crate::kv_cache::KvCache;
+use crate::generate::SequenceCache;
 use crate::sampler::Sampler;
 use crate::stop::StopMatcher;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 /// A sequence in the batch.
-pub(crate) struct Sequence<'t> {
+pub(crate) struct Sequence<'t, C> {
     pub id: u64,
     pub prompt: Vec<u32>,
     /// Prompt tokens already in the cache.
     pub prefilled: usize,
-    pub cache: KvCache,
+    pub cache: C,
     /// The sampled token still to run through the model (decode phase).
     pub pending: [u32; 1],
     pub decoding: bool,
@@ -38,12 +38,12 @@ pub(crate) enum Next {
     Cancelled,
 }
 
-impl<'t> Sequence<'t> {
+impl<'t, C: SequenceCache> Sequence<'t, C> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: u64,
         prompt: Vec<u32>,
-        cache: KvCache,
+        cache: C,
         mut sampler: Sampler,
         stops: &[String],
         max_tokens: usize,

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use rocmforge_gguf::GgufFile;
 
 use crate::batch::{Segment, forward_batch};
-use crate::engine::{Engine, EngineConfig, EngineEvent, EngineRequest};
+use crate::engine::{Engine, EngineConfig, EngineDevice, EngineEvent, EngineRequest};
 use crate::forward::{CpuModel, LogitsFor};
 use crate::generate::{FinishReason, GenerateParams, generate};
 use crate::sampler::SamplingParams;
@@ -140,7 +140,7 @@ fn engine_batch_gives_each_request_its_greedy_generation() {
         ctx: 64,
         prefill_chunk: 3,
     };
-    let engine = Engine::start(model_file(), config).unwrap();
+    let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
     let receivers: Vec<_> = prompts
         .iter()
         .map(|p| {
@@ -188,7 +188,7 @@ fn dropped_receiver_cancels_and_full_queue_refuses() {
         ctx: 256,
         prefill_chunk: 64,
     };
-    let engine = Engine::start(model_file(), config).unwrap();
+    let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
     let ids = engine
         .tokenizer()
         .encode("1, 2, 3, 4, 5,", true, true)
