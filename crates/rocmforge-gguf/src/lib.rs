@@ -46,6 +46,7 @@ mod reader;
 mod tensor_info;
 pub mod types;
 mod writer;
+mod writer_stream;
 
 pub use error::{GgufError, GgufResult};
 pub use file::GgufFile;
@@ -54,3 +55,4 @@ pub use parse::{DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use tensor_info::TensorInfo;
 pub use types::GgmlType;
 pub use writer::{GgufWriter, MAX_WRITER_ALIGNMENT};
+pub use writer_stream::TensorStream;

@@ -12,11 +12,15 @@ pub const MAX_WRITER_ALIGNMENT: u64 = 1 << 20;
 
 /// A tensor waiting to be written.
 #[derive(Debug)]
-struct PendingTensor {
-    name: String,
+pub(crate) struct PendingTensor {
+    pub(crate) name: String,
     dims: Vec<u64>,
     ty: GgmlType,
-    data: Vec<u8>,
+    /// Bytes the tensor takes in the file (before padding).
+    pub(crate) size: u64,
+    /// The bytes, or `None` for a tensor declared by [`GgufWriter::add_tensor_info`] whose
+    /// bytes come later through [`crate::TensorStream::write_tensor`].
+    pub(crate) data: Option<Vec<u8>>,
 }
 
 /// Collects metadata and tensors, then writes them as one GGUF version 3 file.
@@ -29,7 +33,7 @@ pub struct GgufWriter {
     tensors: Vec<PendingTensor>,
 }
 
-fn invalid(what: String) -> GgufError {
+pub(crate) fn invalid(what: String) -> GgufError {
     GgufError::InvalidWrite { what }
 }
 
@@ -62,6 +66,46 @@ impl GgufWriter {
         ty: GgmlType,
         data: Vec<u8>,
     ) -> GgufResult<()> {
+        let size = self.check_tensor(name, dims, ty)?;
+        if data.len() as u64 != size {
+            return Err(invalid(format!(
+                "tensor '{name}': {ty} {dims:?} takes {size} bytes, {} given",
+                data.len()
+            )));
+        }
+        self.push_tensor(name, dims, ty, size, Some(data));
+        Ok(())
+    }
+
+    /// Declares a tensor whose bytes are not in memory yet: they are written later, in the
+    /// order tensors were added, through the [`crate::TensorStream`] of
+    /// [`GgufWriter::into_stream`] (for files larger than memory). [`GgufWriter::to_bytes`]
+    /// refuses a writer holding such a tensor.
+    pub fn add_tensor_info(&mut self, name: &str, dims: &[u64], ty: GgmlType) -> GgufResult<()> {
+        let size = self.check_tensor(name, dims, ty)?;
+        self.push_tensor(name, dims, ty, size, None);
+        Ok(())
+    }
+
+    fn push_tensor(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ty: GgmlType,
+        size: u64,
+        data: Option<Vec<u8>>,
+    ) {
+        self.tensors.push(PendingTensor {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            ty,
+            size,
+            data,
+        });
+    }
+
+    /// Checks a new tensor's name and shape; returns its size in bytes.
+    fn check_tensor(&self, name: &str, dims: &[u64], ty: GgmlType) -> GgufResult<u64> {
         if self.tensors.iter().any(|t| t.name == name) {
             return Err(invalid(format!("tensor '{name}' added twice")));
         }
@@ -83,24 +127,11 @@ impl GgufWriter {
                 dims.first().copied().unwrap_or(0)
             )));
         }
-        let expected = ty.bytes_for(n_elements).ok_or_else(|| {
+        ty.bytes_for(n_elements).ok_or_else(|| {
             invalid(format!(
                 "tensor '{name}': {n_elements} elements do not fill whole {ty} blocks"
             ))
-        })?;
-        if data.len() as u64 != expected {
-            return Err(invalid(format!(
-                "tensor '{name}': {ty} {dims:?} takes {expected} bytes, {} given",
-                data.len()
-            )));
-        }
-        self.tensors.push(PendingTensor {
-            name: name.to_string(),
-            dims: dims.to_vec(),
-            ty,
-            data,
-        });
-        Ok(())
+        })
     }
 
     fn alignment(&self) -> GgufResult<u64> {
@@ -120,6 +151,22 @@ impl GgufWriter {
 
     /// The complete file.
     pub fn to_bytes(&self) -> GgufResult<Vec<u8>> {
+        if let Some(t) = self.tensors.iter().find(|t| t.data.is_none()) {
+            return Err(invalid(format!(
+                "tensor '{}' was declared without data (add_tensor_info): write the file with into_stream",
+                t.name
+            )));
+        }
+        let (mut out, alignment) = self.header()?;
+        for t in &self.tensors {
+            out.extend_from_slice(t.data.as_deref().unwrap_or_default());
+            pad_to(&mut out, alignment);
+        }
+        Ok(out)
+    }
+
+    /// The header (magic, metadata, tensor infos, padding to the data section) and the alignment.
+    pub(crate) fn header(&self) -> GgufResult<(Vec<u8>, usize)> {
         let alignment = usize::try_from(self.alignment()?)
             .map_err(|_| invalid("general.alignment does not fit in memory".to_string()))?;
         let mut out = Vec::new();
@@ -141,14 +188,15 @@ impl GgufWriter {
             }
             out.extend_from_slice(&t.ty.id().to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
-            offset = (offset + t.data.len() as u64).next_multiple_of(alignment as u64);
+            offset = (offset + t.size).next_multiple_of(alignment as u64);
         }
         pad_to(&mut out, alignment);
-        for t in &self.tensors {
-            out.extend_from_slice(&t.data);
-            pad_to(&mut out, alignment);
-        }
-        Ok(out)
+        Ok((out, alignment))
+    }
+
+    /// Splits the writer into its header and its tensors (for [`crate::TensorStream`]).
+    pub(crate) fn into_tensors(self) -> Vec<PendingTensor> {
+        self.tensors
     }
 
     /// Writes the complete file to `path`.
