@@ -1,6 +1,7 @@
 // Element-wise ops on f32 activations: residual add, mul, scale, SwiGLU (silu·mul) and GELU.
 // Same formulas as rocmforge_tensor::cpu (ggml's): silu(x) = x / (1 + exp(-x)); GELU with tanh.
 #include "rf_platform.h"
+#include "rf_q8_1.h"
 
 // a[i] += b[i]
 RF_KERNEL(256) void add_f32(float* a, const float* b, rf_u32 n) {
@@ -31,4 +32,18 @@ RF_KERNEL(256) void gelu_f32(float* x, rf_u32 n) {
         float t = x[i];
         x[i] = 0.5f * t * (1.0f + rf_tanhf(0.7978846f * t * (1.0f + 0.044715f * t * t)));
     }
+}
+
+// out[i] = silu(gate[i]) * up[i] as silu_mul_f32, also stored as q8_1 (qs, ds: see rf_q8_1.h)
+// for the down projection. n is a multiple of 32 (checked on the host); launch 256-thread blocks
+// covering n exactly rounded up to the block (no grid-stride loop: each q8_1 group must be
+// handled by 32 aligned lanes at once).
+RF_KERNEL(256) void silu_mul_q8_1_f32(const float* gate, const float* up, float* out,
+                                      signed char* qs, float* ds, rf_u32 n) {
+    const rf_u64 i = RF_GLOBAL_ID_X;
+    if (i >= n) return;  // n % 32 == 0: whole q8_1 groups leave together
+    const float g = gate[i];
+    const float y = (g / (1.0f + rf_expf(-g))) * up[i];
+    out[i] = y;
+    rf_store_q8_1(y, i, qs, ds);
 }

@@ -138,3 +138,32 @@ EMBEDDING_KERNEL(embedding_q5_1, deq_q5_1)
 EMBEDDING_KERNEL(embedding_q4_k, deq_q4_k)
 EMBEDDING_KERNEL(embedding_q5_k, deq_q5_k)
 EMBEDDING_KERNEL(embedding_q6_k, deq_q6_k)
+
+// As the kernels above, with the ids read on the device and checked there (a captured decode
+// step replays with the next token id): an id >= rows writes NaN to its output row instead of
+// reading outside the table. Kernels: embedding_at_<type>.
+#define EMBEDDING_AT_KERNEL(NAME, DEQ)                                                            \
+    RF_KERNEL(256) void NAME(const rf_u8* table, const rf_u32* ids, float* out, rf_u32 cols,     \
+                             rf_u64 row_bytes, rf_u32 rows) {                                     \
+        const rf_u32 id = ids[RF_BID_X];                                                          \
+        float* o = out + (rf_u64)RF_BID_X * cols;                                                 \
+        if (id >= rows) {                                                                         \
+            for (rf_u32 c = RF_TID_X; c < cols; c += RF_BDIM_X)                                   \
+                o[c] = __builtin_bit_cast(float, 0x7fc00000u);                                    \
+            return;                                                                               \
+        }                                                                                         \
+        const rf_u8* row = table + (rf_u64)id * row_bytes;                                        \
+        for (rf_u32 c = RF_TID_X; c < cols; c += RF_BDIM_X) o[c] = DEQ(row, c);                   \
+    }
+
+EMBEDDING_AT_KERNEL(embedding_at_f32, deq_f32)
+EMBEDDING_AT_KERNEL(embedding_at_f16, deq_f16)
+EMBEDDING_AT_KERNEL(embedding_at_bf16, deq_bf16)
+EMBEDDING_AT_KERNEL(embedding_at_q8_0, deq_q8_0)
+EMBEDDING_AT_KERNEL(embedding_at_q4_0, deq_q4_0)
+EMBEDDING_AT_KERNEL(embedding_at_q4_1, deq_q4_1)
+EMBEDDING_AT_KERNEL(embedding_at_q5_0, deq_q5_0)
+EMBEDDING_AT_KERNEL(embedding_at_q5_1, deq_q5_1)
+EMBEDDING_AT_KERNEL(embedding_at_q4_k, deq_q4_k)
+EMBEDDING_AT_KERNEL(embedding_at_q5_k, deq_q5_k)
+EMBEDDING_AT_KERNEL(embedding_at_q6_k, deq_q6_k)

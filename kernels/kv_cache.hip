@@ -8,3 +8,15 @@ RF_KERNEL(256) void kv_append_f16(const float* src, rf_half* cache, rf_u32 row_l
     rf_half* dst = cache + (rf_u64)start_row * row_len;
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) dst[i] = rf_f32_to_half(src[i]);
 }
+
+// As kv_append_f16, with the first row read on the device (*start_row), so a captured graph
+// appends at the cache's current length on every replay. Rows past `capacity` are not written.
+RF_KERNEL(256) void kv_append_at_f16(const float* src, rf_half* cache, rf_u32 row_len,
+                                     rf_u32 n_rows, const rf_u32* start_row, rf_u32 capacity) {
+    const rf_u32 first = *start_row;
+    if (first >= capacity) return;
+    const rf_u32 rows = capacity - first < n_rows ? capacity - first : n_rows;
+    const rf_u64 n = (rf_u64)row_len * rows;
+    rf_half* dst = cache + (rf_u64)first * row_len;
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) dst[i] = rf_f32_to_half(src[i]);
+}

@@ -2,6 +2,7 @@
 // Like the CPU op (ggml): sums accumulated in f64, each square taken in f32; mean and
 // 1/sqrt(mean + eps) in f32; out = (x * scale) * weight.
 #include "rf_platform.h"
+#include "rf_q8_1.h"
 
 #define NORM_THREADS 256
 
@@ -67,5 +68,36 @@ RF_KERNEL(NORM_THREADS) void layer_norm_f32(const float* x, const float* weight,
     for (rf_u32 i = RF_TID_X; i < n; i += RF_BDIM_X) {
         float y = ((xr[i] - mean) * s) * weight[i];
         yr[i] = has_bias ? y + bias[i] : y;
+    }
+}
+
+// Decode epilogue + prologue in one launch, one block per row: x += residual (when has_res),
+// then out = rms_norm(x) * weight as rms_norm_f32 computes it, also stored as q8_1 (qs, ds: see
+// rf_q8_1.h) for the quantized matvec that reads it. n is a multiple of 32 (checked on the host)
+// and NORM_THREADS a multiple of 32, so each q8_1 group lies in 32 aligned lanes of one warp.
+RF_KERNEL(NORM_THREADS) void add_rms_norm_q8_1_f32(float* x, const float* residual,
+                                                   const float* weight, float* out,
+                                                   signed char* qs, float* ds, rf_u32 n,
+                                                   float eps, rf_u32 has_res) {
+    __shared__ double scratch[NORM_THREADS / RF_WARP_SIZE];
+    float* xr = x + (rf_u64)RF_BID_X * n;
+    float* yr = out + (rf_u64)RF_BID_X * n;
+    double sum = 0.0;
+    for (rf_u32 i = RF_TID_X; i < n; i += RF_BDIM_X) {
+        float v = xr[i];
+        if (has_res) {
+            v = v + residual[(rf_u64)RF_BID_X * n + i];
+            xr[i] = v;
+        }
+        float sq = v * v;
+        sum += (double)sq;
+    }
+    sum = block_sum_f64(sum, scratch);
+    float mean = (float)(sum / (double)n);
+    float s = 1.0f / rf_sqrtf(mean + eps);
+    for (rf_u32 i = RF_TID_X; i < n; i += RF_BDIM_X) {
+        const float y = (xr[i] * s) * weight[i];
+        yr[i] = y;
+        rf_store_q8_1(y, (rf_u64)RF_BID_X * n + i, qs, ds);
     }
 }

@@ -107,3 +107,51 @@ pub fn gelu(ops: &HipOps, x: &mut DeviceTensor) -> TensorResult<()> {
     unsafe { l.launch(grid_1d(n, 256))? };
     Ok(())
 }
+
+/// `out[i] = silu(gate[i]) * up[i]` (as [`silu_mul`]) and the same values as q8_1 into `q8`
+/// (`q8`'s row length must divide the element count and be a multiple of 32), for the down
+/// projection's quantized matvec.
+pub fn silu_mul_q8_1(
+    ops: &HipOps,
+    gate: &DeviceTensor,
+    up: &DeviceTensor,
+    out: &mut DeviceTensor,
+    q8: &mut super::q8_1_act::Q8_1Act,
+) -> TensorResult<()> {
+    const OP: &str = "silu_mul_q8_1";
+    let n = gate.n_elements();
+    check_f32(OP, "gate", gate, n)?;
+    check_f32(OP, "up", up, n)?;
+    check_f32(OP, "out", out, n)?;
+    for t in [gate, up, &*out] {
+        check_device(OP, ops, t)?;
+    }
+    let cols = q8.cols();
+    if cols == 0 || cols % 32 != 0 || n % cols != 0 {
+        return Err(crate::error::TensorError::Shape {
+            op: OP,
+            what: format!("{n} values as q8_1 rows of {cols}"),
+        });
+    }
+    q8.expect(OP, n / cols, cols)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "silu_mul_q8_1_f32")?;
+    let (pg, pu, po) = (gate.device_ptr(), up.device_ptr(), out.device_ptr());
+    let (qs, ds) = (q8.qs_ptr(), q8.ds_ptr()?);
+    let n32 = to_u32(OP, "n", n)?;
+    let blocks = to_u32(OP, "blocks", n.div_ceil(256))?;
+    let cfg = rocmforge_hip::LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pg).arg(&pu).arg(&po).arg(&qs).arg(&ds).arg(&n32);
+    // SAFETY: (const float* gate, const float* up, float* out, i8* qs, float* ds, u32 n)
+    // matches; the three tensors hold n f32 and q8 n values as q8_1 (checked); one thread per
+    // value over a grid covering n, n % 32 == 0.
+    unsafe { l.launch(cfg)? };
+    Ok(())
+}

@@ -53,3 +53,53 @@ pub fn kv_append(
     unsafe { l.launch(grid_1d(n, 256))? };
     Ok(())
 }
+
+/// [`kv_append`] with the first row read on the device (`start_row[0]`), so a captured graph
+/// appends at the cache's current length on each replay; rows past the capacity are skipped
+/// (never written), so a stale row can not write out of bounds.
+pub fn kv_append_at(
+    ops: &HipOps,
+    src: &DeviceTensor,
+    cache: &mut DeviceTensor,
+    start_row: &rocmforge_hip::DeviceBuffer<u32>,
+) -> TensorResult<()> {
+    const OP: &str = "kv_append_at";
+    cache.expect_dtype(OP, rocmforge_gguf::GgmlType::F16)?;
+    let (row_len, capacity) = (cache.cols(), cache.rows());
+    let n = src.n_elements();
+    if row_len == 0 || n % row_len != 0 || start_row.is_empty() {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!(
+                "src {:?} is not whole rows of {row_len}, or no start row ({} entries)",
+                src.shape(),
+                start_row.len()
+            ),
+        });
+    }
+    check_f32(OP, "src", src, n)?;
+    check_device(OP, ops, src)?;
+    check_device(OP, ops, cache)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function("kv_cache", "kv_append_at_f16")?;
+    let (ps, pc) = (src.device_ptr(), cache.device_ptr());
+    let (rl, nr, cap) = (
+        to_u32(OP, "row_len", row_len)?,
+        to_u32(OP, "n_rows", n / row_len)?,
+        to_u32(OP, "capacity", capacity)?,
+    );
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&ps)
+        .arg(&pc)
+        .arg(&rl)
+        .arg(&nr)
+        .arg(start_row)
+        .arg(&cap);
+    // SAFETY: (const float*, rf_half*, u32 row_len, u32 n_rows, const u32* start_row,
+    // u32 capacity) matches; the kernel writes only rows below capacity; src holds
+    // n_rows * row_len f32 (checked).
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
+}

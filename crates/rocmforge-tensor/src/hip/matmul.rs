@@ -296,6 +296,109 @@ pub fn matmul(
             op: OP,
             what: "q8_1 scale offset overflows a device address".to_string(),
         })?;
+    let shape = QuantizedShape {
+        k,
+        row_bytes,
+        rows,
+        cols,
+        n_tokens,
+    };
+    launch_quantized(&f, tiled, &shape, w, aqs, ads, out, stream)
+}
+
+/// [`matmul`] for a quantized weight whose activations are already q8_1 (`act`: the
+/// [`Q8_1Layout`] of `n_tokens x cols`, written by a fused producer kernel): no quantization
+/// launch. Float weights are [`TensorError::UnsupportedType`] here (use [`matmul`]).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_q8_1(
+    ctx: &mut MatmulContext,
+    w: &DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    act: &DeviceBuffer<u8>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<()> {
+    let k = kind(ty)
+        .filter(|k| k.chunk_values > 0)
+        .ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+    let layout = Q8_1Layout::new(OP, n_tokens, cols)?;
+    let bs = ty.block_size();
+    let row_bytes = cols / bs * ty.type_size();
+    let fits = cols % bs == 0
+        && u32::try_from(rows).is_ok()
+        && u32::try_from(n_tokens).is_ok()
+        && row_bytes.checked_mul(rows).is_some_and(|n| n <= w.len())
+        && n_tokens.checked_mul(rows).is_some_and(|n| n <= out.len())
+        && layout.total_bytes <= act.len();
+    if !fits {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!(
+                "{ty} weight {rows} x {cols} ({} bytes), {n_tokens} tokens: q8_1 activations of {} bytes (need {}), output of {} values",
+                w.len(),
+                act.len(),
+                layout.total_bytes,
+                out.len()
+            ),
+        });
+    }
+    if n_tokens == 0 || rows == 0 {
+        return Ok(());
+    }
+    let tiled = n_tokens > MATVEC_MAX_TOKENS;
+    let f = if tiled {
+        ctx.function(Family::Mmq, ty, 0)?
+    } else {
+        ctx.function(Family::Mmvq, ty, matvec_variant(n_tokens))?
+    };
+    let aqs = act.device_ptr();
+    let ads = aqs
+        .byte_offset(layout.ds_offset)
+        .ok_or_else(|| TensorError::Shape {
+            op: OP,
+            what: "q8_1 scale offset overflows a device address".to_string(),
+        })?;
+    let shape = QuantizedShape {
+        k,
+        row_bytes,
+        rows,
+        cols,
+        n_tokens,
+    };
+    launch_quantized(&f, tiled, &shape, w, aqs, ads, out, stream)
+}
+
+/// Sizes of a quantized matmul, checked by the caller.
+struct QuantizedShape {
+    k: Kind,
+    row_bytes: usize,
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+}
+
+/// Queues the matvec (`tiled` false) or tiled kernel `f` over q8_1 activations at `aqs`/`ads`.
+#[allow(clippy::too_many_arguments)]
+fn launch_quantized(
+    f: &HipFunction,
+    tiled: bool,
+    shape: &QuantizedShape,
+    w: &DeviceBuffer<u8>,
+    aqs: rocmforge_hip::DevicePtr,
+    ads: rocmforge_hip::DevicePtr,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<()> {
+    let QuantizedShape {
+        k,
+        row_bytes,
+        rows,
+        cols,
+        n_tokens,
+    } = *shape;
     let (rows32, cols32, nt32) = (rows as u32, cols as u32, n_tokens as u32);
     let row_bytes64 = row_bytes as u64;
     if tiled {
@@ -314,7 +417,7 @@ pub fn matmul(
         // n_tokens * rows values (all checked above); the kernel bounds every row and token.
         unsafe {
             stream
-                .launch_builder(&f)
+                .launch_builder(f)
                 .arg(w)
                 .arg(&row_bytes64)
                 .arg(&rows32)
@@ -340,7 +443,7 @@ pub fn matmul(
     // n_tokens <= 8 fits one grid row, tpr is a power of two dividing the block size.
     unsafe {
         stream
-            .launch_builder(&f)
+            .launch_builder(f)
             .arg(w)
             .arg(&row_bytes64)
             .arg(&rows32)

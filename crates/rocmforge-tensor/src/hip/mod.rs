@@ -8,6 +8,7 @@
 
 pub mod argmax;
 pub mod attention;
+pub mod attention_decode;
 pub mod dequant_f16;
 pub mod elementwise;
 pub mod embedding;
@@ -15,6 +16,7 @@ pub mod kv;
 pub mod matmul;
 pub mod matmul_blas;
 pub mod norm;
+pub mod q8_1_act;
 pub mod quantize_act;
 pub mod rope;
 pub mod softmax;

@@ -102,3 +102,57 @@ pub fn layer_norm(
     unsafe { l.launch(rows_config(OP, rows)?)? };
     Ok(())
 }
+
+/// The decode step's norm in one launch: `x += residual` (when given), then
+/// `out = rms_norm(x) * weight` (as [`rms_norm`]) and the same values as q8_1 into `q8` for the
+/// quantized matvec that follows (`super::matmul::matmul_q8_1`). The row length must be a
+/// multiple of 32.
+pub fn add_rms_norm_q8_1(
+    ops: &HipOps,
+    x: &mut DeviceTensor,
+    residual: Option<&DeviceTensor>,
+    weight: &DeviceTensor,
+    eps: f32,
+    out: &mut DeviceTensor,
+    q8: &mut super::q8_1_act::Q8_1Act,
+) -> TensorResult<()> {
+    const OP: &str = "add_rms_norm_q8_1";
+    let rows = check_rows(OP, ops, x, weight, out)?;
+    let n = weight.n_elements();
+    if n % 32 != 0 {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!("rows of {n} values (q8_1 needs a multiple of 32)"),
+        });
+    }
+    q8.expect(OP, rows, n)?;
+    if let Some(r) = residual {
+        check_f32(OP, "residual", r, rows * n)?;
+        check_device(OP, ops, r)?;
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "add_rms_norm_q8_1_f32")?;
+    let (px, pw, po) = (x.device_ptr(), weight.device_ptr(), out.device_ptr());
+    let pr = residual.map_or(DevicePtr(0), DeviceTensor::device_ptr);
+    let (qs, ds) = (q8.qs_ptr(), q8.ds_ptr()?);
+    let has_res = u32::from(residual.is_some());
+    let n32 = to_u32(OP, "n", n)?;
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&px)
+        .arg(&pr)
+        .arg(&pw)
+        .arg(&po)
+        .arg(&qs)
+        .arg(&ds)
+        .arg(&n32)
+        .arg(&eps)
+        .arg(&has_res);
+    // SAFETY: (float* x, const float* residual, const float* w, float* out, i8* qs, float* ds,
+    // u32 n, float eps, u32 has_res) matches; x, out (and residual when has_res) hold rows * n
+    // f32, w n (checked); q8 holds rows x n as q8_1 (checked); n % 32 == 0 keeps each q8_1
+    // group in one warp; the residual is read only when has_res is 1.
+    unsafe { l.launch(rows_config(OP, rows)?)? };
+    Ok(())
+}

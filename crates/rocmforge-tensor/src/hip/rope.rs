@@ -67,26 +67,11 @@ pub fn rope_device_positions(
             what: format!("{} positions for {n_tokens} tokens", positions.len()),
         });
     }
-    let n_rot = p.n_rot.min(head_dim) & !1;
-    if n_rot == 0 || len == 0 {
+    let a = RopeArgs::new(p, head_dim);
+    if a.n_rot == 0 || len == 0 {
         return Ok(());
     }
-    let theta_scale = p.freq_base.powf(-2.0 / n_rot as f32);
-    let (ext_factor, mut mscale, dims) = match &p.yarn {
-        Some(y) => (
-            y.ext_factor,
-            y.attn_factor,
-            corr_dims(n_rot, y, p.freq_base),
-        ),
-        None => (0.0, 1.0, [0.0, 0.0]),
-    };
-    if ext_factor != 0.0 {
-        mscale *= 1.0 + 0.1 * (1.0 / p.freq_scale).ln();
-    }
-    let mode = match p.mode {
-        RopeMode::Normal => 0u32,
-        RopeMode::Neox => 1u32,
-    };
+    let n_rot = a.n_rot;
     let f = ops.function("rope", "rope_f32")?;
     let px = x.device_ptr();
     let (nt, nh, hd, nr) = (
@@ -102,16 +87,177 @@ pub fn rope_device_positions(
         .arg(&nh)
         .arg(&hd)
         .arg(&nr)
-        .arg(&mode);
-    l.arg(&theta_scale)
-        .arg(&p.freq_scale)
-        .arg(&ext_factor)
-        .arg(&dims[0])
-        .arg(&dims[1])
-        .arg(&mscale);
+        .arg(&a.mode);
+    l.arg(&a.theta_scale)
+        .arg(&a.freq_scale)
+        .arg(&a.ext_factor)
+        .arg(&a.corr[0])
+        .arg(&a.corr[1])
+        .arg(&a.mscale);
     // SAFETY: the arguments match rope_f32's parameters in order and type; x holds
     // n_tokens * n_heads * head_dim f32 and positions at least n_tokens u32 (checked);
     // n_rot <= head_dim.
     unsafe { l.launch(grid_1d(n_tokens * n_heads * (n_rot / 2), 256))? };
+    Ok(())
+}
+
+/// The scalar arguments the RoPE kernels take, from the CPU op's parameters.
+struct RopeArgs {
+    n_rot: usize,
+    mode: u32,
+    theta_scale: f32,
+    freq_scale: f32,
+    ext_factor: f32,
+    corr: [f32; 2],
+    mscale: f32,
+}
+
+impl RopeArgs {
+    fn new(p: &RopeParams, head_dim: usize) -> RopeArgs {
+        let n_rot = p.n_rot.min(head_dim) & !1;
+        let theta_scale = p.freq_base.powf(-2.0 / n_rot.max(1) as f32);
+        let (ext_factor, mut mscale, corr) = match &p.yarn {
+            Some(y) => (
+                y.ext_factor,
+                y.attn_factor,
+                corr_dims(n_rot, y, p.freq_base),
+            ),
+            None => (0.0, 1.0, [0.0, 0.0]),
+        };
+        if ext_factor != 0.0 {
+            mscale *= 1.0 + 0.1 * (1.0 / p.freq_scale).ln();
+        }
+        let mode = match p.mode {
+            RopeMode::Normal => 0u32,
+            RopeMode::Neox => 1u32,
+        };
+        RopeArgs {
+            n_rot,
+            mode,
+            theta_scale,
+            freq_scale: p.freq_scale,
+            ext_factor,
+            corr,
+            mscale,
+        }
+    }
+}
+
+/// Shapes of [`rope_qk_kv_append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QkvShape {
+    /// Tokens in the batch.
+    pub n_tokens: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key / value heads.
+    pub n_kv_heads: usize,
+    /// Values per head (keys and values alike).
+    pub head_dim: usize,
+}
+
+/// The attention prologue of a decode step in one launch: RoPE on `q` in place (as [`rope`]),
+/// RoPE on `k` written to `k_cache` and `v` copied to `v_cache` (rounded to f16, as
+/// [`super::kv::kv_append`]), token `t` at position `positions[t]` and cache row
+/// `start_row[0] + t`; both read on the device, so a captured graph replays unchanged. Rows past
+/// the cache's capacity are skipped. `q`: F32 `[n_tokens][n_heads * head_dim]`, `k`, `v`: F32
+/// `[n_tokens][n_kv_heads * head_dim]`, caches F16 `[capacity][n_kv_heads * head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_qk_kv_append(
+    ops: &HipOps,
+    q: &mut DeviceTensor,
+    k: &DeviceTensor,
+    v: &DeviceTensor,
+    k_cache: &mut DeviceTensor,
+    v_cache: &mut DeviceTensor,
+    positions: &DeviceBuffer<u32>,
+    start_row: &DeviceBuffer<u32>,
+    shape: &QkvShape,
+    p: &RopeParams,
+) -> TensorResult<()> {
+    const OP: &str = "rope_qk_kv_append";
+    let QkvShape {
+        n_tokens,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    } = *shape;
+    let row_len = n_kv_heads * head_dim;
+    check_f32(OP, "q", q, n_tokens * n_heads * head_dim)?;
+    check_f32(OP, "k", k, n_tokens * row_len)?;
+    check_f32(OP, "v", v, n_tokens * row_len)?;
+    let capacity = k_cache.rows();
+    for (what, c) in [("k_cache", &*k_cache), ("v_cache", &*v_cache)] {
+        c.expect_dtype(OP, rocmforge_gguf::GgmlType::F16)?;
+        if c.cols() != row_len || c.rows() != capacity {
+            return Err(TensorError::Shape {
+                op: OP,
+                what: format!("{what} {:?}, expected [{capacity}, {row_len}]", c.shape()),
+            });
+        }
+    }
+    for t in [&*q, k, v, &*k_cache, &*v_cache] {
+        check_device(OP, ops, t)?;
+    }
+    if positions.len() < n_tokens || start_row.is_empty() {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!(
+                "{} positions for {n_tokens} tokens, {} start rows",
+                positions.len(),
+                start_row.len()
+            ),
+        });
+    }
+    let a = RopeArgs::new(p, head_dim);
+    let per_token =
+        n_heads * (a.n_rot / 2) + n_kv_heads * (a.n_rot / 2 + head_dim - a.n_rot) + row_len;
+    let total = n_tokens * per_token;
+    if total == 0 {
+        return Ok(());
+    }
+    let f = ops.function("rope", "rope_qk_kv_append_f32")?;
+    let (pq, pk, pv, pkc, pvc) = (
+        q.device_ptr(),
+        k.device_ptr(),
+        v.device_ptr(),
+        k_cache.device_ptr(),
+        v_cache.device_ptr(),
+    );
+    let (cap, nt, nh, nkv, hd, nr) = (
+        to_u32(OP, "capacity", capacity)?,
+        to_u32(OP, "n_tokens", n_tokens)?,
+        to_u32(OP, "n_heads", n_heads)?,
+        to_u32(OP, "n_kv_heads", n_kv_heads)?,
+        to_u32(OP, "head_dim", head_dim)?,
+        to_u32(OP, "n_rot", a.n_rot)?,
+    );
+    to_u32(OP, "work items per token", per_token)?;
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pq)
+        .arg(&pk)
+        .arg(&pv)
+        .arg(&pkc)
+        .arg(&pvc)
+        .arg(positions)
+        .arg(start_row)
+        .arg(&cap)
+        .arg(&nt)
+        .arg(&nh)
+        .arg(&nkv)
+        .arg(&hd)
+        .arg(&nr)
+        .arg(&a.mode);
+    l.arg(&a.theta_scale)
+        .arg(&a.freq_scale)
+        .arg(&a.ext_factor)
+        .arg(&a.corr[0])
+        .arg(&a.corr[1])
+        .arg(&a.mscale);
+    // SAFETY: the arguments match rope_qk_kv_append_f32's parameters in order and type; q, k,
+    // v hold n_tokens rows of their widths, the caches capacity rows of n_kv_heads * head_dim
+    // (checked); the kernel writes cache rows below capacity only; positions holds n_tokens
+    // entries and start_row one; n_rot <= head_dim and even.
+    unsafe { l.launch(grid_1d(total, 256))? };
     Ok(())
 }

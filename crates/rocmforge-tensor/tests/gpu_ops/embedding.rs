@@ -7,7 +7,7 @@ use rocmforge_tensor::{DeviceTensor, TensorError, Weight, ops};
 use crate::elementwise::{both, out};
 use crate::support::{Ctx, e};
 
-const TYPES: [GgmlType; 11] = [
+pub const TYPES: [GgmlType; 11] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -22,7 +22,7 @@ const TYPES: [GgmlType; 11] = [
 ];
 
 /// Table bytes of `rows x cols` random values in `ty`.
-fn table_bytes(ctx: &Ctx, ty: GgmlType, rows: usize, cols: usize) -> Result<Vec<u8>, String> {
+pub fn table_bytes(ctx: &Ctx, ty: GgmlType, rows: usize, cols: usize) -> Result<Vec<u8>, String> {
     let src = ctx.randn(rows * cols, 1.5);
     Ok(match ty {
         GgmlType::F32 => src.iter().flat_map(|v| v.to_le_bytes()).collect(),

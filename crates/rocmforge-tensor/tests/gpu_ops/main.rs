@@ -12,6 +12,8 @@
 
 mod argmax;
 mod attention;
+mod decode_attention;
+mod decode_fused;
 mod elementwise;
 mod embedding;
 mod loader;
@@ -41,6 +43,18 @@ const TESTS: &[(&str, TestFn)] = &[
     ("kv_append_f16", attention::kv_append),
     ("attention_decode_prefill_gqa", attention::attention),
     ("argmax_top_k", argmax::argmax_and_top_k),
+    ("attention_decode_split_k", decode_attention::split_k),
+    (
+        "attention_decode_graph_replay",
+        decode_attention::graph_replay,
+    ),
+    ("add_rms_norm_q8_1", decode_fused::add_rms_norm_q8_1),
+    ("silu_mul_q8_1", decode_fused::silu_mul_q8_1),
+    ("rope_qk_kv_append", decode_fused::rope_qk_kv_append_fused),
+    (
+        "kv_append_at_embedding_at",
+        decode_fused::kv_append_at_and_embedding_at,
+    ),
     (
         "loader_16_threads_one_upload",
         loader::sixteen_threads_one_upload,
