@@ -280,6 +280,12 @@ if [ -f "$here/models/smollm2-gpu-test.gguf" ] && [ -x "$here/bin/gpu_model" ]; 
   "$here/bin/gpu_model" --write-cycled "$ROCMFORGE_GPU_TEST_MODEL" "$ROCMFORGE_GPU_SPEED_MODEL" 30
 fi
 
+# rocmforge-model's gpu_golden suite needs the FULL SmolLM2 file (too large to travel with the
+# bundle): put it at models/golden.gguf on the GPU host.
+if [ -f "$here/models/golden.gguf" ]; then
+  export ROCMFORGE_GOLDEN_MODEL="$here/models/golden.gguf"
+fi
+
 passed=0; failed=0
 for t in "$here"/bin/gpu*; do
   [ -x "$t" ] || continue

@@ -12,6 +12,9 @@
 //! Last line: "N passed, M failed"; exit status 0 only when M = 0.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "gpu_common/engine_check.rs"]
+mod engine_check;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -268,6 +271,151 @@ fn speed_full_shape(c: &Ctx, _: &CpuModel<'_>) -> Check {
     )
 }
 
+/// Logits of `prompt` (prefill) and of one greedy decode step after it, the sequence alone.
+fn alone(c: &Ctx, prompt: &[u32]) -> Result<(Vec<f32>, u32, Vec<f32>), String> {
+    let mut cache = c
+        .gpu
+        .new_cache(prompt.len() + 1)
+        .map_err(|e| e.to_string())?;
+    let pre = c
+        .gpu
+        .forward(&mut cache, prompt, 0, LogitsFor::Last)
+        .map_err(|e| e.to_string())?;
+    let next = argmax(&pre) as u32;
+    let dec = c
+        .gpu
+        .forward(&mut cache, &[next], prompt.len(), LogitsFor::Last)
+        .map_err(|e| e.to_string())?;
+    Ok((pre, next, dec))
+}
+
+/// A ragged batch (sequences at different positions, 1 to 20 new tokens each, a prompt split
+/// over two steps, a segment without logits) gives each sequence what it gets alone.
+fn ragged_batch_matches_each_alone(c: &Ctx) -> Check {
+    use rocmforge_model::batch::Segment;
+    let texts = [
+        "The capital of France is Paris, and the capital of Germany is",
+        "Hello",
+        "def add(a, b):\n    return a + b\n\nprint(add(2,",
+    ];
+    let prompts: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| c.tok.encode(t, true, false).unwrap())
+        .collect();
+    let want: Vec<_> = prompts
+        .iter()
+        .map(|p| alone(c, p))
+        .collect::<Result<_, _>>()?;
+    let mut caches: Vec<_> = prompts
+        .iter()
+        .map(|p| c.gpu.new_cache(p.len() + 1).unwrap())
+        .collect();
+    let (a, b, d) = (&prompts[0], &prompts[1], &prompts[2]);
+    let half = d.len() / 2;
+    let [ca, cb, cd] = &mut caches[..] else {
+        return Err("three caches".to_string());
+    };
+    // Step 1: A whole, B whole, D's first half (no logits).
+    let step1 = c
+        .gpu
+        .forward_batch(&mut [
+            Segment {
+                cache: &mut *ca,
+                tokens: a,
+                want_logits: true,
+            },
+            Segment {
+                cache: &mut *cb,
+                tokens: b,
+                want_logits: true,
+            },
+            Segment {
+                cache: &mut *cd,
+                tokens: &d[..half],
+                want_logits: false,
+            },
+        ])
+        .map_err(|e| e.to_string())?;
+    // Step 2: A and B decode one token each, D's second half.
+    let (ta, tb) = ([want[0].1], [want[1].1]);
+    let step2 = c
+        .gpu
+        .forward_batch(&mut [
+            Segment {
+                cache: &mut *ca,
+                tokens: &ta,
+                want_logits: true,
+            },
+            Segment {
+                cache: &mut *cb,
+                tokens: &tb,
+                want_logits: true,
+            },
+            Segment {
+                cache: &mut *cd,
+                tokens: &d[half..],
+                want_logits: true,
+            },
+        ])
+        .map_err(|e| e.to_string())?;
+    // Step 3: D decodes alone in a batch of one.
+    let td = [want[2].1];
+    let step3 = c
+        .gpu
+        .forward_batch(&mut [Segment {
+            cache: &mut *cd,
+            tokens: &td,
+            want_logits: true,
+        }])
+        .map_err(|e| e.to_string())?;
+    if step1[2].is_some() {
+        return Err("logits returned for a segment that did not want them".to_string());
+    }
+    let pairs = [
+        ("A prefill", &step1[0], &want[0].0),
+        ("B prefill", &step1[1], &want[1].0),
+        ("A decode", &step2[0], &want[0].2),
+        ("B decode", &step2[1], &want[1].2),
+        ("D prefill (2 steps)", &step2[2], &want[2].0),
+        ("D decode", &step3[0], &want[2].2),
+    ];
+    let mut worst = 0.0f64;
+    for (what, got, want) in pairs {
+        let got = got.as_ref().ok_or(format!("{what}: no logits"))?;
+        let e = rel_err(got, want);
+        if e > 2e-2 || argmax(got) != argmax(want) {
+            return Err(format!(
+                "{what}: rel err {e:.2e}, argmax {} vs {}",
+                argmax(got),
+                argmax(want)
+            ));
+        }
+        worst = worst.max(e);
+    }
+    ensure(
+        ca.len() == a.len() + 1 && cb.len() == b.len() + 1 && cd.len() == d.len() + 1,
+        format!(
+            "3 sequences ({}, {}, {} prompt tokens) over 3 steps: worst rel err vs alone {worst:.2e}",
+            a.len(),
+            b.len(),
+            d.len()
+        ),
+    )
+}
+
+fn engine_concurrent_equals_alone(c: &Ctx) -> Check {
+    engine_check::concurrent_equals_alone(
+        &c.path,
+        &[
+            "The capital of France is",
+            "Once upon a time",
+            "def fibonacci(n):",
+            "The three primary colors are",
+        ],
+        16,
+    )
+}
+
 fn default_model() -> PathBuf {
     std::env::var_os("ROCMFORGE_GPU_TEST_MODEL")
         .map(PathBuf::from)
@@ -357,6 +505,12 @@ fn main() -> ExitCode {
         ("perplexity_matches_cpu", perplexity_matches_cpu),
         ("full_context_is_an_error", |c, _| {
             full_context_is_an_error(c)
+        }),
+        ("ragged_batch_matches_each_alone", |c, _| {
+            ragged_batch_matches_each_alone(c)
+        }),
+        ("engine_concurrent_equals_alone", |c, _| {
+            engine_concurrent_equals_alone(c)
         }),
         ("speed", speed),
         ("speed_full_shape", speed_full_shape),
