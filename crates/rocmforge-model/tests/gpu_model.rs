@@ -221,6 +221,67 @@ fn full_context_is_an_error(c: &Ctx) -> Check {
     )
 }
 
+/// Greedy decode with the captured decode graph gives the tokens of the launch-by-launch path,
+/// and the graph is really replayed.
+fn decode_graph_greedy_equals_launches(c: &Ctx, _: &CpuModel<'_>) -> Check {
+    let ids = prompt_ids(c);
+    let n_new = 32;
+    c.gpu.set_decode_graph(false);
+    let off = gpu_greedy(&c.gpu, &ids, n_new).map_err(|e| e.to_string());
+    c.gpu.set_decode_graph(true);
+    let off = off?;
+    let on = gpu_greedy(&c.gpu, &ids, n_new).map_err(|e| e.to_string())?;
+    let replaying = c.gpu.decode_graph_replaying();
+    let same = on
+        .tokens
+        .iter()
+        .zip(&off.tokens)
+        .take_while(|(a, b)| a == b)
+        .count();
+    ensure(
+        replaying && same == n_new,
+        format!(
+            "{same}/{n_new} greedy tokens identical, graph replayed: {replaying}; decode {:.1} tok/s with the graph, {:.1} without",
+            on.decode_tokens_per_s, off.decode_tokens_per_s
+        ),
+    )
+}
+
+/// 300 tokens fed one at a time through the graph (lengths crossing the attention chunks)
+/// against one 300-token prefill without it: next-token argmax per position and last logits.
+fn decode_graph_long_context_matches_prefill(c: &Ctx, _: &CpuModel<'_>) -> Check {
+    let ids = c.tok.encode(&c.text, true, false).unwrap();
+    let ids = &ids[..ids.len().min(300)];
+    let vocab = c.gpu.config().vocab_size;
+    c.gpu.set_decode_graph(false);
+    let reference = c
+        .gpu
+        .new_cache(ids.len())
+        .and_then(|mut cache| c.gpu.forward(&mut cache, ids, 0, LogitsFor::All));
+    c.gpu.set_decode_graph(true);
+    let want = reference.map_err(|e| e.to_string())?;
+    let mut cache = c.gpu.new_cache(ids.len()).map_err(|e| e.to_string())?;
+    let (mut same, mut last) = (0, Vec::new());
+    for (i, &t) in ids.iter().enumerate() {
+        last = c
+            .gpu
+            .forward(&mut cache, &[t], i, LogitsFor::Last)
+            .map_err(|e| e.to_string())?;
+        if argmax(&last) == argmax(&want[i * vocab..(i + 1) * vocab]) {
+            same += 1;
+        }
+    }
+    let err = rel_err(&last, &want[want.len() - vocab..]);
+    let replaying = c.gpu.decode_graph_replaying();
+    ensure(
+        replaying && same * 100 >= ids.len() * 98 && err < 1e-2,
+        format!(
+            "{same}/{} next-token argmaxes equal, last-step logits rel err {err:.2e}, graph replayed: {replaying}",
+            ids.len()
+        ),
+    )
+}
+
 fn speed(c: &Ctx, cpu: &CpuModel<'_>) -> Check {
     let ids = c.tok.encode(&c.text, true, false).unwrap();
     let prompt = &ids[..128];
@@ -256,17 +317,22 @@ fn speed_full_shape(c: &Ctx, _: &CpuModel<'_>) -> Check {
     let model = GpuModel::open(&path, 0).map_err(|e| e.to_string())?;
     let ids = c.tok.encode(&c.text, true, false).unwrap();
     let prompt = &ids[..128];
+    model.set_decode_graph(false);
+    gpu_greedy(&model, prompt, 8).map_err(|e| e.to_string())?;
+    let launches = gpu_greedy(&model, prompt, 128).map_err(|e| e.to_string())?;
+    model.set_decode_graph(true);
     gpu_greedy(&model, prompt, 8).map_err(|e| e.to_string())?;
     let run = gpu_greedy(&model, prompt, 128).map_err(|e| e.to_string())?;
     let bytes: u64 = model.plan().loader().stats().bytes_uploaded;
     let gbps = bytes as f64 * run.decode_tokens_per_s / 1e9;
     ensure(
-        run.decode_tokens_per_s > 0.0,
+        run.decode_tokens_per_s > 0.0 && model.decode_graph_replaying(),
         format!(
-            "{} blocks ({bytes} weight bytes): GPU prefill {:.0} tok/s (128-token prompt), decode {:.1} tok/s (~{gbps:.0} GB/s of weights)",
+            "{} blocks ({bytes} weight bytes): GPU prefill {:.0} tok/s (128-token prompt), decode {:.1} tok/s with the decode graph (~{gbps:.0} GB/s of weights), {:.1} tok/s launch by launch",
             model.config().n_layers,
             run.prefill_tokens_per_s,
-            run.decode_tokens_per_s
+            run.decode_tokens_per_s,
+            launches.decode_tokens_per_s
         ),
     )
 }
@@ -512,6 +578,14 @@ fn main() -> ExitCode {
         ("engine_concurrent_equals_alone", |c, _| {
             engine_concurrent_equals_alone(c)
         }),
+        (
+            "decode_graph_greedy_equals_launches",
+            decode_graph_greedy_equals_launches,
+        ),
+        (
+            "decode_graph_long_context_matches_prefill",
+            decode_graph_long_context_matches_prefill,
+        ),
         ("speed", speed),
         ("speed_full_shape", speed_full_shape),
     ];

@@ -29,6 +29,8 @@ pub struct GpuModel {
     scratch: Mutex<Option<Scratch>>,
     /// Activations of [`GpuModel::forward_batch`], a few batch sizes kept (most recent last).
     pool: Mutex<Vec<Scratch>>,
+    /// The captured single-sequence decode step (see `decode_graph.rs`).
+    pub(super) decode: super::decode_graph::DecodeSlot,
 }
 
 /// Batch sizes whose activations the batched forward keeps allocated.
@@ -128,6 +130,7 @@ impl GpuModel {
             weights,
             scratch: Mutex::new(None),
             pool: Mutex::new(Vec::new()),
+            decode: Default::default(),
         })
     }
 
@@ -248,6 +251,19 @@ impl GpuModel {
         let _entered = span.enter();
         let started = std::time::Instant::now();
         let positions = self.positions(start_pos, n)?;
+        if let ([token], [pos]) = (tokens, positions.as_slice()) {
+            let m = super::decode_graph::DecodeModel {
+                backend: &self.backend,
+                config: &self.plan.config,
+                weights: &self.weights,
+                rope: &self.rope,
+            };
+            if let Some(logits) =
+                super::decode_graph::decode_step(&self.decode, &m, cache, *token, *pos)?
+            {
+                return Ok(logits);
+            }
+        }
 
         let mut slot = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_none_or(|s| s.n != n) {

@@ -5,6 +5,7 @@
 //! activation buffers of the previous step.
 
 mod cache;
+mod decode_graph;
 mod eval;
 mod forward;
 mod ranged;

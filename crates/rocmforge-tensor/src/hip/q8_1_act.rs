@@ -62,6 +62,17 @@ impl Q8_1Act {
             })
     }
 
+    /// Quantizes `x` (F32, `n_tokens * cols` values) into this buffer with the standalone
+    /// kernel (`quantize_q8_1_f32`), for producers without a fused q8_1 epilogue.
+    pub fn quantize(&mut self, ops: &super::HipOps, x: &crate::DeviceTensor) -> TensorResult<()> {
+        const OP: &str = "Q8_1Act::quantize";
+        super::check_f32(OP, "x", x, self.n_tokens * self.cols)?;
+        super::check_device(OP, ops, x)?;
+        let f = ops.function("quantize_act", "quantize_q8_1_f32")?;
+        let xb = x.f32_buffer(OP)?;
+        super::quantize_act::quantize_q8_1(&f, xb, &self.layout, &mut self.buf, ops.stream())
+    }
+
     /// Checks that this buffer holds `n_tokens` rows of `cols` values, for `op`.
     pub fn expect(&self, op: &'static str, n_tokens: usize, cols: usize) -> TensorResult<()> {
         if self.n_tokens != n_tokens || self.cols != cols {
