@@ -219,6 +219,8 @@ impl<U: Uploader> GgufLoader<U> {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
+        // Only real tensor names get a gate (the gate map stays bounded by the index).
+        self.info(name)?;
         let gate = {
             let mut in_flight = self
                 .in_flight
@@ -236,13 +238,15 @@ impl<U: Uploader> GgufLoader<U> {
         if let Ok(loaded) = &result {
             let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
             cache.insert(name.to_string(), Arc::clone(loaded));
+            // Later callers find the cache without this gate. After a failure the gate stays
+            // registered: a retry (by a thread already waiting on it, or a later caller) is
+            // then serialised with every other, so a tensor is never uploaded twice.
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            in_flight.remove(name);
         }
-        // Later callers find the cache (or retry after a failure) without this gate.
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        in_flight.remove(name);
         result
     }
 
