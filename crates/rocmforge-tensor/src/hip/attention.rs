@@ -1,4 +1,9 @@
 //! Launch of `kernels/attention.hip`: causal GQA attention over an f16 KV cache, any length.
+//!
+//! Two kernels with one signature: `attention_f16` (one block per head and query; decode and
+//! short batches) and, for [`PREFILL_MIN_QUERIES`] queries or more with head_dim 64, 96 or 128,
+//! `attention_prefill_f16_hd<D>` (flash-attention tiles: K/V staged in shared memory once per
+//! 32 queries, online softmax).
 
 use rocmforge_gguf::GgmlType;
 use rocmforge_hip::LaunchConfig;
@@ -11,6 +16,21 @@ use crate::error::{TensorError, TensorResult};
 /// Largest head dimension the kernel takes (`ATT_MAX_HEAD_DIM` in the kernel).
 pub const MAX_HEAD_DIM: usize = 512;
 const THREADS: u32 = 128;
+/// From this many queries on (prefill), head dims 64, 96 and 128 take the tiled
+/// flash-attention kernel (`attention_prefill_f16_hd<D>`); fewer take `attention_f16`.
+pub const PREFILL_MIN_QUERIES: usize = 16;
+const PREFILL_THREADS: u32 = 128;
+const PREFILL_QUERIES_PER_BLOCK: u32 = 32;
+
+/// The tiled prefill kernel for `head_dim`, if there is one.
+fn prefill_kernel(head_dim: usize) -> Option<&'static str> {
+    match head_dim {
+        64 => Some("attention_prefill_f16_hd64"),
+        96 => Some("attention_prefill_f16_hd96"),
+        128 => Some("attention_prefill_f16_hd128"),
+        _ => None,
+    }
+}
 
 /// `out = softmax(q·Kᵀ · scale, causal) · V` per head. `q`, `out`: F32
 /// `[n_q_tokens][n_heads][head_dim]`; `k_cache`, `v_cache`: F16 `[capacity][n_kv_heads][head_dim]`
@@ -56,7 +76,8 @@ pub fn attention(
     if q_len == 0 {
         return Ok(());
     }
-    let f = ops.function("attention", "attention_f16")?;
+    let prefill = prefill_kernel(p.head_dim).filter(|_| p.n_q_tokens >= PREFILL_MIN_QUERIES);
+    let f = ops.function("attention", prefill.unwrap_or("attention_f16"))?;
     let (pq, pk, pv, po) = (
         q.device_ptr(),
         k_cache.device_ptr(),
@@ -72,10 +93,18 @@ pub fn attention(
         to_u32(OP, "n_kv_heads", p.n_kv_heads)?,
         to_u32(OP, "head_dim", p.head_dim)?,
     );
-    let cfg = LaunchConfig {
-        grid_dim: (nh, nq, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
+    let cfg = match prefill {
+        // One block per (head, tile of PREFILL_QUERIES_PER_BLOCK queries).
+        Some(_) => LaunchConfig {
+            grid_dim: (nh, nq.div_ceil(PREFILL_QUERIES_PER_BLOCK), 1),
+            block_dim: (PREFILL_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        None => LaunchConfig {
+            grid_dim: (nh, nq, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        },
     };
     let mut l = ops.stream().launch_builder(&f);
     l.arg(&pq).arg(&pk).arg(&pv).arg(&po);
@@ -85,9 +114,10 @@ pub fn attention(
         .arg(&nkvh)
         .arg(&hd)
         .arg(&p.scale);
-    // SAFETY: the arguments match attention_f16's parameters; q and out hold n_q * n_heads *
+    // SAFETY: the arguments match attention_f16's parameters (and attention_prefill_f16_hd<D>'s,
+    // which are the same, chosen only for head_dim == D); q and out hold n_q * n_heads *
     // head_dim f32, the caches at least n_kv * n_kv_heads * head_dim f16 (checked); head_dim <=
-    // MAX_HEAD_DIM (the kernel's shared arrays); one block per (head, query).
+    // MAX_HEAD_DIM (the kernel's shared arrays); the grid matches the kernel chosen.
     unsafe { l.launch(cfg)? };
     Ok(())
 }
