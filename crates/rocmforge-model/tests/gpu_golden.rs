@@ -218,7 +218,8 @@ fn speed(c: &Ctx) -> Check {
 }
 
 fn engine(c: &Ctx) -> Check {
-    engine_check::concurrent_equals_alone(
+    engine_check::concurrent_vs_alone(
+        engine_check::Strictness::Exact,
         &c.path,
         &[
             "The capital of France is",

@@ -288,12 +288,14 @@ impl GpuModel {
         }];
         self.run(s, tokens, &positions, &mut seqs)?;
         let vocab = self.plan.config.vocab_size;
-        let all = s.logits.to_f32_vec()?;
+        // Only the rows asked for cross to the host (a 512-token prefill's last row, not
+        // its 512 × vocab logits).
+        let out = ranged::read_rows(s.logits.hip("logits")?, vocab, first_out, n - first_out)?;
         tracing::debug!(
             tokens_per_s = n as f64 / started.elapsed().as_secs_f64().max(1e-9),
             "gpu forward done"
         );
-        Ok(all[first_out * vocab..].to_vec())
+        Ok(out)
     }
 
     /// The batched forward (see [`crate::batch`]): every segment's tokens run together,
@@ -346,19 +348,37 @@ impl GpuModel {
             .collect();
         let ran = self.run(&mut s, &tokens, &positions, &mut seqs);
         drop(seqs);
-        let logits = ran.and_then(|()| Ok(s.logits.to_f32_vec()?));
+        let logits = ran.and_then(|()| self.read_wanted(&s, segments));
         pool.push(s);
-        let logits = logits?;
+        logits
+    }
+
+    /// Each segment's last-row logits when wanted: one copy when every row is wanted (a
+    /// decode step), else one row per wanted segment.
+    fn read_wanted(
+        &self,
+        s: &Scratch,
+        segments: &[Segment<'_, GpuKvCache>],
+    ) -> ModelResult<Vec<Option<Vec<f32>>>> {
         let vocab = self.plan.config.vocab_size;
+        let logits = s.logits.hip("logits")?;
+        let every_row = segments
+            .iter()
+            .all(|seg| seg.want_logits && seg.tokens.len() == 1);
+        if every_row {
+            let all = ranged::read_rows(logits, vocab, 0, segments.len())?;
+            return Ok(all.chunks_exact(vocab).map(|r| Some(r.to_vec())).collect());
+        }
         let mut end = 0;
-        Ok(segments
+        segments
             .iter()
             .map(|seg| {
                 end += seg.tokens.len();
                 seg.want_logits
-                    .then(|| logits[(end - 1) * vocab..end * vocab].to_vec())
+                    .then(|| ranged::read_rows(logits, vocab, end - 1, 1))
+                    .transpose()
             })
-            .collect())
+            .collect()
     }
 
     fn positions(&self, start: usize, n: usize) -> ModelResult<Vec<u32>> {

@@ -164,3 +164,28 @@ pub(crate) fn attention_rows(
     unsafe { l.launch(cfg).map_err(TensorError::Hip)? };
     Ok(())
 }
+
+/// Copies rows `row..row + n_rows` (of `width` f32 each) of `t` to the host; the work that
+/// writes them must have finished (the forward synchronizes before reading).
+pub(crate) fn read_rows(
+    t: &DeviceTensor,
+    width: usize,
+    row: usize,
+    n_rows: usize,
+) -> ModelResult<Vec<f32>> {
+    let src = f32_rows("read_rows", t, width, row, n_rows)?;
+    let len = n_rows * width;
+    let mut out = vec![0.0f32; len];
+    if len == 0 {
+        return Ok(out);
+    }
+    t.backend().bind().map_err(TensorError::Hip)?;
+    // SAFETY: `src` points at `len` f32 inside `t`'s allocation (checked by f32_rows), `out`
+    // holds `len` writable f32, and the copy is synchronous (no stream), so `out` is written
+    // before this returns; every bit pattern is a valid f32.
+    unsafe {
+        rocmforge_hip::result::memory::dtoh(out.as_mut_ptr().cast(), src.0, len * 4, None)
+            .map_err(TensorError::Hip)?;
+    }
+    Ok(out)
+}
