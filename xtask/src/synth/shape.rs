@@ -1,0 +1,198 @@
+//! The model shapes `synth-model` writes: the hyperparameters and the tensor list of each.
+
+use std::path::PathBuf;
+
+use crate::paths;
+
+/// Where a synthetic model's tokenizer comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VocabSource {
+    /// A `ggml-vocab-*.gguf` file whose `tokenizer.*` keys are copied.
+    pub file: PathBuf,
+}
+
+/// A decoder-only transformer shape (the llama and qwen2 tensor layout).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    /// `general.name` of the file.
+    pub name: &'static str,
+    /// `general.architecture`: "llama" or "qwen2".
+    pub arch: &'static str,
+    pub vocab: usize,
+    pub n_layers: usize,
+    pub dim: usize,
+    pub ffn: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    /// Q/K/V biases (qwen2).
+    pub qkv_bias: bool,
+    /// No `output.weight`: the token embedding is the LM head.
+    pub tied_output: bool,
+    pub rope_base: f32,
+    pub rms_eps: f32,
+    pub context: usize,
+    /// The tokenizer (padded to `vocab` tokens); `None` writes no tokenizer keys.
+    pub tokenizer: Option<VocabSource>,
+}
+
+fn vocab_file(name: &str) -> PathBuf {
+    paths::repo_root()
+        .join("..")
+        .join("shared")
+        .join("testdata")
+        .join("vocab")
+        .join(name)
+}
+
+impl Shape {
+    /// Llama-3-8B.
+    pub fn llama3_8b() -> Shape {
+        Shape {
+            name: "synthetic llama3-8b",
+            arch: "llama",
+            vocab: 128_256,
+            n_layers: 32,
+            dim: 4096,
+            ffn: 14_336,
+            n_heads: 32,
+            n_kv_heads: 8,
+            qkv_bias: false,
+            tied_output: false,
+            rope_base: 500_000.0,
+            rms_eps: 1e-5,
+            context: 8192,
+            tokenizer: Some(VocabSource {
+                file: vocab_file("ggml-vocab-llama-bpe.gguf"),
+            }),
+        }
+    }
+
+    /// Qwen2.5-0.5B.
+    pub fn qwen25_05b() -> Shape {
+        Shape {
+            name: "synthetic qwen2.5-0.5b",
+            arch: "qwen2",
+            vocab: 151_936,
+            n_layers: 24,
+            dim: 896,
+            ffn: 4864,
+            n_heads: 14,
+            n_kv_heads: 2,
+            qkv_bias: true,
+            tied_output: true,
+            rope_base: 1_000_000.0,
+            rms_eps: 1e-6,
+            context: 32_768,
+            tokenizer: Some(VocabSource {
+                file: vocab_file("ggml-vocab-gpt-2.gguf"),
+            }),
+        }
+    }
+
+    /// The shape named on the command line.
+    pub fn by_name(name: &str) -> Option<Shape> {
+        match name {
+            "llama3-8b" => Some(Shape::llama3_8b()),
+            "qwen2.5-0.5b" => Some(Shape::qwen25_05b()),
+            _ => None,
+        }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.dim / self.n_heads
+    }
+
+    /// Every tensor in file order.
+    pub fn tensors(&self) -> Vec<TensorSpec> {
+        let (d, hd) = (self.dim, self.head_dim());
+        let (qd, kd) = (self.n_heads * hd, self.n_kv_heads * hd);
+        let mut out = vec![TensorSpec::new(
+            "token_embd.weight".into(),
+            Kind::TokenEmbd,
+            None,
+            &[d, self.vocab],
+        )];
+        for l in 0..self.n_layers {
+            let t = |s: &str, kind: Kind, dims: &[usize]| {
+                TensorSpec::new(format!("blk.{l}.{s}"), kind, Some(l), dims)
+            };
+            out.push(t("attn_norm.weight", Kind::Norm, &[d]));
+            out.push(t("attn_q.weight", Kind::AttnQ, &[d, qd]));
+            out.push(t("attn_k.weight", Kind::AttnK, &[d, kd]));
+            out.push(t("attn_v.weight", Kind::AttnV, &[d, kd]));
+            if self.qkv_bias {
+                out.push(t("attn_q.bias", Kind::Bias, &[qd]));
+                out.push(t("attn_k.bias", Kind::Bias, &[kd]));
+                out.push(t("attn_v.bias", Kind::Bias, &[kd]));
+            }
+            out.push(t("attn_output.weight", Kind::AttnOutput, &[qd, d]));
+            out.push(t("ffn_norm.weight", Kind::Norm, &[d]));
+            out.push(t("ffn_gate.weight", Kind::FfnGate, &[d, self.ffn]));
+            out.push(t("ffn_up.weight", Kind::FfnUp, &[d, self.ffn]));
+            out.push(t("ffn_down.weight", Kind::FfnDown, &[self.ffn, d]));
+        }
+        out.push(TensorSpec::new(
+            "output_norm.weight".into(),
+            Kind::Norm,
+            None,
+            &[d],
+        ));
+        if !self.tied_output {
+            out.push(TensorSpec::new(
+                "output.weight".into(),
+                Kind::Output,
+                None,
+                &[d, self.vocab],
+            ));
+        }
+        out
+    }
+}
+
+/// What a tensor is (its quantization type and its random values depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    TokenEmbd,
+    Output,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnOutput,
+    FfnGate,
+    FfnUp,
+    FfnDown,
+    Norm,
+    Bias,
+}
+
+/// One tensor of a shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub kind: Kind,
+    /// The block index, for per-layer tensors.
+    pub layer: Option<usize>,
+    /// `ne0` (the row length) first.
+    pub dims: Vec<u64>,
+}
+
+impl TensorSpec {
+    fn new(name: String, kind: Kind, layer: Option<usize>, dims: &[usize]) -> TensorSpec {
+        TensorSpec {
+            name,
+            kind,
+            layer,
+            dims: dims.iter().map(|&d| d as u64).collect(),
+        }
+    }
+
+    /// The row length (`ne0`).
+    pub fn row_len(&self) -> usize {
+        self.dims.first().copied().unwrap_or(1) as usize
+    }
+
+    /// The number of elements.
+    pub fn n_elements(&self) -> usize {
+        self.dims.iter().product::<u64>() as usize
+    }
+}

@@ -1,0 +1,186 @@
+//! synth-model: llama.cpp's Q4_K_M rule, the file sizes of the issue's table, and tiny
+//! synthetic models that load through rocmforge-model and run a CPU forward.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rocmforge_gguf::{GgmlType, GgufFile, MetadataValue};
+use rocmforge_model::{CpuModel, LogitsFor};
+
+use super::mix::use_more_bits;
+use super::*;
+
+fn type_of(shape: &Shape, ftype: FileType, name: &str) -> GgmlType {
+    let t = shape
+        .tensors()
+        .into_iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no tensor {name}"));
+    tensor_type(ftype, &t, shape.n_layers, shape.tied_output)
+}
+
+#[test]
+fn more_bits_layers_follow_llama_cpp() {
+    let picked: Vec<usize> = (0..32).filter(|&l| use_more_bits(l, 32)).collect();
+    assert_eq!(
+        picked,
+        [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+    );
+    let picked: Vec<usize> = (0..24).filter(|&l| use_more_bits(l, 24)).collect();
+    assert_eq!(picked, [0, 1, 2, 5, 8, 11, 14, 17, 20, 21, 22, 23]);
+}
+
+#[test]
+fn q4_k_m_types_of_llama3_8b() {
+    let s = Shape::llama3_8b();
+    let q = FileType::Q4KM;
+    assert_eq!(type_of(&s, q, "token_embd.weight"), GgmlType::Q4_K);
+    assert_eq!(type_of(&s, q, "output.weight"), GgmlType::Q6_K);
+    assert_eq!(type_of(&s, q, "output_norm.weight"), GgmlType::F32);
+    assert_eq!(type_of(&s, q, "blk.0.attn_norm.weight"), GgmlType::F32);
+    for l in 0..32 {
+        let want = if use_more_bits(l, 32) {
+            GgmlType::Q6_K
+        } else {
+            GgmlType::Q4_K
+        };
+        assert_eq!(type_of(&s, q, &format!("blk.{l}.attn_v.weight")), want);
+        assert_eq!(type_of(&s, q, &format!("blk.{l}.ffn_down.weight")), want);
+        for other in ["attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"] {
+            let name = format!("blk.{l}.{other}.weight");
+            assert_eq!(type_of(&s, q, &name), GgmlType::Q4_K, "{name}");
+        }
+    }
+}
+
+#[test]
+fn other_file_types_of_llama3_8b() {
+    let s = Shape::llama3_8b();
+    assert_eq!(type_of(&s, FileType::Q4_0, "output.weight"), GgmlType::Q6_K);
+    assert_eq!(
+        type_of(&s, FileType::Q4_0, "blk.0.attn_v.weight"),
+        GgmlType::Q4_0
+    );
+    assert_eq!(type_of(&s, FileType::Q8_0, "output.weight"), GgmlType::Q8_0);
+    assert_eq!(type_of(&s, FileType::F16, "output.weight"), GgmlType::F16);
+    assert_eq!(
+        type_of(&s, FileType::F16, "blk.3.ffn_norm.weight"),
+        GgmlType::F32
+    );
+}
+
+#[test]
+fn q4_k_m_types_of_qwen_with_896_wide_rows() {
+    let s = Shape::qwen25_05b();
+    let q = FileType::Q4KM;
+    // Tied: the embedding is the output layer; 896 is not a multiple of 256.
+    assert_eq!(type_of(&s, q, "token_embd.weight"), GgmlType::Q8_0);
+    assert_eq!(type_of(&s, q, "blk.0.attn_q.weight"), GgmlType::Q5_0);
+    assert_eq!(type_of(&s, q, "blk.0.attn_v.weight"), GgmlType::Q8_0);
+    assert_eq!(type_of(&s, q, "blk.3.attn_v.weight"), GgmlType::Q5_0);
+    assert_eq!(type_of(&s, q, "blk.0.ffn_down.weight"), GgmlType::Q6_K);
+    assert_eq!(type_of(&s, q, "blk.3.ffn_down.weight"), GgmlType::Q4_K);
+    assert_eq!(type_of(&s, q, "blk.3.attn_q.bias"), GgmlType::F32);
+    assert!(s.tensors().iter().all(|t| t.name != "output.weight"));
+}
+
+fn file_bytes(shape: &Shape, ftype: FileType) -> u64 {
+    shape
+        .tensors()
+        .iter()
+        .map(|t| {
+            let ty = tensor_type(ftype, t, shape.n_layers, shape.tied_output);
+            ty.bytes_for(t.n_elements() as u64).unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn llama3_8b_sizes_match_the_issue_table() {
+    // Issue 7's sizes of llama.cpp's files (GB): the type mix decides them.
+    for (ftype, gb) in [
+        (FileType::Q4KM, 4.92),
+        (FileType::Q4_0, 4.66),
+        (FileType::Q8_0, 8.54),
+        (FileType::F16, 16.1),
+    ] {
+        let got = file_bytes(&Shape::llama3_8b(), ftype) as f64 / 1e9;
+        assert!(
+            (got - gb).abs() / gb < 0.01,
+            "{}: {got:.3} GB, table {gb}",
+            ftype.name()
+        );
+    }
+}
+
+fn tiny(arch: &'static str) -> Shape {
+    let mut s = if arch == "qwen2" {
+        Shape::qwen25_05b()
+    } else {
+        Shape::llama3_8b()
+    };
+    s.n_layers = 3;
+    s.dim = if arch == "qwen2" { 128 } else { 256 };
+    s.ffn = 512;
+    s.n_heads = 4;
+    s.n_kv_heads = 2;
+    s.context = 64;
+    if arch == "llama" {
+        s.vocab = 300;
+        s.tokenizer = None;
+    } else {
+        s.vocab = 50_304; // the GPT-2 vocabulary (50,257) padded
+    }
+    s
+}
+
+fn forward_is_finite(shape: &Shape, ftype: FileType, name: &str) -> GgufFile {
+    let path = std::env::temp_dir().join(format!("xtask-synth-{}-{name}.gguf", std::process::id()));
+    let stats = synthesize(shape, ftype, 1, &path).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(stats.tensors, file.tensors().len());
+    let model = CpuModel::from_gguf(&file).unwrap();
+    assert_eq!(model.config().vocab_size, shape.vocab);
+    let mut cache = model.new_cache(8).unwrap();
+    let logits = model
+        .forward(&mut cache, &[1, 2, 3, 4], 0, LogitsFor::Last)
+        .unwrap();
+    assert_eq!(logits.len(), shape.vocab);
+    assert!(logits.iter().all(|x| x.is_finite()));
+    assert!(logits.iter().any(|&x| x != logits[0]), "constant logits");
+    file
+}
+
+#[test]
+fn tiny_llama_q4_k_m_loads_and_runs() {
+    let shape = tiny("llama");
+    let file = forward_is_finite(&shape, FileType::Q4KM, "llama");
+    let ty = |n: &str| file.tensor(n).unwrap().ty;
+    // 3 layers: n/8 = 0 and 7n/8 = 2, so only block 2 gets more bits.
+    assert_eq!(ty("blk.0.attn_v.weight"), GgmlType::Q4_K);
+    assert_eq!(ty("blk.2.attn_v.weight"), GgmlType::Q6_K);
+    assert_eq!(ty("blk.2.ffn_down.weight"), GgmlType::Q6_K);
+    assert_eq!(ty("blk.0.attn_q.weight"), GgmlType::Q4_K);
+    assert_eq!(ty("output.weight"), GgmlType::Q6_K);
+    assert_eq!(file.architecture().unwrap(), "llama");
+}
+
+#[test]
+fn tiny_qwen2_loads_with_a_padded_tokenizer() {
+    for ftype in [FileType::Q4KM, FileType::Q8_0] {
+        let shape = tiny("qwen2");
+        let file = forward_is_finite(&shape, ftype, ftype.name());
+        let tokens = file
+            .metadata()
+            .get_str_array("tokenizer.ggml.tokens")
+            .unwrap();
+        assert_eq!(tokens.len(), 50_304);
+        assert_eq!(tokens[50_303], "[PAD50303]");
+        assert_eq!(tokens[0], "!");
+        assert_eq!(
+            file.metadata().get("general.file_type"),
+            Some(&MetadataValue::U32(ftype.id()))
+        );
+        assert!(file.tensor("blk.2.attn_k.bias").is_some());
+        assert!(file.tensor("output.weight").is_none());
+    }
+}
