@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use half::f16;
 use rocmforge_gguf::GgmlType;
-use rocmforge_hip::{DeviceBuffer, DevicePtr, HipBackend, HipFunction, HipModule, HipStream};
+use rocmforge_hip::{
+    DeviceBuffer, DevicePtr, HipBackend, HipFunction, HipModule, HipStream, LaunchConfig,
+};
 
 use super::grid_1d;
 use crate::error::{TensorError, TensorResult};
@@ -154,7 +156,8 @@ impl DequantKernels {
         let f = self.function(name)?;
         let row_bytes64 = row_bytes as u64;
         // SAFETY: `dequant_f16_<type>(const u8* w, u64 row_bytes, u32 rows, u32 cols,
-        // rf_half* out)`, grid-stride over rows * cols / chunk chunks; sizes promised.
+        // rf_half* out)`, STAGE_VALUES / chunk threads per block as the kernel's stage
+        // expects, grid-stride over rows * cols / chunk chunks; sizes promised.
         unsafe {
             stream
                 .launch_builder(&f)
@@ -163,9 +166,23 @@ impl DequantKernels {
                 .arg(&rows32)
                 .arg(&cols32)
                 .arg(&out)
-                .launch(grid_1d(n / chunk, THREADS))?;
+                .launch(dequant_grid(n / chunk, chunk))?;
         }
         Ok(())
+    }
+}
+
+/// Values one block of the `dequant_f16_<type>` kernels stages (`DQ_STAGE_VALUES`): its size
+/// is this over the type's chunk values.
+const STAGE_VALUES: usize = 8192;
+
+/// Grid of the decode kernels for `chunks` chunks of `chunk` values.
+fn dequant_grid(chunks: usize, chunk: usize) -> LaunchConfig {
+    let threads = STAGE_VALUES / chunk;
+    LaunchConfig {
+        grid_dim: (chunks.div_ceil(threads).clamp(1, 65_535) as u32, 1, 1),
+        block_dim: (threads as u32, 1, 1),
+        shared_mem_bytes: 0,
     }
 }
 

@@ -20,9 +20,12 @@ use super::dequant_f16::{self, DequantKernels, checked_row_bytes};
 use super::matmul::MatmulContext;
 use crate::error::{TensorError, TensorResult};
 
-/// Token count from which `matmul` uses the BLAS path (measured on an H100: see
-/// `examples/bench_prefill_blas.rs`).
-pub const BLAS_MIN_TOKENS: usize = 32;
+/// Token count from which `matmul` uses the BLAS path: wherever it would otherwise run the
+/// tiled mmq kernels (more than [`super::matmul::MATVEC_MAX_TOKENS`] tokens). Measured on an
+/// H100 with one Llama-3-8B Q4_K layer (7 matmuls, `examples/bench_prefill_blas.rs`): the BLAS
+/// path took 1.07 ms at 9 tokens against 1.24 ms for mmq, 1.10 against 2.67 ms at 128; the
+/// matvec kernels keep 1..=8 tokens (0.37 ms at 8 tokens, against 1.06 ms for the BLAS).
+pub const BLAS_MIN_TOKENS: usize = super::matmul::MATVEC_MAX_TOKENS + 1;
 /// Largest weight slice decoded at once (f16 values): 64 Mi values, 128 MiB of scratch.
 pub const MAX_WEIGHT_SLICE_VALUES: usize = 64 << 20;
 
