@@ -2,8 +2,10 @@
 //!
 //! `ROCMFORGE_BLAS_LIB` may name the library file (a path or a bare name); otherwise the usual
 //! names are tried: `libcublas.so.13`, `libcublas.so.12`, `libcublas.so` on NVIDIA (the CUDA
-//! toolkit's, or the one pip's `nvidia-cublas` wheel puts under `site-packages/nvidia/cublas/lib`
-//! when that folder is on `LD_LIBRARY_PATH`), `librocblas.so.4`, `librocblas.so` on AMD. When the
+//! toolkit's, or the one pip's `nvidia-cublas` wheel puts under `site-packages/nvidia/.../lib`
+//! when that folder is on `LD_LIBRARY_PATH`), `librocblas.so.4`, `librocblas.so` on AMD, then
+//! the files of a toolkit installed off the search path (`$CUDA_HOME`, `/usr/local/cuda`,
+//! `$ROCM_PATH`, `/opt/rocm`). When the
 //! named cuBLAS sits in a folder that also holds `libcublasLt`, that one is opened first so that
 //! cuBLAS finds its dependency without `LD_LIBRARY_PATH`.
 
@@ -59,7 +61,46 @@ fn candidates(platform: Platform) -> Vec<String> {
         Platform::Amd => ROCBLAS_LIBRARIES,
     };
     names.extend(defaults.iter().map(|s| (*s).to_string()));
+    names.extend(toolkit_files(platform));
     names
+}
+
+/// The library files of an installed CUDA toolkit or ROCm that exist but need not be on the
+/// loader's search path (`$CUDA_HOME`, `$CUDA_PATH`, `/usr/local/cuda`; `$ROCM_PATH`,
+/// `/opt/rocm`).
+fn toolkit_files(platform: Platform) -> Vec<String> {
+    let (vars, fallback, dirs, files): (&[&str], &str, &[&str], &[&str]) = match platform {
+        Platform::Nvidia => (
+            &["CUDA_HOME", "CUDA_PATH"],
+            "/usr/local/cuda",
+            &["lib64", "targets/x86_64-linux/lib"],
+            &["libcublas.so.13", "libcublas.so.12"],
+        ),
+        Platform::Amd => (
+            &["ROCM_PATH"],
+            "/opt/rocm",
+            &["lib"],
+            &["librocblas.so.4", "librocblas.so.5", "librocblas.so"],
+        ),
+    };
+    let mut roots: Vec<String> = vars
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    roots.push(fallback.to_string());
+    let mut found = Vec::new();
+    for root in &roots {
+        for dir in dirs {
+            for file in files {
+                let path = Path::new(root).join(dir).join(file);
+                if path.is_file() {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Opens `libcublasLt.so*` beside `path` (when `path` names a folder), so that the dynamic
@@ -150,12 +191,25 @@ mod tests {
 
     #[test]
     fn the_default_names_follow_the_environment_variable() {
-        let names = candidates(Platform::Nvidia);
-        let want: Vec<String> = CUBLAS_LIBRARIES.iter().map(|s| s.to_string()).collect();
-        assert!(names.ends_with(&want), "{names:?}");
-        let names = candidates(Platform::Amd);
-        let want: Vec<String> = ROCBLAS_LIBRARIES.iter().map(|s| s.to_string()).collect();
-        assert!(names.ends_with(&want), "{names:?}");
+        for (platform, defaults) in [
+            (Platform::Nvidia, CUBLAS_LIBRARIES),
+            (Platform::Amd, ROCBLAS_LIBRARIES),
+        ] {
+            let names = candidates(platform);
+            let want: Vec<String> = defaults.iter().map(|s| s.to_string()).collect();
+            let extra = toolkit_files(platform);
+            assert_eq!(names.len(), names_from_env() + want.len() + extra.len());
+            let start = names_from_env();
+            assert_eq!(names[start..start + want.len()], want[..], "{names:?}");
+            assert!(
+                extra.iter().all(|p| Path::new(p).is_absolute()),
+                "{extra:?}"
+            );
+        }
+    }
+
+    fn names_from_env() -> usize {
+        usize::from(std::env::var(BLAS_LIB_ENV).is_ok_and(|v| !v.trim().is_empty()))
     }
 
     #[test]

@@ -266,7 +266,10 @@ pub(crate) fn try_matmul(
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
 ) -> TensorResult<bool> {
-    if n_tokens < ctx.blas.min_tokens || !supports(ty) {
+    if n_tokens < ctx.blas.min_tokens
+        || !supports(ty)
+        || matches!(ctx.blas.state, State::Unavailable(_))
+    {
         return Ok(false);
     }
     let Ok(blas) = ctx.blas() else {
