@@ -20,6 +20,8 @@
 #define AD_MAX_GROUP 8
 #define AD_MAX_HEAD_DIM 256
 #define AD_ACC (AD_MAX_HEAD_DIM / AD_THREADS)
+#define AD_UNROLL 8
+#define AD_WEIGHTS 1024  // chunk weights the combine keeps in shared memory
 
 struct __attribute__((aligned(16))) ad_u32x4 {
     rf_u32 x, y, z, w;
@@ -72,13 +74,25 @@ RF_KERNEL(AD_THREADS) void attention_decode_partial_f16(
         for (rf_u32 g = 0; g < AD_MAX_GROUP; ++g) dot[g] = 0.0f;
         const rf_half* krow = k + (rf_u64)(start + t) * kv_stride + (rf_u64)kvh * head_dim;
         if (vec) {
+            // AD_UNROLL 16-byte loads in flight before their first use.
             const ad_u32x4* k4 = (const ad_u32x4*)krow;
-            for (rf_u32 d8 = 0; d8 < head_dim / 8; ++d8) {
-                const ad_u32x4 w = k4[d8];
-                ad_dot_pair(dot, qs, head_dim, group, 8 * d8, w.x);
-                ad_dot_pair(dot, qs, head_dim, group, 8 * d8 + 2, w.y);
-                ad_dot_pair(dot, qs, head_dim, group, 8 * d8 + 4, w.z);
-                ad_dot_pair(dot, qs, head_dim, group, 8 * d8 + 6, w.w);
+            const rf_u32 n8 = head_dim / 8;
+            for (rf_u32 d0 = 0; d0 < n8; d0 += AD_UNROLL) {
+                ad_u32x4 w[AD_UNROLL];
+#pragma unroll
+                for (rf_u32 u = 0; u < AD_UNROLL; ++u) {
+                    if (d0 + u < n8) w[u] = k4[d0 + u];
+                }
+#pragma unroll
+                for (rf_u32 u = 0; u < AD_UNROLL; ++u) {
+                    if (d0 + u < n8) {
+                        const rf_u32 d = 8 * (d0 + u);
+                        ad_dot_pair(dot, qs, head_dim, group, d, w[u].x);
+                        ad_dot_pair(dot, qs, head_dim, group, d + 2, w[u].y);
+                        ad_dot_pair(dot, qs, head_dim, group, d + 4, w[u].z);
+                        ad_dot_pair(dot, qs, head_dim, group, d + 6, w[u].w);
+                    }
+                }
             }
         } else {
             for (rf_u32 d = 0; d < head_dim; ++d) {
@@ -126,16 +140,28 @@ RF_KERNEL(AD_THREADS) void attention_decode_partial_f16(
         for (rf_u32 a = 0; a < AD_ACC; ++a) acc[g][a] = 0.0f;
     }
     const rf_half* vbase = v + (rf_u64)start * kv_stride + (rf_u64)kvh * head_dim;
-    for (rf_u32 j = 0; j < n_keys; ++j) {
-        const rf_half* vrow = vbase + (rf_u64)j * kv_stride;
+    // Keys in groups of AD_UNROLL: the group's V loads are all in flight before the first FMA
+    // (the sums still run over j in order).
+    for (rf_u32 j0 = 0; j0 < n_keys; j0 += AD_UNROLL) {
+        float vd[AD_UNROLL][AD_ACC];
 #pragma unroll
-        for (rf_u32 a = 0; a < AD_ACC; ++a) {
-            const rf_u32 d = t + a * AD_THREADS;
-            if (d < head_dim) {
-                const float vd = rf_half_to_f32(vrow[d]);
+        for (rf_u32 u = 0; u < AD_UNROLL; ++u) {
+#pragma unroll
+            for (rf_u32 a = 0; a < AD_ACC; ++a) {
+                const rf_u32 d = t + a * AD_THREADS;
+                vd[u][a] = j0 + u < n_keys && d < head_dim
+                               ? rf_half_to_f32(vbase[(rf_u64)(j0 + u) * kv_stride + d])
+                               : 0.0f;
+            }
+        }
+#pragma unroll
+        for (rf_u32 u = 0; u < AD_UNROLL; ++u) {
+            if (j0 + u >= n_keys) break;
+#pragma unroll
+            for (rf_u32 a = 0; a < AD_ACC; ++a) {
 #pragma unroll
                 for (rf_u32 g = 0; g < AD_MAX_GROUP; ++g) {
-                    if (g < group) acc[g][a] += probs[g * AD_CHUNK + j] * vd;
+                    if (g < group) acc[g][a] += probs[g * AD_CHUNK + j0 + u] * vd[u][a];
                 }
             }
         }
@@ -156,31 +182,51 @@ RF_KERNEL(AD_THREADS) void attention_decode_partial_f16(
     }
 }
 
+RF_DEVICE float ad_block_max(float v, float* scratch) {
+    const rf_u32 lane = RF_TID_X % RF_WARP_SIZE, warp = RF_TID_X / RF_WARP_SIZE;
+    const rf_u32 n_warps = RF_BDIM_X / RF_WARP_SIZE;
+    v = rf_warp_max_f32(v);
+    rf_sync_block();
+    if (lane == 0) scratch[warp] = v;
+    rf_sync_block();
+    v = lane < n_warps ? scratch[lane] : -__builtin_huge_valf();
+    return rf_warp_max_f32(v);
+}
+
 // One block per query head: out[h] = sum_c exp(m_c - M) acc_c / sum_c exp(m_c - M) l_c over the
-// chunks below len (M the largest m_c). len = 0 writes zeros (no key visible).
+// chunks below len (M the largest m_c). len = 0 writes zeros (no key visible). The weights
+// exp(m_c - M) of the first AD_WEIGHTS chunks are computed once, in parallel, into shared memory.
 RF_KERNEL(AD_THREADS) void attention_decode_combine_f32(const float* part_acc, const float* part_ml,
                                                         const rf_u32* len_ptr, float* out,
                                                         rf_u32 n_heads, rf_u32 head_dim,
                                                         rf_u32 capacity) {
+    __shared__ float wts[AD_WEIGHTS];
+    __shared__ float scratch[AD_THREADS / RF_WARP_SIZE];
     const rf_u32 h = RF_BID_X, t = RF_TID_X;
     const rf_u32 len = *len_ptr < capacity ? *len_ptr : capacity;
     const rf_u32 n_used = (len + AD_CHUNK - 1) / AD_CHUNK;
     float m = -__builtin_huge_valf();
-    for (rf_u32 c = 0; c < n_used; ++c) {
+    for (rf_u32 c = t; c < n_used; c += AD_THREADS) {
         const float mc = part_ml[2 * ((rf_u64)c * n_heads + h)];
         m = mc > m ? mc : m;
     }
+    m = ad_block_max(m, scratch);
     float l = 0.0f;
-    for (rf_u32 c = 0; c < n_used; ++c) {
+    for (rf_u32 c = t; c < n_used; c += AD_THREADS) {
         const rf_u64 slot = (rf_u64)c * n_heads + h;
-        l += part_ml[2 * slot + 1] * rf_expf(part_ml[2 * slot] - m);
+        const float w = rf_expf(part_ml[2 * slot] - m);
+        if (c < AD_WEIGHTS) wts[c] = w;
+        l += part_ml[2 * slot + 1] * w;
     }
+    l = rf_block_sum_f32(l, scratch);  // its barriers also publish wts[]
     const float inv = n_used > 0 ? 1.0f / l : 0.0f;
     for (rf_u32 d = t; d < head_dim; d += AD_THREADS) {
         float sum = 0.0f;
+#pragma unroll 4
         for (rf_u32 c = 0; c < n_used; ++c) {
             const rf_u64 slot = (rf_u64)c * n_heads + h;
-            sum += part_acc[slot * head_dim + d] * rf_expf(part_ml[2 * slot] - m);
+            const float w = c < AD_WEIGHTS ? wts[c] : rf_expf(part_ml[2 * slot] - m);
+            sum += part_acc[slot * head_dim + d] * w;
         }
         out[(rf_u64)h * head_dim + d] = sum * inv;
     }

@@ -121,13 +121,15 @@ pub(crate) fn decode_step(
     };
     let row = u32::try_from(cache.len())
         .map_err(|_| ModelError::InvalidInput(format!("KV row {} exceeds 32 bits", cache.len())))?;
-    graph.upload_step(ops, [token, position, row, row + 1])?;
+    graph.upload_step(ops, [token, position, row, row.saturating_add(1)])?;
     if let Some(exec) = &graph.exec {
         exec.launch(ops.stream()).map_err(TensorError::Hip)?;
     } else {
         graph.record(ops, m, cache)?;
-        ops.synchronize()?;
-        graph.capture(ops, m, cache);
+        if !graph.eager_only {
+            ops.synchronize()?;
+            graph.capture(ops, m, cache);
+        }
     }
     ops.synchronize()?;
     let logits = graph.b.logits.to_f32_vec()?;
@@ -139,7 +141,10 @@ pub(crate) fn decode_step(
 fn covers(m: &DecodeModel<'_>) -> bool {
     let c = m.config;
     let w = m.weights;
-    let proj_ok = |t: &DeviceTensor| t.dtype().is_quantized() || t.dtype() == GgmlType::F32;
+    let proj_ok = |t: &DeviceTensor| {
+        let ty = t.dtype();
+        matmul::supports(ty) && (ty.is_quantized() || ty == GgmlType::F32)
+    };
     let layer_ok = |l: &GpuLayer| {
         l.bias.iter().all(Option::is_none)
             && l.q_norm.is_none()
@@ -210,6 +215,8 @@ struct Buffers {
 struct DecodeGraph {
     /// Declared first: dropped (and its replays waited for) before the buffers it uses.
     exec: Option<HipGraphExec>,
+    /// Set once capture or instantiation failed: later steps run eagerly without retrying.
+    eager_only: bool,
     key: CacheKey,
     b: Buffers,
 }
@@ -244,7 +251,12 @@ impl DecodeGraph {
             step: [u32s()?, u32s()?, u32s()?, u32s()?],
             step_host: [pinned()?, pinned()?, pinned()?, pinned()?],
         };
-        Ok(DecodeGraph { exec: None, key, b })
+        Ok(DecodeGraph {
+            exec: None,
+            eager_only: false,
+            key,
+            b,
+        })
     }
 
     /// Queues the copies of this step's scalars to the device (before the graph reads them).
@@ -267,6 +279,7 @@ impl DecodeGraph {
 
     /// Captures the step's launches and instantiates them; on failure the step stays eager.
     fn capture(&mut self, ops: &HipOps, m: &DecodeModel<'_>, cache: &mut GpuKvCache) {
+        self.eager_only = true; // cleared below when the graph is instantiated
         if let Err(e) = ops.stream().begin_capture() {
             tracing::warn!(error = %e, "decode graph: capture unavailable, decoding eagerly");
             return;
@@ -274,7 +287,10 @@ impl DecodeGraph {
         let recorded = self.record(ops, m, cache);
         let graph = ops.stream().end_capture();
         match (recorded, graph.and_then(|g| g.instantiate())) {
-            (Ok(()), Ok(exec)) => self.exec = Some(exec),
+            (Ok(()), Ok(exec)) => {
+                self.exec = Some(exec);
+                self.eager_only = false;
+            }
             (Err(e), _) => tracing::warn!(error = %e, "decode graph: capture failed"),
             (_, Err(e)) => tracing::warn!(error = %e, "decode graph: instantiation failed"),
         }
