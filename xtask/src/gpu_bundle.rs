@@ -7,6 +7,7 @@
 //!   bin/bench_*       benchmark binaries (examples named bench_*), run after the tests
 //!   kernels/          images from `cargo xtask kernels` (AMD code objects, NVIDIA PTX)
 //!   kernels-src/      kernels/*.hip + include/, so run.sh can build cubins with nvcc on the GPU host
+//!   build-cubins.sh   that nvcc step (shared with `cargo xtask bench --gpu`)
 //! ```
 //!
 //! Copy the folder to the GPU machine and run `bash gpu-bundle/run.sh [results-dir]`.
@@ -31,13 +32,13 @@ pub struct BundleArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
     cmd.current_dir(paths::repo_root());
     cmd
 }
 
-fn json_output(cmd: &mut Command) -> Result<Vec<Value>> {
+pub(crate) fn json_output(cmd: &mut Command) -> Result<Vec<Value>> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: running {shown}");
     let out = cmd
@@ -68,7 +69,7 @@ fn gpu_test_packages() -> Result<Vec<String>> {
 }
 
 /// (target name, executable) of every artifact of `kind` whose name starts with `prefix`.
-fn executables(messages: &[Value], kind: &str, prefix: &str) -> Vec<(String, PathBuf)> {
+pub(crate) fn executables(messages: &[Value], kind: &str, prefix: &str) -> Vec<(String, PathBuf)> {
     messages
         .iter()
         .filter(|m| m["reason"] == "compiler-artifact")
@@ -86,7 +87,7 @@ fn executables(messages: &[Value], kind: &str, prefix: &str) -> Vec<(String, Pat
         .collect()
 }
 
-fn copy_file(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_file(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -115,6 +116,19 @@ fn copy_kernel_sources(dest: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The shell step both bundles run first: cubins for the GPU at hand, built with nvcc there.
+pub const BUILD_CUBINS_SH: &str = include_str!("build_cubins.sh");
+
+/// Puts the kernels in `out`: `kernels/` (every target of every platform with a compiler
+/// here; `ROCMFORGE_PLATFORM` and `ROCMFORGE_KERNEL_ARCH` narrow it), `kernels-src/` and
+/// `build-cubins.sh`, which builds cubins for the NVIDIA GPU it runs on.
+pub(crate) fn bundle_kernels(out: &Path) -> Result<()> {
+    kernels::build_kernels(&KernelArgs::from_env(Some(out.join("kernels"))))?;
+    copy_kernel_sources(&out.join("kernels-src"))?;
+    std::fs::write(out.join("build-cubins.sh"), BUILD_CUBINS_SH)
+        .with_context(|| format!("writing {}/build-cubins.sh", out.display()))
 }
 
 /// With `ROCMFORGE_BUNDLE_MODEL=1`: rocmforge-model's `gpu_model` suite gets its model,
@@ -212,10 +226,7 @@ pub fn bundle_gpu_tests(args: &BundleArgs) -> Result<PathBuf> {
         copy_file(exe, &bin.join(name))?;
     }
     bundle_gpu_test_model(&root, &out, &bin)?;
-    // Default: every target of every platform with a compiler here; ROCMFORGE_PLATFORM and
-    // ROCMFORGE_KERNEL_ARCH narrow it (a self-hosted runner builds for its own GPU).
-    kernels::build_kernels(&KernelArgs::from_env(Some(out.join("kernels"))))?;
-    copy_kernel_sources(&out.join("kernels-src"))?;
+    bundle_kernels(&out)?;
     std::fs::write(out.join("run.sh"), RUN_SH)
         .with_context(|| format!("writing {}/run.sh", out.display()))?;
     eprintln!(
@@ -256,21 +267,7 @@ mkdir -p "$results"
 export ROCMFORGE_KERNEL_DIR="$here/kernels"
 
 # On an NVIDIA host with nvcc, build cubins for this GPU (the bundled PTX is the fallback).
-if command -v nvidia-smi >/dev/null 2>&1; then
-  cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')"
-  nvcc_bin="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
-  if [ -n "$cap" ] && [ -x "$nvcc_bin" ]; then
-    mkdir -p "$here/kernels/nvidia/sm_$cap"
-    for src in "$here"/kernels-src/*.hip; do
-      name="$(basename "$src" .hip)"
-      if ! "$nvcc_bin" -cubin -arch="sm_$cap" -O3 -std=c++17 -x cu -I "$here/kernels-src/include" \
-           -o "$here/kernels/nvidia/sm_$cap/$name.cubin" "$src" 2>"$results/nvcc-$name.log"; then
-        echo "nvcc failed for $name (see $results/nvcc-$name.log); using PTX"
-        cat "$results/nvcc-$name.log"
-      fi
-    done
-  fi
-fi
+bash "$here/build-cubins.sh" "$results"
 
 # rocmforge-model's gpu_model suite: its model (bundled with ROCMFORGE_BUNDLE_MODEL=1) and a
 # 30-block model of SmolLM2's exact shape for its speed check.

