@@ -16,6 +16,11 @@
 //! fails, the step keeps running the same launches eagerly. Blocks this path does not cover
 //! (biases, q/k norms, post-norms, float projection weights other than F32, more than 8 query
 //! heads per KV head) make [`decode_step`] return `None`: the caller runs its general forward.
+//!
+//! Capture records whatever is queued on the model's one stream while it lasts: a
+//! [`super::GpuModel::forward_batch`] running on another thread at that moment would be
+//! recorded instead of run. The engine owns its model; callers that share one model between
+//! threads must not overlap a first decode step with other work on it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
