@@ -6,6 +6,7 @@
 //!
 //! `--json` prints one object (a stable contract: `cargo xtask bench` reads it):
 //! - `model` (file name), `size_bytes` (file size), `device` (`"cpu"` or `"gpu:N"`),
+//!   `depth` (tokens in the KV cache before each measured test, `--depth`),
 //!   `load_s` (seconds to open the file and, on a GPU, upload every weight),
 //!   `repetitions` (measured runs after one warm-up);
 //! - `pp`: `n_prompt`, `tokens_per_s_mean`, `tokens_per_s_sd` (sample sd), `samples` (one per
@@ -45,6 +46,10 @@ pub struct BenchArgs {
     /// Repetitions (after one warm-up run).
     #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
     pub reps: usize,
+    /// Tokens already in the KV cache before each measured prefill and decode (llama-bench's
+    /// -d): filled unmeasured, in chunks of 512.
+    #[arg(short = 'd', long, default_value_t = 0)]
+    pub depth: usize,
     /// Also measure the aggregate decode rate of this many sequences batched together.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
@@ -93,8 +98,23 @@ fn tokens(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
 trait Benched: BatchModel + SequenceModel<Cache = <Self as BatchModel>::Cache> {}
 impl<M: BatchModel + SequenceModel<Cache = <M as BatchModel>::Cache>> Benched for M {}
 
-fn prefill_rate<M: Benched>(model: &M, n: usize, salt: usize) -> anyhow::Result<f64> {
-    let mut cache = BatchModel::new_cache(model, n + 1)?;
+/// Fills `cache` with `depth` tokens (unmeasured), in chunks of 512.
+fn fill_depth<M: Benched>(
+    model: &M,
+    cache: &mut <M as BatchModel>::Cache,
+    depth: usize,
+    salt: usize,
+) -> anyhow::Result<()> {
+    let ids = tokens(depth, model.config().vocab_size, salt + 7);
+    for chunk in ids.chunks(512) {
+        model.run_tokens(cache, chunk, LogitsFor::Last)?;
+    }
+    Ok(())
+}
+
+fn prefill_rate<M: Benched>(model: &M, n: usize, depth: usize, salt: usize) -> anyhow::Result<f64> {
+    let mut cache = BatchModel::new_cache(model, depth + n + 1)?;
+    fill_depth(model, &mut cache, depth, salt)?;
     let ids = tokens(n, model.config().vocab_size, salt);
     let t0 = Instant::now();
     model.run_tokens(&mut cache, &ids, LogitsFor::Last)?;
@@ -102,11 +122,20 @@ fn prefill_rate<M: Benched>(model: &M, n: usize, salt: usize) -> anyhow::Result<
 }
 
 /// Aggregate decode tokens/s of `batch` sequences each generating `n` tokens after a 1-token prompt.
-fn decode_rate<M: Benched>(model: &M, n: usize, batch: usize, salt: usize) -> anyhow::Result<f64> {
+fn decode_rate<M: Benched>(
+    model: &M,
+    n: usize,
+    batch: usize,
+    depth: usize,
+    salt: usize,
+) -> anyhow::Result<f64> {
     let vocab = model.config().vocab_size;
     let mut caches = (0..batch)
-        .map(|_| BatchModel::new_cache(model, n + 1))
+        .map(|_| BatchModel::new_cache(model, depth + n + 1))
         .collect::<Result<Vec<_>, _>>()?;
+    for (b, cache) in caches.iter_mut().enumerate() {
+        fill_depth(model, cache, depth, salt + b)?;
+    }
     let mut next: Vec<[u32; 1]> = (0..batch)
         .map(|b| [tokens(1, vocab, salt + b)[0]])
         .collect();
@@ -152,20 +181,25 @@ fn measure<M: Benched>(
 ) -> anyhow::Result<Rates> {
     let ctx = model.config().context_length;
     anyhow::ensure!(
-        args.n_prompt < ctx && args.n_gen < ctx,
-        "-p and -n must be below the model's context ({ctx})"
+        args.depth + args.n_prompt < ctx && args.depth + args.n_gen < ctx,
+        "--depth + -p and --depth + -n must be below the model's context ({ctx})"
     );
-    prefill_rate(model, args.n_prompt.min(32), 0)?;
-    decode_rate(model, args.n_gen.min(8), 1, 0)?;
+    prefill_rate(model, args.n_prompt.min(32), 0, 0)?;
+    decode_rate(model, args.n_gen.min(8), 1, 0, 0)?;
     let mut r = Rates::default();
     for rep in 0..args.reps {
-        r.pp.push(prefill_rate(model, args.n_prompt, rep + 1)?);
+        r.pp.push(prefill_rate(model, args.n_prompt, args.depth, rep + 1)?);
         sample();
-        r.tg.push(decode_rate(model, args.n_gen, 1, rep + 1)?);
+        r.tg.push(decode_rate(model, args.n_gen, 1, args.depth, rep + 1)?);
         sample();
         if args.concurrency > 1 {
-            r.batched
-                .push(decode_rate(model, args.n_gen, args.concurrency, rep + 1)?);
+            r.batched.push(decode_rate(
+                model,
+                args.n_gen,
+                args.concurrency,
+                args.depth,
+                rep + 1,
+            )?);
             sample();
         }
     }
@@ -231,7 +265,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.json {
         let mut v = serde_json::json!({
             "model": name, "size_bytes": file.file_size(), "device": dev,
-            "load_s": load_s, "repetitions": args.reps,
+            "depth": args.depth, "load_s": load_s, "repetitions": args.reps,
             "pp": {"n_prompt": args.n_prompt, "tokens_per_s_mean": pp_m, "tokens_per_s_sd": pp_sd, "samples": pp},
             "tg": {"n_gen": args.n_gen, "tokens_per_s_mean": tg_m, "tokens_per_s_sd": tg_sd, "samples": tg},
             "peak_memory_bytes": peak,
@@ -244,14 +278,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!("{v}");
         return Ok(());
     }
+    let at = if args.depth > 0 {
+        format!(" @ d{}", args.depth)
+    } else {
+        String::new()
+    };
     println!("| model | size | device | test | t/s |");
     println!("| --- | ---: | --- | --- | ---: |");
     println!(
-        "| {name} | {size_mib:.1} MiB | {dev} | pp{} | {pp_m:.2} ± {pp_sd:.2} |",
+        "| {name} | {size_mib:.1} MiB | {dev} | pp{}{at} | {pp_m:.2} ± {pp_sd:.2} |",
         args.n_prompt
     );
     println!(
-        "| {name} | {size_mib:.1} MiB | {dev} | tg{} | {tg_m:.2} ± {tg_sd:.2} |",
+        "| {name} | {size_mib:.1} MiB | {dev} | tg{}{at} | {tg_m:.2} ± {tg_sd:.2} |",
         args.n_gen
     );
     if args.concurrency > 1 {
