@@ -14,7 +14,7 @@ use rocmforge_model::chat_template::ChatTemplate;
 use rocmforge_model::engine::Engine;
 
 use super::error::ApiError;
-use super::{generation, metrics};
+use super::{generation, health, metrics};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +67,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/chat/completions", post(generation::chat))
         .route("/v1/completions", post(generation::completions))
         .route("/v1/models", get(models))
-        .route("/health", get(health))
+        .route("/health", get(health::health))
         .route("/metrics", get(metrics::prometheus))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -132,16 +132,4 @@ async fn models(State(state): State<Shared>) -> impl IntoResponse {
             "owned_by": "rocmforge",
         }]
     }))
-}
-
-async fn health(State(state): State<Shared>) -> Response {
-    if state.engine.is_healthy() {
-        axum::Json(serde_json::json!({"status": "ok"})).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unhealthy"})),
-        )
-            .into_response()
-    }
 }

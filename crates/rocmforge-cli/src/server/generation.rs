@@ -112,6 +112,11 @@ fn context_error(message: String) -> ApiError {
 
 /// Runs a checked request and answers it (JSON or SSE).
 async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -> Response {
+    if !state.engine.is_healthy() {
+        return ApiError::overloaded("the inference engine is not running; see /health")
+            .with_code("engine_unhealthy")
+            .into_response();
+    }
     let (sink, mut rx) = sink::channel();
     let request = EngineRequest::new(prompt, checked.params.clone(), sink);
     if let Err(e) = state.engine.submit(request) {

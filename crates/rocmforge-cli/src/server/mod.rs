@@ -5,6 +5,7 @@ pub mod app;
 pub mod body;
 pub mod error;
 pub mod generation;
+pub mod health;
 pub mod metrics;
 pub mod params;
 pub mod sink;
