@@ -14,6 +14,9 @@ use rocmforge_tensor::{GgufLoader, TensorResult, Uploader};
 
 const THREADS: usize = 32;
 
+/// The embedding and LM head one thread saw.
+type Globals = (Arc<Vec<u8>>, Arc<Vec<u8>>);
+
 /// Copies each "uploaded" tensor to the host and counts uploads per name.
 struct Recorder {
     per_name: Arc<Mutex<HashMap<String, usize>>>,
@@ -59,7 +62,7 @@ fn thirty_two_threads_preloading_the_test_model_upload_each_tensor_once() {
     assert_eq!(n_layers, 30);
     let barrier = Barrier::new(THREADS);
 
-    let seen: Vec<(Arc<Vec<u8>>, Arc<Vec<u8>>)> = std::thread::scope(|s| {
+    let seen: Vec<Globals> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (plan, barrier) = (&plan, &barrier);
