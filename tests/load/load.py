@@ -7,8 +7,9 @@ Usage (loopback only; the script starts the server itself, or targets one alread
     python tests/load/load.py --url http://127.0.0.1:8080 --pid 1234 --clients 8 --seconds 10
 
 Each client loops: a streamed chat completion (`stream_options.include_usage`), read to
-`data: [DONE]`. Every `--disconnect-every`-th request of a client closes the connection after
-its first few chunks instead (a client that goes away mid-stream). The run reports HTTP 5xx,
+`data: [DONE]`. One request in `--disconnect-every` closes the connection after
+its first few chunks instead (a client that goes away mid-stream; spread so that every round
+has some). The run reports HTTP 5xx,
 dropped streams (a stream that ends without `[DONE]` or errors while the client still reads),
 time to first token p50/p99, aggregate generated tokens/s, and the server's resident memory
 (VmRSS of --pid or of the server it started) sampled every second. At the end it waits for
@@ -162,7 +163,8 @@ def client_loop(i, host, port, until, args, totals):
     n = 0
     while time.monotonic() < until:
         n += 1
-        disconnect = 3 if args.disconnect_every and n % args.disconnect_every == 0 else 0
+        # Spread the disconnects over clients and rounds: (client + round) % every == 0.
+        disconnect = 3 if args.disconnect_every and (i + n) % args.disconnect_every == 0 else 0
         one_stream(host, port, PROMPTS[(i + n) % len(PROMPTS)], args.max_tokens, disconnect, totals)
 
 
@@ -284,6 +286,8 @@ def run(args, base, host, port, pid):
         problems.append("/health not 200 afterwards")
     if after and max(after) - min(after) > args.rss_growth_mb:
         problems.append(f"RSS grew {max(after) - min(after):.1f} MB after warm-up")
+    if args.disconnect_every and totals.disconnected == 0:
+        problems.append("no client disconnected mid-stream")
     if totals.ok == 0:
         problems.append("no stream completed")
     if problems:
