@@ -1,45 +1,64 @@
-//! Decode matvec bandwidth of `rocmforge_tensor::hip::matmul` (not a test: prints a table).
+//! Decode matvec bandwidth of `rocmforge_tensor::hip::matmul` (not a test: prints tables).
 //!
-//! For each weight type and shape (SmolLM2-135M and Llama-3-8B projections), one token, one
-//! `matmul` call = q8_1 activation quantization + matvec kernel. Two timings, both with device
-//! events after warm-up: "graph" — a graph of back-to-back calls captured once and replayed
-//! (as the decode loop runs), median over 30 replays divided by the calls per graph; "call" —
-//! the median of 100 single calls each between two events (includes launch gaps). Weights are
-//! random bytes, rotated among enough copies that they cannot stay in the L2 cache. Achieved
-//! bandwidth = weight bytes / time, compared with this device's measured device-to-device copy
-//! rate (bytes read + written) and with 3.35 TB/s (the H100 SXM's peak read rate; an H200
-//! reads faster, so compare with the copy rate there).
-//! Then a few prefill shapes (512 tokens, tiled kernels) in TFLOP/s.
+//! For each weight type and shape (Llama-3-8B and Qwen2.5-0.5B projections), one `matmul`
+//! call = everything the decode step pays for one projection (activation quantization or
+//! rounding included). Timed with device events after 10 warm-up calls:
+//! - "graph": a graph of back-to-back calls captured once and replayed (as a captured decode
+//!   step runs), the median of 30 replays divided by the calls per graph;
+//! - "call": the median of 100 single calls, each between two events (launch gaps included).
+//!
+//! Weights are random bytes (float fields kept finite), rotated among enough copies that they
+//! cannot stay in the L2 cache. The two numbers of each shape: bytes = weight bytes (each read
+//! once; the activations and outputs are under 0.2% of them), FLOPs = 2 * rows * cols per token,
+//! far under any compute rate, so the floor is bytes / 3.0 TB/s (the H100's device-to-device
+//! copy rate, bytes read + written, measured with rocmforge-hip's bench_copy). The table also
+//! shows this device's own copy rate.
+//!
+//! Then n_tokens = 2, 4, 8 (continuous batching): the weights are still read once per call.
+//!
+//! With `$OUT` set the tables are also written to `$OUT/bench_matmul.md` and
+//! `$OUT/bench_matmul.json`. `RF_BENCH_QUICK=1` runs fewer shapes; `RF_BENCH_TAG` names the
+//! files (`bench_matmul-<tag>.*`) so that two builds can be compared in one run;
+//! `RF_BENCH_FUSED=never|always` and `RF_BENCH_BLOCKS_PER_CU=n` select kernel variants.
 //!
 //! Run: `cargo run --release -p rocmforge-tensor --example bench_matmul` (needs a GPU and the
-//! kernel images; `cargo xtask gpu-bundle` packages it).
-//!
-//! ## Results (NVIDIA H200, 2026-11-27, copy rate measured 4.24 TB/s read + write)
-//!
-//! Decode, 1 token, graph replay, % of the copy rate: Llama-3-8B lm_head 128256x4096: Q8_0 101%,
-//! F16 102%, Q4_1 88%, Q4_0 86%, Q4_K 68%, Q6_K 42%; ffn 14336x4096: Q8_0 73%, F16 84%, Q4_0
-//! 55%, Q4_K 43%, Q6_K 32%; 4096x4096: 24-65%. SmolLM2 shapes (<= 1.8 MB) take 3.6-4.3 us per
-//! call, i.e. two dependent launches (quantize + matvec) in a graph: launch-bound, not
-//! bandwidth-bound. Prefill 512 tokens (tiled, dp4a, no tensor cores): ~23 TFLOP/s quantized,
-//! ~13-15 TFLOP/s F16.
-//!
-//! History: v1 (one kernel for 1..8 tokens, a full 8-token reduction, one chunk per thread):
-//! 15-50% of copy on large shapes. v2 (kernels per token count, ~4 chunks per thread with
-//! their loads batched, branch-free loads from 2-byte aligned blocks, F16 activations rounded
-//! once): the numbers above, 2-4x faster. Tried and reverted: 16-byte activation scale records
-//! carrying the half-block sums (no dp4a for the K-quant mins) plus exactly one load batch per
-//! thread: Q4_K 20% slower (decode and prefill), others unchanged.
+//! kernel images; `cargo xtask gpu-bundle` packages it as `bin/bench_matmul`).
+//! Results and their history: BENCHMARKS.md (the matvec section).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use rocmforge_gguf::GgmlType;
 use rocmforge_hip::{DeviceBuffer, HipBackend, HipStream};
 use rocmforge_tensor::hip::matmul::{MatmulContext, matmul};
+use rocmforge_tensor::hip::matvec_fused::FusedMode;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-const PEAK_READ: f64 = 3.35e12;
+/// The H100's measured device-to-device copy rate (read + write), the reference of issue 7.
+const REF_RATE: f64 = 3.0e12;
+
+const SHAPES: [(&str, usize, usize); 10] = [
+    ("llama3 q/o", 4096, 4096),
+    ("llama3 k/v", 1024, 4096),
+    ("llama3 gate/up", 14336, 4096),
+    ("llama3 down", 4096, 14336),
+    ("llama3 lm_head", 128256, 4096),
+    ("qwen0.5 q/o", 896, 896),
+    ("qwen0.5 k/v", 128, 896),
+    ("qwen0.5 gate/up", 4864, 896),
+    ("qwen0.5 down", 896, 4864),
+    ("qwen0.5 lm_head", 151936, 896),
+];
+
+const TYPES: [GgmlType; 5] = [
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+    GgmlType::Q4_0,
+    GgmlType::Q8_0,
+    GgmlType::F16,
+];
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut s = seed | 1;
@@ -54,17 +73,17 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     v
 }
 
-/// Random weights that keep float fields finite: every 16-bit word's exponent bits cleared
-/// to a small range (so f16 scales are normal numbers, f16/bf16 weights finite).
+/// Random weights that keep float fields finite: every 16-bit word's exponent bits set to a
+/// small range (so f16 scales are normal numbers, f16/bf16 weights finite).
 fn random_weights(ty: GgmlType, n: usize, seed: u64) -> Vec<u8> {
     let mut v = random_bytes(n, seed);
     if matches!(ty, GgmlType::F32) {
         for w in v.chunks_exact_mut(4) {
-            w[3] = (w[3] & 0x80) | 0x3c; // |x| in [2^-7, 2^-6)·mantissa
+            w[3] = (w[3] & 0x80) | 0x3c;
         }
     } else {
         for w in v.chunks_exact_mut(2) {
-            w[1] = (w[1] & 0x83) | 0x18; // f16 exponent 6 (~2^-9); bf16 tiny but finite
+            w[1] = (w[1] & 0x83) | 0x18;
         }
     }
     v
@@ -75,6 +94,30 @@ fn median(mut v: Vec<f32>) -> f32 {
     v[v.len() / 2]
 }
 
+/// One measured case.
+struct Row {
+    shape: &'static str,
+    rows: usize,
+    cols: usize,
+    ty: GgmlType,
+    n_tokens: usize,
+    bytes: usize,
+    us_graph: f64,
+    us_call: f64,
+}
+
+impl Row {
+    fn gbps(&self) -> f64 {
+        self.bytes as f64 / (self.us_graph * 1e-6) / 1e9
+    }
+    fn floor_us(&self) -> f64 {
+        self.bytes as f64 / REF_RATE * 1e6
+    }
+    fn pct_ref(&self) -> f64 {
+        100.0 * self.gbps() * 1e9 / REF_RATE
+    }
+}
+
 struct Bench {
     backend: Arc<HipBackend>,
     stream: HipStream,
@@ -82,7 +125,7 @@ struct Bench {
 }
 
 impl Bench {
-    /// Median milliseconds of `matmul` for `n_tokens` over rotating weight copies:
+    /// Median microseconds of `matmul` for `n_tokens` over rotating weight copies:
     /// (per call in a replayed graph, per single call).
     fn time(
         &mut self,
@@ -90,9 +133,9 @@ impl Bench {
         rows: usize,
         cols: usize,
         n_tokens: usize,
-    ) -> BenchResult<(f32, f32)> {
+    ) -> BenchResult<(f64, f64)> {
         let bytes = rows * cols / ty.block_size() * ty.type_size();
-        let copies = (256usize << 20).div_ceil(bytes).clamp(1, 512);
+        let copies = (256usize << 20).div_ceil(bytes).clamp(1, 256);
         let host = random_weights(ty, bytes, (rows * 31 + cols) as u64);
         let mut ws: Vec<DeviceBuffer<u8>> = Vec::with_capacity(copies);
         for _ in 0..copies {
@@ -106,73 +149,57 @@ impl Bench {
         let mut out = self.backend.alloc::<f32>(n_tokens * rows)?;
         self.ctx.reserve(n_tokens, cols)?;
         let (start, end) = (self.backend.new_event()?, self.backend.new_event()?);
-        for i in 0..10 {
-            let w = &ws[i % copies];
+        let ctx = &mut self.ctx;
+        let stream = &self.stream;
+        let mut call = |i: usize, out: &mut DeviceBuffer<f32>| {
             matmul(
-                &mut self.ctx,
-                w,
+                ctx,
+                &ws[i % copies],
                 ty,
                 rows,
                 cols,
                 &x,
                 n_tokens,
-                &mut out,
-                &self.stream,
-            )?;
+                out,
+                stream,
+            )
+        };
+        for i in 0..10 {
+            call(i, &mut out)?;
         }
         let mut times = Vec::with_capacity(100);
         for i in 0..100 {
-            let w = &ws[(i + 10) % copies];
-            start.record(&self.stream)?;
-            matmul(
-                &mut self.ctx,
-                w,
-                ty,
-                rows,
-                cols,
-                &x,
-                n_tokens,
-                &mut out,
-                &self.stream,
-            )?;
-            end.record(&self.stream)?;
+            start.record(stream)?;
+            call(i + 10, &mut out)?;
+            end.record(stream)?;
             end.synchronize()?;
             times.push(start.elapsed_ms(&end)?);
         }
         let single = median(times);
-        // A graph of back-to-back calls over the rotating copies.
-        let per_graph = copies.max(8);
-        self.stream.begin_capture()?;
+        let per_graph = copies.max(16);
+        stream.begin_capture()?;
         for i in 0..per_graph {
-            let w = &ws[i % copies];
-            matmul(
-                &mut self.ctx,
-                w,
-                ty,
-                rows,
-                cols,
-                &x,
-                n_tokens,
-                &mut out,
-                &self.stream,
-            )?;
+            call(i, &mut out)?;
         }
-        let exec = self.stream.end_capture()?.instantiate()?;
-        exec.launch(&self.stream)?;
-        self.stream.synchronize()?;
+        let exec = stream.end_capture()?.instantiate()?;
+        exec.launch(stream)?;
+        stream.synchronize()?;
         let mut graph_times = Vec::with_capacity(30);
         for _ in 0..30 {
-            start.record(&self.stream)?;
-            exec.launch(&self.stream)?;
-            end.record(&self.stream)?;
+            start.record(stream)?;
+            exec.launch(stream)?;
+            end.record(stream)?;
             end.synchronize()?;
             graph_times.push(start.elapsed_ms(&end)? / per_graph as f32);
         }
         let got = out.to_vec()?;
-        if got.iter().any(|v| !v.is_finite()) {
-            return Err(format!("{ty} {rows}x{cols}: non-finite output").into());
+        if let Some(i) = got.iter().position(|v| !v.is_finite()) {
+            return Err(format!("{ty} {rows}x{cols}: output {i} is {}", got[i]).into());
         }
-        Ok((median(graph_times), single))
+        Ok((
+            f64::from(median(graph_times)) * 1e3,
+            f64::from(single) * 1e3,
+        ))
     }
 
     /// Device-to-device copy rate (bytes read + written per second), median of 20.
@@ -193,6 +220,84 @@ impl Bench {
         }
         Ok(2.0 * (n * 4) as f64 / (f64::from(median(times)) * 1e-3))
     }
+
+    fn case(
+        &mut self,
+        shape: &'static str,
+        rows: usize,
+        cols: usize,
+        ty: GgmlType,
+        n_tokens: usize,
+    ) -> BenchResult<Option<Row>> {
+        if cols % ty.block_size() != 0 {
+            return Ok(None);
+        }
+        let bytes = rows * cols / ty.block_size() * ty.type_size();
+        let (us_graph, us_call) = self.time(ty, rows, cols, n_tokens)?;
+        Ok(Some(Row {
+            shape,
+            rows,
+            cols,
+            ty,
+            n_tokens,
+            bytes,
+            us_graph,
+            us_call,
+        }))
+    }
+}
+
+fn table(rows: &[Row], copy: f64) -> String {
+    let mut s = String::new();
+    s.push_str("| shape | rows x cols | type | tokens | MB | floor us | us/call (graph) | GB/s | % of 3.0 TB/s | % of copy | us (single call) |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {}x{} | {} | {} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0}% | {:.0}% | {:.1} |",
+            r.shape,
+            r.rows,
+            r.cols,
+            r.ty,
+            r.n_tokens,
+            r.bytes as f64 / 1e6,
+            r.floor_us(),
+            r.us_graph,
+            r.gbps(),
+            r.pct_ref(),
+            100.0 * r.gbps() * 1e9 / copy,
+            r.us_call
+        );
+    }
+    s
+}
+
+fn json(rows: &[Row], device: &str, copy: f64) -> String {
+    let mut s = format!(
+        "{{\"device\": \"{}\", \"copy_gbps\": {:.1}, \"ref_gbps\": {:.1}, \"cases\": [\n",
+        device.replace('"', "'"),
+        copy / 1e9,
+        REF_RATE / 1e9
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  {{\"shape\": \"{}\", \"rows\": {}, \"cols\": {}, \"type\": \"{}\", \"n_tokens\": {}, \"bytes\": {}, \"us_graph\": {:.3}, \"us_call\": {:.3}, \"gbps\": {:.2}, \"pct_of_ref\": {:.2}}}{}",
+            r.shape,
+            r.rows,
+            r.cols,
+            r.ty,
+            r.n_tokens,
+            r.bytes,
+            r.us_graph,
+            r.us_call,
+            r.gbps(),
+            r.pct_ref(),
+            if i + 1 < rows.len() { "," } else { "" }
+        );
+    }
+    s.push_str("]}\n");
+    s
 }
 
 fn main() -> BenchResult<()> {
@@ -204,76 +309,61 @@ fn main() -> BenchResult<()> {
         stream,
         ctx,
     };
+    let quick = std::env::var("RF_BENCH_QUICK").is_ok_and(|v| v == "1");
+    // Tuning knobs: RF_BENCH_FUSED=never|always (default: auto, see hip::matvec_fused),
+    // RF_BENCH_BLOCKS_PER_CU=n (grid limit of the one-launch kernels).
+    match std::env::var("RF_BENCH_FUSED").as_deref() {
+        Ok("never") => b.ctx.set_fused_matvec(FusedMode::Never),
+        Ok("always") => b.ctx.set_fused_matvec(FusedMode::Always),
+        _ => {}
+    }
+    b.ctx.set_matvec_blocks_per_cu(
+        std::env::var("RF_BENCH_BLOCKS_PER_CU")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    );
     let copy = b.copy_rate()?;
-    println!(
-        "device: {} ({}); device-to-device copy: {:.0} GB/s (read + write)",
-        backend.info().name,
-        backend.arch(),
+    let device = format!("{} ({})", backend.info().name, backend.arch());
+    let header = format!(
+        "device: {device}; device-to-device copy here: {:.0} GB/s (read + write); reference 3000 GB/s",
         copy / 1e9
     );
-    let shapes: [(&str, usize, usize); 8] = [
-        ("smollm2 qkvo", 576, 576),
-        ("smollm2 gate/up", 1536, 576),
-        ("smollm2 down", 576, 1536),
-        ("smollm2 lm_head", 49152, 576),
-        ("llama3 qo", 4096, 4096),
-        ("llama3 gate/up", 14336, 4096),
-        ("llama3 down", 4096, 14336),
-        ("llama3 lm_head", 128256, 4096),
-    ];
-    let types = [
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q4_K,
-        GgmlType::Q6_K,
-        GgmlType::Q8_0,
-        GgmlType::F16,
-    ];
-    println!(
-        "\n| shape | rows x cols | type | MB | us (graph) | GB/s | % of copy | % of 3.35 TB/s | us (call) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (name, rows, cols) in shapes {
-        for ty in types {
-            if cols % ty.block_size() != 0 {
-                println!(
-                    "| {name} | {rows}x{cols} | {ty} | - | - | - | - | (cols not a multiple of {}) |",
-                    ty.block_size()
-                );
-                continue;
+    println!("{header}");
+    let mut results = Vec::new();
+    for (name, rows, cols) in SHAPES {
+        if quick && !matches!(name, "llama3 q/o" | "llama3 gate/up" | "qwen0.5 q/o") {
+            continue;
+        }
+        for ty in TYPES {
+            if let Some(r) = b.case(name, rows, cols, ty, 1)? {
+                results.push(r);
             }
-            let bytes = (rows * cols / ty.block_size() * ty.type_size()) as f64;
-            let (ms, single) = b.time(ty, rows, cols, 1)?;
-            let bw = bytes / (f64::from(ms) * 1e-3);
-            println!(
-                "| {name} | {rows}x{cols} | {ty} | {:.2} | {:.1} | {:.0} | {:.0}% | {:.0}% | {:.1} |",
-                bytes / 1e6,
-                ms * 1e3,
-                bw / 1e9,
-                100.0 * bw / copy,
-                100.0 * bw / PEAK_READ,
-                single * 1e3
-            );
         }
     }
-    println!(
-        "\n| prefill | rows x cols | type | tokens | ms | TFLOP/s |\n|---|---|---|---|---|---|"
-    );
-    for (rows, cols) in [(4096usize, 4096usize), (14336, 4096)] {
-        for ty in [
-            GgmlType::Q4_0,
-            GgmlType::Q4_K,
-            GgmlType::Q8_0,
-            GgmlType::F16,
-        ] {
-            let n = 512;
-            let (ms, _) = b.time(ty, rows, cols, n)?;
-            let flops = 2.0 * (rows * cols * n) as f64 / (f64::from(ms) * 1e-3);
-            println!(
-                "| prefill | {rows}x{cols} | {ty} | {n} | {ms:.3} | {:.1} |",
-                flops / 1e12
-            );
+    let single = table(&results, copy);
+    println!("\n{single}");
+    let mut batched = Vec::new();
+    for (name, rows, cols) in [SHAPES[0], SHAPES[2], SHAPES[3]] {
+        for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
+            for n in [2usize, 4, 8] {
+                if let Some(r) = b.case(name, rows, cols, ty, n)? {
+                    batched.push(r);
+                }
+            }
         }
+    }
+    let multi = table(&batched, copy);
+    println!("{multi}");
+    if let Ok(dir) = std::env::var("OUT") {
+        let tag = std::env::var("RF_BENCH_TAG").map_or(String::new(), |t| format!("-{t}"));
+        let dir = std::path::Path::new(&dir);
+        let md = format!("{header}\n\n{single}\n{multi}");
+        std::fs::write(dir.join(format!("bench_matmul{tag}.md")), md)?;
+        results.extend(batched);
+        std::fs::write(
+            dir.join(format!("bench_matmul{tag}.json")),
+            json(&results, &device, copy),
+        )?;
     }
     Ok(())
 }

@@ -25,7 +25,9 @@ use rocmforge_gguf::quants::quantize;
 use rocmforge_hip::{HipBackend, HipStream};
 use rocmforge_tensor::cpu::quantize_act::quantize_q8_1;
 use rocmforge_tensor::cpu::{WeightView, matmul as cpu_matmul, matmul_f32_reference};
-use rocmforge_tensor::hip::matmul::{MatmulContext, matmul};
+use rocmforge_tensor::hip::matmul::{MatmulContext, matmul, matmul_q8_1};
+use rocmforge_tensor::hip::matvec_fused::FusedMode;
+use rocmforge_tensor::hip::quantize_act::Q8_1Layout;
 
 /// Small deterministic generator (xorshift64*), seeded per case.
 struct Rng(u64);
@@ -130,37 +132,115 @@ fn run_case(
     let e = |e: rocmforge_hip::HipError| e.to_string();
     let w_dev = gpu.backend.htod(&wq).map_err(e)?;
     let x_dev = gpu.backend.htod(&x).map_err(e)?;
-    let mut out = gpu.backend.alloc::<f32>(n_tokens * rows).map_err(e)?;
-    out.memset_bytes(0xff).map_err(e)?; // NaN everywhere: unwritten outputs show
-    matmul(
-        &mut gpu.ctx,
-        &w_dev,
-        ty,
-        rows,
-        cols,
-        &x_dev,
-        n_tokens,
-        &mut out,
-        &gpu.stream,
-    )
-    .map_err(|e| e.to_string())?;
-    gpu.stream.synchronize().map_err(e)?;
-    let got = out.to_vec().map_err(e)?;
-
-    if let Some(i) = got.iter().position(|g| !g.is_finite()) {
-        return Err(format!(
-            "output {i} (token {}, row {}) is {}",
-            i / rows,
-            i % rows,
-            got[i]
-        ));
+    // Every path that serves this shape: the one-launch decode kernels (default), the
+    // two-launch kernels, and pre-quantized q8_1 activations (quantized weights).
+    let mut runs = Vec::new();
+    for mode in [Mode::Fused, Mode::TwoLaunch, Mode::PreQuantized] {
+        if mode == Mode::PreQuantized && !ty.is_quantized() {
+            continue;
+        }
+        let mut out = gpu.backend.alloc::<f32>(n_tokens * rows).map_err(e)?;
+        out.memset_bytes(0xff).map_err(e)?; // NaN everywhere: unwritten outputs show
+        gpu.ctx.set_fused_matvec(if mode == Mode::TwoLaunch {
+            FusedMode::Never
+        } else {
+            FusedMode::Always
+        });
+        let r = if mode == Mode::PreQuantized {
+            let act = gpu
+                .backend
+                .htod(&q8_1_bytes(&x, n_tokens, cols))
+                .map_err(e)?;
+            matmul_q8_1(
+                &mut gpu.ctx,
+                &w_dev,
+                ty,
+                rows,
+                cols,
+                &act,
+                n_tokens,
+                &mut out,
+                &gpu.stream,
+            )
+        } else {
+            matmul(
+                &mut gpu.ctx,
+                &w_dev,
+                ty,
+                rows,
+                cols,
+                &x_dev,
+                n_tokens,
+                &mut out,
+                &gpu.stream,
+            )
+        };
+        gpu.ctx.set_fused_matvec(FusedMode::Auto);
+        r.map_err(|e| format!("{mode:?}: {e}"))?;
+        gpu.stream.synchronize().map_err(e)?;
+        let got = out.to_vec().map_err(e)?;
+        if let Some(i) = got.iter().position(|g| !g.is_finite()) {
+            return Err(format!(
+                "{mode:?}: output {i} (token {}, row {}) is {}",
+                i / rows,
+                i % rows,
+                got[i]
+            ));
+        }
+        runs.push(got);
     }
-    let err_cpu = rel_err(&got, &want);
-    let err_scheme = if ty.block_size() == 256 {
-        let xd = quantize_q8_1(&x).dequantize();
+    let mut err_cpu = 0.0f32;
+    let mut err_scheme = None::<f32>;
+    for got in &runs {
+        let (c, sch) = errors(&view, &x, n_tokens, rows, got, &want)?;
+        err_cpu = err_cpu.max(c);
+        if let Some(v) = sch {
+            err_scheme = Some(err_scheme.unwrap_or(0.0).max(v));
+        }
+    }
+    Ok((err_cpu, err_scheme))
+}
+
+/// The paths of `hip::matmul` a case runs through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Fused,
+    TwoLaunch,
+    PreQuantized,
+}
+
+/// `x` quantized to q8_1 on the CPU, laid out as `Q8_1Layout` (values, then (d, s) pairs).
+fn q8_1_bytes(x: &[f32], n_tokens: usize, cols: usize) -> Vec<u8> {
+    let q = quantize_q8_1(x);
+    let layout = Q8_1Layout::new("test", n_tokens, cols).unwrap();
+    let mut bytes = vec![0u8; layout.total_bytes];
+    for (b, v) in bytes.iter_mut().zip(&q.qs) {
+        *b = *v as u8;
+    }
+    for (i, (d, s)) in q.d.iter().zip(&q.s).enumerate() {
+        let at = layout.ds_offset + 8 * i;
+        bytes[at..at + 4].copy_from_slice(&d.to_le_bytes());
+        bytes[at + 4..at + 8].copy_from_slice(&s.to_le_bytes());
+    }
+    bytes
+}
+
+/// Relative errors of one GPU output against `cpu::matmul` and (256-value formats) the
+/// same-scheme f64 reference.
+fn errors(
+    view: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    rows: usize,
+    got: &[f32],
+    want: &[f32],
+) -> Result<(f32, Option<f32>), String> {
+    let err_cpu = rel_err(got, want);
+    let err_scheme = if view.ty.block_size() == 256 {
+        let xd = quantize_q8_1(x).dequantize();
         let mut exact = vec![0.0f32; n_tokens * rows];
-        matmul_f32_reference(&view, &xd, n_tokens, &mut exact).map_err(|e| e.to_string())?;
-        Some(rel_err(&got, &exact))
+        matmul_f32_reference(view, &xd, n_tokens, &mut exact).map_err(|e| e.to_string())?;
+        Some(rel_err(got, &exact))
     } else {
         None
     };
@@ -251,9 +331,28 @@ fn main() {
         let (mut worst, mut worst_scheme) = (0.0f32, None::<f32>);
         let mut n_cases = 0;
         let mut errored = false;
+        let mut shapes = Vec::new();
         for rows in [7usize, 33, 1000] {
             for &cols in &col_choices(ty) {
                 for n_tokens in [1usize, 3, 8, 17, 64] {
+                    shapes.push((rows, cols, n_tokens));
+                }
+            }
+        }
+        // Rows of several steps of the one-launch kernels, an odd number of blocks (rows not
+        // 16-byte aligned), and 8 tokens of them: too large for its shared memory, so the
+        // two-launch fallback.
+        let big = if ty.block_size() == 256 {
+            256 * 17
+        } else {
+            32 * 201
+        };
+        for n_tokens in [1usize, 2, 8] {
+            shapes.push((45, big, n_tokens));
+        }
+        {
+            for &(rows, cols, n_tokens) in &shapes {
+                {
                     seed = seed
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);

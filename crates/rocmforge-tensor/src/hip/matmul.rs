@@ -48,7 +48,7 @@ enum Family {
 }
 
 /// The matvec variant (compile-time token count) serving `n_tokens` (1..=8).
-fn matvec_variant(n_tokens: usize) -> usize {
+pub(crate) fn matvec_variant(n_tokens: usize) -> usize {
     n_tokens.next_power_of_two().min(MATVEC_MAX_TOKENS)
 }
 
@@ -106,6 +106,8 @@ pub struct MatmulContext {
     scratch: Option<DeviceBuffer<u8>>,
     /// The vendor-BLAS prefill path (`matmul_blas.rs`).
     pub(crate) blas: super::matmul_blas::BlasSlot,
+    /// The one-launch decode kernels (`matvec_fused.rs`).
+    pub(crate) fused: super::matvec_fused::FusedSlot,
 }
 
 impl MatmulContext {
@@ -123,6 +125,7 @@ impl MatmulContext {
             functions: HashMap::new(),
             scratch: None,
             blas: Default::default(),
+            fused: Default::default(),
         })
     }
 
@@ -275,6 +278,15 @@ pub fn matmul(
         return Ok(());
     }
     let tiled = n_tokens > MATVEC_MAX_TOKENS;
+    // Decode (1..=8 tokens): one launch with the activation preparation fused in, when the
+    // shape fits its shared memory; else the two-launch kernels below.
+    if !tiled
+        && super::matvec_fused::try_matvec(
+            ctx, w, ty, rows, cols, row_bytes, x, n_tokens, out, stream,
+        )?
+    {
+        return Ok(());
+    }
     if k.chunk_values == 0 {
         return matmul_float(
             ctx, ty, tiled, w, row_bytes, rows, cols, x, n_tokens, out, stream,
@@ -349,11 +361,6 @@ pub fn matmul_q8_1(
         return Ok(());
     }
     let tiled = n_tokens > MATVEC_MAX_TOKENS;
-    let f = if tiled {
-        ctx.function(Family::Mmq, ty, 0)?
-    } else {
-        ctx.function(Family::Mmvq, ty, matvec_variant(n_tokens))?
-    };
     let aqs = act.device_ptr();
     let ads = aqs
         .byte_offset(layout.ds_offset)
@@ -361,6 +368,18 @@ pub fn matmul_q8_1(
             op: OP,
             what: "q8_1 scale offset overflows a device address".to_string(),
         })?;
+    if !tiled
+        && super::matvec_fused::try_matvec_q8_1(
+            ctx, w, ty, rows, cols, row_bytes, aqs, ads, n_tokens, out, stream,
+        )?
+    {
+        return Ok(());
+    }
+    let f = if tiled {
+        ctx.function(Family::Mmq, ty, 0)?
+    } else {
+        ctx.function(Family::Mmvq, ty, matvec_variant(n_tokens))?
+    };
     let shape = QuantizedShape {
         k,
         row_bytes,

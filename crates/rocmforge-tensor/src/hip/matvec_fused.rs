@@ -1,0 +1,463 @@
+//! The decode path of [`super::matmul::matmul`]: one launch per call (`kernels/mmvq_fused.hip`).
+//!
+//! Up to [`super::matmul::MATVEC_MAX_TOKENS`] tokens, each block of `mmvqs_<type>_n<NT>` /
+//! `mmvfs_<type>_n<NT>` prepares the f32 activations itself in shared memory (q8_1 for quantized
+//! weights, with exactly the arithmetic of `quantize_q8_1_f32`; f16/bf16 rounding for 16-bit
+//! float weights), so decode pays one kernel launch per projection instead of two, and nothing
+//! is allocated or synchronised: the call is capturable into a graph. The grid is sized to the
+//! GPU (a few blocks per compute unit, the rows spread evenly over them) and the blocks walk the
+//! rows. Shapes whose activations do not fit the shared-memory budget, F32 weights, and
+//! `cols % 8 != 0` float weights return `false` and run the two-launch kernels of `matmul.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rocmforge_gguf::GgmlType;
+use rocmforge_hip::{DeviceBuffer, DevicePtr, HipFunction, HipModule, HipStream, LaunchConfig};
+
+use super::matmul::MatmulContext;
+use crate::error::{TensorError, TensorResult};
+
+const OP: &str = "hip::matmul (fused matvec)";
+/// Threads per block (`RF_MMV_THREADS` in the kernel).
+const THREADS: usize = 256;
+/// Dynamic shared memory the activations may take: 48 KiB per block (the limit without opt-in
+/// on NVIDIA) less the kernels' static per-warp weight buffers (at most 28 KiB, Q6_K).
+const ACT_SHARED_BUDGET: usize = 20 * 1024;
+/// Dynamic shared memory of the float kernels (their static use is a few floats).
+const FLOAT_SHARED_BUDGET: usize = 46 * 1024;
+/// Chunks each thread of the float kernels aims to take per row.
+const FLOAT_CHUNKS_PER_THREAD: usize = 4;
+/// Default grid limits in blocks per compute unit (H100: the quantized kernels' 64-96
+/// registers per thread and 20-48 KiB of shared memory leave room for two or three blocks;
+/// measured best at 2; the float kernels at 4).
+const QUANT_BLOCKS_PER_CU: usize = 2;
+const FLOAT_BLOCKS_PER_CU: usize = 4;
+/// [`FusedMode::Auto`], from the H100 measurements (examples/bench_matmul.rs): every block
+/// stages the whole activation vector, which pays off when the weight is small (the saved launch
+/// dominates) or the rows are long and the blocks many; it costs more than the second launch for
+/// long columns (14336), for few rows with long columns (Qwen2.5-0.5B ffn_down, 896 x 4864), and
+/// for the 32-value formats' very large matrices (LM heads), where the two-launch kernels
+/// already stream at the copy rate.
+const AUTO_MAX_COLS: usize = 8192;
+const AUTO_SMALL_WEIGHT_BYTES: usize = 8 << 20;
+const AUTO_MAX_WEIGHT_BYTES_32: usize = 64 << 20;
+
+/// When `matmul` takes the one-launch kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FusedMode {
+    /// Where they were measured faster (see [`AUTO_MAX_COLS`]), the shared memory permitting.
+    #[default]
+    Auto,
+    /// Whenever the activations fit in shared memory.
+    Always,
+    /// Never: the q8_1 quantization and the matvec as two launches.
+    Never,
+}
+
+/// The fused kernels of one [`MatmulContext`], loaded on first use.
+#[derive(Debug)]
+pub struct FusedSlot {
+    module: Option<Arc<HipModule>>,
+    /// Kernels looked up so far, by (weight type, token-count variant, q8_1 input).
+    functions: HashMap<(GgmlType, usize, bool), HipFunction>,
+    /// When `matmul` takes this path.
+    pub(crate) mode: FusedMode,
+    /// Grid size limit in blocks per compute unit (None: the defaults above).
+    pub(crate) blocks_per_cu: Option<usize>,
+}
+
+impl Default for FusedSlot {
+    fn default() -> Self {
+        Self {
+            module: None,
+            functions: HashMap::new(),
+            mode: FusedMode::Auto,
+            blocks_per_cu: None,
+        }
+    }
+}
+
+/// Kernel name suffix and values per chunk (one thread's unit of a row) of a weight type; 0
+/// values per chunk marks the 16-bit float kernels.
+fn stem(ty: GgmlType) -> Option<(&'static str, usize)> {
+    use GgmlType::*;
+    Some(match ty {
+        F16 => ("f16", 0),
+        BF16 => ("bf16", 0),
+        Q4_0 => ("q4_0", 32),
+        Q4_1 => ("q4_1", 32),
+        Q5_0 => ("q5_0", 32),
+        Q5_1 => ("q5_1", 32),
+        Q8_0 => ("q8_0", 32),
+        IQ4_NL => ("iq4_nl", 32),
+        IQ4_XS => ("iq4_xs", 32),
+        Q4_K => ("q4_k", 64),
+        Q5_K => ("q5_k", 64),
+        Q2_K => ("q2_k", 128),
+        Q3_K => ("q3_k", 128),
+        Q6_K => ("q6_k", 128),
+        _ => return None,
+    })
+}
+
+/// Dynamic shared memory for `n_tokens` activations of `cols` values, if it fits: 16-bit
+/// values for the float kernels; for the quantized ones a 48-byte slot per 32 values plus 16
+/// bytes per chunk of more than one block (`rf_act_layout` in the kernel).
+fn shared_bytes(chunk_values: usize, n_tokens: usize, cols: usize) -> Option<usize> {
+    let (per_token, budget) = if chunk_values == 0 {
+        (cols.checked_mul(2)?, FLOAT_SHARED_BUDGET)
+    } else {
+        let qpc = chunk_values / 32;
+        let chunk_bytes = qpc * 48 + if qpc > 1 { 16 } else { 0 };
+        (
+            (cols / chunk_values).checked_mul(chunk_bytes)?,
+            ACT_SHARED_BUDGET,
+        )
+    };
+    let bytes = per_token.checked_mul(n_tokens)?;
+    (bytes <= budget).then_some(bytes)
+}
+
+/// Whether `mode` sends this call to the one-launch kernels (the shared memory permitting).
+/// `super_block`: a 256-value format (K-quants, IQ4_XS).
+fn wanted(
+    mode: FusedMode,
+    super_block: bool,
+    weight_bytes: usize,
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+) -> bool {
+    match mode {
+        FusedMode::Always => true,
+        FusedMode::Never => false,
+        FusedMode::Auto => {
+            if cols > AUTO_MAX_COLS || (rows < 1024 && cols > 2048) {
+                false
+            } else if weight_bytes <= AUTO_SMALL_WEIGHT_BYTES || (super_block && n_tokens <= 2) {
+                true
+            } else {
+                n_tokens == 1 && weight_bytes <= AUTO_MAX_WEIGHT_BYTES_32
+            }
+        }
+    }
+}
+
+/// Blocks for `groups` units of work (rows per block pass) with at most `max_blocks`: every
+/// block gets the same number of passes (the last pass of the grid is as full as the first).
+fn grid_blocks(groups: usize, max_blocks: usize) -> usize {
+    let max_blocks = max_blocks.max(1);
+    let passes = groups.div_ceil(max_blocks).max(1);
+    groups.div_ceil(passes).max(1)
+}
+
+impl FusedSlot {
+    fn function(
+        &mut self,
+        ctx_backend: &Arc<rocmforge_hip::HipBackend>,
+        ty: GgmlType,
+        nt: usize,
+        from_q8_1: bool,
+    ) -> TensorResult<HipFunction> {
+        if let Some(f) = self.functions.get(&(ty, nt, from_q8_1)) {
+            return Ok(f.clone());
+        }
+        let module = match &self.module {
+            Some(m) => Arc::clone(m),
+            None => {
+                let m = ctx_backend.load_kernels("mmvq_fused")?;
+                self.module = Some(Arc::clone(&m));
+                m
+            }
+        };
+        let (suffix, chunk_values) = stem(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+        let family = match (chunk_values, from_q8_1) {
+            (0, _) => "mmvfs",
+            (_, false) => "mmvqs",
+            (_, true) => "mmvqa",
+        };
+        let f = module.function(&format!("{family}_{suffix}_n{nt}"))?;
+        self.functions.insert((ty, nt, from_q8_1), f.clone());
+        Ok(f)
+    }
+}
+
+/// Runs the fused matvec when it serves this call (returns `false` to let `matmul` run its
+/// other kernels). Sizes were checked by `matmul`; `row_bytes` is the weight's bytes per row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn try_matvec(
+    ctx: &mut MatmulContext,
+    w: &DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<bool> {
+    let Some((_, chunk_values)) = stem(ty) else {
+        return Ok(false);
+    };
+    let float = chunk_values == 0;
+    let super_block = ty.block_size() == 256;
+    let weight_bytes = row_bytes.saturating_mul(rows);
+    if !wanted(
+        ctx.fused.mode,
+        super_block,
+        weight_bytes,
+        rows,
+        cols,
+        n_tokens,
+    ) || n_tokens == 0
+        || n_tokens > super::matmul::MATVEC_MAX_TOKENS
+        || (float && cols % 8 != 0)
+        || w.device_ptr().0 % 16 != 0
+        || x.device_ptr().0 % 16 != 0
+    {
+        return Ok(false);
+    }
+    let Some(shared) = shared_bytes(chunk_values, n_tokens, cols) else {
+        return Ok(false);
+    };
+    let backend = Arc::clone(ctx.backend());
+    let nt = super::matmul::matvec_variant(n_tokens);
+    let f = ctx.fused.function(&backend, ty, nt, false)?;
+    let g = Geometry::new(ctx, float, chunk_values, rows, cols, n_tokens, shared)?;
+    let row_bytes64 = row_bytes as u64;
+    // SAFETY: `mmvqs_<type>_n<NT>` / `mmvfs_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows,
+    // u32 chunks, const float* x, u32 cols, u32 n_tokens, float* out, u32 tpr)`. `matmul` checked that `w` holds
+    // rows * row_bytes bytes, `x` n_tokens * cols values and `out` n_tokens * rows values; both
+    // pointers are 16-byte aligned (checked above); n_tokens <= NT of the variant; the dynamic
+    // shared memory holds the staged activations of n_tokens tokens (`shared_bytes`); the
+    // kernels bound every row, chunk and token.
+    unsafe {
+        stream
+            .launch_builder(&f)
+            .arg(w)
+            .arg(&row_bytes64)
+            .arg(&g.rows)
+            .arg(&g.chunks)
+            .arg(x)
+            .arg(&g.cols)
+            .arg(&g.n_tokens)
+            .arg(&*out)
+            .arg(&g.tpr)
+            .launch(g.cfg)?;
+    }
+    Ok(true)
+}
+
+/// Launch geometry of one fused matvec call.
+struct Geometry {
+    cfg: LaunchConfig,
+    rows: u32,
+    chunks: u32,
+    cols: u32,
+    n_tokens: u32,
+    tpr: u32,
+}
+
+impl Geometry {
+    fn new(
+        ctx: &MatmulContext,
+        float: bool,
+        chunk_values: usize,
+        rows: usize,
+        cols: usize,
+        n_tokens: usize,
+        shared: usize,
+    ) -> TensorResult<Self> {
+        let info = ctx.backend().info();
+        let warp = (info.warp_size as usize).clamp(1, THREADS);
+        let chunks = if float {
+            cols / 8
+        } else {
+            cols / chunk_values.max(1)
+        };
+        let tpr = if float {
+            chunks
+                .div_ceil(FLOAT_CHUNKS_PER_THREAD)
+                .next_power_of_two()
+                .clamp(1, THREADS)
+        } else {
+            warp
+        };
+        let rows_per_pass = THREADS / tpr;
+        let per_cu = ctx.fused.blocks_per_cu.unwrap_or(if float {
+            FLOAT_BLOCKS_PER_CU
+        } else {
+            QUANT_BLOCKS_PER_CU
+        });
+        let max_blocks = (info.compute_units as usize).max(1) * per_cu.max(1);
+        let blocks = grid_blocks(rows.div_ceil(rows_per_pass), max_blocks);
+        let to_u32 = |v: usize, what: &str| {
+            u32::try_from(v).map_err(|_| TensorError::Shape {
+                op: OP,
+                what: format!("{what} {v} exceeds the kernel's 32-bit range"),
+            })
+        };
+        Ok(Self {
+            cfg: LaunchConfig {
+                grid_dim: (to_u32(blocks, "blocks")?, 1, 1),
+                block_dim: (THREADS as u32, 1, 1),
+                shared_mem_bytes: to_u32(shared, "shared memory bytes")?,
+            },
+            rows: to_u32(rows, "rows")?,
+            chunks: to_u32(chunks, "chunks")?,
+            cols: to_u32(cols, "cols")?,
+            n_tokens: to_u32(n_tokens, "tokens")?,
+            tpr: tpr as u32,
+        })
+    }
+}
+
+/// [`try_matvec`] for activations already quantized to q8_1 (`super::matmul::matmul_q8_1`):
+/// `aqs` / `ads` point at the values and the (d, s) pairs of the `Q8_1Layout` of
+/// `n_tokens x cols`, checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn try_matvec_q8_1(
+    ctx: &mut MatmulContext,
+    w: &DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    aqs: DevicePtr,
+    ads: DevicePtr,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<bool> {
+    let Some((_, chunk_values)) = stem(ty).filter(|s| s.1 > 0) else {
+        return Ok(false);
+    };
+    // No launch to save here (the activations are quantized already): Auto takes the staged
+    // kernels where their weight streaming was measured faster, the 256-value formats.
+    let wanted_here = match ctx.fused.mode {
+        FusedMode::Always => true,
+        FusedMode::Never => false,
+        FusedMode::Auto => ty.block_size() == 256 && cols <= AUTO_MAX_COLS,
+    };
+    if !wanted_here
+        || n_tokens == 0
+        || n_tokens > super::matmul::MATVEC_MAX_TOKENS
+        || w.device_ptr().0 % 16 != 0
+        || aqs.0 % 16 != 0
+        || ads.0 % 8 != 0
+    {
+        return Ok(false);
+    }
+    let Some(shared) = shared_bytes(chunk_values, n_tokens, cols) else {
+        return Ok(false);
+    };
+    let backend = Arc::clone(ctx.backend());
+    let nt = super::matmul::matvec_variant(n_tokens);
+    let f = ctx.fused.function(&backend, ty, nt, true)?;
+    let g = Geometry::new(ctx, false, chunk_values, rows, cols, n_tokens, shared)?;
+    let row_bytes64 = row_bytes as u64;
+    // SAFETY: `mmvqa_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
+    // const i8* aqs, const float* ads, u32 cols, u32 n_tokens, float* out)`. The caller checked
+    // that `w` holds rows * row_bytes bytes, the q8_1 buffer n_tokens * cols values and their
+    // scale pairs at `ads`, and `out` n_tokens * rows values; alignment checked above;
+    // n_tokens <= NT; the dynamic shared memory holds n_tokens staged tokens.
+    unsafe {
+        stream
+            .launch_builder(&f)
+            .arg(w)
+            .arg(&row_bytes64)
+            .arg(&g.rows)
+            .arg(&g.chunks)
+            .arg(&aqs)
+            .arg(&ads)
+            .arg(&g.cols)
+            .arg(&g.n_tokens)
+            .arg(&*out)
+            .launch(g.cfg)?;
+    }
+    Ok(true)
+}
+
+impl MatmulContext {
+    /// When 1..=8 tokens take the one-launch decode kernels ([`FusedMode::Auto`] by default;
+    /// the others are for benchmarks and tests).
+    pub fn set_fused_matvec(&mut self, mode: FusedMode) {
+        self.fused.mode = mode;
+    }
+
+    /// Grid limit of the one-launch decode kernels, in blocks per compute unit (`None`: 2 for
+    /// quantized weights, 4 for float weights).
+    pub fn set_matvec_blocks_per_cu(&mut self, blocks: Option<usize>) {
+        self.fused.blocks_per_cu = blocks.map(|b| b.max(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_has_a_chunk_dividing_its_block() {
+        use GgmlType::*;
+        for ty in [
+            F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+        ] {
+            let (_, cv) = stem(ty).unwrap_or(("", 1));
+            if cv > 0 {
+                assert_eq!(ty.block_size() % cv, 0, "{ty}");
+            }
+        }
+        assert!(stem(F32).is_none());
+    }
+
+    #[test]
+    fn shared_budget_admits_decode_shapes_and_rejects_large_batches() {
+        // Q8_0 (48 bytes per 32 values), Q4_K (112 per 64), Q6_K (208 per 128), F16 (2 per value).
+        assert_eq!(shared_bytes(32, 1, 4096), Some(6144));
+        assert_eq!(shared_bytes(64, 2, 4096), Some(14336));
+        assert_eq!(shared_bytes(128, 1, 4096), Some(6656));
+        assert!(shared_bytes(64, 1, 14336).is_none());
+        assert!(shared_bytes(32, 8, 4096).is_none());
+        assert_eq!(shared_bytes(0, 1, 14336), Some(28672));
+        assert!(shared_bytes(0, 2, 14336).is_none());
+        assert!(shared_bytes(32, usize::MAX, 64).is_none());
+    }
+
+    #[test]
+    fn auto_mode_follows_the_h100_measurements() {
+        let mb = 1usize << 20;
+        let auto = |sb, bytes, rows, cols, n| wanted(FusedMode::Auto, sb, bytes, rows, cols, n);
+        // Llama-3-8B q/o, gate/up (any type, one token), K-quant LM head, two K-quant tokens.
+        assert!(auto(false, 18 * mb, 4096, 4096, 1));
+        assert!(auto(false, 62 * mb, 14336, 4096, 1));
+        assert!(auto(true, 296 * mb, 128256, 4096, 1));
+        assert!(auto(true, 33 * mb, 14336, 4096, 2));
+        // ffn_down (14336 columns), Q4_0/Q8_0 LM heads, 4 tokens of a large weight.
+        assert!(!auto(true, 33 * mb, 4096, 14336, 1));
+        assert!(!auto(false, 296 * mb, 128256, 4096, 1));
+        assert!(!auto(true, 33 * mb, 14336, 4096, 4));
+        // Qwen2.5-0.5B: small weights yes, ffn_down (896 x 4864) no.
+        assert!(auto(false, mb, 896, 896, 8));
+        assert!(!auto(false, 2 * mb, 896, 4864, 1));
+        assert!(wanted(FusedMode::Always, false, 64 * mb, 4096, 14336, 2));
+        assert!(!wanted(FusedMode::Never, false, 1, 1, 32, 1));
+    }
+
+    #[test]
+    fn grid_gives_every_block_the_same_passes() {
+        assert_eq!(grid_blocks(896, 528), 448);
+        assert_eq!(grid_blocks(100, 528), 100);
+        assert_eq!(grid_blocks(0, 528), 1);
+        for groups in 1..3000 {
+            let b = grid_blocks(groups, 528);
+            assert!(b <= 528);
+            let passes = groups.div_ceil(b);
+            assert!(
+                b * passes >= groups && (b - 1) * passes < groups,
+                "{groups}"
+            );
+        }
+    }
+}

@@ -1,0 +1,494 @@
+// Decode matrix-vector products, out[t][r] = sum_c W[r][c] * x[t][c] for up to 8 tokens, in ONE
+// launch: each block first prepares the f32 activations of the call's tokens in shared memory,
+// then walks weight rows in a grid-stride loop (the grid sized to the GPU by the host), so no
+// separate quantization or rounding kernel runs before it.
+//
+// Quantized weights (mmvqs_<type>_n<NT>): the activations become q8_1 blocks with exactly the
+// arithmetic of quantize_q8_1_f32 (quantize_act.hip) (mmvqa_<type>_n<NT>: copied from a q8_1
+// buffer a producer kernel already wrote), plus the two 16-value integer sums of each block, so the K-quant mins need no extra dot products. One warp works on one weight row at a
+// time, in steps of whole blocks: it copies a step's bytes into its own shared buffer with
+// coalesced 16-byte loads (whatever the blocks' alignment; the next step's loads are issued before
+// the current step is computed), then each lane unpacks chunks from shared memory with the block
+// structs of rf_quant_blocks.h and takes integer dot products with every token.
+// Float weights (mmvfs_f16 / mmvfs_bf16): the activations rounded to the weight's precision and
+// kept as 16-bit values in shared memory; `tpr` threads per row, 8 weights per 16-byte load.
+//
+// Launch: 256 threads per block, any grid size; the last argument `tpr` (threads per row) is
+// used by the float kernels only. Dynamic shared memory: n_tokens * chunks * CHUNK_BYTES
+// (quantized: rf_act_layout, CHUNK_BYTES = 48, 112 or 208 for 1, 2 or 4 blocks of 32 per chunk)
+// or n_tokens * cols * 2 (float).
+// `w` must be 16-byte aligned (device allocations are). Kernel suffix _n<NT>: n_tokens <= NT.
+#include "rf_platform.h"
+#include "rf_quant_blocks.h"
+
+#define RF_MMV_THREADS 256
+#define RF_MMV_WARPS (RF_MMV_THREADS / RF_WARP_SIZE)
+
+struct __attribute__((aligned(8))) rf_u32x2 {
+    rf_u32 x, y;
+};
+
+// Orders a warp's shared-memory accesses (all lanes take part).
+RF_DEVICE void rf_sync_warp() {
+#if defined(RF_AMD)
+    __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
+    __builtin_amdgcn_wave_barrier();
+    __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
+#elif defined(RF_CLANG_NVPTX)
+    __nvvm_bar_warp_sync(0xffffffffu);
+#else
+    __syncwarp();
+#endif
+}
+
+RF_DEVICE int rf_round_half_away(float v) {
+#if defined(RF_NVCC)
+    return (int)roundf(v);
+#else
+    return (int)__builtin_roundf(v);
+#endif
+}
+
+// Bit pattern of f rounded to f16 (round to nearest even).
+RF_DEVICE rf_u32 rf_f16_bits_of(float f) {
+#if defined(RF_NVCC)
+    return (rf_u32)__half_as_ushort(__float2half_rn(f));
+#else
+    return (rf_u32)__builtin_bit_cast(unsigned short, (_Float16)f);
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// q8_1 activations in shared memory, one 48-byte slot per 32-value block: 32 signed bytes, then
+// the record {f16 d | f16 s << 16, i16 sum(q[0..16]) | i16 sum(q[16..32]) << 16}, 8 bytes unused.
+// The QPC slots of one chunk (a lane's unit of a weight row) are followed by 16 bytes of padding
+// when QPC > 1, so that the 16-byte reads of 8 lanes taking consecutive chunks fall in distinct
+// banks (chunk strides of 48, 112 and 208 bytes: odd multiples of 16).
+template <int QPC>
+struct rf_act_layout {
+    static constexpr rf_u32 CHUNK_BYTES = QPC * 48 + (QPC > 1 ? 16 : 0);
+    static RF_MEMBER rf_u32 slot(rf_u32 ab) { return (ab / QPC) * CHUNK_BYTES + (ab % QPC) * 48; }
+};
+
+// Fills the slots of nt tokens (token stride `ts` bytes). Eight lanes per 32-value block, four
+// values each, four blocks per lane group in flight. Ends with a block barrier.
+// Source: f32 activations `x` (quantized here with exactly the arithmetic of quantize_q8_1_f32),
+// or, with `aqs` non-null, a q8_1 buffer already written by quantize_q8_1_f32 or a fused
+// producer (qs [nt][cols], then (d, s) pairs at `ads`).
+template <int QPC>
+RF_DEVICE void rf_stage_q8_1(const float* x, const rf_i8* aqs, const float* ads, rf_u32 cols,
+                             rf_u32 nt, rf_u32 ts, rf_u8* sa) {
+    constexpr rf_u32 GROUPS = RF_MMV_THREADS / 8, UNR = 4;
+    const rf_u32 tid = RF_TID_X, l8 = tid & 7u;
+    const rf_u32 nblk = cols / 32, total = nt * nblk;
+    const rf_u32 warp_first = (tid / RF_WARP_SIZE) * (RF_WARP_SIZE / 8);
+    for (rf_u32 base = 0; base + warp_first < total; base += UNR * GROUPS) {
+        rf_u32x4 raw[UNR];
+        float dsv[UNR][2];
+#pragma unroll
+        for (rf_u32 u = 0; u < UNR; ++u) {
+            const rf_u32 i = base + u * GROUPS + tid / 8;
+            raw[u].x = raw[u].y = raw[u].z = raw[u].w = 0u;
+            dsv[u][0] = dsv[u][1] = 0.0f;
+            if (i < total) {
+                if (aqs != nullptr) {
+                    raw[u].x = ((const rf_u32*)aqs)[8 * (rf_u64)i + l8];
+                    dsv[u][0] = ads[2 * (rf_u64)i];
+                    dsv[u][1] = ads[2 * (rf_u64)i + 1];
+                } else {
+                    raw[u] = *(const rf_u32x4*)(x + 32 * (rf_u64)i + 4 * l8);
+                }
+            }
+        }
+#pragma unroll
+        for (rf_u32 u = 0; u < UNR; ++u) {
+            const rf_u32 i = base + u * GROUPS + tid / 8;  // block index over [nt][cols / 32]
+            rf_u32 word;
+            float d, s;
+            int quad, other;
+            if (aqs != nullptr) {
+                word = raw[u].x;
+                quad = rf_dp4a((int)word, 0x01010101, 0);
+                quad += rf_shfl_xor_i32(quad, 1);
+                quad += rf_shfl_xor_i32(quad, 2);
+                other = rf_shfl_xor_i32(quad, 4);
+                d = dsv[u][0];
+                s = dsv[u][1];
+            } else {
+                const float v[4] = {__builtin_bit_cast(float, raw[u].x), __builtin_bit_cast(float, raw[u].y),
+                                    __builtin_bit_cast(float, raw[u].z), __builtin_bit_cast(float, raw[u].w)};
+                float amax = v[0] < 0.0f ? -v[0] : v[0];
+#pragma unroll
+                for (int k = 1; k < 4; ++k) {
+                    const float a = v[k] < 0.0f ? -v[k] : v[k];
+                    amax = a > amax ? a : amax;
+                }
+#pragma unroll
+                for (int m = 1; m < 8; m <<= 1) {
+                    const float o = rf_shfl_xor_f32(amax, m);
+                    amax = o > amax ? o : amax;
+                }
+                const float dq = amax / 127.0f;
+                const float id = dq != 0.0f ? 1.0f / dq : 0.0f;
+                int q[4];
+#pragma unroll
+                for (int k = 0; k < 4; ++k) q[k] = rf_round_half_away(v[k] * id);
+                quad = q[0] + q[1] + q[2] + q[3];
+                quad += rf_shfl_xor_i32(quad, 1);
+                quad += rf_shfl_xor_i32(quad, 2);
+                other = rf_shfl_xor_i32(quad, 4);
+                word = ((rf_u32)q[0] & 0xffu) | (((rf_u32)q[1] & 0xffu) << 8) |
+                       (((rf_u32)q[2] & 0xffu) << 16) | ((rf_u32)q[3] << 24);
+                d = dq;
+                s = (float)(quad + other) * dq;
+            }
+            if (i < total) {
+                const rf_u32 t = i / nblk, ab = i - t * nblk;
+                rf_u8* slot = sa + t * ts + rf_act_layout<QPC>::slot(ab);
+                ((rf_u32*)slot)[l8] = word;
+                if (l8 == 0) {
+                    rf_u32x2 rec;
+                    rec.x = rf_f16_bits_of(d) | (rf_f16_bits_of(s) << 16);
+                    rec.y = ((rf_u32)quad & 0xffffu) | ((rf_u32)other << 16);
+                    *(rf_u32x2*)(slot + 32) = rec;
+                }
+            }
+        }
+    }
+    rf_sync_block();
+}
+
+// Dot product of one unpacked 32-value weight piece with a staged q8_1 block: the same
+// arithmetic, in the same order, as rf_qb_dot (the block sums replace its dp4a sums).
+template <class T>
+RF_DEVICE float rf_qb_dot_staged(const rf_qb& w, const rf_u8* aq) {
+    const rf_u32x4 a = ((const rf_u32x4*)aq)[0], b = ((const rf_u32x4*)aq)[1];
+    const rf_u32x2 rec = *(const rf_u32x2*)(aq + 32);
+    const int av[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
+    int s0 = 0, s1 = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) s0 = rf_dp4a(w.q[i], av[i], s0);
+#pragma unroll
+    for (int i = 4; i < 8; ++i) s1 = rf_dp4a(w.q[i], av[i], s1);
+    float r;
+    if (T::SCALE16) {
+        r = w.a0 * (float)s0 + w.a1 * (float)s1;
+    } else {
+        r = w.a0 * (float)(s0 + s1);
+    }
+    if (T::HAS_MIN) {
+        const int u0 = (int)(short)(rec.y & 0xffffu), u1 = (int)rec.y >> 16;
+        if (T::SCALE16) {
+            r -= w.m0 * (float)u0 + w.m1 * (float)u1;
+        } else {
+            r -= w.m0 * (float)(u0 + u1);
+        }
+    }
+    r *= rf_f16_bits(rec.x & 0xffffu);
+    if (T::HAS_MW) r += w.mw * rf_f16_bits(rec.x >> 16);
+    return r;
+}
+
+// Step geometry of type T: a step is U runs of RF_WARP_SIZE chunks (whole blocks), about 3 KB.
+template <class T>
+struct rf_step {
+    static constexpr int QPC = T::QB_PER_CHUNK;
+    static constexpr int CPB = T::BLOCK_VALUES / (32 * QPC);  // chunks per block
+    static constexpr int RUN_BYTES = RF_WARP_SIZE / CPB * T::BLOCK_BYTES;
+    static constexpr int BUDGET = 3000 * (RF_WARP_SIZE / 32);
+    static constexpr int U = BUDGET / (RUN_BYTES + 32) > 0 ? BUDGET / (RUN_BYTES + 32) : 1;
+    static constexpr int CHUNKS = U * RF_WARP_SIZE;
+    static constexpr int BYTES = U * RUN_BYTES;
+    static constexpr int PIECES = BYTES / 16 + 2;  // 16-byte pieces covering any start offset
+    static constexpr int PPL = (PIECES + RF_WARP_SIZE - 1) / RF_WARP_SIZE;  // pieces per lane
+};
+
+// Issues the 16-byte loads of one step: bytes [g, g + len) of the weight, from the aligned
+// piece holding g. Pieces reaching past `w_end` are read byte by byte.
+template <int PPL>
+RF_DEVICE void rf_prefetch(const rf_u8* g, rf_u32 len, const rf_u8* w_end, rf_u32 lane,
+                           rf_u32x4* pf, rf_u32* off, rf_u32* npieces) {
+    const rf_u64 ga = (rf_u64)g & ~(rf_u64)15;
+    *off = (rf_u32)((rf_u64)g - ga);
+    *npieces = (*off + len + 15) / 16;
+#pragma unroll
+    for (int j = 0; j < PPL; ++j) {
+        const rf_u32 p = lane + j * RF_WARP_SIZE;
+        const rf_u8* src = (const rf_u8*)(ga + 16 * (rf_u64)p);
+        if (p < *npieces) {
+            if (src + 16 <= w_end) {
+                pf[j] = *(const rf_u32x4*)src;
+            } else {
+                rf_u32 wd[4] = {0u, 0u, 0u, 0u};
+                for (int k = 0; k < 16; ++k) {
+                    if (src + k < w_end) wd[k / 4] |= (rf_u32)src[k] << (8 * (k % 4));
+                }
+                pf[j].x = wd[0]; pf[j].y = wd[1]; pf[j].z = wd[2]; pf[j].w = wd[3];
+            }
+        }
+    }
+}
+
+template <class T, int NT>
+RF_DEVICE void rf_mmvq_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,
+                              const float* x, const rf_i8* aqs, const float* ads, rf_u32 cols,
+                              rf_u32 n_tokens, float* out, rf_u8* smem, rf_u32x4 (*wbuf)[rf_step<T>::PPL * RF_WARP_SIZE]) {
+    using S = rf_step<T>;
+    const rf_u32 tid = RF_TID_X, lane = tid % RF_WARP_SIZE, warp = tid / RF_WARP_SIZE;
+    const rf_u32 nt = n_tokens < (rf_u32)NT ? n_tokens : (rf_u32)NT;
+    using L = rf_act_layout<S::QPC>;
+    const rf_u32 ts = chunks * L::CHUNK_BYTES;  // bytes of one token's activations
+    const rf_u32 steps = (chunks + S::CHUNKS - 1) / S::CHUNKS;
+    const rf_u32 gw = RF_BID_X * RF_MMV_WARPS + warp, n_gw = RF_GDIM_X * RF_MMV_WARPS;
+    const rf_u8* w_end = w + (rf_u64)rows * row_bytes;
+    rf_u32x4* buf = wbuf[warp];
+
+    // The first step's loads go out before the activations are quantized.
+    rf_u32x4 pf[S::PPL];
+    rf_u32 nx_off = 0, nx_np = 0;
+    rf_u32 r = gw, s = 0;
+    auto prefetch = [&](rf_u32 row, rf_u32 step) {
+        const rf_u64 start = (rf_u64)step * S::BYTES;
+        const rf_u64 left = row_bytes - start;
+        const rf_u32 len = left < (rf_u64)S::BYTES ? (rf_u32)left : (rf_u32)S::BYTES;
+        rf_prefetch<S::PPL>(w + (rf_u64)row * row_bytes + start, len, w_end, lane, pf, &nx_off, &nx_np);
+    };
+    if (r < rows) prefetch(r, 0);
+    rf_stage_q8_1<S::QPC>(x, aqs, ads, cols, nt, ts, smem);
+
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+    while (r < rows) {
+        rf_sync_warp();  // the previous step is done reading the buffer
+#pragma unroll
+        for (int j = 0; j < S::PPL; ++j) {
+            const rf_u32 p = lane + j * RF_WARP_SIZE;
+            if (p < nx_np) buf[p] = pf[j];
+        }
+        rf_sync_warp();
+        const rf_u32 cr = r, cs = s, coff = nx_off;
+        if (++s == steps) {
+            s = 0;
+            r += n_gw;
+        }
+        if (r < rows) prefetch(r, s);  // in flight while this step is computed
+        const rf_u8* sb = (const rf_u8*)buf + coff;
+#pragma unroll
+        for (int u = 0; u < S::U; ++u) {
+            const rf_u32 cl = lane + u * RF_WARP_SIZE;  // chunk within the step
+            const rf_u32 c = cs * S::CHUNKS + cl;       // chunk within the row
+            if (c < chunks) {
+                rf_qb qb[S::QPC];
+                T::unpack(sb + (cl / S::CPB) * T::BLOCK_BYTES, (int)(cl % S::CPB), qb);
+#pragma unroll
+                for (int t = 0; t < NT; ++t) {
+                    if ((rf_u32)t < nt) {
+                        const rf_u8* ac = smem + t * ts + c * L::CHUNK_BYTES;
+#pragma unroll
+                        for (int k = 0; k < S::QPC; ++k) acc[t] += rf_qb_dot_staged<T>(qb[k], ac + 48 * k);
+                    }
+                }
+            }
+        }
+        if (cs + 1 == steps) {
+#pragma unroll
+            for (int t = 0; t < NT; ++t) {
+                const float v = rf_warp_sum_f32(acc[t]);
+                if (lane == 0 && (rf_u32)t < nt) out[(rf_u64)t * rows + cr] = v;
+                acc[t] = 0.0f;
+            }
+        }
+    }
+}
+
+// mmvqs_*: from f32 activations; mmvqa_*: from a q8_1 activation buffer (aqs, ads).
+#define RF_MMVQS_KERNEL_NT(name, T, NT)                                                           \
+    RF_KERNEL(RF_MMV_THREADS)                                                                     \
+    void mmvqs_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
+                              const float* x, rf_u32 cols, rf_u32 n_tokens, float* out,           \
+                              rf_u32 /* tpr: one warp per row here */) {                          \
+        RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
+        __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
+        rf_mmvq_staged<T, NT>(w, row_bytes, rows, chunks, x, nullptr, nullptr, cols, n_tokens,    \
+                              out, (rf_u8*)rf_smem, wbuf);                                        \
+    }                                                                                             \
+    RF_KERNEL(RF_MMV_THREADS)                                                                     \
+    void mmvqa_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
+                              const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,   \
+                              float* out) {                                                       \
+        RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
+        __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
+        rf_mmvq_staged<T, NT>(w, row_bytes, rows, chunks, nullptr, aqs, ads, cols, n_tokens, out, \
+                              (rf_u8*)rf_smem, wbuf);                                             \
+    }
+#define RF_MMVQS_KERNEL(name, T)   \
+    RF_MMVQS_KERNEL_NT(name, T, 1) \
+    RF_MMVQS_KERNEL_NT(name, T, 2) \
+    RF_MMVQS_KERNEL_NT(name, T, 4) \
+    RF_MMVQS_KERNEL_NT(name, T, 8)
+
+RF_MMVQS_KERNEL(q4_0, rf_q4_0)
+RF_MMVQS_KERNEL(q4_1, rf_q4_1)
+RF_MMVQS_KERNEL(q5_0, rf_q5_0)
+RF_MMVQS_KERNEL(q5_1, rf_q5_1)
+RF_MMVQS_KERNEL(q8_0, rf_q8_0)
+RF_MMVQS_KERNEL(iq4_nl, rf_iq4_nl)
+RF_MMVQS_KERNEL(q2_k, rf_q2_k)
+RF_MMVQS_KERNEL(q3_k, rf_q3_k)
+RF_MMVQS_KERNEL(q4_k, rf_q4_k)
+RF_MMVQS_KERNEL(q5_k, rf_q5_k)
+RF_MMVQS_KERNEL(q6_k, rf_q6_k)
+RF_MMVQS_KERNEL(iq4_xs, rf_iq4_xs)
+
+// ---------------------------------------------------------------------------------------------
+// F16 / BF16 weights. Activations rounded (mode 1: f16, mode 2: bf16, as round_act_f32) into sx
+// [nt][cols] 16-bit values; cols a multiple of 8. Ends with a block barrier.
+template <int MODE>
+RF_DEVICE void rf_stage_round16(const float* x, rf_u32 cols, rf_u32 nt, rf_u32* sx) {
+    constexpr rf_u32 UNR = 4;
+    const rf_u32 quads = nt * cols / 4;
+    for (rf_u32 base = RF_TID_X; base < quads; base += UNR * RF_MMV_THREADS) {
+        rf_u32x4 raw[UNR];
+#pragma unroll
+        for (rf_u32 u = 0; u < UNR; ++u) {
+            const rf_u32 i = base + u * RF_MMV_THREADS;
+            if (i < quads) raw[u] = ((const rf_u32x4*)x)[i];
+        }
+#pragma unroll
+        for (rf_u32 u = 0; u < UNR; ++u) {
+            const rf_u32 i = base + u * RF_MMV_THREADS;
+            if (i < quads) {
+                const rf_u32 v[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+                rf_u32 h[4];
+#pragma unroll
+                for (int k = 0; k < 4; ++k) {
+                    const float f = __builtin_bit_cast(float, v[k]);
+                    h[k] = MODE == 1 ? rf_f16_bits_of(f) : (rf_u32)rf_f32_to_bf16(f);
+                }
+                sx[2 * i] = h[0] | (h[1] << 16);
+                sx[2 * i + 1] = h[2] | (h[3] << 16);
+            }
+        }
+    }
+    rf_sync_block();
+}
+
+template <int MODE>
+RF_DEVICE float rf_w16_to_f32(rf_u32 bits) {
+    return MODE == 1 ? rf_f16_bits(bits) : __builtin_bit_cast(float, bits << 16);
+}
+
+// Sums each row's partial results over its tpr threads (shuffles, then shared memory across
+// warps when tpr > RF_WARP_SIZE) and writes them.
+template <int NT>
+RF_DEVICE void rf_mmvs_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 rows, rf_u32 nt,
+                                    float* out, float* red) {
+#pragma unroll
+    for (int m = RF_WARP_SIZE / 2; m > 0; m >>= 1) {
+        if ((rf_u32)m < tpr) {
+#pragma unroll
+            for (int t = 0; t < NT; ++t) acc[t] += rf_shfl_xor_f32(acc[t], m);
+        }
+    }
+    const rf_u32 tid = RF_TID_X;
+    if (tpr > RF_WARP_SIZE) {
+        const rf_u32 warp = tid / RF_WARP_SIZE;
+        if (tid % RF_WARP_SIZE == 0) {
+#pragma unroll
+            for (int t = 0; t < NT; ++t) red[t * RF_MMV_WARPS + warp] = acc[t];
+        }
+        rf_sync_block();
+        if (tid % tpr == 0) {
+            const rf_u32 per_row = tpr / RF_WARP_SIZE;
+#pragma unroll
+            for (int t = 0; t < NT; ++t) {
+                float s = 0.0f;
+                for (rf_u32 k = 0; k < per_row; ++k) s += red[t * RF_MMV_WARPS + warp + k];
+                acc[t] = s;
+            }
+        }
+        rf_sync_block();  // red is reused by the next row
+    }
+    if (tid % tpr == 0 && row < rows) {
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+            if ((rf_u32)t < nt) out[(rf_u64)t * rows + row] = acc[t];
+        }
+    }
+}
+
+template <int MODE, int NT>
+RF_DEVICE void rf_mmvf_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,
+                              const float* x, rf_u32 cols, rf_u32 n_tokens, float* out,
+                              rf_u32 tpr, rf_u32* sx, float* red) {
+    const rf_u32 tid = RF_TID_X, lane = tid % tpr;
+    const rf_u32 nt = n_tokens < (rf_u32)NT ? n_tokens : (rf_u32)NT;
+    rf_stage_round16<MODE>(x, cols, nt, sx);
+    const rf_u32 rpb = RF_MMV_THREADS / tpr;
+    constexpr int UNR = 4;
+    for (rf_u32 base = RF_BID_X * rpb; base < rows; base += RF_GDIM_X * rpb) {
+        const rf_u32 row = base + tid / tpr;
+        float acc[NT];
+#pragma unroll
+        for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+        if (row < rows) {
+            const rf_u8* wrow = w + (rf_u64)row * row_bytes;
+            rf_u32 c = lane;
+            for (; c < chunks; c += UNR * tpr) {
+                rf_u32x4 wv[UNR];
+#pragma unroll
+                for (int u = 0; u < UNR; ++u) {
+                    if (c + u * tpr < chunks) wv[u] = ((const rf_u32x4*)wrow)[c + u * tpr];
+                }
+#pragma unroll
+                for (int u = 0; u < UNR; ++u) {
+                    const rf_u32 cu = c + u * tpr;
+                    if (cu < chunks) {
+                        const rf_u32 ww[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
+                        float v[8];
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) {
+                            v[2 * i] = rf_w16_to_f32<MODE>(ww[i] & 0xffffu);
+                            v[2 * i + 1] = rf_w16_to_f32<MODE>(ww[i] >> 16);
+                        }
+#pragma unroll
+                        for (int t = 0; t < NT; ++t) {
+                            if ((rf_u32)t < nt) {
+                                const rf_u32x4 xa = ((const rf_u32x4*)(sx + (rf_u64)t * cols / 2))[cu];
+                                const rf_u32 xs[4] = {xa.x, xa.y, xa.z, xa.w};
+                                float sum = 0.0f;
+#pragma unroll
+                                for (int i = 0; i < 4; ++i) {
+                                    sum += v[2 * i] * rf_w16_to_f32<MODE>(xs[i] & 0xffffu);
+                                    sum += v[2 * i + 1] * rf_w16_to_f32<MODE>(xs[i] >> 16);
+                                }
+                                acc[t] += sum;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        rf_mmvs_reduce_store<NT>(acc, tpr, row, rows, nt, out, red);
+    }
+}
+
+#define RF_MMVFS_KERNEL_NT(name, MODE, NT)                                                        \
+    RF_KERNEL(RF_MMV_THREADS)                                                                     \
+    void mmvfs_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
+                              const float* x, rf_u32 cols, rf_u32 n_tokens, float* out,           \
+                              rf_u32 tpr) {                                                       \
+        RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
+        __shared__ float red[NT * RF_MMV_WARPS];                                                  \
+        rf_mmvf_staged<MODE, NT>(w, row_bytes, rows, chunks, x, cols, n_tokens, out, tpr,         \
+                                 (rf_u32*)rf_smem, red);                                          \
+    }
+#define RF_MMVFS_KERNEL(name, MODE)   \
+    RF_MMVFS_KERNEL_NT(name, MODE, 1) \
+    RF_MMVFS_KERNEL_NT(name, MODE, 2) \
+    RF_MMVFS_KERNEL_NT(name, MODE, 4) \
+    RF_MMVFS_KERNEL_NT(name, MODE, 8)
+
+RF_MMVFS_KERNEL(f16, 1)
+RF_MMVFS_KERNEL(bf16, 2)
