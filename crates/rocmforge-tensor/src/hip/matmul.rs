@@ -9,7 +9,10 @@
 //! in the last bits of the activation rounding. Float weights (F32/F16/BF16) take the f32
 //! activations rounded to the weight's precision, as the CPU backend does.
 //!
-//! Up to [`MATVEC_MAX_TOKENS`] tokens run the matrix-vector kernels (`mmvq_<type>_n<NT>`,
+//! Dispatch in [`matmul`]: from `BLAS_MIN_TOKENS` tokens the vendor-BLAS path
+//! (`matmul_blas.rs`); up to [`MATVEC_MAX_TOKENS`] tokens first the one-launch decode kernels
+//! (`matvec_fused.rs`, when their shared memory and `FusedMode` take the shape); otherwise:
+//! up to [`MATVEC_MAX_TOKENS`] tokens run the matrix-vector kernels (`mmvq_<type>_n<NT>`,
 //! `mmvf_<type>_n<NT>`, NT = 1, 2, 4 or 8: each weight byte read once for all tokens); more tokens run the tiled
 //! matrix-matrix kernels (`mmq_<type>`, `mmf_<type>`), which stage a tile of weight rows in
 //! shared memory and reuse it for a tile of tokens.

@@ -46,7 +46,8 @@ const AUTO_MAX_WEIGHT_BYTES_32: usize = 64 << 20;
 /// When `matmul` takes the one-launch kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FusedMode {
-    /// Where they were measured faster (see [`AUTO_MAX_COLS`]), the shared memory permitting.
+    /// Where they were measured faster on the H100 (see `AUTO_MAX_COLS` in the source), the
+    /// shared memory permitting.
     #[default]
     Auto,
     /// Whenever the activations fit in shared memory.
