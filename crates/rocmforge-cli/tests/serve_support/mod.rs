@@ -39,6 +39,11 @@ pub struct Server {
 impl Server {
     /// Starts `rocmforge serve` with `extra` arguments on port 0 and waits until it listens.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables for the server process.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rocmforge"))
             .args([
                 "serve",
@@ -50,6 +55,7 @@ impl Server {
                 "cpu",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -250,7 +250,13 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         }
         let n_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
         let prompt_tokens = self.config.prefill_chunk - budget;
-        let result = self.model.forward_segments(&mut segments);
+        let result = if injected_step_fault() {
+            Err(crate::error::ModelError::InvalidInput(format!(
+                "injected step fault ({FAULT_ENV})"
+            )))
+        } else {
+            self.model.forward_segments(&mut segments)
+        };
         drop(segments);
         let logits = match result {
             Ok(l) => l,
@@ -304,4 +310,22 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         let kv: usize = self.active.iter().map(|s| s.cache.size_bytes()).sum();
         EngineMetrics::set(&self.metrics.kv_bytes, kv as u64);
     }
+}
+
+/// Test-only fault injection: with `ROCMFORGE_INJECT_STEP_FAULT=N` (N >= 1) in the environment,
+/// every N-th batched step of the process fails as a device fault would (its sequences get
+/// `EngineEvent::Failed`); unset or invalid, nothing is injected. Lets the server's
+/// error paths be tested on the CPU.
+const FAULT_ENV: &str = "ROCMFORGE_INJECT_STEP_FAULT";
+
+fn injected_step_fault() -> bool {
+    static EVERY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let every = EVERY.get_or_init(|| {
+        std::env::var(FAULT_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&n| n >= 1)
+    });
+    every.is_some_and(|n| (STEPS.fetch_add(1, Ordering::Relaxed) + 1) % n == 0)
 }
