@@ -21,6 +21,18 @@
 //! depth (per-block latency: each thread computes whole dot products of 128 values for all
 //! heads of its group, then a sequential V loop), and loading V 8 keys deep (run 2) gained 3%:
 //! the next step is warp-cooperative scores and V split over warps. Warm-up is now 100 runs.
+//!
+//! Run 3 (same card type, ncu 2025.3 on this example, SM clock 1.59 GHz under ncu): with that
+//! next step done (lanes split head_dim, each warp a run of 32 keys with an online softmax, no
+//! block barriers, combine over 512 threads) the partial kernel still takes 89.7k cycles per
+//! block (56.5 us) at depth 512, where only 32 of its 272 blocks have keys, and 91.4k (57.5 us)
+//! at depth 4096; 255 registers (theoretical occupancy 12.5%), DRAM throughput 1.2% / 8.8%;
+//! combine 5.2 / 10.3 us. The cost does not move with the work a block does, so it is not the
+//! per-thread serial chain. Suspects left: code size (every loop unrolled over 8 query heads
+//! per KV head with run-time guards; the layer's weights evict L2 between launches, so the
+//! code is fetched cold) and the register count. In the same profile (an eager layer, depth
+//! 4096, ncu flushing caches between kernels) add_rms_norm_q8_1 (one block) takes 22.5 us, the
+//! down projection (mmvq_q4_k_n1) 26 us, q/o/gate/up (mmvqa_q4_k_n1) 9-17 us, k/v 5.8 us.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;

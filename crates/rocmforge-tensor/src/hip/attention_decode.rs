@@ -15,6 +15,10 @@ use crate::error::{TensorError, TensorResult};
 const OP: &str = "attention_decode";
 /// Keys per chunk (one per thread of a block).
 pub const CHUNK: usize = 128;
+/// Partial-result slots per chunk: warps per block at the smallest warp size (32 lanes).
+pub const SUBS_PER_CHUNK: usize = CHUNK / 32;
+/// Threads of a combine block (one block per query head).
+const COMBINE_THREADS: u32 = 512;
 /// Most query heads per KV head.
 pub const MAX_GROUP: usize = 8;
 /// Largest head dimension.
@@ -68,7 +72,7 @@ impl DecodeAttentionShape {
 
 /// Floats of workspace [`attention_decode`] needs for `shape`.
 pub fn workspace_len(shape: &DecodeAttentionShape) -> usize {
-    shape.chunks() * shape.n_heads * (shape.head_dim + 2)
+    shape.chunks() * SUBS_PER_CHUNK * shape.n_heads * (shape.head_dim + 2)
 }
 
 /// `out = softmax(q · Kᵀ · scale) · V` for one query token (`q`, `out`: F32
@@ -121,7 +125,7 @@ pub fn attention_decode(
         });
     }
     let chunks = s.chunks();
-    let acc_floats = chunks * s.n_heads * s.head_dim;
+    let acc_floats = chunks * SUBS_PER_CHUNK * s.n_heads * s.head_dim;
     let part_acc = workspace.device_ptr();
     let part_ml = part_acc
         .byte_offset(acc_floats * 4)
@@ -135,7 +139,6 @@ pub fn attention_decode(
         to_u32(OP, "head_dim", s.head_dim)?,
     );
     let cap = to_u32(OP, "capacity", s.capacity)?;
-    let vec = u32::from(s.head_dim % 8 == 0);
     let (pq, pk, pv, po) = (
         q.device_ptr(),
         k_cache.device_ptr(),
@@ -155,7 +158,6 @@ pub fn attention_decode(
         .arg(&nkv)
         .arg(&hd)
         .arg(&scale)
-        .arg(&vec)
         .arg(&cap);
     let cfg = LaunchConfig {
         grid_dim: (to_u32(OP, "chunks", chunks)?, nkv, 1),
@@ -163,11 +165,11 @@ pub fn attention_decode(
         shared_mem_bytes: 0,
     };
     // SAFETY: (q, k, v, const u32* len, float* part_acc, float* part_ml, u32 n_heads,
-    // u32 n_kv_heads, u32 head_dim, float scale, u32 vec, u32 capacity) matches. q holds
+    // u32 n_kv_heads, u32 head_dim, float scale, u32 capacity) matches. q holds
     // n_heads * head_dim f32, the caches capacity rows (checked); the kernel clamps the length
-    // to the capacity; chunks * n_heads * (head_dim + 2) workspace floats (checked) hold both
-    // partial arrays; group <= 8 and head_dim <= 256 (checked) fit its shared arrays; vec only
-    // when head_dim % 8 == 0, so each K row is 16-byte aligned.
+    // to the capacity; chunks * SUBS_PER_CHUNK * n_heads * (head_dim + 2) workspace floats
+    // (checked) hold both partial arrays, at most SUBS_PER_CHUNK sub-chunks per chunk for any
+    // warp size; group <= 8 and head_dim <= 256 (checked) fit its register arrays.
     unsafe { l.launch(cfg)? };
     let mut l = ops.stream().launch_builder(&combine);
     l.arg(&part_acc)
@@ -179,12 +181,13 @@ pub fn attention_decode(
         .arg(&cap);
     let cfg = LaunchConfig {
         grid_dim: (nh, 1, 1),
-        block_dim: (CHUNK as u32, 1, 1),
+        block_dim: (COMBINE_THREADS, 1, 1),
         shared_mem_bytes: 0,
     };
     // SAFETY: (part_acc, part_ml, const u32* len, float* out, u32 n_heads, u32 head_dim,
-    // u32 capacity) matches; the kernel reads the chunks below the clamped length, all written
-    // by the partial launch queued before it; out holds n_heads * head_dim f32.
+    // u32 capacity) matches; the kernel reads the sub-chunks below the clamped length, all
+    // written by the partial launch queued before it; out holds n_heads * head_dim f32; its
+    // 512 threads match the kernel's launch bounds.
     unsafe { l.launch(cfg)? };
     Ok(())
 }
