@@ -121,11 +121,10 @@ fn copy_kernel_sources(dest: &Path) -> Result<()> {
 /// The shell step both bundles run first: cubins for the GPU at hand, built with nvcc there.
 pub const BUILD_CUBINS_SH: &str = include_str!("build_cubins.sh");
 
-/// Puts the kernels in `out`: `kernels/` (every target of every platform with a compiler
-/// here; `ROCMFORGE_PLATFORM` and `ROCMFORGE_KERNEL_ARCH` narrow it), `kernels-src/` and
+/// Puts the kernels in `out`: `kernels/` (the targets `args` names), `kernels-src/` and
 /// `build-cubins.sh`, which builds cubins for the NVIDIA GPU it runs on.
-pub(crate) fn bundle_kernels(out: &Path) -> Result<()> {
-    kernels::build_kernels(&KernelArgs::from_env(Some(out.join("kernels"))))?;
+pub(crate) fn bundle_kernels(out: &Path, args: &KernelArgs) -> Result<()> {
+    kernels::build_kernels(args)?;
     copy_kernel_sources(&out.join("kernels-src"))?;
     std::fs::write(out.join("build-cubins.sh"), BUILD_CUBINS_SH)
         .with_context(|| format!("writing {}/build-cubins.sh", out.display()))
@@ -226,7 +225,9 @@ pub fn bundle_gpu_tests(args: &BundleArgs) -> Result<PathBuf> {
         copy_file(exe, &bin.join(name))?;
     }
     bundle_gpu_test_model(&root, &out, &bin)?;
-    bundle_kernels(&out)?;
+    // Default: every target of every platform with a compiler here; ROCMFORGE_PLATFORM and
+    // ROCMFORGE_KERNEL_ARCH narrow it (a self-hosted runner builds for its own GPU).
+    bundle_kernels(&out, &KernelArgs::from_env(Some(out.join("kernels"))))?;
     std::fs::write(out.join("run.sh"), RUN_SH)
         .with_context(|| format!("writing {}/run.sh", out.display()))?;
     eprintln!(

@@ -7,7 +7,8 @@
 //!     bin/rocmforge     the release CLI (stripped)
 //!     bin/xtask         this tool, release (stripped): synth-model, bench-rows, bench-report
 //!     vocab/            the tokenizers synth-model copies
-//!     kernels/ kernels-src/ build-cubins.sh   as in gpu-bundle/
+//!     kernels/ kernels-src/ build-cubins.sh   as in gpu-bundle/ (NVIDIA targets unless
+//!                       ROCMFORGE_PLATFORM is set)
 //!   ```
 //! - without `--gpu`: a CPU smoke test of the same rows' 0.5B models (-p 64 -n 16 -r 1).
 
@@ -23,6 +24,7 @@ use clap::Args;
 pub use report::ReportArgs;
 
 use crate::gpu_bundle::{self, cargo, copy_file, executables, json_output};
+use crate::kernels::{KernelArgs, PlatformChoice};
 use crate::{paths, synth};
 
 #[derive(Args, Debug, Clone)]
@@ -110,7 +112,13 @@ pub fn bundle(out_dir: Option<PathBuf>) -> Result<PathBuf> {
             copy_file(&src.file, &out.join("vocab").join(name))?;
         }
     }
-    gpu_bundle::bundle_kernels(&out)?;
+    // The table is an H100 table: NVIDIA targets unless ROCMFORGE_PLATFORM says otherwise
+    // (the AMD code objects would take most of the 64 MiB that travels to the GPU machine).
+    let mut kernel_args = KernelArgs::from_env(Some(out.join("kernels")));
+    if std::env::var_os("ROCMFORGE_PLATFORM").is_none() {
+        kernel_args.platform = PlatformChoice::Nvidia;
+    }
+    gpu_bundle::bundle_kernels(&out, &kernel_args)?;
     std::fs::write(out.join("run.sh"), include_str!("run.sh"))
         .with_context(|| format!("writing {}/run.sh", out.display()))?;
     eprintln!(

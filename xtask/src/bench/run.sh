@@ -67,7 +67,7 @@ while IFS=$'\t' read -r tag shape type key np ng depth; do
     say "--- $tag $key: skipped"
     continue
   fi
-  args=(bench --model "$model" -p "$np" -n "$ng" -r "$reps" --device "$device" --json)
+  args=(bench --model "$model" -p "$np" -n "$ng" -r "$reps" --device "$device" --json --quiet)
   [ "$depth" -gt 0 ] && args+=(--depth "$depth")
   t0=$(date +%s)
   timeout "$left" "$here/bin/rocmforge" "${args[@]}" >"$stem.json" 2>"$stem.err"
