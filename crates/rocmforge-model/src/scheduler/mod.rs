@@ -15,7 +15,7 @@ use rocmforge_gguf::GgufFile;
 
 use crate::batch::{BatchModel, Segment};
 use crate::engine::{EngineConfig, EngineDevice, EngineRequest, LoadProgress};
-use crate::error::ModelResult;
+use crate::error::{ModelError, ModelResult};
 use crate::forward::CpuModel;
 use crate::generate::SequenceCache;
 use crate::sampler::Sampler;
@@ -39,6 +39,8 @@ struct Worker<'t, M: BatchModel> {
     config: EngineConfig,
     metrics: &'t EngineMetrics,
     active: Vec<Sequence<'t, M::Cache>>,
+    /// Set when a step failed in a way that leaves the device unusable: the worker stops.
+    device_fault: Option<String>,
 }
 
 /// What the worker thread needs besides the model.
@@ -127,6 +129,7 @@ fn serve<M: BatchModel>(model: M, ctx: WorkerContext<'_>) {
         config,
         metrics,
         active: Vec::new(),
+        device_fault: None,
     };
     while !stop.load(Ordering::Relaxed) {
         if !worker.admit(&jobs) {
@@ -137,17 +140,27 @@ fn serve<M: BatchModel>(model: M, ctx: WorkerContext<'_>) {
             worker.step();
         }
         worker.publish_gauges();
+        if worker.device_fault.is_some() {
+            break;
+        }
     }
-    // Shutting down: everything still queued or running is told so.
+    // Shutting down (or the device failed): everything still queued or running is told so.
+    let why = match &worker.device_fault {
+        Some(fault) => {
+            tracing::error!(error = %fault, "device fault: the engine stops");
+            format!("the engine stopped after a device fault: {fault}")
+        }
+        None => "the server is shutting down".to_string(),
+    };
     for mut seq in worker.active.drain(..) {
-        seq.fail("the server is shutting down");
+        seq.fail(&why);
         EngineMetrics::add(&metrics.failed, 1);
     }
     while let Ok(mut job) = jobs.try_recv() {
         metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
-        job.request.sink.send(crate::engine::EngineEvent::Failed(
-            "the server is shutting down".to_string(),
-        ));
+        job.request
+            .sink
+            .send(crate::engine::EngineEvent::Failed(why.clone()));
         EngineMetrics::add(&metrics.failed, 1);
     }
     worker.publish_gauges();
@@ -250,12 +263,9 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         }
         let n_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
         let prompt_tokens = self.config.prefill_chunk - budget;
-        let result = if injected_step_fault() {
-            Err(crate::error::ModelError::InvalidInput(format!(
-                "injected step fault ({FAULT_ENV})"
-            )))
-        } else {
-            self.model.forward_segments(&mut segments)
+        let result = match injected_step_fault() {
+            Some(fault) => Err(fault),
+            None => self.model.forward_segments(&mut segments),
         };
         drop(segments);
         let logits = match result {
@@ -263,6 +273,9 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             Err(e) => {
                 tracing::error!(error = %e, "batched step failed");
                 self.fail_members(&members, &e.to_string());
+                if is_device_fault(&e) {
+                    self.device_fault = Some(e.to_string());
+                }
                 return;
             }
         };
@@ -313,19 +326,49 @@ impl<'t, M: BatchModel> Worker<'t, M> {
 }
 
 /// Test-only fault injection: with `ROCMFORGE_INJECT_STEP_FAULT=N` (N >= 1) in the environment,
-/// every N-th batched step of the process fails as a device fault would (its sequences get
-/// `EngineEvent::Failed`); unset or invalid, nothing is injected. Lets the server's
-/// error paths be tested on the CPU.
+/// every N-th batched step of the process fails as a kernel error would (its sequences get
+/// `EngineEvent::Failed`; the engine keeps running); with `ROCMFORGE_INJECT_STEP_FAULT=device`
+/// the first step fails as a lost device does (a runtime error: the engine fails everything and
+/// stops, so `Engine::is_healthy` turns false). Unset or invalid, nothing is injected. Lets the
+/// server's error paths be tested on the CPU.
 const FAULT_ENV: &str = "ROCMFORGE_INJECT_STEP_FAULT";
 
-fn injected_step_fault() -> bool {
-    static EVERY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+/// The injected fault of this step, if any (see [`FAULT_ENV`]).
+fn injected_step_fault() -> Option<ModelError> {
+    enum Fault {
+        Every(u64),
+        Device,
+    }
+    static FAULT: std::sync::OnceLock<Option<Fault>> = std::sync::OnceLock::new();
     static STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let every = EVERY.get_or_init(|| {
-        std::env::var(FAULT_ENV)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&n| n >= 1)
+    let fault = FAULT.get_or_init(|| {
+        let v = std::env::var(FAULT_ENV).ok()?;
+        if v == "device" {
+            return Some(Fault::Device);
+        }
+        v.parse::<u64>().ok().filter(|&n| n >= 1).map(Fault::Every)
     });
-    every.is_some_and(|n| (STEPS.fetch_add(1, Ordering::Relaxed) + 1) % n == 0)
+    match fault.as_ref()? {
+        Fault::Every(n) => ((STEPS.fetch_add(1, Ordering::Relaxed) + 1) % n == 0)
+            .then(|| ModelError::InvalidInput(format!("injected step fault ({FAULT_ENV})"))),
+        Fault::Device => Some(ModelError::Tensor(rocmforge_tensor::TensorError::Hip(
+            rocmforge_hip::HipError::Api {
+                call: "cuLaunchKernel",
+                platform: rocmforge_hip::Platform::Nvidia,
+                code: 700,
+                name: "CUDA_ERROR_ILLEGAL_ADDRESS".to_string(),
+                message: format!("injected device fault ({FAULT_ENV}=device)"),
+            },
+        ))),
+    }
+}
+
+/// Whether a failed step leaves the device unusable: any runtime error except running out of
+/// memory (after a kernel fault or a lost device, the context refuses all further work).
+fn is_device_fault(e: &ModelError) -> bool {
+    matches!(
+        e,
+        ModelError::Tensor(rocmforge_tensor::TensorError::Hip(h))
+            if !matches!(h, rocmforge_hip::HipError::OutOfMemory { .. })
+    )
 }
