@@ -184,7 +184,9 @@ fn measure<M: Benched>(
         args.depth + args.n_prompt < ctx && args.depth + args.n_gen < ctx,
         "--depth + -p and --depth + -n must be below the model's context ({ctx})"
     );
-    prefill_rate(model, args.n_prompt.min(32), 0, 0)?;
+    // Warm-up at full prompt length: buffers sized by the token count are allocated here,
+    // not in the first measured repetition (on an H100 that repetition ran at half speed).
+    prefill_rate(model, args.n_prompt, 0, 0)?;
     decode_rate(model, args.n_gen.min(8), 1, 0, 0)?;
     let mut r = Rates::default();
     for rep in 0..args.reps {
