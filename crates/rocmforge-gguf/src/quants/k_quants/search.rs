@@ -136,6 +136,7 @@ pub(super) fn make_qkx2_quants(
     l: &mut [u8],
     laux: &mut [u8],
 ) -> (f32, f32) {
+    debug_assert!(x.len() <= 32, "sub-blocks have at most 32 values");
     let nmax = p.nmax;
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = weights[0];
@@ -158,12 +159,15 @@ pub(super) fn make_qkx2_quants(
         return (0.0, -min);
     }
     let err = |scale: f32, min: f32, codes: &[u8]| {
-        let mut e = 0.0f32;
-        for ((&q, &v), &w) in codes.iter().zip(x).zip(weights) {
+        // The terms in a vectorizable pass, then their sum in ggml's order.
+        let mut terms = [0.0f32; 32];
+        for (((t, &q), &v), &w) in terms.iter_mut().zip(codes).zip(x).zip(weights) {
             let diff = scale * f32::from(q) + min - v;
-            e += w * if p.use_mad { diff.abs() } else { diff * diff };
+            *t = w * if p.use_mad { diff.abs() } else { diff * diff };
         }
-        e
+        terms[..codes.len().min(32)]
+            .iter()
+            .fold(0.0f32, |e, &t| e + t)
     };
     let mut iscale = nmax as f32 / (max - min);
     let mut scale = 1.0 / iscale;
@@ -174,16 +178,30 @@ pub(super) fn make_qkx2_quants(
     if p.nstep < 1 {
         return (scale, -min);
     }
+    let mut wq = [0.0f32; 32];
+    let mut qs = [0.0f32; 32];
     for is in 0..=p.nstep {
         iscale = (p.rmin + p.rdelta * is as f32 + nmax as f32) / (max - min);
+        // The codes and weighted codes in one pass the compiler can vectorize (`max`/`min`
+        // rather than `clamp`, whose range assertion keeps it scalar), then the sums in
+        // ggml's order.
+        for ((((la, q), wqi), &v), &w) in laux
+            .iter_mut()
+            .zip(&mut qs)
+            .zip(&mut wq)
+            .zip(x)
+            .zip(weights)
+        {
+            let c = nearest_int(iscale * (v - min)).max(0).min(nmax);
+            *la = c as u8;
+            *q = c as f32;
+            *wqi = w * *q;
+        }
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
-        for ((la, &v), &w) in laux.iter_mut().zip(x).zip(weights) {
-            let q = nearest_int(iscale * (v - min)).clamp(0, nmax);
-            *la = q as u8;
-            let qf = q as f32;
-            sum_l += w * qf;
-            sum_l2 += w * qf * qf;
-            sum_xl += w * qf * v;
+        for ((&wqi, &qf), &v) in wq.iter().zip(&qs).zip(x) {
+            sum_l += wqi;
+            sum_l2 += wqi * qf;
+            sum_xl += wqi * v;
         }
         let det = sum_w * sum_l2 - sum_l * sum_l;
         if det > 0.0 {
@@ -203,4 +221,134 @@ pub(super) fn make_qkx2_quants(
         }
     }
     (scale, -min)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ggml's search as written there (and here before the vectorizable passes).
+    fn reference(p: &QkxSearch, x: &[f32], weights: &[f32], l: &mut [u8]) -> (f32, f32) {
+        let nmax = p.nmax;
+        let mut laux = vec![0u8; x.len()];
+        let (mut min, mut max) = (x[0], x[0]);
+        let mut sum_w = weights[0];
+        let mut sum_x = sum_w * x[0];
+        for (&v, &w) in x.iter().zip(weights).skip(1) {
+            min = if v < min { v } else { min };
+            max = if v > max { v } else { max };
+            sum_w += w;
+            sum_x += w * v;
+        }
+        if min > 0.0 {
+            min = 0.0;
+        }
+        if max == min {
+            l.fill(0);
+            return (0.0, -min);
+        }
+        let err = |scale: f32, min: f32, codes: &[u8]| {
+            let mut e = 0.0f32;
+            for ((&q, &v), &w) in codes.iter().zip(x).zip(weights) {
+                let diff = scale * f32::from(q) + min - v;
+                e += w * if p.use_mad { diff.abs() } else { diff * diff };
+            }
+            e
+        };
+        let mut iscale = nmax as f32 / (max - min);
+        let mut scale = 1.0 / iscale;
+        for (li, &v) in l.iter_mut().zip(x) {
+            *li = nearest_int(iscale * (v - min)).clamp(0, nmax) as u8;
+        }
+        let mut best_error = err(scale, min, l);
+        for is in 0..=p.nstep {
+            iscale = (p.rmin + p.rdelta * is as f32 + nmax as f32) / (max - min);
+            let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+            for ((la, &v), &w) in laux.iter_mut().zip(x).zip(weights) {
+                let q = nearest_int(iscale * (v - min)).clamp(0, nmax);
+                *la = q as u8;
+                let qf = q as f32;
+                sum_l += w * qf;
+                sum_l2 += w * qf * qf;
+                sum_xl += w * qf * v;
+            }
+            let det = sum_w * sum_l2 - sum_l * sum_l;
+            if det > 0.0 {
+                let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+                let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+                if this_min > 0.0 {
+                    this_min = 0.0;
+                    this_scale = sum_xl / sum_l2;
+                }
+                let cur_error = err(this_scale, this_min, &laux);
+                if cur_error < best_error {
+                    l.copy_from_slice(&laux);
+                    best_error = cur_error;
+                    scale = this_scale;
+                    min = this_min;
+                }
+            }
+        }
+        (scale, -min)
+    }
+
+    #[test]
+    fn vectorizable_passes_give_the_reference_bits() {
+        let searches = [
+            (
+                QkxSearch {
+                    nmax: 15,
+                    rmin: -1.0,
+                    rdelta: 0.1,
+                    nstep: 20,
+                    use_mad: false,
+                },
+                32,
+            ),
+            (
+                QkxSearch {
+                    nmax: 31,
+                    rmin: -0.5,
+                    rdelta: 0.1,
+                    nstep: 15,
+                    use_mad: false,
+                },
+                32,
+            ),
+            (
+                QkxSearch {
+                    nmax: 3,
+                    rmin: -0.5,
+                    rdelta: 0.1,
+                    nstep: 15,
+                    use_mad: true,
+                },
+                16,
+            ),
+        ];
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for (p, len) in &searches {
+            for case in 0..20_000 {
+                let scale = [1e-3f32, 0.02, 1.0, 300.0][case % 4];
+                let shift = [0.0f32, 0.0, 0.3, -0.45][(case / 4) % 4];
+                let x: Vec<f32> = (0..*len).map(|_| (next() - 0.5 + shift) * scale).collect();
+                let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / *len as f32;
+                let weights: Vec<f32> = x.iter().map(|v| mean_sq.sqrt() + v.abs()).collect();
+                let (mut a, mut b, mut aux) = (vec![0u8; *len], vec![0u8; *len], vec![0u8; *len]);
+                let fast = make_qkx2_quants(p, &x, &weights, &mut a, &mut aux);
+                let slow = reference(p, &x, &weights, &mut b);
+                assert_eq!(
+                    (fast.0.to_bits(), fast.1.to_bits()),
+                    (slow.0.to_bits(), slow.1.to_bits()),
+                    "{x:?}"
+                );
+                assert_eq!(a, b, "{x:?}");
+            }
+        }
+    }
 }
