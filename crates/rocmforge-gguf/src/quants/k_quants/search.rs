@@ -13,6 +13,7 @@ pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
 /// scales around `−nmax/max` and keeping the one with the best weighted fit (ggml's
 /// `make_qx_quants` with `rmse_type = 1` and no importance weights). Returns the scale.
 pub(super) fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    debug_assert!(x.len() <= 32, "sub-blocks have at most 32 values");
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in x {
         if v.abs() > amax {
@@ -24,15 +25,20 @@ pub(super) fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
         l.fill(0);
         return 0.0;
     }
-    let code = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    // `max`/`min` rather than `clamp`, whose range assertion keeps the loops scalar.
+    let code = |iscale: f32, v: f32| nearest_int(iscale * v).max(-nmax).min(nmax - 1);
     let fit = |iscale: f32| {
-        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-        for &v in x {
+        // The terms in a vectorizable pass, then their sums in ggml's order.
+        let (mut lx, mut l2) = ([0.0f32; 32], [0.0f32; 32]);
+        for ((a, b), &v) in lx.iter_mut().zip(&mut l2).zip(x) {
             let q = code(iscale, v) as f32;
             let w = v * v;
-            sumlx += w * v * q;
-            suml2 += w * q * q;
+            *a = w * v * q;
+            *b = w * q * q;
         }
+        let n = x.len().min(32);
+        let sumlx = lx[..n].iter().fold(0.0f32, |s, &t| s + t);
+        let suml2 = l2[..n].iter().fold(0.0f32, |s, &t| s + t);
         (sumlx, suml2)
     };
     let mut iscale = -(nmax as f32) / max;
@@ -289,6 +295,75 @@ mod tests {
             }
         }
         (scale, -min)
+    }
+
+    /// ggml's `make_qx_quants` (rmse_type 1, no importance weights) as written there.
+    fn reference_qx(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax < GROUP_MAX_EPS {
+            l.fill(0);
+            return 0.0;
+        }
+        let code = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        let fit = |iscale: f32| {
+            let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+            for &v in x {
+                let q = code(iscale, v) as f32;
+                let w = v * v;
+                sumlx += w * v * q;
+                suml2 += w * q * q;
+            }
+            (sumlx, suml2)
+        };
+        let mut iscale = -(nmax as f32) / max;
+        for (li, &v) in l.iter_mut().zip(x) {
+            *li = (code(iscale, v) + nmax) as i8;
+        }
+        let (sumlx, suml2) = fit(iscale);
+        let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+        let mut best = scale * sumlx;
+        for is in -9..=9 {
+            if is == 0 {
+                continue;
+            }
+            iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+            let (sumlx, suml2) = fit(iscale);
+            if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+                for (li, &v) in l.iter_mut().zip(x) {
+                    *li = (code(iscale, v) + nmax) as i8;
+                }
+                scale = sumlx / suml2;
+                best = scale * sumlx;
+            }
+        }
+        scale
+    }
+
+    #[test]
+    fn qx_search_gives_the_reference_bits() {
+        let mut state = 0x0fed_cba9_8765_4321u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for case in 0..40_000 {
+            let scale = [1e-3f32, 0.02, 1.0, 300.0][case % 4];
+            let shift = [0.0f32, 0.1, -0.3][(case / 4) % 3];
+            let x: Vec<f32> = (0..16).map(|_| (next() - 0.5 + shift) * scale).collect();
+            let (mut a, mut b) = ([0i8; 16], [0i8; 16]);
+            let fast = make_qx_quants(32, &x, &mut a);
+            let slow = reference_qx(32, &x, &mut b);
+            assert_eq!(fast.to_bits(), slow.to_bits(), "{x:?}");
+            assert_eq!(a, b, "{x:?}");
+        }
     }
 
     #[test]
