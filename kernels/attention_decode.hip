@@ -38,29 +38,28 @@
 
 // Keys [k0, k0 + n_keys) of KV head kvh for query heads h0 .. h0 + group; DPL dimensions per
 // lane (DPL * RF_WARP_SIZE >= head_dim), BATCH keys loaded before their first use.
-template <int DPL, int BATCH>
+template <int DPL, int BATCH, int GROUP>
 RF_DEVICE void ad_warp_partial(const float* q, const rf_half* k, const rf_half* v, float* part_acc,
                                float* part_ml, rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim,
                                float scale, rf_u32 kvh, rf_u32 k0, rf_u32 n_keys, rf_u32 sub) {
     const rf_u32 lane = RF_TID_X % RF_WARP_SIZE;
-    const rf_u32 group = n_heads / n_kv_heads;
-    const rf_u32 h0 = kvh * group;
+    const rf_u32 h0 = kvh * GROUP;
     const rf_u64 kv_stride = (rf_u64)n_kv_heads * head_dim;
 
-    float qr[AD_MAX_GROUP][DPL];
+    float qr[GROUP][DPL];
 #pragma unroll
-    for (rf_u32 g = 0; g < AD_MAX_GROUP; ++g) {
+    for (rf_u32 g = 0; g < GROUP; ++g) {
 #pragma unroll
         for (rf_u32 i = 0; i < DPL; ++i) {
             const rf_u32 d = lane + i * RF_WARP_SIZE;
-            qr[g][i] = g < group && d < head_dim
+            qr[g][i] = d < head_dim
                            ? rf_half_to_f32(rf_f32_to_half(q[(rf_u64)(h0 + g) * head_dim + d]))
                            : 0.0f;
         }
     }
-    float m[AD_MAX_GROUP], l[AD_MAX_GROUP], acc[AD_MAX_GROUP][DPL];
+    float m[GROUP], l[GROUP], acc[GROUP][DPL];
 #pragma unroll
-    for (rf_u32 g = 0; g < AD_MAX_GROUP; ++g) {
+    for (rf_u32 g = 0; g < GROUP; ++g) {
         m[g] = -__builtin_huge_valf();
         l[g] = 0.0f;
 #pragma unroll
@@ -83,8 +82,7 @@ RF_DEVICE void ad_warp_partial(const float* q, const rf_half* k, const rf_half* 
             }
         }
 #pragma unroll
-        for (rf_u32 g = 0; g < AD_MAX_GROUP; ++g) {
-            if (g >= group) continue;  // uniform over the warp
+        for (rf_u32 g = 0; g < GROUP; ++g) {
             float s[BATCH];
             float mx = m[g];
 #pragma unroll
@@ -112,8 +110,7 @@ RF_DEVICE void ad_warp_partial(const float* q, const rf_half* k, const rf_half* 
         }
     }
 #pragma unroll
-    for (rf_u32 g = 0; g < AD_MAX_GROUP; ++g) {
-        if (g >= group) continue;
+    for (rf_u32 g = 0; g < GROUP; ++g) {
         const rf_u64 slot = (rf_u64)sub * n_heads + h0 + g;
 #pragma unroll
         for (rf_u32 i = 0; i < DPL; ++i) {
@@ -126,6 +123,30 @@ RF_DEVICE void ad_warp_partial(const float* q, const rf_half* k, const rf_half* 
         }
     }
 }
+
+// Picks the lane width (dimensions per lane) for a group of GROUP query heads.
+template <int GROUP>
+RF_DEVICE void ad_partial_dpl(const float* q, const rf_half* k, const rf_half* v, float* part_acc,
+                              float* part_ml, rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim,
+                              float scale, rf_u32 kvh, rf_u32 k0, rf_u32 n_keys, rf_u32 sub,
+                              rf_u32 dpl) {
+    if (dpl <= 1) {
+        ad_warp_partial<1, 8, GROUP>(q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim,
+                                     scale, kvh, k0, n_keys, sub);
+    } else if (dpl <= 2) {
+        ad_warp_partial<2, 8, GROUP>(q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim,
+                                     scale, kvh, k0, n_keys, sub);
+    } else if (dpl <= 4) {
+        ad_warp_partial<4, 8, GROUP>(q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim,
+                                     scale, kvh, k0, n_keys, sub);
+    } else {
+        ad_warp_partial<8, 4, GROUP>(q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim,
+                                     scale, kvh, k0, n_keys, sub);
+    }
+}
+
+#define AD_PARTIAL_ARGS \
+    q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim, scale, kvh, k0, n_keys, sub
 
 // part_acc: [n_subs][n_heads][head_dim]; part_ml: [n_subs][n_heads][2] = (m, l), sub-chunk s
 // holding keys s*AD_KEYS_PER_WARP .. (s+1)*AD_KEYS_PER_WARP.
@@ -140,18 +161,18 @@ RF_KERNEL(AD_THREADS) void attention_decode_partial_f16(
     const rf_u32 n_keys = len - k0 < AD_KEYS_PER_WARP ? len - k0 : AD_KEYS_PER_WARP;
     const rf_u32 sub = k0 / AD_KEYS_PER_WARP;
     const rf_u32 dpl = (head_dim + RF_WARP_SIZE - 1) / RF_WARP_SIZE;
-    if (dpl <= 1) {
-        ad_warp_partial<1, 8>(q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim, scale,
-                              kvh, k0, n_keys, sub);
-    } else if (dpl <= 2) {
-        ad_warp_partial<2, 8>(q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim, scale,
-                              kvh, k0, n_keys, sub);
-    } else if (dpl <= 4) {
-        ad_warp_partial<4, 8>(q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim, scale,
-                              kvh, k0, n_keys, sub);
-    } else {
-        ad_warp_partial<8, 4>(q, k, v, part_acc, part_ml, n_heads, n_kv_heads, head_dim, scale,
-                              kvh, k0, n_keys, sub);
+    // One instantiation per exact group size: the unrolled loops hold only the group's heads.
+    // (Hypothesis under test: the group-8 unroll made the loop body ~30 KB of code, and
+    // fetching it may be the fixed ~90k cycles per block ncu showed whatever the work.)
+    switch (n_heads / n_kv_heads) {
+        case 1: ad_partial_dpl<1>(AD_PARTIAL_ARGS, dpl); break;
+        case 2: ad_partial_dpl<2>(AD_PARTIAL_ARGS, dpl); break;
+        case 3: ad_partial_dpl<3>(AD_PARTIAL_ARGS, dpl); break;
+        case 4: ad_partial_dpl<4>(AD_PARTIAL_ARGS, dpl); break;
+        case 5: ad_partial_dpl<5>(AD_PARTIAL_ARGS, dpl); break;
+        case 6: ad_partial_dpl<6>(AD_PARTIAL_ARGS, dpl); break;
+        case 7: ad_partial_dpl<7>(AD_PARTIAL_ARGS, dpl); break;
+        default: ad_partial_dpl<8>(AD_PARTIAL_ARGS, dpl); break;
     }
 }
 
