@@ -1,5 +1,5 @@
 // Weights and activations to f16, the input format of the vendor BLAS GEMM (prefill path of
-// hip::matmul, see crates/rocmforge-tensor/src/hip/matmul_blas.rs).
+// hip::matmul, see rocmforge-tensor/src/hip/matmul_blas.rs).
 //
 // dequant_f16_<type>(const u8* w, u64 row_bytes, u32 rows, u32 cols, rf_half* out)
 //   w: `rows` rows of GGUF blocks, `row_bytes` apart; out: [rows][cols] f16, row-major.

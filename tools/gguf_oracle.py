@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference for ROCmForge's block formats, built on the PyPI package gguf==0.19.0.
 
-Used by crates/rocmforge-gguf/tests/dequant_oracle.rs. Two commands, each over one directory:
+Used by rocmforge-gguf/tests/dequant_oracle.rs. Two commands, each over one directory:
 
   gguf_oracle.py dequantize DIR   for every DIR/<TYPE>.blocks (raw blocks of ggml type TYPE),
                                   write DIR/<TYPE>.f32 (little-endian f32 values)

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rocmforge_gguf::{GgmlType, GgufFile, MetadataValue};
-use rocmforge_model::{CpuModel, LogitsFor};
+use rocmforge_model::LogitsFor;
+use rocmforge_model::Model;
 
 use super::mix::use_more_bits;
 use super::*;
@@ -138,7 +139,11 @@ fn forward_is_finite(shape: &Shape, ftype: FileType, name: &str) -> GgufFile {
     let file = GgufFile::open(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(stats.tensors, file.tensors().len());
-    let model = CpuModel::from_gguf(&file).unwrap();
+    let model = Model::from_file(
+        std::sync::Arc::new(file.clone()),
+        rocmforge_model::Backend::Cpu,
+    )
+    .unwrap();
     assert_eq!(model.config().vocab_size, shape.vocab);
     let mut cache = model.new_cache(8).unwrap();
     let logits = model

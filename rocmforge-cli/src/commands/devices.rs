@@ -1,0 +1,132 @@
+//! `rocmforge devices [--json]`: the GPU platform in use and each device with its attributes.
+//!
+//! No runtime library or no device is not an error here: the command says so and exits 0, so
+//! scripts can ask "is there a GPU?" without parsing error output.
+
+use clap::Args;
+use rocmforge_tensor::devices::{self, DeviceInfo, HipResult};
+use serde_json::json;
+
+/// Arguments of `rocmforge devices`.
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What was found: the platform and its library, or why there is none, and the devices.
+struct Inventory {
+    platform: Option<(String, String)>,
+    devices: HipResult<Vec<DeviceInfo>>,
+}
+
+fn inventory() -> Inventory {
+    let platform = match (devices::platform(), devices::library_name()) {
+        (Ok(p), Ok(lib)) => Some((p.to_string(), lib.to_string())),
+        _ => None,
+    };
+    Inventory {
+        platform,
+        devices: devices::list_devices(),
+    }
+}
+
+fn gib(bytes: usize) -> f64 {
+    bytes as f64 / f64::from(1u32 << 30)
+}
+
+fn text(inv: &Inventory) -> String {
+    let mut out = String::new();
+    if let Some((platform, lib)) = &inv.platform {
+        out.push_str(&format!("platform: {platform} ({lib})\n"));
+    }
+    match &inv.devices {
+        Err(e) => out.push_str(&format!("no GPU device: {e}\n")),
+        Ok(devices) => {
+            for d in devices {
+                out.push_str(&format!("device {}: {}\n", d.index, d.name));
+                out.push_str(&format!(
+                    "  arch {}, {} compute units, warp size {}, up to {} threads per block\n",
+                    d.arch, d.compute_units, d.warp_size, d.max_threads_per_block
+                ));
+                out.push_str(&format!(
+                    "  memory {:.1} GiB total, {:.1} GiB free, bus {} bits, peak {:.0} GB/s\n",
+                    gib(d.total_memory),
+                    gib(d.free_memory),
+                    d.memory_bus_width,
+                    d.peak_bandwidth_bytes_per_s() / 1e9
+                ));
+                out.push_str(&format!(
+                    "  shared memory {} KiB per block ({} KiB opt-in), L2 {} MiB\n",
+                    d.max_shared_mem_per_block / 1024,
+                    d.max_shared_mem_per_block_optin / 1024,
+                    d.l2_cache_bytes >> 20
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn json_value(inv: &Inventory) -> serde_json::Value {
+    let devices: Vec<serde_json::Value> = match &inv.devices {
+        Ok(list) => list
+            .iter()
+            .map(|d| {
+                json!({
+                    "index": d.index, "name": d.name, "arch": d.arch, "platform": d.platform.name(),
+                    "total_memory": d.total_memory, "free_memory": d.free_memory,
+                    "compute_units": d.compute_units, "warp_size": d.warp_size,
+                    "max_threads_per_block": d.max_threads_per_block,
+                    "max_shared_mem_per_block": d.max_shared_mem_per_block,
+                    "max_shared_mem_per_block_optin": d.max_shared_mem_per_block_optin,
+                    "l2_cache_bytes": d.l2_cache_bytes, "memory_bus_width": d.memory_bus_width,
+                    "memory_clock_khz": d.memory_clock_khz,
+                })
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    json!({
+        "platform": inv.platform.as_ref().map(|(p, _)| p),
+        "library": inv.platform.as_ref().map(|(_, l)| l),
+        "devices": devices,
+        "error": inv.devices.as_ref().err().map(ToString::to_string),
+    })
+}
+
+/// Runs `rocmforge devices`.
+pub fn run(args: &DevicesArgs) -> anyhow::Result<()> {
+    let inv = inventory();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json_value(&inv))?);
+    } else {
+        print!("{}", text(&inv));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_json_agree_on_what_was_found() {
+        let inv = inventory();
+        let t = text(&inv);
+        let j = json_value(&inv);
+        match &inv.devices {
+            Ok(devices) => {
+                assert!(t.contains("device 0: "), "{t}");
+                assert_eq!(j["devices"].as_array().map(Vec::len), Some(devices.len()));
+                assert!(j["error"].is_null());
+            }
+            Err(e) => {
+                assert!(t.contains("no GPU device: "), "{t}");
+                assert_eq!(j["devices"].as_array().map(Vec::len), Some(0));
+                assert_eq!(j["error"].as_str(), Some(e.to_string().as_str()));
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! One module per subcommand of `rocmforge`.
+
+pub mod bench;
+pub mod chat;
+pub mod device;
+pub mod devices;
+pub mod generate;
+pub mod inspect;
+pub mod output;
+pub mod perplexity;
+pub mod predict;
+pub mod quantize;
+pub mod serve;
+pub mod tokenize;

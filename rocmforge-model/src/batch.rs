@@ -1,0 +1,56 @@
+//! The batched step of continuous batching: several sequences, each with its own KV cache and
+//! its own number of new tokens, run through the model together ([`crate::Model::forward_batch`]).
+//!
+//! Every matrix multiplication runs once over the concatenated tokens of all sequences, so the
+//! weights are read once per step whatever the number of sequences; KV append and attention run
+//! per sequence over that sequence's rows and cache. A decode step is a batch of one-token
+//! segments; a chunk of a prompt being prefilled is a segment of several tokens in the same step.
+
+use crate::config::ModelConfig;
+use crate::error::ModelResult;
+use crate::generate::SequenceCache;
+use crate::kv_cache::KvCache;
+use crate::model::Model;
+
+/// One sequence's part of a batch; `C` is its KV cache.
+#[derive(Debug)]
+pub struct Segment<'c, C = KvCache> {
+    /// The sequence's cache; the tokens run at positions `cache.len()..`.
+    pub cache: &'c mut C,
+    /// The new tokens (at least one).
+    pub tokens: &'c [u32],
+    /// Whether the logits of the segment's last token are wanted.
+    pub want_logits: bool,
+}
+
+/// A model that runs a batch of [`Segment`]s in one step. The engine's scheduler drives the
+/// [`Model`] through this (and tests a fake through it).
+pub trait BatchModel {
+    /// The per-sequence KV cache.
+    type Cache: SequenceCache;
+    /// The model's hyperparameters.
+    fn config(&self) -> &ModelConfig;
+    /// A fresh cache for `ctx` tokens.
+    fn new_cache(&self, ctx: usize) -> ModelResult<Self::Cache>;
+    /// One batched step (the contract of [`Model::forward_batch`]).
+    fn forward_segments(
+        &self,
+        segments: &mut [Segment<'_, Self::Cache>],
+    ) -> ModelResult<Vec<Option<Vec<f32>>>>;
+}
+
+impl BatchModel for Model {
+    type Cache = KvCache;
+    fn config(&self) -> &ModelConfig {
+        Model::config(self)
+    }
+    fn new_cache(&self, ctx: usize) -> ModelResult<KvCache> {
+        Model::new_cache(self, ctx)
+    }
+    fn forward_segments(
+        &self,
+        segments: &mut [Segment<'_, KvCache>],
+    ) -> ModelResult<Vec<Option<Vec<f32>>>> {
+        self.forward_batch(segments)
+    }
+}

@@ -1,0 +1,50 @@
+//! What a forward call returns ([`LogitsFor`]) and the RoPE parameters of a configuration; the
+//! forward itself is [`crate::Model::forward`] (`model/forward.rs`).
+
+use rocmforge_tensor::cpu::{RopeMode, RopeParams, YarnParams};
+
+use crate::arch::RopeStyle;
+use crate::config::{ModelConfig, RopeScaling};
+
+/// Which positions of a batch the forward pass returns logits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// Only the last token (generation).
+    Last,
+    /// Every token (teacher forcing).
+    All,
+    /// Tokens `i..` of the batch (perplexity scores only the second half of a chunk).
+    From(usize),
+}
+
+pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
+    let (freq_scale, yarn) = match c.rope_scaling {
+        RopeScaling::None => (1.0, None),
+        RopeScaling::Linear { factor } => (1.0 / factor, None),
+        // llama.cpp's defaults for YaRN: full ramp, beta 32 / 1, attention factor 1
+        // (ggml adds the 0.1·ln(factor) magnitude correction itself).
+        RopeScaling::Yarn {
+            factor,
+            original_context,
+        } => (
+            1.0 / factor,
+            Some(YarnParams {
+                ext_factor: 1.0,
+                attn_factor: 1.0,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+                n_ctx_orig: original_context,
+            }),
+        ),
+    };
+    RopeParams {
+        n_rot: c.n_rot,
+        freq_base: c.rope_freq_base,
+        freq_scale,
+        mode: match c.arch.rope_style() {
+            RopeStyle::Adjacent => RopeMode::Normal,
+            RopeStyle::HalfSplit => RopeMode::Neox,
+        },
+        yarn,
+    }
+}

@@ -1,0 +1,322 @@
+//! The forward pass, once for every backend: embedding → blocks → final norm → LM head on the
+//! rows whose logits are wanted. A call runs a batch of segments (each its own sequence and KV
+//! cache, one token when decoding or a chunk of a prompt): every projection runs once over all
+//! the batch's rows; KV append and attention run per sequence on its rows (row views, no copy).
+
+use std::sync::PoisonError;
+
+use rocmforge_gguf::GgmlType;
+use rocmforge_tensor::cpu::AttentionParams;
+use rocmforge_tensor::{Tensor, ops};
+
+use super::Model;
+use super::scratch::Scratch;
+use crate::batch::Segment;
+use crate::error::{ModelError, ModelResult};
+use crate::forward::LogitsFor;
+use crate::kv_cache::KvCache;
+use crate::weights::{LayerWeights, Vector};
+
+/// One sequence's rows in a forward call: rows `row..row + n` of the batch, and its cache.
+struct SeqRows<'a> {
+    cache: &'a mut KvCache,
+    row: usize,
+    n: usize,
+}
+
+impl Model {
+    /// Runs `tokens` at positions `start_pos..` (which must equal `cache.len()`), appends their
+    /// keys and values to `cache`, and returns `[n][vocab]` logits for the positions `which`
+    /// selects.
+    pub fn forward(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        start_pos: usize,
+        which: LogitsFor,
+    ) -> ModelResult<Vec<f32>> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::InvalidInput("no tokens to run".to_string()));
+        }
+        if start_pos != cache.len() {
+            return Err(ModelError::InvalidInput(format!(
+                "start position {start_pos} but the KV cache holds {} tokens",
+                cache.len()
+            )));
+        }
+        cache.check_room(n)?;
+        let first_out = match which {
+            LogitsFor::Last => n - 1,
+            LogitsFor::All => 0,
+            LogitsFor::From(i) if i < n => i,
+            LogitsFor::From(i) => {
+                return Err(ModelError::InvalidInput(format!(
+                    "logits asked from batch index {i} of a {n}-token batch"
+                )));
+            }
+        };
+        let span = if n == 1 {
+            tracing::debug_span!("decode", tokens = n, pos = start_pos)
+        } else {
+            tracing::debug_span!("prefill", tokens = n, pos = start_pos)
+        };
+        let _entered = span.enter();
+        let positions = self.positions(start_pos, n)?;
+        if let ([token], [pos]) = (tokens, positions.as_slice()) {
+            if let Some(logits) = self.decode_graph_step(cache, *token, *pos)? {
+                return Ok(logits);
+            }
+        }
+        let out_rows: Vec<u32> = (first_out as u32..n as u32).collect();
+        let mut seqs = [SeqRows { cache, row: 0, n }];
+        self.run(tokens, &positions, &mut seqs, &out_rows)
+    }
+
+    /// One step over a batch of segments: every segment's tokens run together, each appended
+    /// to its own cache; returns, per segment, the logits `[vocab]` of its last token when
+    /// `want_logits` is set. Each sequence's result is that of running it alone (the ops are
+    /// row-independent).
+    pub fn forward_batch(
+        &self,
+        segments: &mut [Segment<'_>],
+    ) -> ModelResult<Vec<Option<Vec<f32>>>> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tokens = Vec::new();
+        let mut positions = Vec::new();
+        let mut out_rows = Vec::new();
+        for (i, seg) in segments.iter().enumerate() {
+            if seg.tokens.is_empty() {
+                return Err(ModelError::InvalidInput(format!(
+                    "segment {i} of the batch has no tokens"
+                )));
+            }
+            seg.cache.check_room(seg.tokens.len())?;
+            tokens.extend_from_slice(seg.tokens);
+            positions.extend(self.positions(seg.cache.len(), seg.tokens.len())?);
+            if seg.want_logits {
+                out_rows.push(u32::try_from(tokens.len() - 1).map_err(|_| {
+                    ModelError::InvalidInput("a batch of over 2^32 tokens".to_string())
+                })?);
+            }
+        }
+        let _span =
+            tracing::debug_span!("batch", sequences = segments.len(), tokens = tokens.len())
+                .entered();
+        let mut row = 0;
+        let mut seqs: Vec<SeqRows<'_>> = segments
+            .iter_mut()
+            .map(|seg| {
+                let n = seg.tokens.len();
+                row += n;
+                SeqRows {
+                    cache: &mut *seg.cache,
+                    row: row - n,
+                    n,
+                }
+            })
+            .collect();
+        let logits = self.run(&tokens, &positions, &mut seqs, &out_rows)?;
+        drop(seqs);
+        let vocab = self.plan.config.vocab_size;
+        let mut chunks = logits.chunks_exact(vocab.max(1));
+        Ok(segments
+            .iter()
+            .map(|seg| {
+                seg.want_logits
+                    .then(|| chunks.next().map(<[f32]>::to_vec))
+                    .flatten()
+            })
+            .collect())
+    }
+
+    /// Position ids `start..start + n` (GLM-4's own scheme where it has one); beyond the
+    /// 32-bit range is an error.
+    pub(super) fn positions(&self, start: usize, n: usize) -> ModelResult<Vec<u32>> {
+        match self.plan.position_handler() {
+            Some(h) => h.position_ids(start, n),
+            None => start
+                .checked_add(n)
+                .filter(|&end| u32::try_from(end).is_ok())
+                .map(|end| (start..end).map(|p| p as u32).collect())
+                .ok_or_else(|| {
+                    ModelError::InvalidInput(format!(
+                        "positions {start}..+{n} exceed the 32-bit position range"
+                    ))
+                }),
+        }
+    }
+
+    /// Embedding, every block, final norm and LM head over the batch's rows; each sequence's
+    /// keys and values go to its cache, which is then committed. Returns the logits of
+    /// `out_rows` (`[out_rows.len()][vocab]`).
+    fn run(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        seqs: &mut [SeqRows<'_>],
+        out_rows: &[u32],
+    ) -> ModelResult<Vec<f32>> {
+        let n = tokens.len();
+        let mut s = {
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            match pool.iter().position(|s| s.n == n) {
+                Some(i) => pool.remove(i),
+                None => {
+                    if pool.len() >= super::POOL_SIZES {
+                        pool.remove(0);
+                    }
+                    drop(pool);
+                    Scratch::new(&self.backend, &self.plan.config, &self.weights, n)?
+                }
+            }
+        };
+        let result = self.run_in(&mut s, tokens, positions, seqs, out_rows);
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        pool.push(s);
+        result
+    }
+
+    fn run_in(
+        &self,
+        s: &mut Scratch,
+        tokens: &[u32],
+        positions: &[u32],
+        seqs: &mut [SeqRows<'_>],
+        out_rows: &[u32],
+    ) -> ModelResult<Vec<f32>> {
+        let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
+        let file = self.plan.loader().file();
+        s.positions.set(positions)?;
+        ops::embedding(be, &w.embedding.get(file), tokens, &mut s.x)?;
+        for (il, layer) in w.layers.iter().enumerate() {
+            self.attention_block(il, layer, seqs, s)?;
+            self.mlp_block(layer, s)?;
+        }
+        for seq in seqs.iter_mut() {
+            seq.cache.commit(seq.n)?;
+        }
+        let n_out = out_rows.len();
+        if n_out == 0 {
+            be.synchronize()?;
+            return Ok(Vec::new());
+        }
+        let vocab = c.vocab_size;
+        let every_row = n_out == s.n && out_rows.iter().enumerate().all(|(i, &r)| r as usize == i);
+        let logits = if every_row {
+            ops::rms_norm(be, &s.x, &w.output_norm.get(), c.rms_eps, &mut s.normed)?;
+            let logits = match &mut s.logits {
+                Some(l) => l,
+                slot => slot.insert(be.zeros(GgmlType::F32, vec![s.n, vocab])?),
+            };
+            ops::matmul(be, &w.lm_head.get(file), &s.normed, s.n, logits)?;
+            be.synchronize()?;
+            logits.rows_to_f32_vec(vocab, 0, n_out)?
+        } else {
+            let mut rows = be.zeros(GgmlType::F32, vec![n_out, c.n_embd])?;
+            ops::gather_rows(be, &s.x, c.n_embd, out_rows, &mut rows)?;
+            let mut normed = be.zeros(GgmlType::F32, vec![n_out, c.n_embd])?;
+            ops::rms_norm(be, &rows, &w.output_norm.get(), c.rms_eps, &mut normed)?;
+            let mut logits = be.zeros(GgmlType::F32, vec![n_out, vocab])?;
+            ops::matmul(be, &w.lm_head.get(file), &normed, n_out, &mut logits)?;
+            be.synchronize()?;
+            logits.rows_to_f32_vec(vocab, 0, n_out)?
+        };
+        Ok(logits)
+    }
+
+    /// `t = rms_norm(t) * w` in place, through `tmp`.
+    fn norm_in_place(&self, t: &mut Tensor, tmp: &mut Tensor, w: &Vector) -> ModelResult<()> {
+        ops::rms_norm(&self.backend, t, &w.get(), self.plan.config.rms_eps, tmp)?;
+        std::mem::swap(t, tmp);
+        Ok(())
+    }
+
+    fn attention_block(
+        &self,
+        il: usize,
+        l: &LayerWeights,
+        seqs: &mut [SeqRows<'_>],
+        s: &mut Scratch,
+    ) -> ModelResult<()> {
+        let (be, c, n) = (&self.backend, &self.plan.config, s.n);
+        let file = self.plan.loader().file();
+        ops::rms_norm(be, &s.x, &l.norm1.get(), c.rms_eps, &mut s.normed)?;
+        let bias = &s.bias[il];
+        for (w, out, b) in [
+            (&l.q, &mut s.q, &bias[0]),
+            (&l.k, &mut s.k, &bias[1]),
+            (&l.v, &mut s.v, &bias[2]),
+        ] {
+            ops::matmul(be, &w.get(file), &s.normed, n, out)?;
+            if let Some(b) = b {
+                ops::add(be, out, b)?;
+            }
+        }
+        if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+            self.norm_in_place(&mut s.q, &mut s.q_tmp, qn)?;
+            self.norm_in_place(&mut s.k, &mut s.k_tmp, kn)?;
+        }
+        ops::rope_positions(
+            be,
+            &mut s.q,
+            c.n_heads,
+            c.head_dim,
+            &s.positions,
+            &self.rope,
+        )?;
+        ops::rope_positions(
+            be,
+            &mut s.k,
+            c.n_kv_heads,
+            c.head_dim,
+            &s.positions,
+            &self.rope,
+        )?;
+        for seq in seqs.iter_mut() {
+            let start = seq.cache.len();
+            ops::kv_append_rows(be, &s.k, seq.row, seq.n, &mut seq.cache.k[il], start)?;
+            ops::kv_append_rows(be, &s.v, seq.row, seq.n, &mut seq.cache.v[il], start)?;
+            let params = AttentionParams {
+                n_q_tokens: seq.n,
+                n_kv_tokens: start + seq.n,
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                scale: 1.0 / (c.head_dim as f32).sqrt(),
+            };
+            ops::attention_rows(
+                be,
+                &s.q,
+                seq.row,
+                &seq.cache.k[il],
+                &seq.cache.v[il],
+                &params,
+                &mut s.attn,
+            )?;
+        }
+        ops::matmul(be, &l.o.get(file), &s.attn, n, &mut s.proj)?;
+        if let Some(post) = &l.post_attn_norm {
+            self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;
+        }
+        ops::add(be, &mut s.x, &s.proj)?;
+        Ok(())
+    }
+
+    fn mlp_block(&self, l: &LayerWeights, s: &mut Scratch) -> ModelResult<()> {
+        let (be, c, n) = (&self.backend, &self.plan.config, s.n);
+        let file = self.plan.loader().file();
+        ops::rms_norm(be, &s.x, &l.norm2.get(), c.rms_eps, &mut s.normed)?;
+        ops::matmul(be, &l.gate.get(file), &s.normed, n, &mut s.gate)?;
+        ops::matmul(be, &l.up.get(file), &s.normed, n, &mut s.up)?;
+        ops::silu_mul(be, &s.gate, &s.up, &mut s.hidden)?;
+        ops::matmul(be, &l.down.get(file), &s.hidden, n, &mut s.proj)?;
+        if let Some(post) = &l.post_ffn_norm {
+            self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;
+        }
+        ops::add(be, &mut s.x, &s.proj)?;
+        Ok(())
+    }
+}

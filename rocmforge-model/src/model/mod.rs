@@ -1,0 +1,218 @@
+//! [`Model`]: the model written once over `rocmforge-tensor`'s [`Backend`] — one set of
+//! weights, one KV cache type, one forward for every device. A single sequence is a batch of
+//! one segment; a device is a backend, not a second model type.
+//!
+//! On a GPU the single-sequence decode step is also recorded once as a graph and replayed
+//! (`decode_graph.rs`), with fused kernels for the norm + quantize and RoPE + KV append.
+
+mod decode_graph;
+mod forward;
+mod scratch;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rocmforge_gguf::GgufFile;
+use rocmforge_tensor::cpu::RopeParams;
+use rocmforge_tensor::{Backend, GgufLoader};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, ModelResult};
+use crate::forward::rope_params;
+use crate::kv_cache::KvCache;
+use crate::plan::ExecutionPlan;
+use crate::weights::{self, LOAD_HEADROOM_BYTES, Weights, weight_bytes};
+use scratch::Scratch;
+
+/// A model over one backend: weights resolved at load (read in place from the file on the CPU,
+/// uploaded in their file format on a GPU) and the forward pass.
+pub struct Model {
+    plan: ExecutionPlan,
+    backend: Backend,
+    rope: RopeParams,
+    weights: Weights,
+    /// Activations of recent batch sizes (most recent last), reused between calls.
+    pool: Mutex<Vec<Scratch>>,
+    /// The captured single-sequence decode step (GPU; see `decode_graph.rs`).
+    decode: decode_graph::DecodeSlot,
+}
+
+/// Batch sizes whose activations the forward keeps allocated.
+const POOL_SIZES: usize = 8;
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("backend", &self.backend.name())
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks that the forward can run every block of `plan`.
+fn check_supported(plan: &ExecutionPlan) -> ModelResult<()> {
+    let c = &plan.config;
+    if c.head_dim_v != c.head_dim {
+        return Err(ModelError::InvalidInput(
+            "value heads wider or narrower than key heads (head_dim_v != head_dim) are not \
+             supported yet"
+                .to_string(),
+        ));
+    }
+    if c.head_dim > rocmforge_tensor::hip::attention::MAX_HEAD_DIM {
+        return Err(ModelError::InvalidInput(
+            "heads wider than the attention kernel's 512 are not supported".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+impl Model {
+    /// Maps the model at `path` and loads it on `backend`.
+    pub fn open(path: impl AsRef<Path>, backend: Backend) -> ModelResult<Self> {
+        Self::open_with_progress(path, backend, &mut |_, _| {})
+    }
+
+    /// [`Model::open`], calling `progress(loaded_bytes, total_bytes)` during the load.
+    pub fn open_with_progress(
+        path: impl AsRef<Path>,
+        backend: Backend,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> ModelResult<Self> {
+        let path = path.as_ref();
+        let _span = tracing::info_span!("load", path = %path.display(), backend = %backend.name())
+            .entered();
+        let file = GgufFile::open(path)?;
+        Self::from_file_with_progress(Arc::new(file), backend, progress)
+    }
+
+    /// The model of an opened GGUF file, on `backend`.
+    pub fn from_file(file: Arc<GgufFile>, backend: Backend) -> ModelResult<Self> {
+        Self::from_file_with_progress(file, backend, &mut |_, _| {})
+    }
+
+    /// [`Model::from_file`] with load progress.
+    pub fn from_file_with_progress(
+        file: Arc<GgufFile>,
+        backend: Backend,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> ModelResult<Self> {
+        let loader = Arc::new(GgufLoader::new(file, backend.device().cloned()));
+        Self::new_with_progress(ExecutionPlan::new(loader)?, backend, progress)
+    }
+
+    /// A model over `plan` (whose loader uploads to `backend`'s device, if any); loads it all.
+    pub fn new(plan: ExecutionPlan, backend: Backend) -> ModelResult<Self> {
+        Self::new_with_progress(plan, backend, &mut |_, _| {})
+    }
+
+    /// [`Model::new`] with load progress. On a GPU, fails before the first upload, with needed
+    /// vs free bytes, when the weights cannot fit the device's free memory.
+    pub fn new_with_progress(
+        plan: ExecutionPlan,
+        backend: Backend,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> ModelResult<Self> {
+        check_supported(&plan)?;
+        let started = std::time::Instant::now();
+        let weights = weights::load(&plan, &backend, progress)?;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            bytes = weight_bytes(&plan),
+            backend = %backend.name(),
+            "model loaded"
+        );
+        let rope = rope_params(&plan.config);
+        Ok(Model {
+            plan,
+            backend,
+            rope,
+            weights,
+            pool: Mutex::new(Vec::new()),
+            decode: Default::default(),
+        })
+    }
+
+    /// The model's hyperparameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.plan.config
+    }
+
+    /// The execution plan (file, loader and lazy weights).
+    pub fn plan(&self) -> &ExecutionPlan {
+        &self.plan
+    }
+
+    /// The backend the ops run on.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// A fresh KV cache for `ctx` tokens on the model's backend.
+    pub fn new_cache(&self, ctx: usize) -> ModelResult<KvCache> {
+        KvCache::new(&self.backend, &self.plan.config, ctx)
+    }
+
+    /// Bytes of KV cache one token of one sequence takes (all layers, keys and values).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        let c = &self.plan.config;
+        c.n_layers * (c.k_dim() + c.v_dim()) * 2
+    }
+
+    /// `(free, total)` bytes of device memory now; `None` on the CPU.
+    pub fn memory_info(&self) -> ModelResult<Option<(usize, usize)>> {
+        match self.backend.device() {
+            Some(d) => Ok(Some(
+                d.mem_info().map_err(rocmforge_tensor::TensorError::Hip)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The context (tokens per sequence) that `sequences` KV caches can have, at most
+    /// `wanted`: on a GPU, what fits the free device memory after keeping room for the
+    /// activations of a `batch_tokens`-token step (said in the log when it had to cap); on the
+    /// CPU, `wanted`.
+    pub fn fit_ctx(
+        &self,
+        wanted: usize,
+        sequences: usize,
+        batch_tokens: usize,
+    ) -> ModelResult<usize> {
+        let Some((free, _)) = self.memory_info()? else {
+            return Ok(wanted);
+        };
+        let reserve = Scratch::bytes(&self.plan.config, batch_tokens.max(1))
+            .saturating_add(LOAD_HEADROOM_BYTES);
+        let per_ctx_token = self.kv_bytes_per_token().max(1) * sequences.max(1);
+        let fits = free.saturating_sub(reserve) / per_ctx_token;
+        if fits == 0 {
+            return Err(rocmforge_tensor::TensorError::OutOfDeviceMemory {
+                tensor: format!("the KV cache of {sequences} sequence(s)"),
+                needed: reserve.saturating_add(per_ctx_token),
+                free,
+            }
+            .into());
+        }
+        if fits < wanted {
+            tracing::warn!(
+                wanted,
+                fits,
+                free,
+                "KV cache capped to the free device memory"
+            );
+        }
+        Ok(wanted.min(fits))
+    }
+
+    /// Turns the captured single-sequence decode on or off (GPU; on by default unless
+    /// `ROCMFORGE_DECODE_GRAPH=0`); off, every step runs the op-by-op forward.
+    pub fn set_decode_graph(&self, on: bool) {
+        self.decode.set_enabled(on);
+    }
+
+    /// Whether the last decode step replayed a captured graph.
+    pub fn decode_graph_replaying(&self) -> bool {
+        self.decode.replaying()
+    }
+}

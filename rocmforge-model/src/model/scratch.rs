@@ -1,0 +1,89 @@
+//! Activation buffers of one forward call, on the model's backend, kept between calls of the
+//! same batch size (every decode step of one batch size reuses one set: no allocation per token).
+
+use rocmforge_gguf::GgmlType;
+use rocmforge_tensor::{Backend, Positions, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::ModelResult;
+use crate::weights::Weights;
+
+/// Activations for a batch of `n` tokens.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    pub n: usize,
+    /// Position ids of the batch, uploaded once per call and read by every RoPE.
+    pub positions: Positions,
+    pub x: Tensor,
+    pub normed: Tensor,
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    pub q_tmp: Tensor,
+    pub k_tmp: Tensor,
+    pub attn: Tensor,
+    pub proj: Tensor,
+    pub proj_tmp: Tensor,
+    pub gate: Tensor,
+    pub up: Tensor,
+    pub hidden: Tensor,
+    /// `[n][vocab]` logits when every row's are wanted (allocated on first such call).
+    pub logits: Option<Tensor>,
+    /// Per block, the q/k/v biases repeated over the `n` rows (qwen2); `None` without bias.
+    pub bias: Vec<[Option<Tensor>; 3]>,
+}
+
+/// `values` repeated `n` times as an `[n][values.len()]` tensor.
+fn replicate(be: &Backend, values: &[f32], n: usize) -> ModelResult<Tensor> {
+    let mut rows = Vec::with_capacity(values.len() * n);
+    for _ in 0..n {
+        rows.extend_from_slice(values);
+    }
+    Ok(be.from_f32(vec![n, values.len()], &rows)?)
+}
+
+impl Scratch {
+    /// Bytes a set for `n` tokens takes (biases aside), with the LM head's output rows.
+    pub fn bytes(c: &ModelConfig, n: usize) -> usize {
+        let per_row = 4 * c.n_embd
+            + 2 * c.q_dim()
+            + 2 * c.k_dim()
+            + c.v_dim()
+            + c.n_heads * c.head_dim_v
+            + 3 * c.n_ff
+            + c.vocab_size;
+        n.saturating_mul(per_row).saturating_mul(4)
+    }
+
+    pub fn new(be: &Backend, c: &ModelConfig, w: &Weights, n: usize) -> ModelResult<Self> {
+        let z = |cols: usize| be.zeros(GgmlType::F32, vec![n, cols]);
+        Ok(Scratch {
+            n,
+            positions: be.positions(&vec![0; n])?,
+            x: z(c.n_embd)?,
+            normed: z(c.n_embd)?,
+            q: z(c.q_dim())?,
+            k: z(c.k_dim())?,
+            v: z(c.v_dim())?,
+            q_tmp: z(c.q_dim())?,
+            k_tmp: z(c.k_dim())?,
+            attn: z(c.n_heads * c.head_dim_v)?,
+            proj: z(c.n_embd)?,
+            proj_tmp: z(c.n_embd)?,
+            gate: z(c.n_ff)?,
+            up: z(c.n_ff)?,
+            hidden: z(c.n_ff)?,
+            logits: None,
+            bias: w
+                .layers
+                .iter()
+                .map(|l| {
+                    let r = |b: &Option<Vec<f32>>| {
+                        b.as_deref().map(|b| replicate(be, b, n)).transpose()
+                    };
+                    Ok([r(&l.bias[0])?, r(&l.bias[1])?, r(&l.bias[2])?])
+                })
+                .collect::<ModelResult<Vec<_>>>()?,
+        })
+    }
+}

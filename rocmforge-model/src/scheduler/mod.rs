@@ -1,0 +1,327 @@
+//! The engine's worker loop: admit waiting requests, then run ONE batched step over every
+//! active sequence — one token per decoding sequence plus at most `prefill_chunk` prompt
+//! tokens of sequences still prefilling — and hand each sequence its logits.
+
+#[cfg(any(test, feature = "fault-injection"))]
+mod fault;
+pub mod metrics;
+mod sequence;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use rocmforge_gguf::GgufFile;
+
+use crate::batch::{BatchModel, Segment};
+use crate::engine::{EngineConfig, EngineDevice, EngineRequest, LoadProgress};
+use crate::error::{ModelError, ModelResult};
+use crate::generate::SequenceCache;
+use crate::model::Model;
+use crate::sampler::Sampler;
+use crate::tokenizer::Tokenizer;
+use metrics::EngineMetrics;
+use sequence::{Next, Sequence};
+
+/// A queued request with its id.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub id: u64,
+    pub request: EngineRequest,
+}
+
+/// How long an idle worker waits for a request before checking the stop flag.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+struct Worker<'t, M: BatchModel> {
+    model: M,
+    tokenizer: &'t Tokenizer,
+    config: EngineConfig,
+    metrics: &'t EngineMetrics,
+    active: Vec<Sequence<'t, M::Cache>>,
+    /// Set when a step failed in a way that leaves the device unusable: the worker stops.
+    device_fault: Option<String>,
+    /// Test-only: steps made to fail instead of running (see [`fault`]).
+    #[cfg(any(test, feature = "fault-injection"))]
+    faults: fault::StepFaults,
+}
+
+/// What the worker thread needs besides the model.
+pub(crate) struct WorkerContext<'t> {
+    pub tokenizer: &'t Tokenizer,
+    pub config: EngineConfig,
+    pub jobs: Receiver<Job>,
+    pub metrics: &'t EngineMetrics,
+    pub stop: &'t AtomicBool,
+    /// Receives the context per sequence the engine runs with (capped by device memory).
+    pub ready: Sender<ModelResult<usize>>,
+}
+
+/// Loads the model of `file` on `device`, reports readiness (and the context it can give
+/// each sequence) on `ready`, then serves `jobs` until `stop`.
+pub(crate) fn run_worker(
+    file: GgufFile,
+    device: EngineDevice,
+    mut progress: LoadProgress,
+    ctx: WorkerContext<'_>,
+) {
+    let loaded = device.backend().and_then(|backend| {
+        Model::from_file_with_progress(std::sync::Arc::new(file), backend, &mut *progress)
+    });
+    let model = match loaded {
+        Ok(model) => model,
+        Err(e) => {
+            let _ = ctx.ready.send(Err(e));
+            return;
+        }
+    };
+    let mut ctx = ctx;
+    let c = ctx.config;
+    match model.fit_ctx(c.ctx, c.max_batch, c.max_batch + c.prefill_chunk) {
+        Ok(fits) => {
+            if fits < c.ctx {
+                tracing::warn!(
+                    asked = c.ctx,
+                    ctx = fits,
+                    sequences = c.max_batch,
+                    "context per sequence capped to fit the free device memory"
+                );
+            }
+            ctx.config.ctx = fits;
+            serve(model, ctx);
+        }
+        Err(e) => {
+            let _ = ctx.ready.send(Err(e));
+        }
+    }
+}
+
+/// Serves `ctx.jobs` with `model` until the stop flag.
+fn serve<M: BatchModel>(model: M, ctx: WorkerContext<'_>) {
+    let WorkerContext {
+        tokenizer,
+        config,
+        jobs,
+        metrics,
+        stop,
+        ready,
+    } = ctx;
+    let _ = ready.send(Ok(config.ctx));
+    let mut worker = Worker {
+        model,
+        tokenizer,
+        config,
+        metrics,
+        active: Vec::new(),
+        device_fault: None,
+        #[cfg(any(test, feature = "fault-injection"))]
+        faults: fault::StepFaults::from_env(),
+    };
+    while !stop.load(Ordering::Relaxed) {
+        if !worker.admit(&jobs) {
+            break;
+        }
+        worker.drop_cancelled();
+        if !worker.active.is_empty() {
+            worker.step();
+        }
+        worker.publish_gauges();
+        if worker.device_fault.is_some() {
+            break;
+        }
+    }
+    // Shutting down (or the device failed): everything still queued or running is told so.
+    let why = match &worker.device_fault {
+        Some(fault) => {
+            tracing::error!(error = %fault, "device fault: the engine stops");
+            format!("the engine stopped after a device fault: {fault}")
+        }
+        None => "the server is shutting down".to_string(),
+    };
+    for mut seq in worker.active.drain(..) {
+        seq.fail(&why);
+        EngineMetrics::add(&metrics.failed, 1);
+    }
+    while let Ok(mut job) = jobs.try_recv() {
+        metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
+        job.request
+            .sink
+            .send(crate::engine::EngineEvent::Failed(why.clone()));
+        EngineMetrics::add(&metrics.failed, 1);
+    }
+    worker.publish_gauges();
+}
+
+impl<'t, M: BatchModel> Worker<'t, M> {
+    /// Moves waiting requests into the batch while there is room; blocks briefly when idle.
+    /// Returns `false` once the request channel is closed and nothing is running.
+    fn admit(&mut self, jobs: &Receiver<Job>) -> bool {
+        while self.active.len() < self.config.max_batch {
+            let job = if self.active.is_empty() {
+                match jobs.recv_timeout(IDLE_POLL) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => return true,
+                    Err(RecvTimeoutError::Disconnected) => return false,
+                }
+            } else {
+                match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => return true,
+                    Err(TryRecvError::Disconnected) => return true,
+                }
+            };
+            self.metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
+            self.start_sequence(job);
+        }
+        true
+    }
+
+    fn start_sequence(&mut self, job: Job) {
+        let Job { id, mut request } = job;
+        if request.sink.is_closed() {
+            EngineMetrics::add(&self.metrics.cancelled, 1);
+            return;
+        }
+        let size = (request.prompt.len() + request.params.max_tokens).min(self.config.ctx);
+        let made = self.model.new_cache(size).and_then(|cache| {
+            Sampler::new(request.params.sampling.clone()).map(|sampler| (cache, sampler))
+        });
+        match made {
+            Ok((cache, sampler)) => {
+                tracing::debug!(id, prompt = request.prompt.len(), "sequence admitted");
+                self.active.push(Sequence::new(
+                    id,
+                    request.prompt,
+                    cache,
+                    sampler,
+                    &request.params.stop,
+                    request.params.max_tokens,
+                    self.tokenizer,
+                    request.sink,
+                ));
+            }
+            Err(e) => {
+                request
+                    .sink
+                    .send(crate::engine::EngineEvent::Failed(e.to_string()));
+                EngineMetrics::add(&self.metrics.failed, 1);
+            }
+        }
+    }
+
+    /// Frees the sequences whose client has gone.
+    fn drop_cancelled(&mut self) {
+        let before = self.active.len();
+        self.active.retain(|s| !s.sink.is_closed());
+        let gone = before - self.active.len();
+        if gone > 0 {
+            tracing::debug!(gone, "sequences cancelled by their clients");
+            EngineMetrics::add(&self.metrics.cancelled, gone as u64);
+        }
+    }
+
+    /// One batched forward step over every active sequence.
+    fn step(&mut self) {
+        let started = Instant::now();
+        let mut budget = self.config.prefill_chunk;
+        let mut members = Vec::new();
+        let mut segments = Vec::new();
+        for (i, seq) in self.active.iter_mut().enumerate() {
+            if seq.decoding {
+                members.push(i);
+                segments.push(Segment {
+                    cache: &mut seq.cache,
+                    tokens: &seq.pending,
+                    want_logits: true,
+                });
+            } else if budget > 0 {
+                let take = seq.prompt_left().min(budget);
+                budget -= take;
+                let from = seq.prefilled;
+                seq.prefilled += take;
+                members.push(i);
+                segments.push(Segment {
+                    cache: &mut seq.cache,
+                    tokens: &seq.prompt[from..from + take],
+                    want_logits: seq.prefilled == seq.prompt.len(),
+                });
+            }
+        }
+        let n_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
+        let prompt_tokens = self.config.prefill_chunk - budget;
+        #[cfg(any(test, feature = "fault-injection"))]
+        let result = match self.faults.next() {
+            Some(fault) => Err(fault),
+            None => self.model.forward_segments(&mut segments),
+        };
+        #[cfg(not(any(test, feature = "fault-injection")))]
+        let result = self.model.forward_segments(&mut segments);
+        drop(segments);
+        let logits = match result {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "batched step failed");
+                self.fail_members(&members, &e.to_string());
+                if is_device_fault(&e) {
+                    self.device_fault = Some(e.to_string());
+                }
+                return;
+            }
+        };
+        EngineMetrics::add(&self.metrics.prompt_tokens, prompt_tokens as u64);
+        let mut ended = vec![false; self.active.len()];
+        for (&i, row) in members.iter().zip(&logits) {
+            let Some(row) = row else { continue };
+            let seq = &mut self.active[i];
+            let before = seq.generated();
+            let next = seq.on_logits(row);
+            let new = seq.generated() - before;
+            EngineMetrics::add(&self.metrics.generated_tokens, new as u64);
+            match next {
+                Next::Continue => {}
+                Next::Finished => {
+                    ended[i] = true;
+                    EngineMetrics::add(&self.metrics.completed, 1);
+                }
+                Next::Cancelled => {
+                    ended[i] = true;
+                    EngineMetrics::add(&self.metrics.cancelled, 1);
+                }
+            }
+        }
+        let mut idx = 0;
+        self.active.retain(|_| {
+            idx += 1;
+            !ended[idx - 1]
+        });
+        self.metrics
+            .record_step(n_tokens, started.elapsed().as_secs_f64());
+    }
+
+    fn fail_members(&mut self, members: &[usize], message: &str) {
+        for &i in members.iter().rev() {
+            let mut seq = self.active.remove(i);
+            tracing::debug!(id = seq.id, "sequence failed");
+            seq.fail(message);
+            EngineMetrics::add(&self.metrics.failed, 1);
+        }
+    }
+
+    fn publish_gauges(&self) {
+        EngineMetrics::set(&self.metrics.active, self.active.len() as u64);
+        let kv: usize = self.active.iter().map(|s| s.cache.size_bytes()).sum();
+        EngineMetrics::set(&self.metrics.kv_bytes, kv as u64);
+    }
+}
+
+/// Whether a failed step leaves the device unusable: any runtime error except running out of
+/// memory (after a kernel fault or a lost device, the context refuses all further work).
+fn is_device_fault(e: &ModelError) -> bool {
+    matches!(
+        e,
+        ModelError::Tensor(rocmforge_tensor::TensorError::Hip(h))
+            if !matches!(h, rocmforge_hip::HipError::OutOfMemory { .. })
+    )
+}

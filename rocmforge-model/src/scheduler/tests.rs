@@ -1,0 +1,383 @@
+//! The batched forward and the engine against the one-sequence path, on the real test model.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use rocmforge_gguf::GgufFile;
+
+use super::fault::{StepFault, StepFaults};
+use super::metrics::EngineMetrics;
+use super::{Job, Worker};
+use crate::batch::Segment;
+use crate::engine::{Engine, EngineConfig, EngineDevice, EngineEvent, EngineRequest};
+use crate::forward::LogitsFor;
+use crate::generate::{FinishReason, GenerateParams, generate};
+use crate::model::Model;
+use crate::sampler::SamplingParams;
+use crate::tokenizer::Tokenizer;
+
+fn model_file() -> GgufFile {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask models` to fetch the test model",
+        path.display()
+    );
+    GgufFile::open(&path).unwrap()
+}
+
+/// Waits (bounded) until the counters satisfy `ok`: they are updated right after the last
+/// event of a request is sent.
+fn settle(engine: &Engine, ok: impl Fn(&crate::engine::MetricsSnapshot) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ok(&engine.metrics()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn ragged_batch_equals_sequences_run_alone() {
+    let model = Model::from_file(
+        std::sync::Arc::new(model_file()),
+        rocmforge_tensor::Backend::Cpu,
+    )
+    .unwrap();
+    let a: Vec<u32> = vec![1, 504, 3458, 282, 260, 2114, 30];
+    let b: Vec<u32> = vec![1, 19556, 28, 957];
+    // Alone: prefill a and b, then one decode token each.
+    let mut ca = model.new_cache(32).unwrap();
+    let mut cb = model.new_cache(32).unwrap();
+    let la = model.forward(&mut ca, &a, 0, LogitsFor::Last).unwrap();
+    let lb = model.forward(&mut cb, &b, 0, LogitsFor::Last).unwrap();
+    let la2 = model
+        .forward(&mut ca, &[42], a.len(), LogitsFor::Last)
+        .unwrap();
+    let lb2 = model
+        .forward(&mut cb, &[43], b.len(), LogitsFor::Last)
+        .unwrap();
+
+    // Batched: a prefilled in two chunks, the second riding with b's whole prompt.
+    let mut ba = model.new_cache(32).unwrap();
+    let mut bb = model.new_cache(32).unwrap();
+    let r = model
+        .forward_batch(&mut [Segment {
+            cache: &mut ba,
+            tokens: &a[..3],
+            want_logits: false,
+        }])
+        .unwrap();
+    assert!(r[0].is_none());
+    let r = model
+        .forward_batch(&mut [
+            Segment {
+                cache: &mut ba,
+                tokens: &a[3..],
+                want_logits: true,
+            },
+            Segment {
+                cache: &mut bb,
+                tokens: &b,
+                want_logits: true,
+            },
+        ])
+        .unwrap();
+    assert!(max_diff(r[0].as_ref().unwrap(), &la) < 1e-3);
+    assert!(max_diff(r[1].as_ref().unwrap(), &lb) < 1e-3);
+    // One decode step for both together.
+    let r = model
+        .forward_batch(&mut [
+            Segment {
+                cache: &mut ba,
+                tokens: &[42],
+                want_logits: true,
+            },
+            Segment {
+                cache: &mut bb,
+                tokens: &[43],
+                want_logits: true,
+            },
+        ])
+        .unwrap();
+    assert!(max_diff(r[0].as_ref().unwrap(), &la2) < 1e-3);
+    assert!(max_diff(r[1].as_ref().unwrap(), &lb2) < 1e-3);
+    assert_eq!((ba.len(), bb.len()), (a.len() + 1, b.len() + 1));
+}
+
+#[test]
+fn engine_batch_gives_each_request_its_greedy_generation() {
+    let file = model_file();
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let model = Model::from_file(
+        std::sync::Arc::new(model_file()),
+        rocmforge_tensor::Backend::Cpu,
+    )
+    .unwrap();
+    let prompts = ["The capital of France is", "1, 2, 3,", "Once upon a time"];
+    let params = GenerateParams {
+        max_tokens: 6,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+    };
+    let expected: Vec<String> = prompts
+        .iter()
+        .map(|p| {
+            let ids = tokenizer.encode(p, true, true).unwrap();
+            let mut cache = model.new_cache(64).unwrap();
+            generate(&model, &tokenizer, &mut cache, &ids, &params, |_| {})
+                .unwrap()
+                .text
+        })
+        .collect();
+
+    // Small prefill chunks so prompts are split and share steps with running decodes.
+    let config = EngineConfig {
+        max_batch: 2,
+        max_queue: 8,
+        ctx: 64,
+        prefill_chunk: 3,
+    };
+    let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
+    let receivers: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let ids = engine.tokenizer().encode(p, true, true).unwrap();
+            let (tx, rx) = mpsc::channel();
+            engine
+                .submit(EngineRequest::new(ids, params.clone(), Box::new(tx)))
+                .unwrap();
+            rx
+        })
+        .collect();
+    for (rx, want) in receivers.into_iter().zip(&expected) {
+        let mut text = String::new();
+        let mut finished = None;
+        for event in rx {
+            match event {
+                EngineEvent::Text(t) => text.push_str(&t),
+                EngineEvent::Finished { reason, usage } => {
+                    assert!(usage.completion_tokens <= 6);
+                    finished = Some(reason);
+                    break;
+                }
+                EngineEvent::Failed(m) => panic!("{m}"),
+            }
+        }
+        assert!(finished.is_some());
+        assert_eq!(&text, want);
+    }
+    settle(&engine, |m| m.active_sequences == 0);
+    let m = engine.metrics();
+    assert_eq!(
+        (m.requests, m.completed, m.active_sequences, m.queue_depth),
+        (3, 3, 0, 0)
+    );
+    assert!(m.steps > 6 && m.generated_tokens > 0);
+    engine.shutdown();
+    assert!(!engine.is_healthy());
+}
+
+#[test]
+fn dropped_receiver_cancels_and_full_queue_refuses() {
+    let config = EngineConfig {
+        max_batch: 1,
+        max_queue: 1,
+        ctx: 256,
+        prefill_chunk: 64,
+    };
+    let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
+    let ids = engine
+        .tokenizer()
+        .encode("1, 2, 3, 4, 5,", true, true)
+        .unwrap();
+    let long = GenerateParams {
+        max_tokens: 200,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+    };
+    let (tx, rx) = mpsc::channel();
+    engine
+        .submit(EngineRequest::new(ids.clone(), long.clone(), Box::new(tx)))
+        .unwrap();
+    // Wait until it runs, then fill the queue and overflow it.
+    let first = rx.recv().unwrap();
+    assert!(matches!(first, EngineEvent::Text(_)), "{first:?}");
+    let (tx2, rx2) = mpsc::channel();
+    let short = GenerateParams {
+        max_tokens: 2,
+        ..long.clone()
+    };
+    engine
+        .submit(EngineRequest::new(
+            ids.clone(),
+            short.clone(),
+            Box::new(tx2),
+        ))
+        .unwrap();
+    let (tx3, _rx3) = mpsc::channel();
+    let err = engine
+        .submit(EngineRequest::new(ids.clone(), short, Box::new(tx3)))
+        .unwrap_err();
+    assert!(err.to_string().contains("queue is full"), "{err}");
+    // The first client goes away: its sequence is freed and the queued one finishes.
+    drop(rx);
+    let last = rx2.into_iter().last().unwrap();
+    assert!(
+        matches!(
+            last,
+            EngineEvent::Finished {
+                reason: FinishReason::MaxTokens,
+                ..
+            }
+        ),
+        "{last:?}"
+    );
+    settle(&engine, |m| m.completed >= 1);
+    let m = engine.metrics();
+    assert_eq!((m.cancelled, m.rejected, m.completed), (1, 1, 1));
+    // Bad requests are refused up front.
+    let (tx4, _rx4) = mpsc::channel();
+    let too_long = vec![1u32; 300];
+    assert!(
+        engine
+            .submit(EngineRequest::new(
+                too_long,
+                GenerateParams::default(),
+                Box::new(tx4)
+            ))
+            .is_err()
+    );
+}
+
+/// A worker over the CPU model whose steps fail as `fault` says (no environment involved).
+fn worker_with_fault<'t>(
+    model: Model,
+    tokenizer: &'t Tokenizer,
+    metrics: &'t EngineMetrics,
+    fault: StepFault,
+) -> Worker<'t, Model> {
+    Worker {
+        model,
+        tokenizer,
+        config: EngineConfig {
+            max_batch: 4,
+            max_queue: 4,
+            ctx: 64,
+            prefill_chunk: 64,
+        },
+        metrics,
+        active: Vec::new(),
+        device_fault: None,
+        faults: StepFaults::new(Some(fault)),
+    }
+}
+
+/// Admits a greedy request for `prompt` into `worker`; its events arrive on the receiver.
+fn admit(worker: &mut Worker<'_, Model>, id: u64, prompt: &str) -> mpsc::Receiver<EngineEvent> {
+    let ids = worker.tokenizer.encode(prompt, true, true).unwrap();
+    let params = GenerateParams {
+        max_tokens: 8,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+    };
+    let (tx, rx) = mpsc::channel();
+    worker.start_sequence(Job {
+        id,
+        request: EngineRequest::new(ids, params, Box::new(tx)),
+    });
+    rx
+}
+
+/// The message of the last event on `rx`, which must be a failure.
+fn failure(rx: &mpsc::Receiver<EngineEvent>) -> String {
+    match rx.try_iter().last() {
+        Some(EngineEvent::Failed(m)) => m,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_fault_setting_parses_device_or_a_positive_period() {
+    assert_eq!(StepFault::parse("device"), Some(StepFault::Device));
+    assert_eq!(StepFault::parse("1"), Some(StepFault::Every(1)));
+    assert_eq!(StepFault::parse("3"), Some(StepFault::Every(3)));
+    for bad in ["", "0", "-1", "x", "Device", " 1"] {
+        assert_eq!(StepFault::parse(bad), None, "{bad:?}");
+    }
+    let mut none = StepFaults::new(None);
+    assert!((0..5).all(|_| none.next().is_none()));
+    let mut third = StepFaults::new(Some(StepFault::Every(3)));
+    let failing: Vec<bool> = (0..6).map(|_| third.next().is_some()).collect();
+    assert_eq!(failing, [false, false, true, false, false, true]);
+}
+
+#[test]
+fn an_injected_step_fault_fails_its_batch_and_the_worker_keeps_serving() {
+    let file = model_file();
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let metrics = EngineMetrics::default();
+    let model = Model::from_file(
+        std::sync::Arc::new(model_file()),
+        rocmforge_tensor::Backend::Cpu,
+    )
+    .unwrap();
+    let mut worker = worker_with_fault(model, &tokenizer, &metrics, StepFault::Every(2));
+    let a = admit(&mut worker, 1, "The capital of France is");
+    let b = admit(&mut worker, 2, "1, 2, 3,");
+
+    // Step 1 runs (both prompts prefilled), step 2 fails both sequences.
+    worker.step();
+    assert_eq!(worker.active.len(), 2);
+    assert_eq!(metrics.snapshot().failed, 0);
+    worker.step();
+    for rx in [&a, &b] {
+        let m = failure(rx);
+        assert!(m.contains("injected step fault"), "{m}");
+    }
+    assert!(worker.active.is_empty(), "the failed sequences are freed");
+    assert!(
+        worker.device_fault.is_none(),
+        "a step fault is not a device fault"
+    );
+    let m = metrics.snapshot();
+    assert_eq!((m.failed, m.steps), (2, 1));
+
+    // The worker goes on: step 3 runs a new request, step 4 fails it.
+    let c = admit(&mut worker, 3, "Once upon a time");
+    worker.step();
+    assert_eq!(worker.active.len(), 1);
+    assert_eq!(metrics.snapshot().steps, 2);
+    worker.step();
+    assert!(failure(&c).contains("injected step fault"));
+    assert_eq!(metrics.snapshot().failed, 3);
+}
+
+#[test]
+fn an_injected_device_fault_fails_the_batch_and_marks_the_device_lost() {
+    let file = model_file();
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let metrics = EngineMetrics::default();
+    let model = Model::from_file(
+        std::sync::Arc::new(model_file()),
+        rocmforge_tensor::Backend::Cpu,
+    )
+    .unwrap();
+    let mut worker = worker_with_fault(model, &tokenizer, &metrics, StepFault::Device);
+    let a = admit(&mut worker, 1, "Say hi.");
+
+    worker.step();
+    let m = failure(&a);
+    assert!(m.contains("injected device fault"), "{m}");
+    assert!(worker.active.is_empty());
+    let fault = worker.device_fault.as_deref().unwrap();
+    assert!(fault.contains("injected device fault"), "{fault}");
+    assert_eq!(metrics.snapshot().failed, 1);
+}

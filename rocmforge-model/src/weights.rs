@@ -1,0 +1,444 @@
+//! The model's weights on its backend, resolved once at load so a forward call never goes
+//! through the loader's lock.
+//!
+//! On the CPU a matrix is a byte range of the memory-mapped file (read in place, zero copy); on
+//! a GPU it is the device copy uploaded byte for byte through the plan's loader. Either way it
+//! keeps its file format (quantized blocks included). Fused projections (`attn_qkv`, GLM-4's
+//! gate+up `ffn_up`) become separate row blocks (sub-ranges on the CPU, separate uploads on a
+//! GPU), so the forward sees q, k, v, gate and up as five matrices for every architecture.
+//! Biases stay on the host (the forward replicates them over a batch's rows).
+//!
+//! Every tensor's shape is checked against the configuration before anything is read; on a GPU
+//! the free device memory is checked against the bytes of every weight before the first upload.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use rocmforge_gguf::quants::dequantize_to_vec;
+use rocmforge_gguf::{GgmlType, GgufFile, TensorInfo};
+use rocmforge_tensor::{Backend, DeviceTensor, TensorError, Weight};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, ModelResult};
+use crate::layer_plan::{LayerPlan, QkvPlan};
+use crate::plan::ExecutionPlan;
+
+/// Device memory kept free beyond the weights for activations and the first KV caches.
+pub const LOAD_HEADROOM_BYTES: usize = 64 << 20;
+
+/// A matrix `[rows][cols]` in its file format.
+#[derive(Debug)]
+pub(crate) enum Mat {
+    /// Bytes `range` of the memory-mapped file.
+    Host {
+        ty: GgmlType,
+        range: Range<usize>,
+        rows: usize,
+        cols: usize,
+    },
+    /// The device copy.
+    Device(Arc<DeviceTensor>),
+}
+
+/// A vector of per-column values (norm scales).
+#[derive(Debug)]
+pub(crate) enum Vector {
+    /// f32 values on the host.
+    Host(Vec<f32>),
+    /// The device copy (in its file type).
+    Device(Arc<DeviceTensor>),
+}
+
+/// One block's weights.
+#[derive(Debug)]
+pub(crate) struct LayerWeights {
+    pub norm1: Vector,
+    pub q: Mat,
+    pub k: Mat,
+    pub v: Mat,
+    /// q/k/v biases on the host (replicated over a batch's rows by the forward's scratch).
+    pub bias: [Option<Vec<f32>>; 3],
+    pub q_norm: Option<Vector>,
+    pub k_norm: Option<Vector>,
+    pub o: Mat,
+    pub post_attn_norm: Option<Vector>,
+    pub norm2: Vector,
+    pub gate: Mat,
+    pub up: Mat,
+    pub down: Mat,
+    pub post_ffn_norm: Option<Vector>,
+}
+
+/// Every weight of the model.
+#[derive(Debug)]
+pub(crate) struct Weights {
+    pub layers: Vec<LayerWeights>,
+    pub embedding: Mat,
+    pub output_norm: Vector,
+    pub lm_head: Mat,
+}
+
+impl Mat {
+    /// The weight as the ops take it; host bytes are read from `file`.
+    pub fn get<'a>(&'a self, file: &'a GgufFile) -> Weight<'a> {
+        match self {
+            Mat::Host {
+                ty,
+                range,
+                rows,
+                cols,
+            } => Weight::Cpu(rocmforge_tensor::cpu::WeightView {
+                ty: *ty,
+                data: file.as_bytes().get(range.clone()).unwrap_or(&[]),
+                rows: *rows,
+                cols: *cols,
+            }),
+            Mat::Device(t) => Weight::Hip(t),
+        }
+    }
+
+    /// The device copy, for GPU-only paths (the captured decode step).
+    pub fn device(&self) -> Option<&DeviceTensor> {
+        match self {
+            Mat::Device(t) => Some(t),
+            Mat::Host { .. } => None,
+        }
+    }
+}
+
+impl Vector {
+    /// The vector as the ops take it.
+    pub fn get(&self) -> Weight<'_> {
+        match self {
+            Vector::Host(v) => Weight::CpuF32 {
+                data: v,
+                rows: 1,
+                cols: v.len(),
+            },
+            Vector::Device(t) => Weight::Hip(t),
+        }
+    }
+
+    /// The device copy, for GPU-only paths.
+    pub fn device(&self) -> Option<&DeviceTensor> {
+        match self {
+            Vector::Device(t) => Some(t),
+            Vector::Host(_) => None,
+        }
+    }
+}
+
+/// Trailing 1-dims are equivalent to absent ones.
+fn check_dims(info: &TensorInfo, expected: &[usize]) -> ModelResult<()> {
+    let expected: Vec<u64> = expected.iter().map(|&d| d as u64).collect();
+    let mut found = info.dims.clone();
+    while found.len() > expected.len() && found.last() == Some(&1) {
+        found.pop();
+    }
+    if found != expected {
+        return Err(ModelError::TensorShape {
+            name: info.name.clone(),
+            found: info.dims.clone(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// Loads tensors of one file onto one backend.
+struct Loader<'p> {
+    plan: &'p ExecutionPlan,
+    file: &'p GgufFile,
+    backend: &'p Backend,
+    done: u64,
+    total: u64,
+    progress: &'p mut dyn FnMut(u64, u64),
+}
+
+impl Loader<'_> {
+    fn info(&self, name: &str) -> ModelResult<&TensorInfo> {
+        self.file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_string(),
+            })
+    }
+
+    fn advance(&mut self, info_size: u64) {
+        self.done += info_size;
+        (self.progress)(self.done, self.total);
+    }
+
+    /// The byte range of `info`'s data inside the file.
+    fn range(&self, info: &TensorInfo) -> Range<usize> {
+        let data = self.file.tensor_data(info);
+        let start = data.as_ptr() as usize - self.file.as_bytes().as_ptr() as usize;
+        start..start + data.len()
+    }
+
+    /// Matrix `name` mapping `cols` inputs to `sum(parts)` outputs, as row blocks of `parts`.
+    fn matrix_parts(&mut self, name: &str, cols: usize, parts: &[usize]) -> ModelResult<Vec<Mat>> {
+        let rows: usize = parts.iter().sum();
+        let info = self.info(name)?.clone();
+        check_dims(&info, &[cols, rows])?;
+        let range = self.range(&info);
+        if rows == 0 || range.len() % rows != 0 {
+            return Err(ModelError::InvalidConfig {
+                key: name.to_string(),
+                reason: format!(
+                    "{rows} rows of {} bytes cannot split into {parts:?}",
+                    range.len()
+                ),
+            });
+        }
+        let row_bytes = range.len() / rows;
+        let mut out = Vec::with_capacity(parts.len());
+        let mut at = range.start;
+        for &p in parts {
+            let r = at..at + p * row_bytes;
+            at = r.end;
+            out.push(match self.backend {
+                Backend::Cpu => Mat::Host {
+                    ty: info.ty,
+                    range: r,
+                    rows: p,
+                    cols,
+                },
+                // A whole matrix goes through the loader (one upload, shared cache).
+                Backend::Hip(_) if parts.len() == 1 => {
+                    Mat::Device(self.plan.loader().load(name).map_err(ModelError::Tensor)?)
+                }
+                Backend::Hip(ops) => Mat::Device(Arc::new(DeviceTensor::from_raw_bytes(
+                    ops.backend(),
+                    info.ty,
+                    vec![p, cols],
+                    &self.file.as_bytes()[r],
+                )?)),
+            });
+        }
+        self.advance(info.size);
+        Ok(out)
+    }
+
+    fn matrix(&mut self, name: &str, cols: usize, rows: usize) -> ModelResult<Mat> {
+        let mut parts = self.matrix_parts(name, cols, &[rows])?;
+        parts.pop().ok_or_else(|| ModelError::MissingTensor {
+            name: name.to_string(),
+        })
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> ModelResult<Vector> {
+        let info = self.info(name)?.clone();
+        check_dims(&info, &[len])?;
+        let v = match self.backend {
+            Backend::Cpu => Vector::Host(dequantize_to_vec(info.ty, self.file.tensor_data(&info))?),
+            Backend::Hip(_) => {
+                Vector::Device(self.plan.loader().load(name).map_err(ModelError::Tensor)?)
+            }
+        };
+        self.advance(info.size);
+        Ok(v)
+    }
+
+    fn opt_vector(&mut self, name: Option<&str>, len: usize) -> ModelResult<Option<Vector>> {
+        name.map(|n| self.vector(n, len)).transpose()
+    }
+
+    /// A bias: always f32 on the host.
+    fn bias(&self, name: &str, len: usize) -> ModelResult<Vec<f32>> {
+        let info = self.info(name)?;
+        check_dims(info, &[len])?;
+        Ok(dequantize_to_vec(info.ty, self.file.tensor_data(info))?)
+    }
+}
+
+fn name_of(t: &Option<Arc<rocmforge_tensor::LazyTensor>>) -> Option<&str> {
+    t.as_deref().map(|t| t.name())
+}
+
+fn layer(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<LayerWeights> {
+    let (q_dim, k_dim, v_dim) = (c.q_dim(), c.k_dim(), c.v_dim());
+    let (q, k, v, bias) = match &l.qkv {
+        QkvPlan::Separate {
+            q,
+            k,
+            v,
+            q_bias,
+            k_bias,
+            v_bias,
+        } => {
+            let b = |t: &Option<Arc<rocmforge_tensor::LazyTensor>>, len| {
+                name_of(t).map(|n| ld.bias(n, len)).transpose()
+            };
+            let bias = [b(q_bias, q_dim)?, b(k_bias, k_dim)?, b(v_bias, v_dim)?];
+            (
+                ld.matrix(q.name(), c.n_embd, q_dim)?,
+                ld.matrix(k.name(), c.n_embd, k_dim)?,
+                ld.matrix(v.name(), c.n_embd, v_dim)?,
+                bias,
+            )
+        }
+        QkvPlan::Fused { qkv, bias } => {
+            let bias = match bias {
+                Some(b) => {
+                    let all = ld.bias(b.name(), q_dim + k_dim + v_dim)?;
+                    [
+                        Some(all[..q_dim].to_vec()),
+                        Some(all[q_dim..q_dim + k_dim].to_vec()),
+                        Some(all[q_dim + k_dim..].to_vec()),
+                    ]
+                }
+                None => [None, None, None],
+            };
+            let mut parts = ld
+                .matrix_parts(qkv.name(), c.n_embd, &[q_dim, k_dim, v_dim])?
+                .into_iter();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(q), Some(k), Some(v)) => (q, k, v, bias),
+                _ => {
+                    return Err(ModelError::MissingTensor {
+                        name: format!("{} (row blocks)", qkv.name()),
+                    });
+                }
+            }
+        }
+    };
+    let (gate, up) = match &l.mlp_gate {
+        Some(g) => (
+            ld.matrix(g.name(), c.n_embd, c.n_ff)?,
+            ld.matrix(l.mlp_up.name(), c.n_embd, c.n_ff)?,
+        ),
+        None => {
+            let mut parts = ld
+                .matrix_parts(l.mlp_up.name(), c.n_embd, &[c.n_ff, c.n_ff])?
+                .into_iter();
+            match (parts.next(), parts.next()) {
+                (Some(g), Some(u)) => (g, u),
+                _ => {
+                    return Err(ModelError::MissingTensor {
+                        name: format!("{} (row blocks)", l.mlp_up.name()),
+                    });
+                }
+            }
+        }
+    };
+    Ok(LayerWeights {
+        norm1: ld.vector(l.norm1.name(), c.n_embd)?,
+        q,
+        k,
+        v,
+        bias,
+        q_norm: ld.opt_vector(name_of(&l.q_norm), c.head_dim)?,
+        k_norm: ld.opt_vector(name_of(&l.k_norm), c.head_dim)?,
+        o: ld.matrix(l.o_proj.name(), c.n_heads * c.head_dim_v, c.n_embd)?,
+        post_attn_norm: ld.opt_vector(name_of(&l.post_attn_norm), c.n_embd)?,
+        norm2: ld.vector(l.norm2.name(), c.n_embd)?,
+        gate,
+        up,
+        down: ld.matrix(l.mlp_down.name(), c.n_ff, c.n_embd)?,
+        post_ffn_norm: ld.opt_vector(name_of(&l.post_ffn_norm), c.n_embd)?,
+    })
+}
+
+/// Bytes the weights of `plan` take once resident on a device (biases stay on the host).
+pub fn weight_bytes(plan: &ExecutionPlan) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let globals = [&plan.embedding, &plan.output_norm, &plan.lm_head];
+    for t in plan
+        .layers
+        .iter()
+        .flat_map(LayerPlan::tensors)
+        .chain(globals)
+    {
+        if !t.name().ends_with(".bias") && seen.insert(t.name()) {
+            total += t.size_bytes();
+        }
+    }
+    total
+}
+
+/// Resolves every weight of `plan` on `backend`, calling `progress(done_bytes, total_bytes)`
+/// after each tensor. On a GPU, fails before the first upload, with needed vs free bytes, when
+/// the weights cannot fit the device's free memory.
+pub(crate) fn load(
+    plan: &ExecutionPlan,
+    backend: &Backend,
+    progress: &mut dyn FnMut(u64, u64),
+) -> ModelResult<Weights> {
+    let c = &plan.config;
+    let file = plan.loader().file();
+    let total = weight_bytes(plan);
+    if let Some(device) = backend.device() {
+        let needed = usize::try_from(total)
+            .unwrap_or(usize::MAX)
+            .saturating_add(LOAD_HEADROOM_BYTES);
+        let (free, _) = device.mem_info().map_err(TensorError::Hip)?;
+        if needed > free {
+            return Err(TensorError::OutOfDeviceMemory {
+                tensor: format!(
+                    "the weights of {} (plus {} MiB of headroom)",
+                    file.path().display(),
+                    LOAD_HEADROOM_BYTES >> 20
+                ),
+                needed,
+                free,
+            }
+            .into());
+        }
+    }
+    let _span =
+        tracing::info_span!("load_weights", bytes = total, backend = %backend.name()).entered();
+    progress(0, total);
+    let mut ld = Loader {
+        plan,
+        file,
+        backend,
+        done: 0,
+        total,
+        progress,
+    };
+    let layers = plan
+        .layers
+        .iter()
+        .map(|l| layer(&mut ld, c, l))
+        .collect::<ModelResult<Vec<_>>>()?;
+    let output_norm = ld.vector(plan.output_norm.name(), c.n_embd)?;
+    let (embedding, lm_head) = match backend {
+        Backend::Cpu => {
+            let e = ld.matrix(plan.embedding.name(), c.n_embd, c.vocab_size)?;
+            let h = if plan.lm_head.name() == plan.embedding.name() {
+                let info = ld.info(plan.lm_head.name())?.clone();
+                Mat::Host {
+                    ty: info.ty,
+                    range: ld.range(&info),
+                    rows: c.vocab_size,
+                    cols: c.n_embd,
+                }
+            } else {
+                ld.matrix(plan.lm_head.name(), c.n_embd, c.vocab_size)?
+            };
+            (e, h)
+        }
+        Backend::Hip(_) => {
+            // Shapes checked as for every matrix; the copies live in the plan's own cells.
+            for name in [plan.embedding.name(), plan.lm_head.name()] {
+                check_dims(ld.info(name)?, &[c.n_embd, c.vocab_size])?;
+            }
+            let hip = |e| ModelError::Tensor(TensorError::Hip(e));
+            let e = Mat::Device(plan.embedding().map_err(hip)?);
+            ld.advance(plan.embedding.size_bytes());
+            let h = Mat::Device(plan.lm_head().map_err(hip)?);
+            if plan.lm_head.name() != plan.embedding.name() {
+                ld.advance(plan.lm_head.size_bytes());
+            }
+            (e, h)
+        }
+    };
+    Ok(Weights {
+        layers,
+        embedding,
+        output_norm,
+        lm_head,
+    })
+}

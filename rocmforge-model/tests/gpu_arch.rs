@@ -1,0 +1,274 @@
+//! GPU suite of the architectures (harness-free; needs a GPU and the compiled kernels):
+//! tiny random F32 models of llama (tied output), qwen2 (q/k/v biases, NeoX RoPE), qwen3
+//! (q/k norms) and glm4 (fused qkv with bias, fused gate/up, partial rotary, post norms)
+//! run by [`Model`] — prefill, decode and a ragged batch — against [`CpuModel`]; and the
+//! device-memory limits: a model that cannot fit fails before any upload, and the KV cache is
+//! capped to the free memory instead of failing.
+//!
+//! Last line: "N passed, M failed"; exit status 0 only when M = 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use rocmforge_gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue};
+use rocmforge_model::batch::Segment;
+use rocmforge_model::rng::SeededRng;
+use rocmforge_model::{ExecutionPlan, LogitsFor, Model};
+use rocmforge_tensor::{Backend, GgufLoader};
+
+type Check = Result<String, String>;
+
+const EMBD: usize = 64;
+const FF: usize = 128;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HEAD_DIM: usize = 16;
+const VOCAB: usize = 96;
+const LAYERS: usize = 2;
+
+/// A tiny random model of `arch` as GGUF bytes.
+fn tiny(arch: &str) -> Vec<u8> {
+    let mut rng = SeededRng::new(99);
+    let (qd, kd) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    let mut w = GgufWriter::new();
+    let mut add = |w: &mut GgufWriter, name: String, dims: Vec<usize>, scale: f32, offset: f32| {
+        let n: usize = dims.iter().product();
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| (((rng.next_f64() * 2.0 - 1.0) as f32) * scale + offset).to_le_bytes())
+            .collect();
+        let dims: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+        w.add_tensor(&name, &dims, GgmlType::F32, bytes).unwrap();
+    };
+    add(
+        &mut w,
+        "token_embd.weight".into(),
+        vec![EMBD, VOCAB],
+        1.0,
+        0.0,
+    );
+    add(&mut w, "output_norm.weight".into(), vec![EMBD], 0.2, 1.0);
+    if arch != "llama" {
+        add(&mut w, "output.weight".into(), vec![EMBD, VOCAB], 0.5, 0.0);
+    }
+    for l in 0..LAYERS {
+        let n = |s: &str| format!("blk.{l}.{s}");
+        add(&mut w, n("attn_norm.weight"), vec![EMBD], 0.2, 1.0);
+        add(&mut w, n("ffn_norm.weight"), vec![EMBD], 0.2, 1.0);
+        add(&mut w, n("attn_output.weight"), vec![qd, EMBD], 0.3, 0.0);
+        add(&mut w, n("ffn_down.weight"), vec![FF, EMBD], 0.3, 0.0);
+        if arch == "glm4" {
+            add(
+                &mut w,
+                n("attn_qkv.weight"),
+                vec![EMBD, qd + 2 * kd],
+                0.3,
+                0.0,
+            );
+            add(&mut w, n("attn_qkv.bias"), vec![qd + 2 * kd], 0.1, 0.0);
+            add(&mut w, n("ffn_up.weight"), vec![EMBD, 2 * FF], 0.3, 0.0);
+            add(
+                &mut w,
+                n("post_attention_norm.weight"),
+                vec![EMBD],
+                0.2,
+                1.0,
+            );
+            add(&mut w, n("post_ffw_norm.weight"), vec![EMBD], 0.2, 1.0);
+        } else {
+            add(&mut w, n("attn_q.weight"), vec![EMBD, qd], 0.3, 0.0);
+            add(&mut w, n("attn_k.weight"), vec![EMBD, kd], 0.3, 0.0);
+            add(&mut w, n("attn_v.weight"), vec![EMBD, kd], 0.3, 0.0);
+            add(&mut w, n("ffn_gate.weight"), vec![EMBD, FF], 0.3, 0.0);
+            add(&mut w, n("ffn_up.weight"), vec![EMBD, FF], 0.3, 0.0);
+        }
+        if arch == "qwen2" {
+            add(&mut w, n("attn_q.bias"), vec![qd], 0.1, 0.0);
+            add(&mut w, n("attn_k.bias"), vec![kd], 0.1, 0.0);
+            add(&mut w, n("attn_v.bias"), vec![kd], 0.1, 0.0);
+        }
+        if arch == "qwen3" {
+            add(&mut w, n("attn_q_norm.weight"), vec![HEAD_DIM], 0.2, 1.0);
+            add(&mut w, n("attn_k_norm.weight"), vec![HEAD_DIM], 0.2, 1.0);
+        }
+    }
+    let u = |v: usize| MetadataValue::U32(v as u32);
+    w.add_metadata("general.architecture", MetadataValue::String(arch.into()));
+    w.add_metadata(&format!("{arch}.block_count"), u(LAYERS));
+    w.add_metadata(&format!("{arch}.embedding_length"), u(EMBD));
+    w.add_metadata(&format!("{arch}.feed_forward_length"), u(FF));
+    w.add_metadata(&format!("{arch}.attention.head_count"), u(HEADS));
+    w.add_metadata(&format!("{arch}.attention.head_count_kv"), u(KV_HEADS));
+    w.add_metadata(&format!("{arch}.attention.key_length"), u(HEAD_DIM));
+    let n_rot = if arch == "glm4" {
+        HEAD_DIM / 2
+    } else {
+        HEAD_DIM
+    };
+    w.add_metadata(&format!("{arch}.rope.dimension_count"), u(n_rot));
+    w.add_metadata(&format!("{arch}.context_length"), u(64));
+    w.add_metadata(
+        &format!("{arch}.attention.layer_norm_rms_epsilon"),
+        MetadataValue::F32(1e-5),
+    );
+    w.to_bytes().unwrap()
+}
+
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        num += f64::from(g - w).powi(2);
+        den += f64::from(w).powi(2);
+    }
+    (num / den.max(1e-30)).sqrt()
+}
+
+fn gpu_model(file: Arc<GgufFile>) -> Result<(Model, Arc<GgufLoader>), String> {
+    let backend = Backend::hip(0).map_err(|e| e.to_string())?;
+    let loader = Arc::new(GgufLoader::new(file, backend.device().cloned()));
+    let plan = ExecutionPlan::new(Arc::clone(&loader)).map_err(|e| e.to_string())?;
+    let model = Model::new(plan, backend).map_err(|e| e.to_string())?;
+    Ok((model, loader))
+}
+
+fn e<E: std::fmt::Display>(x: E) -> String {
+    x.to_string()
+}
+
+/// GPU vs CPU on `arch`: a 7-token prefill (all logits), two decode steps, and a ragged batch.
+fn arch_matches_cpu(arch: &str) -> Check {
+    let file = Arc::new(GgufFile::from_bytes("tiny.gguf", tiny(arch)).map_err(e)?);
+    let cpu = Model::from_file(Arc::clone(&file), rocmforge_tensor::Backend::Cpu).map_err(e)?;
+    let (gpu, _) = gpu_model(Arc::clone(&file))?;
+    let ids: Vec<u32> = vec![1, 17, 42, 5, 88, 3, 60];
+    let mut cc = cpu.new_cache(16).map_err(e)?;
+    let mut gc = gpu.new_cache(16).map_err(e)?;
+    let want = cpu.forward(&mut cc, &ids, 0, LogitsFor::All).map_err(e)?;
+    let got = gpu.forward(&mut gc, &ids, 0, LogitsFor::All).map_err(e)?;
+    let mut worst = rel_err(&got, &want);
+    for (step, t) in [7u32, 91].into_iter().enumerate() {
+        let pos = ids.len() + step;
+        let w = cpu
+            .forward(&mut cc, &[t], pos, LogitsFor::Last)
+            .map_err(e)?;
+        let g = gpu
+            .forward(&mut gc, &[t], pos, LogitsFor::Last)
+            .map_err(e)?;
+        worst = worst.max(rel_err(&g, &w));
+    }
+    // Ragged batch: 3 tokens of a fresh sequence with 1 token of one 7 tokens in.
+    let mut b1 = gpu.new_cache(16).map_err(e)?;
+    let mut b2 = gpu.new_cache(16).map_err(e)?;
+    gpu.forward(&mut b2, &ids, 0, LogitsFor::Last).map_err(e)?;
+    let out = gpu
+        .forward_batch(&mut [
+            Segment {
+                cache: &mut b1,
+                tokens: &ids[..3],
+                want_logits: true,
+            },
+            Segment {
+                cache: &mut b2,
+                tokens: &[7],
+                want_logits: true,
+            },
+        ])
+        .map_err(e)?;
+    let mut c1 = cpu.new_cache(16).map_err(e)?;
+    let w1 = cpu
+        .forward(&mut c1, &ids[..3], 0, LogitsFor::Last)
+        .map_err(e)?;
+    let w2 = &want_decode_after(&cpu, &ids, 7)?;
+    let (Some(g1), Some(g2)) = (&out[0], &out[1]) else {
+        return Err("batched logits missing".to_string());
+    };
+    let batch_err = rel_err(g1, &w1).max(rel_err(g2, w2));
+    let msg = format!("prefill+decode rel err {worst:.2e}, ragged batch rel err {batch_err:.2e}");
+    if worst < 2e-3 && batch_err < 2e-3 {
+        Ok(msg)
+    } else {
+        Err(msg)
+    }
+}
+
+fn want_decode_after(cpu: &Model, ids: &[u32], t: u32) -> Result<Vec<f32>, String> {
+    let mut c = cpu.new_cache(16).map_err(e)?;
+    cpu.forward(&mut c, ids, 0, LogitsFor::Last).map_err(e)?;
+    cpu.forward(&mut c, &[t], ids.len(), LogitsFor::Last)
+        .map_err(e)
+}
+
+/// With the device memory taken but 16 MiB, loading fails before any upload (needed vs free
+/// in the message), and `fit_ctx` caps a huge context instead of failing.
+fn memory_limits() -> Check {
+    let file = Arc::new(GgufFile::from_bytes("tiny.gguf", tiny("qwen2")).map_err(e)?);
+    let (model, _) = gpu_model(Arc::clone(&file))?;
+    let wanted = 1usize << 40;
+    let capped = model.fit_ctx(wanted, 4, 64).map_err(e)?;
+    if capped == 0 || capped >= wanted {
+        return Err(format!("fit_ctx gave {capped} for {wanted}"));
+    }
+    let backend = Backend::hip(0).map_err(e)?;
+    let device = backend.device().cloned().ok_or("no device")?;
+    let (free, _) = device.mem_info().map_err(e)?;
+    let hog = device
+        .alloc::<u8>(free.saturating_sub(16 << 20))
+        .map_err(|x| {
+            format!(
+                "allocating {} bytes to fill the device: {x}",
+                free - (16 << 20)
+            )
+        })?;
+    let loader = Arc::new(GgufLoader::new(file, Some(device)));
+    let plan = ExecutionPlan::new(Arc::clone(&loader)).map_err(e)?;
+    let refused = match Model::new(plan, backend) {
+        Ok(_) => return Err("a model larger than the free memory loaded".to_string()),
+        Err(err) => err.to_string(),
+    };
+    drop(hog);
+    let uploads = loader.stats().uploads;
+    let ok = uploads == 0 && refused.contains("needs") && refused.contains("free");
+    let msg = format!("refused with {uploads} uploads: {refused}; fit_ctx capped 2^40 to {capped}");
+    if ok { Ok(msg) } else { Err(msg) }
+}
+
+fn main() -> ExitCode {
+    type Test = fn() -> Check;
+    let tests: [(&str, Test); 5] = [
+        ("llama_tied_output_matches_cpu", || {
+            arch_matches_cpu("llama")
+        }),
+        ("qwen2_biases_neox_match_cpu", || arch_matches_cpu("qwen2")),
+        ("qwen3_qk_norms_match_cpu", || arch_matches_cpu("qwen3")),
+        ("glm4_fused_partial_rotary_match_cpu", || {
+            arch_matches_cpu("glm4")
+        }),
+        ("memory_limits", memory_limits),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, t) in tests {
+        let r = std::panic::catch_unwind(t).unwrap_or_else(|_| Err("panicked".to_string()));
+        match r {
+            Ok(msg) => {
+                passed += 1;
+                println!("PASS {name}: {msg}");
+            }
+            Err(msg) => {
+                failed += 1;
+                println!("FAIL {name}: {msg}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,119 @@
+//! [`Backend`]: where ops run. One signature per op ([`crate::ops`]); the backend picks the body.
+
+use std::sync::Arc;
+
+use half::f16;
+use rocmforge_gguf::GgmlType;
+use rocmforge_hip::HipBackend;
+
+use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
+use crate::hip::HipOps;
+use crate::tensor::{HostData, HostTensor, Positions, Tensor};
+
+/// The CPU, or one GPU with its op context.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Pure-Rust ops on host memory ([`crate::cpu`]).
+    Cpu,
+    /// HIP kernels on one device ([`crate::hip`]).
+    Hip(Arc<HipOps>),
+}
+
+impl Backend {
+    /// The GPU with this index.
+    pub fn hip(device_index: usize) -> TensorResult<Backend> {
+        let device = HipBackend::new(device_index)?;
+        Ok(Backend::Hip(Arc::new(HipOps::new(&device)?)))
+    }
+
+    /// The GPU device, for a HIP backend.
+    pub fn device(&self) -> Option<&Arc<HipBackend>> {
+        match self {
+            Backend::Cpu => None,
+            Backend::Hip(ops) => Some(ops.backend()),
+        }
+    }
+
+    /// "cpu", or "hip:<index>".
+    pub fn name(&self) -> String {
+        match self {
+            Backend::Cpu => "cpu".to_string(),
+            Backend::Hip(ops) => format!("hip:{}", ops.backend().device_index()),
+        }
+    }
+
+    /// An F32 tensor holding `values`.
+    pub fn from_f32(&self, shape: Vec<usize>, values: &[f32]) -> TensorResult<Tensor> {
+        match self {
+            Backend::Cpu => Ok(Tensor::Cpu(host(shape, HostData::F32(values.to_vec()))?)),
+            Backend::Hip(ops) => Ok(Tensor::Hip(DeviceTensor::from_f32(
+                ops.backend(),
+                shape,
+                values,
+            )?)),
+        }
+    }
+
+    /// An F16 tensor holding `values`.
+    pub fn from_f16(&self, shape: Vec<usize>, values: &[f16]) -> TensorResult<Tensor> {
+        match self {
+            Backend::Cpu => Ok(Tensor::Cpu(host(shape, HostData::F16(values.to_vec()))?)),
+            Backend::Hip(ops) => Ok(Tensor::Hip(DeviceTensor::from_f16(
+                ops.backend(),
+                shape,
+                values,
+            )?)),
+        }
+    }
+
+    /// A zero-filled F32 or F16 tensor.
+    pub fn zeros(&self, dtype: GgmlType, shape: Vec<usize>) -> TensorResult<Tensor> {
+        let n: usize = shape.iter().product();
+        match (self, dtype) {
+            (Backend::Cpu, GgmlType::F32) => {
+                Ok(Tensor::Cpu(host(shape, HostData::F32(vec![0.0; n]))?))
+            }
+            (Backend::Cpu, GgmlType::F16) => {
+                Ok(Tensor::Cpu(host(shape, HostData::F16(vec![f16::ZERO; n]))?))
+            }
+            (Backend::Hip(ops), GgmlType::F32 | GgmlType::F16) => Ok(Tensor::Hip(
+                DeviceTensor::zeros(ops.backend(), dtype, shape)?,
+            )),
+            (_, ty) => Err(TensorError::UnsupportedType {
+                op: "Backend::zeros",
+                ty,
+            }),
+        }
+    }
+
+    /// Position ids holding `values`, where this backend's RoPE reads them.
+    pub fn positions(&self, values: &[u32]) -> TensorResult<Positions> {
+        match self {
+            Backend::Cpu => Ok(Positions::Cpu(values.to_vec())),
+            Backend::Hip(ops) => Ok(Positions::Hip(ops.backend().htod(values)?)),
+        }
+    }
+
+    /// Waits for every queued GPU op (no-op on the CPU).
+    pub fn synchronize(&self) -> TensorResult<()> {
+        match self {
+            Backend::Cpu => Ok(()),
+            Backend::Hip(ops) => ops.synchronize(),
+        }
+    }
+}
+
+fn host(shape: Vec<usize>, data: HostData) -> TensorResult<HostTensor> {
+    let len = match &data {
+        HostData::F32(v) => v.len(),
+        HostData::F16(v) => v.len(),
+    };
+    if shape.iter().product::<usize>() != len {
+        return Err(TensorError::Shape {
+            op: "Backend::from_*",
+            what: format!("{len} values for shape {shape:?}"),
+        });
+    }
+    Ok(HostTensor { shape, data })
+}

@@ -1,0 +1,146 @@
+//! Launch of `kernels/attention.hip`: causal GQA attention over an f16 KV cache, any length.
+//!
+//! Two kernels with one signature: `attention_f16` (one block per head and query; decode and
+//! short batches) and, for [`PREFILL_MIN_QUERIES`] queries or more with head_dim 64, 96 or 128,
+//! `attention_prefill_f16_hd<D>` (flash-attention tiles: K/V staged in shared memory once per
+//! 32 queries, online softmax).
+
+use rocmforge_gguf::GgmlType;
+use rocmforge_hip::LaunchConfig;
+
+use super::{HipOps, check_device, check_f32, f32_rows_ptr, to_u32};
+use crate::cpu::AttentionParams;
+use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
+
+/// Largest head dimension the kernel takes (`ATT_MAX_HEAD_DIM` in the kernel).
+pub const MAX_HEAD_DIM: usize = 512;
+const THREADS: u32 = 128;
+/// From this many queries on (prefill), head dims 64, 96 and 128 take the tiled
+/// flash-attention kernel (`attention_prefill_f16_hd<D>`); fewer take `attention_f16`.
+pub const PREFILL_MIN_QUERIES: usize = 16;
+const PREFILL_THREADS: u32 = 128;
+const PREFILL_QUERIES_PER_BLOCK: u32 = 32;
+
+/// The tiled prefill kernel for `head_dim`, if there is one.
+fn prefill_kernel(head_dim: usize) -> Option<&'static str> {
+    match head_dim {
+        64 => Some("attention_prefill_f16_hd64"),
+        96 => Some("attention_prefill_f16_hd96"),
+        128 => Some("attention_prefill_f16_hd128"),
+        _ => None,
+    }
+}
+
+/// `out = softmax(q·Kᵀ · scale, causal) · V` per head. `q`, `out`: F32
+/// `[n_q_tokens][n_heads][head_dim]`; `k_cache`, `v_cache`: F16 `[capacity][n_kv_heads][head_dim]`
+/// of which the first `n_kv_tokens` rows are used. Same semantics as [`crate::cpu::attention`].
+pub fn attention(
+    ops: &HipOps,
+    q: &DeviceTensor,
+    k_cache: &DeviceTensor,
+    v_cache: &DeviceTensor,
+    p: &AttentionParams,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    let q_len = p.n_q_tokens * p.n_heads * p.head_dim;
+    check_f32("attention", "q", q, q_len)?;
+    check_f32("attention", "out", out, q_len)?;
+    attention_rows(ops, q, 0, k_cache, v_cache, p, out)
+}
+
+/// [`attention`] of the `p.n_q_tokens` query rows starting at row `row` of `q` (rows of
+/// `n_heads * head_dim`), written to the same rows of `out`: one sequence of a batch, without a
+/// copy. The tiled prefill kernel serves a row range as it serves a whole tensor.
+pub fn attention_rows(
+    ops: &HipOps,
+    q: &DeviceTensor,
+    row: usize,
+    k_cache: &DeviceTensor,
+    v_cache: &DeviceTensor,
+    p: &AttentionParams,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "attention";
+    if p.n_kv_heads == 0
+        || p.head_dim == 0
+        || p.head_dim > MAX_HEAD_DIM
+        || p.n_heads % p.n_kv_heads != 0
+    {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!(
+                "{} heads over {} KV heads of dim {} (need a whole group ratio, dim 1..={MAX_HEAD_DIM})",
+                p.n_heads, p.n_kv_heads, p.head_dim
+            ),
+        });
+    }
+    if p.n_q_tokens > p.n_kv_tokens {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!(
+                "{} queries over {} keys (the queries are the last keys)",
+                p.n_q_tokens, p.n_kv_tokens
+            ),
+        });
+    }
+    let width = p.n_heads * p.head_dim;
+    let pq = f32_rows_ptr(OP, q, width, row, p.n_q_tokens)?;
+    let po = f32_rows_ptr(OP, out, width, row, p.n_q_tokens)?;
+    let q_len = p.n_q_tokens * width;
+    let kv_len = p.n_kv_tokens * p.n_kv_heads * p.head_dim;
+    for (what, c) in [("k_cache", k_cache), ("v_cache", v_cache)] {
+        c.expect_dtype(OP, GgmlType::F16)?;
+        if c.n_elements() < kv_len {
+            return Err(TensorError::Shape {
+                op: OP,
+                what: format!("{what} {:?} holds fewer than {kv_len} values", c.shape()),
+            });
+        }
+    }
+    for t in [q, k_cache, v_cache, &*out] {
+        check_device(OP, ops, t)?;
+    }
+    if q_len == 0 {
+        return Ok(());
+    }
+    let prefill = prefill_kernel(p.head_dim).filter(|_| p.n_q_tokens >= PREFILL_MIN_QUERIES);
+    let f = ops.function("attention", prefill.unwrap_or("attention_f16"))?;
+    let (pk, pv) = (k_cache.device_ptr(), v_cache.device_ptr());
+    let (nq, nkv) = (
+        to_u32(OP, "n_q_tokens", p.n_q_tokens)?,
+        to_u32(OP, "n_kv_tokens", p.n_kv_tokens)?,
+    );
+    let (nh, nkvh, hd) = (
+        to_u32(OP, "n_heads", p.n_heads)?,
+        to_u32(OP, "n_kv_heads", p.n_kv_heads)?,
+        to_u32(OP, "head_dim", p.head_dim)?,
+    );
+    let cfg = match prefill {
+        // One block per (head, tile of PREFILL_QUERIES_PER_BLOCK queries).
+        Some(_) => LaunchConfig {
+            grid_dim: (nh, nq.div_ceil(PREFILL_QUERIES_PER_BLOCK), 1),
+            block_dim: (PREFILL_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        None => LaunchConfig {
+            grid_dim: (nh, nq, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        },
+    };
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pq).arg(&pk).arg(&pv).arg(&po);
+    l.arg(&nq)
+        .arg(&nkv)
+        .arg(&nh)
+        .arg(&nkvh)
+        .arg(&hd)
+        .arg(&p.scale);
+    // SAFETY: the arguments match attention_f16's parameters (and attention_prefill_f16_hd<D>'s,
+    // which are the same, chosen only for head_dim == D); q and out hold n_q * n_heads *
+    // head_dim f32 from their row `row` on, the caches at least n_kv * n_kv_heads * head_dim f16 (checked); head_dim <=
+    // MAX_HEAD_DIM (the kernel's shared arrays); the grid matches the kernel chosen.
+    unsafe { l.launch(cfg)? };
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! GPU ops through `rocmforge-hip`: kernel launches with the same semantics as the CPU ops in
+//! [`crate::cpu`].
+//!
+//! [`HipOps`] holds what every launch needs: the device, one stream, and the kernel functions
+//! looked up so far. Each op family has a file here (`norm.rs` launches `kernels/norm.hip`, ...)
+//! whose functions check every size on the host, then queue the kernel on the stream. Reading a
+//! result back (`DeviceTensor::to_f32_vec`) is a synchronous copy, which waits for the queued work.
+
+pub mod argmax;
+pub mod attention;
+pub mod attention_decode;
+pub mod dequant_f16;
+pub mod elementwise;
+pub mod embedding;
+pub mod kv;
+pub mod matmul;
+pub mod matmul_blas;
+pub mod matvec_fused;
+pub mod norm;
+pub mod q8_1_act;
+pub mod quantize_act;
+pub mod rope;
+pub mod softmax;
+pub mod step;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rocmforge_gguf::GgmlType;
+use rocmforge_hip::{HipBackend, HipFunction, HipGraphExec, HipStream, LaunchConfig};
+
+use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
+
+/// The device, the stream the ops run on, and a cache of kernel functions.
+#[derive(Debug)]
+pub struct HipOps {
+    backend: Arc<HipBackend>,
+    stream: HipStream,
+    functions: Mutex<HashMap<(&'static str, &'static str), HipFunction>>,
+    matmul: Mutex<Option<matmul::MatmulContext>>,
+}
+
+impl HipOps {
+    /// Ops on `backend`'s device, on a new stream.
+    pub fn new(backend: &Arc<HipBackend>) -> TensorResult<HipOps> {
+        Ok(HipOps {
+            backend: Arc::clone(backend),
+            stream: backend.new_stream()?,
+            functions: Mutex::new(HashMap::new()),
+            matmul: Mutex::new(None),
+        })
+    }
+
+    /// The device.
+    pub fn backend(&self) -> &Arc<HipBackend> {
+        &self.backend
+    }
+
+    /// The stream every op is queued on.
+    pub fn stream(&self) -> &HipStream {
+        &self.stream
+    }
+
+    /// Waits until every queued op has finished.
+    pub fn synchronize(&self) -> TensorResult<()> {
+        Ok(self.stream.synchronize()?)
+    }
+
+    /// Starts recording the ops queued from now on into a graph instead of running them.
+    pub fn begin_capture(&self) -> TensorResult<()> {
+        Ok(self.stream.begin_capture()?)
+    }
+
+    /// Ends the recording begun by [`HipOps::begin_capture`] and instantiates the graph.
+    pub fn end_capture(&self) -> TensorResult<HipGraphExec> {
+        Ok(self.stream.end_capture()?.instantiate()?)
+    }
+
+    /// Queues one replay of a graph captured on these ops.
+    pub fn launch_graph(&self, exec: &HipGraphExec) -> TensorResult<()> {
+        Ok(exec.launch(&self.stream)?)
+    }
+
+    /// Runs `f` with the matmul context (created on first use: it loads the matmul kernels).
+    pub fn with_matmul<T>(
+        &self,
+        f: impl FnOnce(&mut matmul::MatmulContext, &HipStream) -> TensorResult<T>,
+    ) -> TensorResult<T> {
+        let mut slot = self.matmul.lock().unwrap_or_else(PoisonError::into_inner);
+        let ctx = match slot.take() {
+            Some(ctx) => ctx,
+            None => matmul::MatmulContext::new(&self.backend)?,
+        };
+        let ctx = slot.insert(ctx);
+        f(ctx, &self.stream)
+    }
+
+    /// Kernel `name` of family `kernels/<family>.hip`, loaded on first use.
+    pub fn function(&self, family: &'static str, name: &'static str) -> TensorResult<HipFunction> {
+        let mut functions = self
+            .functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = functions.get(&(family, name)) {
+            return Ok(f.clone());
+        }
+        let f = self.backend.load_kernels(family)?.function(name)?;
+        functions.insert((family, name), f.clone());
+        Ok(f)
+    }
+}
+
+/// A 1-D grid of `threads`-wide blocks for `n` elements (grid-stride kernels), capped.
+pub(crate) fn grid_1d(n: usize, threads: u32) -> LaunchConfig {
+    let blocks = n.div_ceil(threads as usize).clamp(1, 65_535) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// `n` as a kernel's u32 argument.
+pub(crate) fn to_u32(op: &'static str, what: &str, n: usize) -> TensorResult<u32> {
+    u32::try_from(n).map_err(|_| TensorError::Shape {
+        op,
+        what: format!("{what} = {n} exceeds the kernels' 32-bit range"),
+    })
+}
+
+/// Fails unless `t` is F32 with exactly `n` elements.
+pub(crate) fn check_f32(
+    op: &'static str,
+    what: &str,
+    t: &DeviceTensor,
+    n: usize,
+) -> TensorResult<()> {
+    if t.dtype() != GgmlType::F32 || t.n_elements() != n {
+        return Err(TensorError::Shape {
+            op,
+            what: format!(
+                "{what}: expected F32 with {n} elements, got {} {:?}",
+                t.dtype(),
+                t.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The address of f32 element `row * width` of `t`, after checking that `t` is F32 and rows
+/// `row..row + n_rows` of `width` values lie inside it (a row view of a batch's activations).
+pub(crate) fn f32_rows_ptr(
+    op: &'static str,
+    t: &DeviceTensor,
+    width: usize,
+    row: usize,
+    n_rows: usize,
+) -> TensorResult<rocmforge_hip::DevicePtr> {
+    let buf = t.f32_buffer(op)?;
+    let end = row.checked_add(n_rows).and_then(|e| e.checked_mul(width));
+    match end {
+        Some(end) if end <= buf.len() && width > 0 => Ok(buf.device_ptr_at(row * width)?),
+        _ => Err(TensorError::Shape {
+            op,
+            what: format!(
+                "rows {row}..+{n_rows} of width {width} outside a tensor of {} values",
+                buf.len()
+            ),
+        }),
+    }
+}
+
+/// Fails unless `a` and `b` live on the same device as `ops`.
+pub(crate) fn check_device(op: &'static str, ops: &HipOps, t: &DeviceTensor) -> TensorResult<()> {
+    if Arc::ptr_eq(t.backend(), &ops.backend) {
+        Ok(())
+    } else {
+        Err(TensorError::Backend {
+            op,
+            what: format!(
+                "tensor on device {} used with ops of device {}",
+                t.backend().device_index(),
+                ops.backend.device_index()
+            ),
+        })
+    }
+}

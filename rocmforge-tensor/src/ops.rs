@@ -1,0 +1,600 @@
+//! The ops, one signature each: the [`Backend`] picks the body — [`crate::cpu`] on the CPU, a
+//! kernel launch from [`crate::hip`] on a GPU. Operands must live where the backend runs
+//! (a CPU tensor given to a GPU backend is a [`TensorError::Backend`], never a silent copy).
+//!
+//! Activations are F32 `[rows][cols]` (innermost last); KV caches F16; weights a [`Weight`].
+
+use rocmforge_gguf::GgmlType;
+
+use crate::backend::Backend;
+use crate::cpu::{self, AttentionParams, RopeParams, WeightView};
+use crate::error::{TensorError, TensorResult};
+use crate::hip;
+use crate::tensor::{Positions, Tensor, Weight};
+
+fn shape_err(op: &'static str, what: String) -> TensorError {
+    TensorError::Shape { op, what }
+}
+
+fn hip_weight<'a>(op: &'static str, w: &Weight<'a>) -> TensorResult<&'a crate::DeviceTensor> {
+    match w {
+        Weight::Hip(t) => Ok(t),
+        _ => Err(TensorError::Backend {
+            op,
+            what: "a CPU weight given to the GPU backend".to_string(),
+        }),
+    }
+}
+
+/// Checks that `x` is whole rows of `n` and `out` as long as `x`.
+fn check_rows(op: &'static str, x: usize, n: usize, out: usize) -> TensorResult<()> {
+    if n == 0 || x % n != 0 || out != x {
+        return Err(shape_err(
+            op,
+            format!("x of {x}, out of {out}, rows of {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// RMS norm of each row of `x` times `weight` (one value per column), into `out`.
+pub fn rms_norm(
+    be: &Backend,
+    x: &Tensor,
+    weight: &Weight,
+    eps: f32,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "rms_norm";
+    match be {
+        Backend::Cpu => {
+            let w = weight.host_f32(OP)?;
+            let xs = x.cpu_f32(OP)?;
+            let o = out.cpu_f32_mut(OP)?;
+            check_rows(OP, xs.len(), w.len(), o.len())?;
+            cpu::rms_norm(xs, &w, eps, o);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::norm::rms_norm(
+            ops,
+            x.hip(OP)?,
+            hip_weight(OP, weight)?,
+            eps,
+            out.hip_mut(OP)?,
+        ),
+    }
+}
+
+/// Layer norm of each row of `x`, times `weight`, plus `bias` when given, into `out`.
+pub fn layer_norm(
+    be: &Backend,
+    x: &Tensor,
+    weight: &Weight,
+    bias: Option<&Weight>,
+    eps: f32,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "layer_norm";
+    match be {
+        Backend::Cpu => {
+            let w = weight.host_f32(OP)?;
+            let b = bias.map(|b| b.host_f32(OP)).transpose()?;
+            if b.as_ref().is_some_and(|b| b.len() != w.len()) {
+                return Err(shape_err(OP, "bias and weight lengths differ".to_string()));
+            }
+            let xs = x.cpu_f32(OP)?;
+            let o = out.cpu_f32_mut(OP)?;
+            check_rows(OP, xs.len(), w.len(), o.len())?;
+            cpu::layer_norm(xs, &w, b.as_deref(), eps, o);
+            Ok(())
+        }
+        Backend::Hip(ops) => {
+            let b = bias.map(|b| hip_weight(OP, b)).transpose()?;
+            let w = hip_weight(OP, weight)?;
+            hip::norm::layer_norm(ops, x.hip(OP)?, w, b, eps, out.hip_mut(OP)?)
+        }
+    }
+}
+
+fn same_len(op: &'static str, a: usize, b: usize) -> TensorResult<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(shape_err(op, format!("lengths {a} and {b} differ")))
+    }
+}
+
+/// `a += b` element-wise (residual add).
+pub fn add(be: &Backend, a: &mut Tensor, b: &Tensor) -> TensorResult<()> {
+    const OP: &str = "add";
+    match be {
+        Backend::Cpu => {
+            let (bs, a) = (b.cpu_f32(OP)?, a.cpu_f32_mut(OP)?);
+            same_len(OP, a.len(), bs.len())?;
+            cpu::add(a, bs);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::elementwise::add(ops, a.hip_mut(OP)?, b.hip(OP)?),
+    }
+}
+
+/// `a *= b` element-wise.
+pub fn mul(be: &Backend, a: &mut Tensor, b: &Tensor) -> TensorResult<()> {
+    const OP: &str = "mul";
+    match be {
+        Backend::Cpu => {
+            let (bs, a) = (b.cpu_f32(OP)?, a.cpu_f32_mut(OP)?);
+            same_len(OP, a.len(), bs.len())?;
+            cpu::mul(a, bs);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::elementwise::mul(ops, a.hip_mut(OP)?, b.hip(OP)?),
+    }
+}
+
+/// `a *= s`.
+pub fn scale(be: &Backend, a: &mut Tensor, s: f32) -> TensorResult<()> {
+    const OP: &str = "scale";
+    match be {
+        Backend::Cpu => {
+            cpu::scale(a.cpu_f32_mut(OP)?, s);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::elementwise::scale(ops, a.hip_mut(OP)?, s),
+    }
+}
+
+/// `out = silu(gate) * up` (SwiGLU).
+pub fn silu_mul(be: &Backend, gate: &Tensor, up: &Tensor, out: &mut Tensor) -> TensorResult<()> {
+    const OP: &str = "silu_mul";
+    match be {
+        Backend::Cpu => {
+            let (g, u, o) = (gate.cpu_f32(OP)?, up.cpu_f32(OP)?, out.cpu_f32_mut(OP)?);
+            same_len(OP, g.len(), u.len())?;
+            same_len(OP, g.len(), o.len())?;
+            cpu::silu_mul(g, u, o);
+            Ok(())
+        }
+        Backend::Hip(ops) => {
+            hip::elementwise::silu_mul(ops, gate.hip(OP)?, up.hip(OP)?, out.hip_mut(OP)?)
+        }
+    }
+}
+
+/// GELU (tanh approximation) in place.
+pub fn gelu(be: &Backend, x: &mut Tensor) -> TensorResult<()> {
+    const OP: &str = "gelu";
+    match be {
+        Backend::Cpu => {
+            cpu::gelu(x.cpu_f32_mut(OP)?);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::elementwise::gelu(ops, x.hip_mut(OP)?),
+    }
+}
+
+/// RoPE in place on `x` (`[n_tokens][n_heads][head_dim]`), token `t` at `positions[t]`.
+pub fn rope(
+    be: &Backend,
+    x: &mut Tensor,
+    n_heads: usize,
+    head_dim: usize,
+    positions: &[u32],
+    p: &RopeParams,
+) -> TensorResult<()> {
+    const OP: &str = "rope";
+    let n_tokens = positions.len();
+    match be {
+        Backend::Cpu => {
+            let xs = x.cpu_f32_mut(OP)?;
+            same_len(OP, xs.len(), n_tokens * n_heads * head_dim)?;
+            cpu::rope(xs, n_tokens, n_heads, head_dim, positions, p);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::rope::rope(
+            ops,
+            x.hip_mut(OP)?,
+            n_tokens,
+            n_heads,
+            head_dim,
+            positions,
+            p,
+        ),
+    }
+}
+
+/// [`rope`] with the positions already where the backend reads them (one upload per batch,
+/// not one per launch); `x` holds `positions.len()` tokens.
+pub fn rope_positions(
+    be: &Backend,
+    x: &mut Tensor,
+    n_heads: usize,
+    head_dim: usize,
+    positions: &Positions,
+    p: &RopeParams,
+) -> TensorResult<()> {
+    const OP: &str = "rope";
+    match (be, positions) {
+        (Backend::Cpu, Positions::Cpu(pos)) => rope(be, x, n_heads, head_dim, pos, p),
+        (Backend::Hip(ops), Positions::Hip(pos)) => hip::rope::rope_device_positions(
+            ops,
+            x.hip_mut(OP)?,
+            pos.len(),
+            n_heads,
+            head_dim,
+            pos,
+            p,
+        ),
+        _ => Err(TensorError::Backend {
+            op: OP,
+            what: "positions held by another backend".to_string(),
+        }),
+    }
+}
+
+/// `out[i] = src[rows[i]]` for rows of `width` values (F32): the rows a step wants logits for,
+/// gathered before the final norm and the LM head.
+pub fn gather_rows(
+    be: &Backend,
+    src: &Tensor,
+    width: usize,
+    rows: &[u32],
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "gather_rows";
+    let n_src = if width == 0 {
+        0
+    } else {
+        src.n_elements() / width
+    };
+    if src.shape().last() != Some(&width) || out.n_elements() != rows.len() * width {
+        return Err(shape_err(
+            OP,
+            format!(
+                "{} rows of {width} from {:?} into {:?}",
+                rows.len(),
+                src.shape(),
+                out.shape()
+            ),
+        ));
+    }
+    if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n_src) {
+        return Err(shape_err(OP, format!("row {bad} of {n_src}")));
+    }
+    match be {
+        Backend::Cpu => {
+            let s = src.cpu_f32(OP)?;
+            let o = out.cpu_f32_mut(OP)?;
+            for (dst, &r) in o.chunks_exact_mut(width).zip(rows) {
+                let r = r as usize;
+                dst.copy_from_slice(&s[r * width..(r + 1) * width]);
+            }
+            Ok(())
+        }
+        // The embedding kernel gathers rows of any F32 table.
+        Backend::Hip(ops) => hip::embedding::embedding(ops, src.hip(OP)?, rows, out.hip_mut(OP)?),
+    }
+}
+
+/// Stable softmax of each row of `cols` values, in place (`-inf` = masked).
+pub fn softmax_rows(be: &Backend, x: &mut Tensor, cols: usize) -> TensorResult<()> {
+    const OP: &str = "softmax";
+    match be {
+        Backend::Cpu => {
+            let xs = x.cpu_f32_mut(OP)?;
+            if cols == 0 || xs.len() % cols != 0 {
+                return Err(shape_err(
+                    OP,
+                    format!("{} values in rows of {cols}", xs.len()),
+                ));
+            }
+            xs.chunks_exact_mut(cols).for_each(cpu::softmax);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::softmax::softmax_rows(ops, x.hip_mut(OP)?, cols),
+    }
+}
+
+/// `out[t] = table[ids[t]]`, dequantized to f32 (`out`: `[ids.len()][cols]`).
+pub fn embedding(be: &Backend, table: &Weight, ids: &[u32], out: &mut Tensor) -> TensorResult<()> {
+    const OP: &str = "embedding";
+    match (be, table) {
+        (Backend::Cpu, Weight::Cpu(view)) => cpu::embedding(view, ids, out.cpu_f32_mut(OP)?),
+        (Backend::Cpu, Weight::CpuF32 { data, rows, cols }) => {
+            let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let view = WeightView {
+                ty: GgmlType::F32,
+                data: &bytes,
+                rows: *rows,
+                cols: *cols,
+            };
+            cpu::embedding(&view, ids, out.cpu_f32_mut(OP)?)
+        }
+        (Backend::Hip(ops), w) => {
+            hip::embedding::embedding(ops, hip_weight(OP, w)?, ids, out.hip_mut(OP)?)
+        }
+        (Backend::Cpu, Weight::Hip(_)) => Err(TensorError::Backend {
+            op: OP,
+            what: "a GPU table given to the CPU backend".to_string(),
+        }),
+    }
+}
+
+/// `out = x · Wᵀ`: `x` `[n_tokens][cols]`, `out` `[n_tokens][rows]`, `w` `[rows][cols]` in its
+/// GGUF type.
+pub fn matmul(
+    be: &Backend,
+    w: &Weight,
+    x: &Tensor,
+    n_tokens: usize,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "matmul";
+    match (be, w) {
+        (Backend::Cpu, Weight::Cpu(view)) => {
+            cpu::matmul(view, x.cpu_f32(OP)?, n_tokens, out.cpu_f32_mut(OP)?)
+        }
+        (Backend::Cpu, Weight::CpuF32 { data, rows, cols }) => {
+            let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let view = WeightView {
+                ty: GgmlType::F32,
+                data: &bytes,
+                rows: *rows,
+                cols: *cols,
+            };
+            cpu::matmul(&view, x.cpu_f32(OP)?, n_tokens, out.cpu_f32_mut(OP)?)
+        }
+        (Backend::Hip(ops), w) => {
+            let wt = hip_weight(OP, w)?;
+            let wb = wt.bytes_buffer().ok_or_else(|| TensorError::Backend {
+                op: OP,
+                what: "GPU weights must be uploaded as raw bytes (GgufLoader does)".to_string(),
+            })?;
+            let xb = x.hip(OP)?.f32_buffer(OP)?;
+            let ob = out.hip_mut(OP)?.f32_buffer_mut(OP)?;
+            ops.with_matmul(|ctx, stream| {
+                hip::matmul::matmul(
+                    ctx,
+                    wb,
+                    wt.dtype(),
+                    wt.rows(),
+                    wt.cols(),
+                    xb,
+                    n_tokens,
+                    ob,
+                    stream,
+                )
+            })
+        }
+        (Backend::Cpu, Weight::Hip(_)) => Err(TensorError::Backend {
+            op: OP,
+            what: "a GPU weight given to the CPU backend".to_string(),
+        }),
+    }
+}
+
+/// Writes the rows of `src` (F32 `[n][row_len]`) into `cache` (F16 `[capacity][row_len]`) at
+/// rows `start_row..start_row + n`, rounded to f16.
+pub fn kv_append(
+    be: &Backend,
+    src: &Tensor,
+    cache: &mut Tensor,
+    start_row: usize,
+) -> TensorResult<()> {
+    let row_len = cache.shape().last().copied().unwrap_or(0);
+    let n = src.n_elements();
+    if row_len == 0 || n % row_len != 0 {
+        return Err(shape_err(
+            "kv_append",
+            format!("src {:?} is not whole rows of {row_len}", src.shape()),
+        ));
+    }
+    kv_append_rows(be, src, 0, n / row_len, cache, start_row)
+}
+
+/// Checks that rows `row..row + n` of `width` values lie inside `len` values; their range.
+fn row_range(
+    op: &'static str,
+    len: usize,
+    width: usize,
+    row: usize,
+    n: usize,
+) -> TensorResult<std::ops::Range<usize>> {
+    let end = row.checked_add(n).and_then(|e| e.checked_mul(width));
+    match end {
+        Some(end) if end <= len && width > 0 => Ok(row * width..end),
+        _ => Err(shape_err(
+            op,
+            format!("rows {row}..+{n} of width {width} outside a tensor of {len} values"),
+        )),
+    }
+}
+
+/// Writes rows `row..row + n_rows` of `src` (F32, rows of the cache's width) into `cache` (F16
+/// `[capacity][row_len]`) at rows `start_row..start_row + n_rows`: one sequence's keys or values
+/// out of a batch's rows, without a copy.
+pub fn kv_append_rows(
+    be: &Backend,
+    src: &Tensor,
+    row: usize,
+    n_rows: usize,
+    cache: &mut Tensor,
+    start_row: usize,
+) -> TensorResult<()> {
+    const OP: &str = "kv_append_rows";
+    match be {
+        Backend::Cpu => {
+            let row_len = cache.shape().last().copied().unwrap_or(0);
+            let s = src.cpu_f32(OP)?;
+            let from = row_range(OP, s.len(), row_len, row, n_rows)?;
+            let c = cache.cpu_f16_mut(OP)?;
+            let to = row_range(OP, c.len(), row_len, start_row, n_rows).map_err(|_| {
+                shape_err(
+                    OP,
+                    format!(
+                        "rows {start_row}..+{n_rows} exceed the cache's {} rows",
+                        c.len() / row_len.max(1)
+                    ),
+                )
+            })?;
+            for (d, &v) in c[to].iter_mut().zip(&s[from]) {
+                *d = half::f16::from_f32(v);
+            }
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::kv::kv_append_rows(
+            ops,
+            src.hip(OP)?,
+            row,
+            n_rows,
+            cache.hip_mut(OP)?,
+            start_row,
+        ),
+    }
+}
+
+/// Causal GQA attention of `q` over the first `p.n_kv_tokens` rows of the f16 caches.
+pub fn attention(
+    be: &Backend,
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    p: &AttentionParams,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    let q_len = p.n_q_tokens * p.n_heads * p.head_dim;
+    if q.n_elements() != q_len || out.n_elements() != q_len {
+        return Err(shape_err(
+            "attention",
+            format!("{p:?} with q {:?}, out {:?}", q.shape(), out.shape()),
+        ));
+    }
+    attention_rows(be, q, 0, k_cache, v_cache, p, out)
+}
+
+/// [`attention`] of the `p.n_q_tokens` query rows from row `row` of `q` (rows of `n_heads *
+/// head_dim`), written to the same rows of `out`: one sequence of a batch, without a copy.
+pub fn attention_rows(
+    be: &Backend,
+    q: &Tensor,
+    row: usize,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    p: &AttentionParams,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "attention";
+    match be {
+        Backend::Cpu => {
+            let (qs, k, v) = (q.cpu_f32(OP)?, k_cache.cpu_f16(OP)?, v_cache.cpu_f16(OP)?);
+            let o = out.cpu_f32_mut(OP)?;
+            let width = p.n_heads * p.head_dim;
+            let kv_len = p.n_kv_tokens * p.n_kv_heads * p.head_dim;
+            let heads_ok = p.n_kv_heads > 0 && p.head_dim > 0 && p.n_heads % p.n_kv_heads == 0;
+            if !heads_ok || p.n_q_tokens > p.n_kv_tokens || k.len() < kv_len || v.len() < kv_len {
+                return Err(shape_err(
+                    OP,
+                    format!("{p:?} with k {}, v {}", k.len(), v.len()),
+                ));
+            }
+            let qr = row_range(OP, qs.len(), width, row, p.n_q_tokens)?;
+            let or = row_range(OP, o.len(), width, row, p.n_q_tokens)?;
+            cpu::attention(&qs[qr], &k[..kv_len], &v[..kv_len], p, &mut o[or]);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::attention::attention_rows(
+            ops,
+            q.hip(OP)?,
+            row,
+            k_cache.hip(OP)?,
+            v_cache.hip(OP)?,
+            p,
+            out.hip_mut(OP)?,
+        ),
+    }
+}
+
+/// Index of the largest value of `x` (all its elements).
+pub fn argmax(be: &Backend, x: &Tensor) -> TensorResult<usize> {
+    const OP: &str = "argmax";
+    match be {
+        Backend::Cpu => Ok(cpu::argmax(x.cpu_f32(OP)?)),
+        Backend::Hip(ops) => hip::argmax::argmax(ops, x.hip(OP)?),
+    }
+}
+
+/// The `k` largest values of `x` as `(index, value)`, largest first.
+pub fn top_k(be: &Backend, x: &Tensor, k: usize) -> TensorResult<Vec<(usize, f32)>> {
+    const OP: &str = "top_k";
+    match be {
+        Backend::Cpu => Ok(cpu::top_k(x.cpu_f32(OP)?, k)),
+        Backend::Hip(ops) => hip::argmax::top_k(ops, x.hip(OP)?, k),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cpu_dispatch_matches_the_cpu_ops() {
+        let be = Backend::Cpu;
+        let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.3 - 1.0).collect();
+        let w = [0.5f32, 1.0, 1.5, 2.0];
+        let tx = be.from_f32(vec![3, 4], &x).unwrap();
+        let mut out = be.zeros(GgmlType::F32, vec![3, 4]).unwrap();
+        let weight = Weight::CpuF32 {
+            data: &w,
+            rows: 1,
+            cols: 4,
+        };
+        rms_norm(&be, &tx, &weight, 1e-6, &mut out).unwrap();
+        let mut want = vec![0.0; 12];
+        cpu::rms_norm(&x, &w, 1e-6, &mut want);
+        assert_eq!(out.to_f32_vec().unwrap(), want);
+    }
+
+    #[test]
+    fn cpu_kv_append_rounds_to_f16_at_the_row() {
+        let be = Backend::Cpu;
+        let src = be.from_f32(vec![1, 3], &[1.0, 0.1, -2.5]).unwrap();
+        let mut cache = be.zeros(GgmlType::F16, vec![4, 3]).unwrap();
+        kv_append(&be, &src, &mut cache, 2).unwrap();
+        let got = cache.to_f32_vec().unwrap();
+        assert_eq!(&got[..6], &[0.0; 6]);
+        assert_eq!(got[6..9], [1.0, half::f16::from_f32(0.1).to_f32(), -2.5]);
+        assert!(kv_append(&be, &src, &mut cache, 4).is_err(), "past the end");
+    }
+
+    #[test]
+    fn shape_mismatches_are_errors_not_panics() {
+        let be = Backend::Cpu;
+        let mut a = be.from_f32(vec![3], &[1.0; 3]).unwrap();
+        let b = be.from_f32(vec![4], &[1.0; 4]).unwrap();
+        assert!(add(&be, &mut a, &b).is_err());
+        let mut o = be.zeros(GgmlType::F32, vec![4]).unwrap();
+        let w = Weight::CpuF32 {
+            data: &[1.0; 3],
+            rows: 1,
+            cols: 3,
+        };
+        assert!(rms_norm(&be, &b, &w, 1e-5, &mut o).is_err());
+        let p = AttentionParams {
+            n_q_tokens: 1,
+            n_kv_tokens: 2,
+            n_heads: 3,
+            n_kv_heads: 2,
+            head_dim: 1,
+            scale: 1.0,
+        };
+        let k = be.zeros(GgmlType::F16, vec![2, 2]).unwrap();
+        let q = be.zeros(GgmlType::F32, vec![3]).unwrap();
+        let mut out = be.zeros(GgmlType::F32, vec![3]).unwrap();
+        assert!(
+            attention(&be, &q, &k, &k, &p, &mut out).is_err(),
+            "3 heads over 2"
+        );
+        assert!(softmax_rows(&be, &mut out, 2).is_err());
+    }
+}
