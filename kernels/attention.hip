@@ -26,21 +26,21 @@ RF_DEVICE float att_block_max(float v, float* scratch) {
     return rf_warp_max_f32(v);
 }
 
-RF_KERNEL(ATT_THREADS) void attention_f16(const float* q, const rf_half* k, const rf_half* v,
-                                          float* out, rf_u32 n_q, rf_u32 n_kv, rf_u32 n_heads,
-                                          rf_u32 n_kv_heads, rf_u32 head_dim, float scale) {
+// One query head's attention over the first `visible` keys of k/v: the body of attention_f16
+// and attention_rows_f16 (one block of ATT_THREADS threads).
+RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half* v, float* orow,
+                             rf_u32 visible, rf_u32 head, rf_u32 n_heads, rf_u32 n_kv_heads,
+                             rf_u32 head_dim, float scale) {
     __shared__ float q16[ATT_MAX_HEAD_DIM];
     __shared__ float probs[ATT_THREADS];
     __shared__ float max_scratch[ATT_THREADS / RF_WARP_SIZE];
     __shared__ float sum_scratch[ATT_THREADS / RF_WARP_SIZE];
-    const rf_u32 t = RF_TID_X, head = RF_BID_X, qi = RF_BID_Y;
+    const rf_u32 t = RF_TID_X;
     const rf_u32 kv_head = head / (n_heads / n_kv_heads);
     const rf_u64 kv_stride = (rf_u64)n_kv_heads * head_dim;
-    const float* qrow = q + ((rf_u64)qi * n_heads + head) * head_dim;
     for (rf_u32 d = t; d < head_dim; d += ATT_THREADS) q16[d] = rf_half_to_f32(rf_f32_to_half(qrow[d]));
     rf_sync_block();
 
-    const rf_u32 visible = n_kv + qi + 1 > n_q ? n_kv + qi + 1 - n_q : 0;
     float acc[ATT_ACC];
 #pragma unroll
     for (int a = 0; a < ATT_ACC; ++a) acc[a] = 0.0f;
@@ -77,13 +77,34 @@ RF_KERNEL(ATT_THREADS) void attention_f16(const float* q, const rf_half* k, cons
         rf_sync_block();  // probs[] is rewritten by the next tile
     }
 
-    float* orow = out + ((rf_u64)qi * n_heads + head) * head_dim;
     const float inv = visible > 0 ? 1.0f / l : 0.0f;
 #pragma unroll
     for (int a = 0; a < ATT_ACC; ++a) {
         const rf_u32 d = t + (rf_u32)a * ATT_THREADS;
         if (d < head_dim) orow[d] = acc[a] * inv;
     }
+}
+
+RF_KERNEL(ATT_THREADS) void attention_f16(const float* q, const rf_half* k, const rf_half* v,
+                                          float* out, rf_u32 n_q, rf_u32 n_kv, rf_u32 n_heads,
+                                          rf_u32 n_kv_heads, rf_u32 head_dim, float scale) {
+    const rf_u32 head = RF_BID_X, qi = RF_BID_Y;
+    const rf_u64 at = ((rf_u64)qi * n_heads + head) * head_dim;
+    const rf_u32 visible = n_kv + qi + 1 > n_q ? n_kv + qi + 1 - n_q : 0;
+    att_one_query(q + at, k, v, out + at, visible, head, n_heads, n_kv_heads, head_dim, scale);
+}
+
+// Ragged batch: query i (block y = i) is row rows[i] of q and out, and attends over the first
+// lens[i] keys of its own sequence's caches at k_base[i] / v_base[i] (device addresses). One
+// launch serves every decoding sequence of a batch, each with its own cache and length.
+RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* k_base,
+                                               const rf_u64* v_base, const rf_u32* rows,
+                                               const rf_u32* lens, float* out, rf_u32 n_heads,
+                                               rf_u32 n_kv_heads, rf_u32 head_dim, float scale) {
+    const rf_u32 head = RF_BID_X, i = RF_BID_Y;
+    const rf_u64 at = ((rf_u64)rows[i] * n_heads + head) * head_dim;
+    att_one_query(q + at, (const rf_half*)k_base[i], (const rf_half*)v_base[i], out + at, lens[i],
+                  head, n_heads, n_kv_heads, head_dim, scale);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@
 //! ```
 
 pub mod backend;
+pub mod batch_kv;
 pub mod cpu;
 pub mod device_tensor;
 pub mod devices;
@@ -48,6 +49,7 @@ pub mod ops;
 pub mod tensor;
 
 pub use backend::Backend;
+pub use batch_kv::{BatchKv, HeadShape, KvTableBuffers, SeqKv, attention_batch, kv_append_batch};
 pub use device_tensor::DeviceTensor;
 pub use error::{TensorError, TensorResult};
 pub use lazy::LazyTensor;

@@ -7,6 +7,7 @@
 use rocmforge_gguf::GgmlType;
 
 use crate::backend::Backend;
+pub use crate::batch_kv::{attention_batch, kv_append_batch};
 use crate::cpu::{self, AttentionParams, RopeParams, WeightView};
 use crate::error::{TensorError, TensorResult};
 use crate::hip;
@@ -316,6 +317,28 @@ pub fn embedding(be: &Backend, table: &Weight, ids: &[u32], out: &mut Tensor) ->
         (Backend::Cpu, Weight::Hip(_)) => Err(TensorError::Backend {
             op: OP,
             what: "a GPU table given to the CPU backend".to_string(),
+        }),
+    }
+}
+
+/// [`embedding`] with the ids already where the backend reads them (one upload per step, no
+/// allocation). On a GPU an id outside the table gives a NaN row (the caller checks the ids on
+/// the host first); on the CPU it is an error.
+pub fn embedding_ids(
+    be: &Backend,
+    table: &Weight,
+    ids: &Positions,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "embedding";
+    match (be, ids) {
+        (Backend::Cpu, Positions::Cpu(v)) => embedding(be, table, v, out),
+        (Backend::Hip(ops), Positions::Hip(d)) => {
+            hip::embedding::embedding_at(ops, hip_weight(OP, table)?, d, d.len(), out.hip_mut(OP)?)
+        }
+        _ => Err(TensorError::Backend {
+            op: OP,
+            what: "token ids held by another backend".to_string(),
         }),
     }
 }

@@ -1,13 +1,13 @@
 //! The forward pass, once for every backend: embedding → blocks → final norm → LM head on the
 //! rows whose logits are wanted. A call runs a batch of segments (each its own sequence and KV
 //! cache, one token when decoding or a chunk of a prompt): every projection runs once over all
-//! the batch's rows; KV append and attention run per sequence on its rows (row views, no copy).
+//! the batch's rows; KV append and attention run once per layer for the whole batch, each row
+//! over its own sequence's cache ([`BatchKv`]).
 
 use std::sync::PoisonError;
 
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::cpu::AttentionParams;
-use rocmforge_tensor::{Tensor, ops};
+use rocmforge_tensor::{BatchKv, HeadShape, SeqKv, Tensor, ops};
 
 use super::Model;
 use super::scratch::Scratch;
@@ -189,12 +189,43 @@ impl Model {
     ) -> ModelResult<Vec<f32>> {
         let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
         let file = self.plan.loader().file();
-        s.positions.set(positions)?;
-        ops::embedding(be, &w.embedding.get(file), tokens, &mut s.x)?;
-        for (il, layer) in w.layers.iter().enumerate() {
-            self.attention_block(il, layer, seqs, s)?;
-            self.mlp_block(layer, s)?;
+        if let Some((index, &id)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, id)| **id as usize >= c.vocab_size)
+        {
+            return Err(rocmforge_tensor::TensorError::TokenOutOfRange {
+                op: "forward",
+                id,
+                index,
+                vocab: c.vocab_size,
+            }
+            .into());
         }
+        s.positions.set(positions)?;
+        s.tokens.set(tokens)?;
+        ops::embedding_ids(be, &w.embedding.get(file), &s.tokens, &mut s.x)?;
+        let kv_seqs = seqs
+            .iter_mut()
+            .map(|seq| SeqKv {
+                start: seq.cache.len(),
+                k: &mut seq.cache.k,
+                v: &mut seq.cache.v,
+                row: seq.row,
+                n: seq.n,
+            })
+            .collect();
+        let mut tables = std::mem::take(&mut s.kv_tables);
+        let blocks = (|| -> ModelResult<()> {
+            let mut kv = BatchKv::new(be, kv_seqs, w.layers.len(), &mut tables)?;
+            for (il, layer) in w.layers.iter().enumerate() {
+                self.attention_block(il, layer, &mut kv, s)?;
+                self.mlp_block(layer, s)?;
+            }
+            Ok(())
+        })();
+        s.kv_tables = tables;
+        blocks?;
         for seq in seqs.iter_mut() {
             seq.cache.commit(seq.n)?;
         }
@@ -238,7 +269,7 @@ impl Model {
         &self,
         il: usize,
         l: &LayerWeights,
-        seqs: &mut [SeqRows<'_>],
+        kv: &mut BatchKv<'_>,
         s: &mut Scratch,
     ) -> ModelResult<()> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
@@ -275,28 +306,14 @@ impl Model {
             &s.positions,
             &self.rope,
         )?;
-        for seq in seqs.iter_mut() {
-            let start = seq.cache.len();
-            ops::kv_append_rows(be, &s.k, seq.row, seq.n, &mut seq.cache.k[il], start)?;
-            ops::kv_append_rows(be, &s.v, seq.row, seq.n, &mut seq.cache.v[il], start)?;
-            let params = AttentionParams {
-                n_q_tokens: seq.n,
-                n_kv_tokens: start + seq.n,
-                n_heads: c.n_heads,
-                n_kv_heads: c.n_kv_heads,
-                head_dim: c.head_dim,
-                scale: 1.0 / (c.head_dim as f32).sqrt(),
-            };
-            ops::attention_rows(
-                be,
-                &s.q,
-                seq.row,
-                &seq.cache.k[il],
-                &seq.cache.v[il],
-                &params,
-                &mut s.attn,
-            )?;
-        }
+        ops::kv_append_batch(be, il, &s.k, &s.v, kv)?;
+        let shape = HeadShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            scale: 1.0 / (c.head_dim as f32).sqrt(),
+        };
+        ops::attention_batch(be, il, &s.q, kv, &shape, &mut s.attn)?;
         ops::matmul(be, &l.o.get(file), &s.attn, n, &mut s.proj)?;
         if let Some(post) = &l.post_attn_norm {
             self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;

@@ -2,7 +2,7 @@
 //! same batch size (every decode step of one batch size reuses one set: no allocation per token).
 
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::{Backend, Positions, Tensor};
+use rocmforge_tensor::{Backend, KvTableBuffers, Positions, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::ModelResult;
@@ -14,6 +14,8 @@ pub(crate) struct Scratch {
     pub n: usize,
     /// Position ids of the batch, uploaded once per call and read by every RoPE.
     pub positions: Positions,
+    /// Token ids of the batch, uploaded once per call (read by the embedding).
+    pub tokens: Positions,
     pub x: Tensor,
     pub normed: Tensor,
     pub q: Tensor,
@@ -29,6 +31,8 @@ pub(crate) struct Scratch {
     pub hidden: Tensor,
     /// `[n][vocab]` logits when every row's are wanted (allocated on first such call).
     pub logits: Option<Tensor>,
+    /// The KV address tables of a step (reused: no allocation per step).
+    pub kv_tables: KvTableBuffers,
     /// Per block, the q/k/v biases repeated over the `n` rows (qwen2); `None` without bias.
     pub bias: Vec<[Option<Tensor>; 3]>,
 }
@@ -60,6 +64,7 @@ impl Scratch {
         Ok(Scratch {
             n,
             positions: be.positions(&vec![0; n])?,
+            tokens: be.positions(&vec![0; n])?,
             x: z(c.n_embd)?,
             normed: z(c.n_embd)?,
             q: z(c.q_dim())?,
@@ -74,6 +79,7 @@ impl Scratch {
             up: z(c.n_ff)?,
             hidden: z(c.n_ff)?,
             logits: None,
+            kv_tables: KvTableBuffers::default(),
             bias: w
                 .layers
                 .iter()

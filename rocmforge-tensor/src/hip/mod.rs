@@ -9,6 +9,7 @@
 pub mod argmax;
 pub mod attention;
 pub mod attention_decode;
+pub mod batch_kv;
 pub mod dequant_f16;
 pub mod elementwise;
 pub mod embedding;

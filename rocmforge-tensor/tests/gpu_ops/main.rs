@@ -12,6 +12,7 @@
 
 mod argmax;
 mod attention;
+mod batch_kv;
 mod decode_attention;
 mod decode_fused;
 mod elementwise;
@@ -42,6 +43,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("embedding_float_and_quantized", embedding::embedding),
     ("kv_append_f16", attention::kv_append),
     ("attention_decode_prefill_gqa", attention::attention),
+    ("ragged_batch_kv_append_attention", batch_kv::ragged_batch),
     ("argmax_top_k", argmax::argmax_and_top_k),
     ("attention_decode_split_k", decode_attention::split_k),
     (

@@ -1,0 +1,301 @@
+//! The device side of [`crate::batch_kv::BatchKv`]: address tables of a step's cache rows and
+//! the launches of `kv_append_rows_f16` and `attention_rows_f16` over them.
+
+use rocmforge_hip::{DeviceBuffer, DevicePtr, HipEvent, LaunchConfig, PinnedHostBuffer};
+
+use super::attention::MAX_HEAD_DIM;
+use super::{HipOps, check_device, check_f32, grid_1d, to_u32};
+use crate::batch_kv::{HeadShape, SeqKv};
+use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
+
+const OP: &str = "batch_kv";
+/// Threads per block of `attention_rows_f16` (`ATT_THREADS` in kernels/attention.hip).
+const ATTENTION_THREADS: u32 = 128;
+
+/// Device memory for a step's tables, reused from step to step (no allocation per step): the
+/// tables go through pinned host memory with asynchronous copies on the ops' stream, so work
+/// queued before reads the old tables and work queued after the new ones; an event recorded
+/// after the copies is waited for before the pinned memory is written again.
+#[derive(Debug)]
+pub struct TableBuffers {
+    ptrs: DeviceBuffer<u64>,
+    idx: DeviceBuffer<u32>,
+    host_ptrs: PinnedHostBuffer<u64>,
+    host_idx: PinnedHostBuffer<u32>,
+    copied: HipEvent,
+    pending: bool,
+}
+
+impl TableBuffers {
+    fn new(ops: &HipOps, n_ptrs: usize, n_idx: usize) -> TensorResult<Self> {
+        let dev = ops.backend();
+        Ok(TableBuffers {
+            ptrs: dev.alloc_zeros(n_ptrs)?,
+            idx: dev.alloc_zeros(n_idx)?,
+            host_ptrs: dev.alloc_pinned(n_ptrs)?,
+            host_idx: dev.alloc_pinned(n_idx)?,
+            copied: dev.new_event()?,
+            pending: false,
+        })
+    }
+
+    fn wait(&mut self) -> TensorResult<()> {
+        if self.pending {
+            self.copied.synchronize()?;
+            self.pending = false;
+        }
+        Ok(())
+    }
+
+    /// Queues the copies of `ptrs` and `idx` (growing the buffers when needed); returns the
+    /// device addresses of both tables.
+    fn upload(
+        slot: &mut Option<TableBuffers>,
+        ops: &HipOps,
+        ptrs: &[u64],
+        idx: &[u32],
+    ) -> TensorResult<(DevicePtr, DevicePtr)> {
+        let fits = slot
+            .as_ref()
+            .is_some_and(|b| b.ptrs.len() >= ptrs.len() && b.idx.len() >= idx.len());
+        if !fits {
+            if let Some(old) = slot.as_mut() {
+                old.wait()?;
+            }
+            *slot = None;
+            let grow = |n: usize| n.max(1).next_power_of_two().max(64);
+            *slot = Some(TableBuffers::new(ops, grow(ptrs.len()), grow(idx.len()))?);
+        }
+        let Some(b) = slot.as_mut() else {
+            return Err(TensorError::Backend {
+                op: OP,
+                what: "table buffers missing".to_string(),
+            });
+        };
+        b.wait()?;
+        b.host_ptrs[..ptrs.len()].copy_from_slice(ptrs);
+        b.host_idx[..idx.len()].copy_from_slice(idx);
+        // SAFETY: both buffer pairs are owned by `b` and have equal lengths; the pinned memory
+        // is written again only after the event recorded below has completed (`wait`, also in
+        // Drop), and the device buffers outlive the copies for the same reason.
+        unsafe {
+            ops.stream().memcpy_htod_async(&b.host_ptrs, &mut b.ptrs)?;
+            ops.stream().memcpy_htod_async(&b.host_idx, &mut b.idx)?;
+        }
+        b.copied.record(ops.stream())?;
+        b.pending = true;
+        Ok((b.ptrs.device_ptr(), b.idx.device_ptr()))
+    }
+}
+
+impl Drop for TableBuffers {
+    fn drop(&mut self) {
+        // A failed wait leaves nothing better to do than free the memory.
+        let _ = self.wait();
+    }
+}
+
+/// Per layer: the address of every batch row's K and V cache row (append), and for each
+/// decoding sequence the base of its K and V caches (attention); the decoding sequences' batch
+/// rows and visible lengths. The addresses point into a [`TableBuffers`] that the owning
+/// [`crate::batch_kv::BatchKv`] borrows for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct KvTables {
+    /// `[k_dst: layers × rows][v_dst: layers × rows][k_base: layers × dec][v_base: layers × dec]`.
+    ptrs: DevicePtr,
+    /// `[rows: dec][lens: dec]`.
+    idx: DevicePtr,
+    n_rows: usize,
+    n_layers: usize,
+    n_dec: usize,
+    k_width: usize,
+    v_width: usize,
+}
+
+fn width_of(t: &DeviceTensor) -> usize {
+    t.cols()
+}
+
+impl KvTables {
+    pub(crate) fn new(
+        ops: &HipOps,
+        seqs: &[SeqKv<'_>],
+        n_layers: usize,
+        buffers: &mut Option<TableBuffers>,
+    ) -> TensorResult<Self> {
+        let n_rows: usize = seqs.iter().map(|s| s.n).sum();
+        let n_dec = seqs.iter().filter(|s| s.n == 1).count();
+        let mut widths = None;
+        let mut ptrs = vec![0u64; 2 * n_layers * (n_rows + n_dec)];
+        let (kd0, vd0) = (0, n_layers * n_rows);
+        let (kb0, vb0) = (
+            2 * n_layers * n_rows,
+            2 * n_layers * n_rows + n_layers * n_dec,
+        );
+        for il in 0..n_layers {
+            let (mut r, mut d) = (0, 0);
+            for s in seqs {
+                let (kt, vt) = (s.k[il].hip(OP)?, s.v[il].hip(OP)?);
+                check_device(OP, ops, kt)?;
+                check_device(OP, ops, vt)?;
+                let w = (width_of(kt), width_of(vt));
+                if *widths.get_or_insert(w) != w {
+                    return Err(TensorError::Shape {
+                        op: OP,
+                        what: format!("caches of widths {w:?} and {widths:?} in one batch"),
+                    });
+                }
+                let (kb, vb) = (kt.device_ptr().0, vt.device_ptr().0);
+                for i in 0..s.n {
+                    let at = (s.start + i) as u64;
+                    ptrs[kd0 + il * n_rows + r] = kb + at * (w.0 as u64) * 2;
+                    ptrs[vd0 + il * n_rows + r] = vb + at * (w.1 as u64) * 2;
+                    r += 1;
+                }
+                if s.n == 1 {
+                    ptrs[kb0 + il * n_dec + d] = kb;
+                    ptrs[vb0 + il * n_dec + d] = vb;
+                    d += 1;
+                }
+            }
+        }
+        let mut idx = Vec::with_capacity(2 * n_dec);
+        for s in seqs.iter().filter(|s| s.n == 1) {
+            idx.push(to_u32(OP, "row", s.row)?);
+        }
+        for s in seqs.iter().filter(|s| s.n == 1) {
+            idx.push(to_u32(OP, "length", s.start + 1)?);
+        }
+        let (k_width, v_width) = widths.unwrap_or((0, 0));
+        let (ptrs, idx) = TableBuffers::upload(buffers, ops, &ptrs, &idx)?;
+        Ok(KvTables {
+            ptrs,
+            idx,
+            n_rows,
+            n_layers,
+            n_dec,
+            k_width,
+            v_width,
+        })
+    }
+
+    fn ptr(&self, index: usize) -> TensorResult<DevicePtr> {
+        self.ptrs
+            .byte_offset(index * 8)
+            .ok_or_else(|| TensorError::Shape {
+                op: OP,
+                what: format!("table entry {index} overflows a device address"),
+            })
+    }
+
+    /// Appends rows of `k` and `v` (F32 `[n_rows][width]`) to the layer's cache rows.
+    pub(crate) fn append(
+        &self,
+        ops: &HipOps,
+        layer: usize,
+        k: &DeviceTensor,
+        v: &DeviceTensor,
+        n_rows: usize,
+    ) -> TensorResult<()> {
+        if layer >= self.n_layers || n_rows != self.n_rows {
+            return Err(TensorError::Shape {
+                op: OP,
+                what: format!(
+                    "layer {layer} / {n_rows} rows of a {}-row table",
+                    self.n_rows
+                ),
+            });
+        }
+        if n_rows == 0 {
+            return Ok(());
+        }
+        let f = ops.function("kv_cache", "kv_append_rows_f16")?;
+        let nr = to_u32(OP, "n_rows", n_rows)?;
+        let halves = [
+            (k, self.k_width, layer * self.n_rows),
+            (v, self.v_width, (self.n_layers + layer) * self.n_rows),
+        ];
+        for (src, width, at) in halves {
+            check_f32(OP, "src", src, n_rows * width)?;
+            check_device(OP, ops, src)?;
+            let (ps, pd, rl) = (src.device_ptr(), self.ptr(at)?, to_u32(OP, "width", width)?);
+            let mut l = ops.stream().launch_builder(&f);
+            l.arg(&ps).arg(&pd).arg(&rl).arg(&nr);
+            // SAFETY: (const float* src, const u64* dst, u32 row_len, u32 n_rows) matches
+            // kv_append_rows_f16; src holds n_rows * row_len f32 (checked), the table holds
+            // n_rows addresses from `at`, each the start of a row of row_len f16 inside a cache
+            // of this device that BatchKv checked has room for it and borrows mutably.
+            unsafe { l.launch(grid_1d(n_rows * width, 256))? };
+        }
+        Ok(())
+    }
+
+    /// The attention of every decoding sequence's query row, one launch for all of them.
+    pub(crate) fn attention_decode_rows(
+        &self,
+        ops: &HipOps,
+        layer: usize,
+        q: &DeviceTensor,
+        shape: &HeadShape,
+        out: &mut DeviceTensor,
+    ) -> TensorResult<()> {
+        if self.n_dec == 0 {
+            return Ok(());
+        }
+        let group_ok = shape.n_kv_heads > 0 && shape.n_heads % shape.n_kv_heads == 0;
+        let kv_width = shape.n_kv_heads * shape.head_dim;
+        if layer >= self.n_layers
+            || !group_ok
+            || shape.head_dim == 0
+            || shape.head_dim > MAX_HEAD_DIM
+            || kv_width != self.k_width
+            || kv_width != self.v_width
+        {
+            return Err(TensorError::Shape {
+                op: OP,
+                what: format!(
+                    "{shape:?} at layer {layer} over caches of width {}",
+                    self.k_width
+                ),
+            });
+        }
+        let width = shape.n_heads * shape.head_dim;
+        check_f32(OP, "q", q, self.n_rows * width)?;
+        check_f32(OP, "out", out, self.n_rows * width)?;
+        check_device(OP, ops, q)?;
+        check_device(OP, ops, out)?;
+        let f = ops.function("attention", "attention_rows_f16")?;
+        let kb = self.ptr(2 * self.n_layers * self.n_rows + layer * self.n_dec)?;
+        let vb =
+            self.ptr(2 * self.n_layers * self.n_rows + (self.n_layers + layer) * self.n_dec)?;
+        let rows = self.idx;
+        let lens = rows
+            .byte_offset(self.n_dec * 4)
+            .ok_or_else(|| TensorError::Shape {
+                op: OP,
+                what: "length table overflows a device address".to_string(),
+            })?;
+        let (pq, po) = (q.device_ptr(), out.device_ptr());
+        let (nh, nkvh, hd) = (
+            to_u32(OP, "n_heads", shape.n_heads)?,
+            to_u32(OP, "n_kv_heads", shape.n_kv_heads)?,
+            to_u32(OP, "head_dim", shape.head_dim)?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (nh, to_u32(OP, "decoding sequences", self.n_dec)?, 1),
+            block_dim: (ATTENTION_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = ops.stream().launch_builder(&f);
+        l.arg(&pq).arg(&kb).arg(&vb).arg(&rows).arg(&lens).arg(&po);
+        l.arg(&nh).arg(&nkvh).arg(&hd).arg(&shape.scale);
+        // SAFETY: the arguments match attention_rows_f16's parameters; q and out hold n_rows
+        // rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows (built from the
+        // sequences' rows); k_base/v_base hold n_dec cache addresses of this device whose first
+        // lens[i] rows of n_kv_heads * head_dim f16 exist (BatchKv checked the room, and the
+        // append of this step wrote row lens[i] - 1); head_dim <= MAX_HEAD_DIM.
+        unsafe { l.launch(cfg)? };
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! A ragged batch's KV append and attention (one launch per layer for every sequence on the GPU)
+//! against the CPU running each sequence's row ops: decode rows and prefill chunks mixed, odd
+//! head dims, GQA, caches holding earlier tokens.
+
+use half::f16;
+use rocmforge_gguf::GgmlType;
+use rocmforge_tensor::{BatchKv, HeadShape, KvTableBuffers, SeqKv, Tensor, TensorResult, ops};
+
+use crate::elementwise::{both, out};
+use crate::support::{Ctx, e};
+
+const LAYERS: usize = 2;
+
+/// One sequence: cache capacity, tokens already held (random contents), new tokens.
+type Seq = (usize, usize, usize);
+
+fn run(
+    ctx: &Ctx,
+    be: &rocmforge_tensor::Backend,
+    seqs: &[Seq],
+    shape: &HeadShape,
+    data: &Data,
+) -> TensorResult<Vec<f32>> {
+    let kv_dim = shape.n_kv_heads * shape.head_dim;
+    let n_rows: usize = seqs.iter().map(|s| s.2).sum();
+    let mut caches: Vec<(Vec<Tensor>, Vec<Tensor>)> = Vec::new();
+    for (i, &(cap, _, _)) in seqs.iter().enumerate() {
+        let mk = |d: &[Vec<f16>]| -> TensorResult<Vec<Tensor>> {
+            (0..LAYERS)
+                .map(|l| be.from_f16(vec![cap, kv_dim], &d[l]))
+                .collect()
+        };
+        caches.push((mk(&data.k_old[i])?, mk(&data.v_old[i])?));
+    }
+    let k = be.from_f32(vec![n_rows, kv_dim], &data.k)?;
+    let v = be.from_f32(vec![n_rows, kv_dim], &data.v)?;
+    let q = be.from_f32(vec![n_rows, shape.n_heads * shape.head_dim], &data.q)?;
+    let mut o = out(ctx, be, vec![n_rows, shape.n_heads * shape.head_dim])?;
+    let mut row = 0;
+    let kv_seqs = caches
+        .iter_mut()
+        .zip(seqs)
+        .map(|((kc, vc), &(_, start, n))| {
+            row += n;
+            SeqKv {
+                k: kc,
+                v: vc,
+                row: row - n,
+                n,
+                start,
+            }
+        })
+        .collect();
+    let mut tables = KvTableBuffers::default();
+    let mut kv = BatchKv::new(be, kv_seqs, LAYERS, &mut tables)?;
+    for layer in 0..LAYERS {
+        ops::kv_append_batch(be, layer, &k, &v, &mut kv)?;
+    }
+    ops::attention_batch(be, 1, &q, &kv, shape, &mut o)?;
+    drop(kv);
+    let mut all = o.to_f32_vec()?;
+    for (kc, vc) in &caches {
+        for t in kc.iter().chain(vc) {
+            all.extend(t.to_f32_vec()?);
+        }
+    }
+    Ok(all)
+}
+
+struct Data {
+    k_old: Vec<Vec<Vec<f16>>>,
+    v_old: Vec<Vec<Vec<f16>>>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    q: Vec<f32>,
+}
+
+pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
+    // (n_heads, n_kv_heads, head_dim), sequences (capacity, held, new)
+    let cases: [((usize, usize, usize), Vec<Seq>); 4] = [
+        (
+            (4, 2, 64),
+            vec![(9, 3, 1), (40, 0, 17), (5, 4, 1), (70, 33, 1)],
+        ),
+        ((9, 3, 80), vec![(3, 0, 1), (3, 2, 1)]),
+        ((8, 1, 128), vec![(300, 7, 40), (1030, 1000, 1), (20, 1, 5)]),
+        ((6, 6, 5), vec![(4, 1, 3), (8, 6, 1), (2, 0, 2)]),
+    ];
+    for ((n_heads, n_kv_heads, head_dim), seqs) in cases {
+        let kv_dim = n_kv_heads * head_dim;
+        let n_rows: usize = seqs.iter().map(|s| s.2).sum();
+        let old = |cap: usize| -> Vec<Vec<f16>> {
+            (0..LAYERS)
+                .map(|_| {
+                    ctx.randn(cap * kv_dim, 1.0)
+                        .iter()
+                        .map(|&x| f16::from_f32(x))
+                        .collect()
+                })
+                .collect()
+        };
+        let data = Data {
+            k_old: seqs.iter().map(|s| old(s.0)).collect(),
+            v_old: seqs.iter().map(|s| old(s.0)).collect(),
+            k: ctx.randn(n_rows * kv_dim, 1.0),
+            v: ctx.randn(n_rows * kv_dim, 1.0),
+            q: ctx.randn(n_rows * n_heads * head_dim, 1.0),
+        };
+        let shape = HeadShape {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        };
+        let (c, g) = both(ctx, |be| run(ctx, be, &seqs, &shape, &data))?;
+        ctx.check(
+            "attention_batch + kv_append_batch",
+            &format!("{n_heads}/{n_kv_heads}x{head_dim}, seqs {seqs:?}"),
+            &c,
+            &g,
+            2e-3,
+        )?;
+    }
+    // A sequence whose new rows do not fit its cache is an error, not a write past its end.
+    let be = &ctx.gpu;
+    let mut k = vec![be.zeros(GgmlType::F16, vec![4, 8]).map_err(e)?];
+    let mut v = vec![be.zeros(GgmlType::F16, vec![4, 8]).map_err(e)?];
+    let seq = SeqKv {
+        k: &mut k,
+        v: &mut v,
+        row: 0,
+        n: 2,
+        start: 3,
+    };
+    if BatchKv::new(be, vec![seq], 1, &mut KvTableBuffers::default()).is_ok() {
+        return Err("a batch past a cache's end must be an error".to_string());
+    }
+    Ok(())
+}
