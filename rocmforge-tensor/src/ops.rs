@@ -243,11 +243,7 @@ pub fn gather_rows(
     out: &mut Tensor,
 ) -> TensorResult<()> {
     const OP: &str = "gather_rows";
-    let n_src = if width == 0 {
-        0
-    } else {
-        src.n_elements() / width
-    };
+    let n_src = src.n_elements().checked_div(width).unwrap_or(0);
     if src.shape().last() != Some(&width) || out.n_elements() != rows.len() * width {
         return Err(shape_err(
             OP,

@@ -160,7 +160,7 @@ fn covers(c: &ModelConfig, w: &Weights) -> bool {
             && vec_ok(&l.norm2)
             && [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
                 .into_iter()
-                .all(|t| proj_ok(t))
+                .all(&proj_ok)
     };
     c.n_kv_heads > 0
         && c.n_heads % c.n_kv_heads == 0

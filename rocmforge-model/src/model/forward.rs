@@ -7,10 +7,10 @@
 use std::sync::PoisonError;
 
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::{BatchKv, HeadShape, SeqKv, Tensor, ops};
+use rocmforge_tensor::{Backend, BatchKv, HeadShape, SeqKv, Tensor, ops};
 
 use super::Model;
-use super::scratch::Scratch;
+use super::scratch::{GraphState, Scratch};
 use crate::batch::Segment;
 use crate::error::{ModelError, ModelResult};
 use crate::forward::LogitsFor;
@@ -204,7 +204,15 @@ impl Model {
         }
         s.positions.set(positions)?;
         s.tokens.set(tokens)?;
-        ops::embedding_ids(be, &w.embedding.get(file), &s.tokens, &mut s.x)?;
+        let n_out = out_rows.len();
+        let every_row = n_out == s.n && out_rows.iter().enumerate().all(|(i, &r)| r as usize == i);
+        // A step of decoding sequences only, every row's logits wanted: on a GPU it is recorded
+        // once per batch size as a graph and replayed (its inputs live in the scratch's device
+        // buffers and the KV address tables, uploaded above and in BatchKv::new).
+        let graphable = every_row
+            && seqs.iter().all(|q| q.n == 1)
+            && matches!(be, Backend::Hip(_))
+            && self.decode.enabled();
         let kv_seqs = seqs
             .iter_mut()
             .map(|seq| SeqKv {
@@ -216,34 +224,31 @@ impl Model {
             })
             .collect();
         let mut tables = std::mem::take(&mut s.kv_tables);
-        let blocks = (|| -> ModelResult<()> {
-            let mut kv = BatchKv::new(be, kv_seqs, w.layers.len(), &mut tables)?;
-            for (il, layer) in w.layers.iter().enumerate() {
-                self.attention_block(il, layer, &mut kv, s)?;
-                self.mlp_block(layer, s)?;
-            }
-            Ok(())
-        })();
+        let ran = BatchKv::new(be, kv_seqs, w.layers.len(), &mut tables)
+            .map_err(ModelError::from)
+            .and_then(|mut kv| {
+                if graphable {
+                    self.run_graphed(s, &mut kv)
+                } else {
+                    self.record_step(s, &mut kv, every_row)
+                }
+            });
         s.kv_tables = tables;
-        blocks?;
+        ran?;
         for seq in seqs.iter_mut() {
             seq.cache.commit(seq.n)?;
         }
-        let n_out = out_rows.len();
         if n_out == 0 {
             be.synchronize()?;
             return Ok(Vec::new());
         }
         let vocab = c.vocab_size;
-        let every_row = n_out == s.n && out_rows.iter().enumerate().all(|(i, &r)| r as usize == i);
         let logits = if every_row {
-            ops::rms_norm(be, &s.x, &w.output_norm.get(), c.rms_eps, &mut s.normed)?;
-            let logits = match &mut s.logits {
-                Some(l) => l,
-                slot => slot.insert(be.zeros(GgmlType::F32, vec![s.n, vocab])?),
-            };
-            ops::matmul(be, &w.lm_head.get(file), &s.normed, s.n, logits)?;
             be.synchronize()?;
+            let logits = s
+                .logits
+                .as_ref()
+                .ok_or_else(|| ModelError::InvalidInput("the step left no logits".to_string()))?;
             logits.rows_to_f32_vec(vocab, 0, n_out)?
         } else {
             let mut rows = be.zeros(GgmlType::F32, vec![n_out, c.n_embd])?;
@@ -256,6 +261,83 @@ impl Model {
             logits.rows_to_f32_vec(vocab, 0, n_out)?
         };
         Ok(logits)
+    }
+
+    /// Queues a step's launches: embedding, every block, and with `every_row` the final norm
+    /// and LM head of all rows into `s.logits` (rows wanted otherwise are done by the caller).
+    fn record_step(
+        &self,
+        s: &mut Scratch,
+        kv: &mut BatchKv<'_>,
+        every_row: bool,
+    ) -> ModelResult<()> {
+        let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
+        let file = self.plan.loader().file();
+        ops::embedding_ids(be, &w.embedding.get(file), &s.tokens, &mut s.x)?;
+        for (il, layer) in w.layers.iter().enumerate() {
+            self.attention_block(il, layer, kv, s)?;
+            self.mlp_block(layer, s)?;
+        }
+        if every_row {
+            ops::rms_norm(be, &s.x, &w.output_norm.get(), c.rms_eps, &mut s.normed)?;
+            let logits = match &mut s.logits {
+                Some(l) => l,
+                slot => slot.insert(be.zeros(GgmlType::F32, vec![s.n, c.vocab_size])?),
+            };
+            ops::matmul(be, &w.lm_head.get(file), &s.normed, s.n, logits)?;
+        }
+        Ok(())
+    }
+
+    /// [`Model::record_step`] of a decode-only step through the scratch's graph: the first step
+    /// of a batch size runs eagerly (allocating what the launches need), the second is captured
+    /// and replayed, later ones replay. A failed capture leaves that batch size eager.
+    fn run_graphed(&self, s: &mut Scratch, kv: &mut BatchKv<'_>) -> ModelResult<()> {
+        let Backend::Hip(ops) = &self.backend else {
+            return self.record_step(s, kv, true);
+        };
+        let generation = rocmforge_tensor::hip::scratch_generation();
+        if s.graph.state == GraphState::Ready && s.graph.generation != generation {
+            // A matmul scratch was reallocated since the capture: capture again.
+            s.graph.exec = None;
+            s.graph.state = GraphState::Warm;
+        }
+        match s.graph.state {
+            GraphState::Ready => {}
+            GraphState::Cold | GraphState::Failed => {
+                self.record_step(s, kv, true)?;
+                if s.graph.state == GraphState::Cold {
+                    s.graph.state = GraphState::Warm;
+                }
+                return Ok(());
+            }
+            GraphState::Warm => {
+                ops.begin_capture()?;
+                let recorded = self.record_step(s, kv, true);
+                match (recorded, ops.end_capture()) {
+                    (Ok(()), Ok(exec))
+                        if rocmforge_tensor::hip::scratch_generation() == generation =>
+                    {
+                        s.graph.exec = Some(exec);
+                        s.graph.state = GraphState::Ready;
+                        s.graph.generation = generation;
+                    }
+                    (recorded, ended) => {
+                        let why = recorded.err().map(|e| e.to_string());
+                        let why = why
+                            .or(ended.err().map(|e| e.to_string()))
+                            .or(Some("a matmul scratch grew during the capture".to_string()));
+                        tracing::warn!(batch = s.n, error = ?why, "batched decode graph: capture failed, running eagerly");
+                        s.graph.state = GraphState::Failed;
+                        return self.record_step(s, kv, true);
+                    }
+                }
+            }
+        }
+        match &s.graph.exec {
+            Some(exec) => Ok(ops.launch_graph(exec)?),
+            None => self.record_step(s, kv, true),
+        }
     }
 
     /// `t = rms_norm(t) * w` in place, through `tmp`.

@@ -215,4 +215,19 @@ impl Model {
     pub fn decode_graph_replaying(&self) -> bool {
         self.decode.replaying()
     }
+
+    /// The batch sizes whose decode-only step is captured as a graph now (GPU), ascending.
+    pub fn batched_graph_sizes(&self) -> Vec<usize> {
+        let pool = self
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sizes: Vec<usize> = pool
+            .iter()
+            .filter(|s| s.graph.state == scratch::GraphState::Ready)
+            .map(|s| s.n)
+            .collect();
+        sizes.sort_unstable();
+        sizes
+    }
 }

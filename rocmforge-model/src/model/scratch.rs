@@ -8,9 +8,34 @@ use crate::config::ModelConfig;
 use crate::error::ModelResult;
 use crate::weights::Weights;
 
+/// Where the batched decode graph of a scratch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GraphState {
+    /// No decode-only step has run with this scratch.
+    Cold,
+    /// One ran eagerly (buffers allocated): the next one is captured.
+    Warm,
+    /// Captured: decode-only steps replay it.
+    Ready,
+    /// Capture failed: decode-only steps run eagerly.
+    Failed,
+}
+
+/// The captured decode-only step of one batch size.
+#[derive(Debug)]
+pub(crate) struct StepGraph {
+    pub state: GraphState,
+    pub exec: Option<rocmforge_hip::HipGraphExec>,
+    /// `rocmforge_tensor::hip::scratch_generation()` when `exec` was captured.
+    pub generation: u64,
+}
+
 /// Activations for a batch of `n` tokens.
 #[derive(Debug)]
 pub(crate) struct Scratch {
+    /// The recorded decode-only step. Declared first: dropped (its replays waited for) before
+    /// the buffers it reads.
+    pub graph: StepGraph,
     pub n: usize,
     /// Position ids of the batch, uploaded once per call and read by every RoPE.
     pub positions: Positions,
@@ -62,6 +87,11 @@ impl Scratch {
     pub fn new(be: &Backend, c: &ModelConfig, w: &Weights, n: usize) -> ModelResult<Self> {
         let z = |cols: usize| be.zeros(GgmlType::F32, vec![n, cols]);
         Ok(Scratch {
+            graph: StepGraph {
+                state: GraphState::Cold,
+                exec: None,
+                generation: 0,
+            },
             n,
             positions: be.positions(&vec![0; n])?,
             tokens: be.positions(&vec![0; n])?,

@@ -155,6 +155,7 @@ impl MatmulContext {
         if !big_enough {
             self.scratch = None; // free the old one before allocating the new one
             self.scratch = Some(self.backend.alloc::<u8>(need)?);
+            super::bump_scratch_generation();
         }
         self.scratch.as_mut().ok_or(TensorError::Backend {
             op: OP,

@@ -55,6 +55,7 @@ fn grow(
     if slot.as_ref().is_none_or(|b| b.len() < need) {
         *slot = None;
         *slot = Some(backend.alloc::<f16>(need.max(1))?);
+        super::bump_scratch_generation();
     }
     Ok(())
 }

@@ -112,6 +112,21 @@ impl HipOps {
     }
 }
 
+/// Counts reallocations of the matmul scratch buffers (q8_1 activations, BLAS f16 copies) in
+/// this process. A captured graph bakes in their addresses: one captured under an older
+/// generation must be captured again before it is replayed.
+static SCRATCH_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The current [`SCRATCH_GENERATION`].
+pub fn scratch_generation() -> u64 {
+    SCRATCH_GENERATION.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Marks a matmul scratch reallocation (see [`scratch_generation`]).
+pub(crate) fn bump_scratch_generation() {
+    SCRATCH_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 /// A 1-D grid of `threads`-wide blocks for `n` elements (grid-stride kernels), capped.
 pub(crate) fn grid_1d(n: usize, threads: u32) -> LaunchConfig {
     let blocks = n.div_ceil(threads as usize).clamp(1, 65_535) as u32;
