@@ -84,6 +84,15 @@ impl Model {
         if segments.is_empty() {
             return Ok(Vec::new());
         }
+        // One sequence decoding one token: the single-sequence path, whose decode step is the
+        // fused graph of `decode_graph.rs` on a GPU (what `rocmforge serve` runs for one client).
+        if let [seg] = segments {
+            if seg.tokens.len() == 1 && seg.want_logits {
+                let start = seg.cache.len();
+                let logits = self.forward(seg.cache, seg.tokens, start, LogitsFor::Last)?;
+                return Ok(vec![Some(logits)]);
+            }
+        }
         let mut tokens = Vec::new();
         let mut positions = Vec::new();
         let mut out_rows = Vec::new();
