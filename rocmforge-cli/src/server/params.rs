@@ -59,11 +59,54 @@ fn stops(field: Option<&StopField>) -> Result<Vec<String>, ApiError> {
     Ok(list)
 }
 
+/// Whether a field's value asks for nothing: null, false, 0, "", an empty list or object.
+fn asks_nothing(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+/// Refuses, with a 400 naming the field, what would change the result and is not supported yet.
+fn refuse_unsupported(c: &CommonFields) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let given = |v: &Option<Value>| v.as_ref().is_some_and(|v| !asks_nothing(v));
+    let text_format = |v: &Value| v.get("type").and_then(Value::as_str) == Some("text");
+    let checks: [(&str, bool, &str); 8] = [
+        ("tools", given(&c.tools), "tool calling is not supported yet"),
+        (
+            "tool_choice",
+            given(&c.tool_choice) && c.tool_choice.as_ref().and_then(Value::as_str) != Some("none"),
+            "tool calling is not supported yet (only tool_choice \"none\")",
+        ),
+        (
+            "response_format",
+            given(&c.response_format) && !c.response_format.as_ref().is_some_and(text_format),
+            "structured output is not supported yet (only {\"type\": \"text\"})",
+        ),
+        ("logprobs", given(&c.logprobs), "logprobs are not supported yet"),
+        ("top_logprobs", given(&c.top_logprobs), "logprobs are not supported yet"),
+        ("logit_bias", given(&c.logit_bias), "logit_bias is not supported yet"),
+        ("grammar", given(&c.grammar), "grammar-constrained sampling is not supported yet"),
+        ("json_schema", given(&c.json_schema), "structured output is not supported yet"),
+    ];
+    match checks.iter().find(|(_, refused, _)| *refused) {
+        Some((param, _, why)) => Err(ApiError::invalid(Some(param), why.to_string())),
+        None => Ok(()),
+    }
+}
+
 /// Checks the shared fields against the served model and the context size `ctx`.
 pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked, ApiError> {
     if let Some(model) = c.model.as_deref().filter(|m| *m != served_model) {
         return Err(ApiError::unknown_model(model));
     }
+    refuse_unsupported(c)?;
     match c.n {
         None | Some(1) => {}
         Some(n) => {
@@ -183,5 +226,36 @@ mod tests {
                 .as_deref(),
             Some("stop")
         );
+    }
+
+    #[test]
+    fn fields_that_change_the_result_are_refused_by_name_not_ignored() {
+        for (json, param) in [
+            (r#"{"tools":[{"type":"function","function":{"name":"f"}}]}"#, "tools"),
+            (r#"{"tool_choice":"required"}"#, "tool_choice"),
+            (r#"{"tool_choice":{"type":"function","function":{"name":"f"}}}"#, "tool_choice"),
+            (r#"{"response_format":{"type":"json_object"}}"#, "response_format"),
+            (r#"{"response_format":{"type":"json_schema","json_schema":{}}}"#, "response_format"),
+            (r#"{"logprobs":true}"#, "logprobs"),
+            (r#"{"logprobs":3}"#, "logprobs"),
+            (r#"{"top_logprobs":2}"#, "top_logprobs"),
+            (r#"{"logit_bias":{"15":-100}}"#, "logit_bias"),
+            (r#"{"grammar":"root ::= \"a\""}"#, "grammar"),
+            (r#"{"json_schema":{"type":"object"}}"#, "json_schema"),
+        ] {
+            let e = check(&fields(json), "m", 100).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{json}");
+            assert_eq!(e.param.as_deref(), Some(param), "{json}");
+            assert!(e.message.contains("not supported"), "{json}: {}", e.message);
+        }
+        // What asks for nothing passes (clients send these defaults).
+        for json in [
+            r#"{"tools":[],"tool_choice":"none"}"#,
+            r#"{"response_format":{"type":"text"}}"#,
+            r#"{"logprobs":false,"top_logprobs":0,"logit_bias":{}}"#,
+            r#"{"logprobs":null,"grammar":null,"json_schema":null,"tools":null}"#,
+        ] {
+            assert!(check(&fields(json), "m", 100).is_ok(), "{json}");
+        }
     }
 }

@@ -54,6 +54,25 @@ pub struct CommonFields {
     pub repeat_penalty: Option<f64>,
     /// Number of choices (only 1).
     pub n: Option<i64>,
+    /// Fields that would change the result and are not supported yet: read only to refuse them
+    /// with a 400 naming the field (never silently ignored). `None`/`null`, an empty list or
+    /// object, `false`/`0`, `tool_choice: "none"` and `response_format: {"type": "text"}` ask for
+    /// nothing and pass.
+    pub tools: Option<serde_json::Value>,
+    /// See `tools`.
+    pub tool_choice: Option<serde_json::Value>,
+    /// See `tools`.
+    pub response_format: Option<serde_json::Value>,
+    /// See `tools` (`true` on chat, a count on completions).
+    pub logprobs: Option<serde_json::Value>,
+    /// See `tools`.
+    pub top_logprobs: Option<serde_json::Value>,
+    /// See `tools`.
+    pub logit_bias: Option<serde_json::Value>,
+    /// See `tools` (llama-server's grammar extension).
+    pub grammar: Option<serde_json::Value>,
+    /// See `tools` (llama-server's schema extension).
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// One chat message of a request.
