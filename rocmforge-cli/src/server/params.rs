@@ -78,7 +78,11 @@ fn refuse_unsupported(c: &CommonFields) -> Result<(), ApiError> {
     let given = |v: &Option<Value>| v.as_ref().is_some_and(|v| !asks_nothing(v));
     let text_format = |v: &Value| v.get("type").and_then(Value::as_str) == Some("text");
     let checks: [(&str, bool, &str); 8] = [
-        ("tools", given(&c.tools), "tool calling is not supported yet"),
+        (
+            "tools",
+            given(&c.tools),
+            "tool calling is not supported yet",
+        ),
         (
             "tool_choice",
             given(&c.tool_choice) && c.tool_choice.as_ref().and_then(Value::as_str) != Some("none"),
@@ -89,11 +93,31 @@ fn refuse_unsupported(c: &CommonFields) -> Result<(), ApiError> {
             given(&c.response_format) && !c.response_format.as_ref().is_some_and(text_format),
             "structured output is not supported yet (only {\"type\": \"text\"})",
         ),
-        ("logprobs", given(&c.logprobs), "logprobs are not supported yet"),
-        ("top_logprobs", given(&c.top_logprobs), "logprobs are not supported yet"),
-        ("logit_bias", given(&c.logit_bias), "logit_bias is not supported yet"),
-        ("grammar", given(&c.grammar), "grammar-constrained sampling is not supported yet"),
-        ("json_schema", given(&c.json_schema), "structured output is not supported yet"),
+        (
+            "logprobs",
+            given(&c.logprobs),
+            "logprobs are not supported yet",
+        ),
+        (
+            "top_logprobs",
+            given(&c.top_logprobs),
+            "logprobs are not supported yet",
+        ),
+        (
+            "logit_bias",
+            given(&c.logit_bias),
+            "logit_bias is not supported yet",
+        ),
+        (
+            "grammar",
+            given(&c.grammar),
+            "grammar-constrained sampling is not supported yet",
+        ),
+        (
+            "json_schema",
+            given(&c.json_schema),
+            "structured output is not supported yet",
+        ),
     ];
     match checks.iter().find(|(_, refused, _)| *refused) {
         Some((param, _, why)) => Err(ApiError::invalid(Some(param), why.to_string())),
@@ -231,11 +255,23 @@ mod tests {
     #[test]
     fn fields_that_change_the_result_are_refused_by_name_not_ignored() {
         for (json, param) in [
-            (r#"{"tools":[{"type":"function","function":{"name":"f"}}]}"#, "tools"),
+            (
+                r#"{"tools":[{"type":"function","function":{"name":"f"}}]}"#,
+                "tools",
+            ),
             (r#"{"tool_choice":"required"}"#, "tool_choice"),
-            (r#"{"tool_choice":{"type":"function","function":{"name":"f"}}}"#, "tool_choice"),
-            (r#"{"response_format":{"type":"json_object"}}"#, "response_format"),
-            (r#"{"response_format":{"type":"json_schema","json_schema":{}}}"#, "response_format"),
+            (
+                r#"{"tool_choice":{"type":"function","function":{"name":"f"}}}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"response_format":{"type":"json_object"}}"#,
+                "response_format",
+            ),
+            (
+                r#"{"response_format":{"type":"json_schema","json_schema":{}}}"#,
+                "response_format",
+            ),
             (r#"{"logprobs":true}"#, "logprobs"),
             (r#"{"logprobs":3}"#, "logprobs"),
             (r#"{"top_logprobs":2}"#, "top_logprobs"),
