@@ -32,6 +32,36 @@ fn routes_streaming_and_hostile_requests() {
     assert_eq!(models["data"][0]["id"], MODEL_ID);
     assert_eq!(server.get("/health").json()["status"], "ok");
 
+    // Token endpoints: the served model's tokenizer, round trip; bad ids are a 400 naming them.
+    let t = server.post("/tokenize", r#"{"content":"Hello world, 12 apples"}"#);
+    assert_eq!(t.status, 200, "{}", t.text());
+    let ids = t.json()["tokens"].clone();
+    assert!(ids.as_array().unwrap().len() >= 4, "{ids}");
+    let d = server.post(
+        "/detokenize",
+        &serde_json::json!({ "tokens": ids }).to_string(),
+    );
+    assert_eq!(d.status, 200, "{}", d.text());
+    assert_eq!(d.json()["content"], "Hello world, 12 apples");
+    let bad = server.post("/detokenize", r#"{"tokens":[1,99999999]}"#);
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["param"], "tokens");
+    assert_eq!(
+        server
+            .post("/tokenize", r#"{"content":"x","with_pieces":true}"#)
+            .status,
+        400
+    );
+    assert_eq!(server.post("/tokenize", r#"{"text":"x"}"#).status, 400);
+
+    // A field that would change the result and is not supported yet is refused by name.
+    let mut tools: serde_json::Value =
+        serde_json::from_str(&chat_body("What is the weather?", 4, false)).unwrap();
+    tools["tools"] = serde_json::json!([{"type": "function", "function": {"name": "weather"}}]);
+    let r = server.post("/v1/chat/completions", &tools.to_string());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["param"], "tools");
+
     // A chat completion, then the same request streamed: the same text at temperature 0.
     let r = server.post(
         "/v1/chat/completions",

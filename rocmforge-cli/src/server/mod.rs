@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod params;
 pub mod sink;
 pub mod stream;
+pub mod tokens;
 pub mod types;
 
 use std::net::SocketAddr;
