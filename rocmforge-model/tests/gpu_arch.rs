@@ -1,9 +1,9 @@
 //! GPU suite of the architectures (harness-free; needs a GPU and the compiled kernels):
 //! tiny random F32 models of llama (tied output), qwen2 (q/k/v biases, NeoX RoPE), qwen3
 //! (q/k norms) and glm4 (fused qkv with bias, fused gate/up, partial rotary, post norms)
-//! run by [`Model`] — prefill, decode and a ragged batch — against [`CpuModel`]; and the
-//! device-memory limits: a model that cannot fit fails before any upload, and the KV cache is
-//! capped to the free memory instead of failing.
+//! run by [`Model`] on the GPU — prefill, decode and a ragged batch — against the same `Model`
+//! on the CPU backend; and the device-memory limits: a model that cannot fit fails before any
+//! upload, and the KV cache is capped to the free memory instead of failing.
 //!
 //! Last line: "N passed, M failed"; exit status 0 only when M = 0.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

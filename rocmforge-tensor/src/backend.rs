@@ -9,7 +9,7 @@ use rocmforge_hip::HipBackend;
 use crate::device_tensor::DeviceTensor;
 use crate::error::{TensorError, TensorResult};
 use crate::hip::HipOps;
-use crate::tensor::{HostData, HostTensor, Positions, Tensor};
+use crate::tensor::{HostData, HostTensor, Ids, Tensor};
 
 /// The CPU, or one GPU with its op context.
 #[derive(Debug, Clone)]
@@ -87,11 +87,11 @@ impl Backend {
         }
     }
 
-    /// Position ids holding `values`, where this backend's RoPE reads them.
-    pub fn positions(&self, values: &[u32]) -> TensorResult<Positions> {
+    /// [`Ids`] holding `values` (positions or token ids), where this backend's ops read them.
+    pub fn ids(&self, values: &[u32]) -> TensorResult<Ids> {
         match self {
-            Backend::Cpu => Ok(Positions::Cpu(values.to_vec())),
-            Backend::Hip(ops) => Ok(Positions::Hip(ops.backend().htod(values)?)),
+            Backend::Cpu => Ok(Ids::Cpu(values.to_vec())),
+            Backend::Hip(ops) => Ok(Ids::Hip(ops.backend().htod(values)?)),
         }
     }
 

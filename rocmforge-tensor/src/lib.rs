@@ -54,4 +54,4 @@ pub use device_tensor::DeviceTensor;
 pub use error::{TensorError, TensorResult};
 pub use lazy::LazyTensor;
 pub use loader::{GgufLoader, HipUploader, LoaderStats, Uploader};
-pub use tensor::{HostData, HostTensor, Positions, Tensor, Weight};
+pub use tensor::{HostData, HostTensor, Ids, Tensor, Weight};

@@ -11,7 +11,7 @@ pub use crate::batch_kv::{attention_batch, kv_append_batch};
 use crate::cpu::{self, AttentionParams, RopeParams, WeightView};
 use crate::error::{TensorError, TensorResult};
 use crate::hip;
-use crate::tensor::{Positions, Tensor, Weight};
+use crate::tensor::{Ids, Tensor, Weight};
 
 fn shape_err(op: &'static str, what: String) -> TensorError {
     TensorError::Shape { op, what }
@@ -211,13 +211,13 @@ pub fn rope_positions(
     x: &mut Tensor,
     n_heads: usize,
     head_dim: usize,
-    positions: &Positions,
+    positions: &Ids,
     p: &RopeParams,
 ) -> TensorResult<()> {
     const OP: &str = "rope";
     match (be, positions) {
-        (Backend::Cpu, Positions::Cpu(pos)) => rope(be, x, n_heads, head_dim, pos, p),
-        (Backend::Hip(ops), Positions::Hip(pos)) => hip::rope::rope_device_positions(
+        (Backend::Cpu, Ids::Cpu(pos)) => rope(be, x, n_heads, head_dim, pos, p),
+        (Backend::Hip(ops), Ids::Hip(pos)) => hip::rope::rope_device_positions(
             ops,
             x.hip_mut(OP)?,
             pos.len(),
@@ -323,13 +323,13 @@ pub fn embedding(be: &Backend, table: &Weight, ids: &[u32], out: &mut Tensor) ->
 pub fn embedding_ids(
     be: &Backend,
     table: &Weight,
-    ids: &Positions,
+    ids: &Ids,
     out: &mut Tensor,
 ) -> TensorResult<()> {
     const OP: &str = "embedding";
     match (be, ids) {
-        (Backend::Cpu, Positions::Cpu(v)) => embedding(be, table, v, out),
-        (Backend::Hip(ops), Positions::Hip(d)) => {
+        (Backend::Cpu, Ids::Cpu(v)) => embedding(be, table, v, out),
+        (Backend::Hip(ops), Ids::Hip(d)) => {
             hip::embedding::embedding_at(ops, hip_weight(OP, table)?, d, d.len(), out.hip_mut(OP)?)
         }
         _ => Err(TensorError::Backend {

@@ -183,22 +183,22 @@ fn wrong(op: &'static str, want: &str, got: &Tensor) -> TensorError {
     }
 }
 
-/// Position ids of a batch's tokens where the backend reads them: uploaded once per forward
-/// call, read by every RoPE of it.
+/// u32 ids of a batch's tokens where the backend reads them — its positions (read by every
+/// RoPE of a forward call) or its token ids (read by the embedding) — uploaded once per call.
 #[derive(Debug)]
-pub enum Positions {
+pub enum Ids {
     /// On the host.
     Cpu(Vec<u32>),
     /// In device memory.
     Hip(rocmforge_hip::DeviceBuffer<u32>),
 }
 
-impl Positions {
+impl Ids {
     /// Number of positions.
     pub fn len(&self) -> usize {
         match self {
-            Positions::Cpu(v) => v.len(),
-            Positions::Hip(b) => b.len(),
+            Ids::Cpu(v) => v.len(),
+            Ids::Hip(b) => b.len(),
         }
     }
 
@@ -211,13 +211,13 @@ impl Positions {
     pub fn set(&mut self, values: &[u32]) -> TensorResult<()> {
         if values.len() != self.len() {
             return Err(TensorError::Shape {
-                op: "Positions::set",
+                op: "Ids::set",
                 what: format!("{} values for {} positions", values.len(), self.len()),
             });
         }
         match self {
-            Positions::Cpu(v) => v.copy_from_slice(values),
-            Positions::Hip(b) => b.copy_from_host(values)?,
+            Ids::Cpu(v) => v.copy_from_slice(values),
+            Ids::Hip(b) => b.copy_from_host(values)?,
         }
         Ok(())
     }

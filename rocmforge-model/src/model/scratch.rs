@@ -2,7 +2,7 @@
 //! same batch size (every decode step of one batch size reuses one set: no allocation per token).
 
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::{Backend, KvTableBuffers, Positions, Tensor};
+use rocmforge_tensor::{Backend, Ids, KvTableBuffers, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::ModelResult;
@@ -38,9 +38,9 @@ pub(crate) struct Scratch {
     pub graph: StepGraph,
     pub n: usize,
     /// Position ids of the batch, uploaded once per call and read by every RoPE.
-    pub positions: Positions,
+    pub positions: Ids,
     /// Token ids of the batch, uploaded once per call (read by the embedding).
-    pub tokens: Positions,
+    pub tokens: Ids,
     pub x: Tensor,
     pub normed: Tensor,
     pub q: Tensor,
@@ -93,8 +93,8 @@ impl Scratch {
                 generation: 0,
             },
             n,
-            positions: be.positions(&vec![0; n])?,
-            tokens: be.positions(&vec![0; n])?,
+            positions: be.ids(&vec![0; n])?,
+            tokens: be.ids(&vec![0; n])?,
             x: z(c.n_embd)?,
             normed: z(c.n_embd)?,
             q: z(c.q_dim())?,
