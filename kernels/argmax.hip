@@ -61,6 +61,21 @@ RF_KERNEL(ARGMAX_THREADS) void argmax_f32(const float* x, rf_u32 n, rf_u32* out)
     if (RF_TID_X == 0) out[0] = best.valid ? best.idx : 0u;
 }
 
+// out[r] = argmax of row r of x ([n_rows][row_len]), one block per row (grid.x = n_rows), with
+// argmax_f32's order.
+RF_KERNEL(ARGMAX_THREADS) void argmax_rows_f32(const float* x, rf_u32 row_len, rf_u32* out) {
+    __shared__ float sv[ARGMAX_THREADS];
+    __shared__ rf_u32 sc[ARGMAX_THREADS], si[ARGMAX_THREADS], sok[ARGMAX_THREADS];
+    const float* row = x + (rf_u64)RF_BID_X * row_len;
+    Key best = {0.0f, 0u, 0u, 0u};
+    for (rf_u32 i = RF_TID_X; i < row_len; i += RF_BDIM_X) {
+        Key k = make_key(row[i], i);
+        if (k.finite_class && better(k, best)) best = k;
+    }
+    best = block_best(best, sv, sc, si, sok);
+    if (RF_TID_X == 0) out[RF_BID_X] = best.valid ? best.idx : 0u;
+}
+
 // The k best entries in order: out_idx[r], out_val[r] for r < k (k <= n, checked by the host).
 // Round r picks the best key strictly after round r-1's pick in the order.
 RF_KERNEL(ARGMAX_THREADS) void top_k_f32(const float* x, rf_u32 n, rf_u32 k, rf_u32* out_idx,

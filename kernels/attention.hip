@@ -108,6 +108,218 @@ RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* k_b
 }
 
 // ---------------------------------------------------------------------------------------------
+// Decode rows of a ragged batch, split over the keys ("flash-decoding"): attention_rows_split_f16
+// then attention_rows_combine_f32, the same arguments and result as attention_rows_f16 for head
+// dimensions that are even and at most AS_MAX_HD.
+//
+// Pass 1: grid (n_split, n_kv_heads * ceil(group / AS_GC), n_dec), one warp per block. Block
+// (x, y, i) takes the query heads of one KV head (at most AS_GC of its group, so K and V are read
+// once for them) of decoding sequence i, over its keys x*cs .. min((x+1)*cs, len) where
+// cs = ceil(len / n_split): the grid depends only on the batch and the model, never on the
+// lengths, so a captured step replays as the caches grow. Lanes take one key each for the scores
+// (the query in shared memory, K rows read as 16-byte vectors when head_dim % 8 == 0), an online
+// softmax per head over tiles of RF_WARP_SIZE keys, then lanes split the head dimension (two
+// values each per step) for the weighted sum of V. The block writes its unnormalised sum, its
+// maximum m and its sum l of exp(s - m) per head to part[(i * n_heads + h) * n_split + x]
+// (head_dim + 2 floats; m = -inf, l = 0 for a split without keys).
+// Pass 2: one block per (head, sequence) rescales the splits to the largest m and divides by
+// the total l (no visible key: zeros, as attention_rows_f16).
+#define AS_GC 8
+#define AS_MAX_HD 256
+
+struct __attribute__((aligned(16))) as_h8 {
+    rf_half h[8];
+};
+struct __attribute__((aligned(4))) as_h2 {
+    rf_half a, b;
+};
+
+template <int GC, int PAIRS>
+RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* vb, float* part,
+                          rf_u32 n_split, rf_u32 head_dim, rf_u64 kv_stride, float scale,
+                          rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
+    const rf_u32 lane = RF_TID_X;
+    for (rf_u32 x = lane; x < GC * head_dim; x += RF_WARP_SIZE)
+        q_sh[x] = rf_half_to_f32(rf_f32_to_half(qrow[x]));
+    rf_sync_block();
+
+    float m[GC], l[GC], acc[GC][2 * PAIRS];
+#pragma unroll
+    for (int g = 0; g < GC; ++g) {
+        m[g] = -__builtin_huge_valf();
+        l[g] = 0.0f;
+#pragma unroll
+        for (int a = 0; a < 2 * PAIRS; ++a) acc[g][a] = 0.0f;
+    }
+    const bool vec8 = (head_dim % 8u) == 0;
+    for (rf_u32 j0 = c0; j0 < c1; j0 += RF_WARP_SIZE) {  // uniform over the warp
+        const rf_u32 j = j0 + lane;
+        float s[GC];
+#pragma unroll
+        for (int g = 0; g < GC; ++g) s[g] = 0.0f;
+        if (j < c1) {
+            const rf_half* kr = kb + (rf_u64)j * kv_stride;
+            if (vec8) {
+                for (rf_u32 d = 0; d < head_dim; d += 8) {
+                    const as_h8 raw = *(const as_h8*)(kr + d);
+                    float kf[8];
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) kf[e] = rf_half_to_f32(raw.h[e]);
+#pragma unroll
+                    for (int g = 0; g < GC; ++g) {
+                        const float* qg = q_sh + g * head_dim + d;
+#pragma unroll
+                        for (int e = 0; e < 8; ++e) s[g] += qg[e] * kf[e];
+                    }
+                }
+            } else {
+                for (rf_u32 d = 0; d < head_dim; d += 2) {
+                    const as_h2 raw = *(const as_h2*)(kr + d);
+                    const float k0 = rf_half_to_f32(raw.a), k1 = rf_half_to_f32(raw.b);
+#pragma unroll
+                    for (int g = 0; g < GC; ++g)
+                        s[g] += q_sh[g * head_dim + d] * k0 + q_sh[g * head_dim + d + 1] * k1;
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < GC; ++g) {
+            const float sc = j < c1 ? s[g] * scale : -__builtin_huge_valf();
+            const float mx = rf_warp_max_f32(sc);  // finite: key j0 < c1 is in the tile
+            const float m_new = m[g] > mx ? m[g] : mx;
+            const float corr = rf_expf(m[g] - m_new);  // 0 while m[g] is -inf
+            const float p = j < c1 ? rf_expf(sc - m_new) : 0.0f;
+            l[g] = l[g] * corr + rf_warp_sum_f32(p);
+#pragma unroll
+            for (int a = 0; a < 2 * PAIRS; ++a) acc[g][a] *= corr;
+            p_sh[g * RF_WARP_SIZE + lane] = p;
+            m[g] = m_new;
+        }
+        rf_sync_block();  // p_sh[] written by every lane
+        const rf_u32 n_tile = c1 - j0 < RF_WARP_SIZE ? c1 - j0 : RF_WARP_SIZE;
+        for (rf_u32 jj = 0; jj < n_tile; ++jj) {
+            const rf_half* vr = vb + (rf_u64)(j0 + jj) * kv_stride;
+#pragma unroll
+            for (int pr = 0; pr < PAIRS; ++pr) {
+                const rf_u32 d = 2u * (lane + (rf_u32)pr * RF_WARP_SIZE);
+                if (d < head_dim) {
+                    const as_h2 raw = *(const as_h2*)(vr + d);
+                    const float v0 = rf_half_to_f32(raw.a), v1 = rf_half_to_f32(raw.b);
+#pragma unroll
+                    for (int g = 0; g < GC; ++g) {
+                        const float w = p_sh[g * RF_WARP_SIZE + jj];
+                        acc[g][2 * pr] += w * v0;
+                        acc[g][2 * pr + 1] += w * v1;
+                    }
+                }
+            }
+        }
+        rf_sync_block();  // p_sh[] is rewritten by the next tile
+    }
+    const rf_u64 stride = (rf_u64)head_dim + 2;
+#pragma unroll
+    for (int g = 0; g < GC; ++g) {
+        float* slot = part + (rf_u64)g * n_split * stride;
+#pragma unroll
+        for (int pr = 0; pr < PAIRS; ++pr) {
+            const rf_u32 d = 2u * (lane + (rf_u32)pr * RF_WARP_SIZE);
+            if (d < head_dim) {
+                slot[d] = acc[g][2 * pr];
+                slot[d + 1] = acc[g][2 * pr + 1];
+            }
+        }
+        if (lane == 0) {
+            slot[head_dim] = m[g];
+            slot[head_dim + 1] = l[g];
+        }
+    }
+}
+
+template <int PAIRS>
+RF_DEVICE void as_partial_gc(rf_u32 gc, const float* qrow, const rf_half* kb, const rf_half* vb,
+                             float* part, rf_u32 n_split, rf_u32 head_dim, rf_u64 kv_stride,
+                             float scale, rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
+#define AS_ARGS qrow, kb, vb, part, n_split, head_dim, kv_stride, scale, c0, c1, q_sh, p_sh
+    switch (gc) {
+        case 1: as_partial<1, PAIRS>(AS_ARGS); break;
+        case 2: as_partial<2, PAIRS>(AS_ARGS); break;
+        case 3: as_partial<3, PAIRS>(AS_ARGS); break;
+        case 4: as_partial<4, PAIRS>(AS_ARGS); break;
+        case 5: as_partial<5, PAIRS>(AS_ARGS); break;
+        case 6: as_partial<6, PAIRS>(AS_ARGS); break;
+        case 7: as_partial<7, PAIRS>(AS_ARGS); break;
+        default: as_partial<8, PAIRS>(AS_ARGS); break;
+    }
+#undef AS_ARGS
+}
+
+RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u64* k_base,
+                                                      const rf_u64* v_base, const rf_u32* rows,
+                                                      const rf_u32* lens, float* part,
+                                                      rf_u32 n_heads, rf_u32 n_kv_heads,
+                                                      rf_u32 head_dim, float scale,
+                                                      rf_u32 n_split) {
+    // Declared here, not in as_partial: every instantiation would get its own copy.
+    __shared__ float q_sh[AS_GC * AS_MAX_HD];
+    __shared__ float p_sh[AS_GC * RF_WARP_SIZE];
+    const rf_u32 x = RF_BID_X, i = RF_BID_Z;
+    const rf_u32 group = n_heads / n_kv_heads;
+    const rf_u32 n_gc = (group + AS_GC - 1) / AS_GC;
+    const rf_u32 kvh = RF_BID_Y / n_gc, gchunk = RF_BID_Y % n_gc;
+    const rf_u32 h0 = kvh * group + gchunk * AS_GC;
+    const rf_u32 gc = group - gchunk * AS_GC < AS_GC ? group - gchunk * AS_GC : AS_GC;
+    const rf_u32 len = lens[i];
+    const rf_u32 cs = (len + n_split - 1) / n_split;
+    const rf_u32 c0 = x * cs < len ? x * cs : len;
+    const rf_u32 c1 = c0 + cs < len ? c0 + cs : len;
+    const rf_u64 kv_stride = (rf_u64)n_kv_heads * head_dim;
+    const float* qrow = q + ((rf_u64)rows[i] * n_heads + h0) * head_dim;
+    const rf_half* kb = (const rf_half*)k_base[i] + (rf_u64)kvh * head_dim;
+    const rf_half* vb = (const rf_half*)v_base[i] + (rf_u64)kvh * head_dim;
+    float* part0 = part + (((rf_u64)i * n_heads + h0) * n_split + x) * ((rf_u64)head_dim + 2);
+    const rf_u32 pairs = (head_dim + 2 * RF_WARP_SIZE - 1) / (2 * RF_WARP_SIZE);
+    if (pairs <= 1) {
+        as_partial_gc<1>(gc, qrow, kb, vb, part0, n_split, head_dim, kv_stride, scale, c0, c1,
+                         q_sh, p_sh);
+    } else if (pairs <= 2) {
+        as_partial_gc<2>(gc, qrow, kb, vb, part0, n_split, head_dim, kv_stride, scale, c0, c1,
+                         q_sh, p_sh);
+    } else {
+        as_partial_gc<(AS_MAX_HD + 2 * RF_WARP_SIZE - 1) / (2 * RF_WARP_SIZE)>(
+            gc, qrow, kb, vb, part0, n_split, head_dim, kv_stride, scale, c0, c1, q_sh, p_sh);
+    }
+}
+
+#define AS_COMBINE_THREADS 128
+
+RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
+                                                              const rf_u32* rows, float* out,
+                                                              rf_u32 n_heads, rf_u32 head_dim,
+                                                              rf_u32 n_split) {
+    const rf_u32 h = RF_BID_X, i = RF_BID_Y;
+    const rf_u64 stride = (rf_u64)head_dim + 2;
+    const float* p = part + ((rf_u64)i * n_heads + h) * n_split * stride;
+    float* o = out + ((rf_u64)rows[i] * n_heads + h) * head_dim;
+    float big = -__builtin_huge_valf();
+    for (rf_u32 s = 0; s < n_split; ++s) {
+        const float ms = p[s * stride + head_dim];
+        big = ms > big ? ms : big;
+    }
+    for (rf_u32 d = RF_TID_X; d < head_dim; d += RF_BDIM_X) {
+        float num = 0.0f, den = 0.0f;
+        for (rf_u32 s = 0; s < n_split; ++s) {
+            const float* ps = p + s * stride;
+            const float ms = ps[head_dim];
+            if (ms == -__builtin_huge_valf()) continue;  // a split without keys
+            const float w = rf_expf(ms - big);
+            num += w * ps[d];
+            den += w * ps[head_dim + 1];
+        }
+        o[d] = den > 0.0f ? num / den : 0.0f;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Prefill: attention_prefill_f16_hd<HD>, same arguments and semantics as attention_f16, for
 // head_dim = HD (64, 96 or 128) and many queries. Flash-attention tiling: one block of
 // FA_THREADS threads per (head, tile of FA_BQ queries); the block walks the visible keys in

@@ -37,6 +37,20 @@ pub trait BatchModel {
         &self,
         segments: &mut [Segment<'_, Self::Cache>],
     ) -> ModelResult<Vec<Option<Vec<f32>>>>;
+    /// One batched step whose wanted rows are decoded greedily: per segment with
+    /// `want_logits`, the argmax of its last token's logits (first on ties). The default
+    /// computes it from [`BatchModel::forward_segments`]; a model may choose it where its
+    /// logits are ([`Model::forward_batch_greedy`]).
+    fn forward_segments_greedy(
+        &self,
+        segments: &mut [Segment<'_, Self::Cache>],
+    ) -> ModelResult<Vec<Option<u32>>> {
+        Ok(self
+            .forward_segments(segments)?
+            .into_iter()
+            .map(|l| l.map(|l| crate::sampler::argmax(&l) as u32))
+            .collect())
+    }
 }
 
 impl BatchModel for Model {
@@ -52,5 +66,11 @@ impl BatchModel for Model {
         segments: &mut [Segment<'_, KvCache>],
     ) -> ModelResult<Vec<Option<Vec<f32>>>> {
         self.forward_batch(segments)
+    }
+    fn forward_segments_greedy(
+        &self,
+        segments: &mut [Segment<'_, KvCache>],
+    ) -> ModelResult<Vec<Option<u32>>> {
+        self.forward_batch_greedy(segments)
     }
 }

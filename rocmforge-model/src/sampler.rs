@@ -139,6 +139,16 @@ impl Sampler {
         self.recent.push_back(token);
     }
 
+    /// Whether [`Sampler::sample`] is the plain argmax of the logits (temperature 0 and no
+    /// penalty), so the model may choose the token where the logits are.
+    pub fn is_greedy(&self) -> bool {
+        let p = &self.params;
+        p.temperature <= 0.0
+            && p.repeat_penalty == 1.0
+            && p.presence_penalty == 0.0
+            && p.frequency_penalty == 0.0
+    }
+
     fn penalties_active(&self) -> bool {
         let p = &self.params;
         !self.recent.is_empty()

@@ -542,6 +542,48 @@ pub fn argmax(be: &Backend, x: &Tensor) -> TensorResult<usize> {
     }
 }
 
+/// The argmax of each of the first `n_rows` rows of `x` (F32 `[..][row_len]`) into
+/// `out[..n_rows]`, with [`argmax`]'s order (first on ties, NaN never chosen). On a GPU it is
+/// queued, not waited for: read `out` after [`Backend::synchronize`].
+pub fn argmax_rows(
+    be: &Backend,
+    x: &Tensor,
+    row_len: usize,
+    n_rows: usize,
+    out: &mut Ids,
+) -> TensorResult<()> {
+    const OP: &str = "argmax_rows";
+    match (be, out) {
+        (Backend::Cpu, Ids::Cpu(out)) => {
+            let x = x.cpu_f32(OP)?;
+            let need = row_len
+                .checked_mul(n_rows)
+                .filter(|&n| n <= x.len() && row_len > 0);
+            if need.is_none() || out.len() < n_rows {
+                return Err(TensorError::Shape {
+                    op: OP,
+                    what: format!(
+                        "{n_rows} rows of {row_len} in {} values into {} indices",
+                        x.len(),
+                        out.len()
+                    ),
+                });
+            }
+            for (o, row) in out.iter_mut().zip(x.chunks_exact(row_len).take(n_rows)) {
+                *o = cpu::argmax(row) as u32;
+            }
+            Ok(())
+        }
+        (Backend::Hip(ops), Ids::Hip(out)) => {
+            hip::argmax::argmax_rows(ops, x.hip(OP)?, row_len, n_rows, out)
+        }
+        _ => Err(TensorError::Backend {
+            op: OP,
+            what: "ids on another backend".to_string(),
+        }),
+    }
+}
+
 /// The `k` largest values of `x` as `(index, value)`, largest first.
 pub fn top_k(be: &Backend, x: &Tensor, k: usize) -> TensorResult<Vec<(usize, f32)>> {
     const OP: &str = "top_k";

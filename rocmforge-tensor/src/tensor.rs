@@ -221,6 +221,25 @@ impl Ids {
         }
         Ok(())
     }
+
+    /// The first `n` values, read back to the host (from a GPU: after the ops queued before
+    /// have finished — synchronize the backend first).
+    pub fn to_vec(&self, n: usize) -> TensorResult<Vec<u32>> {
+        if n > self.len() {
+            return Err(TensorError::Shape {
+                op: "Ids::to_vec",
+                what: format!("{n} of {} values", self.len()),
+            });
+        }
+        match self {
+            Ids::Cpu(v) => Ok(v[..n].to_vec()),
+            Ids::Hip(b) => {
+                let mut out = vec![0u32; n];
+                b.copy_range_to_host(0, &mut out)?;
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// A borrowed weight in its file format, on the CPU or on a GPU.

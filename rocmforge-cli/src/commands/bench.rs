@@ -19,7 +19,8 @@
 //!   null on the CPU;
 //! - `batched_tg` (only with `--concurrency N > 1`): `sequences`, `n_gen`,
 //!   `tokens_per_s_mean`, `tokens_per_s_sd`, `samples` — aggregate decode rate of N sequences
-//!   stepping together.
+//!   stepping together, each step greedy as a server's greedy requests: every row's logits
+//!   computed, each argmax chosen where they are (on a GPU only the ids are read back).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -157,10 +158,11 @@ fn decode_rate<M: Benched>(
                 want_logits: true,
             })
             .collect();
-        let logits = model.forward_segments(&mut segs)?;
-        for (tok, l) in next.iter_mut().zip(logits) {
-            let l = l.context("missing logits")?;
-            tok[0] = rocmforge_model::sampler::argmax(&l) as u32;
+        // Greedy, as a server's greedy requests: the logits of every row are computed and the
+        // model picks each argmax where they are (on a GPU only the ids come back).
+        let ids = model.forward_segments_greedy(&mut segs)?;
+        for (tok, id) in next.iter_mut().zip(ids) {
+            tok[0] = id.context("missing token")?;
         }
     }
     Ok((n * batch) as f64 / t0.elapsed().as_secs_f64())

@@ -82,6 +82,14 @@ impl DecodeSlot {
 }
 
 impl Model {
+    /// Whether a single-sequence decode step takes this captured path (GPU, on, model covered).
+    pub(super) fn decode_graph_covers(&self) -> bool {
+        self.decode.enabled()
+            && matches!(self.backend, Backend::Hip(_))
+            && covers(&self.plan.config, &self.weights)
+            && !std::env::var("ROCMFORGE_FUSED_DECODE").is_ok_and(|v| v == "0")
+    }
+
     /// Runs one token at `position` (cache row `cache.len()`) through the captured path,
     /// commits it to `cache` and returns its logits; `None` when the path is off or does not
     /// cover the model (nothing was run then).
@@ -92,7 +100,7 @@ impl Model {
         position: u32,
     ) -> ModelResult<Option<Vec<f32>>> {
         let slot = &self.decode;
-        if !slot.enabled() || !covers(&self.plan.config, &self.weights) {
+        if !self.decode_graph_covers() {
             return Ok(None);
         }
         let Backend::Hip(ops) = &self.backend else {

@@ -17,6 +17,31 @@ use crate::forward::LogitsFor;
 use crate::kv_cache::KvCache;
 use crate::weights::{LayerWeights, Vector};
 
+/// What a step returns for its wanted rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// `[rows][vocab]` logits.
+    Logits,
+    /// The argmax id of each row (computed on the backend).
+    Argmax,
+}
+
+/// A step's result for its wanted rows.
+enum RowsOut {
+    Logits(Vec<f32>),
+    Ids(Vec<u32>),
+}
+
+impl RowsOut {
+    /// The logits (none for an `Ids` result, which only a `Want::Argmax` step gives).
+    fn into_logits(self) -> Vec<f32> {
+        match self {
+            RowsOut::Logits(l) => l,
+            RowsOut::Ids(_) => Vec::new(),
+        }
+    }
+}
+
 /// One sequence's rows in a forward call: rows `row..row + n` of the batch, and its cache.
 struct SeqRows<'a> {
     cache: &'a mut KvCache,
@@ -70,7 +95,8 @@ impl Model {
         }
         let out_rows: Vec<u32> = (first_out as u32..n as u32).collect();
         let mut seqs = [SeqRows { cache, row: 0, n }];
-        self.run(tokens, &positions, &mut seqs, &out_rows)
+        self.run(tokens, &positions, &mut seqs, &out_rows, Want::Logits)
+            .map(RowsOut::into_logits)
     }
 
     /// One step over a batch of segments: every segment's tokens run together, each appended
@@ -81,9 +107,6 @@ impl Model {
         &self,
         segments: &mut [Segment<'_>],
     ) -> ModelResult<Vec<Option<Vec<f32>>>> {
-        if segments.is_empty() {
-            return Ok(Vec::new());
-        }
         // One sequence decoding one token: the single-sequence path, whose decode step is the
         // fused graph of `decode_graph.rs` on a GPU (what `rocmforge serve` runs for one client).
         if let [seg] = segments {
@@ -92,6 +115,53 @@ impl Model {
                 let logits = self.forward(seg.cache, seg.tokens, start, LogitsFor::Last)?;
                 return Ok(vec![Some(logits)]);
             }
+        }
+        let out = self.batch(segments, Want::Logits)?.into_logits();
+        let vocab = self.plan.config.vocab_size;
+        let mut chunks = out.chunks_exact(vocab.max(1));
+        Ok(segments
+            .iter()
+            .map(|seg| {
+                seg.want_logits
+                    .then(|| chunks.next().map(<[f32]>::to_vec))
+                    .flatten()
+            })
+            .collect())
+    }
+
+    /// [`Model::forward_batch`] for greedy decoding: per segment with `want_logits`, the id of
+    /// its last token's largest logit (first on ties), chosen on the backend — on a GPU only the
+    /// ids are read back, not `[vocab]` logits per sequence.
+    pub fn forward_batch_greedy(
+        &self,
+        segments: &mut [Segment<'_>],
+    ) -> ModelResult<Vec<Option<u32>>> {
+        if let [seg] = segments {
+            if seg.tokens.len() == 1 && seg.want_logits && self.decode_graph_covers() {
+                let start = seg.cache.len();
+                let logits = self.forward(seg.cache, seg.tokens, start, LogitsFor::Last)?;
+                return Ok(vec![Some(crate::sampler::argmax(&logits) as u32)]);
+            }
+        }
+        let ids = match self.batch(segments, Want::Argmax)? {
+            RowsOut::Ids(ids) => ids,
+            RowsOut::Logits(_) => {
+                return Err(ModelError::InvalidInput(
+                    "the step gave logits where ids were asked".to_string(),
+                ));
+            }
+        };
+        let mut ids = ids.into_iter();
+        Ok(segments
+            .iter()
+            .map(|seg| seg.want_logits.then(|| ids.next()).flatten())
+            .collect())
+    }
+
+    /// Runs the segments as one step; the wanted rows' logits or argmax ids, in segment order.
+    fn batch(&self, segments: &mut [Segment<'_>], want: Want) -> ModelResult<RowsOut> {
+        if segments.is_empty() {
+            return Ok(RowsOut::Ids(Vec::new()));
         }
         let mut tokens = Vec::new();
         let mut positions = Vec::new();
@@ -127,18 +197,7 @@ impl Model {
                 }
             })
             .collect();
-        let logits = self.run(&tokens, &positions, &mut seqs, &out_rows)?;
-        drop(seqs);
-        let vocab = self.plan.config.vocab_size;
-        let mut chunks = logits.chunks_exact(vocab.max(1));
-        Ok(segments
-            .iter()
-            .map(|seg| {
-                seg.want_logits
-                    .then(|| chunks.next().map(<[f32]>::to_vec))
-                    .flatten()
-            })
-            .collect())
+        self.run(&tokens, &positions, &mut seqs, &out_rows, want)
     }
 
     /// Position ids `start..start + n` (GLM-4's own scheme where it has one); beyond the
@@ -167,7 +226,8 @@ impl Model {
         positions: &[u32],
         seqs: &mut [SeqRows<'_>],
         out_rows: &[u32],
-    ) -> ModelResult<Vec<f32>> {
+        want: Want,
+    ) -> ModelResult<RowsOut> {
         let n = tokens.len();
         let mut s = {
             let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
@@ -182,7 +242,7 @@ impl Model {
                 }
             }
         };
-        let result = self.run_in(&mut s, tokens, positions, seqs, out_rows);
+        let result = self.run_in(&mut s, tokens, positions, seqs, out_rows, want);
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         pool.push(s);
         result
@@ -195,7 +255,8 @@ impl Model {
         positions: &[u32],
         seqs: &mut [SeqRows<'_>],
         out_rows: &[u32],
-    ) -> ModelResult<Vec<f32>> {
+        want: Want,
+    ) -> ModelResult<RowsOut> {
         let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
         let file = self.plan.loader().file();
         if let Some((index, &id)) = tokens
@@ -249,16 +310,14 @@ impl Model {
         }
         if n_out == 0 {
             be.synchronize()?;
-            return Ok(Vec::new());
+            return Ok(RowsOut::Ids(Vec::new()));
         }
         let vocab = c.vocab_size;
+        let gathered;
         let logits = if every_row {
-            be.synchronize()?;
-            let logits = s
-                .logits
+            s.logits
                 .as_ref()
-                .ok_or_else(|| ModelError::InvalidInput("the step left no logits".to_string()))?;
-            logits.rows_to_f32_vec(vocab, 0, n_out)?
+                .ok_or_else(|| ModelError::InvalidInput("the step left no logits".to_string()))?
         } else {
             let mut rows = be.zeros(GgmlType::F32, vec![n_out, c.n_embd])?;
             ops::gather_rows(be, &s.x, c.n_embd, out_rows, &mut rows)?;
@@ -266,10 +325,20 @@ impl Model {
             ops::rms_norm(be, &rows, &w.output_norm.get(), c.rms_eps, &mut normed)?;
             let mut logits = be.zeros(GgmlType::F32, vec![n_out, vocab])?;
             ops::matmul(be, &w.lm_head.get(file), &normed, n_out, &mut logits)?;
-            be.synchronize()?;
-            logits.rows_to_f32_vec(vocab, 0, n_out)?
+            gathered = logits;
+            &gathered
         };
-        Ok(logits)
+        match want {
+            Want::Logits => {
+                be.synchronize()?;
+                Ok(RowsOut::Logits(logits.rows_to_f32_vec(vocab, 0, n_out)?))
+            }
+            Want::Argmax => {
+                ops::argmax_rows(be, logits, vocab, n_out, &mut s.out_ids)?;
+                be.synchronize()?;
+                Ok(RowsOut::Ids(s.out_ids.to_vec(n_out)?))
+            }
+        }
     }
 
     /// Queues a step's launches: embedding, every block, and with `every_row` the final norm

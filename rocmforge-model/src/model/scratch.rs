@@ -54,6 +54,8 @@ pub(crate) struct Scratch {
     pub gate: Tensor,
     pub up: Tensor,
     pub hidden: Tensor,
+    /// The argmax ids of the wanted rows of a greedy step (read back instead of logits).
+    pub out_ids: Ids,
     /// `[n][vocab]` logits when every row's are wanted (allocated on first such call).
     pub logits: Option<Tensor>,
     /// The KV address tables of a step (reused: no allocation per step).
@@ -108,6 +110,7 @@ impl Scratch {
             gate: z(c.n_ff)?,
             up: z(c.n_ff)?,
             hidden: z(c.n_ff)?,
+            out_ids: be.ids(&vec![0; n])?,
             logits: None,
             kv_tables: KvTableBuffers::default(),
             bias: w

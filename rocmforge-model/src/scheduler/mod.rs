@@ -228,8 +228,12 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         let mut budget = self.config.prefill_chunk;
         let mut members = Vec::new();
         let mut segments = Vec::new();
+        // Whether every sequence that samples this step decodes greedily: then the model picks
+        // the tokens where the logits are (on a GPU only the ids come back).
+        let mut greedy = true;
         for (i, seq) in self.active.iter_mut().enumerate() {
             if seq.decoding {
+                greedy &= seq.is_greedy();
                 members.push(i);
                 segments.push(Segment {
                     cache: &mut seq.cache,
@@ -241,6 +245,9 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                 budget -= take;
                 let from = seq.prefilled;
                 seq.prefilled += take;
+                if seq.prefilled == seq.prompt.len() {
+                    greedy &= seq.is_greedy();
+                }
                 members.push(i);
                 segments.push(Segment {
                     cache: &mut seq.cache,
@@ -254,12 +261,12 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         #[cfg(any(test, feature = "fault-injection"))]
         let result = match self.faults.next() {
             Some(fault) => Err(fault),
-            None => self.model.forward_segments(&mut segments),
+            None => run_step(&self.model, &mut segments, greedy),
         };
         #[cfg(not(any(test, feature = "fault-injection")))]
-        let result = self.model.forward_segments(&mut segments);
+        let result = run_step(&self.model, &mut segments, greedy);
         drop(segments);
-        let logits = match result {
+        let outputs = match result {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "batched step failed");
@@ -272,11 +279,14 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         };
         EngineMetrics::add(&self.metrics.prompt_tokens, prompt_tokens as u64);
         let mut ended = vec![false; self.active.len()];
-        for (&i, row) in members.iter().zip(&logits) {
-            let Some(row) = row else { continue };
+        for (&i, out) in members.iter().zip(&outputs) {
             let seq = &mut self.active[i];
             let before = seq.generated();
-            let next = seq.on_logits(row);
+            let next = match out {
+                StepOutput::None => continue,
+                StepOutput::Logits(row) => seq.on_logits(row),
+                StepOutput::Token(t) => seq.on_token(*t),
+            };
             let new = seq.generated() - before;
             EngineMetrics::add(&self.metrics.generated_tokens, new as u64);
             match next {
@@ -314,6 +324,37 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         let kv: usize = self.active.iter().map(|s| s.cache.size_bytes()).sum();
         EngineMetrics::set(&self.metrics.kv_bytes, kv as u64);
     }
+}
+
+/// What a step gave one sequence.
+enum StepOutput {
+    /// Nothing (a prompt chunk before the last).
+    None,
+    /// The logits of its last token, for its sampler.
+    Logits(Vec<f32>),
+    /// Its next token, chosen greedily by the model.
+    Token(u32),
+}
+
+/// Runs one batched step: greedily (token ids) or for the samplers (logits).
+fn run_step<M: BatchModel>(
+    model: &M,
+    segments: &mut [Segment<'_, M::Cache>],
+    greedy: bool,
+) -> ModelResult<Vec<StepOutput>> {
+    Ok(if greedy {
+        model
+            .forward_segments_greedy(segments)?
+            .into_iter()
+            .map(|t| t.map_or(StepOutput::None, StepOutput::Token))
+            .collect()
+    } else {
+        model
+            .forward_segments(segments)?
+            .into_iter()
+            .map(|l| l.map_or(StepOutput::None, StepOutput::Logits))
+            .collect()
+    })
 }
 
 /// Whether a failed step leaves the device unusable: any runtime error except running out of

@@ -113,6 +113,18 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
     /// goes on. On `Continue` the token waits in `pending` for the next step.
     pub fn on_logits(&mut self, logits: &[f32]) -> Next {
         let token = self.sampler.sample(logits);
+        self.on_token(token)
+    }
+
+    /// Whether the sequence samples greedily (its next token may be chosen by the model as the
+    /// argmax of its logits: [`Sequence::on_token`] instead of [`Sequence::on_logits`]).
+    pub fn is_greedy(&self) -> bool {
+        self.sampler.is_greedy()
+    }
+
+    /// Takes `token` as the sequence's next token (chosen by its sampler or, for a greedy
+    /// sequence, by the model).
+    pub fn on_token(&mut self, token: u32) -> Next {
         if self.tokenizer.is_eog(token) {
             return self.finish(FinishReason::EndOfGeneration);
         }

@@ -110,6 +110,37 @@ fn ragged_batch_equals_sequences_run_alone() {
     assert!(max_diff(r[0].as_ref().unwrap(), &la2) < 1e-3);
     assert!(max_diff(r[1].as_ref().unwrap(), &lb2) < 1e-3);
     assert_eq!((ba.len(), bb.len()), (a.len() + 1, b.len() + 1));
+    // A greedy step (ids chosen by the model) gives each sequence the argmax of the logits
+    // it has alone; a segment without wanted logits gets none.
+    let la3 = model
+        .forward(&mut ca, &[7, 8], a.len() + 1, LogitsFor::Last)
+        .unwrap();
+    let lb3 = model
+        .forward(&mut cb, &[9], b.len() + 1, LogitsFor::Last)
+        .unwrap();
+    let mut bc = model.new_cache(32).unwrap();
+    let ids = model
+        .forward_batch_greedy(&mut [
+            Segment {
+                cache: &mut ba,
+                tokens: &[7, 8],
+                want_logits: true,
+            },
+            Segment {
+                cache: &mut bc,
+                tokens: &b[..2],
+                want_logits: false,
+            },
+            Segment {
+                cache: &mut bb,
+                tokens: &[9],
+                want_logits: true,
+            },
+        ])
+        .unwrap();
+    let argmax = |l: &[f32]| crate::sampler::argmax(l) as u32;
+    assert_eq!(ids, vec![Some(argmax(&la3)), None, Some(argmax(&lb3))]);
+    assert_eq!(bc.len(), 2);
 }
 
 #[test]

@@ -12,6 +12,14 @@ use crate::error::{TensorError, TensorResult};
 const OP: &str = "batch_kv";
 /// Threads per block of `attention_rows_f16` (`ATT_THREADS` in kernels/attention.hip).
 const ATTENTION_THREADS: u32 = 128;
+/// `attention_rows_split_f16` (kernels/attention.hip): query heads per block (`AS_GC`), largest
+/// head dimension (`AS_MAX_HD`); threads of `attention_rows_combine_f32`.
+const SPLIT_GROUP: usize = 8;
+const SPLIT_MAX_HEAD_DIM: usize = 256;
+const COMBINE_THREADS: u32 = 128;
+/// Blocks (one warp each) per compute unit the split attention aims for, and its most splits.
+const SPLIT_BLOCKS_PER_CU: usize = 4;
+const SPLIT_MAX: usize = 64;
 
 /// Device memory for a step's tables, reused from step to step (no allocation per step): the
 /// tables go through pinned host memory with asynchronous copies on the ops' stream, so work
@@ -265,7 +273,6 @@ impl KvTables {
         check_f32(OP, "out", out, self.n_rows * width)?;
         check_device(OP, ops, q)?;
         check_device(OP, ops, out)?;
-        let f = ops.function("attention", "attention_rows_f16")?;
         let kb = self.ptr(2 * self.n_layers * self.n_rows + layer * self.n_dec)?;
         let vb =
             self.ptr(2 * self.n_layers * self.n_rows + (self.n_layers + layer) * self.n_dec)?;
@@ -282,8 +289,55 @@ impl KvTables {
             to_u32(OP, "n_kv_heads", shape.n_kv_heads)?,
             to_u32(OP, "head_dim", shape.head_dim)?,
         );
+        let n_dec = to_u32(OP, "decoding sequences", self.n_dec)?;
+        if shape.head_dim % 2 == 0 && shape.head_dim <= SPLIT_MAX_HEAD_DIM {
+            // Split over the keys: enough blocks to fill the device whatever the lengths.
+            let group = shape.n_heads / shape.n_kv_heads;
+            let y_blocks = shape.n_kv_heads * group.div_ceil(SPLIT_GROUP);
+            let target = SPLIT_BLOCKS_PER_CU * (ops.backend().info().compute_units as usize).max(1);
+            let n_split = target.div_ceil(y_blocks * self.n_dec).clamp(1, SPLIT_MAX);
+            let floats = self.n_dec * shape.n_heads * n_split * (shape.head_dim + 2);
+            let part = ops.attention_partials(floats)?;
+            let ns = to_u32(OP, "n_split", n_split)?;
+            let f = ops.function("attention", "attention_rows_split_f16")?;
+            let cfg = LaunchConfig {
+                grid_dim: (ns, to_u32(OP, "KV head blocks", y_blocks)?, n_dec),
+                block_dim: (ops.backend().info().warp_size.max(1), 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut l = ops.stream().launch_builder(&f);
+            l.arg(&pq)
+                .arg(&kb)
+                .arg(&vb)
+                .arg(&rows)
+                .arg(&lens)
+                .arg(&part);
+            l.arg(&nh).arg(&nkvh).arg(&hd).arg(&shape.scale).arg(&ns);
+            // SAFETY: the arguments match attention_rows_split_f16's parameters; one block is
+            // one warp (the kernel's size); q holds n_rows rows of n_heads * head_dim f32
+            // (checked) and every rows[i] < n_rows; k_base/v_base hold n_dec cache addresses
+            // of this device whose first lens[i] rows of n_kv_heads * head_dim f16 exist
+            // (BatchKv checked the room; this step's append wrote row lens[i] - 1); head_dim is
+            // even and at most the kernel's maximum; part holds n_dec * n_heads * n_split *
+            // (head_dim + 2) f32 (allocated above).
+            unsafe { l.launch(cfg)? };
+            let f = ops.function("attention", "attention_rows_combine_f32")?;
+            let cfg = LaunchConfig {
+                grid_dim: (nh, n_dec, 1),
+                block_dim: (COMBINE_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut l = ops.stream().launch_builder(&f);
+            l.arg(&part).arg(&rows).arg(&po).arg(&nh).arg(&hd).arg(&ns);
+            // SAFETY: the arguments match attention_rows_combine_f32's parameters; part holds
+            // the partials the launch above wrote for n_dec * n_heads * n_split slots, out holds
+            // n_rows rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows.
+            unsafe { l.launch(cfg)? };
+            return Ok(());
+        }
+        let f = ops.function("attention", "attention_rows_f16")?;
         let cfg = LaunchConfig {
-            grid_dim: (nh, to_u32(OP, "decoding sequences", self.n_dec)?, 1),
+            grid_dim: (nh, n_dec, 1),
             block_dim: (ATTENTION_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };

@@ -40,6 +40,8 @@ pub struct HipOps {
     stream: HipStream,
     functions: Mutex<HashMap<(&'static str, &'static str), HipFunction>>,
     matmul: Mutex<Option<matmul::MatmulContext>>,
+    /// Per-split partial results of the decode attention (`batch_kv.rs`), grown on demand.
+    attention_partials: Mutex<Option<rocmforge_hip::DeviceBuffer<f32>>>,
 }
 
 impl HipOps {
@@ -50,6 +52,7 @@ impl HipOps {
             stream: backend.new_stream()?,
             functions: Mutex::new(HashMap::new()),
             matmul: Mutex::new(None),
+            attention_partials: Mutex::new(None),
         })
     }
 
@@ -95,6 +98,31 @@ impl HipOps {
         };
         let ctx = slot.insert(ctx);
         f(ctx, &self.stream)
+    }
+
+    /// The device address of a scratch of at least `floats` f32 for the split decode attention,
+    /// kept from call to call (a reallocation bumps [`scratch_generation`], so a captured step
+    /// that baked the old address is captured again).
+    pub(crate) fn attention_partials(
+        &self,
+        floats: usize,
+    ) -> TensorResult<rocmforge_hip::DevicePtr> {
+        let mut slot = self
+            .attention_partials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_none_or(|b| b.len() < floats) {
+            *slot = None; // free the old one before allocating the new one
+            let buffer = slot.insert(self.backend.alloc::<f32>(floats.max(1))?);
+            bump_scratch_generation();
+            return Ok(buffer.device_ptr());
+        }
+        slot.as_ref()
+            .map(|b| b.device_ptr())
+            .ok_or(TensorError::Backend {
+                op: "hip::attention_partials",
+                what: "scratch missing after allocation".to_string(),
+            })
     }
 
     /// Kernel `name` of family `kernels/<family>.hip`, loaded on first use.

@@ -77,7 +77,9 @@ struct Data {
 
 pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
     // (n_heads, n_kv_heads, head_dim), sequences (capacity, held, new)
-    let cases: [((usize, usize, usize), Vec<Seq>); 4] = [
+    // Decode rows take the split kernel for even head dims up to 256 (groups over 8 heads in
+    // two blocks, lengths from 1 to thousands), the one-block kernel otherwise (5).
+    let cases: [((usize, usize, usize), Vec<Seq>); 8] = [
         (
             (4, 2, 64),
             vec![(9, 3, 1), (40, 0, 17), (5, 4, 1), (70, 33, 1)],
@@ -85,6 +87,16 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
         ((9, 3, 80), vec![(3, 0, 1), (3, 2, 1)]),
         ((8, 1, 128), vec![(300, 7, 40), (1030, 1000, 1), (20, 1, 5)]),
         ((6, 6, 5), vec![(4, 1, 3), (8, 6, 1), (2, 0, 2)]),
+        (
+            (12, 1, 64),
+            vec![(3000, 2500, 1), (64, 0, 1), (130, 128, 2)],
+        ),
+        (
+            (14, 2, 64),
+            (0..8).map(|i| (700, 90 * i + 3, 1)).collect::<Vec<_>>(),
+        ),
+        ((16, 8, 256), vec![(50, 49, 1), (600, 17, 1)]),
+        ((4, 2, 6), vec![(100, 70, 1), (9, 0, 4)]),
     ];
     for ((n_heads, n_kv_heads, head_dim), seqs) in cases {
         let kv_dim = n_kv_heads * head_dim;
