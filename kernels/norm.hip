@@ -46,6 +46,27 @@ RF_KERNEL(NORM_THREADS) void rms_norm_f32(const float* x, const float* weight, f
     for (rf_u32 i = RF_TID_X; i < n; i += RF_BDIM_X) yr[i] = (xr[i] * s) * weight[i];
 }
 
+// x += delta, then out = rms_norm(x) * weight, row by row (the residual add of a block and the
+// next norm in one launch). Each thread reads back only the elements it wrote.
+RF_KERNEL(NORM_THREADS) void add_rms_norm_f32(float* x, const float* delta, const float* weight,
+                                              float* out, rf_u32 n, float eps) {
+    __shared__ double scratch[NORM_THREADS / RF_WARP_SIZE];
+    float* xr = x + (rf_u64)RF_BID_X * n;
+    const float* dr = delta + (rf_u64)RF_BID_X * n;
+    float* yr = out + (rf_u64)RF_BID_X * n;
+    double sum = 0.0;
+    for (rf_u32 i = RF_TID_X; i < n; i += RF_BDIM_X) {
+        const float v = xr[i] + dr[i];
+        xr[i] = v;
+        const float sq = v * v;
+        sum += (double)sq;
+    }
+    sum = block_sum_f64(sum, scratch);
+    const float mean = (float)(sum / (double)n);
+    const float s = 1.0f / rf_sqrtf(mean + eps);
+    for (rf_u32 i = RF_TID_X; i < n; i += RF_BDIM_X) yr[i] = (xr[i] * s) * weight[i];
+}
+
 // bias may be null (has_bias = 0).
 RF_KERNEL(NORM_THREADS) void layer_norm_f32(const float* x, const float* weight, const float* bias,
                                             float* out, rf_u32 n, float eps, rf_u32 has_bias) {

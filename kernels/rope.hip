@@ -169,3 +169,75 @@ RF_KERNEL(256) void rope_qk_kv_append_f32(
         v_cache[row * row_len + item] = rf_f32_to_half(v[(rf_u64)token * row_len + item]);
     }
 }
+
+// The attention prologue of a ragged batch in one launch: the q/k/v biases added (each may be
+// null), RoPE on q in place (as rope_f32), RoPE on k written straight to its f16 cache row, v
+// written to its f16 cache row. Row t of the batch writes K at k_dst[t] and V at v_dst[t] (device
+// addresses of its sequence's cache rows, from the batch's tables). q: [n_tokens][n_heads]
+// [head_dim], k and v: [n_tokens][n_kv_heads][head_dim] f32; biases [n_heads * head_dim] and
+// [n_kv_heads * head_dim]. Per token the work items are: per query head half rotated pairs + the
+// (head_dim - n_rot) unrotated values, the same per KV head, then the V row.
+RF_DEVICE void rkv_head_item(const float* h, const float* bias, float* out_f32, rf_half* out_f16,
+                             rf_u32 e, rf_u32 half, rf_u32 n_rot, rf_u32 mode, rf_u32 pos,
+                             float theta_scale, float freq_scale, float ext_factor, float corr0,
+                             float corr1, float mscale) {
+    if (e >= half) {  // past the rotated dimensions: bias added, copied
+        const rf_u32 d = n_rot + (e - half);
+        const float x = bias ? h[d] + bias[d] : h[d];
+        if (out_f32) out_f32[d] = x; else out_f16[d] = rf_f32_to_half(x);
+        return;
+    }
+    float c, s;
+    rope_cos_sin(pos, e, theta_scale, freq_scale, ext_factor, corr0, corr1, mscale, &c, &s);
+    const rf_u32 a = mode == 0 ? 2 * e : e;
+    const rf_u32 b = mode == 0 ? 2 * e + 1 : e + half;
+    const float x0 = bias ? h[a] + bias[a] : h[a];
+    const float x1 = bias ? h[b] + bias[b] : h[b];
+    const float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+    if (out_f32) {
+        out_f32[a] = y0;
+        out_f32[b] = y1;
+    } else {
+        out_f16[a] = rf_f32_to_half(y0);
+        out_f16[b] = rf_f32_to_half(y1);
+    }
+}
+
+RF_KERNEL(256) void rope_kv_append_rows_f32(
+    float* q, const float* k, const float* v, const float* bq, const float* bk, const float* bv,
+    const rf_u32* positions, const rf_u64* k_dst, const rf_u64* v_dst, rf_u32 n_tokens,
+    rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, rf_u32 n_rot, rf_u32 mode,
+    float theta_scale, float freq_scale, float ext_factor, float corr0, float corr1,
+    float mscale) {
+    const rf_u32 half = n_rot / 2;
+    const rf_u32 per_head = half + (head_dim - n_rot);
+    const rf_u32 q_items = n_heads * per_head;
+    const rf_u32 k_items = n_kv_heads * per_head;
+    const rf_u32 row_len = n_kv_heads * head_dim;
+    const rf_u32 per_token = q_items + k_items + row_len;
+    const rf_u64 total = (rf_u64)n_tokens * per_token;
+    for (rf_u64 idx = RF_GLOBAL_ID_X; idx < total; idx += RF_GRID_STRIDE_X) {
+        const rf_u32 token = (rf_u32)(idx / per_token);
+        rf_u32 item = (rf_u32)(idx % per_token);
+        const rf_u32 pos = positions[token];
+        if (item < q_items) {
+            const rf_u32 head = item / per_head, e = item % per_head;
+            float* h = q + ((rf_u64)token * n_heads + head) * head_dim;
+            rkv_head_item(h, bq ? bq + (rf_u64)head * head_dim : 0, h, 0, e, half, n_rot, mode,
+                          pos, theta_scale, freq_scale, ext_factor, corr0, corr1, mscale);
+            continue;
+        }
+        item -= q_items;
+        if (item < k_items) {
+            const rf_u32 head = item / per_head, e = item % per_head;
+            const float* h = k + ((rf_u64)token * n_kv_heads + head) * head_dim;
+            rf_half* dst = (rf_half*)k_dst[token] + (rf_u64)head * head_dim;
+            rkv_head_item(h, bk ? bk + (rf_u64)head * head_dim : 0, 0, dst, e, half, n_rot, mode,
+                          pos, theta_scale, freq_scale, ext_factor, corr0, corr1, mscale);
+            continue;
+        }
+        item -= k_items;
+        const float x = v[(rf_u64)token * row_len + item];
+        ((rf_half*)v_dst[token])[item] = rf_f32_to_half(bv ? x + bv[item] : x);
+    }
+}

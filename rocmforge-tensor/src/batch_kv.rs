@@ -1,21 +1,22 @@
 //! A ragged batch's KV caches: [`BatchKv`] says, for one batched step, which rows of the batch
 //! belong to which sequence and where in that sequence's per-layer caches they go. Built once
-//! per step; then [`kv_append_batch`] and [`attention_batch`] run each layer's KV append and
-//! attention for the whole batch.
+//! per step; then [`rope_kv_append_batch`] (or [`kv_append_batch`]) and [`attention_batch`] run
+//! each layer's KV append and attention for the whole batch.
 //!
-//! On a GPU the append is one launch for every row of the batch, and the attention of every
-//! decoding sequence (one new token) one launch (`attention_rows_f16`, each query reading its
+//! On a GPU the biases + RoPE + append is one launch for every row of the batch, and the
+//! attention of every decoding sequence (one new token) is split over its keys
+//! (`attention_rows_split_f16` + combine: two launches for all of them, each query reading its
 //! own cache through an address table uploaded once per step); prefill chunks take the tiled
 //! flash-attention kernel per chunk. On the CPU each sequence runs the row ops in turn.
 
 use rocmforge_gguf::GgmlType;
 
 use crate::backend::Backend;
-use crate::cpu::AttentionParams;
+use crate::cpu::{AttentionParams, RopeParams};
 use crate::error::{TensorError, TensorResult};
 use crate::hip;
 use crate::ops;
-use crate::tensor::Tensor;
+use crate::tensor::{Ids, Tensor};
 
 /// One sequence's part of a batch: its caches (one K and one V tensor per layer, F16
 /// `[capacity][kv_dim]`), its rows `row..row + n` of the batch, and the cache row `start` that
@@ -171,6 +172,75 @@ pub fn kv_append_batch(
             }
             Ok(())
         }
+    }
+}
+
+/// The attention prologue of a batch: `q`, `k` and `v` (F32 `[n_rows][..]`) plus their biases
+/// (`bias[0..3]`, each `[width]` or absent), RoPE on q and k at each row's position, and k and
+/// v written into every sequence's layer-`layer` caches at its rows `start..start + n`, rounded
+/// to f16. One launch on a GPU (q is roped in place; k and v are left as they are); on the CPU
+/// the steps run one after the other on `q`, `k` and `v` in place.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_kv_append_batch(
+    be: &Backend,
+    layer: usize,
+    q: &mut Tensor,
+    k: &mut Tensor,
+    v: &mut Tensor,
+    bias: [Option<&Tensor>; 3],
+    shape: &HeadShape,
+    positions: &Ids,
+    rope: &RopeParams,
+    kv: &mut BatchKv<'_>,
+) -> TensorResult<()> {
+    const OP: &str = "rope_kv_append_batch";
+    kv.check_layer(layer)?;
+    match (be, &kv.tables, positions) {
+        (Backend::Hip(ops), Some(tables), Ids::Hip(pos)) => {
+            let bias = [
+                bias[0].map(|b| b.hip(OP)).transpose()?,
+                bias[1].map(|b| b.hip(OP)).transpose()?,
+                bias[2].map(|b| b.hip(OP)).transpose()?,
+            ];
+            tables.rope_append(
+                ops,
+                layer,
+                q.hip_mut(OP)?,
+                k.hip(OP)?,
+                v.hip(OP)?,
+                bias,
+                shape,
+                pos,
+                rope,
+            )
+        }
+        (Backend::Cpu, None, Ids::Cpu(_)) => {
+            for (t, b) in [&mut *q, &mut *k, &mut *v].into_iter().zip(bias) {
+                if let Some(b) = b {
+                    let b = b.cpu_f32(OP)?;
+                    let t = t.cpu_f32_mut(OP)?;
+                    if b.is_empty() || t.len() % b.len() != 0 {
+                        return Err(shape_err(format!(
+                            "a bias of {} for rows of {} values",
+                            b.len(),
+                            t.len()
+                        )));
+                    }
+                    for row in t.chunks_exact_mut(b.len()) {
+                        for (x, y) in row.iter_mut().zip(b) {
+                            *x += y;
+                        }
+                    }
+                }
+            }
+            ops::rope_positions(be, q, shape.n_heads, shape.head_dim, positions, rope)?;
+            ops::rope_positions(be, k, shape.n_kv_heads, shape.head_dim, positions, rope)?;
+            kv_append_batch(be, layer, k, v, kv)
+        }
+        _ => Err(TensorError::Backend {
+            op: OP,
+            what: "tensors, tables and positions of different backends".to_string(),
+        }),
     }
 }
 

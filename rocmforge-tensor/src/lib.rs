@@ -49,7 +49,10 @@ pub mod ops;
 pub mod tensor;
 
 pub use backend::Backend;
-pub use batch_kv::{BatchKv, HeadShape, KvTableBuffers, SeqKv, attention_batch, kv_append_batch};
+pub use batch_kv::{
+    BatchKv, HeadShape, KvTableBuffers, SeqKv, attention_batch, kv_append_batch,
+    rope_kv_append_batch,
+};
 pub use device_tensor::DeviceTensor;
 pub use error::{TensorError, TensorResult};
 pub use lazy::LazyTensor;

@@ -7,7 +7,7 @@
 use rocmforge_gguf::GgmlType;
 
 use crate::backend::Backend;
-pub use crate::batch_kv::{attention_batch, kv_append_batch};
+pub use crate::batch_kv::{attention_batch, kv_append_batch, rope_kv_append_batch};
 use crate::cpu::{self, AttentionParams, RopeParams, WeightView};
 use crate::error::{TensorError, TensorResult};
 use crate::hip;
@@ -59,6 +59,33 @@ pub fn rms_norm(
         Backend::Hip(ops) => hip::norm::rms_norm(
             ops,
             x.hip(OP)?,
+            hip_weight(OP, weight)?,
+            eps,
+            out.hip_mut(OP)?,
+        ),
+    }
+}
+
+/// `x += delta`, then the RMS norm of each row of `x` times `weight` into `out` (a block's
+/// residual add and the next norm; one launch on a GPU).
+pub fn add_rms_norm(
+    be: &Backend,
+    x: &mut Tensor,
+    delta: &Tensor,
+    weight: &Weight,
+    eps: f32,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "add_rms_norm";
+    match be {
+        Backend::Cpu => {
+            add(be, x, delta)?;
+            rms_norm(be, x, weight, eps, out)
+        }
+        Backend::Hip(ops) => hip::norm::add_rms_norm(
+            ops,
+            x.hip_mut(OP)?,
+            delta.hip(OP)?,
             hip_weight(OP, weight)?,
             eps,
             out.hip_mut(OP)?,

@@ -352,12 +352,23 @@ impl Model {
         let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
         let file = self.plan.loader().file();
         ops::embedding_ids(be, &w.embedding.get(file), &s.tokens, &mut s.x)?;
+        // Each block's residual add is fused with the norm that follows it (the MLP's, the
+        // next block's, the output norm), so `s.normed` always holds the next input.
+        if let Some(first) = w.layers.first() {
+            ops::rms_norm(be, &s.x, &first.norm1.get(), c.rms_eps, &mut s.normed)?;
+        }
         for (il, layer) in w.layers.iter().enumerate() {
             self.attention_block(il, layer, kv, s)?;
-            self.mlp_block(layer, s)?;
+            let next_norm = match w.layers.get(il + 1) {
+                Some(next) => &next.norm1,
+                None => &w.output_norm,
+            };
+            self.mlp_block(layer, next_norm, s)?;
         }
         if every_row {
-            ops::rms_norm(be, &s.x, &w.output_norm.get(), c.rms_eps, &mut s.normed)?;
+            if w.layers.is_empty() {
+                ops::rms_norm(be, &s.x, &w.output_norm.get(), c.rms_eps, &mut s.normed)?;
+            }
             let logits = match &mut s.logits {
                 Some(l) => l,
                 slot => slot.insert(be.zeros(GgmlType::F32, vec![s.n, c.vocab_size])?),
@@ -434,58 +445,54 @@ impl Model {
     ) -> ModelResult<()> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
         let file = self.plan.loader().file();
-        ops::rms_norm(be, &s.x, &l.norm1.get(), c.rms_eps, &mut s.normed)?;
-        let bias = &s.bias[il];
-        for (w, out, b) in [
-            (&l.q, &mut s.q, &bias[0]),
-            (&l.k, &mut s.k, &bias[1]),
-            (&l.v, &mut s.v, &bias[2]),
-        ] {
+        for (w, out) in [(&l.q, &mut s.q), (&l.k, &mut s.k), (&l.v, &mut s.v)] {
             ops::matmul(be, &w.get(file), &s.normed, n, out)?;
-            if let Some(b) = b {
-                ops::add(be, out, b)?;
-            }
         }
         if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+            // (Models with q/k norms have no q/k/v biases: checked at load.)
             self.norm_in_place(&mut s.q, &mut s.q_tmp, qn)?;
             self.norm_in_place(&mut s.k, &mut s.k_tmp, kn)?;
         }
-        ops::rope_positions(
-            be,
-            &mut s.q,
-            c.n_heads,
-            c.head_dim,
-            &s.positions,
-            &self.rope,
-        )?;
-        ops::rope_positions(
-            be,
-            &mut s.k,
-            c.n_kv_heads,
-            c.head_dim,
-            &s.positions,
-            &self.rope,
-        )?;
-        ops::kv_append_batch(be, il, &s.k, &s.v, kv)?;
         let shape = HeadShape {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
             scale: 1.0 / (c.head_dim as f32).sqrt(),
         };
+        let [bq, bk, bv] = &s.bias[il];
+        ops::rope_kv_append_batch(
+            be,
+            il,
+            &mut s.q,
+            &mut s.k,
+            &mut s.v,
+            [bq.as_ref(), bk.as_ref(), bv.as_ref()],
+            &shape,
+            &s.positions,
+            &self.rope,
+            kv,
+        )?;
         ops::attention_batch(be, il, &s.q, kv, &shape, &mut s.attn)?;
         ops::matmul(be, &l.o.get(file), &s.attn, n, &mut s.proj)?;
         if let Some(post) = &l.post_attn_norm {
             self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;
         }
-        ops::add(be, &mut s.x, &s.proj)?;
+        ops::add_rms_norm(
+            be,
+            &mut s.x,
+            &s.proj,
+            &l.norm2.get(),
+            c.rms_eps,
+            &mut s.normed,
+        )?;
         Ok(())
     }
 
-    fn mlp_block(&self, l: &LayerWeights, s: &mut Scratch) -> ModelResult<()> {
+    /// The MLP on `s.normed`; its output is added to `s.x` and `s.normed` becomes
+    /// `rms_norm(s.x) * next_norm`.
+    fn mlp_block(&self, l: &LayerWeights, next_norm: &Vector, s: &mut Scratch) -> ModelResult<()> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
         let file = self.plan.loader().file();
-        ops::rms_norm(be, &s.x, &l.norm2.get(), c.rms_eps, &mut s.normed)?;
         ops::matmul(be, &l.gate.get(file), &s.normed, n, &mut s.gate)?;
         ops::matmul(be, &l.up.get(file), &s.normed, n, &mut s.up)?;
         ops::silu_mul(be, &s.gate, &s.up, &mut s.hidden)?;
@@ -493,7 +500,14 @@ impl Model {
         if let Some(post) = &l.post_ffn_norm {
             self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;
         }
-        ops::add(be, &mut s.x, &s.proj)?;
+        ops::add_rms_norm(
+            be,
+            &mut s.x,
+            &s.proj,
+            &next_norm.get(),
+            c.rms_eps,
+            &mut s.normed,
+        )?;
         Ok(())
     }
 }

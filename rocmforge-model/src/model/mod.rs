@@ -116,6 +116,13 @@ impl Model {
         check_supported(&plan)?;
         let started = std::time::Instant::now();
         let weights = weights::load(&plan, &backend, progress)?;
+        if let Some(il) = weights.layers.iter().position(|l| {
+            (l.q_norm.is_some() || l.k_norm.is_some()) && l.bias.iter().any(Option::is_some)
+        }) {
+            return Err(ModelError::InvalidInput(format!(
+                "block {il} has both q/k norms and q/k/v biases: not supported yet"
+            )));
+        }
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
             bytes = weight_bytes(&plan),

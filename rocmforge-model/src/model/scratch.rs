@@ -60,17 +60,8 @@ pub(crate) struct Scratch {
     pub logits: Option<Tensor>,
     /// The KV address tables of a step (reused: no allocation per step).
     pub kv_tables: KvTableBuffers,
-    /// Per block, the q/k/v biases repeated over the `n` rows (qwen2); `None` without bias.
+    /// Per block, the q/k/v biases on the backend (qwen2); `None` without bias.
     pub bias: Vec<[Option<Tensor>; 3]>,
-}
-
-/// `values` repeated `n` times as an `[n][values.len()]` tensor.
-fn replicate(be: &Backend, values: &[f32], n: usize) -> ModelResult<Tensor> {
-    let mut rows = Vec::with_capacity(values.len() * n);
-    for _ in 0..n {
-        rows.extend_from_slice(values);
-    }
-    Ok(be.from_f32(vec![n, values.len()], &rows)?)
 }
 
 impl Scratch {
@@ -118,7 +109,9 @@ impl Scratch {
                 .iter()
                 .map(|l| {
                     let r = |b: &Option<Vec<f32>>| {
-                        b.as_deref().map(|b| replicate(be, b, n)).transpose()
+                        b.as_deref()
+                            .map(|b| be.from_f32(vec![b.len()], b))
+                            .transpose()
                     };
                     Ok([r(&l.bias[0])?, r(&l.bias[1])?, r(&l.bias[2])?])
                 })

@@ -4,8 +4,10 @@
 use rocmforge_hip::{DeviceBuffer, DevicePtr, HipEvent, LaunchConfig, PinnedHostBuffer};
 
 use super::attention::MAX_HEAD_DIM;
+use super::rope::RopeArgs;
 use super::{HipOps, check_device, check_f32, grid_1d, to_u32};
 use crate::batch_kv::{HeadShape, SeqKv};
+use crate::cpu::RopeParams;
 use crate::device_tensor::DeviceTensor;
 use crate::error::{TensorError, TensorResult};
 
@@ -236,6 +238,93 @@ impl KvTables {
             // of this device that BatchKv checked has room for it and borrows mutably.
             unsafe { l.launch(grid_1d(n_rows * width, 256))? };
         }
+        Ok(())
+    }
+
+    /// Adds the q/k/v biases (each optional: `[n_heads * head_dim]` / `[kv width]` f32), ropes
+    /// q in place and k, and writes k and v (F32 `[n_rows][kv width]`) to the layer's cache rows:
+    /// one launch for the whole batch.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn rope_append(
+        &self,
+        ops: &HipOps,
+        layer: usize,
+        q: &mut DeviceTensor,
+        k: &DeviceTensor,
+        v: &DeviceTensor,
+        bias: [Option<&DeviceTensor>; 3],
+        shape: &HeadShape,
+        positions: &DeviceBuffer<u32>,
+        rope: &RopeParams,
+    ) -> TensorResult<()> {
+        const OP: &str = "rope_kv_append_batch";
+        let kv_width = shape.n_kv_heads * shape.head_dim;
+        let q_width = shape.n_heads * shape.head_dim;
+        if layer >= self.n_layers
+            || kv_width != self.k_width
+            || kv_width != self.v_width
+            || positions.len() < self.n_rows
+        {
+            return Err(TensorError::Shape {
+                op: OP,
+                what: format!(
+                    "{shape:?} at layer {layer} over caches of width {} ({} positions for {} rows)",
+                    self.k_width,
+                    positions.len(),
+                    self.n_rows
+                ),
+            });
+        }
+        check_f32(OP, "q", q, self.n_rows * q_width)?;
+        check_f32(OP, "k", k, self.n_rows * kv_width)?;
+        check_f32(OP, "v", v, self.n_rows * kv_width)?;
+        for t in [&*q, k, v] {
+            check_device(OP, ops, t)?;
+        }
+        let mut bias_ptrs = [DevicePtr(0); 3];
+        for (i, (b, width)) in bias.iter().zip([q_width, kv_width, kv_width]).enumerate() {
+            if let Some(b) = b {
+                check_f32(OP, "bias", b, width)?;
+                check_device(OP, ops, b)?;
+                bias_ptrs[i] = b.device_ptr();
+            }
+        }
+        if self.n_rows == 0 {
+            return Ok(());
+        }
+        let a = RopeArgs::new(rope, shape.head_dim);
+        let per_head = a.n_rot / 2 + (shape.head_dim - a.n_rot);
+        let per_token = (shape.n_heads + shape.n_kv_heads) * per_head + kv_width;
+        let f = ops.function("rope", "rope_kv_append_rows_f32")?;
+        let kd = self.ptr(layer * self.n_rows)?;
+        let vd = self.ptr((self.n_layers + layer) * self.n_rows)?;
+        let (pq, pk, pv) = (q.device_ptr(), k.device_ptr(), v.device_ptr());
+        let pp = positions.device_ptr();
+        let (nt, nh, nkvh, hd, nr) = (
+            to_u32(OP, "n_rows", self.n_rows)?,
+            to_u32(OP, "n_heads", shape.n_heads)?,
+            to_u32(OP, "n_kv_heads", shape.n_kv_heads)?,
+            to_u32(OP, "head_dim", shape.head_dim)?,
+            to_u32(OP, "n_rot", a.n_rot)?,
+        );
+        let mut l = ops.stream().launch_builder(&f);
+        l.arg(&pq).arg(&pk).arg(&pv);
+        l.arg(&bias_ptrs[0]).arg(&bias_ptrs[1]).arg(&bias_ptrs[2]);
+        l.arg(&pp).arg(&kd).arg(&vd);
+        l.arg(&nt)
+            .arg(&nh)
+            .arg(&nkvh)
+            .arg(&hd)
+            .arg(&nr)
+            .arg(&a.mode);
+        a.push_scalars(&mut l);
+        // SAFETY: the arguments match rope_kv_append_rows_f32's parameters in order and type;
+        // q holds n_rows * n_heads * head_dim f32, k and v n_rows * kv width (checked), each
+        // bias is null or holds its width (checked), positions at least n_rows u32 (checked);
+        // the tables hold n_rows K and V row addresses of this layer, each the start of a row
+        // of kv width f16 inside a cache of this device with room for it (BatchKv checked and
+        // borrows them mutably); n_rot <= head_dim.
+        unsafe { l.launch(grid_1d(self.n_rows * per_token, 256))? };
         Ok(())
     }
 

@@ -66,6 +66,39 @@ pub fn rms_norm(
     Ok(())
 }
 
+/// `x += delta`, then `out = x / sqrt(mean(x^2) + eps) * weight`, row by row, in one launch.
+pub fn add_rms_norm(
+    ops: &HipOps,
+    x: &mut DeviceTensor,
+    delta: &DeviceTensor,
+    weight: &DeviceTensor,
+    eps: f32,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "add_rms_norm";
+    let rows = check_rows(OP, ops, x, weight, out)?;
+    check_f32(OP, "delta", delta, x.n_elements())?;
+    check_device(OP, ops, delta)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "add_rms_norm_f32")?;
+    let (px, pd, pw, po) = (
+        x.device_ptr(),
+        delta.device_ptr(),
+        weight.device_ptr(),
+        out.device_ptr(),
+    );
+    let n = to_u32(OP, "n", weight.n_elements())?;
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&px).arg(&pd).arg(&pw).arg(&po).arg(&n).arg(&eps);
+    // SAFETY: (float* x, const float* delta, const float* w, float* out, u32 n, float eps)
+    // matches add_rms_norm_f32; x, delta and out hold rows * n f32, w holds n (checked); x is
+    // borrowed mutably and out is a different tensor; one block per row.
+    unsafe { l.launch(rows_config(OP, rows)?)? };
+    Ok(())
+}
+
 /// `out = (x - mean) / sqrt(var + eps) * weight (+ bias)`, row by row.
 pub fn layer_norm(
     ops: &HipOps,

@@ -88,12 +88,7 @@ pub fn rope_device_positions(
         .arg(&hd)
         .arg(&nr)
         .arg(&a.mode);
-    l.arg(&a.theta_scale)
-        .arg(&a.freq_scale)
-        .arg(&a.ext_factor)
-        .arg(&a.corr[0])
-        .arg(&a.corr[1])
-        .arg(&a.mscale);
+    a.push_scalars(&mut l);
     // SAFETY: the arguments match rope_f32's parameters in order and type; x holds
     // n_tokens * n_heads * head_dim f32 and positions at least n_tokens u32 (checked);
     // n_rot <= head_dim.
@@ -102,18 +97,29 @@ pub fn rope_device_positions(
 }
 
 /// The scalar arguments the RoPE kernels take, from the CPU op's parameters.
-struct RopeArgs {
-    n_rot: usize,
-    mode: u32,
-    theta_scale: f32,
-    freq_scale: f32,
-    ext_factor: f32,
-    corr: [f32; 2],
-    mscale: f32,
+pub(crate) struct RopeArgs {
+    pub(crate) n_rot: usize,
+    pub(crate) mode: u32,
+    pub(crate) theta_scale: f32,
+    pub(crate) freq_scale: f32,
+    pub(crate) ext_factor: f32,
+    pub(crate) corr: [f32; 2],
+    pub(crate) mscale: f32,
 }
 
 impl RopeArgs {
-    fn new(p: &RopeParams, head_dim: usize) -> RopeArgs {
+    /// Appends the kernels' trailing scalars: theta_scale, freq_scale, ext_factor, corr0,
+    /// corr1, mscale.
+    pub(crate) fn push_scalars<'a>(&'a self, l: &mut rocmforge_hip::LaunchArgs<'a>) {
+        l.arg(&self.theta_scale)
+            .arg(&self.freq_scale)
+            .arg(&self.ext_factor)
+            .arg(&self.corr[0])
+            .arg(&self.corr[1])
+            .arg(&self.mscale);
+    }
+
+    pub(crate) fn new(p: &RopeParams, head_dim: usize) -> RopeArgs {
         let n_rot = p.n_rot.min(head_dim) & !1;
         let theta_scale = p.freq_base.powf(-2.0 / n_rot.max(1) as f32);
         let (ext_factor, mut mscale, corr) = match &p.yarn {
@@ -248,12 +254,7 @@ pub fn rope_qk_kv_append(
         .arg(&hd)
         .arg(&nr)
         .arg(&a.mode);
-    l.arg(&a.theta_scale)
-        .arg(&a.freq_scale)
-        .arg(&a.ext_factor)
-        .arg(&a.corr[0])
-        .arg(&a.corr[1])
-        .arg(&a.mscale);
+    a.push_scalars(&mut l);
     // SAFETY: the arguments match rope_qk_kv_append_f32's parameters in order and type; q, k,
     // v hold n_tokens rows of their widths, the caches capacity rows of n_kv_heads * head_dim
     // (checked); the kernel writes cache rows below capacity only; positions holds n_tokens

@@ -4,6 +4,7 @@
 
 use half::f16;
 use rocmforge_gguf::GgmlType;
+use rocmforge_tensor::cpu::{RopeMode, RopeParams};
 use rocmforge_tensor::{BatchKv, HeadShape, KvTableBuffers, SeqKv, Tensor, TensorResult, ops};
 
 use crate::elementwise::{both, out};
@@ -53,12 +54,46 @@ fn run(
         .collect();
     let mut tables = KvTableBuffers::default();
     let mut kv = BatchKv::new(be, kv_seqs, LAYERS, &mut tables)?;
-    for layer in 0..LAYERS {
-        ops::kv_append_batch(be, layer, &k, &v, &mut kv)?;
-    }
+    // Layer 0: the plain append; layer 1: biases + RoPE (NeoX, a partial rotation when the
+    // head has room) + append in one call, at each row's own position.
+    ops::kv_append_batch(be, 0, &k, &v, &mut kv)?;
+    let positions: Vec<u32> = seqs
+        .iter()
+        .flat_map(|&(_, start, n)| (start..start + n).map(|p| p as u32))
+        .collect();
+    let pos = be.ids(&positions)?;
+    let rope = RopeParams {
+        n_rot: if shape.head_dim >= 16 {
+            shape.head_dim - 8
+        } else {
+            shape.head_dim & !1
+        },
+        freq_base: 10000.0,
+        freq_scale: 1.0,
+        mode: RopeMode::Neox,
+        yarn: None,
+    };
+    let b: Vec<Tensor> = [&data.bq, &data.bk, &data.bv]
+        .iter()
+        .map(|d| be.from_f32(vec![d.len()], d))
+        .collect::<TensorResult<_>>()?;
+    let (mut q, mut k, mut v) = (q, k, v);
+    ops::rope_kv_append_batch(
+        be,
+        1,
+        &mut q,
+        &mut k,
+        &mut v,
+        [Some(&b[0]), Some(&b[1]), Some(&b[2])],
+        shape,
+        &pos,
+        &rope,
+        &mut kv,
+    )?;
     ops::attention_batch(be, 1, &q, &kv, shape, &mut o)?;
     drop(kv);
     let mut all = o.to_f32_vec()?;
+    all.extend(q.to_f32_vec()?);
     for (kc, vc) in &caches {
         for t in kc.iter().chain(vc) {
             all.extend(t.to_f32_vec()?);
@@ -73,6 +108,9 @@ struct Data {
     k: Vec<f32>,
     v: Vec<f32>,
     q: Vec<f32>,
+    bq: Vec<f32>,
+    bk: Vec<f32>,
+    bv: Vec<f32>,
 }
 
 pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
@@ -117,6 +155,9 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
             k: ctx.randn(n_rows * kv_dim, 1.0),
             v: ctx.randn(n_rows * kv_dim, 1.0),
             q: ctx.randn(n_rows * n_heads * head_dim, 1.0),
+            bq: ctx.randn(n_heads * head_dim, 0.5),
+            bk: ctx.randn(kv_dim, 0.5),
+            bv: ctx.randn(kv_dim, 0.5),
         };
         let shape = HeadShape {
             n_heads,
@@ -126,7 +167,7 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
         };
         let (c, g) = both(ctx, |be| run(ctx, be, &seqs, &shape, &data))?;
         ctx.check(
-            "attention_batch + kv_append_batch",
+            "attention_batch + kv_append_batch + rope_kv_append_batch",
             &format!("{n_heads}/{n_kv_heads}x{head_dim}, seqs {seqs:?}"),
             &c,
             &g,

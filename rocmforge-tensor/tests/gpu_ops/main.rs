@@ -39,6 +39,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ),
     ("rms_norm", norm::rms_norm),
     ("layer_norm", norm::layer_norm),
+    ("add_rms_norm", norm::add_rms_norm),
     ("rope_normal_neox_partial_yarn", rope::rope),
     ("embedding_float_and_quantized", embedding::embedding),
     ("kv_append_f16", attention::kv_append),

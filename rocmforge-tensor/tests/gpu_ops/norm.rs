@@ -31,6 +31,35 @@ pub fn rms_norm(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// The fused residual add + RMS norm: both the updated residual and the normed rows.
+pub fn add_rms_norm(ctx: &Ctx) -> Result<(), String> {
+    for (rows, n) in SHAPES {
+        let x = ctx.randn(rows * n, 5.0);
+        let d = ctx.randn(rows * n, 3.0);
+        let w = ctx.randn(n, 2.0);
+        let (c, g) = both(ctx, |be| {
+            let mut tx = be.from_f32(vec![rows, n], &x)?;
+            let td = be.from_f32(vec![rows, n], &d)?;
+            let tw = be.from_f32(vec![n], &w)?;
+            let weight = match &tw {
+                rocmforge_tensor::Tensor::Hip(d) => Weight::Hip(d),
+                _ => Weight::CpuF32 {
+                    data: &w,
+                    rows: 1,
+                    cols: n,
+                },
+            };
+            let mut o = out(ctx, be, vec![rows, n])?;
+            ops::add_rms_norm(be, &mut tx, &td, &weight, 1e-5, &mut o)?;
+            let mut all = o.to_f32_vec()?;
+            all.extend(tx.to_f32_vec()?);
+            Ok(all)
+        })?;
+        ctx.check("add_rms_norm", &format!("{rows}x{n}"), &c, &g, 1e-5)?;
+    }
+    Ok(())
+}
+
 pub fn layer_norm(ctx: &Ctx) -> Result<(), String> {
     for (rows, n) in SHAPES {
         let x = ctx.randn(rows * n, 5.0);
