@@ -112,20 +112,24 @@ RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* k_b
 // then attention_rows_combine_f32, the same arguments and result as attention_rows_f16 for head
 // dimensions that are even and at most AS_MAX_HD.
 //
-// Pass 1: grid (n_split, n_kv_heads * ceil(group / AS_GC), n_dec), one warp per block. Block
-// (x, y, i) takes the query heads of one KV head (at most AS_GC of its group, so K and V are read
-// once for them) of decoding sequence i, over its keys x*cs .. min((x+1)*cs, len) where
-// cs = ceil(len / n_split): the grid depends only on the batch and the model, never on the
-// lengths, so a captured step replays as the caches grow. Lanes take one key each for the scores
-// (the query in shared memory, K rows read as 16-byte vectors when head_dim % 8 == 0), an online
-// softmax per head over tiles of RF_WARP_SIZE keys, then lanes split the head dimension (two
-// values each per step) for the weighted sum of V. The block writes its unnormalised sum, its
-// maximum m and its sum l of exp(s - m) per head to part[(i * n_heads + h) * n_split + x]
-// (head_dim + 2 floats; m = -inf, l = 0 for a split without keys).
-// Pass 2: one block per (head, sequence) rescales the splits to the largest m and divides by
-// the total l (no visible key: zeros, as attention_rows_f16).
+// Pass 1: grid (n_split, n_kv_heads * ceil(group / AS_GC), n_dec), one warp per block. Sequence
+// i of length len uses the first as_splits(len) = min(n_split, ceil(len / RF_WARP_SIZE)) splits
+// (at least one warp-wide tile of keys each), of cs = ceil(len / splits) keys; the other blocks
+// return at once. The grid depends only on the batch and the model, never on the lengths, so a
+// captured step replays as the caches grow. Block (x, y, i) takes the query heads of one KV head
+// (at most AS_GC of its group, so K and V are read once for them) over keys x*cs ..
+// min((x+1)*cs, len). Lanes take one key each for the scores (the query in shared memory, K rows
+// read as 16-byte vectors when head_dim % 8 == 0), an online softmax per head over tiles of
+// RF_WARP_SIZE keys, then lanes split the head dimension (two values each) for the weighted sum
+// of V. The block writes its unnormalised sum, its maximum m and its sum l of exp(s - m) per head
+// to part[(i * n_heads + h) * n_split + x] (head_dim + 2 floats).
+// Pass 2: one block per (head, sequence) rescales the used splits to the largest m (weights
+// computed once in shared memory) and divides by the total l (no visible key: zeros, as
+// attention_rows_f16). HD > 0 instantiates a fixed head dimension (loops fully unrolled); HD = 0
+// takes head_dim at run time.
 #define AS_GC 8
 #define AS_MAX_HD 256
+#define AS_MAX_SPLIT 64
 
 struct __attribute__((aligned(16))) as_h8 {
     rf_half h[8];
@@ -134,10 +138,17 @@ struct __attribute__((aligned(4))) as_h2 {
     rf_half a, b;
 };
 
-template <int GC, int PAIRS>
+RF_DEVICE rf_u32 as_splits(rf_u32 len, rf_u32 n_split) {
+    const rf_u32 tiles = (len + RF_WARP_SIZE - 1) / RF_WARP_SIZE;
+    const rf_u32 s = tiles < n_split ? tiles : n_split;
+    return s > 0 ? s : 1;
+}
+
+template <int HD, int GC, int PAIRS>
 RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* vb, float* part,
-                          rf_u32 n_split, rf_u32 head_dim, rf_u64 kv_stride, float scale,
+                          rf_u32 n_split, rf_u32 head_dim_rt, rf_u64 kv_stride, float scale,
                           rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
+    const rf_u32 head_dim = HD > 0 ? (rf_u32)HD : head_dim_rt;
     const rf_u32 lane = RF_TID_X;
     for (rf_u32 x = lane; x < GC * head_dim; x += RF_WARP_SIZE)
         q_sh[x] = rf_half_to_f32(rf_f32_to_half(qrow[x]));
@@ -160,6 +171,7 @@ RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* v
         if (j < c1) {
             const rf_half* kr = kb + (rf_u64)j * kv_stride;
             if (vec8) {
+#pragma unroll 4
                 for (rf_u32 d = 0; d < head_dim; d += 8) {
                     const as_h8 raw = *(const as_h8*)(kr + d);
                     float kf[8];
@@ -173,6 +185,7 @@ RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* v
                     }
                 }
             } else {
+#pragma unroll 4
                 for (rf_u32 d = 0; d < head_dim; d += 2) {
                     const as_h2 raw = *(const as_h2*)(kr + d);
                     const float k0 = rf_half_to_f32(raw.a), k1 = rf_half_to_f32(raw.b);
@@ -197,6 +210,7 @@ RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* v
         }
         rf_sync_block();  // p_sh[] written by every lane
         const rf_u32 n_tile = c1 - j0 < RF_WARP_SIZE ? c1 - j0 : RF_WARP_SIZE;
+#pragma unroll 8
         for (rf_u32 jj = 0; jj < n_tile; ++jj) {
             const rf_half* vr = vb + (rf_u64)(j0 + jj) * kv_stride;
 #pragma unroll
@@ -235,23 +249,26 @@ RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* v
     }
 }
 
-template <int PAIRS>
+template <int HD, int PAIRS>
 RF_DEVICE void as_partial_gc(rf_u32 gc, const float* qrow, const rf_half* kb, const rf_half* vb,
                              float* part, rf_u32 n_split, rf_u32 head_dim, rf_u64 kv_stride,
                              float scale, rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
 #define AS_ARGS qrow, kb, vb, part, n_split, head_dim, kv_stride, scale, c0, c1, q_sh, p_sh
     switch (gc) {
-        case 1: as_partial<1, PAIRS>(AS_ARGS); break;
-        case 2: as_partial<2, PAIRS>(AS_ARGS); break;
-        case 3: as_partial<3, PAIRS>(AS_ARGS); break;
-        case 4: as_partial<4, PAIRS>(AS_ARGS); break;
-        case 5: as_partial<5, PAIRS>(AS_ARGS); break;
-        case 6: as_partial<6, PAIRS>(AS_ARGS); break;
-        case 7: as_partial<7, PAIRS>(AS_ARGS); break;
-        default: as_partial<8, PAIRS>(AS_ARGS); break;
+        case 1: as_partial<HD, 1, PAIRS>(AS_ARGS); break;
+        case 2: as_partial<HD, 2, PAIRS>(AS_ARGS); break;
+        case 3: as_partial<HD, 3, PAIRS>(AS_ARGS); break;
+        case 4: as_partial<HD, 4, PAIRS>(AS_ARGS); break;
+        case 5: as_partial<HD, 5, PAIRS>(AS_ARGS); break;
+        case 6: as_partial<HD, 6, PAIRS>(AS_ARGS); break;
+        case 7: as_partial<HD, 7, PAIRS>(AS_ARGS); break;
+        default: as_partial<HD, 8, PAIRS>(AS_ARGS); break;
     }
 #undef AS_ARGS
 }
+
+// Dimension pairs per lane for a head of HD values.
+#define AS_PAIRS(hd) (((hd) + 2 * RF_WARP_SIZE - 1) / (2 * RF_WARP_SIZE))
 
 RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u64* k_base,
                                                       const rf_u64* v_base, const rf_u32* rows,
@@ -263,13 +280,15 @@ RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u
     __shared__ float q_sh[AS_GC * AS_MAX_HD];
     __shared__ float p_sh[AS_GC * RF_WARP_SIZE];
     const rf_u32 x = RF_BID_X, i = RF_BID_Z;
+    const rf_u32 len = lens[i];
+    const rf_u32 splits = as_splits(len, n_split);
+    if (x >= splits) return;  // the whole block; no barrier was reached
     const rf_u32 group = n_heads / n_kv_heads;
     const rf_u32 n_gc = (group + AS_GC - 1) / AS_GC;
     const rf_u32 kvh = RF_BID_Y / n_gc, gchunk = RF_BID_Y % n_gc;
     const rf_u32 h0 = kvh * group + gchunk * AS_GC;
     const rf_u32 gc = group - gchunk * AS_GC < AS_GC ? group - gchunk * AS_GC : AS_GC;
-    const rf_u32 len = lens[i];
-    const rf_u32 cs = (len + n_split - 1) / n_split;
+    const rf_u32 cs = (len + splits - 1) / splits;
     const rf_u32 c0 = x * cs < len ? x * cs : len;
     const rf_u32 c1 = c0 + cs < len ? c0 + cs : len;
     const rf_u64 kv_stride = (rf_u64)n_kv_heads * head_dim;
@@ -277,45 +296,67 @@ RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u
     const rf_half* kb = (const rf_half*)k_base[i] + (rf_u64)kvh * head_dim;
     const rf_half* vb = (const rf_half*)v_base[i] + (rf_u64)kvh * head_dim;
     float* part0 = part + (((rf_u64)i * n_heads + h0) * n_split + x) * ((rf_u64)head_dim + 2);
-    const rf_u32 pairs = (head_dim + 2 * RF_WARP_SIZE - 1) / (2 * RF_WARP_SIZE);
-    if (pairs <= 1) {
-        as_partial_gc<1>(gc, qrow, kb, vb, part0, n_split, head_dim, kv_stride, scale, c0, c1,
-                         q_sh, p_sh);
-    } else if (pairs <= 2) {
-        as_partial_gc<2>(gc, qrow, kb, vb, part0, n_split, head_dim, kv_stride, scale, c0, c1,
-                         q_sh, p_sh);
+#define AS_CALL(HD, PAIRS) \
+    as_partial_gc<HD, PAIRS>(gc, qrow, kb, vb, part0, n_split, head_dim, kv_stride, scale, c0, \
+                             c1, q_sh, p_sh)
+    if (head_dim == 64) {
+        AS_CALL(64, AS_PAIRS(64));
+    } else if (head_dim == 128) {
+        AS_CALL(128, AS_PAIRS(128));
+    } else if (head_dim == 256) {
+        AS_CALL(256, AS_PAIRS(256));
     } else {
-        as_partial_gc<(AS_MAX_HD + 2 * RF_WARP_SIZE - 1) / (2 * RF_WARP_SIZE)>(
-            gc, qrow, kb, vb, part0, n_split, head_dim, kv_stride, scale, c0, c1, q_sh, p_sh);
+        const rf_u32 pairs = AS_PAIRS(head_dim);
+        if (pairs <= 1) {
+            AS_CALL(0, 1);
+        } else if (pairs <= 2) {
+            AS_CALL(0, 2);
+        } else {
+            AS_CALL(0, AS_PAIRS(AS_MAX_HD));
+        }
     }
+#undef AS_CALL
 }
 
 #define AS_COMBINE_THREADS 128
 
 RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
-                                                              const rf_u32* rows, float* out,
+                                                              const rf_u32* rows,
+                                                              const rf_u32* lens, float* out,
                                                               rf_u32 n_heads, rf_u32 head_dim,
                                                               rf_u32 n_split) {
-    const rf_u32 h = RF_BID_X, i = RF_BID_Y;
+    __shared__ float w_sh[AS_MAX_SPLIT];
+    __shared__ float den_sh;
+    const rf_u32 h = RF_BID_X, i = RF_BID_Y, t = RF_TID_X;
+    const rf_u32 splits = as_splits(lens[i], n_split);  // <= n_split <= AS_MAX_SPLIT
     const rf_u64 stride = (rf_u64)head_dim + 2;
     const float* p = part + ((rf_u64)i * n_heads + h) * n_split * stride;
     float* o = out + ((rf_u64)rows[i] * n_heads + h) * head_dim;
-    float big = -__builtin_huge_valf();
-    for (rf_u32 s = 0; s < n_split; ++s) {
-        const float ms = p[s * stride + head_dim];
-        big = ms > big ? ms : big;
-    }
-    for (rf_u32 d = RF_TID_X; d < head_dim; d += RF_BDIM_X) {
-        float num = 0.0f, den = 0.0f;
-        for (rf_u32 s = 0; s < n_split; ++s) {
-            const float* ps = p + s * stride;
-            const float ms = ps[head_dim];
-            if (ms == -__builtin_huge_valf()) continue;  // a split without keys
-            const float w = rf_expf(ms - big);
-            num += w * ps[d];
-            den += w * ps[head_dim + 1];
+    if (t < RF_WARP_SIZE) {  // warp 0: the weights exp(m_s - M) and the total l
+        float big = -__builtin_huge_valf();
+        for (rf_u32 s = t; s < splits; s += RF_WARP_SIZE) {
+            const float ms = p[s * stride + head_dim];
+            big = ms > big ? ms : big;
         }
-        o[d] = den > 0.0f ? num / den : 0.0f;
+        big = rf_warp_max_f32(big);
+        float den = 0.0f;
+        for (rf_u32 s = t; s < splits; s += RF_WARP_SIZE) {
+            const float ms = p[s * stride + head_dim];
+            // A split without keys (m = -inf) weighs 0; so does every split when none has keys.
+            const float w = ms == -__builtin_huge_valf() ? 0.0f : rf_expf(ms - big);
+            w_sh[s] = w;
+            den += w * p[s * stride + head_dim + 1];
+        }
+        den = rf_warp_sum_f32(den);
+        if (t == 0) den_sh = den;
+    }
+    rf_sync_block();
+    const float inv = den_sh > 0.0f ? 1.0f / den_sh : 0.0f;
+    for (rf_u32 d = t; d < head_dim; d += RF_BDIM_X) {
+        float num = 0.0f;
+#pragma unroll 4
+        for (rf_u32 s = 0; s < splits; ++s) num += w_sh[s] * p[s * stride + d];
+        o[d] = num * inv;
     }
 }
 

@@ -96,14 +96,6 @@ impl Mat {
             Mat::Device(t) => Weight::Hip(t),
         }
     }
-
-    /// The device copy, for GPU-only paths (the captured decode step).
-    pub fn device(&self) -> Option<&DeviceTensor> {
-        match self {
-            Mat::Device(t) => Some(t),
-            Mat::Host { .. } => None,
-        }
-    }
 }
 
 impl Vector {
@@ -116,14 +108,6 @@ impl Vector {
                 cols: v.len(),
             },
             Vector::Device(t) => Weight::Hip(t),
-        }
-    }
-
-    /// The device copy, for GPU-only paths.
-    pub fn device(&self) -> Option<&DeviceTensor> {
-        match self {
-            Vector::Device(t) => Some(t),
-            Vector::Host(_) => None,
         }
     }
 }

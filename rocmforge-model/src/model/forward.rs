@@ -88,11 +88,6 @@ impl Model {
         };
         let _entered = span.enter();
         let positions = self.positions(start_pos, n)?;
-        if let ([token], [pos]) = (tokens, positions.as_slice()) {
-            if let Some(logits) = self.decode_graph_step(cache, *token, *pos)? {
-                return Ok(logits);
-            }
-        }
         let out_rows: Vec<u32> = (first_out as u32..n as u32).collect();
         let mut seqs = [SeqRows { cache, row: 0, n }];
         self.run(tokens, &positions, &mut seqs, &out_rows, Want::Logits)
@@ -107,15 +102,6 @@ impl Model {
         &self,
         segments: &mut [Segment<'_>],
     ) -> ModelResult<Vec<Option<Vec<f32>>>> {
-        // One sequence decoding one token: the single-sequence path, whose decode step is the
-        // fused graph of `decode_graph.rs` on a GPU (what `rocmforge serve` runs for one client).
-        if let [seg] = segments {
-            if seg.tokens.len() == 1 && seg.want_logits {
-                let start = seg.cache.len();
-                let logits = self.forward(seg.cache, seg.tokens, start, LogitsFor::Last)?;
-                return Ok(vec![Some(logits)]);
-            }
-        }
         let out = self.batch(segments, Want::Logits)?.into_logits();
         let vocab = self.plan.config.vocab_size;
         let mut chunks = out.chunks_exact(vocab.max(1));
@@ -136,13 +122,6 @@ impl Model {
         &self,
         segments: &mut [Segment<'_>],
     ) -> ModelResult<Vec<Option<u32>>> {
-        if let [seg] = segments {
-            if seg.tokens.len() == 1 && seg.want_logits && self.decode_graph_covers() {
-                let start = seg.cache.len();
-                let logits = self.forward(seg.cache, seg.tokens, start, LogitsFor::Last)?;
-                return Ok(vec![Some(crate::sampler::argmax(&logits) as u32)]);
-            }
-        }
         let ids = match self.batch(segments, Want::Argmax)? {
             RowsOut::Ids(ids) => ids,
             RowsOut::Logits(_) => {
@@ -282,7 +261,7 @@ impl Model {
         let graphable = every_row
             && seqs.iter().all(|q| q.n == 1)
             && matches!(be, Backend::Hip(_))
-            && self.decode.enabled();
+            && self.graphs.enabled();
         let kv_seqs = seqs
             .iter_mut()
             .map(|seq| SeqKv {
@@ -394,6 +373,7 @@ impl Model {
         match s.graph.state {
             GraphState::Ready => {}
             GraphState::Cold | GraphState::Failed => {
+                self.graphs.set_replayed(false);
                 self.record_step(s, kv, true)?;
                 if s.graph.state == GraphState::Cold {
                     s.graph.state = GraphState::Warm;
@@ -423,6 +403,7 @@ impl Model {
                 }
             }
         }
+        self.graphs.set_replayed(s.graph.exec.is_some());
         match &s.graph.exec {
             Some(exec) => Ok(ops.launch_graph(exec)?),
             None => self.record_step(s, kv, true),

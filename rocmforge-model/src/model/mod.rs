@@ -2,10 +2,9 @@
 //! weights, one KV cache type, one forward for every device. A single sequence is a batch of
 //! one segment; a device is a backend, not a second model type.
 //!
-//! On a GPU the single-sequence decode step is also recorded once as a graph and replayed
-//! (`decode_graph.rs`), with fused kernels for the norm + quantize and RoPE + KV append.
+//! On a GPU a step that only decodes (one new token per sequence, one sequence included) is
+//! recorded once per batch size as a graph and replayed (`forward.rs`).
 
-mod decode_graph;
 mod forward;
 mod scratch;
 
@@ -33,8 +32,8 @@ pub struct Model {
     weights: Weights,
     /// Activations of recent batch sizes (most recent last), reused between calls.
     pool: Mutex<Vec<Scratch>>,
-    /// The captured single-sequence decode step (GPU; see `decode_graph.rs`).
-    decode: decode_graph::DecodeSlot,
+    /// Whether decode-only steps are captured and replayed (GPU), and whether the last one was.
+    graphs: scratch::GraphSwitch,
 }
 
 /// Batch sizes whose activations the forward keeps allocated.
@@ -136,7 +135,7 @@ impl Model {
             rope,
             weights,
             pool: Mutex::new(Vec::new()),
-            decode: Default::default(),
+            graphs: Default::default(),
         })
     }
 
@@ -212,15 +211,15 @@ impl Model {
         Ok(wanted.min(fits))
     }
 
-    /// Turns the captured single-sequence decode on or off (GPU; on by default unless
-    /// `ROCMFORGE_DECODE_GRAPH=0`); off, every step runs the op-by-op forward.
+    /// Turns the captured decode steps on or off (GPU; on by default unless
+    /// `ROCMFORGE_DECODE_GRAPH=0`); off, every step runs launch by launch.
     pub fn set_decode_graph(&self, on: bool) {
-        self.decode.set_enabled(on);
+        self.graphs.set_enabled(on);
     }
 
-    /// Whether the last decode step replayed a captured graph.
+    /// Whether the last decode-only step replayed a captured graph.
     pub fn decode_graph_replaying(&self) -> bool {
-        self.decode.replaying()
+        self.graphs.replayed()
     }
 
     /// The batch sizes whose decode-only step is captured as a graph now (GPU), ascending.

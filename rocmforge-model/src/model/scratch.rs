@@ -1,12 +1,51 @@
 //! Activation buffers of one forward call, on the model's backend, kept between calls of the
 //! same batch size (every decode step of one batch size reuses one set: no allocation per token).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rocmforge_gguf::GgmlType;
 use rocmforge_tensor::{Backend, Ids, KvTableBuffers, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::ModelResult;
 use crate::weights::Weights;
+
+/// The model-wide switch of the captured decode steps.
+#[derive(Debug)]
+pub(crate) struct GraphSwitch {
+    enabled: AtomicBool,
+    replayed: AtomicBool,
+}
+
+impl Default for GraphSwitch {
+    /// Enabled unless `ROCMFORGE_DECODE_GRAPH=0`.
+    fn default() -> Self {
+        let off = std::env::var("ROCMFORGE_DECODE_GRAPH").is_ok_and(|v| v == "0");
+        GraphSwitch {
+            enabled: AtomicBool::new(!off),
+            replayed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl GraphSwitch {
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the last decode-only step replayed a graph.
+    pub fn set_replayed(&self, replayed: bool) {
+        self.replayed.store(replayed, Ordering::Relaxed);
+    }
+
+    pub fn replayed(&self) -> bool {
+        self.replayed.load(Ordering::Relaxed)
+    }
+}
 
 /// Where the batched decode graph of a scratch stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

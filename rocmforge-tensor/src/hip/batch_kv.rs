@@ -19,7 +19,8 @@ const ATTENTION_THREADS: u32 = 128;
 const SPLIT_GROUP: usize = 8;
 const SPLIT_MAX_HEAD_DIM: usize = 256;
 const COMBINE_THREADS: u32 = 128;
-/// Blocks (one warp each) per compute unit the split attention aims for, and its most splits.
+/// Blocks (one warp each) per compute unit the split attention aims for, and its most splits
+/// (`AS_MAX_SPLIT`; a sequence uses at most one split per warp-wide tile of its keys).
 const SPLIT_BLOCKS_PER_CU: usize = 4;
 const SPLIT_MAX: usize = 64;
 
@@ -417,9 +418,16 @@ impl KvTables {
                 shared_mem_bytes: 0,
             };
             let mut l = ops.stream().launch_builder(&f);
-            l.arg(&part).arg(&rows).arg(&po).arg(&nh).arg(&hd).arg(&ns);
+            l.arg(&part)
+                .arg(&rows)
+                .arg(&lens)
+                .arg(&po)
+                .arg(&nh)
+                .arg(&hd)
+                .arg(&ns);
             // SAFETY: the arguments match attention_rows_combine_f32's parameters; part holds
-            // the partials the launch above wrote for n_dec * n_heads * n_split slots, out holds
+            // the partials the launch above wrote for the splits each sequence uses (the same
+            // count from the same lens, at most n_split <= the kernel's AS_MAX_SPLIT), out holds
             // n_rows rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows.
             unsafe { l.launch(cfg)? };
             return Ok(());

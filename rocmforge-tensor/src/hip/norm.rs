@@ -7,7 +7,7 @@ use crate::device_tensor::DeviceTensor;
 use crate::error::{TensorError, TensorResult};
 
 const FAMILY: &str = "norm";
-const THREADS: u32 = 256;
+const THREADS: u32 = 1024;
 
 fn rows_config(op: &'static str, rows: usize) -> TensorResult<LaunchConfig> {
     Ok(LaunchConfig {

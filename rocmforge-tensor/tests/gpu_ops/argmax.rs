@@ -55,7 +55,7 @@ pub fn argmax_and_top_k(ctx: &Ctx) -> Result<(), String> {
         }
         if row_len > 10 {
             x[3] = f32::NAN;
-            x[row_len + 5] = f32::NEG_INFINITY;
+            x[(n_rows - 1) * row_len + 5] = f32::NEG_INFINITY;
         }
         if n_rows > 2 {
             x[2 * row_len..3 * row_len].fill(f32::NAN);
