@@ -107,69 +107,6 @@ RF_KERNEL(256) void rope_f32(float* x, const rf_u32* positions, rf_u32 n_tokens,
     }
 }
 
-// The attention prologue of a decode step in one launch: RoPE on q in place (as rope_f32), RoPE
-// on k written straight to the f16 K cache, and v copied to the f16 V cache, token t at cache
-// row *start_row + t (read on the device; rows past `capacity` are skipped). q: [n_tokens]
-// [n_heads][head_dim], k and v: [n_tokens][n_kv_heads][head_dim] f32; caches [capacity]
-// [n_kv_heads][head_dim] f16. Per token the work items are: n_heads * half query pairs, then
-// per KV head half key pairs + (head_dim - n_rot) unrotated key values, then the V row.
-RF_KERNEL(256) void rope_qk_kv_append_f32(
-    float* q, const float* k, const float* v, rf_half* k_cache, rf_half* v_cache,
-    const rf_u32* positions, const rf_u32* start_row, rf_u32 capacity, rf_u32 n_tokens,
-    rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, rf_u32 n_rot, rf_u32 mode,
-    float theta_scale, float freq_scale, float ext_factor, float corr0, float corr1,
-    float mscale) {
-    const rf_u32 half = n_rot / 2;
-    const rf_u32 q_items = n_heads * half;
-    const rf_u32 k_per_head = half + (head_dim - n_rot);
-    const rf_u32 k_items = n_kv_heads * k_per_head;
-    const rf_u32 row_len = n_kv_heads * head_dim;
-    const rf_u32 per_token = q_items + k_items + row_len;
-    const rf_u64 total = (rf_u64)n_tokens * per_token;
-    const rf_u32 first = *start_row;
-    for (rf_u64 idx = RF_GLOBAL_ID_X; idx < total; idx += RF_GRID_STRIDE_X) {
-        const rf_u32 token = (rf_u32)(idx / per_token);
-        rf_u32 item = (rf_u32)(idx % per_token);
-        const rf_u64 row = (rf_u64)first + token;
-        if (item < q_items) {
-            const rf_u32 head = item / half, pair = item % half;
-            float c, s;
-            rope_cos_sin(positions[token], pair, theta_scale, freq_scale, ext_factor, corr0,
-                         corr1, mscale, &c, &s);
-            float* h = q + ((rf_u64)token * n_heads + head) * head_dim;
-            const rf_u32 a = mode == 0 ? 2 * pair : pair;
-            const rf_u32 b = mode == 0 ? 2 * pair + 1 : pair + half;
-            const float x0 = h[a], x1 = h[b];
-            h[a] = x0 * c - x1 * s;
-            h[b] = x0 * s + x1 * c;
-            continue;
-        }
-        if (row >= capacity) continue;
-        item -= q_items;
-        if (item < k_items) {
-            const rf_u32 head = item / k_per_head, e = item % k_per_head;
-            const float* h = k + ((rf_u64)token * n_kv_heads + head) * head_dim;
-            rf_half* dst = k_cache + row * row_len + (rf_u64)head * head_dim;
-            if (e >= half) {  // past the rotated dimensions: copied
-                const rf_u32 d = n_rot + (e - half);
-                dst[d] = rf_f32_to_half(h[d]);
-                continue;
-            }
-            float c, s;
-            rope_cos_sin(positions[token], e, theta_scale, freq_scale, ext_factor, corr0, corr1,
-                         mscale, &c, &s);
-            const rf_u32 a = mode == 0 ? 2 * e : e;
-            const rf_u32 b = mode == 0 ? 2 * e + 1 : e + half;
-            const float x0 = h[a], x1 = h[b];
-            dst[a] = rf_f32_to_half(x0 * c - x1 * s);
-            dst[b] = rf_f32_to_half(x0 * s + x1 * c);
-            continue;
-        }
-        item -= k_items;
-        v_cache[row * row_len + item] = rf_f32_to_half(v[(rf_u64)token * row_len + item]);
-    }
-}
-
 // The attention prologue of a ragged batch in one launch: the q/k/v biases added (each may be
 // null), RoPE on q in place (as rope_f32), RoPE on k written straight to its f16 cache row, v
 // written to its f16 cache row. Row t of the batch writes K at k_dst[t] and V at v_dst[t] (device

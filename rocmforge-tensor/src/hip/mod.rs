@@ -8,7 +8,6 @@
 
 pub mod argmax;
 pub mod attention;
-pub mod attention_decode;
 pub mod batch_kv;
 pub mod dequant_f16;
 pub mod elementwise;
@@ -22,7 +21,6 @@ pub mod q8_1_act;
 pub mod quantize_act;
 pub mod rope;
 pub mod softmax;
-pub mod step;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -4,9 +4,8 @@
 
 use half::f16;
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::cpu::{self, RopeMode, RopeParams, WeightView};
+use rocmforge_tensor::cpu::{self, WeightView};
 use rocmforge_tensor::hip::q8_1_act::Q8_1Act;
-use rocmforge_tensor::hip::rope::{QkvShape, rope_qk_kv_append};
 use rocmforge_tensor::hip::{HipOps, elementwise, embedding, kv, norm};
 use rocmforge_tensor::{Backend, DeviceTensor};
 
@@ -117,76 +116,6 @@ pub fn silu_mul_q8_1(ctx: &Ctx) -> Result<(), String> {
 /// f16 cache rows as f32.
 fn widen(v: &[f16]) -> Vec<f32> {
     v.iter().map(|h| h.to_f32()).collect()
-}
-
-pub fn rope_qk_kv_append_fused(ctx: &Ctx) -> Result<(), String> {
-    let ops = hip(ctx)?;
-    // (n_tokens, n_heads, n_kv_heads, head_dim, n_rot, start row, capacity)
-    let cases = [
-        (1, 9, 3, 64, 64, 37, 64),
-        (1, 32, 8, 128, 128, 4095, 4096),
-        (3, 4, 2, 80, 32, 5, 9),
-        (2, 2, 2, 64, 64, 7, 8), // the second token falls past the capacity: skipped
-    ];
-    for (n_tokens, n_heads, n_kv_heads, head_dim, n_rot, start, capacity) in cases {
-        for mode in [RopeMode::Normal, RopeMode::Neox] {
-            let p = RopeParams {
-                n_rot,
-                freq_base: 500_000.0,
-                freq_scale: 1.0,
-                mode,
-                yarn: None,
-            };
-            let row_len = n_kv_heads * head_dim;
-            let q = ctx.randn(n_tokens * n_heads * head_dim, 2.0);
-            let k = ctx.randn(n_tokens * row_len, 2.0);
-            let v = ctx.randn(n_tokens * row_len, 2.0);
-            let positions: Vec<u32> = (0..n_tokens).map(|_| ctx.below(8000) as u32).collect();
-            let init: Vec<f16> = ctx
-                .randn(capacity * row_len, 1.0)
-                .iter()
-                .map(|&x| f16::from_f32(x))
-                .collect();
-            let (mut wq, mut wk) = (q.clone(), k.clone());
-            cpu::rope(&mut wq, n_tokens, n_heads, head_dim, &positions, &p);
-            cpu::rope(&mut wk, n_tokens, n_kv_heads, head_dim, &positions, &p);
-            let (mut want_k, mut want_v) = (init.clone(), init.clone());
-            for t in 0..n_tokens.min(capacity - start) {
-                let (dst, src) = ((start + t) * row_len, t * row_len);
-                for i in 0..row_len {
-                    want_k[dst + i] = f16::from_f32(wk[src + i]);
-                    want_v[dst + i] = f16::from_f32(v[src + i]);
-                }
-            }
-            let dev = ops.backend();
-            let mut dq = upload(ops, vec![n_tokens, n_heads * head_dim], &q)?;
-            let dk = upload(ops, vec![n_tokens, row_len], &k)?;
-            let dv = upload(ops, vec![n_tokens, row_len], &v)?;
-            let mut kc = DeviceTensor::from_f16(dev, vec![capacity, row_len], &init).map_err(e)?;
-            let mut vc = DeviceTensor::from_f16(dev, vec![capacity, row_len], &init).map_err(e)?;
-            let dpos = dev.htod(&positions).map_err(e)?;
-            let drow = dev.htod(&[start as u32]).map_err(e)?;
-            let shape = QkvShape {
-                n_tokens,
-                n_heads,
-                n_kv_heads,
-                head_dim,
-            };
-            rope_qk_kv_append(
-                ops, &mut dq, &dk, &dv, &mut kc, &mut vc, &dpos, &drow, &shape, &p,
-            )
-            .map_err(e)?;
-            let size = format!(
-                "{mode:?} t{n_tokens} h{n_heads}/{n_kv_heads} d{head_dim} rot{n_rot} row{start}/{capacity}"
-            );
-            ctx.check("rope_qk_kv_append q", &size, &wq, &read(ops, &dq)?, 1e-5)?;
-            let gk = widen(&kc.to_f16_vec().map_err(e)?);
-            ctx.check("rope_qk_kv_append k", &size, &widen(&want_k), &gk, 1e-3)?;
-            let gv = widen(&vc.to_f16_vec().map_err(e)?);
-            ctx.check("rope_qk_kv_append v", &size, &widen(&want_v), &gv, 0.0)?;
-        }
-    }
-    Ok(())
 }
 
 pub fn kv_append_at_and_embedding_at(ctx: &Ctx) -> Result<(), String> {

@@ -13,7 +13,6 @@
 mod argmax;
 mod attention;
 mod batch_kv;
-mod decode_attention;
 mod decode_fused;
 mod elementwise;
 mod embedding;
@@ -46,14 +45,8 @@ const TESTS: &[(&str, TestFn)] = &[
     ("attention_decode_prefill_gqa", attention::attention),
     ("ragged_batch_kv_append_attention", batch_kv::ragged_batch),
     ("argmax_top_k", argmax::argmax_and_top_k),
-    ("attention_decode_split_k", decode_attention::split_k),
-    (
-        "attention_decode_graph_replay",
-        decode_attention::graph_replay,
-    ),
     ("add_rms_norm_q8_1", decode_fused::add_rms_norm_q8_1),
     ("silu_mul_q8_1", decode_fused::silu_mul_q8_1),
-    ("rope_qk_kv_append", decode_fused::rope_qk_kv_append_fused),
     (
         "kv_append_at_embedding_at",
         decode_fused::kv_append_at_and_embedding_at,
