@@ -188,11 +188,16 @@ impl Sampler {
             .enumerate()
             .map(|(i, &l)| (i as u32, l))
             .collect();
-        // Sorted by logit, descending; ties keep the lower id first.
-        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.params.top_k > 0 {
-            cand.truncate(self.params.top_k.max(1));
+        // Sorted by logit, descending; ties keep the lower id first (a total order, so the
+        // first top_k after a selection are exactly the first top_k of a full sort: a
+        // 152k-entry vocabulary is partitioned in O(n) and only the kept ones are sorted).
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let k = self.params.top_k;
+        if k > 0 && k < cand.len() {
+            cand.select_nth_unstable_by(k - 1, order);
+            cand.truncate(k);
         }
+        cand.sort_by(order);
         if self.params.top_p < 1.0 {
             let probs = softmax_of(&cand);
             let mut cum = 0.0f64;

@@ -160,3 +160,80 @@ fn invalid_parameters_are_rejected_by_name() {
     .unwrap();
     assert!(err.to_string().contains("temperature"), "{err}");
 }
+
+/// The chain with a full sort of every candidate (how `sample` worked before it selected the
+/// top-k first): the reference the partial selection must reproduce draw for draw.
+fn full_sort_draws(params: &SamplingParams, logits: &[f32], n: usize) -> Vec<u32> {
+    let mut rng = SeededRng::new(params.seed);
+    (0..n)
+        .map(|_| {
+            let mut cand: Vec<(u32, f32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, l))
+                .collect();
+            cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            if params.top_k > 0 {
+                cand.truncate(params.top_k);
+            }
+            if params.top_p < 1.0 {
+                let probs = softmax_of(&cand);
+                let mut cum = 0.0f64;
+                let mut keep = cand.len();
+                for (i, &p) in probs.iter().enumerate() {
+                    cum += p;
+                    if cum >= f64::from(params.top_p) {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+                cand.truncate(keep.max(1));
+            }
+            if params.min_p > 0.0 {
+                let threshold = cand[0].1 + params.min_p.ln();
+                let keep = cand.iter().take_while(|c| c.1 >= threshold).count();
+                cand.truncate(keep.max(1));
+            }
+            for c in &mut cand {
+                c.1 /= params.temperature;
+            }
+            let probs = softmax_of(&cand);
+            let r = rng.next_f64();
+            let mut cum = 0.0f64;
+            for (c, p) in cand.iter().zip(&probs) {
+                cum += p;
+                if r < cum {
+                    return c.0;
+                }
+            }
+            cand.last().map_or(0, |c| c.0)
+        })
+        .collect()
+}
+
+#[test]
+fn top_k_selection_draws_as_a_full_sort() {
+    // A vocabulary-sized row with many ties (values on a coarse grid), every top-k regime.
+    let vocab = 5_003usize;
+    let mut rng = SeededRng::new(77);
+    let logits: Vec<f32> = (0..vocab)
+        .map(|_| ((rng.next_f64() * 40.0).round() / 4.0 - 5.0) as f32)
+        .collect();
+    for top_k in [1usize, 2, 40, 333, vocab - 1, vocab, vocab + 3] {
+        for (top_p, min_p) in [(1.0, 0.0), (0.9, 0.05), (0.5, 0.0)] {
+            let params = SamplingParams {
+                temperature: 0.9,
+                top_k,
+                top_p,
+                min_p,
+                seed: 1234 + top_k as u64,
+                ..SamplingParams::default()
+            };
+            assert_eq!(
+                draw(params.clone(), &logits, 40),
+                full_sort_draws(&params, &logits, 40),
+                "top_k {top_k}, top_p {top_p}, min_p {min_p}"
+            );
+        }
+    }
+}
