@@ -120,6 +120,68 @@ fn routes_streaming_and_hostile_requests() {
         .collect::<Vec<_>>();
     assert_eq!(finish.len(), 1);
 
+    // The same chat with log-probabilities: one entry per generated token, the chosen token
+    // the most likely one at temperature 0, the tokens spelling the text; streamed, the chunks
+    // carry the same entries.
+    let mut body: serde_json::Value =
+        serde_json::from_str(&chat_body("What is the capital of France?", 12, false)).unwrap();
+    body["logprobs"] = serde_json::json!(true);
+    body["top_logprobs"] = serde_json::json!(2);
+    let r = server.post("/v1/chat/completions", &body.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["choices"][0]["message"]["content"], text.as_str());
+    let content = v["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(content.len() as u64, completion, "{content:?}");
+    let mut spelled = String::new();
+    for entry in &content {
+        let lp = entry["logprob"].as_f64().unwrap();
+        let top = entry["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 2);
+        assert!(lp <= 0.0 && lp >= top[1]["logprob"].as_f64().unwrap());
+        assert_eq!(entry["token"], top[0]["token"]);
+        spelled.push_str(entry["token"].as_str().unwrap());
+    }
+    assert_eq!(spelled, text);
+    body["stream"] = serde_json::json!(true);
+    let data = server
+        .post("/v1/chat/completions", &body.to_string())
+        .sse_data();
+    let streamed_entries: Vec<serde_json::Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .filter_map(|c| c["choices"].get(0).cloned())
+        .filter_map(|c| c["logprobs"]["content"].as_array().cloned())
+        .flatten()
+        .collect();
+    assert_eq!(streamed_entries, content);
+    // Completions' legacy form: logprobs as the number of alternatives.
+    let r = server.post(
+        "/v1/completions",
+        &serde_json::json!({"model": MODEL_ID, "prompt": "1, 2, 3, 4,", "max_tokens": 4,
+                            "temperature": 0, "logprobs": 3})
+        .to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let lp = &v["choices"][0]["logprobs"];
+    let n = v["usage"]["completion_tokens"].as_u64().unwrap() as usize;
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), n, "{lp}");
+    assert_eq!(lp["token_logprobs"].as_array().unwrap().len(), n);
+    assert_eq!(lp["top_logprobs"][0].as_object().unwrap().len(), 3);
+    assert_eq!(lp["text_offset"][0], 0);
+    let r = server.post(
+        "/v1/chat/completions",
+        &serde_json::json!({"model": MODEL_ID, "messages": [{"role": "user", "content": "hi"}],
+                            "top_logprobs": 3})
+        .to_string(),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["param"], "top_logprobs");
+
     // A raw completion with a stop string.
     let r = server.post(
         "/v1/completions",

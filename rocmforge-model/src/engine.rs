@@ -15,6 +15,7 @@
 //!     match event {
 //!         EngineEvent::Text(piece) => print!("{piece}"),
 //!         EngineEvent::Finished { .. } | EngineEvent::Failed(_) => break,
+//!         EngineEvent::Logprob(_) => {}
 //!     }
 //! }
 //! engine.shutdown();
@@ -106,6 +107,30 @@ pub enum EngineEvent {
     },
     /// The request failed; no event follows.
     Failed(String),
+    /// The log-probability of the token just generated and of the most likely alternatives
+    /// (requests made [`EngineRequest::with_logprobs`]); sent before that token's text.
+    Logprob(TokenLogprob),
+}
+
+/// A generated token's log-probability (log-softmax of the model's logits, before penalties and
+/// temperature) and the `top` most likely tokens at that step with theirs, most likely first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token and its log-probability.
+    pub token: TopLogprob,
+    /// The most likely tokens at that step.
+    pub top: Vec<TopLogprob>,
+}
+
+/// One token with its log-probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogprob {
+    /// Token id.
+    pub id: u32,
+    /// Its bytes (a special token's text for control tokens).
+    pub bytes: Vec<u8>,
+    /// Natural log of its probability.
+    pub logprob: f32,
 }
 
 /// Where a request's events go. `send` returns `false` once nobody listens, and
@@ -134,6 +159,9 @@ pub struct EngineRequest {
     pub params: GenerateParams,
     /// Where the events go.
     pub sink: Box<dyn EventSink>,
+    /// `Some(k)`: send an [`EngineEvent::Logprob`] for every generated token with the `k`
+    /// most likely alternatives.
+    pub logprobs: Option<usize>,
 }
 
 impl std::fmt::Debug for EngineRequest {
@@ -152,9 +180,20 @@ impl EngineRequest {
             prompt,
             params,
             sink,
+            logprobs: None,
         }
     }
+
+    /// Also reports each generated token's log-probability with its `top` most likely
+    /// alternatives ([`EngineEvent::Logprob`]; `top` is capped at 20).
+    pub fn with_logprobs(mut self, top: usize) -> Self {
+        self.logprobs = Some(top.min(MAX_TOP_LOGPROBS));
+        self
+    }
 }
+
+/// Most alternatives a [`EngineEvent::Logprob`] carries (OpenAI's `top_logprobs` limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
 
 /// Why a request was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

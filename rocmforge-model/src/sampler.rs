@@ -188,16 +188,7 @@ impl Sampler {
             .enumerate()
             .map(|(i, &l)| (i as u32, l))
             .collect();
-        // Sorted by logit, descending; ties keep the lower id first (a total order, so the
-        // first top_k after a selection are exactly the first top_k of a full sort: a
-        // 152k-entry vocabulary is partitioned in O(n) and only the kept ones are sorted).
-        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        let k = self.params.top_k;
-        if k > 0 && k < cand.len() {
-            cand.select_nth_unstable_by(k - 1, order);
-            cand.truncate(k);
-        }
-        cand.sort_by(order);
+        cand = most_likely(cand, self.params.top_k);
         if self.params.top_p < 1.0 {
             let probs = softmax_of(&cand);
             let mut cum = 0.0f64;
@@ -232,6 +223,45 @@ impl Sampler {
         }
         cand.last().map_or(0, |c| c.0)
     }
+}
+
+/// The log-probability (log-softmax of the raw `logits`, before penalties and temperature: the
+/// model's own distribution) of `token`, and the `top` most likely ids with theirs, most likely
+/// first (ties by lower id).
+pub fn token_logprobs(logits: &[f32], token: u32, top: usize) -> (f32, Vec<(u32, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits
+        .iter()
+        .map(|&l| (f64::from(l) - f64::from(max)).exp())
+        .sum();
+    let lse = f64::from(max) + sum.ln();
+    let lp = |l: f32| (f64::from(l) - lse) as f32;
+    let chosen = logits
+        .get(token as usize)
+        .map_or(f32::NEG_INFINITY, |&l| lp(l));
+    if top == 0 {
+        return (chosen, Vec::new());
+    }
+    let cand = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, l))
+        .collect();
+    let top = most_likely(cand, top);
+    (chosen, top.into_iter().map(|(i, l)| (i, lp(l))).collect())
+}
+
+/// The `k` most likely of `cand` (all of them for `k = 0`), sorted by logit descending, ties by
+/// lower id. The order is total, so the first k after a selection are exactly the first k of a
+/// full sort: a 152k-entry vocabulary is partitioned in O(n) and only the kept ones are sorted.
+fn most_likely(mut cand: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if k > 0 && k < cand.len() {
+        cand.select_nth_unstable_by(k - 1, order);
+        cand.truncate(k);
+    }
+    cand.sort_by(order);
+    cand
 }
 
 /// Softmax of candidate logits (already sorted descending), in f64.

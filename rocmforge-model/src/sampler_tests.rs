@@ -237,3 +237,22 @@ fn top_k_selection_draws_as_a_full_sort() {
         }
     }
 }
+
+#[test]
+fn token_logprobs_are_the_log_softmax() {
+    let logits = [1.0f32, 3.0, 3.0, -2.0, 0.5];
+    let z: f64 = logits.iter().map(|&l| f64::from(l).exp()).sum();
+    let (lp, top) = token_logprobs(&logits, 4, 3);
+    assert!((f64::from(lp) - (0.5f64.exp() / z).ln()).abs() < 1e-6);
+    // Most likely first, ties by lower id.
+    let ids: Vec<u32> = top.iter().map(|t| t.0).collect();
+    assert_eq!(ids, vec![1, 2, 0]);
+    assert!((f64::from(top[0].1) - (3.0f64.exp() / z).ln()).abs() < 1e-6);
+    let total: f64 = logits
+        .iter()
+        .enumerate()
+        .map(|(i, _)| f64::from(token_logprobs(&logits, i as u32, 0).0).exp())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-6);
+    assert_eq!(token_logprobs(&logits, 0, 99).1.len(), 5);
+}

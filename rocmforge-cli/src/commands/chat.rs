@@ -94,6 +94,7 @@ fn answer(engine: &Engine, prompt: Vec<u32>, params: &GenerateParams) -> anyhow:
                 text.push_str(&piece);
             }
             EngineEvent::Finished { .. } => break,
+            EngineEvent::Logprob(_) => {}
             EngineEvent::Failed(message) => bail!("generation failed: {message}"),
         }
     }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::app::Shared;
 use super::body::read_json;
 use super::error::ApiError;
+use super::logprobs;
 use super::params::{Checked, check};
 use super::sink;
 use super::stream::{Kind, sse_response};
@@ -118,7 +119,10 @@ async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -
             .into_response();
     }
     let (sink, mut rx) = sink::channel();
-    let request = EngineRequest::new(prompt, checked.params.clone(), sink);
+    let mut request = EngineRequest::new(prompt, checked.params.clone(), sink);
+    if let Some(top) = checked.logprobs {
+        request = request.with_logprobs(top);
+    }
     if let Err(e) = state.engine.submit(request) {
         return match e {
             SubmitError::QueueFull(_) | SubmitError::ShutDown => {
@@ -141,26 +145,33 @@ async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -
             created,
             state.model_id.clone(),
             checked.include_usage,
+            checked.logprobs.is_some(),
             rx,
         );
     }
     let mut text = String::new();
+    let mut token_logprobs = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
             EngineEvent::Text(piece) => text.push_str(&piece),
+            EngineEvent::Logprob(lp) => token_logprobs.push(lp),
             EngineEvent::Finished { reason, usage } => {
                 let usage = UsageBody::from(usage);
+                let logprobs = match checked.logprobs {
+                    Some(_) => logprobs::render(kind, &token_logprobs, &mut 0),
+                    None => Value::Null,
+                };
                 let choice = match kind {
                     Kind::Chat => json!({
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "logprobs": null,
+                        "logprobs": logprobs,
                         "finish_reason": finish_reason_name(reason),
                     }),
                     Kind::Completion => json!({
                         "index": 0,
                         "text": text,
-                        "logprobs": null,
+                        "logprobs": logprobs,
                         "finish_reason": finish_reason_name(reason),
                     }),
                 };

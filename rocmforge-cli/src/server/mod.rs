@@ -6,6 +6,7 @@ pub mod body;
 pub mod error;
 pub mod generation;
 pub mod health;
+pub mod logprobs;
 pub mod metrics;
 pub mod params;
 pub mod sink;

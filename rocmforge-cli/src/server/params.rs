@@ -1,5 +1,6 @@
 //! Checking the request fields and turning them into the engine's [`GenerateParams`].
 
+use rocmforge_model::engine::MAX_TOP_LOGPROBS;
 use rocmforge_model::{GenerateParams, SamplingParams};
 
 use super::error::ApiError;
@@ -19,6 +20,8 @@ pub struct Checked {
     pub stream: bool,
     /// Send usage in the last streamed chunk.
     pub include_usage: bool,
+    /// `Some(k)`: report each token's log-probability with `k` alternatives.
+    pub logprobs: Option<usize>,
 }
 
 fn in_range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
@@ -77,7 +80,7 @@ fn refuse_unsupported(c: &CommonFields) -> Result<(), ApiError> {
     use serde_json::Value;
     let given = |v: &Option<Value>| v.as_ref().is_some_and(|v| !asks_nothing(v));
     let text_format = |v: &Value| v.get("type").and_then(Value::as_str) == Some("text");
-    let checks: [(&str, bool, &str); 8] = [
+    let checks: [(&str, bool, &str); 6] = [
         (
             "tools",
             given(&c.tools),
@@ -92,16 +95,6 @@ fn refuse_unsupported(c: &CommonFields) -> Result<(), ApiError> {
             "response_format",
             given(&c.response_format) && !c.response_format.as_ref().is_some_and(text_format),
             "structured output is not supported yet (only {\"type\": \"text\"})",
-        ),
-        (
-            "logprobs",
-            given(&c.logprobs),
-            "logprobs are not supported yet",
-        ),
-        (
-            "top_logprobs",
-            given(&c.top_logprobs),
-            "logprobs are not supported yet",
         ),
         (
             "logit_bias",
@@ -125,12 +118,56 @@ fn refuse_unsupported(c: &CommonFields) -> Result<(), ApiError> {
     }
 }
 
+/// An integer field in `0..=max`, or `None` when absent or null.
+fn small_int(
+    name: &str,
+    v: Option<&serde_json::Value>,
+    max: u64,
+) -> Result<Option<usize>, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(x) => match x.as_u64().filter(|&n| n <= max) {
+            Some(n) => Ok(Some(n as usize)),
+            None => Err(ApiError::invalid(
+                Some(name),
+                format!("{name} must be an integer between 0 and {max}, got {x}"),
+            )),
+        },
+    }
+}
+
+/// The log-probabilities asked for: chat's `logprobs: true` with `top_logprobs` alternatives,
+/// or completions' `logprobs: N` (N alternatives); `None` when not asked.
+fn logprobs_wanted(c: &CommonFields) -> Result<Option<usize>, ApiError> {
+    use serde_json::Value;
+    let max = MAX_TOP_LOGPROBS as u64;
+    let top = small_int("top_logprobs", c.top_logprobs.as_ref(), max)?;
+    match &c.logprobs {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => match top {
+            Some(t) if t > 0 => Err(ApiError::invalid(
+                Some("top_logprobs"),
+                "top_logprobs requires logprobs to be true",
+            )),
+            _ => Ok(None),
+        },
+        Some(Value::Bool(true)) => Ok(Some(top.unwrap_or(0))),
+        Some(n @ Value::Number(_)) => small_int("logprobs", Some(n), max),
+        Some(other) => Err(ApiError::invalid(
+            Some("logprobs"),
+            format!(
+                "logprobs must be a boolean (chat) or an integer between 0 and {max} (completions), got {other}"
+            ),
+        )),
+    }
+}
+
 /// Checks the shared fields against the served model and the context size `ctx`.
 pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked, ApiError> {
     if let Some(model) = c.model.as_deref().filter(|m| *m != served_model) {
         return Err(ApiError::unknown_model(model));
     }
     refuse_unsupported(c)?;
+    let logprobs = logprobs_wanted(c)?;
     match c.n {
         None | Some(1) => {}
         Some(n) => {
@@ -197,6 +234,7 @@ pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked
         },
         stream: c.stream,
         include_usage: c.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        logprobs,
     })
 }
 
@@ -272,9 +310,6 @@ mod tests {
                 r#"{"response_format":{"type":"json_schema","json_schema":{}}}"#,
                 "response_format",
             ),
-            (r#"{"logprobs":true}"#, "logprobs"),
-            (r#"{"logprobs":3}"#, "logprobs"),
-            (r#"{"top_logprobs":2}"#, "top_logprobs"),
             (r#"{"logit_bias":{"15":-100}}"#, "logit_bias"),
             (r#"{"grammar":"root ::= \"a\""}"#, "grammar"),
             (r#"{"json_schema":{"type":"object"}}"#, "json_schema"),
@@ -292,6 +327,32 @@ mod tests {
             r#"{"logprobs":null,"grammar":null,"json_schema":null,"tools":null}"#,
         ] {
             assert!(check(&fields(json), "m", 100).is_ok(), "{json}");
+        }
+    }
+
+    #[test]
+    fn logprobs_in_the_chat_and_the_completions_forms() {
+        let wanted = |json: &str| check(&fields(json), "m", 100).map(|c| c.logprobs);
+        assert_eq!(wanted(r#"{"logprobs":true}"#).unwrap(), Some(0));
+        assert_eq!(
+            wanted(r#"{"logprobs":true,"top_logprobs":5}"#).unwrap(),
+            Some(5)
+        );
+        assert_eq!(wanted(r#"{"logprobs":3}"#).unwrap(), Some(3));
+        assert_eq!(wanted(r#"{"logprobs":0}"#).unwrap(), Some(0));
+        assert_eq!(wanted(r#"{"logprobs":false}"#).unwrap(), None);
+        assert_eq!(wanted("{}").unwrap(), None);
+        for (json, param) in [
+            (r#"{"top_logprobs":2}"#, "top_logprobs"),
+            (r#"{"logprobs":true,"top_logprobs":21}"#, "top_logprobs"),
+            (r#"{"logprobs":true,"top_logprobs":-1}"#, "top_logprobs"),
+            (r#"{"logprobs":21}"#, "logprobs"),
+            (r#"{"logprobs":"yes"}"#, "logprobs"),
+            (r#"{"logprobs":1.5}"#, "logprobs"),
+        ] {
+            let e = check(&fields(json), "m", 100).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{json}");
+            assert_eq!(e.param.as_deref(), Some(param), "{json}");
         }
     }
 }

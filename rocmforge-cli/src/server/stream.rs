@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use rocmforge_model::engine::EngineEvent;
+use rocmforge_model::engine::{EngineEvent, TokenLogprob};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::error::ApiError;
 use super::generation::finish_reason_name;
+use super::logprobs;
 use super::types::UsageBody;
 
 /// Which endpoint's format.
@@ -54,13 +55,27 @@ struct ChunkStream {
     created: u64,
     model: String,
     include_usage: bool,
+    /// Whether the request asked for log-probabilities (each chunk carries those of its tokens).
+    logprobs: bool,
+    /// Log-probabilities of tokens whose text has not been sent yet.
+    held: Vec<TokenLogprob>,
+    /// Byte offset of the next token in the generated text (completions' `text_offset`).
+    offset: usize,
     rx: UnboundedReceiver<EngineEvent>,
     pending: VecDeque<Event>,
     done: bool,
 }
 
 impl ChunkStream {
-    fn chunk(&self, text: Option<&str>, role: bool, finish: Option<&str>) -> Event {
+    fn chunk(&mut self, text: Option<&str>, role: bool, finish: Option<&str>) -> Event {
+        // The tokens received so far go with this chunk's text (a token's text can be held
+        // back by a stop-string check or an incomplete character; it then comes later).
+        let logprobs = if self.logprobs && !role {
+            let held = std::mem::take(&mut self.held);
+            logprobs::render(self.kind, &held, &mut self.offset)
+        } else {
+            Value::Null
+        };
         let choice = match self.kind {
             Kind::Chat => {
                 let mut delta = serde_json::Map::new();
@@ -70,10 +85,10 @@ impl ChunkStream {
                 if let Some(t) = text {
                     delta.insert("content".to_string(), json!(t));
                 }
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+                json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Kind::Completion => {
-                json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish})
+                json!({"index": 0, "text": text.unwrap_or(""), "logprobs": logprobs, "finish_reason": finish})
             }
         };
         self.event(vec![choice], None)
@@ -103,6 +118,7 @@ impl ChunkStream {
             }
             match self.rx.recv().await {
                 Some(EngineEvent::Text(t)) => return Some(self.chunk(Some(&t), false, None)),
+                Some(EngineEvent::Logprob(lp)) => self.held.push(lp),
                 Some(EngineEvent::Finished { reason, usage }) => {
                     let last = self.chunk(None, false, Some(finish_reason_name(reason)));
                     self.pending.push_back(last);
@@ -141,6 +157,7 @@ pub fn sse_response(
     created: u64,
     model: String,
     include_usage: bool,
+    logprobs: bool,
     rx: UnboundedReceiver<EngineEvent>,
 ) -> Response {
     let mut state = ChunkStream {
@@ -149,6 +166,9 @@ pub fn sse_response(
         created,
         model,
         include_usage,
+        logprobs,
+        held: Vec::new(),
+        offset: 0,
         rx,
         pending: VecDeque::new(),
         done: false,

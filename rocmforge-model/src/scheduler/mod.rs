@@ -200,6 +200,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                     request.params.max_tokens,
                     self.tokenizer,
                     request.sink,
+                    request.logprobs,
                 ));
             }
             Err(e) => {

@@ -1,7 +1,7 @@
 //! One request's sequence inside the running batch: its KV cache, sampler, detokenizer
 //! and stop strings, and what happens to each new token.
 
-use crate::engine::{EngineEvent, EventSink, Usage};
+use crate::engine::{EngineEvent, EventSink, TokenLogprob, TopLogprob, Usage};
 use crate::generate::FinishReason;
 use crate::generate::SequenceCache;
 use crate::sampler::Sampler;
@@ -25,6 +25,8 @@ pub(crate) struct Sequence<'t, C> {
     generated: usize,
     tokenizer: &'t Tokenizer,
     pub sink: Box<dyn EventSink>,
+    /// `Some(k)`: report each token's log-probability with k alternatives.
+    logprobs: Option<usize>,
 }
 
 /// What a sequence does after a token.
@@ -49,6 +51,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         max_tokens: usize,
         tokenizer: &'t Tokenizer,
         sink: Box<dyn EventSink>,
+        logprobs: Option<usize>,
     ) -> Self {
         for &t in &prompt {
             sampler.accept(t);
@@ -67,6 +70,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
             generated: 0,
             tokenizer,
             sink,
+            logprobs,
         }
     }
 
@@ -113,13 +117,37 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
     /// goes on. On `Continue` the token waits in `pending` for the next step.
     pub fn on_logits(&mut self, logits: &[f32]) -> Next {
         let token = self.sampler.sample(logits);
+        if let Some(top) = self.logprobs {
+            if !self.tokenizer.is_eog(token) && !self.send_logprob(logits, token, top) {
+                return Next::Cancelled;
+            }
+        }
         self.on_token(token)
     }
 
-    /// Whether the sequence samples greedily (its next token may be chosen by the model as the
-    /// argmax of its logits: [`Sequence::on_token`] instead of [`Sequence::on_logits`]).
+    /// Sends the [`EngineEvent::Logprob`] of `token`.
+    fn send_logprob(&mut self, logits: &[f32], token: u32, top: usize) -> bool {
+        let (logprob, alternatives) = crate::sampler::token_logprobs(logits, token, top);
+        let entry = |id: u32, logprob: f32| TopLogprob {
+            id,
+            bytes: self.tokenizer.token_to_bytes_special(id),
+            logprob,
+        };
+        let event = TokenLogprob {
+            token: entry(token, logprob),
+            top: alternatives
+                .into_iter()
+                .map(|(id, lp)| entry(id, lp))
+                .collect(),
+        };
+        self.sink.send(EngineEvent::Logprob(event))
+    }
+
+    /// Whether the model may choose the sequence's next token as the argmax of its logits
+    /// ([`Sequence::on_token`] instead of [`Sequence::on_logits`]): greedy sampling and no
+    /// log-probabilities to report (those need the logits).
     pub fn is_greedy(&self) -> bool {
-        self.sampler.is_greedy()
+        self.logprobs.is_none() && self.sampler.is_greedy()
     }
 
     /// Takes `token` as the sequence's next token (chosen by its sampler or, for a greedy

@@ -177,25 +177,35 @@ fn engine_batch_gives_each_request_its_greedy_generation() {
         prefill_chunk: 3,
     };
     let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
+    // The second request also asks for log-probabilities (3 alternatives): it then samples
+    // from host logits while the others take the model's argmax; the text is the same.
     let receivers: Vec<_> = prompts
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             let ids = engine.tokenizer().encode(p, true, true).unwrap();
             let (tx, rx) = mpsc::channel();
-            engine
-                .submit(EngineRequest::new(ids, params.clone(), Box::new(tx)))
-                .unwrap();
+            let mut request = EngineRequest::new(ids, params.clone(), Box::new(tx));
+            if i == 1 {
+                request = request.with_logprobs(3);
+            }
+            engine.submit(request).unwrap();
             rx
         })
         .collect();
-    for (rx, want) in receivers.into_iter().zip(&expected) {
+    for (i, (rx, want)) in receivers.into_iter().zip(&expected).enumerate() {
         let mut text = String::new();
         let mut finished = None;
+        let mut logprobs = Vec::new();
         for event in rx {
             match event {
                 EngineEvent::Text(t) => text.push_str(&t),
+                EngineEvent::Logprob(lp) => logprobs.push(lp),
                 EngineEvent::Finished { reason, usage } => {
                     assert!(usage.completion_tokens <= 6);
+                    if i == 1 {
+                        assert_eq!(logprobs.len(), usage.completion_tokens);
+                    }
                     finished = Some(reason);
                     break;
                 }
@@ -204,6 +214,22 @@ fn engine_batch_gives_each_request_its_greedy_generation() {
         }
         assert!(finished.is_some());
         assert_eq!(&text, want);
+        if i == 1 {
+            assert!(!logprobs.is_empty());
+            let mut bytes = Vec::new();
+            for lp in &logprobs {
+                // Greedy: the chosen token is the most likely one.
+                assert_eq!(lp.top.len(), 3);
+                assert_eq!(lp.token.id, lp.top[0].id);
+                assert_eq!(lp.token.logprob, lp.top[0].logprob);
+                assert!(lp.token.logprob <= 0.0 && lp.token.logprob.is_finite());
+                assert!(lp.top.windows(2).all(|w| w[0].logprob >= w[1].logprob));
+                bytes.extend_from_slice(&lp.token.bytes);
+            }
+            assert_eq!(String::from_utf8_lossy(&bytes), text.as_str());
+        } else {
+            assert!(logprobs.is_empty());
+        }
     }
     settle(&engine, |m| m.active_sequences == 0);
     let m = engine.metrics();

@@ -17,6 +17,7 @@ fn collect(rx: Receiver<EngineEvent>) -> Outcome {
             EngineEvent::Text(piece) => text.push_str(&piece),
             EngineEvent::Finished { reason, .. } => return Ok((text, reason)),
             EngineEvent::Failed(message) => return Err(message),
+            EngineEvent::Logprob(_) => {}
         }
     }
     Err("the engine dropped the request".to_string())
