@@ -221,6 +221,10 @@ fn routes_streaming_and_hostile_requests() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(server.metric("requests_completed_total") >= 8.0);
+    // The repeated "capital of France" chats started from the kept cache of the first one.
+    assert!(server.metric("prefix_cache_hits_total") >= 1.0);
+    assert!(server.metric("prefix_reused_tokens_total") >= 16.0);
+    assert!(server.metric("prefix_cache_bytes") > 0.0);
     assert_eq!(server.metric("http_responses_5xx_total"), 0.0);
     assert_eq!(server.metric("active_sequences"), 0.0);
 }

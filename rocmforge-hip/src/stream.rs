@@ -106,6 +106,39 @@ impl HipStream {
         }
     }
 
+    /// Queues a copy of the first `n` elements of `src` over the first `n` of `dst` (device to
+    /// device, both of this stream's device). Safe: dropping either buffer waits for the work
+    /// queued before it.
+    pub fn memcpy_dtod_prefix<T: DeviceRepr>(
+        &self,
+        src: &DeviceBuffer<T>,
+        dst: &mut DeviceBuffer<T>,
+        n: usize,
+    ) -> HipResult<()> {
+        if n > src.len() || n > dst.len() {
+            return Err(HipError::LengthMismatch {
+                op: "memcpy_dtod_prefix",
+                expected: n,
+                actual: src.len().min(dst.len()),
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        self.backend.bind()?;
+        let bytes = n * std::mem::size_of::<T>();
+        // SAFETY: n elements fit both allocations (checked); they outlive the copy because
+        // dropping a DeviceBuffer waits for the work queued before it.
+        unsafe {
+            result::memory::dtod(
+                dst.device_ptr().0,
+                src.device_ptr().0,
+                bytes,
+                Some(self.raw),
+            )
+        }
+    }
+
     /// Queues a device-to-host copy.
     ///
     /// # Safety

@@ -37,6 +37,12 @@ pub trait BatchModel {
         &self,
         segments: &mut [Segment<'_, Self::Cache>],
     ) -> ModelResult<Vec<Option<Vec<f32>>>>;
+    /// Makes `dst` hold the first `n` tokens of `src` (a shared prompt prefix computed once);
+    /// `false` when this model cannot (then nothing changed).
+    fn copy_prefix(&self, src: &Self::Cache, dst: &mut Self::Cache, n: usize) -> ModelResult<bool> {
+        let _ = (src, dst, n);
+        Ok(false)
+    }
     /// One batched step whose wanted rows are decoded greedily: per segment with
     /// `want_logits`, the argmax of its last token's logits (first on ties). The default
     /// computes it from [`BatchModel::forward_segments`]; a model may choose it where its
@@ -72,5 +78,9 @@ impl BatchModel for Model {
         segments: &mut [Segment<'_, KvCache>],
     ) -> ModelResult<Vec<Option<u32>>> {
         self.forward_batch_greedy(segments)
+    }
+    fn copy_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
+        dst.copy_prefix_from(self.backend(), src, n)?;
+        Ok(true)
     }
 }

@@ -71,6 +71,11 @@ pub struct EngineConfig {
     /// Most prompt tokens prefilled in one step (so a long prompt never stalls the
     /// running streams for more than about one step).
     pub prefill_chunk: usize,
+    /// Finished sequences' KV caches kept so that a request starting with the same tokens (a
+    /// shared system prompt, the earlier turns of a conversation) copies them instead of
+    /// prefilling them again; 0 turns the prefix cache off. Kept caches are freed first when a
+    /// new sequence's cache does not fit.
+    pub prefix_cache: usize,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +85,7 @@ impl Default for EngineConfig {
             max_queue: 64,
             ctx: 2048,
             prefill_chunk: 64,
+            prefix_cache: 8,
         }
     }
 }

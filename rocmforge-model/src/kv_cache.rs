@@ -87,6 +87,35 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
+    /// Makes this cache hold the first `n` tokens of `src` (same model), copying their keys and
+    /// values on `backend` (queued on a GPU, in order with the forward that follows).
+    pub fn copy_prefix_from(
+        &mut self,
+        backend: &Backend,
+        src: &KvCache,
+        n: usize,
+    ) -> ModelResult<()> {
+        if n > src.len || n > self.ctx || src.k.len() != self.k.len() {
+            return Err(ModelError::InvalidInput(format!(
+                "copying {n} tokens of a {}-layer cache holding {} into a {}-layer cache of {}",
+                src.k.len(),
+                src.len,
+                self.k.len(),
+                self.ctx
+            )));
+        }
+        for (s, d) in src
+            .k
+            .iter()
+            .zip(&mut self.k)
+            .chain(src.v.iter().zip(&mut self.v))
+        {
+            rocmforge_tensor::ops::copy_rows(backend, s, d, n)?;
+        }
+        self.len = n;
+        Ok(())
+    }
+
     /// Fails with [`ModelError::ContextFull`] unless `n_new` more tokens fit.
     pub fn check_room(&self, n_new: usize) -> ModelResult<()> {
         match self.len.checked_add(n_new) {

@@ -313,6 +313,21 @@ impl DeviceTensor {
         }
     }
 
+    /// The typed buffer of an F16 tensor, for writing.
+    pub fn f16_buffer_mut(
+        &mut self,
+        op: &'static str,
+    ) -> TensorResult<&mut DeviceBuffer<half::f16>> {
+        let dtype = self.dtype;
+        match &mut self.storage {
+            DeviceStorage::F16(b) => Ok(b),
+            _ => Err(TensorError::Backend {
+                op,
+                what: format!("a {dtype} tensor where F16 was expected"),
+            }),
+        }
+    }
+
     /// The raw byte buffer of a tensor held as bytes (weights uploaded from a file).
     pub fn bytes_buffer(&self) -> Option<&DeviceBuffer<u8>> {
         match &self.storage {

@@ -560,6 +560,46 @@ pub fn attention_rows(
     }
 }
 
+/// Copies the first `n_rows` rows of `src` over those of `dst` (F16 tensors with rows of the
+/// same width, e.g. one layer of two KV caches). Queued on a GPU, in order with the ops.
+pub fn copy_rows(be: &Backend, src: &Tensor, dst: &mut Tensor, n_rows: usize) -> TensorResult<()> {
+    const OP: &str = "copy_rows";
+    let width = src.shape().last().copied().unwrap_or(0);
+    let n = n_rows.checked_mul(width);
+    let fits = dst.shape().last() == Some(&width)
+        && n.is_some_and(|n| n <= src.n_elements() && n <= dst.n_elements());
+    let n = match n {
+        Some(n) if fits => n,
+        _ => {
+            return Err(TensorError::Shape {
+                op: OP,
+                what: format!(
+                    "{n_rows} rows from {:?} into {:?}",
+                    src.shape(),
+                    dst.shape()
+                ),
+            });
+        }
+    };
+    match be {
+        Backend::Cpu => {
+            let from = src.cpu_f16(OP)?;
+            dst.cpu_f16_mut(OP)?[..n].copy_from_slice(&from[..n]);
+            Ok(())
+        }
+        Backend::Hip(ops) => {
+            let from = src.hip(OP)?;
+            hip::check_device(OP, ops, from)?;
+            let to = dst.hip_mut(OP)?;
+            hip::check_device(OP, ops, to)?;
+            let from = from.f16_buffer(OP)?;
+            Ok(ops
+                .stream()
+                .memcpy_dtod_prefix(from, to.f16_buffer_mut(OP)?, n)?)
+        }
+    }
+}
+
 /// Index of the largest value of `x` (all its elements).
 pub fn argmax(be: &Backend, x: &Tensor) -> TensorResult<usize> {
     const OP: &str = "argmax";

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Most prompt tokens prefilled per batched step.
     #[arg(long, default_value_t = 64)]
     pub prefill_chunk: usize,
+    /// Finished requests' KV caches kept for prompt-prefix reuse (a shared system prompt or
+    /// the earlier turns of a conversation are copied, not prefilled again); 0 = off.
+    #[arg(long, default_value_t = 8)]
+    pub prefix_cache: usize,
     /// Require `Authorization: Bearer KEY` on every route but /health.
     #[arg(long)]
     pub api_key: Option<String>,
@@ -81,6 +85,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         max_queue: args.max_queue,
         ctx: args.ctx,
         prefill_chunk: args.prefill_chunk,
+        prefix_cache: args.prefix_cache,
     };
     let bar = BytesBar::new("uploading weights", args.quiet);
     let progress = {

@@ -99,6 +99,27 @@ pub fn render(state: &Shared) -> String {
     );
     metric(
         &mut out,
+        "prefix_cache_hits_total",
+        "counter",
+        "Requests that started from a cached prompt prefix.",
+        c(m.prefix_hits),
+    );
+    metric(
+        &mut out,
+        "prefix_reused_tokens_total",
+        "counter",
+        "Prompt tokens copied from cached prefixes instead of prefilled.",
+        c(m.prefix_reused_tokens),
+    );
+    metric(
+        &mut out,
+        "prefix_cache_bytes",
+        "gauge",
+        "KV cache bytes kept for prompt-prefix reuse.",
+        c(m.prefix_cache_bytes),
+    );
+    metric(
+        &mut out,
         "tokens_per_second",
         "gauge",
         "Smoothed tokens per second of the batched steps.",

@@ -16,6 +16,9 @@ pub struct EngineMetrics {
     pub(crate) active: AtomicU64,
     pub(crate) steps: AtomicU64,
     pub(crate) kv_bytes: AtomicU64,
+    pub(crate) prefix_hits: AtomicU64,
+    pub(crate) prefix_reused_tokens: AtomicU64,
+    pub(crate) prefix_cache_bytes: AtomicU64,
     /// f64 bits: exponentially smoothed tokens per second of the batched steps.
     pub(crate) tokens_per_s: AtomicU64,
 }
@@ -45,6 +48,12 @@ pub struct MetricsSnapshot {
     pub steps: u64,
     /// Bytes of KV cache held by the active sequences.
     pub kv_cache_bytes: u64,
+    /// Requests that started from a cached prompt prefix.
+    pub prefix_hits: u64,
+    /// Prompt tokens copied from cached prefixes instead of prefilled.
+    pub prefix_reused_tokens: u64,
+    /// Bytes of KV cache kept for prefix reuse.
+    pub prefix_cache_bytes: u64,
     /// Recent throughput of the batched steps (prompt and generated tokens per second).
     pub tokens_per_s: f64,
 }
@@ -65,6 +74,9 @@ impl EngineMetrics {
             active_sequences: get(&self.active),
             steps: get(&self.steps),
             kv_cache_bytes: get(&self.kv_bytes),
+            prefix_hits: get(&self.prefix_hits),
+            prefix_reused_tokens: get(&self.prefix_reused_tokens),
+            prefix_cache_bytes: get(&self.prefix_cache_bytes),
             tokens_per_s: f64::from_bits(get(&self.tokens_per_s)),
         }
     }

@@ -5,6 +5,7 @@
 #[cfg(any(test, feature = "fault-injection"))]
 mod fault;
 pub mod metrics;
+mod prefix;
 mod sequence;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,8 @@ struct Worker<'t, M: BatchModel> {
     config: EngineConfig,
     metrics: &'t EngineMetrics,
     active: Vec<Sequence<'t, M::Cache>>,
+    /// Finished sequences' caches kept for prompt-prefix reuse.
+    prefix: prefix::PrefixCache<M::Cache>,
     /// Set when a step failed in a way that leaves the device unusable: the worker stops.
     device_fault: Option<String>,
     /// Test-only: steps made to fail instead of running (see [`fault`]).
@@ -115,6 +118,7 @@ fn serve<M: BatchModel>(model: M, ctx: WorkerContext<'_>) {
         config,
         metrics,
         active: Vec::new(),
+        prefix: prefix::PrefixCache::new(config.prefix_cache),
         device_fault: None,
         #[cfg(any(test, feature = "fault-injection"))]
         faults: fault::StepFaults::from_env(),
@@ -185,12 +189,18 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             return;
         }
         let size = (request.prompt.len() + request.params.max_tokens).min(self.config.ctx);
-        let made = self.model.new_cache(size).and_then(|cache| {
+        let made = self.new_cache(size).and_then(|cache| {
             Sampler::new(request.params.sampling.clone()).map(|sampler| (cache, sampler))
         });
         match made {
-            Ok((cache, sampler)) => {
-                tracing::debug!(id, prompt = request.prompt.len(), "sequence admitted");
+            Ok((mut cache, sampler)) => {
+                let reused = self.reuse_prefix(&request.prompt, &mut cache);
+                tracing::debug!(
+                    id,
+                    prompt = request.prompt.len(),
+                    reused,
+                    "sequence admitted"
+                );
                 self.active.push(Sequence::new(
                     id,
                     request.prompt,
@@ -201,6 +211,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                     self.tokenizer,
                     request.sink,
                     request.logprobs,
+                    reused,
                 ));
             }
             Err(e) => {
@@ -208,6 +219,42 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                     .sink
                     .send(crate::engine::EngineEvent::Failed(e.to_string()));
                 EngineMetrics::add(&self.metrics.failed, 1);
+            }
+        }
+    }
+
+    /// A cache for `size` tokens; when memory is short, kept prefix caches are freed (oldest
+    /// first) until it fits or none is left.
+    fn new_cache(&mut self, size: usize) -> ModelResult<M::Cache> {
+        loop {
+            match self.model.new_cache(size) {
+                Ok(cache) => return Ok(cache),
+                Err(e) => {
+                    if !self.prefix.evict_oldest() {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "freed a prefix cache entry to make room");
+                }
+            }
+        }
+    }
+
+    /// Copies into `cache` the longest prefix of `prompt` a kept cache holds; returns the
+    /// tokens reused (0: none, the whole prompt is prefilled).
+    fn reuse_prefix(&mut self, prompt: &[u32], cache: &mut M::Cache) -> usize {
+        let Some((src, n)) = self.prefix.lookup(prompt) else {
+            return 0;
+        };
+        match self.model.copy_prefix(src, cache, n) {
+            Ok(true) => {
+                EngineMetrics::add(&self.metrics.prefix_hits, 1);
+                EngineMetrics::add(&self.metrics.prefix_reused_tokens, n as u64);
+                n
+            }
+            Ok(false) => 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "copying a cached prompt prefix failed; prefilling it");
+                0
             }
         }
     }
@@ -279,7 +326,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             }
         };
         EngineMetrics::add(&self.metrics.prompt_tokens, prompt_tokens as u64);
-        let mut ended = vec![false; self.active.len()];
+        let mut ended: Vec<Option<Next>> = vec![None; self.active.len()];
         for (&i, out) in members.iter().zip(&outputs) {
             let seq = &mut self.active[i];
             let before = seq.generated();
@@ -293,20 +340,29 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             match next {
                 Next::Continue => {}
                 Next::Finished => {
-                    ended[i] = true;
+                    ended[i] = Some(Next::Finished);
                     EngineMetrics::add(&self.metrics.completed, 1);
                 }
                 Next::Cancelled => {
-                    ended[i] = true;
+                    ended[i] = Some(Next::Cancelled);
                     EngineMetrics::add(&self.metrics.cancelled, 1);
                 }
             }
         }
-        let mut idx = 0;
-        self.active.retain(|_| {
-            idx += 1;
-            !ended[idx - 1]
-        });
+        let mut kept = Vec::with_capacity(self.active.len());
+        for (seq, ended) in self.active.drain(..).zip(ended) {
+            match ended {
+                // A finished sequence's cache holds its prompt and answer: kept for requests
+                // that continue the conversation or share the prompt's beginning.
+                Some(Next::Finished) => {
+                    let (tokens, cache) = seq.into_cached();
+                    self.prefix.insert(tokens, cache);
+                }
+                Some(_) => {}
+                None => kept.push(seq),
+            }
+        }
+        self.active = kept;
         self.metrics
             .record_step(n_tokens, started.elapsed().as_secs_f64());
     }
@@ -324,6 +380,10 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         EngineMetrics::set(&self.metrics.active, self.active.len() as u64);
         let kv: usize = self.active.iter().map(|s| s.cache.size_bytes()).sum();
         EngineMetrics::set(&self.metrics.kv_bytes, kv as u64);
+        EngineMetrics::set(
+            &self.metrics.prefix_cache_bytes,
+            self.prefix.size_bytes() as u64,
+        );
     }
 }
 

@@ -14,6 +14,8 @@ pub(crate) struct Sequence<'t, C> {
     pub prompt: Vec<u32>,
     /// Prompt tokens already in the cache.
     pub prefilled: usize,
+    /// The tokens generated so far (each runs through the model as the next step's input).
+    answer: Vec<u32>,
     pub cache: C,
     /// The sampled token still to run through the model (decode phase).
     pub pending: [u32; 1],
@@ -52,6 +54,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         tokenizer: &'t Tokenizer,
         sink: Box<dyn EventSink>,
         logprobs: Option<usize>,
+        prefilled: usize,
     ) -> Self {
         for &t in &prompt {
             sampler.accept(t);
@@ -59,7 +62,8 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         Self {
             id,
             prompt,
-            prefilled: 0,
+            prefilled,
+            answer: Vec::new(),
             cache,
             pending: [0],
             decoding: false,
@@ -172,8 +176,22 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
             return self.finish(FinishReason::ContextFull);
         }
         self.pending = [token];
+        self.answer.push(token);
         self.decoding = true;
         Next::Continue
+    }
+
+    /// The cache and the tokens it holds (the prompt, then the answer as far as it ran).
+    pub fn into_cached(self) -> (Vec<u32>, C) {
+        let held = self.cache.len();
+        let tokens = self
+            .prompt
+            .iter()
+            .chain(&self.answer)
+            .take(held)
+            .copied()
+            .collect();
+        (tokens, self.cache)
     }
 
     /// Tells the client the request failed.

@@ -175,6 +175,7 @@ fn engine_batch_gives_each_request_its_greedy_generation() {
         max_queue: 8,
         ctx: 64,
         prefill_chunk: 3,
+        prefix_cache: 0,
     };
     let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
     // The second request also asks for log-probabilities (3 alternatives): it then samples
@@ -249,6 +250,7 @@ fn dropped_receiver_cancels_and_full_queue_refuses() {
         max_queue: 1,
         ctx: 256,
         prefill_chunk: 64,
+        prefix_cache: 0,
     };
     let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
     let ids = engine
@@ -329,9 +331,11 @@ fn worker_with_fault<'t>(
             max_queue: 4,
             ctx: 64,
             prefill_chunk: 64,
+            prefix_cache: 0,
         },
         metrics,
         active: Vec::new(),
+        prefix: super::prefix::PrefixCache::new(0),
         device_fault: None,
         faults: StepFaults::new(Some(fault)),
     }
@@ -437,4 +441,78 @@ fn an_injected_device_fault_fails_the_batch_and_marks_the_device_lost() {
     let fault = worker.device_fault.as_deref().unwrap();
     assert!(fault.contains("injected device fault"), "{fault}");
     assert_eq!(metrics.snapshot().failed, 1);
+}
+
+/// Requests sharing a long prompt prefix (a system prompt), and a second turn that continues
+/// a finished conversation: the shared tokens are copied from the kept caches, not prefilled
+/// again (the metrics count them), and every answer equals the one computed from scratch.
+#[test]
+fn prompt_prefixes_are_reused_and_answers_unchanged() {
+    let file = model_file();
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let system = "You are a helpful assistant who answers questions about geography, history \
+                  and science in one short sentence, without any preamble.";
+    let prompts = [
+        format!("{system} Question: What is the capital of France? Answer:"),
+        format!("{system} Question: What is the capital of Italy? Answer:"),
+    ];
+    let params = GenerateParams {
+        max_tokens: 5,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+    };
+    let run = |prefix_cache: usize| {
+        let config = EngineConfig {
+            max_batch: 1,
+            max_queue: 8,
+            ctx: 128,
+            prefill_chunk: 16,
+            prefix_cache,
+        };
+        let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
+        let mut answers = Vec::new();
+        let mut turns: Vec<String> = prompts.to_vec();
+        for i in 0..3 {
+            // The third request continues the first conversation with its answer.
+            if i == 2 {
+                turns.push(format!(
+                    "{}{} Question: And of Spain? Answer:",
+                    prompts[0], answers[0]
+                ));
+            }
+            let ids = engine.tokenizer().encode(&turns[i], true, true).unwrap();
+            let (tx, rx) = mpsc::channel();
+            engine
+                .submit(EngineRequest::new(ids, params.clone(), Box::new(tx)))
+                .unwrap();
+            let mut text = String::new();
+            for event in rx {
+                match event {
+                    EngineEvent::Text(t) => text.push_str(&t),
+                    EngineEvent::Finished { .. } => break,
+                    EngineEvent::Failed(m) => panic!("{m}"),
+                    EngineEvent::Logprob(_) => {}
+                }
+            }
+            answers.push(text);
+        }
+        settle(&engine, |m| m.active_sequences == 0);
+        let m = engine.metrics();
+        engine.shutdown();
+        (answers, m)
+    };
+    let (plain, m_plain) = run(0);
+    let (reused, m_reused) = run(4);
+    assert_eq!(plain, reused);
+    assert_eq!((m_plain.prefix_hits, m_plain.prefix_reused_tokens), (0, 0));
+    // The second prompt shares the system prompt with the first; the third all of the first
+    // conversation.
+    let shared_system = tokenizer.encode(system, true, true).unwrap().len() - 1;
+    assert_eq!(m_reused.prefix_hits, 2, "{m_reused:?}");
+    assert!(m_reused.prefix_reused_tokens as usize >= shared_system + shared_system);
+    assert_eq!(
+        m_plain.prompt_tokens,
+        m_reused.prompt_tokens + m_reused.prefix_reused_tokens
+    );
+    assert!(m_reused.prefix_cache_bytes > 0);
 }

@@ -79,6 +79,7 @@ pub fn concurrent_vs_alone(
         max_queue: 2 * prompts.len(),
         ctx: 256,
         prefill_chunk: 64,
+        prefix_cache: 0,
     };
     let engine = Engine::start(file, config, EngineDevice::Gpu(0))
         .map_err(|e| format!("Engine::start: {e}"))?;

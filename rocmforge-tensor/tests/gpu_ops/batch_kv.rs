@@ -190,3 +190,44 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `copy_rows` (a cached prompt prefix copied into a new sequence's cache): the first rows of
+/// one F16 cache over another's, the rest untouched; more rows than either holds is an error.
+pub fn copy_rows(ctx: &Ctx) -> Result<(), String> {
+    let (rows, width) = (37usize, 3 * 64);
+    let to_f16 = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
+    let src = to_f16(ctx.randn(rows * width, 1.0));
+    let dst = to_f16(ctx.randn((rows + 5) * width, 1.0));
+    for n in [0usize, 1, 19, rows] {
+        let (c, g) = both(ctx, |be| {
+            let s = be.from_f16(vec![rows, width], &src)?;
+            let mut d = be.from_f16(vec![rows + 5, width], &dst)?;
+            ops::copy_rows(be, &s, &mut d, n)?;
+            d.to_f32_vec()
+        })?;
+        let want: Vec<f32> = src[..n * width]
+            .iter()
+            .chain(&dst[n * width..])
+            .map(|h| h.to_f32())
+            .collect();
+        if c != want || g != want {
+            return Err(format!(
+                "copy_rows of {n} rows: CPU or GPU differs from the expected rows"
+            ));
+        }
+        ctx.check(
+            "copy_rows (exact)",
+            &format!("{n} of {rows}x{width}"),
+            &c,
+            &g,
+            0.0,
+        )?;
+    }
+    let be = &ctx.gpu;
+    let s = be.from_f16(vec![rows, width], &src).map_err(e)?;
+    let mut d = be.from_f16(vec![rows + 5, width], &dst).map_err(e)?;
+    if ops::copy_rows(be, &s, &mut d, rows + 1).is_ok() {
+        return Err("copying more rows than the source holds must be an error".to_string());
+    }
+    Ok(())
+}

@@ -44,6 +44,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("kv_append_f16", attention::kv_append),
     ("attention_decode_prefill_gqa", attention::attention),
     ("ragged_batch_kv_append_attention", batch_kv::ragged_batch),
+    ("copy_rows_f16", batch_kv::copy_rows),
     ("argmax_top_k", argmax::argmax_and_top_k),
     ("add_rms_norm_q8_1", decode_fused::add_rms_norm_q8_1),
     ("silu_mul_q8_1", decode_fused::silu_mul_q8_1),
