@@ -5,7 +5,8 @@
 //! (N >= 1) in the environment makes every N-th batched step of an engine fail as a kernel error
 //! would (its sequences get `EngineEvent::Failed`; the engine keeps running), and
 //! `ROCMFORGE_INJECT_STEP_FAULT=device` makes the first step fail as a lost device does (a runtime
-//! error: the engine fails everything and stops, so `Engine::is_healthy` turns false). Unset or
+//! error: the engine fails everything and stops, so `Engine::is_healthy` turns false);
+//! `ROCMFORGE_INJECT_STEP_FAULT=oom:N` makes step N run out of device memory once. Unset or
 //! invalid, nothing is injected. Unit tests set a [`StepFaults`] on the worker directly, without
 //! the environment.
 
@@ -21,13 +22,23 @@ pub(crate) enum StepFault {
     Every(u64),
     /// Every step fails as a lost device does (the engine stops after the first).
     Device,
+    /// Step N (counted from 1) fails as running out of device memory does.
+    OutOfMemoryAt(u64),
 }
 
 impl StepFault {
-    /// Parses a value of [`FAULT_ENV`]: `device`, or N >= 1; anything else is no fault.
+    /// Parses a value of [`FAULT_ENV`]: `device`, `oom:N` (step N runs out of device memory),
+    /// or N >= 1; anything else is no fault.
     pub(crate) fn parse(value: &str) -> Option<StepFault> {
         if value == "device" {
             return Some(StepFault::Device);
+        }
+        if let Some(n) = value.strip_prefix("oom:") {
+            return n
+                .parse::<u64>()
+                .ok()
+                .filter(|&n| n >= 1)
+                .map(StepFault::OutOfMemoryAt);
         }
         value
             .parse::<u64>()
@@ -62,6 +73,12 @@ impl StepFaults {
         StepFaults::new(fault)
     }
 
+    /// Steps counted so far (by the periodic and out-of-memory faults).
+    #[cfg(test)]
+    pub(crate) fn counted(&self) -> u64 {
+        self.steps
+    }
+
     /// The injected fault of this step, if any.
     pub(crate) fn next(&mut self) -> Option<ModelError> {
         match self.fault? {
@@ -69,6 +86,16 @@ impl StepFaults {
                 self.steps += 1;
                 (self.steps % n == 0)
                     .then(|| ModelError::InvalidInput(format!("injected step fault ({FAULT_ENV})")))
+            }
+            StepFault::OutOfMemoryAt(n) => {
+                self.steps += 1;
+                (self.steps == n).then(|| {
+                    ModelError::Tensor(rocmforge_tensor::TensorError::OutOfDeviceMemory {
+                        tensor: "injected activations".to_string(),
+                        needed: 1 << 30,
+                        free: 0,
+                    })
+                })
             }
             StepFault::Device => Some(ModelError::Tensor(rocmforge_tensor::TensorError::Hip(
                 rocmforge_hip::HipError::Api {

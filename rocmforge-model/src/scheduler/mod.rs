@@ -313,6 +313,15 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         };
         #[cfg(not(any(test, feature = "fault-injection")))]
         let result = run_step(&self.model, &mut segments, greedy);
+        // Out of memory with caches kept for prefix reuse: free them and run the step again
+        // (a failed step commits nothing to the caches, so it can simply be repeated).
+        let result = match result {
+            Err(e) if is_out_of_memory(&e) && self.prefix.clear() > 0 => {
+                tracing::warn!(error = %e, "step out of memory: freed the prefix cache, retrying");
+                run_step(&self.model, &mut segments, greedy)
+            }
+            other => other,
+        };
         drop(segments);
         let outputs = match result {
             Ok(l) => l,
@@ -416,6 +425,18 @@ fn run_step<M: BatchModel>(
             .map(|l| l.map_or(StepOutput::None, StepOutput::Logits))
             .collect()
     })
+}
+
+/// Whether a failed step ran out of device memory.
+fn is_out_of_memory(e: &ModelError) -> bool {
+    use rocmforge_tensor::TensorError;
+    matches!(
+        e,
+        ModelError::Tensor(
+            TensorError::OutOfDeviceMemory { .. }
+                | TensorError::Hip(rocmforge_hip::HipError::OutOfMemory { .. })
+        )
+    )
 }
 
 /// Whether a failed step leaves the device unusable: any runtime error except running out of

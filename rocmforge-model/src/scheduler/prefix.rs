@@ -72,6 +72,13 @@ impl<C: SequenceCache> PrefixCache<C> {
         true
     }
 
+    /// Frees every entry; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.entries.len();
+        self.entries.clear();
+        n
+    }
+
     /// Bytes the kept caches take.
     pub fn size_bytes(&self) -> usize {
         self.entries.iter().map(|e| e.cache.size_bytes()).sum()

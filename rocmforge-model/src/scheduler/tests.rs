@@ -323,6 +323,16 @@ fn worker_with_fault<'t>(
     metrics: &'t EngineMetrics,
     fault: StepFault,
 ) -> Worker<'t, Model> {
+    worker_with_fault_and_prefix(model, tokenizer, metrics, fault, 0)
+}
+
+fn worker_with_fault_and_prefix<'t>(
+    model: Model,
+    tokenizer: &'t Tokenizer,
+    metrics: &'t EngineMetrics,
+    fault: StepFault,
+    prefix_cache: usize,
+) -> Worker<'t, Model> {
     Worker {
         model,
         tokenizer,
@@ -331,11 +341,11 @@ fn worker_with_fault<'t>(
             max_queue: 4,
             ctx: 64,
             prefill_chunk: 64,
-            prefix_cache: 0,
+            prefix_cache,
         },
         metrics,
         active: Vec::new(),
-        prefix: super::prefix::PrefixCache::new(0),
+        prefix: super::prefix::PrefixCache::new(prefix_cache),
         device_fault: None,
         faults: StepFaults::new(Some(fault)),
     }
@@ -368,6 +378,8 @@ fn failure(rx: &mpsc::Receiver<EngineEvent>) -> String {
 #[test]
 fn the_fault_setting_parses_device_or_a_positive_period() {
     assert_eq!(StepFault::parse("device"), Some(StepFault::Device));
+    assert_eq!(StepFault::parse("oom:3"), Some(StepFault::OutOfMemoryAt(3)));
+    assert_eq!(StepFault::parse("oom:0"), None);
     assert_eq!(StepFault::parse("1"), Some(StepFault::Every(1)));
     assert_eq!(StepFault::parse("3"), Some(StepFault::Every(3)));
     for bad in ["", "0", "-1", "x", "Device", " 1"] {
@@ -515,4 +527,51 @@ fn prompt_prefixes_are_reused_and_answers_unchanged() {
         m_reused.prompt_tokens + m_reused.prefix_reused_tokens
     );
     assert!(m_reused.prefix_cache_bytes > 0);
+}
+
+/// A step that runs out of device memory while finished caches are kept for prefix reuse frees
+/// them and runs again: the request completes, nothing fails.
+#[test]
+fn out_of_memory_frees_the_prefix_cache_and_the_step_runs_again() {
+    let file = model_file();
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let metrics = EngineMetrics::default();
+    let model = Model::from_file(
+        std::sync::Arc::new(model_file()),
+        rocmforge_tensor::Backend::Cpu,
+    )
+    .unwrap();
+    let prompt = "A long enough prompt: one, two, three, four, five, six, seven, eight, nine, ten";
+    let never = StepFault::OutOfMemoryAt(u64::MAX);
+    let mut worker = worker_with_fault_and_prefix(model, &tokenizer, &metrics, never, 4);
+    // The first request runs to its end and its cache is kept.
+    let a = admit(&mut worker, 1, prompt);
+    while !worker.active.is_empty() {
+        worker.step();
+    }
+    drop(a);
+    assert!(worker.prefix.size_bytes() > 0);
+    // The second request reuses the prefix; its second step is out of memory: the prefix cache
+    // is freed and the step repeated.
+    worker.faults = StepFaults::new(Some(StepFault::OutOfMemoryAt(2)));
+    let b = admit(&mut worker, 2, prompt);
+    while !worker.active.is_empty() {
+        worker.step();
+    }
+    assert!(
+        worker.prefix.size_bytes() > 0,
+        "the finished request is kept again"
+    );
+    assert!(
+        worker.faults.counted() >= 2,
+        "the out-of-memory step was reached"
+    );
+    let m = metrics.snapshot();
+    assert_eq!((m.failed, m.completed, m.prefix_hits), (0, 2, 1), "{m:?}");
+    let mut finished = false;
+    for event in b.try_iter() {
+        assert!(!matches!(event, EngineEvent::Failed(_)), "{event:?}");
+        finished |= matches!(event, EngineEvent::Finished { .. });
+    }
+    assert!(finished);
 }
