@@ -6,7 +6,7 @@
 //! keeps its file format (quantized blocks included). Fused projections (`attn_qkv`, GLM-4's
 //! gate+up `ffn_up`) become separate row blocks (sub-ranges on the CPU, separate uploads on a
 //! GPU), so the forward sees q, k, v, gate and up as five matrices for every architecture.
-//! Biases stay on the host (the forward replicates them over a batch's rows).
+//! Biases are f32 tensors on the backend, uploaded once.
 //!
 //! Every tensor's shape is checked against the configuration before anything is read; on a GPU
 //! the free device memory is checked against the bytes of every weight before the first upload.
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rocmforge_gguf::quants::dequantize_to_vec;
 use rocmforge_gguf::{GgmlType, GgufFile, TensorInfo};
-use rocmforge_tensor::{Backend, DeviceTensor, TensorError, Weight};
+use rocmforge_tensor::{Backend, DeviceTensor, Tensor, TensorError, Weight};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, ModelResult};
@@ -56,8 +56,8 @@ pub(crate) struct LayerWeights {
     pub q: Mat,
     pub k: Mat,
     pub v: Mat,
-    /// q/k/v biases on the host (replicated over a batch's rows by the forward's scratch).
-    pub bias: [Option<Vec<f32>>; 3],
+    /// q/k/v biases (qwen2), f32 on the backend, uploaded once at load.
+    pub bias: [Option<Tensor>; 3],
     pub q_norm: Option<Vector>,
     pub k_norm: Option<Vector>,
     pub o: Mat,
@@ -306,6 +306,12 @@ fn layer(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<Lay
             }
         }
     };
+    let [bq, bk, bv] = bias;
+    let upload = |b: Option<Vec<f32>>| -> ModelResult<Option<Tensor>> {
+        Ok(b.map(|b| ld.backend.from_f32(vec![b.len()], &b))
+            .transpose()?)
+    };
+    let bias = [upload(bq)?, upload(bk)?, upload(bv)?];
     Ok(LayerWeights {
         norm1: ld.vector(l.norm1.name(), c.n_embd)?,
         q,
@@ -324,7 +330,8 @@ fn layer(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<Lay
     })
 }
 
-/// Bytes the weights of `plan` take once resident on a device (biases stay on the host).
+/// Bytes the weights of `plan` take once resident on a device (biases, a few KiB per block, are
+/// left to the load headroom).
 pub fn weight_bytes(plan: &ExecutionPlan) -> u64 {
     let mut seen = std::collections::HashSet::new();
     let mut total = 0u64;

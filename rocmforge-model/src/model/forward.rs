@@ -217,7 +217,7 @@ impl Model {
                         pool.remove(0);
                     }
                     drop(pool);
-                    Scratch::new(&self.backend, &self.plan.config, &self.weights, n)?
+                    Scratch::new(&self.backend, &self.plan.config, n)?
                 }
             }
         };
@@ -440,7 +440,7 @@ impl Model {
             head_dim: c.head_dim,
             scale: 1.0 / (c.head_dim as f32).sqrt(),
         };
-        let [bq, bk, bv] = &s.bias[il];
+        let [bq, bk, bv] = &l.bias;
         ops::rope_kv_append_batch(
             be,
             il,

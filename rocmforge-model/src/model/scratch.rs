@@ -8,7 +8,6 @@ use rocmforge_tensor::{Backend, Ids, KvTableBuffers, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::ModelResult;
-use crate::weights::Weights;
 
 /// The model-wide switch of the captured decode steps.
 #[derive(Debug)]
@@ -99,8 +98,6 @@ pub(crate) struct Scratch {
     pub logits: Option<Tensor>,
     /// The KV address tables of a step (reused: no allocation per step).
     pub kv_tables: KvTableBuffers,
-    /// Per block, the q/k/v biases on the backend (qwen2); `None` without bias.
-    pub bias: Vec<[Option<Tensor>; 3]>,
 }
 
 impl Scratch {
@@ -116,7 +113,7 @@ impl Scratch {
         n.saturating_mul(per_row).saturating_mul(4)
     }
 
-    pub fn new(be: &Backend, c: &ModelConfig, w: &Weights, n: usize) -> ModelResult<Self> {
+    pub fn new(be: &Backend, c: &ModelConfig, n: usize) -> ModelResult<Self> {
         let z = |cols: usize| be.zeros(GgmlType::F32, vec![n, cols]);
         Ok(Scratch {
             graph: StepGraph {
@@ -143,18 +140,6 @@ impl Scratch {
             out_ids: be.ids(&vec![0; n])?,
             logits: None,
             kv_tables: KvTableBuffers::default(),
-            bias: w
-                .layers
-                .iter()
-                .map(|l| {
-                    let r = |b: &Option<Vec<f32>>| {
-                        b.as_deref()
-                            .map(|b| be.from_f32(vec![b.len()], b))
-                            .transpose()
-                    };
-                    Ok([r(&l.bias[0])?, r(&l.bias[1])?, r(&l.bias[2])?])
-                })
-                .collect::<ModelResult<Vec<_>>>()?,
         })
     }
 }

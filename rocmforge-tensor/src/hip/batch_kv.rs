@@ -1,5 +1,7 @@
 //! The device side of [`crate::batch_kv::BatchKv`]: address tables of a step's cache rows and
-//! the launches of `kv_append_rows_f16` and `attention_rows_f16` over them.
+//! the launches over them: `kv_append_rows_f16`, `rope_kv_append_rows_f32` (biases + RoPE +
+//! append), and the decode attention (`attention_rows_split_f16` + `attention_rows_combine_f32`,
+//! or `attention_rows_f16` for head dims the split kernel does not take).
 
 use rocmforge_hip::{DeviceBuffer, DevicePtr, HipEvent, LaunchConfig, PinnedHostBuffer};
 
