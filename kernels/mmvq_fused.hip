@@ -229,18 +229,41 @@ RF_DEVICE void rf_prefetch(const rf_u8* g, rf_u32 len, const rf_u8* w_end, rf_u3
     }
 }
 
-template <class T, int NT>
-RF_DEVICE void rf_mmvq_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,
-                              const float* x, const rf_i8* aqs, const float* ads, rf_u32 cols,
-                              rf_u32 n_tokens, float* out, rf_u8* smem, rf_u32x4 (*wbuf)[rf_step<T>::PPL * RF_WARP_SIZE]) {
+// The weights one launch multiplies with the same activations: up to three of the same type
+// and columns (q, k and v; or one), row after row, each written to its own output
+// (out_i[t][row]); or, with GLU, a gate/up pair of the same shape (w0 = gate, w1 = up): each warp
+// takes row r of both, one after the other, and stores silu(w0·x) * (w1·x) (the formula of
+// silu_mul_f32) to out0, so the gate/up/silu_mul triple is one launch.
+struct rf_mv_set {
+    const rf_u8 *w0, *w1, *w2;
+    float *out0, *out1, *out2;
+    rf_u32 rows0, rows1, rows2;
+    // Segment of job row r (0, 1 or 2) and the row within it.
+    RF_MEMBER int seg(rf_u32 r, rf_u32* lr) const {
+        if (r < rows0) { *lr = r; return 0; }
+        if (r - rows0 < rows1) { *lr = r - rows0; return 1; }
+        *lr = r - rows0 - rows1;
+        return 2;
+    }
+    RF_MEMBER const rf_u8* w(int s) const { return s == 0 ? w0 : (s == 1 ? w1 : w2); }
+    RF_MEMBER float* out(int s) const { return s == 0 ? out0 : (s == 1 ? out1 : out2); }
+    RF_MEMBER rf_u32 rows(int s) const { return s == 0 ? rows0 : (s == 1 ? rows1 : rows2); }
+};
+
+template <class T, int NT, bool GLU>
+RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunks, const float* x,
+                              const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,
+                              rf_u8* smem, rf_u32x4 (*wbuf)[rf_step<T>::PPL * RF_WARP_SIZE]) {
     using S = rf_step<T>;
     const rf_u32 tid = RF_TID_X, lane = tid % RF_WARP_SIZE, warp = tid / RF_WARP_SIZE;
     const rf_u32 nt = n_tokens < (rf_u32)NT ? n_tokens : (rf_u32)NT;
     using L = rf_act_layout<S::QPC>;
     const rf_u32 ts = chunks * L::CHUNK_BYTES;  // bytes of one token's activations
     const rf_u32 steps = (chunks + S::CHUNKS - 1) / S::CHUNKS;
+    // Steps per row: GLU rows are `steps` of w0, then `steps` of w1.
+    const rf_u32 row_steps = GLU ? 2 * steps : steps;
+    const rf_u32 rows = GLU ? m.rows0 : m.rows0 + m.rows1 + m.rows2;  // job rows
     const rf_u32 gw = RF_BID_X * RF_MMV_WARPS + warp, n_gw = RF_GDIM_X * RF_MMV_WARPS;
-    const rf_u8* w_end = w + (rf_u64)rows * row_bytes;
     rf_u32x4* buf = wbuf[warp];
 
     // The first step's loads go out before the activations are quantized.
@@ -248,17 +271,23 @@ RF_DEVICE void rf_mmvq_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
     rf_u32 nx_off = 0, nx_np = 0;
     rf_u32 r = gw, s = 0;
     auto prefetch = [&](rf_u32 row, rf_u32 step) {
-        const rf_u64 start = (rf_u64)step * S::BYTES;
+        rf_u32 lr = row;
+        const int sg = GLU ? (step >= steps ? 1 : 0) : m.seg(row, &lr);
+        const rf_u8* wm = m.w(sg);
+        const rf_u32 ms = (GLU && step >= steps) ? step - steps : step;
+        const rf_u64 start = (rf_u64)ms * S::BYTES;
         const rf_u64 left = row_bytes - start;
         const rf_u32 len = left < (rf_u64)S::BYTES ? (rf_u32)left : (rf_u32)S::BYTES;
-        rf_prefetch<S::PPL>(w + (rf_u64)row * row_bytes + start, len, w_end, lane, pf, &nx_off, &nx_np);
+        const rf_u32 seg_rows = GLU ? m.rows0 : m.rows(sg);
+        rf_prefetch<S::PPL>(wm + (rf_u64)lr * row_bytes + start, len,
+                            wm + (rf_u64)seg_rows * row_bytes, lane, pf, &nx_off, &nx_np);
     };
     if (r < rows) prefetch(r, 0);
     rf_stage_q8_1<S::QPC>(x, aqs, ads, cols, nt, ts, smem);
 
-    float acc[NT];
+    float acc[NT], gate[NT];
 #pragma unroll
-    for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+    for (int t = 0; t < NT; ++t) acc[t] = gate[t] = 0.0f;
     while (r < rows) {
         rf_sync_warp();  // the previous step is done reading the buffer
 #pragma unroll
@@ -267,8 +296,10 @@ RF_DEVICE void rf_mmvq_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
             if (p < nx_np) buf[p] = pf[j];
         }
         rf_sync_warp();
-        const rf_u32 cr = r, cs = s, coff = nx_off;
-        if (++s == steps) {
+        const rf_u32 cr = r, coff = nx_off;
+        const bool second = GLU && s >= steps;  // this step reads w2
+        const rf_u32 cs = second ? s - steps : s;
+        if (++s == row_steps) {
             s = 0;
             r += n_gw;
         }
@@ -295,14 +326,24 @@ RF_DEVICE void rf_mmvq_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
 #pragma unroll
             for (int t = 0; t < NT; ++t) {
                 const float v = rf_warp_sum_f32(acc[t]);
-                if (lane == 0 && (rf_u32)t < nt) out[(rf_u64)t * rows + cr] = v;
                 acc[t] = 0.0f;
+                if (GLU && !second) {
+                    gate[t] = v;
+                } else if (lane == 0 && (rf_u32)t < nt) {
+                    const float g = gate[t];
+                    rf_u32 lr = cr;
+                    const int sg = GLU ? 0 : m.seg(cr, &lr);
+                    const rf_u32 seg_rows = GLU ? m.rows0 : m.rows(sg);
+                    m.out(sg)[(rf_u64)t * seg_rows + lr] = GLU ? (g / (1.0f + rf_expf(-g))) * v : v;
+                }
             }
         }
     }
 }
 
-// mmvqs_*: from f32 activations; mmvqa_*: from a q8_1 activation buffer (aqs, ads).
+// mmvqs_*: from f32 activations; mmvqm_*: the same for up to three weights (q, k, v) in one
+// launch; mmvqg_*: the same for a gate/up pair, writing silu(gate) * up (rf_mv_set above);
+// mmvqa_*: from a q8_1 activation buffer (aqs, ads).
 #define RF_MMVQS_KERNEL_NT(name, T, NT)                                                           \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqs_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
@@ -310,8 +351,30 @@ RF_DEVICE void rf_mmvq_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
                               rf_u32 /* tpr: one warp per row here */) {                          \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
-        rf_mmvq_staged<T, NT>(w, row_bytes, rows, chunks, x, nullptr, nullptr, cols, n_tokens,    \
-                              out, (rf_u8*)rf_smem, wbuf);                                        \
+        const rf_mv_set m = {w, nullptr, nullptr, out, nullptr, nullptr, rows, 0u, 0u};           \
+        rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,   \
+                                     (rf_u8*)rf_smem, wbuf);                                      \
+    }                                                                                             \
+    RF_KERNEL(RF_MMV_THREADS)                                                                     \
+    void mmvqm_##name##_n##NT(const rf_u8* w0, const rf_u8* w1, const rf_u8* w2,                  \
+                              rf_u64 row_bytes, rf_u32 rows0, rf_u32 rows1, rf_u32 rows2,         \
+                              rf_u32 chunks, const float* x, rf_u32 cols, rf_u32 n_tokens,        \
+                              float* out0, float* out1, float* out2) {                            \
+        RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
+        __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
+        const rf_mv_set m = {w0, w1, w2, out0, out1, out2, rows0, rows1, rows2};                  \
+        rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,   \
+                                     (rf_u8*)rf_smem, wbuf);                                      \
+    }                                                                                             \
+    RF_KERNEL(RF_MMV_THREADS)                                                                     \
+    void mmvqg_##name##_n##NT(const rf_u8* w, const rf_u8* w2, rf_u64 row_bytes, rf_u32 rows,     \
+                              rf_u32 chunks, const float* x, rf_u32 cols, rf_u32 n_tokens,        \
+                              float* out) {                                                       \
+        RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
+        __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
+        const rf_mv_set m = {w, w2, nullptr, out, nullptr, nullptr, rows, 0u, 0u};               \
+        rf_mmvq_staged<T, NT, true>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,    \
+                                    (rf_u8*)rf_smem, wbuf);                                       \
     }                                                                                             \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqa_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
@@ -319,8 +382,9 @@ RF_DEVICE void rf_mmvq_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
                               float* out) {                                                       \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
-        rf_mmvq_staged<T, NT>(w, row_bytes, rows, chunks, nullptr, aqs, ads, cols, n_tokens, out, \
-                              (rf_u8*)rf_smem, wbuf);                                             \
+        const rf_mv_set m = {w, nullptr, nullptr, out, nullptr, nullptr, rows, 0u, 0u};           \
+        rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, nullptr, aqs, ads, cols, n_tokens,     \
+                                     (rf_u8*)rf_smem, wbuf);                                      \
     }
 #define RF_MMVQS_KERNEL(name, T)   \
     RF_MMVQS_KERNEL_NT(name, T, 1) \

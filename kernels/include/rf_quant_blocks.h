@@ -360,6 +360,43 @@ struct rf_q6_k {
     }
 };
 
+// Q6_K in 64-value chunks (QB_PER_CHUNK = 2) for the kernels that keep several rows' chunks in
+// registers at once (mmvq.hip's multi-row variants): chunk `sub` (0..3) is half sub / 2 of the
+// block, its low (sub even) or high (sub odd) nibbles: pieces 0-1 or 2-3 of rf_q6_k's unpack of
+// that half, with the same arithmetic. Both chunks of a half read the same 96 bytes.
+struct rf_q6_k64 {
+    static constexpr int BLOCK_VALUES = 256, BLOCK_BYTES = 210, QB_PER_CHUNK = 2;
+    static constexpr bool SCALE16 = true, HAS_MIN = false, HAS_MW = false;
+    static RF_MEMBER void unpack(const rf_u8* b, int sub, rf_qb* o) {
+        const int half = sub >> 1, part = sub & 1;
+        const rf_u8* ql = b + 64 * half;
+        const rf_u8* qh = b + 128 + 32 * half;
+        const rf_u8* sc = b + 192 + 8 * half + 4 * part;
+        const float d = rf_f16_bits(rf_ld_u16(b + 208));
+        const int shift = 4 * part;
+        rf_u32 lw[16], hw[8];
+        rf_ld_words_a2<16>(ql, lw);
+        rf_ld_words_a2<8>(qh, hw);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            rf_u32 a = lw[i] >> shift, c = lw[8 + i] >> shift;
+            rf_u32 h = hw[i] >> shift;
+            o[0].q[i] = rf_sub_bytes((a & 0x0f0f0f0fu) | ((h & 0x03030303u) << 4), 32);
+            o[1].q[i] = rf_sub_bytes((c & 0x0f0f0f0fu) | (((h >> 2) & 0x03030303u) << 4), 32);
+        }
+        rf_u32 sw[1];
+        rf_ld_words_a2<1>(sc, sw);
+#pragma unroll
+        for (int g = 0; g < 2; ++g) {
+            int lo = (int)(signed char)(sw[0] >> (16 * g));
+            int hi = (int)(signed char)(sw[0] >> (16 * g + 8));
+            o[g].a0 = d * (float)lo;
+            o[g].a1 = d * (float)hi;
+            o[g].m0 = 0.0f; o[g].m1 = 0.0f; o[g].mw = 0.0f;
+        }
+    }
+};
+
 struct rf_q2_k {
     static constexpr int BLOCK_VALUES = 256, BLOCK_BYTES = 84, QB_PER_CHUNK = 4;
     static constexpr bool SCALE16 = true, HAS_MIN = true, HAS_MW = false;

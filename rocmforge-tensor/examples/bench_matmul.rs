@@ -14,12 +14,14 @@
 //! copy rate, bytes read + written, measured with rocmforge-hip's bench_copy). The table also
 //! shows this device's own copy rate.
 //!
-//! Then n_tokens = 2, 4, 8 (continuous batching): the weights are still read once per call.
+//! Then n_tokens = 2, 4, 8, 16, 32 (continuous batching): up to 8 the weights are read once per
+//! call, more tokens take the BLAS path. `RF_BENCH_BATCHED_ONLY=1` skips the one-token table.
 //!
 //! With `$OUT` set the tables are also written to `$OUT/bench_matmul.md` and
 //! `$OUT/bench_matmul.json`. `RF_BENCH_QUICK=1` runs fewer shapes; `RF_BENCH_TAG` names the
 //! files (`bench_matmul-<tag>.*`) so that two builds can be compared in one run;
-//! `RF_BENCH_FUSED=never|always` and `RF_BENCH_BLOCKS_PER_CU=n` select kernel variants.
+//! `RF_BENCH_FUSED=never|always`, `RF_BENCH_BLOCKS_PER_CU=n` and `RF_BENCH_ROWS=1|2|4` (weight
+//! rows per thread of the 2..=8-token matvec kernels) select kernel variants.
 //!
 //! Run: `cargo run --release -p rocmforge-tensor --example bench_matmul` (needs a GPU and the
 //! kernel images; `cargo xtask gpu-bundle` packages it as `bin/bench_matmul`).
@@ -343,6 +345,11 @@ fn main() -> BenchResult<()> {
             .ok()
             .and_then(|v| v.parse().ok()),
     );
+    b.ctx.set_matvec_rows_per_thread(
+        std::env::var("RF_BENCH_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    );
     let copy = b.copy_rate()?;
     let device = format!("{} ({})", backend.info().name, backend.arch());
     let header = format!(
@@ -350,8 +357,12 @@ fn main() -> BenchResult<()> {
         copy / 1e9
     );
     println!("{header}");
+    let batched_only = std::env::var("RF_BENCH_BATCHED_ONLY").is_ok_and(|v| v == "1");
     let mut results = Vec::new();
     for (name, rows, cols) in SHAPES {
+        if batched_only {
+            break;
+        }
         if quick && !matches!(name, "llama3 q/o" | "llama3 gate/up" | "qwen0.5 q/o") {
             continue;
         }
@@ -365,8 +376,8 @@ fn main() -> BenchResult<()> {
     println!("\n{single}");
     let mut batched = Vec::new();
     for (name, rows, cols) in [SHAPES[0], SHAPES[2], SHAPES[3]] {
-        for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
-            for n in [2usize, 4, 8] {
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0] {
+            for n in [2usize, 4, 8, 16, 32] {
                 if let Some(r) = b.case(name, rows, cols, ty, n)? {
                     batched.push(r);
                 }

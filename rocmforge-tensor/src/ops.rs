@@ -419,6 +419,114 @@ pub fn matmul(
     }
 }
 
+/// Several weights multiplied with the same activations: `jobs[i].1 = x · jobs[i].0ᵀ` (the q, k
+/// and v projections). On the GPU, consecutive weights of the same quantized type and columns
+/// share one launch for decode-sized batches (`hip::matmul::matmul_multi`); everything else runs
+/// [`matmul`] per weight (the same values up to float summation order).
+pub fn matmul_many(
+    be: &Backend,
+    x: &Tensor,
+    n_tokens: usize,
+    jobs: &mut [(&Weight, &mut Tensor)],
+) -> TensorResult<()> {
+    const OP: &str = "matmul_many";
+    let mut i = 0;
+    while i < jobs.len() {
+        let mut j = i + 1;
+        if let (Backend::Hip(ops), Weight::Hip(first)) = (be, jobs[i].0) {
+            let same = |w: &Weight| match w {
+                Weight::Hip(t) => t.dtype() == first.dtype() && t.cols() == first.cols(),
+                _ => false,
+            };
+            while j < jobs.len() && j - i < 3 && same(jobs[j].0) {
+                j += 1;
+            }
+            if j - i >= 2 {
+                let group = &mut jobs[i..j];
+                let mut ws = Vec::with_capacity(group.len());
+                let mut rows = Vec::with_capacity(group.len());
+                for (w, _) in group.iter() {
+                    let t = hip_weight(OP, w)?;
+                    ws.push(t.bytes_buffer().ok_or_else(|| {
+                        TensorError::Backend {
+                            op: OP,
+                            what: "GPU weights must be uploaded as raw bytes (GgufLoader does)"
+                                .to_string(),
+                        }
+                    })?);
+                    rows.push(t.rows());
+                }
+                let xb = x.hip(OP)?.f32_buffer(OP)?;
+                let mut outs = Vec::with_capacity(group.len());
+                for (_, out) in group.iter_mut() {
+                    outs.push(out.hip_mut(OP)?.f32_buffer_mut(OP)?);
+                }
+                let (ty, cols) = (first.dtype(), first.cols());
+                let done = ops.with_matmul(|ctx, stream| {
+                    hip::matmul::matmul_multi(
+                        ctx, &ws, &rows, ty, cols, xb, n_tokens, &mut outs, stream,
+                    )
+                })?;
+                if done {
+                    i = j;
+                    continue;
+                }
+            }
+        }
+        for (w, out) in jobs[i..j].iter_mut() {
+            matmul(be, w, x, n_tokens, out)?;
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// SwiGLU feed-forward input: `out = silu(x · gateᵀ) * (x · upᵀ)` (`[n_tokens][rows]`) for
+/// gate and up weights of the same shape. On the GPU, a gate/up pair of the same quantized type
+/// takes one launch for decode-sized batches (`hip::matmul::matmul_swiglu`); every other case
+/// runs the two matmuls into `gate_out` / `up_out` and [`silu_mul`] (the same values up to float
+/// summation order).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_swiglu(
+    be: &Backend,
+    gate: &Weight,
+    up: &Weight,
+    x: &Tensor,
+    n_tokens: usize,
+    gate_out: &mut Tensor,
+    up_out: &mut Tensor,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "matmul_swiglu";
+    if let (Backend::Hip(ops), Weight::Hip(g), Weight::Hip(u)) = (be, gate, up) {
+        let same = g.dtype() == u.dtype() && g.rows() == u.rows() && g.cols() == u.cols();
+        if let (true, Some(gb), Some(ub)) = (same, g.bytes_buffer(), u.bytes_buffer()) {
+            let xb = x.hip(OP)?.f32_buffer(OP)?;
+            let ob = out.hip_mut(OP)?.f32_buffer_mut(OP)?;
+            let done = ops.with_matmul(|ctx, stream| {
+                hip::matmul::matmul_swiglu(
+                    ctx,
+                    gb,
+                    ub,
+                    g.dtype(),
+                    g.rows(),
+                    g.cols(),
+                    xb,
+                    n_tokens,
+                    ob,
+                    stream,
+                )
+            })?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+    matmul(be, gate, x, n_tokens, gate_out)?;
+    matmul(be, up, x, n_tokens, up_out)?;
+    silu_mul(be, gate_out, up_out, out)
+}
+
 /// Writes the rows of `src` (F32 `[n][row_len]`) into `cache` (F16 `[capacity][row_len]`) at
 /// rows `start_row..start_row + n`, rounded to f16.
 pub fn kv_append(

@@ -16,6 +16,12 @@
 //!   quantized to q8_1 and dequantized on the CPU, products summed in f64
 //!   (`cpu::matmul_f32_reference`). Bound 1e-4: this checks the kernels' integer arithmetic
 //!   exactly, independent of the activation scheme.
+//!
+//! `matmul_swiglu` (gate/up pair in one launch, 1..=8 tokens) for every quantized type: against
+//! the CPU's two matmuls and silu·mul (2x the matmul bound), and against the GPU's own one-launch
+//! matmuls of gate and up with silu·mul on the host (the same kernel arithmetic: bound 1e-5).
+//! `matmul_multi` (two or three weights of one input in one launch, as q/k/v) likewise: against
+//! the CPU and against one-launch matmuls of each weight (bound 1e-6).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -25,7 +31,9 @@ use rocmforge_gguf::quants::quantize;
 use rocmforge_hip::{HipBackend, HipStream};
 use rocmforge_tensor::cpu::quantize_act::quantize_q8_1;
 use rocmforge_tensor::cpu::{WeightView, matmul as cpu_matmul, matmul_f32_reference};
-use rocmforge_tensor::hip::matmul::{MatmulContext, matmul, matmul_q8_1};
+use rocmforge_tensor::hip::matmul::{
+    MatmulContext, matmul, matmul_multi, matmul_q8_1, matmul_swiglu,
+};
 use rocmforge_tensor::hip::matvec_fused::FusedMode;
 use rocmforge_tensor::hip::quantize_act::Q8_1Layout;
 
@@ -133,19 +141,35 @@ fn run_case(
     let w_dev = gpu.backend.htod(&wq).map_err(e)?;
     let x_dev = gpu.backend.htod(&x).map_err(e)?;
     // Every path that serves this shape: the one-launch decode kernels (default), the
-    // two-launch kernels, and pre-quantized q8_1 activations (quantized weights).
+    // two-launch kernels (for quantized weights and 2..=8 tokens also with 1, 2 and 4 rows per
+    // thread forced), and pre-quantized q8_1 activations (quantized weights).
     let mut runs = Vec::new();
-    for mode in [Mode::Fused, Mode::TwoLaunch, Mode::PreQuantized] {
+    let several = (2..=8).contains(&n_tokens) && ty.is_quantized();
+    for mode in [
+        Mode::Fused,
+        Mode::TwoLaunch,
+        Mode::PreQuantized,
+        Mode::Rows(1),
+        Mode::Rows(2),
+        Mode::Rows(4),
+    ] {
         if mode == Mode::PreQuantized && !ty.is_quantized() {
+            continue;
+        }
+        if matches!(mode, Mode::Rows(_)) && !several {
             continue;
         }
         let mut out = gpu.backend.alloc::<f32>(n_tokens * rows).map_err(e)?;
         out.memset_bytes(0xff).map_err(e)?; // NaN everywhere: unwritten outputs show
-        gpu.ctx.set_fused_matvec(if mode == Mode::TwoLaunch {
-            FusedMode::Never
-        } else {
-            FusedMode::Always
-        });
+        gpu.ctx
+            .set_fused_matvec(if matches!(mode, Mode::TwoLaunch | Mode::Rows(_)) {
+                FusedMode::Never
+            } else {
+                FusedMode::Always
+            });
+        if let Mode::Rows(r) = mode {
+            gpu.ctx.set_matvec_rows_per_thread(Some(r));
+        }
         let r = if mode == Mode::PreQuantized {
             let act = gpu
                 .backend
@@ -176,6 +200,7 @@ fn run_case(
             )
         };
         gpu.ctx.set_fused_matvec(FusedMode::Auto);
+        gpu.ctx.set_matvec_rows_per_thread(None);
         r.map_err(|e| format!("{mode:?}: {e}"))?;
         gpu.stream.synchronize().map_err(e)?;
         let got = out.to_vec().map_err(e)?;
@@ -201,12 +226,193 @@ fn run_case(
     Ok((err_cpu, err_scheme))
 }
 
+fn silu_mul_host(g: &[f32], u: &[f32]) -> Vec<f32> {
+    g.iter()
+        .zip(u)
+        .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+        .collect()
+}
+
+/// One `matmul_swiglu` case; returns (rel err vs the CPU, rel err vs the GPU's separate matmuls).
+fn run_swiglu_case(
+    gpu: &mut Gpu,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+    seed: u64,
+) -> Result<(f32, f32), String> {
+    let mut rng = Rng(seed | 1);
+    let gq = quantize(ty, &rng.vec(rows * cols, 1.0)).map_err(|e| e.to_string())?;
+    let uq = quantize(ty, &rng.vec(rows * cols, 1.0)).map_err(|e| e.to_string())?;
+    let mut x = Vec::with_capacity(n_tokens * cols);
+    for t in 0..n_tokens {
+        x.extend(rng.vec(cols, 0.25 + t as f32 % 5.0));
+    }
+    let view = |data| WeightView {
+        ty,
+        data,
+        rows,
+        cols,
+    };
+    let (mut g, mut u) = (vec![0.0f32; n_tokens * rows], vec![0.0f32; n_tokens * rows]);
+    cpu_matmul(&view(&gq), &x, n_tokens, &mut g).map_err(|e| e.to_string())?;
+    cpu_matmul(&view(&uq), &x, n_tokens, &mut u).map_err(|e| e.to_string())?;
+    let want_cpu = silu_mul_host(&g, &u);
+
+    let e = |e: rocmforge_hip::HipError| e.to_string();
+    let (g_dev, u_dev, x_dev) = (
+        gpu.backend.htod(&gq).map_err(e)?,
+        gpu.backend.htod(&uq).map_err(e)?,
+        gpu.backend.htod(&x).map_err(e)?,
+    );
+    gpu.ctx.set_fused_matvec(FusedMode::Always);
+    let mut sep = Vec::new();
+    for w in [&g_dev, &u_dev] {
+        let mut out = gpu.backend.alloc::<f32>(n_tokens * rows).map_err(e)?;
+        out.memset_bytes(0xff).map_err(e)?;
+        matmul(
+            &mut gpu.ctx,
+            w,
+            ty,
+            rows,
+            cols,
+            &x_dev,
+            n_tokens,
+            &mut out,
+            &gpu.stream,
+        )
+        .map_err(|e| e.to_string())?;
+        gpu.stream.synchronize().map_err(e)?;
+        sep.push(out.to_vec().map_err(e)?);
+    }
+    let want_gpu = silu_mul_host(&sep[0], &sep[1]);
+    let mut out = gpu.backend.alloc::<f32>(n_tokens * rows).map_err(e)?;
+    out.memset_bytes(0xff).map_err(e)?;
+    let done = matmul_swiglu(
+        &mut gpu.ctx,
+        &g_dev,
+        &u_dev,
+        ty,
+        rows,
+        cols,
+        &x_dev,
+        n_tokens,
+        &mut out,
+        &gpu.stream,
+    );
+    gpu.ctx.set_fused_matvec(FusedMode::Auto);
+    if !done.map_err(|e| e.to_string())? {
+        return Err("matmul_swiglu declined a shape its shared memory holds".to_string());
+    }
+    gpu.stream.synchronize().map_err(e)?;
+    let got = out.to_vec().map_err(e)?;
+    if let Some(i) = got.iter().position(|g| !g.is_finite()) {
+        return Err(format!("output {i} is {}", got[i]));
+    }
+    Ok((rel_err(&got, &want_cpu), rel_err(&got, &want_gpu)))
+}
+
+/// One `matmul_multi` case over weights of `rows` rows each; returns (rel err vs the CPU, rel
+/// err vs the GPU's separate one-launch matmuls), the worst over the weights.
+fn run_multi_case(
+    gpu: &mut Gpu,
+    ty: GgmlType,
+    rows: &[usize],
+    cols: usize,
+    n_tokens: usize,
+    seed: u64,
+) -> Result<(f32, f32), String> {
+    let mut rng = Rng(seed | 1);
+    let mut x = Vec::with_capacity(n_tokens * cols);
+    for t in 0..n_tokens {
+        x.extend(rng.vec(cols, 0.25 + t as f32 % 5.0));
+    }
+    let e = |e: rocmforge_hip::HipError| e.to_string();
+    let x_dev = gpu.backend.htod(&x).map_err(e)?;
+    let mut wq = Vec::new();
+    let mut want_cpu = Vec::new();
+    for &r in rows {
+        let q = quantize(ty, &rng.vec(r * cols, 1.0)).map_err(|e| e.to_string())?;
+        let mut want = vec![0.0f32; n_tokens * r];
+        let view = WeightView {
+            ty,
+            data: &q,
+            rows: r,
+            cols,
+        };
+        cpu_matmul(&view, &x, n_tokens, &mut want).map_err(|e| e.to_string())?;
+        want_cpu.push(want);
+        wq.push(q);
+    }
+    let mut w_dev = Vec::new();
+    for q in &wq {
+        w_dev.push(gpu.backend.htod(q).map_err(e)?);
+    }
+    gpu.ctx.set_fused_matvec(FusedMode::Always);
+    let mut want_gpu = Vec::new();
+    for (w, &r) in w_dev.iter().zip(rows) {
+        let mut out = gpu.backend.alloc::<f32>(n_tokens * r).map_err(e)?;
+        out.memset_bytes(0xff).map_err(e)?;
+        matmul(
+            &mut gpu.ctx,
+            w,
+            ty,
+            r,
+            cols,
+            &x_dev,
+            n_tokens,
+            &mut out,
+            &gpu.stream,
+        )
+        .map_err(|e| e.to_string())?;
+        gpu.stream.synchronize().map_err(e)?;
+        want_gpu.push(out.to_vec().map_err(e)?);
+    }
+    let mut outs = Vec::new();
+    for &r in rows {
+        let mut out = gpu.backend.alloc::<f32>(n_tokens * r).map_err(e)?;
+        out.memset_bytes(0xff).map_err(e)?;
+        outs.push(out);
+    }
+    let ws: Vec<_> = w_dev.iter().collect();
+    let mut out_refs: Vec<_> = outs.iter_mut().collect();
+    let done = matmul_multi(
+        &mut gpu.ctx,
+        &ws,
+        rows,
+        ty,
+        cols,
+        &x_dev,
+        n_tokens,
+        &mut out_refs,
+        &gpu.stream,
+    );
+    gpu.ctx.set_fused_matvec(FusedMode::Auto);
+    if !done.map_err(|e| e.to_string())? {
+        return Err("matmul_multi declined a shape its shared memory holds".to_string());
+    }
+    gpu.stream.synchronize().map_err(e)?;
+    let (mut err_cpu, mut err_gpu) = (0.0f32, 0.0f32);
+    for (i, out) in outs.iter().enumerate() {
+        let got = out.to_vec().map_err(e)?;
+        if let Some(k) = got.iter().position(|g| !g.is_finite()) {
+            return Err(format!("weight {i}: output {k} is {}", got[k]));
+        }
+        err_cpu = err_cpu.max(rel_err(&got, &want_cpu[i]));
+        err_gpu = err_gpu.max(rel_err(&got, &want_gpu[i]));
+    }
+    Ok((err_cpu, err_gpu))
+}
+
 /// The paths of `hip::matmul` a case runs through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Fused,
     TwoLaunch,
     PreQuantized,
+    /// The two-launch kernels with this many weight rows per thread.
+    Rows(usize),
 }
 
 /// `x` quantized to q8_1 on the CPU, laid out as `Q8_1Layout` (values, then (d, s) pairs).
@@ -390,6 +596,58 @@ fn main() {
             if errored { f32::NAN } else { worst },
             worst_scheme,
         ));
+    }
+    // SwiGLU pairs: every quantized type, odd row counts, 1..=8 tokens.
+    for ty in TYPES.into_iter().filter(|t| t.is_quantized()) {
+        for (rows, n_tokens) in [(7usize, 1usize), (33, 2), (1000, 3), (45, 8)] {
+            let cols = col_choices(ty)[0];
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let case = format!("swiglu {ty} {rows}x{cols} n_tokens={n_tokens}");
+            match run_swiglu_case(&mut gpu, ty, rows, cols, n_tokens, seed) {
+                Ok((cpu, same)) if cpu < 2.0 * bound(ty) && same < 1e-5 => passed += 1,
+                Ok((cpu, same)) => {
+                    failed += 1;
+                    println!(
+                        "FAIL {case}: rel err {cpu:.3e} vs cpu (bound {:.0e}), {same:.3e} vs the separate GPU matmuls (bound 1e-5)",
+                        2.0 * bound(ty)
+                    );
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FAIL {case}: {e}");
+                }
+            }
+        }
+    }
+    // Two or three weights of one input (q/k/v): every quantized type, odd row counts.
+    for ty in TYPES.into_iter().filter(|t| t.is_quantized()) {
+        for (rows, n_tokens) in [
+            (&[33usize, 7, 7][..], 1usize),
+            (&[45, 16][..], 3),
+            (&[100, 20, 20][..], 8),
+        ] {
+            let cols = col_choices(ty)[0];
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let case = format!("multi {ty} {rows:?}x{cols} n_tokens={n_tokens}");
+            match run_multi_case(&mut gpu, ty, rows, cols, n_tokens, seed) {
+                Ok((cpu, same)) if cpu < bound(ty) && same < 1e-6 => passed += 1,
+                Ok((cpu, same)) => {
+                    failed += 1;
+                    println!(
+                        "FAIL {case}: rel err {cpu:.3e} vs cpu (bound {:.0e}), {same:.3e} vs the separate GPU matmuls (bound 1e-6)",
+                        bound(ty)
+                    );
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FAIL {case}: {e}");
+                }
+            }
+        }
     }
     for (name, r) in error_cases(&mut gpu) {
         match r {

@@ -426,9 +426,13 @@ impl Model {
     ) -> ModelResult<()> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
         let file = self.plan.loader().file();
-        for (w, out) in [(&l.q, &mut s.q), (&l.k, &mut s.k), (&l.v, &mut s.v)] {
-            ops::matmul(be, &w.get(file), &s.normed, n, out)?;
-        }
+        let (wq, wk, wv) = (l.q.get(file), l.k.get(file), l.v.get(file));
+        ops::matmul_many(
+            be,
+            &s.normed,
+            n,
+            &mut [(&wq, &mut s.q), (&wk, &mut s.k), (&wv, &mut s.v)],
+        )?;
         if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
             // (Models with q/k norms have no q/k/v biases: checked at load.)
             self.norm_in_place(&mut s.q, &mut s.q_tmp, qn)?;
@@ -474,9 +478,16 @@ impl Model {
     fn mlp_block(&self, l: &LayerWeights, next_norm: &Vector, s: &mut Scratch) -> ModelResult<()> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
         let file = self.plan.loader().file();
-        ops::matmul(be, &l.gate.get(file), &s.normed, n, &mut s.gate)?;
-        ops::matmul(be, &l.up.get(file), &s.normed, n, &mut s.up)?;
-        ops::silu_mul(be, &s.gate, &s.up, &mut s.hidden)?;
+        ops::matmul_swiglu(
+            be,
+            &l.gate.get(file),
+            &l.up.get(file),
+            &s.normed,
+            n,
+            &mut s.gate,
+            &mut s.up,
+            &mut s.hidden,
+        )?;
         ops::matmul(be, &l.down.get(file), &s.hidden, n, &mut s.proj)?;
         if let Some(post) = &l.post_ffn_norm {
             self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;

@@ -62,6 +62,9 @@ struct Kind {
     suffix: &'static str,
     /// Values per chunk one thread unpacks (quantized), 0 for float weights.
     chunk_values: usize,
+    /// The same for the multi-row matvec kernels (`mmvq_<type>_n<NT>_r<R>`): Q6_K's chunks are
+    /// 64 values there.
+    rows_chunk_values: usize,
 }
 
 fn kind(ty: GgmlType) -> Option<Kind> {
@@ -87,6 +90,7 @@ fn kind(ty: GgmlType) -> Option<Kind> {
     Some(Kind {
         suffix,
         chunk_values,
+        rows_chunk_values: if ty == Q6_K { 64 } else { chunk_values },
     })
 }
 
@@ -104,8 +108,12 @@ pub struct MatmulContext {
     mmq: Arc<HipModule>,
     quantize: HipFunction,
     round_act: HipFunction,
-    /// Kernels looked up so far, by (family, weight type, token count of the variant).
-    functions: HashMap<(Family, GgmlType, usize), HipFunction>,
+    /// Kernels looked up so far, by (family, weight type, token count of the variant, rows
+    /// per thread of the matvec variant).
+    functions: HashMap<(Family, GgmlType, usize, usize), HipFunction>,
+    /// Weight rows per thread of the quantized matvec kernels for 2..=8 tokens (`None`: chosen
+    /// per shape, [`matvec_geometry`]).
+    matvec_rows: Option<usize>,
     scratch: Option<DeviceBuffer<u8>>,
     /// The vendor-BLAS prefill path (`matmul_blas.rs`).
     pub(crate) blas: super::matmul_blas::BlasSlot,
@@ -126,6 +134,7 @@ impl MatmulContext {
             mmq: backend.load_kernels("mmq")?,
             quantize,
             functions: HashMap::new(),
+            matvec_rows: None,
             scratch: None,
             blas: Default::default(),
             fused: Default::default(),
@@ -163,14 +172,34 @@ impl MatmulContext {
         })
     }
 
-    /// The kernel of `family` for `ty` (`nt`: the token-count variant of the matvec kernels).
-    fn function(&mut self, family: Family, ty: GgmlType, nt: usize) -> TensorResult<HipFunction> {
-        let key = (family, ty, nt);
+    /// Weight rows per thread of the quantized matvec kernels for 2..=8 tokens: 1, 2 or 4
+    /// (capped at 2 for the 128-value-chunk formats Q2_K and Q3_K), or `None` to choose per
+    /// shape (the default). For benchmarks and tests; results are the same up to float
+    /// summation order.
+    pub fn set_matvec_rows_per_thread(&mut self, rows: Option<usize>) {
+        self.matvec_rows = rows.map(|r| match r {
+            0 | 1 => 1,
+            2 | 3 => 2,
+            _ => 4,
+        });
+    }
+
+    /// The kernel of `family` for `ty` (`nt`: the token-count variant of the matvec kernels,
+    /// `r`: their rows per thread).
+    fn function(
+        &mut self,
+        family: Family,
+        ty: GgmlType,
+        nt: usize,
+        r: usize,
+    ) -> TensorResult<HipFunction> {
+        let key = (family, ty, nt, r);
         if let Some(f) = self.functions.get(&key) {
             return Ok(f.clone());
         }
         let suffix = kind(ty).map_or("", |k| k.suffix);
         let (module, name) = match family {
+            Family::Mmvq if r > 1 => (&self.mmvq, format!("mmvq_{suffix}_n{nt}_r{r}")),
             Family::Mmvq => (&self.mmvq, format!("mmvq_{suffix}_n{nt}")),
             Family::Mmvf => (&self.mmvq, format!("mmvf_{suffix}_n{nt}")),
             Family::Mmq => (&self.mmq, format!("mmq_{suffix}")),
@@ -249,6 +278,67 @@ fn threads_per_row(chunks: usize) -> usize {
         .clamp(1, MMV_THREADS)
 }
 
+/// Rows per thread, threads per row and chunks per row of the quantized matvec kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MatvecGeometry {
+    rows_per_thread: usize,
+    tpr: usize,
+    chunks: usize,
+}
+
+impl MatvecGeometry {
+    fn blocks(&self, rows: usize) -> usize {
+        rows.div_ceil(self.rows_per_thread * (MMV_THREADS / self.tpr))
+    }
+}
+
+/// The matvec geometry for `n_tokens` tokens of a `rows x cols` weight of kind `k` on a GPU
+/// with `compute_units` compute units. One token: one row per thread. Several tokens: the most
+/// rows per thread (each activation load then serves them all; at most 4, or 2 for 128-value
+/// chunks) that still gives every compute unit a block, with up to 4x more threads per row
+/// than [`threads_per_row`] to find one (fewer chunks each); one row per thread when none does.
+/// `forced`: the rows per thread asked for ([`MatmulContext::set_matvec_rows_per_thread`]).
+fn matvec_geometry(
+    n_tokens: usize,
+    rows: usize,
+    cols: usize,
+    k: Kind,
+    compute_units: usize,
+    forced: Option<usize>,
+) -> MatvecGeometry {
+    let one = cols / k.chunk_values.max(1);
+    let base = MatvecGeometry {
+        rows_per_thread: 1,
+        tpr: threads_per_row(one),
+        chunks: one,
+    };
+    if n_tokens < 2 {
+        return base;
+    }
+    let chunks = cols / k.rows_chunk_values.max(1);
+    let max_rows = if k.rows_chunk_values <= 64 { 4 } else { 2 };
+    let multi = |rows_per_thread: usize, tpr: usize| MatvecGeometry {
+        rows_per_thread,
+        tpr,
+        chunks,
+    };
+    let tpr0 = threads_per_row(chunks);
+    if let Some(r) = forced {
+        let r = r.min(max_rows);
+        return if r > 1 { multi(r, tpr0) } else { base };
+    }
+    let wide = |tpr: usize| tpr <= MMV_THREADS && (tpr == tpr0 || tpr <= chunks);
+    for r in [4usize, 2].into_iter().filter(|&r| r <= max_rows) {
+        for tpr in [tpr0, tpr0 * 2, tpr0 * 4] {
+            let g = multi(r, tpr);
+            if wide(tpr) && g.blocks(rows) >= compute_units {
+                return g;
+            }
+        }
+    }
+    base
+}
+
 fn grid_u32(n: usize) -> TensorResult<u32> {
     u32::try_from(n).map_err(|_| TensorError::Shape {
         op: OP,
@@ -284,7 +374,7 @@ pub fn matmul(
     let tiled = n_tokens > MATVEC_MAX_TOKENS;
     // Decode (1..=8 tokens): one launch with the activation preparation fused in, when the
     // shape fits its shared memory; else the two-launch kernels below.
-    if !tiled
+    if n_tokens <= MATVEC_MAX_TOKENS
         && super::matvec_fused::try_matvec(
             ctx, w, ty, rows, cols, row_bytes, x, n_tokens, out, stream,
         )?
@@ -298,10 +388,17 @@ pub fn matmul(
     }
     let layout = Q8_1Layout::new(OP, n_tokens, cols)?;
     let quantize = ctx.quantize.clone();
+    let cus = ctx.backend.info().compute_units as usize;
+    let geo = matvec_geometry(n_tokens, rows, cols, k, cus, ctx.matvec_rows);
     let f = if tiled {
-        ctx.function(Family::Mmq, ty, 0)?
+        ctx.function(Family::Mmq, ty, 0, 1)?
     } else {
-        ctx.function(Family::Mmvq, ty, matvec_variant(n_tokens))?
+        ctx.function(
+            Family::Mmvq,
+            ty,
+            matvec_variant(n_tokens),
+            geo.rows_per_thread,
+        )?
     };
     let scratch = ctx.scratch_for(&layout)?;
     quantize_q8_1(&quantize, x, &layout, scratch, stream)?;
@@ -313,13 +410,89 @@ pub fn matmul(
             what: "q8_1 scale offset overflows a device address".to_string(),
         })?;
     let shape = QuantizedShape {
-        k,
         row_bytes,
         rows,
         cols,
         n_tokens,
+        geo,
     };
     launch_quantized(&f, tiled, &shape, w, aqs, ads, out, stream)
+}
+
+/// SwiGLU projection `out[t][r] = silu(gate[r] · x[t]) * (up[r] · x[t])` in one launch, for a
+/// gate/up pair of the same quantized type and shape, when the one-launch decode kernels serve
+/// the shape (1..=8 tokens, activations within their shared memory; see
+/// [`super::matvec_fused`]). Returns `false` without doing anything otherwise: the caller runs
+/// [`matmul`] twice and `silu_mul`, which give the same values up to float summation order.
+///
+/// Errors: buffers too small for the shapes (naming the op and sizes), or a HIP error.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_swiglu(
+    ctx: &mut MatmulContext,
+    gate: &DeviceBuffer<u8>,
+    up: &DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<bool> {
+    if kind(ty).is_none_or(|k| k.chunk_values == 0) {
+        return Ok(false);
+    }
+    let row_bytes = check(ty, rows, cols, gate, x, n_tokens, out)?;
+    check(ty, rows, cols, up, x, n_tokens, out)?;
+    if n_tokens == 0 || rows == 0 {
+        return Ok(false);
+    }
+    super::matvec_fused::try_matvec_glu(
+        ctx, gate, up, ty, rows, cols, row_bytes, x, n_tokens, out, stream,
+    )
+}
+
+/// Two or three quantized weights of type `ty` with `cols` columns (`ws[i]` with `rows[i]`
+/// rows: q, k and v) multiplied with the same activations `x` in one launch, `outs[i]`
+/// `[n_tokens][rows[i]]`, when the one-launch decode kernels serve them together (1..=8 tokens,
+/// activations within their shared memory). Returns `false` without doing anything otherwise:
+/// the caller runs [`matmul`] for each (the same values up to float summation order).
+///
+/// Errors: mismatched list lengths or buffers too small for the shapes (naming the op and
+/// sizes), or a HIP error.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_multi(
+    ctx: &mut MatmulContext,
+    ws: &[&DeviceBuffer<u8>],
+    rows: &[usize],
+    ty: GgmlType,
+    cols: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    outs: &mut [&mut DeviceBuffer<f32>],
+    stream: &HipStream,
+) -> TensorResult<bool> {
+    if ws.len() != rows.len() || ws.len() != outs.len() {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!(
+                "matmul_multi: {} weights, {} row counts, {} outputs",
+                ws.len(),
+                rows.len(),
+                outs.len()
+            ),
+        });
+    }
+    if kind(ty).is_none_or(|k| k.chunk_values == 0) || n_tokens == 0 {
+        return Ok(false);
+    }
+    let mut row_bytes = 0;
+    for i in 0..ws.len() {
+        row_bytes = check(ty, rows[i], cols, ws[i], x, n_tokens, outs[i])?;
+    }
+    super::matvec_fused::try_matvec_multi(
+        ctx, ws, rows, ty, cols, row_bytes, x, n_tokens, outs, stream,
+    )
 }
 
 /// [`matmul`] for a quantized weight whose activations are already q8_1 (`act`: the
@@ -372,35 +545,43 @@ pub fn matmul_q8_1(
             op: OP,
             what: "q8_1 scale offset overflows a device address".to_string(),
         })?;
-    if !tiled
+    if n_tokens <= MATVEC_MAX_TOKENS
         && super::matvec_fused::try_matvec_q8_1(
             ctx, w, ty, rows, cols, row_bytes, aqs, ads, n_tokens, out, stream,
         )?
     {
         return Ok(());
     }
+    let cus = ctx.backend.info().compute_units as usize;
+    let geo = matvec_geometry(n_tokens, rows, cols, k, cus, ctx.matvec_rows);
     let f = if tiled {
-        ctx.function(Family::Mmq, ty, 0)?
+        ctx.function(Family::Mmq, ty, 0, 1)?
     } else {
-        ctx.function(Family::Mmvq, ty, matvec_variant(n_tokens))?
+        ctx.function(
+            Family::Mmvq,
+            ty,
+            matvec_variant(n_tokens),
+            geo.rows_per_thread,
+        )?
     };
     let shape = QuantizedShape {
-        k,
         row_bytes,
         rows,
         cols,
         n_tokens,
+        geo,
     };
     launch_quantized(&f, tiled, &shape, w, aqs, ads, out, stream)
 }
 
 /// Sizes of a quantized matmul, checked by the caller.
 struct QuantizedShape {
-    k: Kind,
     row_bytes: usize,
     rows: usize,
     cols: usize,
     n_tokens: usize,
+    /// Matvec geometry (unused by the tiled kernels).
+    geo: MatvecGeometry,
 }
 
 /// Queues the matvec (`tiled` false) or tiled kernel `f` over q8_1 activations at `aqs`/`ads`.
@@ -416,11 +597,11 @@ fn launch_quantized(
     stream: &HipStream,
 ) -> TensorResult<()> {
     let QuantizedShape {
-        k,
         row_bytes,
         rows,
         cols,
         n_tokens,
+        geo,
     } = *shape;
     let (rows32, cols32, nt32) = (rows as u32, cols as u32, n_tokens as u32);
     let row_bytes64 = row_bytes as u64;
@@ -453,17 +634,17 @@ fn launch_quantized(
         }
         return Ok(());
     }
-    let chunks = cols / k.chunk_values;
-    let tpr = threads_per_row(chunks);
-    let (chunks32, tpr32) = (chunks as u32, tpr as u32);
+    let (chunks32, tpr32) = (geo.chunks as u32, geo.tpr as u32);
     let cfg = LaunchConfig {
-        grid_dim: (grid_u32(rows.div_ceil(MMV_THREADS / tpr))?, 1, 1),
+        grid_dim: (grid_u32(geo.blocks(rows))?, 1, 1),
         block_dim: (MMV_THREADS as u32, 1, 1),
         shared_mem_bytes: 0,
     };
-    // SAFETY: `mmvq_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks, const i8* aqs,
-    // const float* ads, u32 cols, u32 n_tokens, float* out, u32 tpr)`; sizes checked above,
-    // n_tokens <= 8 fits one grid row, tpr is a power of two dividing the block size.
+    // SAFETY: `mmvq_<type>_n<NT>[_r<R>](const u8* w, u64 row_bytes, u32 rows, u32 chunks,
+    // const i8* aqs, const float* ads, u32 cols, u32 n_tokens, float* out, u32 tpr)`; sizes
+    // checked above, n_tokens <= NT <= 8 fits one grid row, tpr is a power of two dividing the
+    // block size, and the grid covers rows in blocks of R * 256 / tpr (`MatvecGeometry`); the
+    // kernels bound every row.
     unsafe {
         stream
             .launch_builder(f)
@@ -500,7 +681,7 @@ fn matmul_float(
     let (rows32, cols32, nt32) = (rows as u32, cols as u32, n_tokens as u32);
     let row_bytes64 = row_bytes as u64;
     if tiled {
-        let f = ctx.function(Family::Mmf, ty, 0)?;
+        let f = ctx.function(Family::Mmf, ty, 0, 1)?;
         let cfg = LaunchConfig {
             grid_dim: (
                 grid_u32(rows.div_ceil(MMQ_ROWS))?,
@@ -527,7 +708,7 @@ fn matmul_float(
         }
         return Ok(());
     }
-    let f = ctx.function(Family::Mmvf, ty, matvec_variant(n_tokens))?;
+    let f = ctx.function(Family::Mmvf, ty, matvec_variant(n_tokens), 1)?;
     // F16 / BF16: the activations rounded to the weight's precision once, into the scratch.
     let mode: u32 = match ty {
         GgmlType::F16 => 1,
@@ -594,6 +775,7 @@ fn matmul_float(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -616,6 +798,61 @@ mod tests {
     fn matvec_variants_cover_one_to_eight_tokens() {
         let v: Vec<usize> = (1..=8).map(matvec_variant).collect();
         assert_eq!(v, [1, 2, 4, 4, 8, 8, 8, 8]);
+    }
+
+    #[test]
+    fn matvec_geometry_takes_more_rows_per_thread_while_every_cu_has_a_block() {
+        let (q4k, q6k, q3k) = (
+            kind(GgmlType::Q4_K).unwrap(),
+            kind(GgmlType::Q6_K).unwrap(),
+            kind(GgmlType::Q3_K).unwrap(),
+        );
+        // One token: one row per thread, threads_per_row's split.
+        let g = matvec_geometry(1, 14336, 4096, q4k, 132, None);
+        assert_eq!((g.rows_per_thread, g.tpr, g.chunks), (1, 16, 64));
+        // Llama-3-8B gate at 8 tokens: 4 rows per thread, 224 blocks.
+        let g = matvec_geometry(8, 14336, 4096, q4k, 132, None);
+        assert_eq!((g.rows_per_thread, g.tpr), (4, 16));
+        assert_eq!(g.blocks(14336), 224);
+        // q/o 4096 x 4096: 4 rows x 16 threads gives 64 blocks; 4 rows x 64 threads 256.
+        let g = matvec_geometry(8, 4096, 4096, q4k, 132, None);
+        assert_eq!((g.rows_per_thread, g.tpr), (4, 64));
+        assert!(g.blocks(4096) >= 132);
+        // Q6_K: 128-value chunks for one row per thread, 64-value chunks for several.
+        assert_eq!(matvec_geometry(1, 14336, 4096, q6k, 132, None).chunks, 32);
+        let g = matvec_geometry(4, 14336, 4096, q6k, 132, None);
+        assert_eq!((g.rows_per_thread, g.chunks), (4, 64));
+        // Q3_K (128-value chunks): at most 2 rows per thread.
+        assert_eq!(
+            matvec_geometry(4, 14336, 4096, q3k, 132, None).rows_per_thread,
+            2
+        );
+        // Too few rows for any: one row per thread.
+        let g = matvec_geometry(8, 64, 4096, q6k, 132, None);
+        assert_eq!(g, matvec_geometry(1, 64, 4096, q6k, 132, None));
+        // Forced, capped per format, never more threads than the default split.
+        let g = matvec_geometry(8, 64, 4096, q4k, 132, Some(4));
+        assert_eq!((g.rows_per_thread, g.tpr), (4, 16));
+        assert_eq!(
+            matvec_geometry(8, 64, 4096, q3k, 132, Some(4)).rows_per_thread,
+            2
+        );
+        assert_eq!(matvec_geometry(8, 64, 4096, q6k, 132, Some(1)).chunks, 32);
+        for rows in [1usize, 7, 100, 1000, 20000] {
+            for cols in [256usize, 768, 4608, 14336] {
+                for k in [q4k, q6k, q3k, kind(GgmlType::Q8_0).unwrap()] {
+                    let g = matvec_geometry(8, rows, cols, k, 132, None);
+                    assert!(g.tpr.is_power_of_two() && MMV_THREADS % g.tpr == 0);
+                    assert!(g.blocks(rows) * g.rows_per_thread * (MMV_THREADS / g.tpr) >= rows);
+                    let cv = if g.rows_per_thread > 1 {
+                        k.rows_chunk_values
+                    } else {
+                        k.chunk_values
+                    };
+                    assert_eq!(g.chunks * cv, cols);
+                }
+            }
+        }
     }
 
     #[test]

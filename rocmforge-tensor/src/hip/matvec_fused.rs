@@ -60,8 +60,8 @@ pub enum FusedMode {
 #[derive(Debug)]
 pub struct FusedSlot {
     module: Option<Arc<HipModule>>,
-    /// Kernels looked up so far, by (weight type, token-count variant, q8_1 input).
-    functions: HashMap<(GgmlType, usize, bool), HipFunction>,
+    /// Kernels looked up so far, by (weight type, token-count variant, kernel variant).
+    functions: HashMap<(GgmlType, usize, Variant), HipFunction>,
     /// When `matmul` takes this path.
     pub(crate) mode: FusedMode,
     /// Grid size limit in blocks per compute unit (None: the defaults above).
@@ -153,15 +153,28 @@ fn grid_blocks(groups: usize, max_blocks: usize) -> usize {
     groups.div_ceil(passes).max(1)
 }
 
+/// The one-launch kernel variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Variant {
+    /// From f32 activations (`mmvqs_*`, `mmvfs_*`).
+    Plain,
+    /// From a q8_1 activation buffer (`mmvqa_*`).
+    FromQ8_1,
+    /// A gate/up pair from f32 activations, `silu(gate) * up` out (`mmvqg_*`).
+    Glu,
+    /// Two or three weights of the same input from f32 activations (`mmvqm_*`).
+    Multi,
+}
+
 impl FusedSlot {
     fn function(
         &mut self,
         ctx_backend: &Arc<rocmforge_hip::HipBackend>,
         ty: GgmlType,
         nt: usize,
-        from_q8_1: bool,
+        variant: Variant,
     ) -> TensorResult<HipFunction> {
-        if let Some(f) = self.functions.get(&(ty, nt, from_q8_1)) {
+        if let Some(f) = self.functions.get(&(ty, nt, variant)) {
             return Ok(f.clone());
         }
         let module = match &self.module {
@@ -173,15 +186,72 @@ impl FusedSlot {
             }
         };
         let (suffix, chunk_values) = stem(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
-        let family = match (chunk_values, from_q8_1) {
-            (0, _) => "mmvfs",
-            (_, false) => "mmvqs",
-            (_, true) => "mmvqa",
+        let family = match (chunk_values, variant) {
+            (0, Variant::Plain) => "mmvfs",
+            (0, _) => return Err(TensorError::UnsupportedType { op: OP, ty }),
+            (_, Variant::Plain) => "mmvqs",
+            (_, Variant::FromQ8_1) => "mmvqa",
+            (_, Variant::Glu) => "mmvqg",
+            (_, Variant::Multi) => "mmvqm",
         };
         let f = module.function(&format!("{family}_{suffix}_n{nt}"))?;
-        self.functions.insert((ty, nt, from_q8_1), f.clone());
+        self.functions.insert((ty, nt, variant), f.clone());
         Ok(f)
     }
+}
+
+/// What one call of the one-launch kernels multiplies: `rows` rows (of all its weights
+/// together) of `row_bytes` bytes, `cols` columns, `n_tokens` tokens, the weights at `ws`.
+struct Call<'a> {
+    ty: GgmlType,
+    variant: Variant,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    n_tokens: usize,
+    ws: &'a [&'a DeviceBuffer<u8>],
+    x: &'a DeviceBuffer<f32>,
+}
+
+/// The kernel and geometry for `call` when the one-launch kernels serve it (the mode, the token
+/// count, 16-byte aligned pointers, the activations within the shared memory); `None` otherwise.
+fn plan(ctx: &mut MatmulContext, call: &Call<'_>) -> TensorResult<Option<(HipFunction, Geometry)>> {
+    let Some((_, chunk_values)) = stem(call.ty) else {
+        return Ok(None);
+    };
+    let float = chunk_values == 0;
+    if (float && (call.variant != Variant::Plain || call.cols % 8 != 0))
+        || !wanted(
+            ctx.fused.mode,
+            call.ty.block_size() == 256,
+            call.row_bytes.saturating_mul(call.rows),
+            call.rows,
+            call.cols,
+            call.n_tokens,
+        )
+        || call.n_tokens == 0
+        || call.n_tokens > super::matmul::MATVEC_MAX_TOKENS
+        || call.ws.iter().any(|w| w.device_ptr().0 % 16 != 0)
+        || call.x.device_ptr().0 % 16 != 0
+    {
+        return Ok(None);
+    }
+    let Some(shared) = shared_bytes(chunk_values, call.n_tokens, call.cols) else {
+        return Ok(None);
+    };
+    let backend = Arc::clone(ctx.backend());
+    let nt = super::matmul::matvec_variant(call.n_tokens);
+    let f = ctx.fused.function(&backend, call.ty, nt, call.variant)?;
+    let g = Geometry::new(
+        ctx,
+        float,
+        chunk_values,
+        call.rows,
+        call.cols,
+        call.n_tokens,
+        shared,
+    )?;
+    Ok(Some((f, g)))
 }
 
 /// Runs the fused matvec when it serves this call (returns `false` to let `matmul` run its
@@ -199,34 +269,19 @@ pub(crate) fn try_matvec(
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
 ) -> TensorResult<bool> {
-    let Some((_, chunk_values)) = stem(ty) else {
-        return Ok(false);
-    };
-    let float = chunk_values == 0;
-    let super_block = ty.block_size() == 256;
-    let weight_bytes = row_bytes.saturating_mul(rows);
-    if !wanted(
-        ctx.fused.mode,
-        super_block,
-        weight_bytes,
+    let call = Call {
+        ty,
+        variant: Variant::Plain,
         rows,
         cols,
+        row_bytes,
         n_tokens,
-    ) || n_tokens == 0
-        || n_tokens > super::matmul::MATVEC_MAX_TOKENS
-        || (float && cols % 8 != 0)
-        || w.device_ptr().0 % 16 != 0
-        || x.device_ptr().0 % 16 != 0
-    {
-        return Ok(false);
-    }
-    let Some(shared) = shared_bytes(chunk_values, n_tokens, cols) else {
+        ws: &[w],
+        x,
+    };
+    let Some((f, g)) = plan(ctx, &call)? else {
         return Ok(false);
     };
-    let backend = Arc::clone(ctx.backend());
-    let nt = super::matmul::matvec_variant(n_tokens);
-    let f = ctx.fused.function(&backend, ty, nt, false)?;
-    let g = Geometry::new(ctx, float, chunk_values, rows, cols, n_tokens, shared)?;
     let row_bytes64 = row_bytes as u64;
     // SAFETY: `mmvqs_<type>_n<NT>` / `mmvfs_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows,
     // u32 chunks, const float* x, u32 cols, u32 n_tokens, float* out, u32 tpr)`. `matmul` checked that `w` holds
@@ -246,6 +301,145 @@ pub(crate) fn try_matvec(
             .arg(&g.n_tokens)
             .arg(&*out)
             .arg(&g.tpr)
+            .launch(g.cfg)?;
+    }
+    Ok(true)
+}
+
+/// `out = silu(gate · x) * (up · x)` in one launch (`mmvqg_<type>_n<NT>`) for a gate/up pair of
+/// quantized weights of the same type and shape, where [`try_matvec`] would take the one-launch
+/// kernels for one of them; `false` otherwise (the caller runs the two matmuls and `silu_mul`).
+/// Sizes were checked by the caller; `row_bytes` is the bytes per row of each weight.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn try_matvec_glu(
+    ctx: &mut MatmulContext,
+    gate: &DeviceBuffer<u8>,
+    up: &DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<bool> {
+    let call = Call {
+        ty,
+        variant: Variant::Glu,
+        rows,
+        cols,
+        row_bytes,
+        n_tokens,
+        ws: &[gate, up],
+        x,
+    };
+    let Some((f, g)) = plan(ctx, &call)? else {
+        return Ok(false);
+    };
+    let row_bytes64 = row_bytes as u64;
+    // SAFETY: `mmvqg_<type>_n<NT>(const u8* w, const u8* w2, u64 row_bytes, u32 rows,
+    // u32 chunks, const float* x, u32 cols, u32 n_tokens, float* out)`. The caller checked that
+    // `gate` and `up` each hold rows * row_bytes bytes, `x` n_tokens * cols values and `out`
+    // n_tokens * rows values; the pointers are 16-byte aligned (checked above); n_tokens <= NT;
+    // the dynamic shared memory holds the staged activations of n_tokens tokens.
+    unsafe {
+        stream
+            .launch_builder(&f)
+            .arg(gate)
+            .arg(up)
+            .arg(&row_bytes64)
+            .arg(&g.rows)
+            .arg(&g.chunks)
+            .arg(x)
+            .arg(&g.cols)
+            .arg(&g.n_tokens)
+            .arg(&*out)
+            .launch(g.cfg)?;
+    }
+    Ok(true)
+}
+
+/// Two or three quantized weights of the same type and columns multiplied with the same
+/// activations in one launch (`mmvqm_<type>_n<NT>`: q, k and v), each into its own output, where
+/// [`try_matvec`] would take the one-launch kernels for them together; `false` otherwise (the
+/// caller runs one matmul each). `ws[i]` holds `rows[i]` rows of `row_bytes` bytes and `outs[i]`
+/// `n_tokens * rows[i]` values, checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn try_matvec_multi(
+    ctx: &mut MatmulContext,
+    ws: &[&DeviceBuffer<u8>],
+    rows: &[usize],
+    ty: GgmlType,
+    cols: usize,
+    row_bytes: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    outs: &mut [&mut DeviceBuffer<f32>],
+    stream: &HipStream,
+) -> TensorResult<bool> {
+    let n = ws.len();
+    if !(2..=3).contains(&n) || rows.len() != n || outs.len() != n {
+        return Ok(false);
+    }
+    let call = Call {
+        ty,
+        variant: Variant::Multi,
+        rows: rows.iter().sum(),
+        cols,
+        row_bytes,
+        n_tokens,
+        ws,
+        x,
+    };
+    let Some((f, g)) = plan(ctx, &call)? else {
+        return Ok(false);
+    };
+    let row_bytes64 = row_bytes as u64;
+    let to_u32 = |v: usize| {
+        u32::try_from(v).map_err(|_| TensorError::Shape {
+            op: OP,
+            what: format!("{v} rows exceed the kernel's 32-bit range"),
+        })
+    };
+    // A missing third segment: no rows, its pointers those of the first (never read or written).
+    let seg = |i: usize| if i < n { i } else { 0 };
+    let (w0, w1, w2) = (
+        ws[0].device_ptr(),
+        ws[1].device_ptr(),
+        ws[seg(2)].device_ptr(),
+    );
+    let (r0, r1) = (to_u32(rows[0])?, to_u32(rows[1])?);
+    let r2 = if n == 3 { to_u32(rows[2])? } else { 0 };
+    let (o0, o1, o2) = (
+        outs[0].device_ptr(),
+        outs[1].device_ptr(),
+        outs[seg(2)].device_ptr(),
+    );
+    // SAFETY: `mmvqm_<type>_n<NT>(const u8* w0, const u8* w1, const u8* w2, u64 row_bytes,
+    // u32 rows0, u32 rows1, u32 rows2, u32 chunks, const float* x, u32 cols, u32 n_tokens,
+    // float* out0, float* out1, float* out2)`. The caller checked that each weight holds its
+    // rows * row_bytes bytes, `x` n_tokens * cols values and each output n_tokens * its rows
+    // values; a missing third segment has 0 rows, so its pointers are never used; the weight
+    // pointers are 16-byte aligned (checked above); n_tokens <= NT; the dynamic shared memory
+    // holds the staged activations of n_tokens tokens.
+    unsafe {
+        stream
+            .launch_builder(&f)
+            .arg(&w0)
+            .arg(&w1)
+            .arg(&w2)
+            .arg(&row_bytes64)
+            .arg(&r0)
+            .arg(&r1)
+            .arg(&r2)
+            .arg(&g.chunks)
+            .arg(x)
+            .arg(&g.cols)
+            .arg(&g.n_tokens)
+            .arg(&o0)
+            .arg(&o1)
+            .arg(&o2)
             .launch(g.cfg)?;
     }
     Ok(true)
@@ -356,7 +550,7 @@ pub(crate) fn try_matvec_q8_1(
     };
     let backend = Arc::clone(ctx.backend());
     let nt = super::matmul::matvec_variant(n_tokens);
-    let f = ctx.fused.function(&backend, ty, nt, true)?;
+    let f = ctx.fused.function(&backend, ty, nt, Variant::FromQ8_1)?;
     let g = Geometry::new(ctx, false, chunk_values, rows, cols, n_tokens, shared)?;
     let row_bytes64 = row_bytes as u64;
     // SAFETY: `mmvqa_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
