@@ -15,7 +15,7 @@
 //! up to [`MATVEC_MAX_TOKENS`] tokens run the matrix-vector kernels (`mmvq_<type>_n<NT>`,
 //! `mmvf_<type>_n<NT>`, NT = 1, 2, 4 or 8: each weight byte read once for all tokens; from 2
 //! tokens `mmvq_<type>_n<NT>_r<R>` with R = 2 or 4 weight rows per thread where the shape keeps
-//! every compute unit busy, see [`matvec_geometry`]); more tokens run the tiled
+//! every compute unit busy, chosen by `matvec_geometry`); more tokens run the tiled
 //! matrix-matrix kernels (`mmq_<type>`, `mmf_<type>`), which stage a tile of weight rows in
 //! shared memory and reuse it for a tile of tokens.
 
