@@ -80,8 +80,13 @@ fn write_input(path: &Path) {
 }
 
 fn quantize(input: &Path, output: &Path, ty: &str) -> std::process::Output {
+    quantize_with(input, output, ty, &[])
+}
+
+fn quantize_with(input: &Path, output: &Path, ty: &str, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rocmforge"))
         .args(["quantize", "--quiet"])
+        .args(extra)
         .arg(input)
         .arg(output)
         .arg(ty)
@@ -102,7 +107,7 @@ fn check_target(ty_name: &str, target: GgmlType, tolerance: f32) {
     let input = dir.join("in.gguf");
     let output = dir.join("out.gguf");
     write_input(&input);
-    let out = quantize(&input, &output, ty_name);
+    let out = quantize_with(&input, &output, ty_name, &["--pure"]);
     assert!(
         out.status.success(),
         "{}",
@@ -113,12 +118,13 @@ fn check_target(ty_name: &str, target: GgmlType, tolerance: f32) {
     assert_eq!(q.metadata().get_i32("test.kept").unwrap(), -7);
     assert_eq!(q.architecture().unwrap(), "llama");
     assert_eq!(q.tensors().len(), src.tensors().len());
-    for (name, dims, src_ty, _) in tensors() {
+    for (name, dims, _, _) in tensors() {
         let t = q.tensor(name).unwrap();
         assert_eq!(t.dims, dims, "{name}");
         let expected_ty = match name {
             "blk.0.attn_norm.weight" | "blk.0.attn_q.bias" => GgmlType::F32,
-            "blk.0.odd.weight" if dims[0] % target.block_size() as u64 != 0 => src_ty,
+            // 48-value rows: no K-quant or 32-value fallback fits, so F16 (as llama-quantize).
+            "blk.0.odd.weight" if dims[0] % target.block_size() as u64 != 0 => GgmlType::F16,
             _ => target,
         };
         assert_eq!(t.ty, expected_ty, "{name} quantized to {ty_name}");
@@ -144,8 +150,55 @@ fn q8_0_keeps_norms_f32_and_values_close() {
 }
 
 #[test]
-fn q4_k_copies_tensors_whose_rows_are_not_whole_blocks() {
+fn q4_k_pure_falls_back_for_rows_that_are_not_whole_blocks() {
     check_target("q4_k", GgmlType::Q4_K, 0.15);
+}
+
+#[test]
+fn q4_k_m_rules_and_requantize_guard() {
+    let dir = scratch_dir("mix");
+    let (input, output) = (dir.join("in.gguf"), dir.join("out.gguf"));
+    write_input(&input);
+    let out = quantize(&input, &output, "Q4_K_M");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = GgufFile::open(&output).unwrap();
+    assert_eq!(q.metadata().get_u32("general.file_type").unwrap(), 15);
+    // No output.weight: the token embedding is the output, Q6_K as llama-quantize gives it.
+    assert_eq!(q.tensor("token_embd.weight").unwrap().ty, GgmlType::Q6_K);
+    assert_eq!(q.tensor("blk.0.attn_q.weight").unwrap().ty, GgmlType::Q4_K);
+    let out = quantize_with(
+        &input,
+        &output,
+        "Q4_K_M",
+        &["--token-embedding-type", "q8_0"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = GgufFile::open(&output).unwrap();
+    assert_eq!(q.tensor("token_embd.weight").unwrap().ty, GgmlType::Q8_0);
+    // A quantized input is refused without --allow-requantize, accepted with it.
+    let requant = dir.join("re.gguf");
+    let out = quantize(&output, &requant, "Q4_0");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already quantized") && err.contains("--allow-requantize"),
+        "{err}"
+    );
+    let out = quantize_with(&output, &requant, "Q4_0", &["--allow-requantize"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -165,16 +218,30 @@ fn file_type_is_updated() {
 }
 
 #[test]
-fn every_quantizable_type_writes_a_parsable_file() {
+fn every_mix_type_writes_a_parsable_file() {
     let dir = scratch_dir("all");
     let input = dir.join("in.gguf");
     write_input(&input);
-    for ty in GgmlType::ALL
-        .into_iter()
-        .filter(|t| quants::can_quantize(*t))
-    {
+    // Every mix's default type (the K-quant names stand for their _M mixes).
+    for ty in [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+    ] {
         let output = dir.join(format!("out-{}.gguf", ty.name()));
-        let out = quantize(&input, &output, ty.name());
+        let out = quantize_with(&input, &output, ty.name(), &["--pure"]);
         assert!(
             out.status.success(),
             "{ty}: {}",
@@ -198,7 +265,7 @@ fn bad_type_and_missing_input_are_one_line_errors() {
     let out = quantize(&input, &dir.join("o.gguf"), "Q9_9");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown type 'Q9_9'"), "{err}");
+    assert!(err.contains("unknown mix 'Q9_9'"), "{err}");
     let out = quantize(&dir.join("missing.gguf"), &dir.join("o.gguf"), "Q8_0");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));

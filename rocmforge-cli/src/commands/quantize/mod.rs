@@ -1,9 +1,15 @@
-//! `rocmforge quantize IN OUT TYPE`: rewrites a GGUF file with its weight matrices in another type.
+//! `rocmforge quantize IN OUT MIX`: rewrites a GGUF file with its weights quantized as
+//! llama-quantize does for the same mix name (`Q4_K_M`, `Q5_K_S`, `Q8_0`, `IQ4_XS`, ...): its
+//! per-tensor rules (`rules.rs`), fallbacks for rows that are not whole blocks, and its options
+//! (`--pure`, `--output-tensor-type`, `--token-embedding-type`, `--leave-output-tensor`,
+//! `--allow-requantize`).
 //!
-//! Every metadata key is copied (`general.file_type` updated); norms and biases are stored as
-//! F32; a matrix whose rows are not whole blocks of the target type is copied unchanged.
+//! Every metadata key is copied (`general.file_type` set to the mix's); norms and biases are
+//! stored as F32.
 
+mod mix;
 mod plan;
+mod rules;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,7 +17,9 @@ use std::time::Instant;
 use anyhow::Context;
 use rocmforge_gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue, TensorInfo, quants};
 
-use plan::{TensorAction, action_for, file_type_for, parse_target};
+use mix::Mix;
+use plan::{TensorAction, action_for, parse_type};
+use rules::{ModelFacts, Options, Rules};
 
 use crate::progress;
 
@@ -22,12 +30,75 @@ pub struct QuantizeArgs {
     pub input: PathBuf,
     /// The GGUF file to write.
     pub output: PathBuf,
-    /// The target type: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32.
-    #[arg(value_name = "TYPE")]
+    /// The mix, as llama-quantize names it: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q2_K,
+    /// Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0, F16, BF16, F32.
+    #[arg(value_name = "MIX")]
     pub ty: String,
+    /// Every quantized weight in the mix's default type (no per-tensor rules).
+    #[arg(long)]
+    pub pure: bool,
+    /// Type of output.weight (and of a token embedding that is also the output).
+    #[arg(long, value_name = "TYPE")]
+    pub output_tensor_type: Option<String>,
+    /// Type of token_embd.weight.
+    #[arg(long, value_name = "TYPE")]
+    pub token_embedding_type: Option<String>,
+    /// Leave output.weight as it is.
+    #[arg(long)]
+    pub leave_output_tensor: bool,
+    /// Allow requantizing weights that are already quantized (quality suffers).
+    #[arg(long)]
+    pub allow_requantize: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
     /// No progress bar or summary.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The options of one `quantize` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantizeSpec {
+    pub mix: Mix,
+    pub options: Options,
+    pub allow_requantize: bool,
+}
+
+impl QuantizeSpec {
+    /// The spec of `args`; unknown names are errors listing the accepted ones.
+    pub fn from_args(args: &QuantizeArgs) -> anyhow::Result<Self> {
+        let mix = Mix::parse(&args.ty)
+            .ok_or_else(|| anyhow::anyhow!("unknown mix '{}' (try: {})", args.ty, Mix::names()))?;
+        let opt_type = |v: &Option<String>| v.as_deref().map(parse_type).transpose();
+        Ok(Self {
+            mix,
+            options: Options {
+                pure: args.pure,
+                output_type: opt_type(&args.output_tensor_type)?,
+                token_embedding_type: opt_type(&args.token_embedding_type)?,
+                leave_output: args.leave_output_tensor,
+            },
+            allow_requantize: args.allow_requantize,
+        })
+    }
+}
+
+/// The facts of `file`'s model the rules look at (layers, GQA ratio, experts, architecture).
+fn model_facts(file: &GgufFile) -> ModelFacts {
+    let md = file.metadata();
+    let arch = md.get_str("general.architecture").unwrap_or("");
+    let get = |k: &str| md.get_u32(&format!("{arch}.{k}")).ok().map(|v| v as usize);
+    let n_layer = get("block_count").unwrap_or(0);
+    let n_head = get("attention.head_count").unwrap_or(1).max(1);
+    let n_head_kv = get("attention.head_count_kv").unwrap_or(n_head).max(1);
+    ModelFacts {
+        falcon: arch == "falcon",
+        llama_70b: arch == "llama" && n_layer == 80,
+        n_layer,
+        n_gqa: n_head / n_head_kv,
+        n_expert: get("expert_count").unwrap_or(0),
+    }
 }
 
 /// Counts of what happened to the tensors.
@@ -43,6 +114,8 @@ pub struct QuantizeSummary {
     pub bytes_in: u64,
     /// Bytes of tensor data written.
     pub bytes_out: u64,
+    /// Weights given a fallback type (rows not whole blocks of the mix's choice).
+    pub fallbacks: usize,
 }
 
 fn convert(
@@ -71,29 +144,49 @@ fn convert(
     })
 }
 
-/// Quantizes the weights of `file` to `target` into a writer holding the new file,
-/// calling `on_tensor` after each tensor.
+/// Quantizes the weights of `file` as `spec` says into a writer holding the new file, calling
+/// `on_tensor` after each tensor. Errors: a quantized weight to be requantized without
+/// `allow_requantize`, a tensor that cannot be decoded or encoded (each naming the tensor).
 pub fn quantize_file(
     file: &GgufFile,
-    target: GgmlType,
+    spec: &QuantizeSpec,
     mut on_tensor: impl FnMut(&TensorInfo),
 ) -> anyhow::Result<(GgufWriter, QuantizeSummary)> {
-    let mut writer = GgufWriter::new();
-    let file_type = file_type_for(target).map(MetadataValue::U32);
-    for (key, value) in file.metadata().iter() {
-        match (key, &file_type) {
-            ("general.file_type", Some(ft)) => writer.add_metadata(key, ft.clone()),
-            ("general.file_type", None) => {}
-            _ => writer.add_metadata(key, value.clone()),
+    let mut rules = Rules::new(spec.mix, spec.options, model_facts(file), file.tensors());
+    let actions: Vec<TensorAction> = file
+        .tensors()
+        .iter()
+        .map(|info| action_for(info, rules.type_for(info)))
+        .collect();
+    if !spec.allow_requantize {
+        let requant = file.tensors().iter().zip(&actions).find(|(i, a)| {
+            matches!(a, TensorAction::Quantize(t) if t.is_quantized()) && i.ty.is_quantized()
+        });
+        if let Some((info, _)) = requant {
+            anyhow::bail!(
+                "tensor {} is already quantized ({}); requantizing loses quality, pass \
+                 --allow-requantize to do it anyway",
+                info.name,
+                info.ty
+            );
         }
     }
-    if let Some(ft) = file_type {
-        // Kept in place when the input had the key; appended otherwise.
-        writer.add_metadata("general.file_type", ft);
+    let mut writer = GgufWriter::new();
+    let file_type = MetadataValue::U32(spec.mix.file_type());
+    for (key, value) in file.metadata().iter() {
+        if key == "general.file_type" {
+            writer.add_metadata(key, file_type.clone());
+        } else {
+            writer.add_metadata(key, value.clone());
+        }
     }
-    let mut summary = QuantizeSummary::default();
-    for info in file.tensors() {
-        let action = action_for(info, target);
+    // Kept in place when the input had the key; appended otherwise.
+    writer.add_metadata("general.file_type", file_type);
+    let mut summary = QuantizeSummary {
+        fallbacks: rules.fallbacks,
+        ..QuantizeSummary::default()
+    };
+    for (info, &action) in file.tensors().iter().zip(&actions) {
         let (ty, bytes) = convert(file, info, action)?;
         match action {
             TensorAction::Quantize(_) => summary.quantized += 1,
@@ -112,25 +205,37 @@ pub fn quantize_file(
 
 /// Runs `rocmforge quantize`.
 pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
-    let target = parse_target(&args.ty)?;
+    let spec = QuantizeSpec::from_args(args)?;
     let started = Instant::now();
     let file =
         GgufFile::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let bar = progress::bar(file.tensors().len() as u64, "quantizing", args.quiet);
-    let (writer, summary) = quantize_file(&file, target, |info| {
-        bar.set_message(info.name.clone());
-        bar.inc(1);
-    })?;
+    let work = || {
+        quantize_file(&file, &spec, |info| {
+            bar.set_message(info.name.clone());
+            bar.inc(1);
+        })
+    };
+    let (writer, summary) = match args.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .context("starting the worker threads")?
+            .install(work)?,
+        None => work()?,
+    };
     bar.finish_and_clear();
     writer
         .write_to(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
     if !args.quiet {
         eprintln!(
-            "{} -> {} ({target}): {} quantized, {} as F32, {} copied; {:.1} MiB -> {:.1} MiB in {:.1} s",
+            "{} -> {} ({}): {} quantized ({} with a fallback type), {} as F32, {} copied; {:.1} MiB -> {:.1} MiB in {:.1} s",
             args.input.display(),
             args.output.display(),
+            spec.mix.name(),
             summary.quantized,
+            summary.fallbacks,
             summary.to_f32,
             summary.copied,
             summary.bytes_in as f64 / 1048576.0,

@@ -13,12 +13,13 @@ pub enum TensorAction {
     Copy,
 }
 
-/// Decides what to do with `info` when the target type is `target`.
+/// What to do with `info` when the mix's rules chose `chosen` for it
+/// ([`super::rules::Rules::type_for`]).
 ///
-/// 1-D tensors (norms) and `*.bias` tensors become F32; a tensor whose row length (`ne0`)
-/// is not a multiple of the target's block size, or whose source type cannot be decoded,
-/// is copied unchanged; everything else is quantized.
-pub fn action_for(info: &TensorInfo, target: GgmlType) -> TensorAction {
+/// 1-D tensors (norms) and `*.bias` tensors become F32 (copied when they are F32 already or
+/// cannot be decoded); a tensor already in `chosen`, or whose source type cannot be decoded, is
+/// copied unchanged; everything else is converted.
+pub fn action_for(info: &TensorInfo, chosen: GgmlType) -> TensorAction {
     let decodable = quants::can_dequantize(info.ty);
     let is_vector = info.dims.iter().filter(|&&d| d > 1).count() <= 1;
     if info.name.ends_with(".bias") || is_vector {
@@ -28,41 +29,16 @@ pub fn action_for(info: &TensorInfo, target: GgmlType) -> TensorAction {
             TensorAction::Copy
         };
     }
-    let row = info.dims.first().copied().unwrap_or(0);
-    if !decodable || row % target.block_size() as u64 != 0 || info.ty == target {
+    if !decodable || info.ty == chosen {
         return TensorAction::Copy;
     }
-    TensorAction::Quantize(target)
+    TensorAction::Quantize(chosen)
 }
 
-/// llama.cpp's `llama_ftype` for a file whose weights are mostly `ty`, if it has one.
-pub fn file_type_for(ty: GgmlType) -> Option<u32> {
-    use GgmlType::*;
-    Some(match ty {
-        F32 => 0,
-        F16 => 1,
-        Q4_0 => 2,
-        Q4_1 => 3,
-        Q8_0 => 7,
-        Q5_0 => 8,
-        Q5_1 => 9,
-        Q2_K => 10,
-        Q3_K => 12,
-        Q4_K => 15,
-        Q5_K => 17,
-        Q6_K => 18,
-        IQ4_NL => 25,
-        IQ4_XS => 30,
-        BF16 => 32,
-        _ => return None,
-    })
-}
-
-/// Parses a target type name (`Q4_K`, `q8_0`, `f16`, ...) and checks it can be written.
-pub fn parse_target(name: &str) -> anyhow::Result<GgmlType> {
-    let upper = name.to_ascii_uppercase();
-    let ty = GgmlType::from_name(&upper)
-        .or_else(|| GgmlType::from_name(upper.trim_end_matches("_M")))
+/// Parses a type name given to `--output-tensor-type` / `--token-embedding-type` and checks it
+/// can be written.
+pub fn parse_type(name: &str) -> anyhow::Result<GgmlType> {
+    let ty = GgmlType::from_name(&name.trim().to_ascii_uppercase())
         .ok_or_else(|| anyhow::anyhow!("unknown type '{name}' (try: {})", supported_names()))?;
     if !quants::can_quantize(ty) {
         anyhow::bail!(
@@ -100,30 +76,24 @@ mod tests {
     }
 
     #[test]
-    fn norms_and_biases_stay_f32_matrices_are_quantized() {
+    fn norms_and_biases_stay_f32_matrices_are_converted() {
         let t = GgmlType::Q4_K;
         let norm = info("blk.0.attn_norm.weight", &[512], GgmlType::F32);
-        assert_eq!(action_for(&norm, t), TensorAction::Copy);
+        assert_eq!(action_for(&norm, GgmlType::F32), TensorAction::Copy);
         let norm16 = info("blk.0.attn_norm.weight", &[512], GgmlType::F16);
-        assert_eq!(action_for(&norm16, t), TensorAction::ToF32);
+        assert_eq!(action_for(&norm16, GgmlType::F16), TensorAction::ToF32);
         let bias = info("blk.0.attn_q.bias", &[512, 1], GgmlType::F16);
-        assert_eq!(action_for(&bias, t), TensorAction::ToF32);
+        assert_eq!(action_for(&bias, GgmlType::F16), TensorAction::ToF32);
         let w = info("blk.0.attn_q.weight", &[512, 512], GgmlType::F16);
         assert_eq!(action_for(&w, t), TensorAction::Quantize(t));
-        let odd = info("blk.0.ffn_down.weight", &[576, 512], GgmlType::F16);
-        assert_eq!(action_for(&odd, t), TensorAction::Copy);
-        assert_eq!(
-            action_for(&odd, GgmlType::Q8_0),
-            TensorAction::Quantize(GgmlType::Q8_0)
-        );
+        assert_eq!(action_for(&w, GgmlType::F16), TensorAction::Copy);
     }
 
     #[test]
-    fn target_names_parse_case_insensitively() {
-        assert_eq!(parse_target("q4_k_m").unwrap(), GgmlType::Q4_K);
-        assert_eq!(parse_target("Q8_0").unwrap(), GgmlType::Q8_0);
-        assert!(parse_target("Q9_9").is_err());
-        assert!(parse_target("I32").is_err());
-        assert_eq!(file_type_for(GgmlType::Q4_1), Some(3));
+    fn type_names_parse_case_insensitively() {
+        assert_eq!(parse_type("q8_0").unwrap(), GgmlType::Q8_0);
+        assert_eq!(parse_type("Q6_K").unwrap(), GgmlType::Q6_K);
+        assert!(parse_type("Q9_9").is_err());
+        assert!(parse_type("I32").is_err());
     }
 }

@@ -1,0 +1,79 @@
+//! `rocmforge quantize` against llama-quantize on the test model: SmolLM2-135M-Instruct, made F32
+//! by `rocmforge quantize ... F32`, then quantized to Q4_K_M, Q5_K_M, Q3_K_M, Q6_K, Q8_0 and
+//! IQ4_XS. Every tensor's type and bytes must equal those llama.cpp 0.5.0's llama-quantize wrote
+//! from the same F32 file (tests/data/llama_quantize_smollm2.json: type and the first 32 hex
+//! digits of the SHA-256 of the data, per tensor; made with a CPU build from the
+//! llama-cpp-python==0.3.36 source distribution). SmolLM2's 576-wide rows exercise the
+//! fallbacks (Q4_K -> Q5_0, Q6_K -> Q8_0, IQ4_XS -> IQ4_NL) and its 30 layers the "more bits"
+//! rules for attn_v and ffn_down.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rocmforge_gguf::GgufFile;
+use sha2::{Digest, Sha256};
+
+fn model_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn quantize(input: &Path, output: &Path, mix: &str, extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rocmforge"))
+        .args(["quantize", "--quiet"])
+        .args(extra)
+        .arg(input)
+        .arg(output)
+        .arg(mix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "quantize {mix}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn mixes_equal_llama_quantize_tensor_for_tensor() {
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("data/llama_quantize_smollm2.json")).unwrap();
+    let dir = std::env::temp_dir().join(format!("rocmforge-qref-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f32_file = dir.join("smollm2-f32.gguf");
+    // The test model is Q4_1: decoding it to F32 needs no --allow-requantize.
+    quantize(&model_path(), &f32_file, "F32", &[]);
+    let mixes = reference["mixes"].as_object().unwrap();
+    assert_eq!(mixes.len(), 6);
+    let mut report = Vec::new();
+    for (mix, tensors) in mixes {
+        let out = dir.join(format!("{mix}.gguf"));
+        quantize(&f32_file, &out, mix, &[]);
+        let file = GgufFile::open(&out).unwrap();
+        let want = tensors.as_object().unwrap();
+        assert_eq!(file.tensors().len(), want.len(), "{mix}: tensor count");
+        let mut same = 0;
+        for info in file.tensors() {
+            let w = &want[&info.name];
+            let hash = format!("{:x}", Sha256::digest(file.tensor_data(info)));
+            let (wt, wh) = (w[0].as_str().unwrap(), w[1].as_str().unwrap());
+            if info.ty.name() == wt && hash.starts_with(wh) {
+                same += 1;
+            } else {
+                report.push(format!(
+                    "{mix} {}: ours {} {}, llama-quantize {wt} {wh}",
+                    info.name,
+                    info.ty.name(),
+                    &hash[..32]
+                ));
+            }
+        }
+        eprintln!(
+            "{mix}: {same}/{} tensors equal llama-quantize's",
+            want.len()
+        );
+        std::fs::remove_file(&out).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(report.is_empty(), "{}", report.join("\n"));
+}
