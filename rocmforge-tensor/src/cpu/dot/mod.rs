@@ -6,10 +6,12 @@
 //! integer dot products of the unpacked row with each token's 8-bit activations; the same
 //! unpacked row dequantized gives the f32 reference path.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
 pub(crate) mod float;
 mod iq4;
 pub(crate) mod kquant;
-mod kquant_high;
+pub(crate) mod kquant_high;
 mod kquant_low;
 pub(crate) mod legacy;
 
