@@ -15,6 +15,9 @@ use crate::error::{TensorError, TensorResult};
 const ROWS_PER_TASK: usize = 32;
 /// Tokens whose activations are kept hot while a row is unpacked once for all of them.
 const TOKENS_PER_GROUP: usize = 16;
+// The SIMD kernels cut each group into tiles that line up with their activation layout.
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(TOKENS_PER_GROUP % avx2::TILE == 0);
 
 /// Checks the operand sizes; returns the weight's bytes per row.
 fn check(
@@ -170,8 +173,10 @@ fn matmul_legacy(
     };
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(isa), Some(kind)) = (simd, avx2::Avx2::detect(), LegacyKind::of(w.ty)) {
+        let tiled = (n_tokens > 1).then(|| avx2::tile_q8(&act, n_tokens, w.cols));
+        let act = tiled.as_ref().unwrap_or(&act);
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
-            avx2::legacy_row(isa, kind, row, &act, w.cols, t0, res)
+            avx2::legacy_row(isa, kind, row, act, w.cols, t0, res)
         });
         return;
     }
@@ -210,8 +215,10 @@ fn matmul_k(
     let act = quantize_q8_k(x);
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(isa), Some(kind)) = (simd, avx2::Avx2::detect(), KKind::of(w.ty)) {
+        let tiled = (n_tokens > 1).then(|| avx2::tile_q8k(&act, n_tokens, w.cols));
+        let act = tiled.as_ref().unwrap_or(&act);
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
-            avx2::k_row(isa, kind, row, &act, w.cols, t0, res)
+            avx2::k_row(isa, kind, row, act, w.cols, t0, res)
         });
         return;
     }

@@ -41,13 +41,17 @@ pub(super) fn row(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tiles<const K: u8>(row: &[u8], act: &Q8KBlocks, cols: usize, t0: usize, out: &mut [f32]) {
+    let nb = cols / QK_K;
     for (i, chunk) in out.chunks_mut(TILE).enumerate() {
-        let t = t0 + i * TILE;
-        match chunk.len() {
-            4 => tile::<K, 4>(row, act, cols, t, chunk),
-            3 => tile::<K, 3>(row, act, cols, t, chunk),
-            2 => tile::<K, 2>(row, act, cols, t, chunk),
-            _ => tile::<K, 1>(row, act, cols, t, chunk),
+        let (t, n) = (t0 + i * TILE, chunk.len());
+        let qs = &act.qs[t * cols..(t + n) * cols];
+        let d = &act.d[t * nb..(t + n) * nb];
+        let bsums = &act.bsums[t * nb * 16..(t + n) * nb * 16];
+        match n {
+            4 => tile::<K, 4>(row, qs, d, bsums, chunk),
+            3 => tile::<K, 3>(row, qs, d, bsums, chunk),
+            2 => tile::<K, 2>(row, qs, d, bsums, chunk),
+            _ => tile::<K, 1>(row, qs, d, bsums, chunk),
         }
     }
 }
@@ -115,42 +119,41 @@ fn sub_vector<const K: u8>(blk: &[u8], i: usize, s: &Scales) -> (__m256i, __m256
     (w, _mm256_set1_epi16(s.sc[i] as i16))
 }
 
-/// One row against tokens `t0..t0 + N`, as `dot_k` of the scalar path.
+/// One row against the `N` tokens of one tile (activations in the tile layout of
+/// `tiled.rs`), as `dot_k` of the scalar path.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile<const K: u8, const N: usize>(
     row: &[u8],
-    act: &Q8KBlocks,
-    cols: usize,
-    t0: usize,
+    qs: &[i8],
+    d: &[f32],
+    bsums: &[i32],
     out: &mut [f32],
 ) {
-    let nb = cols / QK_K;
-    let qs: [&[i8]; N] = std::array::from_fn(|j| &act.qs[(t0 + j) * cols..(t0 + j + 1) * cols]);
-    let ds: [&[f32]; N] = std::array::from_fn(|j| &act.d[(t0 + j) * nb..(t0 + j + 1) * nb]);
-    let bsums: [&[i32]; N] =
-        std::array::from_fn(|j| &act.bsums[(t0 + j) * nb * 16..(t0 + j + 1) * nb * 16]);
     let mut sums = [0.0f32; N];
-    for (b, blk) in row.chunks_exact(block_bytes(K)).take(nb).enumerate() {
+    let blocks = row
+        .chunks_exact(block_bytes(K))
+        .zip(qs.chunks_exact(N * QK_K))
+        .zip(d.chunks_exact(N).zip(bsums.chunks_exact(N * 16)));
+    for ((blk, aq), (ad, abs)) in blocks {
         let s = scales::<K>(blk);
         let mut isum = [_mm256_setzero_si256(); N];
         for i in 0..8 {
             let (w, sc) = sub_vector::<K>(blk, i, &s);
             for j in 0..N {
-                let a = load32_i8(&qs[j][b * QK_K + 32 * i..]);
+                let a = load32_i8(&aq[j * QK_K + 32 * i..]);
                 let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), sc);
                 isum[j] = _mm256_add_epi32(isum[j], p);
             }
         }
         for j in 0..N {
-            let bs = &bsums[j][b * 16..(b + 1) * 16];
-            let ad = ds[j][b];
+            let bs = &abs[j * 16..(j + 1) * 16];
             let mut is = hsum_epi32(isum[j]);
             if K == Q6K {
                 // The values are stored as q + 32: subtract 32 * sum(scale * bsum).
                 let offset: i32 = s.sc.iter().zip(bs).map(|(&c, &v)| c * v).sum();
                 is -= 32 * offset;
             }
-            sums[j] += (s.d * ad) * is as f32;
+            sums[j] += (s.d * ad[j]) * is as f32;
             if K != Q6K {
                 let msum: i32 = s
                     .mins
@@ -158,7 +161,7 @@ fn tile<const K: u8, const N: usize>(
                     .zip(bs.chunks_exact(2))
                     .map(|(&m, p)| m * (p[0] + p[1]))
                     .sum();
-                sums[j] -= (s.dmin * ad) * msum as f32;
+                sums[j] -= (s.dmin * ad[j]) * msum as f32;
             }
         }
     }

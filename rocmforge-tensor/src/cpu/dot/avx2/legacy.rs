@@ -1,6 +1,7 @@
 //! AVX2 kernels for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 rows against Q8_0 / Q8_1 activations:
 //! each 32-element block becomes one vector of 32 bytes (signed for the symmetric formats,
-//! unsigned for Q4_1 / Q5_1), multiplied with the activations of up to `TILE` tokens.
+//! unsigned for Q4_1 / Q5_1), multiplied with the activations of up to `TILE` tokens
+//! (in the tile layout of `tiled.rs`).
 
 use std::arch::x86_64::*;
 
@@ -51,50 +52,49 @@ pub(super) fn row(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tiles<const K: u8>(row: &[u8], act: &Q8Blocks, cols: usize, t0: usize, out: &mut [f32]) {
+    let nb = cols / QK;
     for (i, chunk) in out.chunks_mut(TILE).enumerate() {
-        let t = t0 + i * TILE;
-        match chunk.len() {
-            4 => tile::<K, 4>(row, act, cols, t, chunk),
-            3 => tile::<K, 3>(row, act, cols, t, chunk),
-            2 => tile::<K, 2>(row, act, cols, t, chunk),
-            _ => tile::<K, 1>(row, act, cols, t, chunk),
+        let (t, n) = (t0 + i * TILE, chunk.len());
+        let qs = &act.qs[t * cols..(t + n) * cols];
+        let d = &act.d[t * nb..(t + n) * nb];
+        let s = if has_min(K) {
+            &act.s[t * nb..(t + n) * nb]
+        } else {
+            &[][..]
+        };
+        match n {
+            4 => tile::<K, 4>(row, qs, d, s, chunk),
+            3 => tile::<K, 3>(row, qs, d, s, chunk),
+            2 => tile::<K, 2>(row, qs, d, s, chunk),
+            _ => tile::<K, 1>(row, qs, d, s, chunk),
         }
     }
 }
 
-/// One row against tokens `t0..t0 + N`: per block `(d_w * d_a) * sum(q_w * q_a)` summed in
-/// eight f32 lanes per token, plus `m_w * s_a` for the formats with a min.
+/// One row against the `N` tokens of one tile (activations in the tile layout of
+/// `tiled.rs`): per block `(d_w * d_a) * sum(q_w * q_a)` summed in eight f32 lanes per
+/// token, plus `m_w * s_a` for the formats with a min.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile<const K: u8, const N: usize>(
-    row: &[u8],
-    act: &Q8Blocks,
-    cols: usize,
-    t0: usize,
-    out: &mut [f32],
-) {
-    let nb = cols / QK;
-    let qs: [&[i8]; N] = std::array::from_fn(|j| &act.qs[(t0 + j) * cols..(t0 + j + 1) * cols]);
-    let ds: [&[f32]; N] = std::array::from_fn(|j| &act.d[(t0 + j) * nb..(t0 + j + 1) * nb]);
-    let ss: [&[f32]; N] = if has_min(K) {
-        std::array::from_fn(|j| &act.s[(t0 + j) * nb..(t0 + j + 1) * nb])
-    } else {
-        [&[]; N]
-    };
+fn tile<const K: u8, const N: usize>(row: &[u8], qs: &[i8], d: &[f32], s: &[f32], out: &mut [f32]) {
     let mut acc = [_mm256_setzero_ps(); N];
     let mut mins = [0.0f32; N];
-    for (b, blk) in row.chunks_exact(block_bytes(K)).take(nb).enumerate() {
-        let (w, d, m) = decode::<K>(blk);
+    let blocks = row
+        .chunks_exact(block_bytes(K))
+        .zip(qs.chunks_exact(N * QK))
+        .zip(d.chunks_exact(N));
+    for (b, ((blk, aq), ad)) in blocks.enumerate() {
+        let (w, dw, m) = decode::<K>(blk);
         for j in 0..N {
-            let a = load32_i8(&qs[j][b * QK..]);
+            let a = load32_i8(&aq[j * QK..]);
             let p = if has_min(K) {
                 dot_u8_i8(w, a)
             } else {
                 dot_i8_i8(w, a)
             };
-            let scale = _mm256_set1_ps(d * ds[j][b]);
+            let scale = _mm256_set1_ps(dw * ad[j]);
             acc[j] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[j]);
             if has_min(K) {
-                mins[j] += m * ss[j][b];
+                mins[j] += m * s[b * N + j];
             }
         }
     }

@@ -13,11 +13,14 @@
 mod float;
 mod kquant;
 mod legacy;
+mod tiled;
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 use rocmforge_gguf::GgmlType;
+
+pub(crate) use tiled::{tile_q8, tile_q8k};
 
 use crate::cpu::quantize_act::{Q8Blocks, Q8KBlocks};
 
@@ -86,7 +89,8 @@ impl KKind {
 }
 
 /// `out[j] = row · token (t0 + j)` for a row of a 32-element format (`row` holds `cols`
-/// elements) against Q8_0 / Q8_1 activations of `cols` elements per token.
+/// elements) against Q8_0 / Q8_1 activations of `cols` elements per token, regrouped by
+/// [`tile_q8`] (one token needs no regrouping); `t0` is a multiple of [`TILE`].
 pub(crate) fn legacy_row(
     _: Avx2,
     kind: LegacyKind,
@@ -100,7 +104,7 @@ pub(crate) fn legacy_row(
     unsafe { legacy::row(kind, row, act, cols, t0, out) }
 }
 
-/// As [`legacy_row`] for the K-quants against Q8_K activations.
+/// As [`legacy_row`] for the K-quants against Q8_K activations regrouped by [`tile_q8k`].
 pub(crate) fn k_row(
     _: Avx2,
     kind: KKind,
