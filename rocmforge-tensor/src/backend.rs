@@ -129,3 +129,17 @@ fn host(shape: Vec<usize>, data: HostData) -> TensorResult<HostTensor> {
     }
     Ok(HostTensor { shape, data })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    #[test]
+    fn cpu_steps_run_on_a_pool_thread_and_nest() {
+        assert!(rayon::current_thread_index().is_none());
+        let on_pool = Backend::Cpu.run_step(|| rayon::current_thread_index().is_some());
+        assert!(on_pool);
+        let nested = Backend::Cpu.run_step(|| Backend::Cpu.run_step(|| 7));
+        assert_eq!(nested, 7);
+    }
+}
