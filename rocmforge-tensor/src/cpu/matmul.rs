@@ -247,8 +247,9 @@ fn matmul_k(
 /// to the weight type's `vec_dot_type` (Q8_0 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1,
 /// Q8_K for the K-quants and IQ4_XS), then integer dot products per block are scaled and
 /// accumulated in f32. F16/BF16 weights take activations rounded to f16/bf16; F32 a plain
-/// f32 dot. Rows run in parallel; for several tokens each row is unpacked once per group of
-/// tokens.
+/// f32 dot. Rows run in parallel; on CPUs with AVX2 the common formats are multiplied
+/// straight from their packed blocks, a tile of tokens per decoded block (`dot::avx2`),
+/// elsewhere each row is unpacked once per group of tokens ([`matmul_portable`]).
 ///
 /// Errors: a weight type without a matmul, `cols` not a whole number of blocks, or slices
 /// whose lengths do not match the shapes.
