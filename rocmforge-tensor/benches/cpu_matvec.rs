@@ -1,14 +1,17 @@
-//! CPU matrix-vector throughput (weight bytes read per second) for SmolLM2-135M shapes.
+//! CPU matmul throughput (weight bytes read per second) for SmolLM2-135M and Qwen2.5-0.5B
+//! shapes, one decode token and a 64-token prefill, through `matmul` (the SIMD kernels
+//! where the CPU has them) and `matmul_portable` (the scalar path), with the speedup.
 //!
 //! Run: `cargo bench -p rocmforge-tensor --bench cpu_matvec` (set `RAYON_NUM_THREADS` to
-//! pin the thread count). Also times an 8-token prefill matmul for comparison.
+//! pin the thread count). Per-core figures use the CPU time of this process, so they mean
+//! something on a shared machine; wall times do not.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
 use half::f16;
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::cpu::{WeightView, matmul};
+use rocmforge_tensor::cpu::{WeightView, matmul, matmul_portable};
 
 /// Random bytes with finite f16 scales at byte 0 (and 2 for Q4_1).
 fn weight(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
@@ -65,11 +68,24 @@ fn main() {
     let threads = rayon::current_num_threads();
     println!("rayon threads: {threads}");
     println!(
-        "{:<6} {:>14} {:>7} {:>12} {:>10} {:>14}",
-        "type", "rows x cols", "tokens", "wall time", "GB/s", "GB/s per core"
+        "{:<6} {:>10} {:>6} {:>12} {:>14} {:>12} {:>8}",
+        "type", "rows x cols", "tokens", "wall (simd)", "GB/s per core", "portable", "speedup"
     );
-    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
-        for (rows, cols) in [(576usize, 1536usize), (1536, 576), (49152, 576)] {
+    let types = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::F16,
+    ];
+    let shapes = [(576usize, 1536usize), (1536, 576), (4864, 896), (896, 4864)];
+    for ty in types {
+        for (rows, cols) in shapes {
+            if cols % ty.block_size() != 0 {
+                continue;
+            }
             let data = weight(ty, rows, cols);
             let w = WeightView {
                 ty,
@@ -77,28 +93,29 @@ fn main() {
                 rows,
                 cols,
             };
-            for n_tokens in [1usize, 8] {
+            for n_tokens in [1usize, 64] {
                 let x: Vec<f32> = (0..n_tokens * cols)
                     .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
                     .collect();
                 let mut out = vec![0.0f32; n_tokens * rows];
-                let t = time_it(Duration::from_millis(700), || {
-                    matmul(&w, &x, n_tokens, &mut out).unwrap()
+                let budget = Duration::from_millis(400);
+                let (wall, cpu) = time_it(budget, || matmul(&w, &x, n_tokens, &mut out).unwrap());
+                let (_, cpu_p) = time_it(budget, || {
+                    matmul_portable(&w, &x, n_tokens, &mut out).unwrap()
                 });
-                let (t, cpu) = t;
-                let gbs = data.len() as f64 / t.as_secs_f64() / 1e9;
-                let per_core = cpu.map_or_else(
-                    || "n/a".to_string(),
-                    |c| format!("{:.2}", data.len() as f64 / c.as_secs_f64() / 1e9),
-                );
+                let per_core = |c: Option<Duration>| {
+                    c.map_or(f64::NAN, |c| data.len() as f64 / c.as_secs_f64() / 1e9)
+                };
+                let (simd, portable) = (per_core(cpu), per_core(cpu_p));
                 println!(
-                    "{:<6} {:>14} {:>7} {:>10.1}us {:>10.2} {:>14}",
+                    "{:<6} {:>10} {:>6} {:>10.1}us {:>14.2} {:>12.2} {:>7.2}x",
                     ty.name(),
                     format!("{rows}x{cols}"),
                     n_tokens,
-                    t.as_secs_f64() * 1e6,
-                    gbs,
-                    per_core
+                    wall.as_secs_f64() * 1e6,
+                    simd,
+                    portable,
+                    simd / portable
                 );
             }
         }

@@ -252,7 +252,7 @@ impl Bench {
         ty: GgmlType,
         n_tokens: usize,
     ) -> BenchResult<Option<Row>> {
-        if cols % ty.block_size() != 0 {
+        if !cols.is_multiple_of(ty.block_size()) {
             return Ok(None);
         }
         let bytes = rows * cols / ty.block_size() * ty.type_size();

@@ -1,6 +1,8 @@
 //! [`Tensor`]: an activation or cache on the CPU or on a GPU, and [`Weight`]: a borrowed weight
 //! on either. The ops in [`crate::ops`] take these and pick the body by where they live.
 
+use std::borrow::Cow;
+
 use half::f16;
 use rocmforge_gguf::GgmlType;
 
@@ -273,11 +275,14 @@ impl<'a> Weight<'a> {
         }
     }
 
-    /// The weight's values as f32 on the host (for small CPU weights such as norm scales).
-    pub fn host_f32(&self, op: &'static str) -> TensorResult<Vec<f32>> {
-        match self {
-            Weight::CpuF32 { data, .. } => Ok(data.to_vec()),
-            Weight::Cpu(v) => Ok(rocmforge_gguf::quants::dequantize_to_vec(v.ty, v.data)?),
+    /// The weight's values as f32 on the host (for small CPU weights such as norm scales):
+    /// borrowed when they are f32 already (no copy per call), else dequantized.
+    pub fn host_f32(&self, op: &'static str) -> TensorResult<Cow<'a, [f32]>> {
+        match *self {
+            Weight::CpuF32 { data, .. } => Ok(Cow::Borrowed(data)),
+            Weight::Cpu(v) => Ok(Cow::Owned(rocmforge_gguf::quants::dequantize_to_vec(
+                v.ty, v.data,
+            )?)),
             Weight::Hip(_) => Err(TensorError::Backend {
                 op,
                 what: "expected a CPU weight, got a GPU one".to_string(),

@@ -221,7 +221,9 @@ impl Model {
                 }
             }
         };
-        let result = self.run_in(&mut s, tokens, positions, seqs, out_rows, want);
+        let result = self
+            .backend
+            .run_step(|| self.run_in(&mut s, tokens, positions, seqs, out_rows, want));
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         pool.push(s);
         result

@@ -4,6 +4,8 @@
 use rayon::prelude::*;
 use rocmforge_gguf::GgmlType;
 
+#[cfg(target_arch = "x86_64")]
+use super::dot::avx2::{self, KKind, LegacyKind};
 use super::dot::{self, Family, KRow, LegacyRow, float};
 use super::quantize_act::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use super::weight::WeightView;
@@ -13,6 +15,9 @@ use crate::error::{TensorError, TensorResult};
 const ROWS_PER_TASK: usize = 32;
 /// Tokens whose activations are kept hot while a row is unpacked once for all of them.
 const TOKENS_PER_GROUP: usize = 16;
+// The SIMD kernels cut each group into tiles that line up with their activation layout.
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(TOKENS_PER_GROUP % avx2::TILE == 0);
 
 /// Checks the operand sizes; returns the weight's bytes per row.
 fn check(
@@ -84,6 +89,23 @@ where
     }
 }
 
+/// [`drive`] for kernels that need no scratch: `body(row bytes, first_token, results)`.
+#[cfg(target_arch = "x86_64")]
+fn drive_rows<B>(w: &WeightView, row_bytes: usize, n_tokens: usize, out: &mut [f32], body: B)
+where
+    B: Fn(&[u8], usize, &mut [f32]) + Sync + Send,
+{
+    drive(
+        w.rows,
+        n_tokens,
+        out,
+        || (),
+        |_, r, t0, res| {
+            body(&w.data[r * row_bytes..(r + 1) * row_bytes], t0, res);
+        },
+    );
+}
+
 /// The 8-bit activations held in i16, the width the dot products multiply in.
 fn widen(qs: &[i8]) -> Vec<i16> {
     qs.iter().map(|&q| i16::from(q)).collect()
@@ -91,7 +113,14 @@ fn widen(qs: &[i8]) -> Vec<i16> {
 
 /// Float weights: activations rounded to the weight's type (ggml converts them to F16 /
 /// BF16), each weight row converted to f32 once per token group, f32 dot products.
-fn matmul_float(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, out: &mut [f32]) {
+fn matmul_float(
+    w: &WeightView,
+    row_bytes: usize,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    simd: bool,
+) {
     let mut act = x.to_vec();
     match w.ty {
         GgmlType::F16 => float::round_through_f16(&mut act),
@@ -99,6 +128,13 @@ fn matmul_float(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, ou
         _ => {}
     }
     let cols = w.cols;
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(isa), GgmlType::F16) = (simd, avx2::Avx2::detect(), w.ty) {
+        drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
+            avx2::f16_row(isa, row, &act, cols, t0, res)
+        });
+        return;
+    }
     let init = || (vec![0.0f32; cols], Vec::new());
     drive(
         w.rows,
@@ -128,12 +164,22 @@ fn matmul_legacy(
     x: &[f32],
     n_tokens: usize,
     out: &mut [f32],
+    simd: bool,
 ) {
     let act = if q8_1 {
         quantize_q8_1(x)
     } else {
         quantize_q8_0(x)
     };
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(isa), Some(kind)) = (simd, avx2::Avx2::detect(), LegacyKind::of(w.ty)) {
+        let tiled = (n_tokens > 1).then(|| avx2::tile_q8(&act, n_tokens, w.cols));
+        let act = tiled.as_ref().unwrap_or(&act);
+        drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
+            avx2::legacy_row(isa, kind, row, act, w.cols, t0, res)
+        });
+        return;
+    }
     let act_qs = widen(&act.qs);
     let (cols, nb) = (w.cols, w.cols / dot::QK);
     let init = || {
@@ -158,8 +204,24 @@ fn matmul_legacy(
 }
 
 /// 256-element formats against Q8_K activations.
-fn matmul_k(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, out: &mut [f32]) {
+fn matmul_k(
+    w: &WeightView,
+    row_bytes: usize,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    simd: bool,
+) {
     let act = quantize_q8_k(x);
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(isa), Some(kind)) = (simd, avx2::Avx2::detect(), KKind::of(w.ty)) {
+        let tiled = (n_tokens > 1).then(|| avx2::tile_q8k(&act, n_tokens, w.cols));
+        let act = tiled.as_ref().unwrap_or(&act);
+        drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
+            avx2::k_row(isa, kind, row, act, w.cols, t0, res)
+        });
+        return;
+    }
     let act_qs = widen(&act.qs);
     let (cols, nb) = (w.cols, w.cols / dot::kquant::QK_K);
     let init = || {
@@ -185,22 +247,45 @@ fn matmul_k(w: &WeightView, row_bytes: usize, x: &[f32], n_tokens: usize, out: &
 /// to the weight type's `vec_dot_type` (Q8_0 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1,
 /// Q8_K for the K-quants and IQ4_XS), then integer dot products per block are scaled and
 /// accumulated in f32. F16/BF16 weights take activations rounded to f16/bf16; F32 a plain
-/// f32 dot. Rows run in parallel; for several tokens each row is unpacked once per group of
-/// tokens.
+/// f32 dot. Rows run in parallel; on CPUs with AVX2 the common formats are multiplied
+/// straight from their packed blocks, a tile of tokens per decoded block (`dot::avx2`),
+/// elsewhere each row is unpacked once per group of tokens ([`matmul_portable`]).
 ///
 /// Errors: a weight type without a matmul, `cols` not a whole number of blocks, or slices
 /// whose lengths do not match the shapes.
 pub fn matmul(w: &WeightView, x: &[f32], n_tokens: usize, out: &mut [f32]) -> TensorResult<()> {
-    const OP: &str = "matmul";
-    let fam = dot::family(w.ty).ok_or(TensorError::UnsupportedType { op: OP, ty: w.ty })?;
-    let row_bytes = check(OP, w, x, n_tokens, out)?;
+    matmul_path("matmul", w, x, n_tokens, out, true)
+}
+
+/// [`matmul`] through the portable scalar path whatever the CPU (every row unpacked to
+/// 16-bit integers), the path of CPUs without the SIMD kernels: for tests and comparisons.
+/// The integer sums are the same; only the order of the f32 additions may differ.
+pub fn matmul_portable(
+    w: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) -> TensorResult<()> {
+    matmul_path("matmul_portable", w, x, n_tokens, out, false)
+}
+
+fn matmul_path(
+    op: &'static str,
+    w: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    simd: bool,
+) -> TensorResult<()> {
+    let fam = dot::family(w.ty).ok_or(TensorError::UnsupportedType { op, ty: w.ty })?;
+    let row_bytes = check(op, w, x, n_tokens, out)?;
     if n_tokens == 0 || w.rows == 0 {
         return Ok(());
     }
     match fam {
-        Family::Float => matmul_float(w, row_bytes, x, n_tokens, out),
-        Family::Legacy { q8_1 } => matmul_legacy(w, row_bytes, q8_1, x, n_tokens, out),
-        Family::K => matmul_k(w, row_bytes, x, n_tokens, out),
+        Family::Float => matmul_float(w, row_bytes, x, n_tokens, out, simd),
+        Family::Legacy { q8_1 } => matmul_legacy(w, row_bytes, q8_1, x, n_tokens, out, simd),
+        Family::K => matmul_k(w, row_bytes, x, n_tokens, out, simd),
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ pub use attention_flash::attention_flash_f16;
 pub use dot::dequantize_row;
 pub use elementwise::{add, gelu, mul, scale, silu_mul};
 pub use embedding::embedding;
-pub use matmul::{matmul, matmul_f32_reference};
+pub use matmul::{matmul, matmul_f32_reference, matmul_portable};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{RopeMode, RopeParams, YarnParams, rope, rope_with_freq_factors};
 pub use softmax::{argmax, softmax, top_k};

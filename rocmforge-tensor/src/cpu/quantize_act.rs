@@ -46,6 +46,16 @@ fn nearest_int(v: f32) -> i32 {
     (bits & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
+/// `roundf(v)` (half away from zero) as an integer, for `|v| < 2^23`, without a libm
+/// call: `v - trunc(v)` is exact there, so the fraction decides the rounding exactly.
+/// NaN gives 0, as `roundf(NaN) as i8` does.
+#[inline(always)]
+fn round_half_away(v: f32) -> i32 {
+    let t = v as i32;
+    let f = v - t as f32;
+    t + i32::from(f >= 0.5) - i32::from(f <= -0.5)
+}
+
 /// One Q8_0/Q8_1 block: returns `(d as f32 before f16 rounding, sum of q)`.
 fn quantize_block32(x: &[f32], qs: &mut [i8]) -> (f32, i32) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -53,7 +63,7 @@ fn quantize_block32(x: &[f32], qs: &mut [i8]) -> (f32, i32) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * id).round() as i8;
+        *q = round_half_away(v * id).clamp(-128, 127) as i8;
         sum += i32::from(*q);
     }
     (d, sum)
@@ -147,5 +157,40 @@ impl Q8KBlocks {
             .zip(&self.d)
             .flat_map(|(qb, &d)| qb.iter().map(move |&q| f32::from(q) * d))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_away;
+
+    #[test]
+    fn round_half_away_is_roundf() {
+        let mut v = -130.0f32;
+        while v <= 130.0 {
+            for x in [
+                v,
+                v.next_up(),
+                v.next_down(),
+                v + 0.5,
+                (v + 0.5).next_down(),
+            ] {
+                assert_eq!(round_half_away(x), x.round() as i32, "{x}");
+            }
+            v += 0.125;
+        }
+        for x in [
+            0.499_999_97f32,
+            -0.499_999_97,
+            1.5,
+            -2.5,
+            126.5,
+            -127.5,
+            0.0,
+            -0.0,
+        ] {
+            assert_eq!(round_half_away(x), x.round() as i32, "{x}");
+        }
+        assert_eq!(round_half_away(f32::NAN), 0);
     }
 }

@@ -5,7 +5,7 @@ use super::half_le;
 use super::kquant::{KRow, QK_K};
 
 /// Scale and min of sub-block `j` (0..8) from the 12 packed bytes of Q4_K / Q5_K.
-fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
     if j < 4 {
         (i32::from(q[j] & 63), i32::from(q[j + 4] & 63))
     } else {

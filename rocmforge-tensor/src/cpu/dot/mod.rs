@@ -1,15 +1,19 @@
 //! Per-weight-type row decoding and dot products.
 //!
-//! Every quantized format is first *unpacked* row by row into one small signed integer per element
-//! plus integer/float scales ([`LegacyRow`] for the 32-element formats, [`KRow`] for the
-//! 256-element ones). The matmul driver unpacks a row once per group of tokens and takes
-//! integer dot products of the unpacked row with each token's 8-bit activations; the same
-//! unpacked row dequantized gives the f32 reference path.
+//! The portable path: every quantized format is first *unpacked* row by row into one small
+//! signed integer per element plus integer/float scales ([`LegacyRow`] for the 32-element
+//! formats, [`KRow`] for the 256-element ones). The matmul driver unpacks a row once per
+//! group of tokens and takes integer dot products of the unpacked row with each token's
+//! 8-bit activations; the same unpacked row dequantized gives the f32 reference path.
+//! On x86-64 with AVX2 the common formats skip the unpacking: `avx2` multiplies the packed
+//! blocks directly, with the same integer sums.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
 pub(crate) mod float;
 mod iq4;
 pub(crate) mod kquant;
-mod kquant_high;
+pub(crate) mod kquant_high;
 mod kquant_low;
 pub(crate) mod legacy;
 

@@ -1,0 +1,161 @@
+//! AVX2 kernels for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 rows against Q8_0 / Q8_1 activations:
+//! each 32-element block becomes one vector of 32 bytes (signed for the symmetric formats,
+//! unsigned for Q4_1 / Q5_1), multiplied with the activations of up to `TILE` tokens
+//! (in the tile layout of `tiled.rs`).
+
+use std::arch::x86_64::*;
+
+use super::{LegacyKind, TILE, dot_i8_i8, dot_u8_i8, f16_at, hsum_ps, load16, load32, load32_i8};
+use crate::cpu::dot::QK;
+use crate::cpu::quantize_act::Q8Blocks;
+
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+const Q8_0: u8 = 4;
+
+/// Bytes per block of each kind.
+const fn block_bytes(k: u8) -> usize {
+    match k {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        Q5_0 => 22,
+        Q5_1 => 24,
+        _ => 34,
+    }
+}
+
+/// Whether the kind has a per-block min `m` (and meets Q8_1 activations).
+const fn has_min(k: u8) -> bool {
+    k == Q4_1 || k == Q5_1
+}
+
+/// See [`super::legacy_row`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn row(
+    kind: LegacyKind,
+    row: &[u8],
+    act: &Q8Blocks,
+    cols: usize,
+    t0: usize,
+    out: &mut [f32],
+) {
+    match kind {
+        LegacyKind::Q4_0 => tiles::<Q4_0>(row, act, cols, t0, out),
+        LegacyKind::Q4_1 => tiles::<Q4_1>(row, act, cols, t0, out),
+        LegacyKind::Q5_0 => tiles::<Q5_0>(row, act, cols, t0, out),
+        LegacyKind::Q5_1 => tiles::<Q5_1>(row, act, cols, t0, out),
+        LegacyKind::Q8_0 => tiles::<Q8_0>(row, act, cols, t0, out),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tiles<const K: u8>(row: &[u8], act: &Q8Blocks, cols: usize, t0: usize, out: &mut [f32]) {
+    let nb = cols / QK;
+    for (i, chunk) in out.chunks_mut(TILE).enumerate() {
+        let (t, n) = (t0 + i * TILE, chunk.len());
+        let qs = &act.qs[t * cols..(t + n) * cols];
+        let d = &act.d[t * nb..(t + n) * nb];
+        let s = if has_min(K) {
+            &act.s[t * nb..(t + n) * nb]
+        } else {
+            &[][..]
+        };
+        match n {
+            4 => tile::<K, 4>(row, qs, d, s, chunk),
+            3 => tile::<K, 3>(row, qs, d, s, chunk),
+            2 => tile::<K, 2>(row, qs, d, s, chunk),
+            _ => tile::<K, 1>(row, qs, d, s, chunk),
+        }
+    }
+}
+
+/// One row against the `N` tokens of one tile (activations in the tile layout of
+/// `tiled.rs`): per block `(d_w * d_a) * sum(q_w * q_a)` summed in eight f32 lanes per
+/// token, plus `m_w * s_a` for the formats with a min.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile<const K: u8, const N: usize>(row: &[u8], qs: &[i8], d: &[f32], s: &[f32], out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut mins = [0.0f32; N];
+    let blocks = row
+        .chunks_exact(block_bytes(K))
+        .zip(qs.chunks_exact(N * QK))
+        .zip(d.chunks_exact(N));
+    for (b, ((blk, aq), ad)) in blocks.enumerate() {
+        let (w, dw, m) = decode::<K>(blk);
+        for j in 0..N {
+            let a = load32_i8(&aq[j * QK..]);
+            let p = if has_min(K) {
+                dot_u8_i8(w, a)
+            } else {
+                dot_i8_i8(w, a)
+            };
+            let scale = _mm256_set1_ps(dw * ad[j]);
+            acc[j] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[j]);
+            if has_min(K) {
+                mins[j] += m * s[b * N + j];
+            }
+        }
+    }
+    for (j, o) in out.iter_mut().enumerate().take(N) {
+        *o = hsum_ps(acc[j]) + mins[j];
+    }
+}
+
+/// One block's 32 values as bytes (layout of ggml's `block_*`), its `d` and its `m`
+/// (0 for the symmetric formats).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn decode<const K: u8>(blk: &[u8]) -> (__m256i, f32, f32) {
+    let d = f16_at(blk, 0);
+    match K {
+        Q4_0 => (
+            _mm256_sub_epi8(nibbles(&blk[2..]), _mm256_set1_epi8(8)),
+            d,
+            0.0,
+        ),
+        Q4_1 => (nibbles(&blk[4..]), d, f16_at(blk, 2)),
+        Q5_0 => {
+            let q = _mm256_or_si256(nibbles(&blk[6..]), fifth_bits(qh_at(blk, 2)));
+            (_mm256_sub_epi8(q, _mm256_set1_epi8(16)), d, 0.0)
+        }
+        Q5_1 => {
+            let q = _mm256_or_si256(nibbles(&blk[8..]), fifth_bits(qh_at(blk, 4)));
+            (q, d, f16_at(blk, 2))
+        }
+        _ => (load32(&blk[2..]), d, 0.0),
+    }
+}
+
+fn qh_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// 16 packed bytes to 32 values: low nibbles first, then high nibbles.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn nibbles(qs: &[u8]) -> __m256i {
+    let v = load16(qs);
+    let m = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(v, m);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), m);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// Bit `j` of `qh` as `0x10` in byte `j`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn fifth_bits(qh: u32) -> __m256i {
+    let v = _mm256_set1_epi32(qh as i32);
+    let pick = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let v = _mm256_shuffle_epi8(v, pick);
+    let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(v, mask), mask);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}

@@ -1,0 +1,195 @@
+//! AVX2 dot products straight from the packed weight blocks (x86-64 only).
+//!
+//! Every kernel here takes one weight row and a *tile* of tokens: each weight block is
+//! decoded once into 8-bit lanes and multiplied with the 8-bit activations of up to
+//! [`TILE`] tokens (`maddubs` / `madd`, the products ggml's AVX2 path takes), so the
+//! integer sums equal the scalar path's exactly; only the order in which the f32 block
+//! terms are added may differ (the K-quants keep the scalar order and give the same bits).
+//!
+//! The kernels are `#[target_feature]` functions. They are reached only through the
+//! functions of this module, which take an [`Avx2`] token: a value that exists only after
+//! [`Avx2::detect`] found AVX2, FMA and F16C on the running CPU.
+
+mod float;
+mod kquant;
+mod legacy;
+mod tiled;
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use rocmforge_gguf::GgmlType;
+
+pub(crate) use tiled::{tile_q8, tile_q8k};
+
+use crate::cpu::quantize_act::{Q8Blocks, Q8KBlocks};
+
+/// Tokens whose accumulators stay in registers while one weight block is reused.
+pub(crate) const TILE: usize = 4;
+
+/// Proof that the running CPU has AVX2, FMA and F16C (see [`Avx2::detect`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Avx2(());
+
+impl Avx2 {
+    /// The token when the CPU supports the kernels; detected once per process.
+    /// `ROCMFORGE_CPU_SCALAR=1` forces the portable path (for comparisons).
+    pub(crate) fn detect() -> Option<Avx2> {
+        static FOUND: OnceLock<bool> = OnceLock::new();
+        let found = *FOUND.get_or_init(|| {
+            std::env::var_os("ROCMFORGE_CPU_SCALAR").is_none_or(|v| v != "1")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        });
+        found.then_some(Avx2(()))
+    }
+}
+
+/// The 32-element formats with an AVX2 kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LegacyKind {
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+}
+
+impl LegacyKind {
+    pub(crate) fn of(ty: GgmlType) -> Option<Self> {
+        Some(match ty {
+            GgmlType::Q4_0 => Self::Q4_0,
+            GgmlType::Q4_1 => Self::Q4_1,
+            GgmlType::Q5_0 => Self::Q5_0,
+            GgmlType::Q5_1 => Self::Q5_1,
+            GgmlType::Q8_0 => Self::Q8_0,
+            _ => return None,
+        })
+    }
+}
+
+/// The 256-element formats with an AVX2 kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KKind {
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+impl KKind {
+    pub(crate) fn of(ty: GgmlType) -> Option<Self> {
+        Some(match ty {
+            GgmlType::Q4_K => Self::Q4K,
+            GgmlType::Q5_K => Self::Q5K,
+            GgmlType::Q6_K => Self::Q6K,
+            _ => return None,
+        })
+    }
+}
+
+/// `out[j] = row · token (t0 + j)` for a row of a 32-element format (`row` holds `cols`
+/// elements) against Q8_0 / Q8_1 activations of `cols` elements per token, regrouped by
+/// [`tile_q8`] (one token needs no regrouping); `t0` is a multiple of [`TILE`].
+pub(crate) fn legacy_row(
+    _: Avx2,
+    kind: LegacyKind,
+    row: &[u8],
+    act: &Q8Blocks,
+    cols: usize,
+    t0: usize,
+    out: &mut [f32],
+) {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { legacy::row(kind, row, act, cols, t0, out) }
+}
+
+/// As [`legacy_row`] for the K-quants against Q8_K activations regrouped by [`tile_q8k`].
+pub(crate) fn k_row(
+    _: Avx2,
+    kind: KKind,
+    row: &[u8],
+    act: &Q8KBlocks,
+    cols: usize,
+    t0: usize,
+    out: &mut [f32],
+) {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { kquant::row(kind, row, act, cols, t0, out) }
+}
+
+/// As [`legacy_row`] for an F16 row against activations already rounded through f16.
+pub(crate) fn f16_row(_: Avx2, row: &[u8], act: &[f32], cols: usize, t0: usize, out: &mut [f32]) {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { float::row(row, act, cols, t0, out) }
+}
+
+/// The 32 bytes at the start of `b` (panics if shorter: callers pass whole blocks).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load32(b: &[u8]) -> __m256i {
+    let b = &b[..32];
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// [`load32`] for signed bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load32_i8(b: &[i8]) -> __m256i {
+    let b = &b[..32];
+    // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// The 16 bytes at the start of `b`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load16(b: &[u8]) -> __m128i {
+    let b = &b[..16];
+    // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+}
+
+/// The little-endian f16 at byte `at` of `b`, widened to f32 by the F16C instruction.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[at], b[at + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// Sum of the eight f32 lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Sum of the eight i32 lanes (wrapping, as the lanes never overflow here).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Pairwise products of unsigned bytes `u` and signed bytes `s`, summed in groups of four
+/// into eight i32 lanes (`maddubs` pairs stay below 2^15 for every format here).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// As [`dot_u8_i8`] for two signed operands: `|w| * (a * sign(w))`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn dot_i8_i8(w: __m256i, a: __m256i) -> __m256i {
+    dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+}

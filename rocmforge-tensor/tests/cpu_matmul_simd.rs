@@ -1,0 +1,115 @@
+//! The SIMD kernels (what `matmul` runs on a CPU that has them) against the portable
+//! scalar path (`matmul_portable`) and the f32 reference, for every type, odd row counts,
+//! several block counts and token counts that cut the token tiles and groups unevenly.
+//! The integer sums are the same, so the two paths may differ only by f32 summation
+//! order; the K-quants keep the scalar order and must agree bit for bit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cpu_util;
+
+use cpu_util::{MATMUL_TYPES, Rng, random_weight};
+use rocmforge_gguf::GgmlType;
+use rocmforge_tensor::cpu::{
+    WeightView, dequantize_row, matmul, matmul_f32_reference, matmul_portable,
+};
+
+/// `sum_i |w_i x_i|` per (token, row): the scale of the float rounding of a dot product.
+fn magnitudes(w: &WeightView, x: &[f32], n_tokens: usize) -> Vec<f64> {
+    let row_bytes = w.data.len() / w.rows;
+    let mut row = vec![0.0f32; w.cols];
+    let mut mag = vec![0.0f64; n_tokens * w.rows];
+    for r in 0..w.rows {
+        dequantize_row(w.ty, &w.data[r * row_bytes..(r + 1) * row_bytes], &mut row).unwrap();
+        for t in 0..n_tokens {
+            let xs = &x[t * w.cols..(t + 1) * w.cols];
+            mag[t * w.rows + r] = row
+                .iter()
+                .zip(xs)
+                .map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs())
+                .sum::<f64>()
+                .max(1e-30);
+        }
+    }
+    mag
+}
+
+fn check(ty: GgmlType, rows: usize, blocks: usize, n_tokens: usize, rng: &mut Rng) {
+    let cols = blocks * ty.block_size().max(32);
+    let data = random_weight(rng, ty, rows, cols);
+    let w = WeightView {
+        ty,
+        data: &data,
+        rows,
+        cols,
+    };
+    let x = rng.vec(n_tokens * cols, -2.0, 2.0);
+    let n = n_tokens * rows;
+    let (mut simd, mut portable, mut reference) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    matmul(&w, &x, n_tokens, &mut simd).unwrap();
+    matmul_portable(&w, &x, n_tokens, &mut portable).unwrap();
+    matmul_f32_reference(&w, &x, n_tokens, &mut reference).unwrap();
+    let mag = magnitudes(&w, &x, n_tokens);
+    let exact = matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
+    let what = format!("{ty} rows {rows} cols {cols} tokens {n_tokens}");
+    for i in 0..n {
+        let (s, p, r) = (simd[i], portable[i], reference[i]);
+        assert!(s.is_finite(), "{what}: non-finite output at {i}");
+        if exact {
+            assert_eq!(
+                s.to_bits(),
+                p.to_bits(),
+                "{what} at {i}: simd {s} portable {p}"
+            );
+        }
+        let order = (f64::from(s) - f64::from(p)).abs() / mag[i];
+        assert!(
+            order < 1e-5,
+            "{what} at {i}: simd {s} portable {p} ({order:.2e})"
+        );
+        let quant = (f64::from(s) - f64::from(r)).abs() / mag[i];
+        assert!(
+            quant < 5e-3,
+            "{what} at {i}: simd {s} reference {r} ({quant:.2e})"
+        );
+    }
+}
+
+#[test]
+fn simd_matches_portable_and_reference_for_every_type() {
+    let mut rng = Rng::new(0x5eed);
+    for ty in MATMUL_TYPES {
+        for (rows, blocks, n_tokens) in [(1, 1, 1), (7, 2, 1), (33, 3, 5), (5, 5, 9), (3, 1, 17)] {
+            check(ty, rows, blocks, n_tokens, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn f16_rows_with_a_tail_of_odd_columns() {
+    // F16 has no blocks: columns that are not a multiple of the vector width.
+    let mut rng = Rng::new(11);
+    for cols in [1usize, 7, 17, 45] {
+        let (rows, n_tokens) = (3, 6);
+        let data = random_weight(&mut rng, GgmlType::F16, rows, cols);
+        let w = WeightView {
+            ty: GgmlType::F16,
+            data: &data,
+            rows,
+            cols,
+        };
+        let x = rng.vec(n_tokens * cols, -1.0, 1.0);
+        let (mut simd, mut portable) = (vec![0.0; rows * n_tokens], vec![0.0; rows * n_tokens]);
+        matmul(&w, &x, n_tokens, &mut simd).unwrap();
+        matmul_portable(&w, &x, n_tokens, &mut portable).unwrap();
+        let mag = magnitudes(&w, &x, n_tokens);
+        for i in 0..simd.len() {
+            let d = (f64::from(simd[i]) - f64::from(portable[i])).abs() / mag[i];
+            assert!(
+                d < 1e-5,
+                "cols {cols} at {i}: {} vs {}",
+                simd[i],
+                portable[i]
+            );
+        }
+    }
+}
