@@ -124,6 +124,7 @@ fn probe(
                 command: command_for(t, include, &src, &output),
                 output,
                 weight: 0,
+                rename_to: None,
             }
         })
         .collect();
@@ -166,7 +167,7 @@ pub fn compile_all(kernel_dir: &Path, out_dir: &Path) -> KernelBuildResult<Built
     let targets = probe(targets, &include, out_dir, &mut built.notes);
     let mut jobs = Vec::new();
     let mut planned = Vec::new(); // (target index, family, cached image)
-    let mut pending = HashMap::new(); // compiler output -> (target index, cached image)
+    let mut pending = HashMap::new(); // compiler output -> target index
     for (ti, t) in targets.iter().enumerate() {
         for (src, family) in srcs.iter().zip(&built.families) {
             let words = [
@@ -186,8 +187,9 @@ pub fn compile_all(kernel_dir: &Path, out_dir: &Path) -> KernelBuildResult<Built
                     command: command_for(t, &include, src, &partial),
                     output: partial.clone(),
                     weight: std::fs::metadata(src).map_or(0, |m| m.len()),
+                    rename_to: Some(cached.clone()),
                 });
-                pending.insert(partial, (ti, cached.clone()));
+                pending.insert(partial, ti);
             }
             planned.push((ti, family.clone(), cached));
         }
@@ -195,16 +197,14 @@ pub fn compile_all(kernel_dir: &Path, out_dir: &Path) -> KernelBuildResult<Built
     let compiled = jobs.len();
     let mut failed = vec![false; targets.len()];
     for o in run_jobs(jobs, default_workers()) {
-        let Some((ti, cached)) = pending.get(&o.output) else {
+        let Some(ti) = pending.get(&o.output) else {
             continue;
         };
-        let done = match o.result {
-            Ok(()) => std::fs::rename(&o.output, cached).map_err(|e| e.to_string()),
-            Err(e) => Err(first_lines(&e.to_string(), 40)),
-        };
-        if let Err(e) = done {
+        if let Err(e) = o.result {
             failed[*ti] = true;
-            built.notes.push(format!("{}: {e}", o.label));
+            built
+                .notes
+                .push(format!("{}: {}", o.label, first_lines(&e.to_string(), 40)));
         }
     }
     for (ti, family, path) in planned {

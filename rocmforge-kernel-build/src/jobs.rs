@@ -18,6 +18,9 @@ pub struct Job {
     pub command: Command,
     /// Expected cost; the biggest start first so that the last one to finish is short.
     pub weight: u64,
+    /// Where the output is moved once the compiler succeeded (a cache then never holds a
+    /// half-written image, and each image is kept as soon as it is done).
+    pub rename_to: Option<PathBuf>,
 }
 
 /// A finished job: its label, output and result.
@@ -53,6 +56,12 @@ fn run_one(job: &mut Job) -> KernelBuildResult<()> {
                 String::from_utf8_lossy(&output.stderr)
             ),
         });
+    }
+    if let Some(to) = &job.rename_to {
+        std::fs::rename(&job.output, to).map_err(|e| KernelBuildError::Io {
+            path: to.display().to_string(),
+            message: e.to_string(),
+        })?;
     }
     Ok(())
 }

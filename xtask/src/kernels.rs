@@ -131,6 +131,7 @@ fn amd_jobs(
                 command: command::amd_code_object(&compiler, arch, include, src, &output),
                 output,
                 weight: weight(src),
+                rename_to: None,
             });
         }
     }
@@ -162,6 +163,7 @@ fn nvidia_jobs(
                         command: command::nvidia_nvcc(nvcc, kind, arch, include, src, &output),
                         output,
                         weight: weight(src),
+                        rename_to: None,
                     });
                 }
             } else if let Some(clang) = &clang {
@@ -171,6 +173,7 @@ fn nvidia_jobs(
                     command: command::nvidia_ptx_clang(clang, arch, include, src, &output),
                     output,
                     weight: weight(src),
+                    rename_to: None,
                 });
             } else {
                 bail!("no NVIDIA kernel compiler: install nvcc (CUDA toolkit) or clang-19");
