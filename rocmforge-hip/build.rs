@@ -5,6 +5,7 @@
 //!   gfx1101, gfx1102, gfx1200, gfx1201) with hipcc or clang-19 / clang;
 //! - NVIDIA PTX for sm_80 (the driver compiles it for sm_80 and every newer GPU) with nvcc or clang.
 //!
+//! The images are zlib-compressed (miniz_oxide) and unpacked at load.
 //! The command lines come from `rocmforge-kernel-build` (the same ones `cargo xtask kernels` runs).
 //! Compiles run in parallel and are cached by content (source, headers, compiler version, target)
 //! under `<target dir>/rocmforge-kernel-cache/` (or `$ROCMFORGE_KERNEL_BUILD_CACHE`), so another
@@ -19,6 +20,8 @@
 
 #[path = "build/compile.rs"]
 mod compile;
+#[path = "build/compress.rs"]
+mod compress;
 #[path = "build/table.rs"]
 mod table;
 
@@ -89,7 +92,15 @@ fn run() -> Result<(), String> {
         println!("cargo:warning=rocmforge-hip: {first}");
         eprintln!("{note}");
     }
-    table::write(&out_dir, &built).map_err(|e| format!("writing the kernel table: {e}"))
+    let (packed, unpacked) =
+        table::write(&out_dir, &built).map_err(|e| format!("writing the kernel table: {e}"))?;
+    eprintln!(
+        "rocmforge-hip: embedded {} image(s): {:.1} MB, {:.1} MB compressed",
+        built.images.len(),
+        unpacked as f64 / 1e6,
+        packed as f64 / 1e6
+    );
+    Ok(())
 }
 
 fn main() {

@@ -218,15 +218,9 @@ pub fn compile_all(kernel_dir: &Path, out_dir: &Path) -> KernelBuildResult<Built
             path,
         });
     }
-    let bytes: u64 = built
-        .images
-        .iter()
-        .filter_map(|i| std::fs::metadata(&i.path).ok().map(|m| m.len()))
-        .sum();
     eprintln!(
-        "rocmforge-hip: {} kernel image(s) embedded ({:.1} MB; {compiled} compiled, the rest from {}) in {:.1} s",
+        "rocmforge-hip: {} kernel image(s) ready ({compiled} compiled, the rest from {}) in {:.1} s",
         built.images.len(),
-        bytes as f64 / 1e6,
         cache.display(),
         start.elapsed().as_secs_f64()
     );

@@ -137,6 +137,18 @@ pub enum HipError {
         /// What to do: the packages to install and the commands that build it.
         command: String,
     },
+    /// An embedded kernel image did not unpack (a damaged binary).
+    #[error(
+        "the embedded kernel image `{name}` for {arch} does not unpack ({message}); reinstall rocmforge"
+    )]
+    EmbeddedImage {
+        /// Kernel family.
+        name: String,
+        /// Target of the image.
+        arch: String,
+        /// What zlib reported.
+        message: String,
+    },
     /// Reading a file failed.
     #[error("reading {path}: {message}")]
     Io {

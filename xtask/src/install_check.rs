@@ -18,6 +18,9 @@ use rocmforge_kernel_build::{DEFAULT_AMD_TARGETS, EMBEDDED_NVIDIA_TARGETS};
 
 use crate::{paths, process, test::cargo};
 
+/// The test model's file name under `models/`.
+pub const TEST_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
 /// Runs `cmd`, returns its stdout; a failure shows stderr.
 fn output(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");

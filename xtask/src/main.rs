@@ -10,6 +10,7 @@
 //! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the embedded
 //!   kernel build (every AMD target + NVIDIA PTX), `cargo install` and the downstream example.
 //! - `test --gpu` — the GPU suite (fails loudly without a GPU).
+//! - `install-check` — the suite's `cargo install` / downstream-crate checks alone.
 
 mod bench;
 mod demo;
@@ -58,6 +59,9 @@ enum Command {
     SynthModel(synth::SynthArgs),
     /// Run the test suite: the CPU suite by default, the GPU suite with --gpu.
     Test(test::TestArgs),
+    /// Only the suite's issue-17 checks: cargo install, the installed binary run from elsewhere,
+    /// `rocmforge devices` listing the embedded kernels, the downstream example crate.
+    InstallCheck,
 }
 
 fn main() {
@@ -73,6 +77,8 @@ fn main() {
         Command::BenchReport(args) => bench::report(&args),
         Command::SynthModel(args) => synth::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::InstallCheck => models::fetch_all()
+            .and_then(|_| install_check::run(&paths::models_dir().join(install_check::TEST_MODEL))),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

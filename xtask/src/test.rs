@@ -73,7 +73,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     )?;
     // Issue 17: an installed binary carries its kernels and runs from anywhere; a downstream
     // crate uses the library by path.
-    install_check::run(&root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))?;
+    install_check::run(&paths::models_dir().join(install_check::TEST_MODEL))?;
     // Bounded coverage-guided runs of every fuzz target (90 s in all): any crash fails the suite.
     fuzz::run_ci()?;
     eprintln!("xtask: CPU suite passed");

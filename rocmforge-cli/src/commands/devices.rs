@@ -48,10 +48,12 @@ fn kernels_text() -> String {
     if targets.is_empty() {
         out.push_str(&format!("embedded kernels: {}\n", embedded::summary()));
     } else {
+        let (packed, unpacked) = embedded::total_bytes();
         out.push_str(&format!(
-            "embedded kernels: {} ({:.1} MB)\n",
+            "embedded kernels: {} ({:.1} MB, {:.1} MB compressed)\n",
             embedded::summary(),
-            embedded::total_bytes() as f64 / 1e6
+            unpacked as f64 / 1e6,
+            packed as f64 / 1e6
         ));
     }
     for note in embedded::build_notes()
@@ -137,7 +139,8 @@ fn json_value(inv: &Inventory) -> serde_json::Value {
             .iter()
             .map(|(p, a)| json!({"platform": p.name(), "arch": a}))
             .collect::<Vec<_>>(),
-        "embedded_kernels_bytes": embedded::total_bytes(),
+        "embedded_kernels_bytes": embedded::total_bytes().1,
+        "embedded_kernels_compressed_bytes": embedded::total_bytes().0,
         "embedded_kernels_notes": embedded::build_notes(),
     })
 }

@@ -1,15 +1,37 @@
 //! The kernel images compiled into this crate by `build.rs` (issue 17): AMD code objects for the
 //! built targets and NVIDIA PTX that the driver compiles for the device at load.
 
-use crate::error::Platform;
+use crate::error::{HipError, HipResult, Platform};
 
-/// One embedded image.
+/// One embedded image, zlib-compressed.
 #[derive(Debug)]
 pub(super) struct EmbeddedImage {
     pub(super) platform: Platform,
     pub(super) arch: &'static str,
     pub(super) family: &'static str,
-    pub(super) bytes: &'static [u8],
+    /// Bytes once unpacked.
+    pub(super) size: usize,
+    pub(super) zlib: &'static [u8],
+}
+
+impl EmbeddedImage {
+    /// The image unpacked.
+    pub(super) fn unpack(&self) -> HipResult<Vec<u8>> {
+        let bytes = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(self.zlib, self.size)
+            .map_err(|e| HipError::EmbeddedImage {
+            name: self.family.to_string(),
+            arch: self.arch.to_string(),
+            message: format!("{:?}", e.status),
+        })?;
+        if bytes.len() != self.size {
+            return Err(HipError::EmbeddedImage {
+                name: self.family.to_string(),
+                arch: self.arch.to_string(),
+                message: format!("{} bytes unpacked, {} expected", bytes.len(), self.size),
+            });
+        }
+        Ok(bytes)
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/embedded_kernels.rs"));
@@ -50,9 +72,11 @@ pub fn targets() -> Vec<(Platform, &'static str)> {
     out
 }
 
-/// Bytes embedded in all.
-pub fn total_bytes() -> usize {
-    IMAGES.iter().map(|i| i.bytes.len()).sum()
+/// Bytes embedded in all: (compressed, unpacked).
+pub fn total_bytes() -> (usize, usize) {
+    IMAGES
+        .iter()
+        .fold((0, 0), |(z, u), i| (z + i.zlib.len(), u + i.size))
 }
 
 /// The kernel families (`kernels/*.hip` stems) the crate was built with; empty when the build
@@ -92,10 +116,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_image_is_a_family_of_the_build() {
+    fn every_image_unpacks_to_a_kernel_image_of_a_family_of_the_build() {
         for i in IMAGES {
             assert!(FAMILIES.contains(&i.family), "{}", i.family);
-            assert!(!i.bytes.is_empty(), "{} {}", i.arch, i.family);
+            let bytes = i.unpack().map_err(|e| e.to_string());
+            let ok = match (&bytes, i.platform) {
+                (Ok(b), Platform::Amd) => b.starts_with(b"\x7fELF"),
+                (Ok(b), Platform::Nvidia) => String::from_utf8_lossy(b).contains(".target sm_"),
+                (Err(_), _) => false,
+            };
+            assert!(ok, "{} {}: {:?}", i.arch, i.family, bytes.map(|b| b.len()));
         }
     }
 

@@ -13,7 +13,6 @@
 pub mod disk;
 pub mod embedded;
 
-use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -64,7 +63,7 @@ pub struct KernelImage {
     /// Where it came from.
     pub origin: KernelOrigin,
     /// The image: a code object, a cubin or PTX text.
-    pub bytes: Cow<'static, [u8]>,
+    pub bytes: Vec<u8>,
 }
 
 /// Where the image of family `name` for `arch` would come from; `Err` lists every path tried.
@@ -118,13 +117,13 @@ pub fn find(platform: Platform, arch: &str, name: &str) -> HipResult<KernelImage
         })?;
     let bytes = match &origin {
         KernelOrigin::Embedded { .. } => embedded::lookup(platform, arch, name)
-            .map(|i| Cow::Borrowed(i.bytes))
-            .ok_or_else(|| HipError::InvalidUse(format!("embedded image {name} vanished")))?,
+            .ok_or_else(|| HipError::InvalidUse(format!("embedded image {name} vanished")))?
+            .unpack()?,
         KernelOrigin::KernelDir(path) | KernelOrigin::File(path) => {
-            Cow::Owned(std::fs::read(path).map_err(|e| HipError::Io {
+            std::fs::read(path).map_err(|e| HipError::Io {
                 path: path.display().to_string(),
                 message: e.to_string(),
-            })?)
+            })?
         }
     };
     Ok(KernelImage { origin, bytes })
