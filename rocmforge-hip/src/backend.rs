@@ -169,8 +169,15 @@ impl HipBackend {
         if let Some(module) = cache.get(name).and_then(Weak::upgrade) {
             return Ok(module);
         }
-        let (path, image) = crate::kernel_images::find(self.platform(), self.arch(), name)?;
-        let module = HipModule::load(self, &image, &path.display().to_string())?;
+        let image = crate::kernel_images::find(self.platform(), self.arch(), name)?;
+        let origin = image.origin.to_string();
+        let module = HipModule::load(self, &image.bytes, &format!("{name} from {origin}"))?;
+        tracing::info!(
+            family = name,
+            arch = self.arch(),
+            source = %origin,
+            "loaded GPU kernel image"
+        );
         cache.insert(name.to_string(), Arc::downgrade(&module));
         Ok(module)
     }

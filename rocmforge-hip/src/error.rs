@@ -123,7 +123,7 @@ pub enum HipError {
     },
     /// No compiled kernel image for this device.
     #[error(
-        "no kernel image `{name}` for {platform} {arch} (looked for: {searched}); build it with `{command}` or point ROCMFORGE_KERNEL_DIR at a folder that holds it"
+        "no kernel image `{name}` for {platform} {arch} (looked for: {searched}); to get it: {command}"
     )]
     KernelImageNotFound {
         /// Kernel family (file stem), e.g. `test_kernels`.
@@ -134,8 +134,20 @@ pub enum HipError {
         arch: String,
         /// Every path tried.
         searched: String,
-        /// The command that builds it.
+        /// What to do: the packages to install and the commands that build it.
         command: String,
+    },
+    /// An embedded kernel image did not unpack (a damaged binary).
+    #[error(
+        "the embedded kernel image `{name}` for {arch} does not unpack ({message}); reinstall rocmforge"
+    )]
+    EmbeddedImage {
+        /// Kernel family.
+        name: String,
+        /// Target of the image.
+        arch: String,
+        /// What zlib reported.
+        message: String,
     },
     /// Reading a file failed.
     #[error("reading {path}: {message}")]

@@ -25,6 +25,10 @@ pub use rocmforge_hip::HipError;
 pub use rocmforge_hip::HipResult;
 /// The GPU platform: AMD (HIP) or NVIDIA (CUDA).
 pub use rocmforge_hip::Platform;
+/// Where GPU kernel images come from: the targets embedded in this build
+/// (`kernel_images::embedded::summary()`) and the source serving a device
+/// (`kernel_images::describe(platform, arch)`).
+pub use rocmforge_hip::kernel_images;
 /// The library file of the runtime in use, e.g. `libamdhip64.so.5` (opening it if needed).
 pub use rocmforge_hip::library_name;
 /// Every device of the platform, with its attributes; no device is [`HipError::NoDevice`].

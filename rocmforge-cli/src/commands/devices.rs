@@ -2,8 +2,13 @@
 //!
 //! No runtime library or no device is not an error here: the command says so and exits 0, so
 //! scripts can ask "is there a GPU?" without parsing error output.
+//!
+//! It also says which GPU kernel images this binary carries (`embedded kernels: gfx90a, ...,
+//! ptx sm_80`, printed with or without a GPU) and where each device's kernels come from
+//! (`$ROCMFORGE_KERNEL_DIR`, embedded, or a file), in the order `HipBackend::load_kernels` uses.
 
 use clap::Args;
+use rocmforge_tensor::devices::kernel_images::{self, embedded};
 use rocmforge_tensor::devices::{self, DeviceInfo, HipResult};
 use serde_json::json;
 
@@ -36,8 +41,40 @@ fn gib(bytes: usize) -> f64 {
     bytes as f64 / f64::from(1u32 << 30)
 }
 
-fn text(inv: &Inventory) -> String {
+/// `embedded kernels: gfx90a, ..., ptx sm_80 (N MB)` and, when set, the override folder.
+fn kernels_text() -> String {
     let mut out = String::new();
+    let targets = embedded::targets();
+    if targets.is_empty() {
+        out.push_str(&format!("embedded kernels: {}\n", embedded::summary()));
+    } else {
+        let (packed, unpacked) = embedded::total_bytes();
+        out.push_str(&format!(
+            "embedded kernels: {} ({:.1} MB, {:.1} MB compressed)\n",
+            embedded::summary(),
+            unpacked as f64 / 1e6,
+            packed as f64 / 1e6
+        ));
+    }
+    for note in embedded::build_notes()
+        .iter()
+        .skip(usize::from(targets.is_empty()))
+    {
+        let first = note.lines().next().unwrap_or_default();
+        out.push_str(&format!("  not embedded: {first}\n"));
+    }
+    if let Some(dir) = std::env::var_os(kernel_images::KERNEL_DIR_ENV).filter(|d| !d.is_empty()) {
+        out.push_str(&format!(
+            "{} = {} (searched before the embedded kernels)\n",
+            kernel_images::KERNEL_DIR_ENV,
+            std::path::Path::new(&dir).display()
+        ));
+    }
+    out
+}
+
+fn text(inv: &Inventory) -> String {
+    let mut out = kernels_text();
     if let Some((platform, lib)) = &inv.platform {
         out.push_str(&format!("platform: {platform} ({lib})\n"));
     }
@@ -63,6 +100,10 @@ fn text(inv: &Inventory) -> String {
                     d.max_shared_mem_per_block_optin / 1024,
                     d.l2_cache_bytes >> 20
                 ));
+                out.push_str(&format!(
+                    "  kernels: {}\n",
+                    kernel_images::describe(d.platform, &d.arch)
+                ));
             }
         }
     }
@@ -83,6 +124,7 @@ fn json_value(inv: &Inventory) -> serde_json::Value {
                     "max_shared_mem_per_block_optin": d.max_shared_mem_per_block_optin,
                     "l2_cache_bytes": d.l2_cache_bytes, "memory_bus_width": d.memory_bus_width,
                     "memory_clock_khz": d.memory_clock_khz,
+                    "kernels": kernel_images::describe(d.platform, &d.arch),
                 })
             })
             .collect(),
@@ -93,6 +135,13 @@ fn json_value(inv: &Inventory) -> serde_json::Value {
         "library": inv.platform.as_ref().map(|(_, l)| l),
         "devices": devices,
         "error": inv.devices.as_ref().err().map(ToString::to_string),
+        "embedded_kernels": embedded::targets()
+            .iter()
+            .map(|(p, a)| json!({"platform": p.name(), "arch": a}))
+            .collect::<Vec<_>>(),
+        "embedded_kernels_bytes": embedded::total_bytes().1,
+        "embedded_kernels_compressed_bytes": embedded::total_bytes().0,
+        "embedded_kernels_notes": embedded::build_notes(),
     })
 }
 
@@ -116,6 +165,12 @@ mod tests {
         let inv = inventory();
         let t = text(&inv);
         let j = json_value(&inv);
+        assert!(t.starts_with("embedded kernels: "), "{t}");
+        let listed = j["embedded_kernels"].as_array().map_or(0, Vec::len);
+        assert_eq!(listed, embedded::targets().len());
+        for (_, arch) in embedded::targets() {
+            assert!(t.lines().next().is_some_and(|l| l.contains(arch)), "{t}");
+        }
         match &inv.devices {
             Ok(devices) => {
                 assert!(t.contains("device 0: "), "{t}");
