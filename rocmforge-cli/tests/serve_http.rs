@@ -54,6 +54,52 @@ fn routes_streaming_and_hostile_requests() {
     );
     assert_eq!(server.post("/tokenize", r#"{"text":"x"}"#).status, 400);
 
+    // n = 3: three choices, indexed, usage summed over them. Greedy: the same text three times;
+    // sampled with a seed: the same three answers when asked again.
+    let mut body: serde_json::Value =
+        serde_json::from_str(&chat_body("Name a color.", 6, false)).unwrap();
+    body["n"] = serde_json::json!(3);
+    let r = server.post("/v1/chat/completions", &body.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3, "{v}");
+    let texts: Vec<&str> = choices
+        .iter()
+        .map(|c| c["message"]["content"].as_str().unwrap())
+        .collect();
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i, "{v}");
+    }
+    assert!(
+        texts.iter().all(|t| *t == texts[0] && !t.is_empty()),
+        "{texts:?}"
+    );
+    let one: serde_json::Value = server
+        .post(
+            "/v1/chat/completions",
+            &chat_body("Name a color.", 6, false),
+        )
+        .json();
+    assert_eq!(one["choices"][0]["message"]["content"], texts[0]);
+    let per = one["usage"]["completion_tokens"].as_u64().unwrap();
+    assert_eq!(v["usage"]["completion_tokens"].as_u64().unwrap(), 3 * per);
+    assert_eq!(v["usage"]["prompt_tokens"], one["usage"]["prompt_tokens"]);
+    body["temperature"] = serde_json::json!(1.0);
+    body["seed"] = serde_json::json!(42);
+    body["max_tokens"] = serde_json::json!(12);
+    let sampled = |s: &Server| -> Vec<String> {
+        let r = s.post("/v1/chat/completions", &body.to_string());
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["message"]["content"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(sampled(&server), sampled(&server));
+
     // A field that would change the result and is not supported yet is refused by name.
     let mut tools: serde_json::Value =
         serde_json::from_str(&chat_body("What is the weather?", 4, false)).unwrap();
@@ -263,13 +309,16 @@ fn hostile_requests(server: &Server) {
             "{e}"
         );
     }
-    // n > 1, bad sampling values, unknown model.
-    server
-        .post(
-            chat,
-            r#"{"messages": [{"role": "user", "content": "hi"}], "n": 2}"#,
-        )
-        .assert_error(400);
+    // n > 1 with streaming, n out of range, bad sampling values, unknown model.
+    for n in [r#""n": 2, "stream": true"#, r#""n": 0"#, r#""n": 99"#] {
+        let e = server
+            .post(
+                chat,
+                &format!(r#"{{"messages": [{{"role": "user", "content": "hi"}}], {n}}}"#),
+            )
+            .assert_error(400);
+        assert_eq!(e["param"], "n", "{e}");
+    }
     server
         .post(
             chat,

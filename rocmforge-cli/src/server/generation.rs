@@ -111,26 +111,67 @@ fn context_error(message: String) -> ApiError {
     ApiError::invalid(None, message).with_code("context_length_exceeded")
 }
 
-/// Runs a checked request and answers it (JSON or SSE).
+/// One finished completion of a non-streamed answer.
+struct Completed {
+    text: String,
+    token_logprobs: Vec<rocmforge_model::engine::TokenLogprob>,
+    reason: FinishReason,
+    usage: rocmforge_model::engine::Usage,
+}
+
+/// Reads one sequence's events to its end.
+async fn collect(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
+) -> Result<Completed, ApiError> {
+    let (mut text, mut token_logprobs) = (String::new(), Vec::new());
+    while let Some(event) = rx.recv().await {
+        match event {
+            EngineEvent::Text(piece) => text.push_str(&piece),
+            EngineEvent::Logprob(lp) => token_logprobs.push(lp),
+            EngineEvent::Finished { reason, usage } => {
+                return Ok(Completed {
+                    text,
+                    token_logprobs,
+                    reason,
+                    usage,
+                });
+            }
+            EngineEvent::Failed(message) => return Err(ApiError::internal(message)),
+        }
+    }
+    Err(ApiError::internal(
+        "the engine stopped before the answer was complete",
+    ))
+}
+
+/// Runs a checked request and answers it (JSON or SSE). `n` completions are `n` sequences of
+/// the engine's batch with seeds `seed`, `seed + 1`, ...
 async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -> Response {
     if !state.engine.is_healthy() {
         return ApiError::overloaded("the inference engine is not running; see /health")
             .with_code("engine_unhealthy")
             .into_response();
     }
-    let (sink, mut rx) = sink::channel();
-    let mut request = EngineRequest::new(prompt, checked.params.clone(), sink);
-    if let Some(top) = checked.logprobs {
-        request = request.with_logprobs(top);
-    }
-    if let Err(e) = state.engine.submit(request) {
-        return match e {
-            SubmitError::QueueFull(_) | SubmitError::ShutDown => {
-                ApiError::overloaded(e.to_string())
-            }
-            SubmitError::Invalid(m) => context_error(m),
+    let mut receivers = Vec::with_capacity(checked.n);
+    for i in 0..checked.n.max(1) {
+        let (sink, rx) = sink::channel();
+        let mut params = checked.params.clone();
+        params.sampling.seed = params.sampling.seed.wrapping_add(i as u64);
+        let mut request = EngineRequest::new(prompt.clone(), params, sink);
+        if let Some(top) = checked.logprobs {
+            request = request.with_logprobs(top);
         }
-        .into_response();
+        if let Err(e) = state.engine.submit(request) {
+            // Sequences already queued finish unread: their receivers are dropped here.
+            return match e {
+                SubmitError::QueueFull(_) | SubmitError::ShutDown => {
+                    ApiError::overloaded(e.to_string())
+                }
+                SubmitError::Invalid(m) => context_error(m),
+            }
+            .into_response();
+        }
+        receivers.push(rx);
     }
     let id = format!(
         "{}-{}",
@@ -139,6 +180,10 @@ async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -
     );
     let created = unix_now();
     if checked.stream {
+        // n > 1 with streaming is refused by `check`.
+        let Some(rx) = receivers.pop() else {
+            return ApiError::internal("no sequence was queued").into_response();
+        };
         return sse_response(
             kind,
             id,
@@ -149,46 +194,48 @@ async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -
             rx,
         );
     }
-    let mut text = String::new();
-    let mut token_logprobs = Vec::new();
-    while let Some(event) = rx.recv().await {
-        match event {
-            EngineEvent::Text(piece) => text.push_str(&piece),
-            EngineEvent::Logprob(lp) => token_logprobs.push(lp),
-            EngineEvent::Finished { reason, usage } => {
-                let usage = UsageBody::from(usage);
-                let logprobs = match checked.logprobs {
-                    Some(_) => logprobs::render(kind, &token_logprobs, &mut 0),
-                    None => Value::Null,
-                };
-                let choice = match kind {
-                    Kind::Chat => json!({
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "logprobs": logprobs,
-                        "finish_reason": finish_reason_name(reason),
-                    }),
-                    Kind::Completion => json!({
-                        "index": 0,
-                        "text": text,
-                        "logprobs": logprobs,
-                        "finish_reason": finish_reason_name(reason),
-                    }),
-                };
-                return axum::Json(json!({
-                    "id": id,
-                    "object": kind.object(),
-                    "created": created,
-                    "model": state.model_id,
-                    "choices": [choice],
-                    "usage": usage,
-                }))
-                .into_response();
-            }
-            EngineEvent::Failed(message) => return ApiError::internal(message).into_response(),
-        }
+    let mut choices = Vec::with_capacity(receivers.len());
+    let mut usage = UsageBody {
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        total_tokens: 0,
+    };
+    for (index, rx) in receivers.iter_mut().enumerate() {
+        let done = match collect(rx).await {
+            Ok(d) => d,
+            Err(e) => return e.into_response(),
+        };
+        usage.prompt_tokens = done.usage.prompt_tokens;
+        usage.completion_tokens += done.usage.completion_tokens;
+        let logprobs = match checked.logprobs {
+            Some(_) => logprobs::render(kind, &done.token_logprobs, &mut 0),
+            None => Value::Null,
+        };
+        choices.push(match kind {
+            Kind::Chat => json!({
+                "index": index,
+                "message": {"role": "assistant", "content": done.text},
+                "logprobs": logprobs,
+                "finish_reason": finish_reason_name(done.reason),
+            }),
+            Kind::Completion => json!({
+                "index": index,
+                "text": done.text,
+                "logprobs": logprobs,
+                "finish_reason": finish_reason_name(done.reason),
+            }),
+        });
     }
-    ApiError::internal("the engine stopped before the answer was complete").into_response()
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    axum::Json(json!({
+        "id": id,
+        "object": kind.object(),
+        "created": created,
+        "model": state.model_id,
+        "choices": choices,
+        "usage": usage,
+    }))
+    .into_response()
 }
 
 /// Seconds since the Unix epoch.

@@ -10,6 +10,8 @@ use super::types::{CommonFields, StopField};
 pub const MAX_STOP_STRINGS: usize = 16;
 /// Longest stop string in bytes.
 pub const MAX_STOP_BYTES: usize = 256;
+/// Most completions (`n`) per request.
+pub const MAX_N: i64 = 16;
 
 /// What a request asks for, checked.
 #[derive(Debug, Clone)]
@@ -22,6 +24,9 @@ pub struct Checked {
     pub include_usage: bool,
     /// `Some(k)`: report each token's log-probability with `k` alternatives.
     pub logprobs: Option<usize>,
+    /// Completions to generate for the prompt (`n`), each its own sequence in the batch; the
+    /// i-th samples with `params.sampling.seed + i`.
+    pub n: usize,
 }
 
 fn in_range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
@@ -168,14 +173,21 @@ pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked
     }
     refuse_unsupported(c)?;
     let logprobs = logprobs_wanted(c)?;
-    match c.n {
-        None | Some(1) => {}
+    let n = match c.n {
+        None => 1,
+        Some(n) if (1..=MAX_N).contains(&n) => n as usize,
         Some(n) => {
             return Err(ApiError::invalid(
                 Some("n"),
-                format!("only n = 1 is supported, got {n}"),
+                format!("n must be between 1 and {MAX_N}, got {n}"),
             ));
         }
+    };
+    if n > 1 && c.stream {
+        return Err(ApiError::invalid(
+            Some("n"),
+            "n > 1 is not supported with stream = true yet (ask without streaming)",
+        ));
     }
     let (param, requested) = match (c.max_completion_tokens, c.max_tokens) {
         (Some(m), _) => ("max_completion_tokens", Some(m)),
@@ -235,6 +247,7 @@ pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked
         stream: c.stream,
         include_usage: c.stream_options.as_ref().is_some_and(|o| o.include_usage),
         logprobs,
+        n,
     })
 }
 
@@ -264,6 +277,8 @@ mod tests {
         .unwrap();
         assert_eq!(ok.params.max_tokens, 5);
         assert_eq!(ok.params.sampling.temperature, 0.0);
+        assert_eq!(ok.n, 1);
+        assert_eq!(check(&fields(r#"{"n":3}"#), "m", 100).unwrap().n, 3);
         for bad in [
             r#"{"max_tokens":0}"#,
             r#"{"max_tokens":-3}"#,
@@ -271,7 +286,9 @@ mod tests {
             r#"{"max_completion_tokens":100}"#,
             r#"{"temperature":3}"#,
             r#"{"top_p":-0.5}"#,
-            r#"{"n":2}"#,
+            r#"{"n":0}"#,
+            r#"{"n":17}"#,
+            r#"{"n":2,"stream":true}"#,
             r#"{"model":"other"}"#,
         ] {
             let e = check(&fields(bad), "m", 100).unwrap_err();
