@@ -97,6 +97,13 @@ def check_concurrent(client):
     print(f"concurrent: 8 requests, {tokens} tokens in {elapsed:.2f} s ({tokens / elapsed:.1f} tok/s aggregate)")
 
 
+def check_n(client, expected):
+    r = chat(client, "What is the capital of France?", n=3)
+    assert [c.index for c in r.choices] == [0, 1, 2], r
+    assert all(c.message.content == expected for c in r.choices), r
+    print(f"n=3: three choices, usage {r.usage.completion_tokens} completion tokens")
+
+
 def expect_status(status, fn):
     try:
         fn()
@@ -122,7 +129,9 @@ def check_bad_inputs(client, base):
     expect_status(400, lambda: chat(client, "hi", max_tokens=0))
     expect_status(400, lambda: chat(client, "hi", max_tokens=-5))
     expect_status(400, lambda: chat(client, "hi", max_tokens=2**31))
-    expect_status(400, lambda: chat(client, "hi", n=2))
+    err = expect_status(400, lambda: chat(client, "hi", n=2, stream=True))
+    assert err["param"] == "n", err
+    expect_status(400, lambda: chat(client, "hi", n=99))
     expect_status(400, lambda: chat(client, "hi", stop=[f"s{i}" for i in range(10000)]))
     err = expect_status(400, lambda: client.chat.completions.create(
         model="no-such-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2))
@@ -156,6 +165,7 @@ def main():
         check_stream(client, text)
         check_completion(client)
         check_concurrent(client)
+        check_n(client, text)
         check_bad_inputs(client, base)
         assert check_chat(client) == text, "answers changed after the bad inputs"
         proc.send_signal(signal.SIGTERM)
