@@ -46,12 +46,62 @@ fn routes_streaming_and_hostile_requests() {
     let bad = server.post("/detokenize", r#"{"tokens":[1,99999999]}"#);
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"]["param"], "tokens");
-    assert_eq!(
-        server
-            .post("/tokenize", r#"{"content":"x","with_pieces":true}"#)
-            .status,
-        400
+    // With pieces: the same ids, each with its text; the pieces spell the input.
+    let p = server.post(
+        "/tokenize",
+        r#"{"content":"Hello world, 12 apples","with_pieces":true}"#,
     );
+    assert_eq!(p.status, 200, "{}", p.text());
+    let pieces = p.json()["tokens"].as_array().unwrap().clone();
+    let piece_ids: Vec<serde_json::Value> = pieces.iter().map(|t| t["id"].clone()).collect();
+    assert_eq!(serde_json::json!(piece_ids), ids);
+    let spelled: String = pieces
+        .iter()
+        .map(|t| t["piece"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(spelled, "Hello world, 12 apples");
+
+    // Embeddings: the model's width, unit length, one per input in order; bad inputs are 400s
+    // naming the field (values against llama.cpp: golden_smollm2 and the openai client test).
+    let e = server.post(
+        "/v1/embeddings",
+        r#"{"input":["Hello world","Hello world","12 apples"]}"#,
+    );
+    assert_eq!(e.status, 200, "{}", e.text());
+    let data = e.json()["data"].as_array().unwrap().clone();
+    let vecs: Vec<Vec<f64>> = data
+        .iter()
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(vecs.len(), 3);
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    for (i, v) in vecs.iter().enumerate() {
+        assert_eq!(data[i]["index"], i);
+        assert_eq!(v.len(), 576);
+        assert!((dot(v, v) - 1.0).abs() < 1e-4);
+    }
+    assert_eq!(vecs[0], vecs[1]);
+    assert!(dot(&vecs[0], &vecs[2]) < 0.99);
+    for (body, param) in [
+        (r#"{"input":[]}"#, "input"),
+        (r#"{"input":[1,99999999]}"#, "input"),
+        (r#"{"input":"x","dimensions":3}"#, "dimensions"),
+        (
+            r#"{"input":"x","encoding_format":"hex"}"#,
+            "encoding_format",
+        ),
+    ] {
+        let r = server.post("/v1/embeddings", body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"]["param"], param, "{body}");
+    }
     assert_eq!(server.post("/tokenize", r#"{"text":"x"}"#).status, 400);
 
     // n = 3: three choices, indexed, usage summed over them. Greedy: the same text three times;

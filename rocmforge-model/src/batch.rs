@@ -43,6 +43,18 @@ pub trait BatchModel {
         let _ = (src, dst, n);
         Ok(false)
     }
+    /// The unit-length embedding of `tokens` ([`Model::embed`]); a model that cannot says so.
+    fn embed(
+        &self,
+        tokens: &[u32],
+        pooling: crate::embedding::Pooling,
+        chunk: usize,
+    ) -> ModelResult<Vec<f32>> {
+        let _ = (tokens, pooling, chunk);
+        Err(crate::error::ModelError::InvalidInput(
+            "this model does not give embeddings".to_string(),
+        ))
+    }
     /// One batched step whose wanted rows are decoded greedily: per segment with
     /// `want_logits`, the argmax of its last token's logits (first on ties). The default
     /// computes it from [`BatchModel::forward_segments`]; a model may choose it where its
@@ -82,5 +94,13 @@ impl BatchModel for Model {
     fn copy_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
         dst.copy_prefix_from(self.backend(), src, n)?;
         Ok(true)
+    }
+    fn embed(
+        &self,
+        tokens: &[u32],
+        pooling: crate::embedding::Pooling,
+        chunk: usize,
+    ) -> ModelResult<Vec<f32>> {
+        Model::embed(self, tokens, pooling, chunk)
     }
 }

@@ -30,10 +30,11 @@ use std::thread::JoinHandle;
 use rocmforge_gguf::GgufFile;
 
 use crate::config::ModelConfig;
+use crate::embedding::Pooling;
 use crate::error::{ModelError, ModelResult};
 use crate::generate::{FinishReason, GenerateParams};
 pub use crate::scheduler::metrics::{EngineMetrics, MetricsSnapshot};
-use crate::scheduler::{self, Job};
+use crate::scheduler::{self, EmbedJob, Job, Work};
 use crate::tokenizer::Tokenizer;
 
 /// Where the engine's model runs.
@@ -218,13 +219,14 @@ pub enum SubmitError {
 /// A running engine. Cheap to share behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]
 pub struct Engine {
-    jobs: Sender<Job>,
+    jobs: Sender<Work>,
     metrics: Arc<EngineMetrics>,
     stop: Arc<AtomicBool>,
     worker: Mutex<Option<JoinHandle<()>>>,
     tokenizer: Arc<Tokenizer>,
     model_config: ModelConfig,
     config: EngineConfig,
+    pooling: Pooling,
     next_id: AtomicU64,
 }
 
@@ -249,6 +251,7 @@ impl Engine {
     ) -> ModelResult<Engine> {
         let tokenizer = Arc::new(Tokenizer::from_gguf(&file)?);
         let model_config = ModelConfig::from_gguf(&file)?;
+        let pooling = Pooling::from_gguf(&file, model_config.arch)?;
         config.ctx = config.ctx.min(model_config.context_length.max(1));
         if config.ctx == 0 || config.max_batch == 0 || config.prefill_chunk == 0 {
             return Err(ModelError::InvalidInput(format!(
@@ -297,6 +300,7 @@ impl Engine {
             tokenizer,
             model_config,
             config,
+            pooling,
             next_id: AtomicU64::new(0),
         })
     }
@@ -368,12 +372,49 @@ impl Engine {
             return Err(SubmitError::QueueFull(depth as usize));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if self.jobs.send(Job { id, request }).is_err() {
+        if self.jobs.send(Work::Generate(Job { id, request })).is_err() {
             self.metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
             return Err(SubmitError::ShutDown);
         }
         EngineMetrics::add(&self.metrics.requests, 1);
         Ok(())
+    }
+
+    /// The pooling of the model's embeddings (its `pooling_type`, else mean).
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Queues the embedding of `tokens` (see [`crate::Model::embed`]: the output-normed
+    /// hidden states pooled as [`Engine::pooling`] says, unit length); the worker runs it
+    /// between batch steps and the result arrives on the returned receiver.
+    pub fn embed(
+        &self,
+        tokens: Vec<u32>,
+    ) -> Result<mpsc::Receiver<ModelResult<Vec<f32>>>, SubmitError> {
+        if tokens.is_empty() {
+            return Err(SubmitError::Invalid("the input is empty".to_string()));
+        }
+        if tokens.len() > self.config.ctx {
+            return Err(SubmitError::Invalid(format!(
+                "the input has {} tokens but the context holds {}",
+                tokens.len(),
+                self.config.ctx
+            )));
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(SubmitError::ShutDown);
+        }
+        let (reply, rx) = mpsc::channel();
+        let job = EmbedJob {
+            tokens,
+            pooling: self.pooling,
+            reply,
+        };
+        self.jobs
+            .send(Work::Embed(job))
+            .map_err(|_| SubmitError::ShutDown)?;
+        Ok(rx)
     }
 
     /// Stops the worker: queued and running requests get [`EngineEvent::Failed`], and the

@@ -212,3 +212,48 @@ fn golden_perplexity_gpl3_ctx128() {
         result.ppl
     );
 }
+
+/// Issue 15's embeddings: mean-pooled, unit-length output-normed hidden states, against
+/// llama.cpp's `llama-embedding --pooling mean` on the same file (the reference the server's
+/// client test uses too); running the sequence in chunks through the cache changes nothing.
+#[test]
+fn golden_embeddings_match_llama_embedding() {
+    let file = std::sync::Arc::new(open_model());
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let model = Model::from_file(file.clone(), rocmforge_model::Backend::Cpu).unwrap();
+    let path = repo_root().join("tests/openai_client/llama_embedding_smollm2.json");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let texts = r["texts"].as_array().unwrap();
+    let want = r["embeddings"].as_array().unwrap();
+    let pooling = rocmforge_model::Pooling::from_gguf(&file, model.config().arch).unwrap();
+    assert_eq!(pooling, rocmforge_model::Pooling::Mean);
+    let mut got = Vec::new();
+    for (text, want) in texts.iter().zip(want) {
+        let ids = tokenizer
+            .encode(text.as_str().unwrap(), true, true)
+            .unwrap();
+        let whole = model.embed(&ids, pooling, 512).unwrap();
+        let chunked = model.embed(&ids, pooling, 3).unwrap();
+        let want: Vec<f32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(whole.len(), model.config().n_embd);
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        assert!((dot(&whole, &whole) - 1.0).abs() < 1e-4, "not unit length");
+        let cos = dot(&whole, &want) / dot(&want, &want).sqrt();
+        assert!(cos > 0.999, "{text}: cosine {cos} to llama.cpp's embedding");
+        let diff = whole
+            .iter()
+            .zip(&chunked)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{text}: chunked embedding differs by {diff}");
+        eprintln!("{text}: cosine {cos:.5} to llama.cpp");
+        got.push(whole);
+    }
+    let dot01: f32 = got[0].iter().zip(&got[1]).map(|(x, y)| x * y).sum();
+    assert!(dot01 < 0.99, "different texts, same embedding ({dot01})");
+}

@@ -151,6 +151,46 @@ def check_bad_inputs(client, base):
     print("bad inputs: all 4xx with OpenAI error bodies")
 
 
+def check_embeddings(client, base):
+    """Issue 15: /v1/embeddings through the client (base64 by default) and as floats; the
+    vectors match llama.cpp's `llama-embedding --pooling mean` on the same file."""
+    import math
+    import os
+    ref_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llama_embedding_smollm2.json")
+    with open(ref_path) as f:
+        ref = json.load(f)
+    texts = ref["texts"]
+    r = client.embeddings.create(model=MODEL_ID, input=texts)
+    vecs = [d.embedding for d in sorted(r.data, key=lambda d: d.index)]
+    assert [d.index for d in r.data] == list(range(len(texts))), r.data
+    assert r.usage.prompt_tokens > len(texts), r.usage
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b))
+    for v, want, text in zip(vecs, ref["embeddings"], texts):
+        assert len(v) == len(want) == 576, (len(v), len(want))
+        assert all(math.isfinite(x) for x in v), text
+        assert abs(dot(v, v) - 1.0) < 1e-4, f"not unit length: {dot(v, v)}"
+        cos = dot(v, want) / math.sqrt(dot(want, want))
+        assert cos > 0.999, f"{text!r}: cosine {cos:.5f} to llama.cpp's embedding"
+    assert dot(vecs[0], vecs[1]) < 0.99, "different texts gave the same embedding"
+    # The float format carries the same numbers as the base64 one.
+    raw = client.embeddings.create(model=MODEL_ID, input=texts[0], encoding_format="float")
+    assert max(abs(a - b) for a, b in zip(raw.data[0].embedding, vecs[0])) < 1e-6
+    # Token ids give what their text gives.
+    req = urllib.request.Request(base.rstrip("/").removesuffix("/v1") + "/tokenize",
+                                 data=json.dumps({"content": texts[1], "add_special": True}).encode(),
+                                 headers={"content-type": "application/json"})
+    ids = json.load(urllib.request.urlopen(req, timeout=60))["tokens"]
+    by_ids = client.embeddings.create(model=MODEL_ID, input=[ids]).data[0].embedding
+    assert max(abs(a - b) for a, b in zip(by_ids, vecs[1])) < 1e-5
+    try:
+        client.embeddings.create(model=MODEL_ID, input="x", dimensions=8)
+        raise AssertionError("dimensions=8 was accepted")
+    except openai.BadRequestError as e:
+        assert e.body.get("param") == "dimensions", e.body
+    cos = [dot(v, w) for v, w in zip(vecs, ref["embeddings"])]
+    print(f"embeddings: {len(vecs)} x {len(vecs[0])}, cosine to llama.cpp {min(cos):.5f}..{max(cos):.5f}")
+
+
 def main():
     global MODEL_ID
     ap = argparse.ArgumentParser()
@@ -166,6 +206,7 @@ def main():
         check_completion(client)
         check_concurrent(client)
         check_n(client, text)
+        check_embeddings(client, base)
         check_bad_inputs(client, base)
         assert check_chat(client) == text, "answers changed after the bad inputs"
         proc.send_signal(signal.SIGTERM)

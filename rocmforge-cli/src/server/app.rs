@@ -14,7 +14,7 @@ use rocmforge_model::chat_template::ChatTemplate;
 use rocmforge_model::engine::Engine;
 
 use super::error::ApiError;
-use super::{generation, health, metrics, tokens};
+use super::{embeddings, generation, health, metrics, tokens};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +66,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(generation::chat))
         .route("/v1/completions", post(generation::completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models))
         .route("/tokenize", post(tokens::tokenize))
         .route("/detokenize", post(tokens::detokenize))

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod body;
+pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod health;

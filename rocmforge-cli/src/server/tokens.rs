@@ -24,7 +24,8 @@ struct TokenizeRequest {
     /// Turn the text of control tokens into those tokens (default true, as llama-server).
     #[serde(default = "yes")]
     parse_special: bool,
-    /// Pieces beside the ids (not supported yet).
+    /// Each id with its piece: `{"id", "piece"}`, the piece a string, or its bytes where they
+    /// are not UTF-8 on their own (as llama-server answers).
     #[serde(default)]
     with_pieces: bool,
 }
@@ -45,12 +46,6 @@ pub async fn tokenize(State(state): State<Shared>, req: Request) -> Response {
             state.limits.body_timeout,
         )
         .await?;
-        if body.with_pieces {
-            return Err(ApiError::invalid(
-                Some("with_pieces"),
-                "with_pieces is not supported yet",
-            ));
-        }
         let engine = state.engine.clone();
         let ids = tokio::task::spawn_blocking(move || {
             engine
@@ -60,7 +55,22 @@ pub async fn tokenize(State(state): State<Shared>, req: Request) -> Response {
         .await
         .map_err(|e| ApiError::internal(format!("tokenizer task: {e}")))?
         .map_err(|e| ApiError::invalid(Some("content"), format!("tokenizing: {e}")))?;
-        Ok(serde_json::json!({ "tokens": ids }))
+        if !body.with_pieces {
+            return Ok::<_, ApiError>(serde_json::json!({ "tokens": ids }));
+        }
+        let tokenizer = state.engine.tokenizer();
+        let pieces: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|&id| {
+                let bytes = tokenizer.token_to_bytes_special(id);
+                let piece = match String::from_utf8(bytes) {
+                    Ok(text) => serde_json::json!(text),
+                    Err(e) => serde_json::json!(e.into_bytes()),
+                };
+                serde_json::json!({ "id": id, "piece": piece })
+            })
+            .collect();
+        Ok(serde_json::json!({ "tokens": pieces }))
     }
     .await;
     match result {

@@ -24,6 +24,8 @@ enum Want {
     Logits,
     /// The argmax id of each row (computed on the backend).
     Argmax,
+    /// `[rows][n_embd]` final-normed hidden states of every row (no LM head).
+    Hidden,
 }
 
 /// A step's result for its wanted rows.
@@ -135,6 +137,21 @@ impl Model {
             .iter()
             .map(|seg| seg.want_logits.then(|| ids.next()).flatten())
             .collect())
+    }
+
+    /// Runs `tokens` at positions `cache.len()..`, appending their keys and values to `cache`,
+    /// and returns the output-normed hidden state of every token, `[n][n_embd]` (the input of
+    /// the LM head, which is not run): what embeddings are pooled from.
+    pub fn forward_hidden(&self, cache: &mut KvCache, tokens: &[u32]) -> ModelResult<Vec<f32>> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::InvalidInput("no tokens to run".to_string()));
+        }
+        cache.check_room(n)?;
+        let positions = self.positions(cache.len(), n)?;
+        let mut seqs = [SeqRows { cache, row: 0, n }];
+        self.run(tokens, &positions, &mut seqs, &[], Want::Hidden)
+            .map(RowsOut::into_logits)
     }
 
     /// Runs the segments as one step; the wanted rows' logits or argmax ids, in segment order.
@@ -289,6 +306,13 @@ impl Model {
         for seq in seqs.iter_mut() {
             seq.cache.commit(seq.n)?;
         }
+        if want == Want::Hidden {
+            if w.layers.is_empty() {
+                ops::rms_norm(be, &s.x, &w.output_norm.get(), c.rms_eps, &mut s.normed)?;
+            }
+            be.synchronize()?;
+            return Ok(RowsOut::Logits(s.normed.rows_to_f32_vec(c.n_embd, 0, s.n)?));
+        }
         if n_out == 0 {
             be.synchronize()?;
             return Ok(RowsOut::Ids(Vec::new()));
@@ -314,7 +338,7 @@ impl Model {
                 be.synchronize()?;
                 Ok(RowsOut::Logits(logits.rows_to_f32_vec(vocab, 0, n_out)?))
             }
-            Want::Argmax => {
+            Want::Argmax | Want::Hidden => {
                 ops::argmax_rows(be, logits, vocab, n_out, &mut s.out_ids)?;
                 be.synchronize()?;
                 Ok(RowsOut::Ids(s.out_ids.to_vec(n_out)?))

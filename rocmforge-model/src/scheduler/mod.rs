@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rocmforge_gguf::GgufFile;
 
 use crate::batch::{BatchModel, Segment};
+use crate::embedding::Pooling;
 use crate::engine::{EngineConfig, EngineDevice, EngineRequest, LoadProgress};
 use crate::error::{ModelError, ModelResult};
 use crate::generate::SequenceCache;
@@ -31,6 +32,23 @@ use sequence::{Next, Sequence};
 pub(crate) struct Job {
     pub id: u64,
     pub request: EngineRequest,
+}
+
+/// An embedding asked of the worker: run between steps, outside the batch.
+#[derive(Debug)]
+pub(crate) struct EmbedJob {
+    pub tokens: Vec<u32>,
+    pub pooling: Pooling,
+    pub reply: Sender<ModelResult<Vec<f32>>>,
+}
+
+/// What the engine hands its worker.
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// A generation request: a sequence of the batch.
+    Generate(Job),
+    /// An embedding.
+    Embed(EmbedJob),
 }
 
 /// How long an idle worker waits for a request before checking the stop flag.
@@ -55,7 +73,7 @@ struct Worker<'t, M: BatchModel> {
 pub(crate) struct WorkerContext<'t> {
     pub tokenizer: &'t Tokenizer,
     pub config: EngineConfig,
-    pub jobs: Receiver<Job>,
+    pub jobs: Receiver<Work>,
     pub metrics: &'t EngineMetrics,
     pub stop: &'t AtomicBool,
     /// Receives the context per sequence the engine runs with (capped by device memory).
@@ -148,12 +166,19 @@ fn serve<M: BatchModel>(model: M, ctx: WorkerContext<'_>) {
         seq.fail(&why);
         EngineMetrics::add(&metrics.failed, 1);
     }
-    while let Ok(mut job) = jobs.try_recv() {
-        metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
-        job.request
-            .sink
-            .send(crate::engine::EngineEvent::Failed(why.clone()));
-        EngineMetrics::add(&metrics.failed, 1);
+    while let Ok(work) = jobs.try_recv() {
+        match work {
+            Work::Generate(mut job) => {
+                metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
+                job.request
+                    .sink
+                    .send(crate::engine::EngineEvent::Failed(why.clone()));
+                EngineMetrics::add(&metrics.failed, 1);
+            }
+            Work::Embed(job) => {
+                let _ = job.reply.send(Err(ModelError::InvalidInput(why.clone())));
+            }
+        }
     }
     worker.publish_gauges();
 }
@@ -161,9 +186,9 @@ fn serve<M: BatchModel>(model: M, ctx: WorkerContext<'_>) {
 impl<'t, M: BatchModel> Worker<'t, M> {
     /// Moves waiting requests into the batch while there is room; blocks briefly when idle.
     /// Returns `false` once the request channel is closed and nothing is running.
-    fn admit(&mut self, jobs: &Receiver<Job>) -> bool {
+    fn admit(&mut self, jobs: &Receiver<Work>) -> bool {
         while self.active.len() < self.config.max_batch {
-            let job = if self.active.is_empty() {
+            let work = if self.active.is_empty() {
                 match jobs.recv_timeout(IDLE_POLL) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => return true,
@@ -176,10 +201,28 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                     Err(TryRecvError::Disconnected) => return true,
                 }
             };
-            self.metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
-            self.start_sequence(job);
+            match work {
+                Work::Generate(job) => {
+                    self.metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
+                    self.start_sequence(job);
+                }
+                Work::Embed(job) => self.embed(job),
+            }
         }
         true
+    }
+
+    /// Runs an embedding now (between steps; it takes no place in the batch).
+    fn embed(&mut self, job: EmbedJob) {
+        let result = self
+            .model
+            .embed(&job.tokens, job.pooling, self.config.prefill_chunk);
+        if let Err(e) = &result {
+            if is_device_fault(e) {
+                self.device_fault = Some(e.to_string());
+            }
+        }
+        let _ = job.reply.send(result);
     }
 
     fn start_sequence(&mut self, job: Job) {
