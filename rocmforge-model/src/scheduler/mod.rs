@@ -7,6 +7,7 @@ mod fault;
 pub mod metrics;
 mod prefix;
 mod sequence;
+mod share;
 #[cfg(test)]
 mod tests;
 
@@ -322,6 +323,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         // Whether every sequence that samples this step decodes greedily: then the model picks
         // the tokens where the logits are (on a GPU only the ids come back).
         let mut greedy = true;
+        let waits = self.share_live_prompts();
         for (i, seq) in self.active.iter_mut().enumerate() {
             if seq.decoding {
                 greedy &= seq.is_greedy();
@@ -331,7 +333,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                     tokens: &seq.pending,
                     want_logits: true,
                 });
-            } else if budget > 0 {
+            } else if budget > 0 && !waits[i] {
                 let take = seq.prompt_left().min(budget);
                 budget -= take;
                 let from = seq.prefilled;

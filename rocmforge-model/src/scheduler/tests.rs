@@ -575,3 +575,69 @@ fn out_of_memory_frees_the_prefix_cache_and_the_step_runs_again() {
     }
     assert!(finished);
 }
+
+/// Sequences admitted together with the same prompt (a request's `n` choices): the first
+/// prefills it, the others wait and copy its keys and values, running only their last prompt
+/// token; every answer equals the one computed alone, and the metrics count the copies.
+#[test]
+fn live_sequences_sharing_a_prompt_prefill_it_once() {
+    let file = model_file();
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let open = || {
+        Model::from_file(
+            std::sync::Arc::new(model_file()),
+            rocmforge_tensor::Backend::Cpu,
+        )
+        .unwrap()
+    };
+    let shared = "Every answer starts from this prompt: one, two, three, four, five, six, seven";
+    let other = "A different prompt about the weather in Paris in the spring, briefly";
+    let text = |rx: &mpsc::Receiver<EngineEvent>| -> String {
+        let mut text = String::new();
+        for event in rx.try_iter() {
+            match event {
+                EngineEvent::Text(t) => text.push_str(&t),
+                EngineEvent::Failed(m) => panic!("{m}"),
+                _ => {}
+            }
+        }
+        text
+    };
+    // Alone, one after the other (nothing shared: no prefix cache, one sequence at a time).
+    let alone_metrics = EngineMetrics::default();
+    let never = || StepFault::OutOfMemoryAt(u64::MAX);
+    let mut alone = worker_with_fault(open(), &tokenizer, &alone_metrics, never());
+    let mut want = Vec::new();
+    for (id, prompt) in [(1, shared), (2, other)] {
+        let rx = admit(&mut alone, id, prompt);
+        while !alone.active.is_empty() {
+            alone.step();
+        }
+        want.push(text(&rx));
+    }
+    // Together: three copies of the shared prompt and the other one.
+    let metrics = EngineMetrics::default();
+    let mut worker = worker_with_fault(open(), &tokenizer, &metrics, never());
+    let rxs: Vec<_> = [shared, other, shared, shared]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| admit(&mut worker, i as u64, p))
+        .collect();
+    while !worker.active.is_empty() {
+        worker.step();
+    }
+    let got: Vec<String> = rxs.iter().map(text).collect();
+    assert!(!want[0].is_empty() && !want[1].is_empty(), "{want:?}");
+    let expected = [&want[0], &want[1], &want[0], &want[0]].map(String::clone);
+    assert_eq!(got, expected);
+    let n_shared = tokenizer.encode(shared, true, true).unwrap().len();
+    let n_other = tokenizer.encode(other, true, true).unwrap().len();
+    let m = metrics.snapshot();
+    assert_eq!(m.prefix_hits, 2, "{m:?}");
+    assert_eq!(m.prefix_reused_tokens as usize, 2 * (n_shared - 1), "{m:?}");
+    assert_eq!(m.prompt_tokens as usize, n_shared + 2 + n_other, "{m:?}");
+    assert_eq!(
+        alone_metrics.snapshot().prompt_tokens as usize,
+        n_shared + n_other
+    );
+}
