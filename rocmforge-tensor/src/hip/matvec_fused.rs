@@ -1,4 +1,5 @@
-//! The decode path of [`super::matmul::matmul`]: one launch per call (`kernels/mmvq_fused.hip`).
+//! The decode path of [`super::matmul::matmul`]: one launch per call (`kernels/mmvq_fused_<type>.hip`,
+//! one kernel family per weight type over `kernels/include/rf_mmvq_fused.h`).
 //!
 //! Up to [`super::matmul::MATVEC_MAX_TOKENS`] tokens, each block of `mmvqs_<type>_n<NT>` /
 //! `mmvfs_<type>_n<NT>` prepares the f32 activations itself in shared memory (q8_1 for quantized
@@ -59,7 +60,8 @@ pub enum FusedMode {
 /// The fused kernels of one [`MatmulContext`], loaded on first use.
 #[derive(Debug)]
 pub struct FusedSlot {
-    module: Option<Arc<HipModule>>,
+    /// The kernel family of each weight type used so far (`mmvq_fused_<type>`).
+    modules: HashMap<GgmlType, Arc<HipModule>>,
     /// Kernels looked up so far, by (weight type, token-count variant, kernel variant).
     functions: HashMap<(GgmlType, usize, Variant), HipFunction>,
     /// When `matmul` takes this path.
@@ -71,7 +73,7 @@ pub struct FusedSlot {
 impl Default for FusedSlot {
     fn default() -> Self {
         Self {
-            module: None,
+            modules: HashMap::new(),
             functions: HashMap::new(),
             mode: FusedMode::Auto,
             blocks_per_cu: None,
@@ -177,15 +179,15 @@ impl FusedSlot {
         if let Some(f) = self.functions.get(&(ty, nt, variant)) {
             return Ok(f.clone());
         }
-        let module = match &self.module {
+        let (suffix, chunk_values) = stem(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+        let module = match self.modules.get(&ty) {
             Some(m) => Arc::clone(m),
             None => {
-                let m = ctx_backend.load_kernels("mmvq_fused")?;
-                self.module = Some(Arc::clone(&m));
+                let m = ctx_backend.load_kernels(&format!("mmvq_fused_{suffix}"))?;
+                self.modules.insert(ty, Arc::clone(&m));
                 m
             }
         };
-        let (suffix, chunk_values) = stem(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
         let family = match (chunk_values, variant) {
             (0, Variant::Plain) => "mmvfs",
             (0, _) => return Err(TensorError::UnsupportedType { op: OP, ty }),

@@ -18,6 +18,10 @@
 // (quantized: rf_act_layout, CHUNK_BYTES = 48, 112 or 208 for 1, 2 or 4 blocks of 32 per chunk)
 // or n_tokens * cols * 2 (float).
 // `w` must be 16-byte aligned (device allocations are). Kernel suffix _n<NT>: n_tokens <= NT.
+#ifndef RF_MMVQ_FUSED_H
+#define RF_MMVQ_FUSED_H
+// The one-launch decode matvec kernels, instantiated per weight type by kernels/mmvq_fused_<type>.hip
+// (one family per type, so a GPU compiling PTX at load time compiles only the types a model uses).
 #include "rf_platform.h"
 #include "rf_quant_blocks.h"
 
@@ -392,18 +396,6 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
     RF_MMVQS_KERNEL_NT(name, T, 4) \
     RF_MMVQS_KERNEL_NT(name, T, 8)
 
-RF_MMVQS_KERNEL(q4_0, rf_q4_0)
-RF_MMVQS_KERNEL(q4_1, rf_q4_1)
-RF_MMVQS_KERNEL(q5_0, rf_q5_0)
-RF_MMVQS_KERNEL(q5_1, rf_q5_1)
-RF_MMVQS_KERNEL(q8_0, rf_q8_0)
-RF_MMVQS_KERNEL(iq4_nl, rf_iq4_nl)
-RF_MMVQS_KERNEL(q2_k, rf_q2_k)
-RF_MMVQS_KERNEL(q3_k, rf_q3_k)
-RF_MMVQS_KERNEL(q4_k, rf_q4_k)
-RF_MMVQS_KERNEL(q5_k, rf_q5_k)
-RF_MMVQS_KERNEL(q6_k, rf_q6_k)
-RF_MMVQS_KERNEL(iq4_xs, rf_iq4_xs)
 
 // ---------------------------------------------------------------------------------------------
 // F16 / BF16 weights. Activations rounded (mode 1: f16, mode 2: bf16, as round_act_f32) into sx
@@ -554,5 +546,4 @@ RF_DEVICE void rf_mmvf_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
     RF_MMVFS_KERNEL_NT(name, MODE, 4) \
     RF_MMVFS_KERNEL_NT(name, MODE, 8)
 
-RF_MMVFS_KERNEL(f16, 1)
-RF_MMVFS_KERNEL(bf16, 2)
+#endif  // RF_MMVQ_FUSED_H

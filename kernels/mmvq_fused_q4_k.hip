@@ -1,0 +1,5 @@
+// The one-launch decode matvec kernels (kernels/include/rf_mmvq_fused.h) for q4_k weights: its own
+// family, so a GPU that compiles PTX at load time compiles only the weight types a model uses.
+#include "rf_mmvq_fused.h"
+
+RF_MMVQS_KERNEL(q4_k, rf_q4_k)
