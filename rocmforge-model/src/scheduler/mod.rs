@@ -212,6 +212,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                     request.sink,
                     request.logprobs,
                     reused,
+                    request.constraint,
                 ));
             }
             Err(e) => {

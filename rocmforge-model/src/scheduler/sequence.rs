@@ -1,6 +1,7 @@
 //! One request's sequence inside the running batch: its KV cache, sampler, detokenizer
 //! and stop strings, and what happens to each new token.
 
+use crate::constraint::Constraint;
 use crate::engine::{EngineEvent, EventSink, TokenLogprob, TopLogprob, Usage};
 use crate::generate::FinishReason;
 use crate::generate::SequenceCache;
@@ -29,6 +30,8 @@ pub(crate) struct Sequence<'t, C> {
     pub sink: Box<dyn EventSink>,
     /// `Some(k)`: report each token's log-probability with k alternatives.
     logprobs: Option<usize>,
+    /// The grammar the output must match, if any.
+    constraint: Option<Constraint>,
 }
 
 /// What a sequence does after a token.
@@ -55,6 +58,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         sink: Box<dyn EventSink>,
         logprobs: Option<usize>,
         prefilled: usize,
+        constraint: Option<Constraint>,
     ) -> Self {
         for &t in &prompt {
             sampler.accept(t);
@@ -75,6 +79,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
             tokenizer,
             sink,
             logprobs,
+            constraint,
         }
     }
 
@@ -120,13 +125,33 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
     /// Samples the next token from `logits` and handles it; returns whether the sequence
     /// goes on. On `Continue` the token waits in `pending` for the next step.
     pub fn on_logits(&mut self, logits: &[f32]) -> Next {
-        let token = self.sampler.sample(logits);
+        let token = match &self.constraint {
+            Some(c) => {
+                let mut masked = logits.to_vec();
+                c.mask_logits(&mut masked);
+                self.sampler.sample(&masked)
+            }
+            None => self.sampler.sample(logits),
+        };
         if let Some(top) = self.logprobs {
             if !self.tokenizer.is_eog(token) && !self.send_logprob(logits, token, top) {
                 return Next::Cancelled;
             }
         }
-        self.on_token(token)
+        if self.tokenizer.is_eog(token) {
+            return self.on_token(token);
+        }
+        if let Some(c) = &mut self.constraint {
+            if let Err(e) = c.accept(token) {
+                self.fail(&e.to_string());
+                return Next::Cancelled;
+            }
+        }
+        let next = self.on_token(token);
+        if next == Next::Continue && self.constraint.as_ref().is_some_and(|c| c.is_complete()) {
+            return self.finish(FinishReason::EndOfGeneration);
+        }
+        next
     }
 
     /// Sends the [`EngineEvent::Logprob`] of `token`.
@@ -148,10 +173,10 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
     }
 
     /// Whether the model may choose the sequence's next token as the argmax of its logits
-    /// ([`Sequence::on_token`] instead of [`Sequence::on_logits`]): greedy sampling and no
-    /// log-probabilities to report (those need the logits).
+    /// ([`Sequence::on_token`] instead of [`Sequence::on_logits`]): greedy sampling, no
+    /// log-probabilities to report and no grammar to mask with (those need the logits).
     pub fn is_greedy(&self) -> bool {
-        self.logprobs.is_none() && self.sampler.is_greedy()
+        self.logprobs.is_none() && self.constraint.is_none() && self.sampler.is_greedy()
     }
 
     /// Takes `token` as the sequence's next token (chosen by its sampler or, for a greedy
