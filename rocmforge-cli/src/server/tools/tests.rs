@@ -1,0 +1,155 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rocmforge_model::chat_template::ChatMessage;
+use serde_json::json;
+
+use super::parse::ToolCall;
+use super::*;
+
+fn weather() -> Value {
+    json!([{"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    }}, {"type": "function", "function": {"name": "get_time"}}])
+}
+
+#[test]
+fn tools_and_choices_are_checked() {
+    let tools = weather();
+    let req = |choice: Value| requested(Some(&tools), Some(&choice));
+    assert_eq!(
+        req(json!("auto")).unwrap().unwrap().choice,
+        ToolChoice::Auto
+    );
+    assert!(req(json!("none")).unwrap().is_none());
+    let named = req(json!({"type": "function", "function": {"name": "get_time"}}))
+        .unwrap()
+        .unwrap();
+    assert_eq!(named.callable().len(), 1);
+    assert_eq!(named.callable()[0].name, "get_time");
+    assert_eq!(
+        requested(Some(&tools), None).unwrap().unwrap().choice,
+        ToolChoice::Auto
+    );
+    for (tools, choice, param) in [
+        (weather(), json!("sometimes"), "tool_choice"),
+        (
+            weather(),
+            json!({"type": "function", "function": {"name": "nope"}}),
+            "tool_choice",
+        ),
+        (json!([]), json!("required"), "tool_choice"),
+        (json!([{"type": "code"}]), json!("auto"), "tools[0]"),
+        (json!({"a": 1}), json!("auto"), "tools"),
+        (
+            json!([{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]),
+            json!("auto"),
+            "tools[1]",
+        ),
+    ] {
+        let e = requested(Some(&tools), Some(&choice)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some(param), "{tools} {choice}");
+    }
+}
+
+#[test]
+fn each_family_is_recognised_by_its_template() {
+    assert_eq!(
+        ToolFormat::of_template("{{ '<tool_call>' }}"),
+        ToolFormat::Hermes
+    );
+    assert_eq!(
+        ToolFormat::of_template("[TOOL_CALLS] {{ x }}"),
+        ToolFormat::Mistral
+    );
+    assert_eq!(
+        ToolFormat::of_template("<|start_header_id|>ipython<|end_header_id|>"),
+        ToolFormat::Llama3
+    );
+    assert_eq!(ToolFormat::of_template("<|im_start|>"), ToolFormat::Generic);
+}
+
+#[test]
+fn answers_are_parsed_per_family() {
+    let call = |name: &str, args: Value| ToolCall {
+        name: name.to_string(),
+        arguments: args.to_string(),
+    };
+    let hermes = parse_answer(
+        ToolFormat::Hermes,
+        "Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+    );
+    assert_eq!(
+        hermes.calls,
+        vec![call("get_weather", json!({"city": "Paris"}))]
+    );
+    assert_eq!(hermes.content.as_deref(), Some("Let me look."));
+    let llama = parse_answer(
+        ToolFormat::Llama3,
+        "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}",
+    );
+    assert_eq!(
+        llama.calls,
+        vec![call("get_weather", json!({"city": "Oslo"}))]
+    );
+    assert_eq!(llama.content, None);
+    let mistral = parse_answer(
+        ToolFormat::Mistral,
+        "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]",
+    );
+    assert_eq!(
+        mistral.calls,
+        vec![
+            call("get_time", json!({})),
+            call("get_weather", json!({"city": "Rome"}))
+        ]
+    );
+    let generic = parse_answer(
+        ToolFormat::Generic,
+        "{\"tool_call\": {\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}}",
+    );
+    assert_eq!(generic.calls, vec![call("get_time", json!({"tz": "UTC"}))]);
+    let reply = parse_answer(ToolFormat::Generic, "{\"response\": \"It is noon.\"}");
+    assert_eq!(reply.content.as_deref(), Some("It is noon."));
+    assert!(reply.calls.is_empty());
+    // Text without a well-formed call stays text.
+    for format in [
+        ToolFormat::Hermes,
+        ToolFormat::Llama3,
+        ToolFormat::Mistral,
+        ToolFormat::Generic,
+    ] {
+        let p = parse_answer(format, "<tool_call>{not json</tool_call> hi");
+        assert!(p.calls.is_empty(), "{format:?}");
+        assert_eq!(
+            p.content.as_deref(),
+            Some("<tool_call>{not json</tool_call> hi")
+        );
+    }
+}
+
+#[test]
+fn the_generic_prompt_offers_the_tools_and_replays_calls_as_json() {
+    let tools = weather();
+    let req = requested(Some(&tools), Some(&json!("required")))
+        .unwrap()
+        .unwrap();
+    let mut call = ChatMessage::assistant("");
+    call.tool_calls = Some(json!([{"id": "c1", "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]));
+    let messages = vec![ChatMessage::user("Weather in Paris?"), call];
+    let out = prompt_messages(ToolFormat::Generic, messages.clone(), Some(&req));
+    assert_eq!(out[0].role, "system");
+    assert!(out[0].content.contains("get_weather") && out[0].content.contains("tool_call"));
+    let replayed: Value = serde_json::from_str(&out[2].content).unwrap();
+    assert_eq!(
+        replayed,
+        json!({"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}})
+    );
+    // Native formats leave the messages to the template.
+    assert_eq!(
+        prompt_messages(ToolFormat::Hermes, messages.clone(), Some(&req)),
+        messages
+    );
+}
