@@ -114,6 +114,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         next_id: AtomicU64::new(0),
         grammars: Default::default(),
     });
+    crate::server::structured::prepare_in_background(&state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

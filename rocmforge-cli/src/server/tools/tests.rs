@@ -153,3 +153,75 @@ fn the_generic_prompt_offers_the_tools_and_replays_calls_as_json() {
         messages
     );
 }
+
+/// The grammars of `required` and named choices compile in every family (llguidance accepts
+/// the Lark text with its embedded %json) and accept the family's well-formed call, which
+/// then parses back into the same call.
+#[test]
+fn each_family_grammar_accepts_its_call_and_the_call_parses() {
+    use std::sync::Arc;
+
+    use rocmforge_model::constraint::GrammarCompiler;
+
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing (run `cargo xtask models`)",
+        path.display()
+    );
+    let file = rocmforge_gguf::GgufFile::open(&path).unwrap();
+    let tok = Arc::new(rocmforge_model::Tokenizer::from_gguf(&file).unwrap());
+    let compiler = GrammarCompiler::new(tok.clone()).unwrap();
+    let tools = weather();
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    let call = |args_key: &str| {
+        format!("{{\"name\": \"get_weather\", \"{args_key}\": {{\"city\": \"Paris\"}}}}")
+    };
+    for (format, text) in [
+        (
+            ToolFormat::Hermes,
+            format!("<tool_call>\n{}\n</tool_call>", call("arguments")),
+        ),
+        (ToolFormat::Llama3, call("parameters")),
+        (
+            ToolFormat::Mistral,
+            format!("[TOOL_CALLS][{}]", call("arguments")),
+        ),
+        (
+            ToolFormat::Generic,
+            format!("{{\"tool_call\": {}}}", call("arguments")),
+        ),
+    ] {
+        for choice in [json!("required"), named.clone()] {
+            let req = requested(Some(&tools), Some(&choice)).unwrap().unwrap();
+            let grammar = constraint_for(format, &req, &tok).unwrap();
+            let mut c = compiler.compile(&grammar).unwrap();
+            for t in tok.encode(&text, false, false).unwrap() {
+                c.accept(t)
+                    .unwrap_or_else(|e| panic!("{format:?} {choice}: {e}"));
+            }
+            assert!(c.is_complete(), "{format:?} {choice}: {text}");
+            let parsed = parse_answer(format, &text);
+            assert_eq!(parsed.calls.len(), 1, "{format:?}");
+            assert_eq!(parsed.calls[0].name, "get_weather");
+            let args: Value = serde_json::from_str(&parsed.calls[0].arguments).unwrap();
+            assert_eq!(args, json!({"city": "Paris"}));
+        }
+    }
+    // A call of a function the named choice excludes is refused by its grammar.
+    let req = requested(
+        Some(&tools),
+        Some(&json!({"type": "function", "function": {"name": "get_time"}})),
+    )
+    .unwrap()
+    .unwrap();
+    let grammar = constraint_for(ToolFormat::Llama3, &req, &tok).unwrap();
+    let mut c = compiler.compile(&grammar).unwrap();
+    let refused = tok
+        .encode(&call("parameters"), false, false)
+        .unwrap()
+        .into_iter()
+        .try_for_each(|t| c.accept(t));
+    assert!(refused.is_err());
+}
