@@ -206,7 +206,8 @@ fn chat_message(text: String, tools: Option<ToolFormat>, call_ids: &str) -> (Val
         .iter()
         .enumerate()
         .map(|(k, c)| {
-            json!({"id": format!("{call_ids}_{k}"), "type": "function",
+            let id = tools::call_id(format, call_ids, k, c.id.as_deref());
+            json!({"id": id, "type": "function",
                    "function": {"name": c.name, "arguments": c.arguments}})
         })
         .collect();

@@ -147,7 +147,8 @@ impl ChunkStream {
             self.pending.push_back(e);
         }
         for (k, call) in parsed.calls.iter().enumerate() {
-            let head = json!({"index": k, "id": format!("{ids}_{k}"), "type": "function",
+            let id = tools::call_id(format, &ids, k, call.id.as_deref());
+            let head = json!({"index": k, "id": id, "type": "function",
                               "function": {"name": call.name, "arguments": ""}});
             let e = self.tool_delta(head);
             self.pending.push_back(e);

@@ -102,8 +102,22 @@ pub fn constraint_for(
             any_call(&calls, "arguments")
         )),
         ToolFormat::Mistral => {
-            let list =
-                json!({"type": "array", "items": any_call(&calls, "arguments"), "minItems": 1});
+            // Mistral's calls carry their own 9-character id, which its templates check.
+            let with_id: Vec<Value> = calls
+                .iter()
+                .map(|t| {
+                    let mut s = call_schema(t, "arguments");
+                    s["properties"]["id"] =
+                        json!({"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"});
+                    s["required"] = json!(["name", "arguments", "id"]);
+                    s
+                })
+                .collect();
+            let items = match with_id.as_slice() {
+                [one] => one.clone(),
+                _ => json!({"anyOf": with_id}),
+            };
+            let list = json!({"type": "array", "items": items, "minItems": 1});
             let marker = match tokenizer.token_id("[TOOL_CALLS]") {
                 Some(id) => format!("<[{id}]>"),
                 None => "\"[TOOL_CALLS]\"".to_string(),

@@ -186,5 +186,29 @@ pub fn requested(
     }))
 }
 
+/// The id of the `k`-th call of an answer: the model's own where it wrote one; Mistral's
+/// templates demand 9 alphanumeric characters, made here from `prefix` and `k`; other
+/// formats get `<prefix>_<k>`.
+pub fn call_id(format: ToolFormat, prefix: &str, k: usize, given: Option<&str>) -> String {
+    if let Some(id) = given.filter(|id| !id.is_empty()) {
+        return id.to_string();
+    }
+    if format != ToolFormat::Mistral {
+        return format!("{prefix}_{k}");
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (prefix, k).hash(&mut h);
+    let mut x = h.finish();
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    (0..9)
+        .map(|_| {
+            let c = DIGITS[(x % 62) as usize] as char;
+            x /= 62;
+            c
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

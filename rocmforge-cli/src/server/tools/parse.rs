@@ -11,6 +11,8 @@ pub struct ToolCall {
     pub name: String,
     /// Its arguments as a JSON string (OpenAI's form).
     pub arguments: String,
+    /// The id the model wrote for it (Mistral's 9-character ids), if any.
+    pub id: Option<String>,
 }
 
 /// An answer split into its text and its calls.
@@ -31,7 +33,12 @@ fn call_of(v: &Value) -> Option<ToolCall> {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    Some(ToolCall { name, arguments })
+    let id = v.get("id").and_then(Value::as_str).map(str::to_string);
+    Some(ToolCall {
+        name,
+        arguments,
+        id,
+    })
 }
 
 fn text_or_none(s: &str) -> Option<String> {

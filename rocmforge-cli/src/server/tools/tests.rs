@@ -75,6 +75,7 @@ fn answers_are_parsed_per_family() {
     let call = |name: &str, args: Value| ToolCall {
         name: name.to_string(),
         arguments: args.to_string(),
+        id: None,
     };
     let hermes = parse_answer(
         ToolFormat::Hermes,
@@ -110,6 +111,26 @@ fn answers_are_parsed_per_family() {
         "{\"tool_call\": {\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}}",
     );
     assert_eq!(generic.calls, vec![call("get_time", json!({"tz": "UTC"}))]);
+    // Mistral's own call ids are kept; others get ids of the format's shape.
+    let with_id = parse_answer(
+        ToolFormat::Mistral,
+        "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}, \"id\": \"a1b2c3d4e\"}]",
+    );
+    assert_eq!(with_id.calls[0].id.as_deref(), Some("a1b2c3d4e"));
+    assert_eq!(
+        call_id(ToolFormat::Mistral, "call_3_0", 0, Some("a1b2c3d4e")),
+        "a1b2c3d4e"
+    );
+    let made = call_id(ToolFormat::Mistral, "call_3_0", 1, None);
+    assert!(
+        made.len() == 9 && made.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{made}"
+    );
+    assert_ne!(made, call_id(ToolFormat::Mistral, "call_3_0", 2, None));
+    assert_eq!(
+        call_id(ToolFormat::Hermes, "call_3_0", 1, None),
+        "call_3_0_1"
+    );
     let reply = parse_answer(ToolFormat::Generic, "{\"response\": \"It is noon.\"}");
     assert_eq!(reply.content.as_deref(), Some("It is noon."));
     assert!(reply.calls.is_empty());
@@ -186,7 +207,8 @@ fn each_family_grammar_accepts_its_call_and_the_call_parses() {
         (ToolFormat::Llama3, call("parameters")),
         (
             ToolFormat::Mistral,
-            format!("[TOOL_CALLS][{}]", call("arguments")),
+            // Mistral's call carries its 9-character id.
+            "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, \"id\": \"a1b2c3d4e\"}]".to_string(),
         ),
         (
             ToolFormat::Generic,
