@@ -122,9 +122,11 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         }
     }
 
-    /// Samples the next token from `logits` and handles it; returns whether the sequence
-    /// goes on. On `Continue` the token waits in `pending` for the next step.
-    pub fn on_logits(&mut self, logits: &[f32]) -> Next {
+    /// Samples the next token from `logits` (masked by the sequence's grammar, if any) and
+    /// reports its log-probability; `Err` when the client is gone. The token is then taken
+    /// with [`Sequence::take`], after [`Sequence::grammar_step`]'s constraint (if any) has
+    /// consumed it — a step that the worker runs for all sequences in parallel.
+    pub fn choose(&mut self, logits: &[f32]) -> Result<u32, Next> {
         let token = match &self.constraint {
             Some(c) => {
                 let mut masked = logits.to_vec();
@@ -135,17 +137,27 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         };
         if let Some(top) = self.logprobs {
             if !self.tokenizer.is_eog(token) && !self.send_logprob(logits, token, top) {
-                return Next::Cancelled;
+                return Err(Next::Cancelled);
             }
         }
+        Ok(token)
+    }
+
+    /// The constraint that must consume `token` before [`Sequence::take`] (none for an end
+    /// token, which ends the sequence, or an unconstrained sequence).
+    pub fn grammar_step(&mut self, token: u32) -> Option<&mut Constraint> {
         if self.tokenizer.is_eog(token) {
-            return self.on_token(token);
+            return None;
         }
-        if let Some(c) = &mut self.constraint {
-            if let Err(e) = c.accept(token) {
-                self.fail(&e.to_string());
-                return Next::Cancelled;
-            }
+        self.constraint.as_mut()
+    }
+
+    /// Takes `token` chosen by [`Sequence::choose`], with the outcome of its constraint's
+    /// step (`Ok` when there was none).
+    pub fn take(&mut self, token: u32, grammar: crate::error::ModelResult<()>) -> Next {
+        if let Err(e) = grammar {
+            self.fail(&e.to_string());
+            return Next::Cancelled;
         }
         let next = self.on_token(token);
         if next == Next::Continue && self.constraint.as_ref().is_some_and(|c| c.is_complete()) {
@@ -173,7 +185,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
     }
 
     /// Whether the model may choose the sequence's next token as the argmax of its logits
-    /// ([`Sequence::on_token`] instead of [`Sequence::on_logits`]): greedy sampling, no
+    /// ([`Sequence::on_token`] instead of [`Sequence::choose`]): greedy sampling, no
     /// log-probabilities to report and no grammar to mask with (those need the logits).
     pub fn is_greedy(&self) -> bool {
         self.logprobs.is_none() && self.constraint.is_none() && self.sampler.is_greedy()

@@ -268,7 +268,7 @@ fn constrained_and_free_sequences_share_a_batch() {
     let grammar =
         crate::constraint::Grammar::Lark("start: \" Paris\" | \" Rome\" | \" Berlin\"".to_string());
     let config = EngineConfig {
-        max_batch: 2,
+        max_batch: 3,
         max_queue: 8,
         ctx: 64,
         prefill_chunk: 64,
@@ -284,7 +284,8 @@ fn constrained_and_free_sequences_share_a_batch() {
         engine.submit(request).unwrap();
         rx
     };
-    let receivers = [run(true), run(false)];
+    // Two constrained sequences: their grammars advance in parallel in the same step.
+    let receivers = [run(true), run(false), run(true)];
     let mut texts = Vec::new();
     for rx in receivers {
         let mut text = String::new();
@@ -305,6 +306,7 @@ fn constrained_and_free_sequences_share_a_batch() {
     // The constrained one is one of the options, ended by the grammar; greedy under a mask
     // is the free greedy answer wherever that answer is allowed.
     let (text, reason) = &texts[0];
+    assert_eq!(texts[2], texts[0]);
     assert!(options.contains(&text.as_str()), "{text:?}");
     assert_eq!(*reason, FinishReason::EndOfGeneration);
     if let Some(o) = options.iter().find(|o| free.starts_with(**o)) {
