@@ -358,7 +358,12 @@ pub async fn chat(State(state): State<Shared>, req: Request) -> Response {
             ));
         }
         let format = ToolFormat::of_template(state.template.source());
-        let messages = tools::prompt_messages(format, chat_messages(&req)?, offered.as_ref());
+        let messages = tools::prompt_messages(
+            format,
+            chat_messages(&req)?,
+            offered.as_ref(),
+            &state.template,
+        );
         let text = state
             .template
             .render_with_tools(&messages, offered.as_ref().map(|t| &t.raw), true)

@@ -2,7 +2,7 @@
 //! grammar makes a `required` or named call always parse.
 
 use rocmforge_model::Tokenizer;
-use rocmforge_model::chat_template::ChatMessage;
+use rocmforge_model::chat_template::{ChatMessage, ChatTemplate};
 use rocmforge_model::constraint::Grammar;
 use serde_json::{Value, json};
 
@@ -167,14 +167,40 @@ fn generic_call_text(calls: &Value) -> Option<String> {
     }
 }
 
+/// Whether `template` prints a `tool` message's content (some templates drop unknown roles
+/// or refuse them): probed by rendering one.
+fn renders_tool_role(template: &ChatTemplate) -> bool {
+    const PROBE: &str = "tool-response-probe-7f3a";
+    let probe = [ChatMessage::user("q"), ChatMessage::new("tool", PROBE)];
+    template
+        .render(&probe, false)
+        .is_ok_and(|out| out.contains(PROBE))
+}
+
+/// A tool message as a user message carrying `{"tool_response": {...}}`, for templates that
+/// do not print the `tool` role (llama-server does the same).
+fn tool_message_as_user(m: &ChatMessage) -> ChatMessage {
+    let mut response = serde_json::Map::new();
+    if let Some(name) = &m.name {
+        response.insert("tool".to_string(), json!(name));
+    }
+    if let Some(id) = &m.tool_call_id {
+        response.insert("id".to_string(), json!(id));
+    }
+    response.insert("content".to_string(), json!(m.content));
+    ChatMessage::user(json!({"tool_response": response}).to_string())
+}
+
 /// The conversation as the template gets it. In the generic format a system message offers
 /// the tools (merged into the first system message), assistant tool calls become their JSON
-/// answers and tool results are `tool` messages; native formats get the messages as they are
-/// (the template renders `tool_calls` and `tools` itself).
+/// answers, and tool results stay `tool` messages where the template prints that role (else
+/// they become user messages with `{"tool_response": ...}`); native formats get the messages
+/// as they are (the template renders `tool_calls` and `tools` itself).
 pub fn prompt_messages(
     format: ToolFormat,
     mut messages: Vec<ChatMessage>,
     req: Option<&ToolRequest>,
+    template: &ChatTemplate,
 ) -> Vec<ChatMessage> {
     if format != ToolFormat::Generic {
         return messages;
@@ -182,6 +208,13 @@ pub fn prompt_messages(
     for m in &mut messages {
         if let Some(text) = m.tool_calls.take().as_ref().and_then(generic_call_text) {
             m.content = text;
+        }
+    }
+    if messages.iter().any(|m| m.role == "tool") && !renders_tool_role(template) {
+        for m in &mut messages {
+            if m.role == "tool" {
+                *m = tool_message_as_user(m);
+            }
         }
     }
     let Some(req) = req else {

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rocmforge_model::chat_template::ChatMessage;
+use rocmforge_model::chat_template::{ChatMessage, ChatTemplate};
 use serde_json::json;
 
 use super::parse::ToolCall;
@@ -160,7 +160,8 @@ fn the_generic_prompt_offers_the_tools_and_replays_calls_as_json() {
     call.tool_calls = Some(json!([{"id": "c1", "type": "function",
         "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]));
     let messages = vec![ChatMessage::user("Weather in Paris?"), call];
-    let out = prompt_messages(ToolFormat::Generic, messages.clone(), Some(&req));
+    let chatml = ChatTemplate::chatml("", "").unwrap();
+    let out = prompt_messages(ToolFormat::Generic, messages.clone(), Some(&req), &chatml);
     assert_eq!(out[0].role, "system");
     assert!(out[0].content.contains("get_weather") && out[0].content.contains("tool_call"));
     let replayed: Value = serde_json::from_str(&out[2].content).unwrap();
@@ -170,8 +171,29 @@ fn the_generic_prompt_offers_the_tools_and_replays_calls_as_json() {
     );
     // Native formats leave the messages to the template.
     assert_eq!(
-        prompt_messages(ToolFormat::Hermes, messages.clone(), Some(&req)),
+        prompt_messages(ToolFormat::Hermes, messages.clone(), Some(&req), &chatml),
         messages
+    );
+    // A tool result stays a `tool` message for a template that prints any role (ChatML), and
+    // becomes a user message with {"tool_response": ...} for one that drops the role.
+    let mut result = ChatMessage::new("tool", "sunny");
+    result.tool_call_id = Some("c1".to_string());
+    result.name = Some("get_weather".to_string());
+    let history = vec![ChatMessage::user("Weather?"), result];
+    let kept = prompt_messages(ToolFormat::Generic, history.clone(), None, &chatml);
+    assert_eq!(kept, history);
+    let picky = ChatTemplate::new(
+        "{% for m in messages %}{% if m.role == 'user' %}U: {{ m.content }}\n{% elif m.role == 'assistant' %}A: {{ m.content }}\n{% endif %}{% endfor %}",
+        "",
+        "",
+    )
+    .unwrap();
+    let out = prompt_messages(ToolFormat::Generic, history, None, &picky);
+    assert_eq!(out[1].role, "user");
+    let v: Value = serde_json::from_str(&out[1].content).unwrap();
+    assert_eq!(
+        v,
+        json!({"tool_response": {"tool": "get_weather", "id": "c1", "content": "sunny"}})
     );
 }
 
