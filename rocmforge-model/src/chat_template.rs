@@ -4,7 +4,8 @@
 //! rendered here through minijinja with the same whitespace rules (`trim_blocks`, `lstrip_blocks`),
 //! Python-style string methods (`.strip()`, `.startswith()`, ...), and the helpers templates call:
 //! `raise_exception(msg)` and `strftime_now(fmt)`. The variables are `messages` (each with `role` and
-//! `content`), `add_generation_prompt`, `bos_token` and `eos_token`. A model without a template gets
+//! `content`; assistant messages may carry `tool_calls`, tool messages `tool_call_id` and `name`),
+//! `add_generation_prompt`, `bos_token`, `eos_token` and, when a request offers them, `tools`. A model without a template gets
 //! ChatML.
 
 mod time;
@@ -25,10 +26,21 @@ const TEMPLATE_NAME: &str = "chat_template";
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {
-    /// `system`, `user`, `assistant`, ...
+    /// `system`, `user`, `assistant`, `tool`, ...
     pub role: String,
     /// The message text.
     pub content: String,
+    /// An assistant message's tool calls, as templates expect them: a list of
+    /// `{"id", "type": "function", "function": {"name", "arguments"}}` with `arguments` an
+    /// object (Hugging Face's convention) where the call's JSON string parses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` message's answer to this call id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A `tool` message's function name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
@@ -37,6 +49,9 @@ impl ChatMessage {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 
@@ -56,10 +71,7 @@ impl ChatMessage {
     }
 
     fn to_value(&self) -> Value {
-        Value::from(BTreeMap::from([
-            ("role", Value::from(self.role.as_str())),
-            ("content", Value::from(self.content.as_str())),
-        ]))
+        Value::from(minijinja::value::Serde(self))
     }
 }
 
@@ -162,6 +174,18 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> TokenizerResult<String> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`ChatTemplate::render`] with the request's `tools` (OpenAI's list of
+    /// `{"type": "function", "function": {...}}`) passed to the template as `tools`, the way
+    /// Hugging Face and llama.cpp pass them; templates without tool support ignore it.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> TokenizerResult<String> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
@@ -172,6 +196,10 @@ impl ChatTemplate {
             ("add_generation_prompt", Value::from(add_generation_prompt)),
             ("bos_token", Value::from(self.bos_token.as_str())),
             ("eos_token", Value::from(self.eos_token.as_str())),
+            (
+                "tools",
+                tools.map_or(Value::from(()), |t| Value::from(minijinja::value::Serde(t))),
+            ),
         ]);
         template.render(ctx).map_err(|e| template_error(&e))
     }

@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 use rocmforge_gguf::GgufFile;
 
 use crate::config::ModelConfig;
+use crate::constraint::Constraint;
 use crate::embedding::Pooling;
 use crate::error::{ModelError, ModelResult};
 use crate::generate::{FinishReason, GenerateParams};
@@ -169,6 +170,8 @@ pub struct EngineRequest {
     /// `Some(k)`: send an [`EngineEvent::Logprob`] for every generated token with the `k`
     /// most likely alternatives.
     pub logprobs: Option<usize>,
+    /// `Some`: the output must match this grammar ([`EngineRequest::with_constraint`]).
+    pub constraint: Option<Constraint>,
 }
 
 impl std::fmt::Debug for EngineRequest {
@@ -176,6 +179,7 @@ impl std::fmt::Debug for EngineRequest {
         f.debug_struct("EngineRequest")
             .field("prompt_tokens", &self.prompt.len())
             .field("params", &self.params)
+            .field("constrained", &self.constraint.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -188,7 +192,16 @@ impl EngineRequest {
             params,
             sink,
             logprobs: None,
+            constraint: None,
         }
+    }
+
+    /// Constrains the output to `constraint`'s grammar: at every step the tokens it does not
+    /// allow are masked out of the logits before the sampler, and generation ends (reason
+    /// [`FinishReason::EndOfGeneration`]) once the grammar is complete.
+    pub fn with_constraint(mut self, constraint: Constraint) -> Self {
+        self.constraint = Some(constraint);
+        self
     }
 
     /// Also reports each generated token's log-probability with its `top` most likely
@@ -372,7 +385,7 @@ impl Engine {
             return Err(SubmitError::QueueFull(depth as usize));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if self.jobs.send(Work::Generate(Job { id, request })).is_err() {
+        if self.jobs.send(Work::Generate(Box::new(Job { id, request }))).is_err() {
             self.metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
             return Err(SubmitError::ShutDown);
         }

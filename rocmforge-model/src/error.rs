@@ -63,6 +63,15 @@ pub enum ModelError {
     /// A forward call that cannot be run as asked (empty batch, gap in positions, ...).
     #[error("invalid forward call: {0}")]
     InvalidInput(String),
+    /// A grammar or JSON schema for constrained sampling that cannot be compiled, or a token
+    /// it does not allow.
+    #[error("grammar error in {what}: {reason}")]
+    Grammar {
+        /// The grammar (or token) at fault.
+        what: String,
+        /// llguidance's reason.
+        reason: String,
+    },
     /// Sampling parameters outside their domain.
     #[error("invalid sampling parameter {name} = {value}: {reason}")]
     InvalidSampling {

@@ -150,3 +150,32 @@ fn a_broken_template_is_an_error_not_a_panic() {
         .to_string();
     assert!(err.starts_with("chat template:"), "{err}");
 }
+
+#[test]
+fn tools_and_tool_calls_reach_the_template() {
+    // A Hermes-style template in miniature: the tools listed in the system turn, an assistant
+    // call rendered from `tool_calls` (arguments as an object, printed with `tojson`), the
+    // tool's answer from its own role.
+    let source = "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }};{% endfor %}</tools>\n{% endif %}\
+{% for m in messages %}{% if m.tool_calls %}<call>{% for c in m.tool_calls %}{{ c.function.name }}{{ c.function.arguments | tojson }}{% endfor %}</call>\n\
+{% elif m.role == 'tool' %}<response id={{ m.tool_call_id }}>{{ m.content }}</response>\n\
+{% else %}{{ m.role }}: {{ m.content }}\n{% endif %}{% endfor %}";
+    let tmpl = ChatTemplate::new(source, "", "").unwrap();
+    let tools = serde_json::json!([{"type": "function", "function": {"name": "get_weather"}}]);
+    let mut call = ChatMessage::assistant("");
+    call.tool_calls = Some(serde_json::json!([{"id": "c1", "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]));
+    let mut answer = ChatMessage::new("tool", "sunny");
+    answer.tool_call_id = Some("c1".to_string());
+    let messages = [ChatMessage::user("Weather?"), call, answer];
+    let out = tmpl
+        .render_with_tools(&messages, Some(&tools), false)
+        .unwrap();
+    assert_eq!(
+        out,
+        "<tools>get_weather;</tools>\nuser: Weather?\n<call>get_weather{\"city\": \"Paris\"}</call>\n<response id=c1>sunny</response>\n"
+    );
+    // Without tools the template sees none.
+    let plain = tmpl.render(&messages[..1], false).unwrap();
+    assert_eq!(plain, "user: Weather?\n");
+}

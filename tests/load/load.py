@@ -15,6 +15,10 @@ time to first token p50/p99, aggregate generated tokens/s, and the server's resi
 (VmRSS of --pid or of the server it started) sampled every second. At the end it waits for
 /metrics to show `rocmforge_active_sequences 0` (the disconnected clients' sequences freed).
 
+With --schema-fraction F, the first round(F * clients) clients send every request with a
+`response_format` `json_schema` (SCHEMA below: free-length strings, so the constrained answers run
+as long as the unconstrained ones), to compare constrained against unconstrained load.
+
 Exits non-zero when any 5xx, dropped stream, other failure, or leftover active sequence is
 seen, or when RSS after warm-up grew by more than --rss-growth-mb.
 """
@@ -90,6 +94,8 @@ class Totals:
         self.errors = []
         self.ttft = []
         self.tokens = 0
+        self.schema_ok = 0
+        self.schema_tokens = 0
 
     def add(self, **kw):
         with self.lock:
@@ -104,11 +110,24 @@ class Totals:
                     setattr(self, k, getattr(self, k) + v)
 
 
-def one_stream(host, port, prompt, max_tokens, disconnect_after, totals):
-    body = json.dumps({
+# The schema of --schema-fraction's requests.
+SCHEMA = {
+    "type": "object",
+    "properties": {"title": {"type": "string"},
+                   "items": {"type": "array", "items": {"type": "string"}}},
+    "required": ["title", "items"],
+}
+
+
+def one_stream(host, port, prompt, max_tokens, disconnect_after, totals, schema=False):
+    request = {
         "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
         "temperature": 0.7, "stream": True, "stream_options": {"include_usage": True},
-    }).encode()
+    }
+    if schema:
+        request["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "answer", "schema": SCHEMA}}
+    body = json.dumps(request).encode()
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     sock = socket.create_connection((host, port), timeout=120)
@@ -152,7 +171,10 @@ def one_stream(host, port, prompt, max_tokens, disconnect_after, totals):
         if not done:
             totals.add(dropped=1, error="stream ended without [DONE]")
             return
-        totals.add(ok=1, tokens=usage_tokens if usage_tokens is not None else chunks)
+        n_tokens = usage_tokens if usage_tokens is not None else chunks
+        totals.add(ok=1, tokens=n_tokens)
+        if schema:
+            totals.add(schema_ok=1, schema_tokens=n_tokens)
     except (OSError, ValueError) as e:
         totals.add(dropped=1, error=f"{type(e).__name__}: {e}")
     finally:
@@ -165,7 +187,9 @@ def client_loop(i, host, port, until, args, totals):
         n += 1
         # Spread the disconnects over clients and rounds: (client + round) % every == 0.
         disconnect = 3 if args.disconnect_every and (i + n) % args.disconnect_every == 0 else 0
-        one_stream(host, port, PROMPTS[(i + n) % len(PROMPTS)], args.max_tokens, disconnect, totals)
+        schema = i < round(args.schema_fraction * args.clients)
+        one_stream(host, port, PROMPTS[(i + n) % len(PROMPTS)], args.max_tokens, disconnect, totals,
+                   schema)
 
 
 def percentile(values, p):
@@ -192,7 +216,11 @@ def main():
                     help="seconds before the RSS baseline (default: a quarter of the run)")
     ap.add_argument("--rss-growth-mb", type=float, default=64)
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--schema-fraction", type=float, default=0.0,
+                    help="fraction of the clients whose requests carry a json_schema response_format")
     args = ap.parse_args()
+    if not 0.0 <= args.schema_fraction <= 1.0:
+        raise SystemExit("--schema-fraction must be between 0 and 1")
     if args.seconds > 600 or args.clients > 256:
         raise SystemExit("bounded: at most 600 s and 256 clients")
 
@@ -256,6 +284,9 @@ def run(args, base, host, port, pid):
         "ttft_mean_ms": round(1000 * statistics.fmean(totals.ttft), 1) if totals.ttft else None,
         "generated_tokens": totals.tokens,
         "aggregate_tokens_per_s": round(totals.tokens / elapsed, 1),
+        "schema_clients": round(args.schema_fraction * args.clients),
+        "schema_streams_completed": totals.schema_ok,
+        "schema_generated_tokens": totals.schema_tokens,
         "rss_mb_first": round(rss[0], 1) if rss else None,
         "rss_mb_after_warmup_min": round(min(after), 1) if after else None,
         "rss_mb_after_warmup_max": round(max(after), 1) if after else None,

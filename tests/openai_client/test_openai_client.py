@@ -4,7 +4,10 @@ Usage: python test_openai_client.py --bin target/debug/rocmforge --model models/
 
 Starts the server on a free loopback port, then checks: a chat completion; streaming gives the
 same text as the non-streamed answer at temperature 0; 8 concurrent requests; bad inputs get
-4xx errors with OpenAI's error body; the server still serves afterwards; SIGTERM exits 0.
+4xx errors with OpenAI's error body; structured output (5 bounded JSON schemas x 20 seeds, each
+answer validated by the `jsonschema` package; json_object; streamed); tool calls (required, named,
+none; the round trip request -> tool_calls -> tool message -> answer, streamed and not); the server
+still serves afterwards; SIGTERM exits 0.
 Exits non-zero on the first failure. Everything is bounded (small max_tokens, timeouts).
 """
 
@@ -20,6 +23,7 @@ import json
 import urllib.error
 import urllib.request
 
+import jsonschema
 import openai
 
 MODEL_ID = None
@@ -28,7 +32,7 @@ MODEL_ID = None
 def start_server(binary, model):
     proc = subprocess.Popen(
         [binary, "serve", "--model", model, "--port", "0", "--device", "cpu",
-         "--ctx", "512", "--max-batch", "8", "--max-body", "262144"],
+         "--ctx", "1024", "--max-batch", "8", "--max-body", "262144"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -191,6 +195,162 @@ def check_embeddings(client, base):
     print(f"embeddings: {len(vecs)} x {len(vecs[0])}, cosine to llama.cpp {min(cos):.5f}..{max(cos):.5f}")
 
 
+# Bounded schemas: every string, array and number has a limit, so a generous max_tokens never
+# truncates an answer and each one must end with finish_reason "stop".
+SCHEMAS = [
+    {"type": "object",
+     "properties": {"color": {"enum": ["red", "green", "blue"]},
+                    "count": {"type": "integer", "minimum": 0, "maximum": 9}},
+     "required": ["color", "count"], "additionalProperties": False},
+    {"type": "object",
+     "properties": {"name": {"type": "string", "maxLength": 12}, "ok": {"type": "boolean"}},
+     "required": ["name", "ok"], "additionalProperties": False},
+    {"type": "array", "items": {"enum": ["a", "b", "c"]}, "minItems": 1, "maxItems": 4},
+    {"type": "object",
+     "properties": {"city": {"enum": ["Paris", "Rome", "Oslo"]},
+                    "tags": {"type": "array", "items": {"type": "string", "maxLength": 8},
+                             "maxItems": 3}},
+     "required": ["city", "tags"], "additionalProperties": False},
+    {"type": "object",
+     "properties": {"answer": {"type": "string", "pattern": "^[a-z]{1,10}$"},
+                    "score": {"type": "integer", "minimum": 0, "maximum": 100},
+                    "sure": {"enum": [True, False, None]}},
+     "required": ["answer", "score"], "additionalProperties": False},
+]
+SEEDS = 20
+
+
+def schema_request(client, schema, seed, **kw):
+    return client.chat.completions.create(
+        model=MODEL_ID, max_tokens=200, temperature=1.0, seed=seed,
+        messages=[{"role": "user", "content": "Describe a fruit as JSON."}],
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "answer", "schema": schema, "strict": True}},
+        **kw)
+
+
+def check_json_schema(client):
+    jobs = [(i, seed) for i in range(len(SCHEMAS)) for seed in range(SEEDS)]
+    started = time.time()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda j: schema_request(client, SCHEMAS[j[0]], j[1]), jobs))
+    distinct = set()
+    tokens = 0
+    for (i, seed), r in zip(jobs, results):
+        text = r.choices[0].message.content
+        assert r.choices[0].finish_reason == "stop", (i, seed, r)
+        doc = json.loads(text)
+        jsonschema.validate(doc, SCHEMAS[i])
+        distinct.add((i, text))
+        tokens += r.usage.completion_tokens
+    # Sampled with 20 seeds, the answers are not all one.
+    assert len(distinct) > len(SCHEMAS), distinct
+    elapsed = time.time() - started
+    print(f"json_schema: {len(jobs)} answers valid ({len(distinct)} distinct), "
+          f"{tokens} tokens in {elapsed:.1f} s")
+    # The same request streamed gives a valid document too.
+    pieces, finish = [], []
+    for chunk in schema_request(client, SCHEMAS[3], 7, stream=True):
+        for c in chunk.choices:
+            if c.delta.content:
+                pieces.append(c.delta.content)
+            if c.finish_reason:
+                finish.append(c.finish_reason)
+    jsonschema.validate(json.loads("".join(pieces)), SCHEMAS[3])
+    assert finish == ["stop"], finish
+    # json_object and llama-server's top-level json_schema.
+    r = chat(client, "List two fruits.", max_tokens=200, response_format={"type": "json_object"})
+    assert isinstance(json.loads(r.choices[0].message.content), dict), r
+    r = chat(client, "Pick a color.", max_tokens=100, extra_body={"json_schema": SCHEMAS[0]})
+    jsonschema.validate(json.loads(r.choices[0].message.content), SCHEMAS[0])
+    err = expect_status(400, lambda: chat(client, "hi", response_format={
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": {"type": "object", "minProperties": "many"}}}))
+    assert err["param"] == "response_format", err
+    err = expect_status(400, lambda: chat(client, "hi", extra_body={"grammar": "start: ( \"a\""}))
+    assert err["param"] == "grammar", err
+    r = client.completions.create(model=MODEL_ID, prompt="Answer yes or no:", max_tokens=8,
+                                  temperature=0, extra_body={"grammar": 'start: " yes" | " no"'})
+    assert r.choices[0].text in (" yes", " no"), r
+    print("structured output: streamed, json_object, json_schema field, Lark grammar, 400s")
+
+
+WEATHER = {"type": "object",
+           "properties": {"city": {"type": "string", "maxLength": 16},
+                          "unit": {"enum": ["celsius", "fahrenheit"]}},
+           "required": ["city", "unit"], "additionalProperties": False}
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                                      "parameters": WEATHER}},
+    {"type": "function", "function": {"name": "get_time", "description": "Current time",
+                                      "parameters": {"type": "object",
+                                                     "properties": {"tz": {"enum": ["UTC", "CET"]}},
+                                                     "required": ["tz"],
+                                                     "additionalProperties": False}}},
+]
+QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def tool_request(client, messages, stream, **kw):
+    """Non-streamed: the message. Streamed: the message rebuilt from the deltas as an openai
+    client user would, checking that the first delta of each call carries its id and name."""
+    r = client.chat.completions.create(model=MODEL_ID, messages=messages, tools=TOOLS,
+                                       max_tokens=120, temperature=0, stream=stream, **kw)
+    if not stream:
+        c = r.choices[0]
+        calls = [{"id": t.id, "name": t.function.name, "arguments": t.function.arguments}
+                 for t in (c.message.tool_calls or [])]
+        return c.message.content, calls, c.finish_reason
+    content, calls, finish = [], {}, []
+    for chunk in r:
+        for c in chunk.choices:
+            if c.delta.content:
+                content.append(c.delta.content)
+            for t in c.delta.tool_calls or []:
+                if t.index not in calls:
+                    assert t.id and t.function.name, t
+                    calls[t.index] = {"id": t.id, "name": t.function.name, "arguments": ""}
+                calls[t.index]["arguments"] += t.function.arguments or ""
+            if c.finish_reason:
+                finish.append(c.finish_reason)
+    assert len(finish) == 1, finish
+    return "".join(content) or None, [calls[k] for k in sorted(calls)], finish[0]
+
+
+def check_tools(client):
+    for stream in (False, True):
+        for choice, name in [("required", None),
+                             ({"type": "function", "function": {"name": "get_weather"}},
+                              "get_weather")]:
+            content, calls, finish = tool_request(client, QUESTION, stream, tool_choice=choice)
+            assert finish == "tool_calls", (stream, choice, finish, content)
+            assert len(calls) == 1 and calls[0]["id"], calls
+            call = calls[0]
+            if name:
+                assert call["name"] == name, call
+            schema = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+            jsonschema.validate(json.loads(call["arguments"]), schema[call["name"]])
+            # The round trip: the call and its result go back; the model answers in text.
+            history = QUESTION + [
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": call["id"], "type": "function",
+                     "function": {"name": call["name"], "arguments": call["arguments"]}}]},
+                {"role": "tool", "tool_call_id": call["id"], "content": "Sunny, 21 degrees."},
+            ]
+            content, calls, finish = tool_request(client, history, stream, tool_choice="none")
+            assert content and not calls and finish in ("stop", "length"), (content, calls)
+            print(f"tools ({'streamed' if stream else 'not streamed'}, {choice}): "
+                  f"{call['name']}({call['arguments']}) -> {content!r}")
+    # auto: a call that parses, or a text answer.
+    content, calls, finish = tool_request(client, QUESTION, False, tool_choice="auto")
+    assert (calls and finish == "tool_calls") or (content and not calls), (content, calls)
+    for call in calls:
+        json.loads(call["arguments"])
+    err = expect_status(400, lambda: tool_request(
+        client, QUESTION, False, tool_choice={"type": "function", "function": {"name": "nope"}}))
+    assert err["param"] == "tool_choice", err
+
+
 def main():
     global MODEL_ID
     ap = argparse.ArgumentParser()
@@ -208,6 +368,8 @@ def main():
         check_n(client, text)
         check_embeddings(client, base)
         check_bad_inputs(client, base)
+        check_json_schema(client)
+        check_tools(client)
         assert check_chat(client) == text, "answers changed after the bad inputs"
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)

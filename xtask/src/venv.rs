@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use crate::{paths, process};
 
 /// Pinned Python packages the tests use as independent oracles.
-const PACKAGES: &[&str] = &["gguf==0.19.0", "openai==3.57.0"];
+const PACKAGES: &[&str] = &["gguf==0.19.0", "openai==3.57.0", "jsonschema==4.26.0"];
 
 /// Path of the venv's interpreter.
 pub fn python() -> PathBuf {
@@ -24,7 +24,7 @@ pub fn ensure() -> Result<PathBuf> {
             .context("creating the Python venv needs python3 with the venv module (Debian: apt-get install python3-venv)")?;
     }
     let have_all = Command::new(&py)
-        .args(["-c", "import gguf, numpy, openai"])
+        .args(["-c", "import gguf, numpy, openai, jsonschema"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_all {

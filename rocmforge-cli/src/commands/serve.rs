@@ -112,7 +112,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         http_client_errors: AtomicU64::new(0),
         http_server_errors: AtomicU64::new(0),
         next_id: AtomicU64::new(0),
+        grammars: Default::default(),
     });
+    crate::server::structured::prepare_in_background(&state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rocmforge_model::chat_template::ChatTemplate;
+use rocmforge_model::constraint::GrammarCompiler;
 use rocmforge_model::engine::Engine;
 
 use super::error::ApiError;
@@ -47,6 +48,9 @@ pub struct AppState {
     pub http_server_errors: AtomicU64,
     /// Counter for response ids.
     pub next_id: AtomicU64,
+    /// The grammar compiler for structured output and tool calls, built on first use (or
+    /// why it could not be).
+    pub grammars: std::sync::OnceLock<Result<GrammarCompiler, String>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -7,6 +7,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use rocmforge_model::FinishReason;
 use rocmforge_model::chat_template::ChatMessage;
+use rocmforge_model::constraint::Constraint;
 use rocmforge_model::engine::{EngineEvent, EngineRequest, SubmitError};
 use serde_json::{Value, json};
 
@@ -16,7 +17,9 @@ use super::error::ApiError;
 use super::logprobs;
 use super::params::{Checked, check};
 use super::sink;
-use super::stream::{Kind, sse_response};
+use super::stream::{ChunkOptions, Kind, sse_response};
+use super::structured;
+use super::tools::{self, ToolFormat};
 use super::types::{ChatRequest, CompletionRequest, RequestMessage, UsageBody};
 
 /// OpenAI's name of a finish reason.
@@ -72,16 +75,49 @@ fn chat_messages(req: &ChatRequest) -> Result<Vec<ChatMessage>, ApiError> {
                 "system" | "developer" => "system",
                 "user" => "user",
                 "assistant" => "assistant",
+                "tool" => "tool",
                 other => {
                     return Err(ApiError::invalid(
                         Some(&format!("messages[{i}].role")),
-                        format!("unknown role '{other}' (expected system, user or assistant)"),
+                        format!(
+                            "unknown role '{other}' (expected system, user, assistant or tool)"
+                        ),
                     ));
                 }
             };
-            Ok(ChatMessage::new(role, message_text(i, m)?))
+            let mut message = ChatMessage::new(role, message_text(i, m)?);
+            message.tool_calls = template_tool_calls(i, m.tool_calls.as_ref())?;
+            message.tool_call_id = m.tool_call_id.clone();
+            message.name = m.name.clone();
+            Ok(message)
         })
         .collect()
+}
+
+/// An assistant message's `tool_calls` as templates expect them: each call's `arguments`
+/// JSON string parsed into an object (Hugging Face's convention; a string that is not JSON
+/// stays a string).
+fn template_tool_calls(i: usize, calls: Option<&Value>) -> Result<Option<Value>, ApiError> {
+    let list = match calls {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(list)) if list.is_empty() => return Ok(None),
+        Some(Value::Array(list)) => list,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some(&format!("messages[{i}].tool_calls")),
+                "tool_calls must be a list",
+            ));
+        }
+    };
+    let mut out = list.clone();
+    for call in &mut out {
+        if let Some(args) = call.pointer_mut("/function/arguments") {
+            if let Some(parsed) = args.as_str().and_then(|s| serde_json::from_str(s).ok()) {
+                *args = parsed;
+            }
+        }
+    }
+    Ok(Some(Value::Array(out)))
 }
 
 /// Tokenizes `text` off the async threads and checks it against the context.
@@ -144,9 +180,52 @@ async fn collect(
     ))
 }
 
+/// What shapes the answer besides the sampling fields.
+#[derive(Default)]
+struct Shaping {
+    /// The grammar every sequence's output must match.
+    constraint: Option<Constraint>,
+    /// Tools were offered: the answer is parsed for calls in this format.
+    tools: Option<ToolFormat>,
+}
+
+/// A chat choice's `message`: the text, or the parsed tool calls.
+fn chat_message(text: String, tools: Option<ToolFormat>, call_ids: &str) -> (Value, bool) {
+    let Some(format) = tools else {
+        return (json!({"role": "assistant", "content": text}), false);
+    };
+    let parsed = tools::parse_answer(format, &text);
+    if parsed.calls.is_empty() {
+        return (
+            json!({"role": "assistant", "content": parsed.content.unwrap_or(text)}),
+            false,
+        );
+    }
+    let calls: Vec<Value> = parsed
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let id = tools::call_id(format, call_ids, k, c.id.as_deref());
+            json!({"id": id, "type": "function",
+                   "function": {"name": c.name, "arguments": c.arguments}})
+        })
+        .collect();
+    (
+        json!({"role": "assistant", "content": parsed.content, "tool_calls": calls}),
+        true,
+    )
+}
+
 /// Runs a checked request and answers it (JSON or SSE). `n` completions are `n` sequences of
 /// the engine's batch with seeds `seed`, `seed + 1`, ...
-async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -> Response {
+async fn answer(
+    state: Shared,
+    kind: Kind,
+    prompt: Vec<u32>,
+    checked: Checked,
+    shaping: Shaping,
+) -> Response {
     if !state.engine.is_healthy() {
         return ApiError::overloaded("the inference engine is not running; see /health")
             .with_code("engine_unhealthy")
@@ -161,6 +240,9 @@ async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -
         if let Some(top) = checked.logprobs {
             request = request.with_logprobs(top);
         }
+        if let Some(c) = &shaping.constraint {
+            request = request.with_constraint(c.clone());
+        }
         if let Err(e) = state.engine.submit(request) {
             // Sequences already queued finish unread: their receivers are dropped here.
             return match e {
@@ -173,11 +255,8 @@ async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -
         }
         receivers.push(rx);
     }
-    let id = format!(
-        "{}-{}",
-        kind.id_prefix(),
-        state.next_id.fetch_add(1, Ordering::Relaxed)
-    );
+    let serial = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{}-{serial}", kind.id_prefix());
     let created = unix_now();
     if checked.stream {
         // n > 1 with streaming is refused by `check`.
@@ -189,8 +268,11 @@ async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -
             id,
             created,
             state.model_id.clone(),
-            checked.include_usage,
-            checked.logprobs.is_some(),
+            ChunkOptions {
+                include_usage: checked.include_usage,
+                logprobs: checked.logprobs.is_some(),
+                tools: shaping.tools.map(|f| (f, format!("call_{serial}_0"))),
+            },
             rx,
         );
     }
@@ -212,12 +294,22 @@ async fn answer(state: Shared, kind: Kind, prompt: Vec<u32>, checked: Checked) -
             None => Value::Null,
         };
         choices.push(match kind {
-            Kind::Chat => json!({
-                "index": index,
-                "message": {"role": "assistant", "content": done.text},
-                "logprobs": logprobs,
-                "finish_reason": finish_reason_name(done.reason),
-            }),
+            Kind::Chat => {
+                let ids = format!("call_{serial}_{index}");
+                let (message, called) = chat_message(done.text, shaping.tools, &ids);
+                let finish = match (called, done.reason) {
+                    (true, FinishReason::EndOfGeneration | FinishReason::StopString) => {
+                        "tool_calls"
+                    }
+                    _ => finish_reason_name(done.reason),
+                };
+                json!({
+                    "index": index,
+                    "message": message,
+                    "logprobs": logprobs,
+                    "finish_reason": finish,
+                })
+            }
             Kind::Completion => json!({
                 "index": index,
                 "text": done.text,
@@ -254,17 +346,51 @@ pub async fn chat(State(state): State<Shared>, req: Request) -> Response {
     let result = async {
         let req: ChatRequest = read(&state, req.into_body()).await?;
         let checked = check(&req.common, &state.model_id, state.engine.config().ctx)?;
-        let messages = chat_messages(&req)?;
+        let offered = tools::requested(req.common.tools.as_ref(), req.common.tool_choice.as_ref())?;
+        let asked = structured::requested(&req.common)?;
+        if let (Some(_), Some(asked)) = (&offered, &asked) {
+            return Err(ApiError::invalid(
+                Some(asked.field),
+                format!(
+                    "{} cannot be combined with tools (use tool_choice \"none\" or drop the tools)",
+                    asked.field
+                ),
+            ));
+        }
+        let format = ToolFormat::of_template(state.template.source());
+        let messages = tools::prompt_messages(
+            format,
+            chat_messages(&req)?,
+            offered.as_ref(),
+            &state.template,
+        );
         let text = state
             .template
-            .render(&messages, true)
+            .render_with_tools(&messages, offered.as_ref().map(|t| &t.raw), true)
             .map_err(|e| ApiError::invalid(Some("messages"), format!("chat template: {e}")))?;
+        let grammar = match &offered {
+            Some(t) => tools::constraint_for(format, t, state.engine.tokenizer()).map(|grammar| {
+                structured::Requested {
+                    grammar,
+                    field: "tools",
+                }
+            }),
+            None => asked,
+        };
         let prompt = tokenize(&state, text, checked.params.max_tokens).await?;
-        Ok::<_, ApiError>((prompt, checked))
+        let constraint = match grammar {
+            Some(g) => Some(structured::compile(&state, g).await?),
+            None => None,
+        };
+        let shaping = Shaping {
+            constraint,
+            tools: offered.map(|_| format),
+        };
+        Ok::<_, ApiError>((prompt, checked, shaping))
     }
     .await;
     match result {
-        Ok((prompt, checked)) => answer(state, Kind::Chat, prompt, checked).await,
+        Ok((prompt, checked, shaping)) => answer(state, Kind::Chat, prompt, checked, shaping).await,
         Err(e) => e.into_response(),
     }
 }
@@ -274,6 +400,18 @@ pub async fn completions(State(state): State<Shared>, req: Request) -> Response 
     let result = async {
         let req: CompletionRequest = read(&state, req.into_body()).await?;
         let checked = check(&req.common, &state.model_id, state.engine.config().ctx)?;
+        for (field, v) in [
+            ("tools", &req.common.tools),
+            ("tool_choice", &req.common.tool_choice),
+        ] {
+            if v.as_ref().is_some_and(|v| !v.is_null()) {
+                return Err(ApiError::invalid(
+                    Some(field),
+                    format!("{field} is for /v1/chat/completions; completions take no tools"),
+                ));
+            }
+        }
+        let asked = structured::requested(&req.common)?;
         let text = match &req.prompt {
             Value::String(s) => s.clone(),
             Value::Array(v) if v.len() == 1 && v[0].is_string() => {
@@ -287,11 +425,21 @@ pub async fn completions(State(state): State<Shared>, req: Request) -> Response 
             }
         };
         let prompt = tokenize(&state, text, checked.params.max_tokens).await?;
-        Ok::<_, ApiError>((prompt, checked))
+        let constraint = match asked {
+            Some(g) => Some(structured::compile(&state, g).await?),
+            None => None,
+        };
+        let shaping = Shaping {
+            constraint,
+            tools: None,
+        };
+        Ok::<_, ApiError>((prompt, checked, shaping))
     }
     .await;
     match result {
-        Ok((prompt, checked)) => answer(state, Kind::Completion, prompt, checked).await,
+        Ok((prompt, checked, shaping)) => {
+            answer(state, Kind::Completion, prompt, checked, shaping).await
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -95,6 +95,7 @@ mod tests {
             http_client_errors: AtomicU64::new(0),
             http_server_errors: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
+            grammars: Default::default(),
         });
         let app = router(state);
         let health = || Request::get("/health").body(Body::empty()).unwrap();

@@ -12,7 +12,9 @@ pub mod metrics;
 pub mod params;
 pub mod sink;
 pub mod stream;
+pub mod structured;
 pub mod tokens;
+pub mod tools;
 pub mod types;
 
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use rocmforge_model::FinishReason;
 use rocmforge_model::engine::{EngineEvent, TokenLogprob};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -13,6 +14,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::error::ApiError;
 use super::generation::finish_reason_name;
 use super::logprobs;
+use super::tools::{self, ToolFormat};
 use super::types::UsageBody;
 
 /// Which endpoint's format.
@@ -64,6 +66,29 @@ struct ChunkStream {
     rx: UnboundedReceiver<EngineEvent>,
     pending: VecDeque<Event>,
     done: bool,
+    /// Tools were offered: the text is held and parsed at the end, then sent as content or
+    /// as `tool_calls` deltas (format and the prefix of the call ids).
+    tools: Option<(ToolFormat, String)>,
+    /// The text held for parsing.
+    held_text: String,
+}
+
+/// Bytes of arguments per streamed `tool_calls` delta.
+const ARGUMENT_PIECE: usize = 24;
+
+/// `text` cut into pieces of about `n` bytes on character boundaries.
+fn pieces(text: &str, n: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + n).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push(&text[start..end]);
+        start = end;
+    }
+    out
 }
 
 impl ChunkStream {
@@ -94,6 +119,47 @@ impl ChunkStream {
         self.event(vec![choice], None)
     }
 
+    /// The chunk of one `tool_calls` delta.
+    fn tool_delta(&mut self, call: Value) -> Event {
+        let choice = json!({"index": 0, "delta": {"tool_calls": [call]}, "logprobs": Value::Null,
+                            "finish_reason": Value::Null});
+        self.event(vec![choice], None)
+    }
+
+    /// Parses the held text: queues its content, or each call as OpenAI streams it (a delta
+    /// with the id, type and name, then the arguments in pieces); returns whether it called.
+    fn release_tool_calls(&mut self) -> bool {
+        let Some((format, ids)) = self.tools.clone() else {
+            return false;
+        };
+        let text = std::mem::take(&mut self.held_text);
+        let parsed = tools::parse_answer(format, &text);
+        if parsed.calls.is_empty() {
+            let content = parsed.content.unwrap_or(text);
+            if !content.is_empty() {
+                let e = self.chunk(Some(&content), false, None);
+                self.pending.push_back(e);
+            }
+            return false;
+        }
+        if let Some(content) = parsed.content {
+            let e = self.chunk(Some(&content), false, None);
+            self.pending.push_back(e);
+        }
+        for (k, call) in parsed.calls.iter().enumerate() {
+            let id = tools::call_id(format, &ids, k, call.id.as_deref());
+            let head = json!({"index": k, "id": id, "type": "function",
+                              "function": {"name": call.name, "arguments": ""}});
+            let e = self.tool_delta(head);
+            self.pending.push_back(e);
+            for piece in pieces(&call.arguments, ARGUMENT_PIECE) {
+                let e = self.tool_delta(json!({"index": k, "function": {"arguments": piece}}));
+                self.pending.push_back(e);
+            }
+        }
+        true
+    }
+
     fn event(&self, choices: Vec<Value>, usage: Option<UsageBody>) -> Event {
         let mut body = json!({
             "id": self.id,
@@ -117,10 +183,18 @@ impl ChunkStream {
                 return None;
             }
             match self.rx.recv().await {
+                Some(EngineEvent::Text(t)) if self.tools.is_some() => self.held_text.push_str(&t),
                 Some(EngineEvent::Text(t)) => return Some(self.chunk(Some(&t), false, None)),
                 Some(EngineEvent::Logprob(lp)) => self.held.push(lp),
                 Some(EngineEvent::Finished { reason, usage }) => {
-                    let last = self.chunk(None, false, Some(finish_reason_name(reason)));
+                    let called = self.release_tool_calls();
+                    let finish = match (called, reason) {
+                        (true, FinishReason::EndOfGeneration | FinishReason::StopString) => {
+                            "tool_calls"
+                        }
+                        _ => finish_reason_name(reason),
+                    };
+                    let last = self.chunk(None, false, Some(finish));
                     self.pending.push_back(last);
                     if self.include_usage {
                         let e = self.event(Vec::new(), Some(UsageBody::from(usage)));
@@ -150,16 +224,32 @@ impl ChunkStream {
     }
 }
 
+/// What a stream's chunks carry besides the text.
+#[derive(Debug, Clone)]
+pub struct ChunkOptions {
+    /// Send usage in a last chunk.
+    pub include_usage: bool,
+    /// Each chunk carries its tokens' log-probabilities.
+    pub logprobs: bool,
+    /// Tools were offered: the answer is parsed in this format and its calls streamed as
+    /// `tool_calls` deltas, with ids `<prefix>_<k>`.
+    pub tools: Option<(ToolFormat, String)>,
+}
+
 /// The streamed answer read from `rx`.
 pub fn sse_response(
     kind: Kind,
     id: String,
     created: u64,
     model: String,
-    include_usage: bool,
-    logprobs: bool,
+    options: ChunkOptions,
     rx: UnboundedReceiver<EngineEvent>,
 ) -> Response {
+    let ChunkOptions {
+        include_usage,
+        logprobs,
+        tools,
+    } = options;
     let mut state = ChunkStream {
         kind,
         id,
@@ -172,6 +262,8 @@ pub fn sse_response(
         rx,
         pending: VecDeque::new(),
         done: false,
+        tools,
+        held_text: String::new(),
     };
     if kind == Kind::Chat {
         let first = state.chunk(Some(""), true, None);

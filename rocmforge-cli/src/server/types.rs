@@ -54,34 +54,39 @@ pub struct CommonFields {
     pub repeat_penalty: Option<f64>,
     /// Number of choices (only 1).
     pub n: Option<i64>,
-    /// Fields that would change the result and are not supported yet: read only to refuse them
-    /// with a 400 naming the field (never silently ignored). `None`/`null`, an empty list or
-    /// object, `false`/`0`, `tool_choice: "none"` and `response_format: {"type": "text"}` ask for
-    /// nothing and pass.
+    /// Functions the model may call (chat only; see `super::tools`).
     pub tools: Option<serde_json::Value>,
-    /// See `tools`.
+    /// `auto`, `none`, `required` or a named function.
     pub tool_choice: Option<serde_json::Value>,
-    /// See `tools`.
+    /// `text`, `json_object` or `json_schema` (see `super::structured`).
     pub response_format: Option<serde_json::Value>,
-    /// See `tools` (`true` on chat, a count on completions).
+    /// `true` on chat, a count on completions.
     pub logprobs: Option<serde_json::Value>,
-    /// See `tools`.
+    /// Alternatives per token with `logprobs`.
     pub top_logprobs: Option<serde_json::Value>,
-    /// See `tools`.
+    /// Not supported yet: read only to refuse it with a 400 naming the field (never silently
+    /// ignored); `null` or `{}` pass.
     pub logit_bias: Option<serde_json::Value>,
-    /// See `tools` (llama-server's grammar extension).
+    /// llama-server's grammar extension (llguidance's Lark syntax).
     pub grammar: Option<serde_json::Value>,
-    /// See `tools` (llama-server's schema extension).
+    /// llama-server's schema extension.
     pub json_schema: Option<serde_json::Value>,
 }
 
 /// One chat message of a request.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestMessage {
-    /// `system`, `user` or `assistant` (`developer` is read as `system`).
+    /// `system`, `user`, `assistant` or `tool` (`developer` is read as `system`).
     pub role: String,
     /// The text: a string, or a list of `{"type":"text","text":...}` parts.
     pub content: Option<serde_json::Value>,
+    /// An assistant message's tool calls (`[{"id", "type": "function", "function": {"name",
+    /// "arguments"}}]`, arguments a JSON string).
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` message's call id.
+    pub tool_call_id: Option<String>,
+    /// A `tool` message's function name.
+    pub name: Option<String>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -123,4 +128,11 @@ impl From<rocmforge_model::engine::Usage> for UsageBody {
             total_tokens: u.prompt_tokens + u.completion_tokens,
         }
     }
+}
+
+/// Test helper: the shared fields of a request body.
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+pub(crate) fn common_fields(json: &str) -> CommonFields {
+    serde_json::from_str(json).expect("a test's request body parses")
 }

@@ -47,7 +47,7 @@ pub(crate) struct EmbedJob {
 #[derive(Debug)]
 pub(crate) enum Work {
     /// A generation request: a sequence of the batch.
-    Generate(Job),
+    Generate(Box<Job>),
     /// An embedding.
     Embed(EmbedJob),
 }
@@ -205,7 +205,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             match work {
                 Work::Generate(job) => {
                     self.metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
-                    self.start_sequence(job);
+                    self.start_sequence(*job);
                 }
                 Work::Embed(job) => self.embed(job),
             }
@@ -256,6 +256,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                     request.sink,
                     request.logprobs,
                     reused,
+                    request.constraint,
                 ));
             }
             Err(e) => {
@@ -381,13 +382,37 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         };
         EngineMetrics::add(&self.metrics.prompt_tokens, prompt_tokens as u64);
         let mut ended: Vec<Option<Next>> = vec![None; self.active.len()];
+        // Each sequence's token: the model's (greedy) or its sampler's from the logits.
+        let mut chosen: Vec<Option<u32>> = vec![None; self.active.len()];
+        let mut sampled = vec![false; self.active.len()];
         for (&i, out) in members.iter().zip(&outputs) {
             let seq = &mut self.active[i];
+            match out {
+                StepOutput::None => {}
+                StepOutput::Token(t) => chosen[i] = Some(*t),
+                StepOutput::Logits(row) => match seq.choose(row) {
+                    Ok(t) => {
+                        chosen[i] = Some(t);
+                        sampled[i] = true;
+                    }
+                    Err(next) => ended[i] = Some(next),
+                },
+            }
+        }
+        let grammar = advance_grammars(&mut self.active, &chosen, &sampled);
+        for (i, (token, grammar)) in chosen.into_iter().zip(grammar).enumerate() {
+            let Some(token) = token.filter(|_| ended[i].is_none()) else {
+                if ended[i] == Some(Next::Cancelled) {
+                    EngineMetrics::add(&self.metrics.cancelled, 1);
+                }
+                continue;
+            };
+            let seq = &mut self.active[i];
             let before = seq.generated();
-            let next = match out {
-                StepOutput::None => continue,
-                StepOutput::Logits(row) => seq.on_logits(row),
-                StepOutput::Token(t) => seq.on_token(*t),
+            let next = if sampled[i] {
+                seq.take(token, grammar)
+            } else {
+                seq.on_token(token)
             };
             let new = seq.generated() - before;
             EngineMetrics::add(&self.metrics.generated_tokens, new as u64);
@@ -439,6 +464,41 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             self.prefix.size_bytes() as u64,
         );
     }
+}
+
+/// Lets each constrained sequence's grammar consume its sampled token and compute its next
+/// mask — the costly part of constrained sampling — for all of them at once on the rayon
+/// pool. Entry `i` is the outcome for `active[i]` (`Ok` where there was no grammar step).
+fn advance_grammars<C: SequenceCache>(
+    active: &mut [Sequence<'_, C>],
+    chosen: &[Option<u32>],
+    sampled: &[bool],
+) -> Vec<ModelResult<()>> {
+    use rayon::prelude::*;
+    let mut steps: Vec<(usize, &mut crate::constraint::Constraint, u32)> = active
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, seq)| {
+            let token = chosen[i].filter(|_| sampled[i])?;
+            seq.grammar_step(token).map(|c| (i, c, token))
+        })
+        .collect();
+    let outcomes: Vec<(usize, ModelResult<()>)> = if steps.len() > 1 {
+        steps
+            .par_iter_mut()
+            .map(|(i, c, token)| (*i, c.accept(*token)))
+            .collect()
+    } else {
+        steps
+            .iter_mut()
+            .map(|(i, c, token)| (*i, c.accept(*token)))
+            .collect()
+    };
+    let mut all: Vec<ModelResult<()>> = (0..active.len()).map(|_| Ok(())).collect();
+    for (i, r) in outcomes {
+        all[i] = r;
+    }
+    all
 }
 
 /// What a step gave one sequence.

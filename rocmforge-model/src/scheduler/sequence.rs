@@ -1,6 +1,7 @@
 //! One request's sequence inside the running batch: its KV cache, sampler, detokenizer
 //! and stop strings, and what happens to each new token.
 
+use crate::constraint::Constraint;
 use crate::engine::{EngineEvent, EventSink, TokenLogprob, TopLogprob, Usage};
 use crate::generate::FinishReason;
 use crate::generate::SequenceCache;
@@ -29,6 +30,8 @@ pub(crate) struct Sequence<'t, C> {
     pub sink: Box<dyn EventSink>,
     /// `Some(k)`: report each token's log-probability with k alternatives.
     logprobs: Option<usize>,
+    /// The grammar the output must match, if any.
+    constraint: Option<Constraint>,
 }
 
 /// What a sequence does after a token.
@@ -55,6 +58,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         sink: Box<dyn EventSink>,
         logprobs: Option<usize>,
         prefilled: usize,
+        constraint: Option<Constraint>,
     ) -> Self {
         for &t in &prompt {
             sampler.accept(t);
@@ -75,6 +79,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
             tokenizer,
             sink,
             logprobs,
+            constraint,
         }
     }
 
@@ -117,16 +122,48 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         }
     }
 
-    /// Samples the next token from `logits` and handles it; returns whether the sequence
-    /// goes on. On `Continue` the token waits in `pending` for the next step.
-    pub fn on_logits(&mut self, logits: &[f32]) -> Next {
-        let token = self.sampler.sample(logits);
+    /// Samples the next token from `logits` (masked by the sequence's grammar, if any) and
+    /// reports its log-probability; `Err` when the client is gone. The token is then taken
+    /// with [`Sequence::take`], after [`Sequence::grammar_step`]'s constraint (if any) has
+    /// consumed it — a step that the worker runs for all sequences in parallel.
+    pub fn choose(&mut self, logits: &[f32]) -> Result<u32, Next> {
+        let token = match &self.constraint {
+            Some(c) => {
+                let mut masked = logits.to_vec();
+                c.mask_logits(&mut masked);
+                self.sampler.sample(&masked)
+            }
+            None => self.sampler.sample(logits),
+        };
         if let Some(top) = self.logprobs {
             if !self.tokenizer.is_eog(token) && !self.send_logprob(logits, token, top) {
-                return Next::Cancelled;
+                return Err(Next::Cancelled);
             }
         }
-        self.on_token(token)
+        Ok(token)
+    }
+
+    /// The constraint that must consume `token` before [`Sequence::take`] (none for an end
+    /// token, which ends the sequence, or an unconstrained sequence).
+    pub fn grammar_step(&mut self, token: u32) -> Option<&mut Constraint> {
+        if self.tokenizer.is_eog(token) {
+            return None;
+        }
+        self.constraint.as_mut()
+    }
+
+    /// Takes `token` chosen by [`Sequence::choose`], with the outcome of its constraint's
+    /// step (`Ok` when there was none).
+    pub fn take(&mut self, token: u32, grammar: crate::error::ModelResult<()>) -> Next {
+        if let Err(e) = grammar {
+            self.fail(&e.to_string());
+            return Next::Cancelled;
+        }
+        let next = self.on_token(token);
+        if next == Next::Continue && self.constraint.as_ref().is_some_and(|c| c.is_complete()) {
+            return self.finish(FinishReason::EndOfGeneration);
+        }
+        next
     }
 
     /// Sends the [`EngineEvent::Logprob`] of `token`.
@@ -148,10 +185,10 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
     }
 
     /// Whether the model may choose the sequence's next token as the argmax of its logits
-    /// ([`Sequence::on_token`] instead of [`Sequence::on_logits`]): greedy sampling and no
-    /// log-probabilities to report (those need the logits).
+    /// ([`Sequence::on_token`] instead of [`Sequence::choose`]): greedy sampling, no
+    /// log-probabilities to report and no grammar to mask with (those need the logits).
     pub fn is_greedy(&self) -> bool {
-        self.logprobs.is_none() && self.sampler.is_greedy()
+        self.logprobs.is_none() && self.constraint.is_none() && self.sampler.is_greedy()
     }
 
     /// Takes `token` as the sequence's next token (chosen by its sampler or, for a greedy

@@ -244,6 +244,78 @@ fn engine_batch_gives_each_request_its_greedy_generation() {
 }
 
 #[test]
+fn constrained_and_free_sequences_share_a_batch() {
+    let file = model_file();
+    let tokenizer = std::sync::Arc::new(Tokenizer::from_gguf(&file).unwrap());
+    let model = Model::from_file(
+        std::sync::Arc::new(model_file()),
+        rocmforge_tensor::Backend::Cpu,
+    )
+    .unwrap();
+    let prompt = "The capital of France is";
+    let params = GenerateParams {
+        max_tokens: 8,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+    };
+    let ids = tokenizer.encode(prompt, true, true).unwrap();
+    let mut cache = model.new_cache(64).unwrap();
+    let free = generate(&model, &tokenizer, &mut cache, &ids, &params, |_| {})
+        .unwrap()
+        .text;
+    let options = [" Paris", " Rome", " Berlin"];
+    let compiler = crate::constraint::GrammarCompiler::new(tokenizer.clone()).unwrap();
+    let grammar =
+        crate::constraint::Grammar::Lark("start: \" Paris\" | \" Rome\" | \" Berlin\"".to_string());
+    let config = EngineConfig {
+        max_batch: 3,
+        max_queue: 8,
+        ctx: 64,
+        prefill_chunk: 64,
+        prefix_cache: 0,
+    };
+    let engine = Engine::start(model_file(), config, EngineDevice::Cpu).unwrap();
+    let run = |constrained: bool| {
+        let (tx, rx) = mpsc::channel();
+        let mut request = EngineRequest::new(ids.clone(), params.clone(), Box::new(tx));
+        if constrained {
+            request = request.with_constraint(compiler.compile(&grammar).unwrap());
+        }
+        engine.submit(request).unwrap();
+        rx
+    };
+    // Two constrained sequences: their grammars advance in parallel in the same step.
+    let receivers = [run(true), run(false), run(true)];
+    let mut texts = Vec::new();
+    for rx in receivers {
+        let mut text = String::new();
+        for event in rx {
+            match event {
+                EngineEvent::Text(t) => text.push_str(&t),
+                EngineEvent::Finished { reason, .. } => {
+                    texts.push((text.clone(), reason));
+                    break;
+                }
+                EngineEvent::Failed(m) => panic!("{m}"),
+                EngineEvent::Logprob(_) => {}
+            }
+        }
+    }
+    // The free sequence is unchanged by its constrained batch mate.
+    assert_eq!(texts[1].0, free);
+    // The constrained one is one of the options, ended by the grammar; greedy under a mask
+    // is the free greedy answer wherever that answer is allowed.
+    let (text, reason) = &texts[0];
+    assert_eq!(texts[2], texts[0]);
+    assert!(options.contains(&text.as_str()), "{text:?}");
+    assert_eq!(*reason, FinishReason::EndOfGeneration);
+    if let Some(o) = options.iter().find(|o| free.starts_with(**o)) {
+        assert_eq!(text, o, "free greedy answer {free:?}");
+    }
+    engine.shutdown();
+}
+
+#[test]
 fn dropped_receiver_cancels_and_full_queue_refuses() {
     let config = EngineConfig {
         max_batch: 1,
