@@ -248,6 +248,16 @@ impl Loader<'_> {
                 rows: total,
                 cols,
             },
+            Backend::Hip(_) if !rocmforge_tensor::hip::moe::supports(info.ty) => {
+                return Err(ModelError::InvalidConfig {
+                    key: name.to_string(),
+                    reason: format!(
+                        "experts of type {} have no GPU expert matmul (quantized types only); \
+                         run on the CPU (--device cpu) or use a quantized file",
+                        info.ty
+                    ),
+                });
+            }
             Backend::Hip(_) => {
                 Mat::Device(self.plan.loader().load(name).map_err(ModelError::Tensor)?)
             }

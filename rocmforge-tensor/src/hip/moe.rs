@@ -126,6 +126,12 @@ pub fn moe_weighted_sum(
     Ok(())
 }
 
+/// Whether [`matmul_id`] takes expert weights of type `ty` (the quantized types of the matvec
+/// kernels; not F32/F16/BF16).
+pub fn supports(ty: rocmforge_gguf::GgmlType) -> bool {
+    quantized_matvec_layout(ty, 0).is_some_and(|(suffix, _, _)| id_kernel(suffix).is_some())
+}
+
 /// The expert matvec kernel of a quantized type.
 fn id_kernel(suffix: &str) -> Option<&'static str> {
     Some(match suffix {
@@ -245,4 +251,43 @@ pub fn matmul_id(
         unsafe { l.launch(cfg)? };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rocmforge_gguf::GgmlType;
+
+    use super::*;
+
+    #[test]
+    fn every_quantized_matvec_type_has_an_expert_kernel_in_the_source() {
+        let source = include_str!("../../../kernels/moe.hip");
+        let quantized = [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+            GgmlType::IQ4_NL,
+            GgmlType::IQ4_XS,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ];
+        for ty in quantized {
+            assert!(supports(ty), "{ty}");
+            let (suffix, _, _) = quantized_matvec_layout(ty, 256).unwrap_or(("", 0, 0));
+            let name = id_kernel(suffix).unwrap_or("");
+            let macro_use = format!("RF_MMVQ_ID_KERNEL({suffix},");
+            assert!(
+                name.ends_with(suffix) && source.contains(&macro_use),
+                "{ty}: {name}"
+            );
+        }
+        for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+            assert!(!supports(ty), "{ty} has no expert matvec");
+        }
+    }
 }
