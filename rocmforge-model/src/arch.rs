@@ -14,6 +14,10 @@ pub enum Architecture {
     /// GLM-4 (0414): partial rotary, norms after attention and after the MLP,
     /// fused gate/up projection, optionally a fused qkv projection.
     Glm4,
+    /// Qwen3 mixture of experts (Qwen3-30B-A3B): Qwen3's attention, and a feed-forward of
+    /// `expert_count` experts of which a softmax router picks `expert_used_count` per token,
+    /// their weights renormalised to sum to one.
+    Qwen3Moe,
 }
 
 /// How RoPE pairs up the dimensions of a head.
@@ -27,7 +31,7 @@ pub enum RopeStyle {
 
 impl Architecture {
     /// Every architecture name accepted in `general.architecture`.
-    pub const SUPPORTED: [&'static str; 4] = ["llama", "qwen2", "qwen3", "glm4"];
+    pub const SUPPORTED: [&'static str; 5] = ["llama", "qwen2", "qwen3", "glm4", "qwen3moe"];
 
     /// Parses `general.architecture`; an unknown name is an error listing the supported ones.
     pub fn from_name(name: &str) -> ModelResult<Self> {
@@ -36,6 +40,7 @@ impl Architecture {
             "qwen2" => Ok(Self::Qwen2),
             "qwen3" => Ok(Self::Qwen3),
             "glm4" => Ok(Self::Glm4),
+            "qwen3moe" => Ok(Self::Qwen3Moe),
             other => Err(ModelError::UnsupportedArchitecture {
                 name: other.to_string(),
                 supported: Self::SUPPORTED.join(", "),
@@ -50,6 +55,7 @@ impl Architecture {
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
             Self::Glm4 => "glm4",
+            Self::Qwen3Moe => "qwen3moe",
         }
     }
 
@@ -57,13 +63,18 @@ impl Architecture {
     pub fn rope_style(self) -> RopeStyle {
         match self {
             Self::Llama | Self::Glm4 => RopeStyle::Adjacent,
-            Self::Qwen2 | Self::Qwen3 => RopeStyle::HalfSplit,
+            Self::Qwen2 | Self::Qwen3 | Self::Qwen3Moe => RopeStyle::HalfSplit,
         }
     }
 
     /// Whether q/k get a per-head RMS norm before RoPE.
     pub fn has_qk_norm(self) -> bool {
-        matches!(self, Self::Qwen3)
+        matches!(self, Self::Qwen3 | Self::Qwen3Moe)
+    }
+
+    /// Whether the feed-forward is a mixture of experts (`ffn_*_exps` and a router).
+    pub fn is_moe(self) -> bool {
+        matches!(self, Self::Qwen3Moe)
     }
 
     /// Whether the attention and MLP outputs are RMS-normed before the residual add.
@@ -94,5 +105,6 @@ mod tests {
         assert_eq!(Architecture::Qwen2.rope_style(), RopeStyle::HalfSplit);
         assert_eq!(Architecture::Qwen3.rope_style(), RopeStyle::HalfSplit);
         assert_eq!(Architecture::Glm4.rope_style(), RopeStyle::Adjacent);
+        assert_eq!(Architecture::Qwen3Moe.rope_style(), RopeStyle::HalfSplit);
     }
 }

@@ -24,6 +24,22 @@ pub enum RopeScaling {
     },
 }
 
+/// The mixture-of-experts feed-forward of an architecture that has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoeConfig {
+    /// Experts per block (`{arch}.expert_count`).
+    pub n_expert: usize,
+    /// Experts each token uses (`{arch}.expert_used_count`).
+    pub n_expert_used: usize,
+    /// Hidden width of one expert (`{arch}.expert_feed_forward_length`).
+    pub n_ff_exp: usize,
+    /// Whether the chosen experts' probabilities are divided by their sum (qwen3moe: yes).
+    pub normalize_weights: bool,
+}
+
+/// Largest expert count accepted (the device router's limit; real models have at most 256).
+pub const MAX_EXPERTS: usize = 1024;
+
 /// Hyperparameters of a decoder-only transformer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -55,6 +71,8 @@ pub struct ModelConfig {
     pub context_length: usize,
     /// Number of tokens in the vocabulary (rows of the output layer).
     pub vocab_size: usize,
+    /// The mixture of experts, for MoE architectures.
+    pub moe: Option<MoeConfig>,
 }
 
 fn key(arch: Architecture, suffix: &str) -> String {
@@ -150,6 +168,41 @@ fn rope_scaling(md: &Metadata, arch: Architecture) -> ModelResult<RopeScaling> {
     }
 }
 
+/// The experts of a MoE architecture, each count checked against the others and the limits.
+fn moe_config(md: &Metadata, arch: Architecture, n_ff: usize) -> ModelResult<Option<MoeConfig>> {
+    if !arch.is_moe() {
+        return Ok(None);
+    }
+    let k = |s: &str| key(arch, s);
+    let n_expert = positive(&k("expert_count"), required_usize(md, &k("expert_count"))?)?;
+    if n_expert > MAX_EXPERTS {
+        return Err(invalid(
+            &k("expert_count"),
+            format!("{n_expert} experts (at most {MAX_EXPERTS} are supported)"),
+        ));
+    }
+    let used_key = k("expert_used_count");
+    let n_expert_used = positive(&used_key, required_usize(md, &used_key)?)?;
+    if n_expert_used > n_expert {
+        return Err(invalid(
+            &used_key,
+            format!("{n_expert_used} experts used of {n_expert}"),
+        ));
+    }
+    // As llama.cpp: without the key, the dense width split over the used experts.
+    let n_ff_exp = match optional_usize(md, &k("expert_feed_forward_length"))? {
+        Some(v) => v,
+        None => n_ff / n_expert_used,
+    };
+    let n_ff_exp = positive(&k("expert_feed_forward_length"), n_ff_exp)?;
+    Ok(Some(MoeConfig {
+        n_expert,
+        n_expert_used,
+        n_ff_exp,
+        normalize_weights: true,
+    }))
+}
+
 impl ModelConfig {
     /// Reads the configuration of the model in `file`.
     pub fn from_gguf(file: &GgufFile) -> ModelResult<Self> {
@@ -243,6 +296,7 @@ impl ModelConfig {
             rms_eps,
             context_length,
             vocab_size,
+            moe: moe_config(md, arch, n_ff)?,
         })
     }
 

@@ -181,6 +181,7 @@ mod tests {
             rms_eps: 1e-5,
             context_length: 16,
             vocab_size: 10,
+            moe: None,
         }
     }
 

@@ -49,12 +49,16 @@ pub struct LayerPlan {
     pub qkv: QkvPlan,
     /// `attn_output.weight`.
     pub o_proj: Arc<LazyTensor>,
-    /// `ffn_gate.weight`; `None` when `mlp_up` holds gate and up fused (GLM-4).
+    /// `ffn_gate.weight`; `None` when `mlp_up` holds gate and up fused (GLM-4). In a
+    /// mixture-of-experts block `ffn_gate_exps.weight` (3-D, one slab of rows per expert), as
+    /// `mlp_up` and `mlp_down` are `ffn_up_exps` and `ffn_down_exps`.
     pub mlp_gate: Option<Arc<LazyTensor>>,
-    /// `ffn_up.weight`.
+    /// `ffn_up.weight` (`ffn_up_exps.weight` in a MoE block).
     pub mlp_up: Arc<LazyTensor>,
-    /// `ffn_down.weight`.
+    /// `ffn_down.weight` (`ffn_down_exps.weight` in a MoE block).
     pub mlp_down: Arc<LazyTensor>,
+    /// `ffn_gate_inp.weight`: the router of a mixture-of-experts block.
+    pub moe_router: Option<Arc<LazyTensor>>,
     /// `attn_norm.weight` (before attention).
     pub norm1: Arc<LazyTensor>,
     /// `ffn_norm.weight` (before the MLP).
@@ -125,13 +129,29 @@ impl LayerPlan {
         } else {
             (None, None)
         };
+        let (mlp_gate, mlp_up, mlp_down, moe_router) = if config.arch.is_moe() {
+            (
+                Some(unloaded(file, &n("ffn_gate_exps.weight"))?),
+                unloaded(file, &n("ffn_up_exps.weight"))?,
+                unloaded(file, &n("ffn_down_exps.weight"))?,
+                Some(unloaded(file, &n("ffn_gate_inp.weight"))?),
+            )
+        } else {
+            (
+                optional(file, &n("ffn_gate.weight"))?,
+                unloaded(file, &n("ffn_up.weight"))?,
+                unloaded(file, &n("ffn_down.weight"))?,
+                None,
+            )
+        };
         Ok(LayerPlan {
             index,
             qkv,
             o_proj: unloaded(file, &n("attn_output.weight"))?,
-            mlp_gate: optional(file, &n("ffn_gate.weight"))?,
-            mlp_up: unloaded(file, &n("ffn_up.weight"))?,
-            mlp_down: unloaded(file, &n("ffn_down.weight"))?,
+            mlp_gate,
+            mlp_up,
+            mlp_down,
+            moe_router,
             norm1: unloaded(file, &n("attn_norm.weight"))?,
             norm2: unloaded(file, &n("ffn_norm.weight"))?,
             q_norm,
@@ -164,6 +184,7 @@ impl LayerPlan {
         out.push(&self.o_proj);
         out.extend(&self.mlp_gate);
         out.extend([&self.mlp_up, &self.mlp_down, &self.norm1, &self.norm2]);
+        out.extend(&self.moe_router);
         out.extend(
             [
                 &self.q_norm,

@@ -51,7 +51,7 @@ pub mod weights;
 
 pub use arch::Architecture;
 pub use chat_template::{ChatMessage, ChatTemplate};
-pub use config::{ModelConfig, RopeScaling};
+pub use config::{ModelConfig, MoeConfig, RopeScaling};
 pub use embedding::Pooling;
 pub use error::{ModelError, ModelResult};
 pub use eval::{GreedyRun, Perplexity, greedy, perplexity, predict_next};

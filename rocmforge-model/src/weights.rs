@@ -63,10 +63,23 @@ pub(crate) struct LayerWeights {
     pub o: Mat,
     pub post_attn_norm: Option<Vector>,
     pub norm2: Vector,
-    pub gate: Mat,
-    pub up: Mat,
-    pub down: Mat,
+    pub ffn: Ffn,
     pub post_ffn_norm: Option<Vector>,
+}
+
+/// A block's feed-forward weights.
+#[derive(Debug)]
+pub(crate) enum Ffn {
+    /// One SwiGLU MLP.
+    Dense { gate: Mat, up: Mat, down: Mat },
+    /// A mixture of experts: the router `[n_expert][n_embd]` and the experts' gate, up
+    /// (`n_expert` slabs of `[n_ff_exp][n_embd]`) and down (slabs of `[n_embd][n_ff_exp]`).
+    Moe {
+        router: Mat,
+        gate: Mat,
+        up: Mat,
+        down: Mat,
+    },
 }
 
 /// Every weight of the model.
@@ -211,6 +224,48 @@ impl Loader<'_> {
         })
     }
 
+    /// A 3-D expert tensor `[n_expert][rows][cols]` (GGUF dims `[cols, rows, n_expert]`) as one
+    /// matrix of `n_expert * rows` rows, each expert a slab of consecutive rows.
+    fn experts(
+        &mut self,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        n_expert: usize,
+    ) -> ModelResult<Mat> {
+        let info = self.info(name)?.clone();
+        check_dims(&info, &[cols, rows, n_expert])?;
+        let total = rows
+            .checked_mul(n_expert)
+            .ok_or_else(|| ModelError::InvalidConfig {
+                key: name.to_string(),
+                reason: format!("{n_expert} experts of {rows} rows overflow"),
+            })?;
+        let mat = match self.backend {
+            Backend::Cpu => Mat::Host {
+                ty: info.ty,
+                range: self.range(&info),
+                rows: total,
+                cols,
+            },
+            Backend::Hip(_) if !rocmforge_tensor::hip::moe::supports(info.ty) => {
+                return Err(ModelError::InvalidConfig {
+                    key: name.to_string(),
+                    reason: format!(
+                        "experts of type {} have no GPU expert matmul (quantized types only); \
+                         run on the CPU (--device cpu) or use a quantized file",
+                        info.ty
+                    ),
+                });
+            }
+            Backend::Hip(_) => {
+                Mat::Device(self.plan.loader().load(name).map_err(ModelError::Tensor)?)
+            }
+        };
+        self.advance(info.size);
+        Ok(mat)
+    }
+
     fn vector(&mut self, name: &str, len: usize) -> ModelResult<Vector> {
         let info = self.info(name)?.clone();
         check_dims(&info, &[len])?;
@@ -238,6 +293,43 @@ impl Loader<'_> {
 
 fn name_of(t: &Option<Arc<rocmforge_tensor::LazyTensor>>) -> Option<&str> {
     t.as_deref().map(|t| t.name())
+}
+
+/// The feed-forward weights of block `l`: a MoE block's router and experts, else the MLP.
+fn ffn(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<Ffn> {
+    if let (Some(moe), Some(router), Some(gate)) = (&c.moe, &l.moe_router, &l.mlp_gate) {
+        let (e, ff) = (moe.n_expert, moe.n_ff_exp);
+        return Ok(Ffn::Moe {
+            router: ld.matrix(router.name(), c.n_embd, e)?,
+            gate: ld.experts(gate.name(), c.n_embd, ff, e)?,
+            up: ld.experts(l.mlp_up.name(), c.n_embd, ff, e)?,
+            down: ld.experts(l.mlp_down.name(), ff, c.n_embd, e)?,
+        });
+    }
+    let (gate, up) = match &l.mlp_gate {
+        Some(g) => (
+            ld.matrix(g.name(), c.n_embd, c.n_ff)?,
+            ld.matrix(l.mlp_up.name(), c.n_embd, c.n_ff)?,
+        ),
+        None => {
+            let mut parts = ld
+                .matrix_parts(l.mlp_up.name(), c.n_embd, &[c.n_ff, c.n_ff])?
+                .into_iter();
+            match (parts.next(), parts.next()) {
+                (Some(g), Some(u)) => (g, u),
+                _ => {
+                    return Err(ModelError::MissingTensor {
+                        name: format!("{} (row blocks)", l.mlp_up.name()),
+                    });
+                }
+            }
+        }
+    };
+    Ok(Ffn::Dense {
+        gate,
+        up,
+        down: ld.matrix(l.mlp_down.name(), c.n_ff, c.n_embd)?,
+    })
 }
 
 fn layer(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<LayerWeights> {
@@ -287,25 +379,7 @@ fn layer(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<Lay
             }
         }
     };
-    let (gate, up) = match &l.mlp_gate {
-        Some(g) => (
-            ld.matrix(g.name(), c.n_embd, c.n_ff)?,
-            ld.matrix(l.mlp_up.name(), c.n_embd, c.n_ff)?,
-        ),
-        None => {
-            let mut parts = ld
-                .matrix_parts(l.mlp_up.name(), c.n_embd, &[c.n_ff, c.n_ff])?
-                .into_iter();
-            match (parts.next(), parts.next()) {
-                (Some(g), Some(u)) => (g, u),
-                _ => {
-                    return Err(ModelError::MissingTensor {
-                        name: format!("{} (row blocks)", l.mlp_up.name()),
-                    });
-                }
-            }
-        }
-    };
+    let ffn = ffn(ld, c, l)?;
     let [bq, bk, bv] = bias;
     let upload = |b: Option<Vec<f32>>| -> ModelResult<Option<Tensor>> {
         Ok(b.map(|b| ld.backend.from_f32(vec![b.len()], &b))
@@ -323,9 +397,7 @@ fn layer(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<Lay
         o: ld.matrix(l.o_proj.name(), c.n_heads * c.head_dim_v, c.n_embd)?,
         post_attn_norm: ld.opt_vector(name_of(&l.post_attn_norm), c.n_embd)?,
         norm2: ld.vector(l.norm2.name(), c.n_embd)?,
-        gate,
-        up,
-        down: ld.matrix(l.mlp_down.name(), c.n_ff, c.n_embd)?,
+        ffn,
         post_ffn_norm: ld.opt_vector(name_of(&l.post_ffn_norm), c.n_embd)?,
     })
 }

@@ -120,3 +120,70 @@ fn missing_key_is_an_error() {
     let err = ModelConfig::from_gguf(&file).unwrap_err();
     assert!(err.to_string().contains("llama.block_count"), "{err}");
 }
+
+#[test]
+fn qwen3moe_reads_its_experts_and_checks_their_counts() {
+    let u = MetadataValue::U32;
+    let c = ModelConfig::from_gguf(&file_with(
+        "qwen3moe",
+        &[
+            ("qwen3moe.expert_count", u(128)),
+            ("qwen3moe.expert_used_count", u(8)),
+            ("qwen3moe.expert_feed_forward_length", u(768)),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(c.arch, Architecture::Qwen3Moe);
+    let moe = c.moe.unwrap();
+    assert_eq!(
+        (moe.n_expert, moe.n_expert_used, moe.n_ff_exp),
+        (128, 8, 768)
+    );
+    assert!(
+        moe.normalize_weights,
+        "qwen3moe renormalises the top-k weights"
+    );
+    // Without the expert width, llama.cpp's default: the dense width over the used experts.
+    let c = ModelConfig::from_gguf(&file_with(
+        "qwen3moe",
+        &[
+            ("qwen3moe.expert_count", u(8)),
+            ("qwen3moe.expert_used_count", u(2)),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(c.moe.map(|m| m.n_ff_exp), Some(64));
+    let err = |extra: &[(&str, MetadataValue)]| {
+        ModelConfig::from_gguf(&file_with("qwen3moe", extra))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let text = err(&[("qwen3moe.expert_used_count", u(2))]);
+    assert!(text.contains("qwen3moe.expert_count"), "{text}");
+    let text = err(&[
+        ("qwen3moe.expert_count", u(4)),
+        ("qwen3moe.expert_used_count", u(5)),
+    ]);
+    assert!(
+        text.contains("expert_used_count") && text.contains("5"),
+        "{text}"
+    );
+    let text = err(&[
+        ("qwen3moe.expert_count", u(1 << 30)),
+        ("qwen3moe.expert_used_count", u(2)),
+    ]);
+    assert!(text.contains("expert_count"), "{text}");
+    let text = err(&[
+        ("qwen3moe.expert_count", u(8)),
+        ("qwen3moe.expert_used_count", u(0)),
+    ]);
+    assert!(text.contains("expert_used_count"), "{text}");
+    // Dense architectures have no expert configuration.
+    assert_eq!(
+        ModelConfig::from_gguf(&file_with("qwen3", &[]))
+            .unwrap()
+            .moe,
+        None
+    );
+}

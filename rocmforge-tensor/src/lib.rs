@@ -48,6 +48,7 @@ pub mod error;
 pub mod hip;
 pub mod lazy;
 pub mod loader;
+mod moe_ops;
 pub mod ops;
 pub mod tensor;
 

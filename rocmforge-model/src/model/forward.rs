@@ -7,6 +7,7 @@
 use std::sync::PoisonError;
 
 use rocmforge_gguf::GgmlType;
+use rocmforge_tensor::cpu::MatmulIdShape;
 use rocmforge_tensor::{Backend, BatchKv, HeadShape, SeqKv, Tensor, ops};
 
 use super::Model;
@@ -15,7 +16,7 @@ use crate::batch::Segment;
 use crate::error::{ModelError, ModelResult};
 use crate::forward::LogitsFor;
 use crate::kv_cache::KvCache;
-use crate::weights::{LayerWeights, Vector};
+use crate::weights::{Ffn, LayerWeights, Mat, Vector};
 
 /// What a step returns for its wanted rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,17 +505,27 @@ impl Model {
     fn mlp_block(&self, l: &LayerWeights, next_norm: &Vector, s: &mut Scratch) -> ModelResult<()> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
         let file = self.plan.loader().file();
-        ops::matmul_swiglu(
-            be,
-            &l.gate.get(file),
-            &l.up.get(file),
-            &s.normed,
-            n,
-            &mut s.gate,
-            &mut s.up,
-            &mut s.hidden,
-        )?;
-        ops::matmul(be, &l.down.get(file), &s.hidden, n, &mut s.proj)?;
+        match &l.ffn {
+            Ffn::Dense { gate, up, down } => {
+                ops::matmul_swiglu(
+                    be,
+                    &gate.get(file),
+                    &up.get(file),
+                    &s.normed,
+                    n,
+                    &mut s.gate,
+                    &mut s.up,
+                    &mut s.hidden,
+                )?;
+                ops::matmul(be, &down.get(file), &s.hidden, n, &mut s.proj)?;
+            }
+            Ffn::Moe {
+                router,
+                gate,
+                up,
+                down,
+            } => self.moe_ffn(router, gate, up, down, s)?,
+        }
         if let Some(post) = &l.post_ffn_norm {
             self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;
         }
@@ -526,6 +537,60 @@ impl Model {
             c.rms_eps,
             &mut s.normed,
         )?;
+        Ok(())
+    }
+
+    /// The mixture of experts on `s.normed` into `s.proj`: router logits, softmax top-k (ids
+    /// kept on the backend), each token's chosen experts' SwiGLU (only their rows are read),
+    /// and the routing-weighted sum of their outputs.
+    fn moe_ffn(
+        &self,
+        router: &Mat,
+        gate: &Mat,
+        up: &Mat,
+        down: &Mat,
+        s: &mut Scratch,
+    ) -> ModelResult<()> {
+        let (be, c, n) = (&self.backend, &self.plan.config, s.n);
+        let file = self.plan.loader().file();
+        let (Some(moe), Some(m)) = (&c.moe, &mut s.moe) else {
+            return Err(ModelError::InvalidInput(
+                "a mixture-of-experts block in a model without an expert configuration".to_string(),
+            ));
+        };
+        let k = moe.n_expert_used;
+        ops::matmul(be, &router.get(file), &s.normed, n, &mut m.logits)?;
+        ops::moe_route(
+            be,
+            &m.logits,
+            moe.n_expert,
+            k,
+            moe.normalize_weights,
+            &mut m.ids,
+            &mut m.weights,
+        )?;
+        let shape = MatmulIdShape {
+            n_expert: moe.n_expert,
+            n_tokens: n,
+            k,
+            x_per_slot: false,
+        };
+        ops::matmul_id(be, &gate.get(file), &shape, &s.normed, &m.ids, &mut m.gate)?;
+        ops::matmul_id(be, &up.get(file), &shape, &s.normed, &m.ids, &mut m.up)?;
+        ops::silu_mul(be, &m.gate, &m.up, &mut m.hidden)?;
+        let per_slot = MatmulIdShape {
+            x_per_slot: true,
+            ..shape
+        };
+        ops::matmul_id(
+            be,
+            &down.get(file),
+            &per_slot,
+            &m.hidden,
+            &m.ids,
+            &mut m.down,
+        )?;
+        ops::moe_weighted_sum(be, &m.down, &m.weights, k, &mut s.proj)?;
         Ok(())
     }
 }

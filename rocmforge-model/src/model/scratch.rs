@@ -98,6 +98,25 @@ pub(crate) struct Scratch {
     pub logits: Option<Tensor>,
     /// The KV address tables of a step (reused: no allocation per step).
     pub kv_tables: KvTableBuffers,
+    /// The mixture-of-experts activations (MoE architectures only).
+    pub moe: Option<MoeScratch>,
+}
+
+/// Activations of a mixture-of-experts feed-forward over `n` tokens, `k` experts each.
+#[derive(Debug)]
+pub(crate) struct MoeScratch {
+    /// Router logits `[n][n_expert]`.
+    pub logits: Tensor,
+    /// Chosen expert ids `[n * k]`, where the backend reads them.
+    pub ids: Ids,
+    /// Their routing weights `[n][k]`.
+    pub weights: Tensor,
+    /// Expert gate, up and SwiGLU outputs `[n * k][n_ff_exp]`.
+    pub gate: Tensor,
+    pub up: Tensor,
+    pub hidden: Tensor,
+    /// Expert down projections `[n * k][n_embd]`.
+    pub down: Tensor,
 }
 
 impl Scratch {
@@ -109,7 +128,10 @@ impl Scratch {
             + c.v_dim()
             + c.n_heads * c.head_dim_v
             + 3 * c.n_ff
-            + c.vocab_size;
+            + c.vocab_size
+            + c.moe.map_or(0, |m| {
+                m.n_expert + m.n_expert_used * (2 + 3 * m.n_ff_exp + c.n_embd)
+            });
         n.saturating_mul(per_row).saturating_mul(4)
     }
 
@@ -140,6 +162,22 @@ impl Scratch {
             out_ids: be.ids(&vec![0; n])?,
             logits: None,
             kv_tables: KvTableBuffers::default(),
+            moe: c
+                .moe
+                .map(|m| -> ModelResult<MoeScratch> {
+                    let slots = n * m.n_expert_used;
+                    let zs = |cols: usize| be.zeros(GgmlType::F32, vec![slots, cols]);
+                    Ok(MoeScratch {
+                        logits: z(m.n_expert)?,
+                        ids: be.ids(&vec![0; slots])?,
+                        weights: z(m.n_expert_used)?,
+                        gate: zs(m.n_ff_exp)?,
+                        up: zs(m.n_ff_exp)?,
+                        hidden: zs(m.n_ff_exp)?,
+                        down: zs(c.n_embd)?,
+                    })
+                })
+                .transpose()?,
         })
     }
 }

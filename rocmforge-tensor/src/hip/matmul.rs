@@ -186,6 +186,23 @@ impl MatmulContext {
         });
     }
 
+    /// Quantizes the `n_rows` rows of `cols` values of `x` to q8_1 into the scratch (queued on
+    /// `stream`); the device addresses of the quantized values and of their `(d, s)` pairs, in
+    /// the layout the matvec kernels read. For the expert matvec (`hip::moe`).
+    pub(crate) fn quantize_rows(
+        &mut self,
+        x: &DeviceBuffer<f32>,
+        n_rows: usize,
+        cols: usize,
+        stream: &HipStream,
+    ) -> TensorResult<(rocmforge_hip::DevicePtr, rocmforge_hip::DevicePtr)> {
+        let layout = Q8_1Layout::new(OP, n_rows, cols)?;
+        let quantize = self.quantize.clone();
+        let scratch = self.scratch_for(&layout)?;
+        quantize_q8_1(&quantize, x, &layout, scratch, stream)?;
+        q8_1_pointers(scratch, &layout)
+    }
+
     /// The kernel of `family` for `ty` (`nt`: the token-count variant of the matvec kernels,
     /// `r`: their rows per thread).
     fn function(
@@ -265,6 +282,34 @@ fn check(
         }
     }
     Ok(row_bytes)
+}
+
+/// The device addresses of the quantized values and of the `(d, s)` pairs of q8_1 activations
+/// in `buf` laid out as `layout`.
+fn q8_1_pointers(
+    buf: &DeviceBuffer<u8>,
+    layout: &Q8_1Layout,
+) -> TensorResult<(rocmforge_hip::DevicePtr, rocmforge_hip::DevicePtr)> {
+    let aqs = buf.device_ptr();
+    let ads = aqs
+        .byte_offset(layout.ds_offset)
+        .ok_or_else(|| TensorError::Shape {
+            op: OP,
+            what: "q8_1 scale offset overflows a device address".to_string(),
+        })?;
+    Ok((aqs, ads))
+}
+
+/// The one-row-per-thread matvec layout of a quantized weight type with `cols` columns:
+/// `(kernel suffix, chunks per row, threads per row)`, or `None` for a float or unsupported
+/// type. For the expert matvec (`hip::moe`), which shares the kernels' row loop.
+pub(crate) fn quantized_matvec_layout(
+    ty: GgmlType,
+    cols: usize,
+) -> Option<(&'static str, usize, usize)> {
+    let k = kind(ty).filter(|k| k.chunk_values > 0)?;
+    let chunks = cols / k.chunk_values;
+    Some((k.suffix, chunks, threads_per_row(chunks)))
 }
 
 /// Chunks each thread of the matrix-vector kernels aims to take (amortises the row's
@@ -388,8 +433,6 @@ pub fn matmul(
             ctx, ty, tiled, w, row_bytes, rows, cols, x, n_tokens, out, stream,
         );
     }
-    let layout = Q8_1Layout::new(OP, n_tokens, cols)?;
-    let quantize = ctx.quantize.clone();
     let cus = ctx.backend.info().compute_units as usize;
     let geo = matvec_geometry(n_tokens, rows, cols, k, cus, ctx.matvec_rows);
     let f = if tiled {
@@ -402,15 +445,7 @@ pub fn matmul(
             geo.rows_per_thread,
         )?
     };
-    let scratch = ctx.scratch_for(&layout)?;
-    quantize_q8_1(&quantize, x, &layout, scratch, stream)?;
-    let aqs = scratch.device_ptr();
-    let ads = aqs
-        .byte_offset(layout.ds_offset)
-        .ok_or_else(|| TensorError::Shape {
-            op: OP,
-            what: "q8_1 scale offset overflows a device address".to_string(),
-        })?;
+    let (aqs, ads) = ctx.quantize_rows(x, n_tokens, cols, stream)?;
     let shape = QuantizedShape {
         row_bytes,
         rows,
@@ -540,13 +575,7 @@ pub fn matmul_q8_1(
         return Ok(());
     }
     let tiled = n_tokens > MATVEC_MAX_TOKENS;
-    let aqs = act.device_ptr();
-    let ads = aqs
-        .byte_offset(layout.ds_offset)
-        .ok_or_else(|| TensorError::Shape {
-            op: OP,
-            what: "q8_1 scale offset overflows a device address".to_string(),
-        })?;
+    let (aqs, ads) = q8_1_pointers(act, &layout)?;
     if n_tokens <= MATVEC_MAX_TOKENS
         && super::matvec_fused::try_matvec_q8_1(
             ctx, w, ty, rows, cols, row_bytes, aqs, ads, n_tokens, out, stream,

@@ -16,6 +16,7 @@ pub mod kv;
 pub mod matmul;
 pub mod matmul_blas;
 pub mod matvec_fused;
+pub mod moe;
 pub mod norm;
 pub mod q8_1_act;
 pub mod quantize_act;

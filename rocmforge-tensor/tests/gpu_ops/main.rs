@@ -17,6 +17,7 @@ mod decode_fused;
 mod elementwise;
 mod embedding;
 mod loader;
+mod moe;
 mod norm;
 mod rope;
 mod support;
@@ -52,6 +53,9 @@ const TESTS: &[(&str, TestFn)] = &[
         "kv_append_at_embedding_at",
         decode_fused::kv_append_at_and_embedding_at,
     ),
+    ("moe_route_top_k", moe::route),
+    ("moe_matmul_id_quantized", moe::matmul_id),
+    ("moe_weighted_sum_bad_ids", moe::weighted_sum_and_bad_ids),
     (
         "loader_16_threads_one_upload",
         loader::sixteen_threads_one_upload,

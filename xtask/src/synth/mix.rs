@@ -70,7 +70,7 @@ pub fn use_more_bits(layer: usize, n_layers: usize) -> bool {
 /// picks. A row length that is not a multiple of the chosen type's block takes llama.cpp's
 /// fallback (Q4_K → Q5_0, Q6_K → Q8_0): Qwen2.5-0.5B's 896-wide rows.
 pub fn tensor_type(ftype: FileType, t: &TensorSpec, n_layers: usize, tied: bool) -> GgmlType {
-    if matches!(t.kind, Kind::Norm | Kind::Bias) || t.dims.len() < 2 {
+    if matches!(t.kind, Kind::Norm | Kind::Bias | Kind::Router) || t.dims.len() < 2 {
         return GgmlType::F32;
     }
     let base = ftype.base();

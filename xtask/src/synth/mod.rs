@@ -114,6 +114,15 @@ fn model_metadata(w: &mut GgufWriter, shape: &Shape, ftype: FileType) -> Result<
         MetadataValue::F32(shape.rms_eps),
     );
     w.add_metadata(&format!("{a}.vocab_size"), u(shape.vocab));
+    if shape.head_dim_override.is_some() {
+        w.add_metadata(&format!("{a}.attention.key_length"), u(shape.head_dim()));
+        w.add_metadata(&format!("{a}.attention.value_length"), u(shape.head_dim()));
+    }
+    if let Some(m) = shape.moe {
+        w.add_metadata(&format!("{a}.expert_count"), u(m.n_expert));
+        w.add_metadata(&format!("{a}.expert_used_count"), u(m.n_expert_used));
+        w.add_metadata(&format!("{a}.expert_feed_forward_length"), u(m.ffn_exp));
+    }
     if let Some(src) = &shape.tokenizer {
         let file = GgufFile::open(&src.file)
             .with_context(|| format!("opening the vocabulary {}", src.file.display()))?;

@@ -33,6 +33,22 @@ pub struct Shape {
     pub context: usize,
     /// The tokenizer (padded to `vocab` tokens); `None` writes no tokenizer keys.
     pub tokenizer: Option<VocabSource>,
+    /// Width of one attention head when it is not `dim / n_heads` (written as
+    /// `attention.key_length` / `value_length`).
+    pub head_dim_override: Option<usize>,
+    /// Per-head RMS norms on q and k (`attn_q_norm`, `attn_k_norm`: qwen3, qwen3moe).
+    pub qk_norm: bool,
+    /// A mixture-of-experts feed-forward instead of the MLP.
+    pub moe: Option<MoeShape>,
+}
+
+/// The experts of a mixture-of-experts shape (`ffn_gate_inp` + `ffn_{gate,up,down}_exps`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MoeShape {
+    pub n_expert: usize,
+    pub n_expert_used: usize,
+    /// Hidden width of one expert.
+    pub ffn_exp: usize,
 }
 
 fn vocab_file(name: &str) -> PathBuf {
@@ -64,6 +80,9 @@ impl Shape {
             tokenizer: Some(VocabSource {
                 file: vocab_file("ggml-vocab-llama-bpe.gguf"),
             }),
+            head_dim_override: None,
+            qk_norm: false,
+            moe: None,
         }
     }
 
@@ -86,6 +105,58 @@ impl Shape {
             tokenizer: Some(VocabSource {
                 file: vocab_file("ggml-vocab-gpt-2.gguf"),
             }),
+            head_dim_override: None,
+            qk_norm: false,
+            moe: None,
+        }
+    }
+
+    /// Qwen3-30B-A3B (qwen3moe): 128 experts, 8 used per token.
+    pub fn qwen3_30b_a3b() -> Shape {
+        Shape {
+            name: "synthetic qwen3-30b-a3b",
+            arch: "qwen3moe",
+            vocab: 151_936,
+            n_layers: 48,
+            dim: 2048,
+            ffn: 6144,
+            n_heads: 32,
+            n_kv_heads: 4,
+            qkv_bias: false,
+            tied_output: false,
+            rope_base: 1_000_000.0,
+            rms_eps: 1e-6,
+            context: 40_960,
+            tokenizer: Some(VocabSource {
+                file: vocab_file("ggml-vocab-gpt-2.gguf"),
+            }),
+            head_dim_override: Some(128),
+            qk_norm: true,
+            moe: Some(MoeShape {
+                n_expert: 128,
+                n_expert_used: 8,
+                ffn_exp: 768,
+            }),
+        }
+    }
+
+    /// A tiny qwen3moe for CI: 2 blocks of 8 experts (2 used), K-quant-sized rows.
+    pub fn tiny_qwen3moe() -> Shape {
+        Shape {
+            name: "synthetic tiny qwen3moe",
+            n_layers: 2,
+            dim: 256,
+            ffn: 512,
+            n_heads: 4,
+            n_kv_heads: 2,
+            context: 4096,
+            head_dim_override: Some(64),
+            moe: Some(MoeShape {
+                n_expert: 8,
+                n_expert_used: 2,
+                ffn_exp: 256,
+            }),
+            ..Shape::qwen3_30b_a3b()
         }
     }
 
@@ -94,12 +165,14 @@ impl Shape {
         match name {
             "llama3-8b" => Some(Shape::llama3_8b()),
             "qwen2.5-0.5b" => Some(Shape::qwen25_05b()),
+            "qwen3-30b-a3b" => Some(Shape::qwen3_30b_a3b()),
+            "tiny-qwen3moe" => Some(Shape::tiny_qwen3moe()),
             _ => None,
         }
     }
 
     pub fn head_dim(&self) -> usize {
-        self.dim / self.n_heads
+        self.head_dim_override.unwrap_or(self.dim / self.n_heads)
     }
 
     /// Every tensor in file order.
@@ -125,11 +198,26 @@ impl Shape {
                 out.push(t("attn_k.bias", Kind::Bias, &[kd]));
                 out.push(t("attn_v.bias", Kind::Bias, &[kd]));
             }
+            if self.qk_norm {
+                out.push(t("attn_q_norm.weight", Kind::Norm, &[hd]));
+                out.push(t("attn_k_norm.weight", Kind::Norm, &[hd]));
+            }
             out.push(t("attn_output.weight", Kind::AttnOutput, &[qd, d]));
             out.push(t("ffn_norm.weight", Kind::Norm, &[d]));
-            out.push(t("ffn_gate.weight", Kind::FfnGate, &[d, self.ffn]));
-            out.push(t("ffn_up.weight", Kind::FfnUp, &[d, self.ffn]));
-            out.push(t("ffn_down.weight", Kind::FfnDown, &[self.ffn, d]));
+            match self.moe {
+                Some(m) => {
+                    let (e, f) = (m.n_expert, m.ffn_exp);
+                    out.push(t("ffn_gate_inp.weight", Kind::Router, &[d, e]));
+                    out.push(t("ffn_gate_exps.weight", Kind::FfnGate, &[d, f, e]));
+                    out.push(t("ffn_up_exps.weight", Kind::FfnUp, &[d, f, e]));
+                    out.push(t("ffn_down_exps.weight", Kind::FfnDown, &[f, d, e]));
+                }
+                None => {
+                    out.push(t("ffn_gate.weight", Kind::FfnGate, &[d, self.ffn]));
+                    out.push(t("ffn_up.weight", Kind::FfnUp, &[d, self.ffn]));
+                    out.push(t("ffn_down.weight", Kind::FfnDown, &[self.ffn, d]));
+                }
+            }
         }
         out.push(TensorSpec::new(
             "output_norm.weight".into(),
@@ -163,6 +251,8 @@ pub enum Kind {
     FfnDown,
     Norm,
     Bias,
+    /// A mixture-of-experts router (`ffn_gate_inp`, kept F32 as llama-quantize keeps it).
+    Router,
 }
 
 /// One tensor of a shape.

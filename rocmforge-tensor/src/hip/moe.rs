@@ -1,0 +1,293 @@
+//! Launches of `kernels/moe.hip`: the router's top-k ([`moe_route`]), the expert matvec that
+//! reads only the chosen experts' rows ([`matmul_id`]) and the weighted sum of the experts'
+//! outputs ([`moe_weighted_sum`]). The expert ids stay on the device between them, so a decode
+//! step needs no host synchronisation and can be captured.
+//!
+//! [`matmul_id`] runs one matvec per (token, slot) for every batch size: a prefill reads each
+//! chosen expert's rows once per token that chose it (correct; a grouped matmul per expert is
+//! what a faster prefill would add).
+
+use rocmforge_hip::{DeviceBuffer, LaunchConfig};
+
+use super::matmul::quantized_matvec_layout;
+use super::{HipOps, check_device, check_f32, grid_1d, to_u32};
+use crate::cpu::MatmulIdShape;
+use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
+
+/// Largest expert count the routing kernel takes (`RF_MOE_MAX_EXPERTS` in `kernels/moe.hip`).
+pub const MAX_EXPERTS: usize = 1024;
+/// Threads per block of the expert matvec (`RF_MMV_THREADS`).
+const MMV_THREADS: usize = 256;
+/// Slots (grid rows) per launch of the expert matvec: the grid's y limit.
+const MAX_SLOTS_PER_LAUNCH: usize = 65_535;
+
+fn shape(op: &'static str, what: String) -> TensorError {
+    TensorError::Shape { op, what }
+}
+
+/// Routes each row of `logits` (`[n_tokens][n_expert]` F32) on the device: softmax, the `k`
+/// most probable experts (largest first, smallest index on ties) into `ids[t * k..][..k]` and
+/// their probabilities into `weights` (`[n_tokens][k]`), renormalised when `normalize`.
+pub fn moe_route(
+    ops: &HipOps,
+    logits: &DeviceTensor,
+    n_expert: usize,
+    k: usize,
+    normalize: bool,
+    ids: &mut DeviceBuffer<u32>,
+    weights: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "moe_route";
+    let len = logits.n_elements();
+    if n_expert == 0 || n_expert > MAX_EXPERTS || k == 0 || k > n_expert || len % n_expert != 0 {
+        return Err(shape(
+            OP,
+            format!(
+                "{len} logits in rows of {n_expert} experts (at most {MAX_EXPERTS}), {k} chosen"
+            ),
+        ));
+    }
+    let n_tokens = len / n_expert;
+    check_f32(OP, "logits", logits, len)?;
+    check_f32(OP, "weights", weights, n_tokens * k)?;
+    check_device(OP, ops, logits)?;
+    check_device(OP, ops, weights)?;
+    if ids.len() < n_tokens * k {
+        return Err(shape(
+            OP,
+            format!("{n_tokens} tokens x {k} experts into {} ids", ids.len()),
+        ));
+    }
+    if n_tokens == 0 {
+        return Ok(());
+    }
+    let f = ops.function("moe", "moe_route_f32")?;
+    let warp = ops.backend().warp_size();
+    let cfg = LaunchConfig {
+        grid_dim: (to_u32(OP, "tokens", n_tokens)?, 1, 1),
+        block_dim: (warp, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let (pl, pi, pw) = (logits.device_ptr(), ids.device_ptr(), weights.device_ptr());
+    let (ne, k32, norm) = (n_expert as u32, k as u32, u32::from(normalize));
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pl).arg(&ne).arg(&k32).arg(&norm).arg(&pi).arg(&pw);
+    // SAFETY: `moe_route_f32(const float* logits, u32 n_expert, u32 k, u32 normalize, u32* ids,
+    // float* weights)`; logits hold n_tokens * n_expert f32, ids and weights at least
+    // n_tokens * k (checked above); n_expert <= RF_MOE_MAX_EXPERTS, the kernel's shared array;
+    // one block of one warp per token.
+    unsafe { l.launch(cfg)? };
+    Ok(())
+}
+
+/// `out[t] = sum_j weights[t][j] * y[t * k + j]` (rows of `out`'s width) on the device.
+pub fn moe_weighted_sum(
+    ops: &HipOps,
+    y: &DeviceTensor,
+    weights: &DeviceTensor,
+    k: usize,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "moe_weighted_sum";
+    let n_tokens = weights.n_elements().checked_div(k).unwrap_or(0);
+    let width = out.n_elements().checked_div(n_tokens).unwrap_or(0);
+    if k == 0 || weights.n_elements() != n_tokens * k || out.n_elements() != n_tokens * width {
+        return Err(shape(
+            OP,
+            format!(
+                "{} weights in groups of {k}, out {:?}",
+                weights.n_elements(),
+                out.shape()
+            ),
+        ));
+    }
+    check_f32(OP, "y", y, n_tokens * k * width)?;
+    check_f32(OP, "weights", weights, n_tokens * k)?;
+    check_f32(OP, "out", out, n_tokens * width)?;
+    for t in [y, weights, &*out] {
+        check_device(OP, ops, t)?;
+    }
+    if n_tokens * width == 0 {
+        return Ok(());
+    }
+    let f = ops.function("moe", "moe_weighted_sum_f32")?;
+    let (py, pw, po) = (y.device_ptr(), weights.device_ptr(), out.device_ptr());
+    let (k32, w32, n32) = (
+        to_u32(OP, "k", k)?,
+        to_u32(OP, "width", width)?,
+        to_u32(OP, "tokens", n_tokens)?,
+    );
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&py).arg(&pw).arg(&k32).arg(&w32).arg(&n32).arg(&po);
+    // SAFETY: `moe_weighted_sum_f32(const float* y, const float* w, u32 k, u32 width,
+    // u32 n_tokens, float* out)`; sizes checked above; grid-stride over n_tokens * width.
+    unsafe { l.launch(grid_1d(n_tokens * width, 256))? };
+    Ok(())
+}
+
+/// Whether [`matmul_id`] takes expert weights of type `ty` (the quantized types of the matvec
+/// kernels; not F32/F16/BF16).
+pub fn supports(ty: rocmforge_gguf::GgmlType) -> bool {
+    quantized_matvec_layout(ty, 0).is_some_and(|(suffix, _, _)| id_kernel(suffix).is_some())
+}
+
+/// The expert matvec kernel of a quantized type.
+fn id_kernel(suffix: &str) -> Option<&'static str> {
+    Some(match suffix {
+        "q4_0" => "mmvq_id_q4_0",
+        "q4_1" => "mmvq_id_q4_1",
+        "q5_0" => "mmvq_id_q5_0",
+        "q5_1" => "mmvq_id_q5_1",
+        "q8_0" => "mmvq_id_q8_0",
+        "iq4_nl" => "mmvq_id_iq4_nl",
+        "q2_k" => "mmvq_id_q2_k",
+        "q3_k" => "mmvq_id_q3_k",
+        "q4_k" => "mmvq_id_q4_k",
+        "q5_k" => "mmvq_id_q5_k",
+        "q6_k" => "mmvq_id_q6_k",
+        "iq4_xs" => "mmvq_id_iq4_xs",
+        _ => return None,
+    })
+}
+
+/// [`crate::cpu::matmul_id`] on the device: `w` (a quantized type) stacks `s.n_expert` slabs;
+/// `ids` (on the device, e.g. from [`moe_route`]) picks each slot's slab. Activations are
+/// quantized to q8_1 once (the matmul context's scratch), then one launch covers every slot.
+/// An id outside the experts gives NaN rows (the ids never come back to the host to check).
+pub fn matmul_id(
+    ops: &HipOps,
+    w: &DeviceTensor,
+    s: &MatmulIdShape,
+    x: &DeviceTensor,
+    ids: &DeviceBuffer<u32>,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "matmul_id";
+    let ty = w.dtype();
+    let (suffix, chunks, tpr) =
+        quantized_matvec_layout(ty, w.cols()).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+    let name = id_kernel(suffix).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+    let cols = w.cols();
+    let rows = s.check(
+        OP,
+        w.rows(),
+        cols,
+        x.n_elements(),
+        ids.len(),
+        out.n_elements(),
+    )?;
+    if cols % 32 != 0 || cols % ty.block_size() != 0 {
+        return Err(shape(OP, format!("{cols} columns of {ty}")));
+    }
+    let wb = w.bytes_buffer().ok_or_else(|| TensorError::Backend {
+        op: OP,
+        what: "GPU weights must be uploaded as raw bytes (GgufLoader does)".to_string(),
+    })?;
+    let row_bytes = cols / ty.block_size() * ty.type_size();
+    if Some(wb.len()) < row_bytes.checked_mul(w.rows()) {
+        return Err(shape(
+            OP,
+            format!("{} weight bytes for {} rows", wb.len(), w.rows()),
+        ));
+    }
+    for t in [w, x, &*out] {
+        check_device(OP, ops, t)?;
+    }
+    let slots = s.n_tokens * s.k;
+    if slots == 0 || rows == 0 {
+        return Ok(());
+    }
+    let f = ops.function("moe", name)?;
+    let xb = x.f32_buffer(OP)?;
+    let po = out.f32_buffer_mut(OP)?.device_ptr();
+    let (aqs, ads) =
+        ops.with_matmul(|ctx, stream| ctx.quantize_rows(xb, s.x_rows(), cols, stream))?;
+    let (rb64, rows32, chunks32, cols32) = (
+        row_bytes as u64,
+        to_u32(OP, "rows", rows)?,
+        to_u32(OP, "chunks", chunks)?,
+        to_u32(OP, "cols", cols)?,
+    );
+    let (ne32, k32, per_slot, tpr32) = (
+        to_u32(OP, "experts", s.n_expert)?,
+        to_u32(OP, "k", s.k)?,
+        u32::from(s.x_per_slot),
+        tpr as u32,
+    );
+    let row_blocks = to_u32(OP, "row blocks", rows.div_ceil(MMV_THREADS / tpr))?;
+    to_u32(OP, "slots", slots)?;
+    let (pw, pi) = (wb.device_ptr(), ids.device_ptr());
+    for first in (0..slots).step_by(MAX_SLOTS_PER_LAUNCH) {
+        let n = (slots - first).min(MAX_SLOTS_PER_LAUNCH);
+        let cfg = LaunchConfig {
+            grid_dim: (row_blocks, n as u32, 1),
+            block_dim: (MMV_THREADS as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let slot0 = first as u32;
+        let mut l = ops.stream().launch_builder(&f);
+        l.arg(&pw)
+            .arg(&rb64)
+            .arg(&rows32)
+            .arg(&chunks32)
+            .arg(&aqs)
+            .arg(&ads)
+            .arg(&cols32)
+            .arg(&pi)
+            .arg(&ne32)
+            .arg(&k32)
+            .arg(&per_slot)
+            .arg(&po)
+            .arg(&tpr32)
+            .arg(&slot0);
+        // SAFETY: `mmvq_id_<type>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
+        // const i8* aqs, const float* ads, u32 cols, const u32* ids, u32 n_expert, u32 k,
+        // u32 x_per_slot, float* out, u32 tpr, u32 slot0)`. `w` holds n_expert * rows rows of
+        // row_bytes, the q8_1 scratch x_rows() rows of cols (quantized above on the same
+        // stream), ids at least `slots` values, out slots * rows f32 (all checked); the grid
+        // covers slots slot0..slot0 + n <= slots; an id >= n_expert is caught by the kernel;
+        // tpr is a power of two dividing the block, the grid covers rows in blocks of 256 / tpr.
+        unsafe { l.launch(cfg)? };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rocmforge_gguf::GgmlType;
+
+    use super::*;
+
+    #[test]
+    fn every_quantized_matvec_type_has_an_expert_kernel_in_the_source() {
+        let source = include_str!("../../../kernels/moe.hip");
+        let quantized = [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+            GgmlType::IQ4_NL,
+            GgmlType::IQ4_XS,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ];
+        for ty in quantized {
+            assert!(supports(ty), "{ty}");
+            let (suffix, _, _) = quantized_matvec_layout(ty, 256).unwrap_or(("", 0, 0));
+            let name = id_kernel(suffix).unwrap_or("");
+            let macro_use = format!("RF_MMVQ_ID_KERNEL({suffix},");
+            assert!(
+                name.ends_with(suffix) && source.contains(&macro_use),
+                "{ty}: {name}"
+            );
+        }
+        for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+            assert!(!supports(ty), "{ty} has no expert matvec");
+        }
+    }
+}
