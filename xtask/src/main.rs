@@ -18,6 +18,7 @@ mod fuzz;
 mod gpu_bundle;
 mod install_check;
 mod kernels;
+mod llama_vocab;
 mod models;
 mod paths;
 mod process;

