@@ -32,6 +32,7 @@ pub mod error;
 pub mod eval;
 pub mod forward;
 pub mod generate;
+pub mod kld;
 pub mod kv_cache;
 pub mod layer_plan;
 pub mod model;
@@ -47,7 +48,7 @@ pub use arch::Architecture;
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{ModelConfig, RopeScaling};
 pub use error::{ModelError, ModelResult};
-pub use eval::{GreedyRun, Perplexity, greedy, perplexity, predict_next};
+pub use eval::{GreedyRun, Perplexity, for_each_chunk, greedy, perplexity, predict_next};
 pub use forward::LogitsFor;
 pub use generate::{
     FinishReason, GenerateParams, Generation, GenerationStats, SequenceCache, SequenceModel,
