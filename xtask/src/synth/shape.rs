@@ -6,9 +6,11 @@ use crate::paths;
 
 /// Where a synthetic model's tokenizer comes from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VocabSource {
+pub enum VocabSource {
     /// A `ggml-vocab-*.gguf` file whose `tokenizer.*` keys are copied.
-    pub file: PathBuf,
+    File(PathBuf),
+    /// The generated tiny byte-level BPE of the CI shapes ([`super::vocab::tiny_byte_bpe`]).
+    TinyByteBpe,
 }
 
 /// A decoder-only transformer shape (the llama and qwen2 tensor layout).
@@ -26,6 +28,8 @@ pub struct Shape {
     pub n_kv_heads: usize,
     /// Q/K/V biases (qwen2).
     pub qkv_bias: bool,
+    /// `attn_q_norm` / `attn_k_norm` (qwen3).
+    pub qk_norm: bool,
     /// No `output.weight`: the token embedding is the LM head.
     pub tied_output: bool,
     pub rope_base: f32,
@@ -33,6 +37,10 @@ pub struct Shape {
     pub context: usize,
     /// The tokenizer (padded to `vocab` tokens); `None` writes no tokenizer keys.
     pub tokenizer: Option<VocabSource>,
+    /// Standard deviation of the random weight matrices.
+    pub weight_sd: f32,
+    /// Standard deviation of the output layer (and of a tied embedding).
+    pub output_sd: f32,
 }
 
 fn vocab_file(name: &str) -> PathBuf {
@@ -57,13 +65,14 @@ impl Shape {
             n_heads: 32,
             n_kv_heads: 8,
             qkv_bias: false,
+            qk_norm: false,
             tied_output: false,
             rope_base: 500_000.0,
             rms_eps: 1e-5,
             context: 8192,
-            tokenizer: Some(VocabSource {
-                file: vocab_file("ggml-vocab-llama-bpe.gguf"),
-            }),
+            tokenizer: Some(VocabSource::File(vocab_file("ggml-vocab-llama-bpe.gguf"))),
+            weight_sd: super::WEIGHT_SD,
+            output_sd: super::WEIGHT_SD,
         }
     }
 
@@ -79,13 +88,14 @@ impl Shape {
             n_heads: 14,
             n_kv_heads: 2,
             qkv_bias: true,
+            qk_norm: false,
             tied_output: true,
             rope_base: 1_000_000.0,
             rms_eps: 1e-6,
             context: 32_768,
-            tokenizer: Some(VocabSource {
-                file: vocab_file("ggml-vocab-gpt-2.gguf"),
-            }),
+            tokenizer: Some(VocabSource::File(vocab_file("ggml-vocab-gpt-2.gguf"))),
+            weight_sd: super::WEIGHT_SD,
+            output_sd: super::WEIGHT_SD,
         }
     }
 
@@ -94,7 +104,7 @@ impl Shape {
         match name {
             "llama3-8b" => Some(Shape::llama3_8b()),
             "qwen2.5-0.5b" => Some(Shape::qwen25_05b()),
-            _ => None,
+            _ => super::tiny::Tiny::by_name(name),
         }
     }
 
@@ -124,6 +134,10 @@ impl Shape {
                 out.push(t("attn_q.bias", Kind::Bias, &[qd]));
                 out.push(t("attn_k.bias", Kind::Bias, &[kd]));
                 out.push(t("attn_v.bias", Kind::Bias, &[kd]));
+            }
+            if self.qk_norm {
+                out.push(t("attn_q_norm.weight", Kind::Norm, &[hd]));
+                out.push(t("attn_k_norm.weight", Kind::Norm, &[hd]));
             }
             out.push(t("attn_output.weight", Kind::AttnOutput, &[qd, d]));
             out.push(t("ffn_norm.weight", Kind::Norm, &[d]));
