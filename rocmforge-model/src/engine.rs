@@ -385,7 +385,11 @@ impl Engine {
             return Err(SubmitError::QueueFull(depth as usize));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if self.jobs.send(Work::Generate(Box::new(Job { id, request }))).is_err() {
+        if self
+            .jobs
+            .send(Work::Generate(Box::new(Job { id, request })))
+            .is_err()
+        {
             self.metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
             return Err(SubmitError::ShutDown);
         }

@@ -82,4 +82,12 @@ pub enum ModelError {
         /// What the allowed range is.
         reason: &'static str,
     },
+    /// A llama-perplexity logits file (KL-divergence base) that cannot be read or written.
+    #[error("logits file {path}: {reason}")]
+    LogitsFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
 }

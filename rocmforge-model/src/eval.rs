@@ -66,11 +66,46 @@ pub fn perplexity(
             tokens.len()
         )));
     }
+    let vocab = model.config().vocab_size;
+    let mut nll = 0.0f64;
+    let mut count = 0usize;
+    for_each_chunk(model, tokens, n_ctx, chunks, bos, |chunk, span, rows| {
+        for (p, row) in rows.chunks_exact(vocab).enumerate() {
+            nll += negative_log_likelihood(row, span[n_ctx / 2 + p + 1] as usize);
+            count += 1;
+        }
+        progress(chunk + 1, chunks, (nll / count as f64).exp());
+        Ok(())
+    })?;
+    Ok(Perplexity {
+        ppl: (nll / count as f64).exp(),
+        chunks,
+        scored_tokens: count,
+    })
+}
+
+/// llama.cpp's chunked evaluation (perplexity, KL divergence): chunk `c` of `chunks` is
+/// `tokens[c * n_ctx..(c + 1) * n_ctx]`, run from an empty cache with its first token replaced by
+/// `bos` when given; `each(c, chunk tokens, rows)` gets the logits of positions
+/// `n_ctx/2 ..= n_ctx-2` (each predicting the token after it), one row of `vocab_size` per position.
+pub fn for_each_chunk(
+    model: &Model,
+    tokens: &[u32],
+    n_ctx: usize,
+    chunks: usize,
+    bos: Option<u32>,
+    mut each: impl FnMut(usize, &[u32], &[f32]) -> ModelResult<()>,
+) -> ModelResult<()> {
+    if n_ctx < 4 || tokens.len() < chunks.saturating_mul(n_ctx) {
+        return Err(ModelError::InvalidInput(format!(
+            "{chunks} chunks of {n_ctx} tokens need a context of at least 4 and {} tokens, got {}",
+            chunks.saturating_mul(n_ctx),
+            tokens.len()
+        )));
+    }
     let first = n_ctx / 2;
     let vocab = model.config().vocab_size;
     let mut cache = model.new_cache(n_ctx)?;
-    let mut nll = 0.0f64;
-    let mut count = 0usize;
     for chunk in 0..chunks {
         let span = &tokens[chunk * n_ctx..(chunk + 1) * n_ctx];
         let mut batch = span.to_vec();
@@ -79,18 +114,16 @@ pub fn perplexity(
         }
         cache.clear();
         let logits = model.forward(&mut cache, &batch, 0, LogitsFor::From(first))?;
-        for p in first..n_ctx - 1 {
-            let row = &logits[(p - first) * vocab..(p - first + 1) * vocab];
-            nll += negative_log_likelihood(row, span[p + 1] as usize);
-            count += 1;
-        }
-        progress(chunk + 1, chunks, (nll / count as f64).exp());
+        let rows = logits.get(..(n_ctx - 1 - first) * vocab).ok_or_else(|| {
+            ModelError::InvalidInput(format!(
+                "the forward pass returned {} logits for {} positions",
+                logits.len(),
+                n_ctx - first
+            ))
+        })?;
+        each(chunk, span, rows)?;
     }
-    Ok(Perplexity {
-        ppl: (nll / count as f64).exp(),
-        chunks,
-        scored_tokens: count,
-    })
+    Ok(())
 }
 
 /// Tokens and timings of a greedy run.

@@ -38,6 +38,7 @@ pub mod error;
 pub mod eval;
 pub mod forward;
 pub mod generate;
+pub mod kld;
 pub mod kv_cache;
 pub mod layer_plan;
 pub mod model;
@@ -54,7 +55,7 @@ pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{ModelConfig, MoeConfig, RopeScaling};
 pub use embedding::Pooling;
 pub use error::{ModelError, ModelResult};
-pub use eval::{GreedyRun, Perplexity, greedy, perplexity, predict_next};
+pub use eval::{GreedyRun, Perplexity, for_each_chunk, greedy, perplexity, predict_next};
 pub use forward::LogitsFor;
 pub use generate::{
     FinishReason, GenerateParams, Generation, GenerationStats, SequenceCache, SequenceModel,

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use rocmforge_gguf::GgufFile;
 use rocmforge_model::tokenizer::Tokenizer;
 
+mod vocab_cases;
+
 fn vocab_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/vocab")
 }
@@ -18,32 +20,8 @@ fn run_vocab(name: &str) -> (usize, usize, Vec<String>) {
     let file = GgufFile::open(&gguf).unwrap_or_else(|e| panic!("opening {}: {e}", gguf.display()));
     let tok = Tokenizer::from_gguf(&file)
         .unwrap_or_else(|e| panic!("tokenizer of {}: {e}", gguf.display()));
-    let inp = std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.inp"))).unwrap();
-    let out = std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.out"))).unwrap();
-    let mut texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
-    // The text after the last separator is empty and not a case.
-    assert_eq!(
-        texts.pop(),
-        Some(""),
-        "{name}: the .inp file should end with a separator"
-    );
-    let expected: Vec<Vec<u32>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
-        .collect();
-    assert_eq!(
-        texts.len(),
-        expected.len(),
-        "{name}: .inp and .out disagree on the number of cases"
-    );
-    let mut failures = Vec::new();
-    for (text, want) in texts.iter().zip(&expected) {
-        let got = tok.encode(text, false, false).unwrap();
-        if &got != want {
-            failures.push(format!("{name}: {text:?}\n  got  {got:?}\n  want {want:?}"));
-        }
-    }
-    (texts.len(), texts.len() - failures.len(), failures)
+    let (total, failures) = vocab_cases::run_cases(&tok, &dir, name);
+    (total, total - failures.len(), failures)
 }
 
 fn check(name: &str) {

@@ -18,6 +18,7 @@ mod fuzz;
 mod gpu_bundle;
 mod install_check;
 mod kernels;
+mod llama_vocab;
 mod models;
 mod paths;
 mod process;
@@ -41,7 +42,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Fuzz the GGUF parser for a bounded time (libFuzzer, stable toolchain).
     Fuzz(fuzz::FuzzArgs),
-    /// Fetch the test model(s) into models/ (idempotent, sha256-checked).
+    /// Fetch the test model(s), llama.cpp's vocabulary test files and the tiny CI models into
+    /// models/ (idempotent, sha256-checked).
     Models,
     /// Compile kernels/*.hip for AMD and NVIDIA targets into target/kernels/.
     Kernels(kernels::KernelArgs),
@@ -69,7 +71,7 @@ fn main() {
     let result: Result<()> = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Fuzz(args) => fuzz::run(&args).map(|_| ()),
-        Command::Models => models::fetch_all().map(|_| ()),
+        Command::Models => models::fetch_test_data().map(|_| ()),
         Command::Kernels(args) => kernels::run_kernels(&args),
         Command::GpuBundle(args) => gpu_bundle::bundle_gpu_tests(&args).map(|_| ()),
         Command::Bench(args) => bench::run(&args),

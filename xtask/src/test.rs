@@ -35,7 +35,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         return crate::gpu_bundle::run_gpu_suite();
     }
     let python = venv::ensure()?;
-    models::fetch_all()?;
+    models::fetch_test_data()?;
     process::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     process::run(cargo().args([
         "clippy",

@@ -85,6 +85,16 @@ impl Ord for Bigram {
     }
 }
 
+/// What a final symbol that is not a token becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// Each of its ASCII characters that is a token (byte-level BPE: other bytes are dropped, as in
+    /// llama.cpp).
+    AsciiChars,
+    /// Each of its bytes as the `<0xXX>` token (BPE over raw UTF-8).
+    ByteTokens,
+}
+
 /// Runs the merges over `word`, appending ids to `out`. With `ignore_merges`, a word that is itself
 /// a token is emitted as that token directly.
 pub fn tokenize_word(
@@ -92,6 +102,7 @@ pub fn tokenize_word(
     ranks: &MergeRanks,
     word: &str,
     ignore_merges: bool,
+    fallback: Fallback,
     out: &mut Vec<u32>,
 ) {
     if let Some(id) = vocab.id_of(word).filter(|_| ignore_merges) {
@@ -156,6 +167,12 @@ pub fn tokenize_word(
         let text = &word[s.start..s.start + s.len];
         match vocab.id_of(text) {
             Some(id) => out.push(id),
+            None if fallback == Fallback::ByteTokens => {
+                out.extend(
+                    text.bytes()
+                        .filter_map(|b| vocab.id_of(&format!("<0x{b:02X}>"))),
+                );
+            }
             None => {
                 for c in text.chars() {
                     if let Some(id) = vocab
@@ -173,7 +190,7 @@ pub fn tokenize_word(
 
 #[cfg(test)]
 mod tests {
-    use super::{MergeRanks, tokenize_word};
+    use super::{Fallback, MergeRanks, tokenize_word};
     use crate::tokenizer::vocab::{TokenEntry, TokenType, Vocab};
 
     fn vocab(texts: &[&str]) -> Vocab {
@@ -197,12 +214,12 @@ mod tests {
         // "b c" ranks before "a b": a + bc, and "a bc" is not a merge.
         let ranks = MergeRanks::from_lines(["b c", "a b", "ab c"]);
         let mut out = Vec::new();
-        tokenize_word(&v, &ranks, "abc", false, &mut out);
+        tokenize_word(&v, &ranks, "abc", false, Fallback::AsciiChars, &mut out);
         assert_eq!(out, [0, 4]);
         // With "a b" first, "ab c" then completes the word.
         let ranks = MergeRanks::from_lines(["a b", "b c", "ab c"]);
         out.clear();
-        tokenize_word(&v, &ranks, "abc", false, &mut out);
+        tokenize_word(&v, &ranks, "abc", false, Fallback::AsciiChars, &mut out);
         assert_eq!(out, [5]);
     }
 
@@ -211,10 +228,10 @@ mod tests {
         let v = vocab(&["a", "b", "c", "abc"]);
         let ranks = MergeRanks::from_lines(["a b"]);
         let mut out = Vec::new();
-        tokenize_word(&v, &ranks, "abc", true, &mut out);
+        tokenize_word(&v, &ranks, "abc", true, Fallback::AsciiChars, &mut out);
         assert_eq!(out, [3]);
         out.clear();
-        tokenize_word(&v, &ranks, "abc", false, &mut out);
+        tokenize_word(&v, &ranks, "abc", false, Fallback::AsciiChars, &mut out);
         assert_eq!(
             out,
             [0, 1, 2],

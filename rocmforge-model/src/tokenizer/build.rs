@@ -7,6 +7,7 @@ use super::bpe::MergeRanks;
 use super::byte_map::ByteMap;
 use super::data::TokenizerData;
 use super::error::{TokenizerError, TokenizerResult};
+use super::pre_names::PreTokenizerSpec;
 use super::pretokenize::{PreTokenizer, PreTokenizerKind};
 use super::special::special_match_order;
 use super::vocab::{TokenEntry, TokenType, Vocab};
@@ -77,18 +78,24 @@ impl Tokenizer {
         check_len("tokenizer.ggml.scores", &data.scores, n)?;
         check_len("tokenizer.ggml.token_type", &data.token_types, n)?;
 
-        let (kind, pre_kind) = match data.model.as_str() {
+        let (kind, pre) = match data.model.as_str() {
             "llama" => (VocabKind::Spm, None),
             "gpt2" => (
                 VocabKind::Bpe,
-                Some(PreTokenizerKind::from_name(data.pre.as_deref())?),
+                Some(PreTokenizerSpec::from_name(data.pre.as_deref())?),
+            ),
+            // llama.cpp ignores `tokenizer.ggml.pre` here and always uses gemma4's rules.
+            "gemma4" => (
+                VocabKind::Bpe,
+                Some(PreTokenizerSpec::from_name(Some("gemma4"))?),
             ),
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let in_range = |id: u32| (usize::try_from(id).is_ok_and(|i| i < n)).then_some(id);
         // llama.cpp's defaults per vocabulary type, then the metadata overrides (out-of-range ids ignored).
-        let (mut ids, mut add_bos, mut add_space_prefix) = match kind {
-            VocabKind::Spm => (
+        let (mut ids, mut add_bos, mut add_space_prefix) = match pre {
+            // SentencePiece (the only kind without a pre-tokenizer).
+            None => (
                 SpecialIds {
                     bos: in_range(1),
                     eos: in_range(2),
@@ -98,15 +105,18 @@ impl Tokenizer {
                 true,
                 true,
             ),
-            VocabKind::Bpe => (
-                SpecialIds {
-                    bos: in_range(11),
-                    eos: in_range(11),
-                    ..SpecialIds::default()
-                },
-                pre_kind.is_some_and(PreTokenizerKind::adds_bos_by_default),
-                false,
-            ),
+            Some(spec) => {
+                let gpt2_default = (data.model == "gpt2").then_some(11).and_then(in_range);
+                (
+                    SpecialIds {
+                        bos: gpt2_default.filter(|_| !spec.no_default_bos),
+                        eos: gpt2_default,
+                        ..SpecialIds::default()
+                    },
+                    spec.add_bos,
+                    false,
+                )
+            }
         };
         let pick = |v: Option<u32>, default: Option<u32>| v.and_then(in_range).or(default);
         ids.bos = pick(data.bos_id, ids.bos);
@@ -180,18 +190,21 @@ impl Tokenizer {
         }
 
         let merges = MergeRanks::from_lines(data.merges.iter().map(String::as_str));
-        if kind == VocabKind::Bpe && merges.is_empty() {
+        // Kimi K2 is the one BPE vocabulary llama.cpp loads without merges.
+        let needs_merges = pre.is_some_and(|p| p.kind != PreTokenizerKind::KimiK2);
+        if kind == VocabKind::Bpe && needs_merges && merges.is_empty() {
             return Err(TokenizerError::InvalidMetadata {
                 key: "tokenizer.ggml.merges".into(),
-                reason: "a gpt2 (BPE) vocabulary needs merges".into(),
+                reason: "a BPE vocabulary needs merges".into(),
             });
         }
-        let pre = pre_kind.map(PreTokenizer::new).transpose()?;
+        let pre_tokenizer = pre.map(|p| PreTokenizer::new(p.kind)).transpose()?;
         let mut tok = Self {
             kind,
             vocab,
             merges,
-            pre,
+            pre: pre_tokenizer,
+            pre_spec: pre,
             byte_map: ByteMap::new(),
             special_order,
             pieces: Vec::new(),

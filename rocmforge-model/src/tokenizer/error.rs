@@ -12,10 +12,15 @@ pub enum TokenizerError {
     #[error("tokenizer metadata: {0}")]
     Gguf(#[from] GgufError),
     /// `tokenizer.ggml.model` names a vocabulary type this crate cannot run.
-    #[error("unsupported tokenizer model '{0}' in tokenizer.ggml.model (supported: llama, gpt2)")]
+    #[error(
+        "unsupported tokenizer model '{0}' in tokenizer.ggml.model (supported: llama, gpt2, gemma4; \
+         not supported: bert (WordPiece), t5 (Unigram), rwkv, plamo2)"
+    )]
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not know.
-    #[error("unsupported pre-tokenizer '{0}' in tokenizer.ggml.pre")]
+    #[error(
+        "unsupported pre-tokenizer '{0}' in tokenizer.ggml.pre (not one llama.cpp 0.5.0 knows)"
+    )]
     UnsupportedPreTokenizer(String),
     /// A metadata array or value is inconsistent with the vocabulary.
     #[error("invalid tokenizer metadata '{key}': {reason}")]

@@ -4,7 +4,11 @@
 //! - **SPM** (`tokenizer.ggml.model = llama`): SentencePiece-style score-ordered merges over characters,
 //!   spaces written as `▁`, an optional leading space, `<0xXX>` byte fallback;
 //! - **BPE** (`tokenizer.ggml.model = gpt2`): byte-level BPE with ranked merges, after a pre-tokenizer
-//!   chosen by `tokenizer.ggml.pre` has cut the text into words.
+//!   chosen by `tokenizer.ggml.pre` has cut the text into words (every name llama.cpp 0.5.0 knows:
+//!   [`KNOWN_PRE_TOKENIZERS`]); `gemma4` is BPE over raw UTF-8 with `▁` for spaces.
+//!
+//! WordPiece (`bert`), Unigram (`t5`), `rwkv` and `plamo2` vocabularies are refused with an error
+//! naming the model.
 //!
 //! Special tokens (control, user-defined) are matched as whole strings before either algorithm runs.
 //!
@@ -25,16 +29,20 @@ mod data;
 mod decode;
 mod error;
 mod from_gguf;
+mod pre_names;
+mod pre_patterns;
 mod pretokenize;
 mod special;
 mod spm;
 mod vocab;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 pub use data::TokenizerData;
 pub use decode::StreamDecoder;
 pub use error::{TokenizerError, TokenizerResult};
+pub use pre_names::{KNOWN_NAMES as KNOWN_PRE_TOKENIZERS, PreTokenizerSpec};
 pub use pretokenize::PreTokenizerKind;
 pub use vocab::TokenType;
 
@@ -77,6 +85,7 @@ pub struct Tokenizer {
     vocab: Vocab,
     merges: MergeRanks,
     pre: Option<PreTokenizer>,
+    pre_spec: Option<PreTokenizerSpec>,
     byte_map: ByteMap,
     special_order: Vec<u32>,
     /// Bytes of each token as plain text (control and unknown tokens: empty).
@@ -144,13 +153,39 @@ impl Tokenizer {
     }
 
     fn encode_bpe_text(&self, text: &str, out: &mut Vec<u32>) -> TokenizerResult<()> {
-        let Some(pre) = &self.pre else { return Ok(()) };
-        let ignore_merges = pre.kind().ignores_merges();
+        let (Some(pre), Some(spec)) = (&self.pre, self.pre_spec) else {
+            return Ok(());
+        };
+        let escaped;
+        let text = if spec.escape_whitespaces {
+            escaped = text.replace(' ', SPM_SPACE);
+            escaped.as_str()
+        } else {
+            text
+        };
         for range in pre.split(text)? {
-            let word = self.byte_map.encode(text[range].as_bytes());
-            bpe::tokenize_word(&self.vocab, &self.merges, &word, ignore_merges, out);
+            let raw = &text[range];
+            let word = if spec.byte_encode {
+                Cow::Owned(self.byte_map.encode(raw.as_bytes()))
+            } else {
+                Cow::Borrowed(raw)
+            };
+            // llama.cpp takes a newline run of gemma4 whole when it is a token.
+            let whole = spec.ignore_merges
+                || (spec.kind == PreTokenizerKind::Gemma4 && raw.bytes().all(|b| b == b'\n'));
+            let fallback = if spec.byte_encode {
+                bpe::Fallback::AsciiChars
+            } else {
+                bpe::Fallback::ByteTokens
+            };
+            bpe::tokenize_word(&self.vocab, &self.merges, &word, whole, fallback, out);
         }
         Ok(())
+    }
+
+    /// Whether BPE tokens hold raw UTF-8 with `▁` for spaces (gemma4) rather than GPT-2's byte alphabet.
+    fn bpe_is_raw_utf8(&self) -> bool {
+        self.pre_spec.is_some_and(|s| !s.byte_encode)
     }
 
     /// Decodes ids to text (invalid UTF-8 becomes U+FFFD). Control tokens render as nothing; a leading
@@ -204,12 +239,14 @@ impl Tokenizer {
         let Some(e) = u32::try_from(index).ok().and_then(|id| self.vocab.get(id)) else {
             return Vec::new();
         };
-        match (e.ty, self.kind) {
-            (TokenType::Control | TokenType::Unknown, _) => Vec::new(),
-            (TokenType::UserDefined, _) => e.text.as_bytes().to_vec(),
-            (TokenType::Normal, VocabKind::Spm) => e.text.replace(SPM_SPACE, " ").into_bytes(),
-            (TokenType::Normal, VocabKind::Bpe) => self.byte_map.decode(&e.text),
-            (TokenType::Byte, VocabKind::Spm) => {
+        // SentencePiece-style pieces: `▁` for spaces, `<0xXX>` byte tokens (SPM, gemma4's BPE).
+        let spm_style = self.kind == VocabKind::Spm || self.bpe_is_raw_utf8();
+        match e.ty {
+            TokenType::Control | TokenType::Unknown => Vec::new(),
+            TokenType::UserDefined => e.text.as_bytes().to_vec(),
+            TokenType::Normal if spm_style => e.text.replace(SPM_SPACE, " ").into_bytes(),
+            TokenType::Normal => self.byte_map.decode(&e.text),
+            TokenType::Byte if spm_style => {
                 parse_byte_token(&e.text).map_or_else(Vec::new, |b| vec![b])
             }
             _ => Vec::new(),

@@ -104,12 +104,11 @@ pub fn bundle(out_dir: Option<PathBuf>) -> Result<PathBuf> {
     copy_stripped(&rocmforge, &out.join("bin/rocmforge"))?;
     copy_stripped(&xtask, &out.join("bin/xtask"))?;
     for shape in ["llama3-8b", "qwen2.5-0.5b"] {
-        if let Some(src) = synth::Shape::by_name(shape).and_then(|s| s.tokenizer) {
-            let name = src
-                .file
-                .file_name()
-                .context("vocabulary without a file name")?;
-            copy_file(&src.file, &out.join("vocab").join(name))?;
+        if let Some(synth::VocabSource::File(file)) =
+            synth::Shape::by_name(shape).and_then(|s| s.tokenizer)
+        {
+            let name = file.file_name().context("vocabulary without a file name")?;
+            copy_file(&file, &out.join("vocab").join(name))?;
         }
     }
     // The table is an H100 table: NVIDIA targets unless ROCMFORGE_PLATFORM says otherwise

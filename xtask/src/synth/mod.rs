@@ -6,6 +6,7 @@
 mod mix;
 mod random;
 mod shape;
+mod tiny;
 mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -18,16 +19,17 @@ use rayon::prelude::*;
 use rocmforge_gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue, quants};
 
 pub use mix::{FileType, tensor_type};
-pub use shape::{Kind, Shape, TensorSpec};
+pub use shape::{Kind, Shape, TensorSpec, VocabSource};
+pub use tiny::{TINY, write_all as write_tiny_models};
 
 /// Standard deviation of the random weight matrices.
-const WEIGHT_SD: f32 = 0.02;
+pub(crate) const WEIGHT_SD: f32 = 0.02;
 /// Elements generated and quantized by one rayon task.
 const TASK_ELEMENTS: usize = 1 << 15;
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// llama3-8b or qwen2.5-0.5b.
+    /// llama3-8b, qwen2.5-0.5b, or a tiny CI shape (tiny-llama, tiny-qwen3).
     #[arg(long)]
     pub shape: String,
     /// Q4_K_M, Q4_0, Q8_0 or F16.
@@ -39,6 +41,12 @@ pub struct SynthArgs {
     /// Write only the first N blocks (for timing; the file says N blocks).
     #[arg(long)]
     pub layers: Option<usize>,
+    /// Standard deviation of the weight matrices (default: the shape's).
+    #[arg(long)]
+    pub weight_sd: Option<f32>,
+    /// Standard deviation of the output layer (default: the shape's).
+    #[arg(long)]
+    pub output_sd: Option<f32>,
     /// Folder holding the ggml-vocab-*.gguf files (default: ../shared/testdata/vocab).
     #[arg(long)]
     pub vocab_dir: Option<PathBuf>,
@@ -55,18 +63,26 @@ pub struct SynthStats {
 }
 
 pub fn run(args: &SynthArgs) -> Result<()> {
-    let mut shape = Shape::by_name(&args.shape)
-        .ok_or_else(|| anyhow!("unknown --shape {} (llama3-8b, qwen2.5-0.5b)", args.shape))?;
+    let mut shape = Shape::by_name(&args.shape).ok_or_else(|| {
+        let tiny: Vec<&str> = TINY.iter().map(|t| t.name).collect();
+        anyhow!(
+            "unknown --shape {} (llama3-8b, qwen2.5-0.5b, {})",
+            args.shape,
+            tiny.join(", ")
+        )
+    })?;
     let ftype = FileType::from_name(&args.ftype)
         .ok_or_else(|| anyhow!("unknown --type {} (Q4_K_M, Q4_0, Q8_0, F16)", args.ftype))?;
-    if let (Some(dir), Some(src)) = (&args.vocab_dir, shape.tokenizer.as_mut()) {
-        let name = src
-            .file
+    if let (Some(dir), Some(VocabSource::File(file))) = (&args.vocab_dir, shape.tokenizer.as_mut())
+    {
+        let name = file
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_default();
-        src.file = dir.join(name);
+        *file = dir.join(name);
     }
+    shape.weight_sd = args.weight_sd.unwrap_or(shape.weight_sd);
+    shape.output_sd = args.output_sd.unwrap_or(shape.output_sd);
     if let Some(n) = args.layers {
         if n == 0 || n > shape.n_layers {
             bail!("--layers must be 1..={}", shape.n_layers);
@@ -123,18 +139,23 @@ fn model_metadata(w: &mut GgufWriter, shape: &Shape, ftype: FileType) -> Result<
         w.add_metadata(&format!("{a}.expert_used_count"), u(m.n_expert_used));
         w.add_metadata(&format!("{a}.expert_feed_forward_length"), u(m.ffn_exp));
     }
-    if let Some(src) = &shape.tokenizer {
-        let file = GgufFile::open(&src.file)
-            .with_context(|| format!("opening the vocabulary {}", src.file.display()))?;
-        for (key, value) in vocab::tokenizer_metadata(&file, shape.vocab)? {
-            w.add_metadata(&key, value);
+    let keys = match &shape.tokenizer {
+        Some(VocabSource::File(path)) => {
+            let file = GgufFile::open(path)
+                .with_context(|| format!("opening the vocabulary {}", path.display()))?;
+            vocab::tokenizer_metadata(&file, shape.vocab)?
         }
+        Some(VocabSource::TinyByteBpe) => vocab::tiny_byte_bpe(shape.vocab)?,
+        None => Vec::new(),
+    };
+    for (key, value) in keys {
+        w.add_metadata(&key, value);
     }
     Ok(())
 }
 
 /// The bytes of tensor `t` in type `ty`: random values generated and quantized in parallel.
-fn tensor_bytes(t: &TensorSpec, ty: GgmlType, seed: u64) -> Result<Vec<u8>> {
+fn tensor_bytes(t: &TensorSpec, ty: GgmlType, seed: u64, weight_sd: f32) -> Result<Vec<u8>> {
     let row = t.row_len();
     let rows = t.n_elements() / row.max(1);
     let row_bytes =
@@ -142,7 +163,7 @@ fn tensor_bytes(t: &TensorSpec, ty: GgmlType, seed: u64) -> Result<Vec<u8>> {
             .ok_or_else(|| anyhow!("{}: {row} is not whole {ty} blocks", t.name))? as usize;
     let (mean, sd) = match t.kind {
         Kind::Norm => (1.0, 0.0),
-        _ => (0.0, WEIGHT_SD),
+        _ => (0.0, weight_sd),
     };
     let tensor_seed = random::tensor_seed(seed, &t.name);
     let rows_per_task = (TASK_ELEMENTS / row.max(1)).max(1);
@@ -188,7 +209,13 @@ pub fn synthesize(shape: &Shape, ftype: FileType, seed: u64, out: &Path) -> Resu
     });
     let mut produced: Result<()> = Ok(());
     for (t, &ty) in specs.iter().zip(&types) {
-        match tensor_bytes(t, ty, seed) {
+        let is_output = t.kind == Kind::Output || (shape.tied_output && t.kind == Kind::TokenEmbd);
+        let sd = if is_output {
+            shape.output_sd
+        } else {
+            shape.weight_sd
+        };
+        match tensor_bytes(t, ty, seed, sd) {
             Ok(data) => {
                 if tx.send((t.name.clone(), data)).is_err() {
                     break; // the writer failed; its error is reported below

@@ -6,9 +6,11 @@ use crate::paths;
 
 /// Where a synthetic model's tokenizer comes from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VocabSource {
+pub enum VocabSource {
     /// A `ggml-vocab-*.gguf` file whose `tokenizer.*` keys are copied.
-    pub file: PathBuf,
+    File(PathBuf),
+    /// The generated tiny byte-level BPE of the CI shapes ([`super::vocab::tiny_byte_bpe`]).
+    TinyByteBpe,
 }
 
 /// A decoder-only transformer shape (the llama and qwen2 tensor layout).
@@ -26,6 +28,8 @@ pub struct Shape {
     pub n_kv_heads: usize,
     /// Q/K/V biases (qwen2).
     pub qkv_bias: bool,
+    /// `attn_q_norm` / `attn_k_norm` (qwen3).
+    pub qk_norm: bool,
     /// No `output.weight`: the token embedding is the LM head.
     pub tied_output: bool,
     pub rope_base: f32,
@@ -36,10 +40,12 @@ pub struct Shape {
     /// Width of one attention head when it is not `dim / n_heads` (written as
     /// `attention.key_length` / `value_length`).
     pub head_dim_override: Option<usize>,
-    /// Per-head RMS norms on q and k (`attn_q_norm`, `attn_k_norm`: qwen3, qwen3moe).
-    pub qk_norm: bool,
     /// A mixture-of-experts feed-forward instead of the MLP.
     pub moe: Option<MoeShape>,
+    /// Standard deviation of the random weight matrices.
+    pub weight_sd: f32,
+    /// Standard deviation of the output layer (and of a tied embedding).
+    pub output_sd: f32,
 }
 
 /// The experts of a mixture-of-experts shape (`ffn_gate_inp` + `ffn_{gate,up,down}_exps`).
@@ -73,16 +79,16 @@ impl Shape {
             n_heads: 32,
             n_kv_heads: 8,
             qkv_bias: false,
+            qk_norm: false,
             tied_output: false,
             rope_base: 500_000.0,
             rms_eps: 1e-5,
             context: 8192,
-            tokenizer: Some(VocabSource {
-                file: vocab_file("ggml-vocab-llama-bpe.gguf"),
-            }),
+            tokenizer: Some(VocabSource::File(vocab_file("ggml-vocab-llama-bpe.gguf"))),
             head_dim_override: None,
-            qk_norm: false,
             moe: None,
+            weight_sd: super::WEIGHT_SD,
+            output_sd: super::WEIGHT_SD,
         }
     }
 
@@ -98,16 +104,16 @@ impl Shape {
             n_heads: 14,
             n_kv_heads: 2,
             qkv_bias: true,
+            qk_norm: false,
             tied_output: true,
             rope_base: 1_000_000.0,
             rms_eps: 1e-6,
             context: 32_768,
-            tokenizer: Some(VocabSource {
-                file: vocab_file("ggml-vocab-gpt-2.gguf"),
-            }),
+            tokenizer: Some(VocabSource::File(vocab_file("ggml-vocab-gpt-2.gguf"))),
             head_dim_override: None,
-            qk_norm: false,
             moe: None,
+            weight_sd: super::WEIGHT_SD,
+            output_sd: super::WEIGHT_SD,
         }
     }
 
@@ -127,9 +133,7 @@ impl Shape {
             rope_base: 1_000_000.0,
             rms_eps: 1e-6,
             context: 40_960,
-            tokenizer: Some(VocabSource {
-                file: vocab_file("ggml-vocab-gpt-2.gguf"),
-            }),
+            tokenizer: Some(VocabSource::File(vocab_file("ggml-vocab-gpt-2.gguf"))),
             head_dim_override: Some(128),
             qk_norm: true,
             moe: Some(MoeShape {
@@ -137,6 +141,8 @@ impl Shape {
                 n_expert_used: 8,
                 ffn_exp: 768,
             }),
+            weight_sd: super::WEIGHT_SD,
+            output_sd: super::WEIGHT_SD,
         }
     }
 
@@ -167,7 +173,7 @@ impl Shape {
             "qwen2.5-0.5b" => Some(Shape::qwen25_05b()),
             "qwen3-30b-a3b" => Some(Shape::qwen3_30b_a3b()),
             "tiny-qwen3moe" => Some(Shape::tiny_qwen3moe()),
-            _ => None,
+            _ => super::tiny::Tiny::by_name(name),
         }
     }
 

@@ -55,3 +55,88 @@ fn pad(
     let elem_type: MetadataValueType = a.elem_type;
     MetadataValue::Array(MetadataArray { elem_type, values })
 }
+
+/// Letter pairs merged by the tiny vocabulary (common English bigrams), after `Ġ` + letter.
+const TINY_PAIRS: &[&str] = &[
+    "th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es", "or", "te", "of", "ed",
+    "is", "it", "al", "ar", "st", "to", "nt", "ng", "se", "ha", "as", "ou", "io", "le", "ve", "co",
+    "me", "de", "hi", "ri", "ro", "ic", "ne", "ea", "ra", "ce", "li", "ch", "ll", "be", "ma", "si",
+    "om", "ur",
+];
+/// Letters merged with a leading space (`Ġ`).
+const TINY_SPACED: &str = "taoswicbpfmhdre";
+
+/// Size of the tiny vocabulary: 256 byte tokens, the merges, `<|endoftext|>`.
+pub const TINY_VOCAB: usize = 256 + TINY_PAIRS.len() + TINY_SPACED.len() + 1;
+
+/// GPT-2's byte-to-character map: printable bytes keep their code point, the others take
+/// 256, 257, ... in byte order.
+fn gpt2_byte_char(b: u8) -> char {
+    let keeps = |x: u8| (33..=126).contains(&x) || (161..=172).contains(&x) || x >= 174;
+    if keeps(b) {
+        return char::from(b);
+    }
+    let rank = (0..b).filter(|&x| !keeps(x)).count() as u32;
+    char::from_u32(256 + rank).unwrap_or('?')
+}
+
+/// The `tokenizer.*` keys of a tiny GPT-2-style byte-level BPE (`tokenizer.ggml.pre = gpt-2`)
+/// that llama.cpp loads: every byte, a few merges, and `<|endoftext|>` as BOS/EOS.
+pub fn tiny_byte_bpe(vocab: usize) -> Result<Vec<(String, MetadataValue)>> {
+    if vocab != TINY_VOCAB {
+        bail!("the tiny vocabulary has {TINY_VOCAB} tokens, the shape asks for {vocab}");
+    }
+    let mut tokens: Vec<String> = (0..=255u8).map(|b| gpt2_byte_char(b).to_string()).collect();
+    let space = gpt2_byte_char(b' ');
+    let mut merges = Vec::new();
+    for c in TINY_SPACED.chars() {
+        merges.push(format!("{space} {c}"));
+        tokens.push(format!("{space}{c}"));
+    }
+    for pair in TINY_PAIRS {
+        let (a, b) = pair.split_at(1);
+        merges.push(format!("{a} {b}"));
+        tokens.push(pair.to_string());
+    }
+    let eos = tokens.len() as u32;
+    tokens.push("<|endoftext|>".into());
+    let mut types = vec![MetadataValue::I32(1); tokens.len()];
+    types[eos as usize] = MetadataValue::I32(3);
+    let strings = |v: Vec<String>| {
+        MetadataValue::Array(MetadataArray {
+            elem_type: MetadataValueType::String,
+            values: v.into_iter().map(MetadataValue::String).collect(),
+        })
+    };
+    Ok(vec![
+        (
+            "tokenizer.ggml.model".into(),
+            MetadataValue::String("gpt2".into()),
+        ),
+        (
+            "tokenizer.ggml.pre".into(),
+            MetadataValue::String("gpt-2".into()),
+        ),
+        ("tokenizer.ggml.tokens".into(), strings(tokens)),
+        (
+            "tokenizer.ggml.token_type".into(),
+            MetadataValue::Array(MetadataArray {
+                elem_type: MetadataValueType::I32,
+                values: types,
+            }),
+        ),
+        ("tokenizer.ggml.merges".into(), strings(merges)),
+        (
+            "tokenizer.ggml.bos_token_id".into(),
+            MetadataValue::U32(eos),
+        ),
+        (
+            "tokenizer.ggml.eos_token_id".into(),
+            MetadataValue::U32(eos),
+        ),
+        (
+            "tokenizer.ggml.add_bos_token".into(),
+            MetadataValue::Bool(false),
+        ),
+    ])
+}

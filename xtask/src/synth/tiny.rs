@@ -1,0 +1,120 @@
+//! Tiny shapes for CI: each supported architecture in a few hundred kilobytes, with a tiny
+//! GPT-2-style byte-level BPE vocabulary ([`super::vocab::tiny_byte_bpe`]) and weights scaled so
+//! the next-token distributions are far from uniform. CI synthesizes them (bit-deterministic:
+//! seeded, no file read) and compares our logits with a committed llama.cpp reference
+//! (`rocmforge-cli/tests/data/kld/<name>.kld`, `llama-perplexity --kl-divergence-base`).
+//!
+//! A new architecture adds one entry to [`TINY`].
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use super::mix::FileType;
+use super::shape::{Shape, VocabSource};
+use crate::models::sha256_of;
+use crate::paths;
+
+/// Seed of the CI files.
+const TINY_SEED: u64 = 42;
+
+/// One tiny shape: the architecture and what differs between architectures.
+pub struct Tiny {
+    /// `--shape` name (also the reference file's name).
+    pub name: &'static str,
+    /// `general.architecture`.
+    pub arch: &'static str,
+    /// Q/K/V biases (qwen2).
+    pub qkv_bias: bool,
+    /// Per-head RMS norms of q and k (qwen3).
+    pub qk_norm: bool,
+    /// sha256 of the Q8_0 file with seed 42: synthesis must stay bit-identical, since the
+    /// committed llama.cpp reference was computed on exactly this file.
+    pub sha256: &'static str,
+}
+
+/// Every tiny shape CI checks.
+pub const TINY: &[Tiny] = &[
+    Tiny {
+        name: "tiny-llama",
+        arch: "llama",
+        qkv_bias: false,
+        qk_norm: false,
+        sha256: "ac75923961b721945ed8ebd4d9c5a1f823674a6785e52e459db66c2ea30175c0",
+    },
+    Tiny {
+        name: "tiny-qwen3",
+        arch: "qwen3",
+        qkv_bias: false,
+        qk_norm: true,
+        sha256: "be8f290de9d946f264d120204980d771d9c3ab61ab42652c46a2dd8ed3ee80a3",
+    },
+];
+
+/// Standard deviation of the tiny shapes' weight matrices (about 1/sqrt(64), so activations keep
+/// their size through the blocks).
+pub const TINY_WEIGHT_SD: f32 = 0.15;
+/// Standard deviation of their output layer: logits of spread ~4 on unit-RMS hidden states.
+pub const TINY_OUTPUT_SD: f32 = 0.5;
+
+impl Tiny {
+    /// The shape: 2 blocks of width 64, 4 heads (2 KV heads) of 16, FFN 128.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            name: self.name,
+            arch: self.arch,
+            vocab: super::vocab::TINY_VOCAB,
+            n_layers: 2,
+            dim: 64,
+            ffn: 128,
+            n_heads: 4,
+            n_kv_heads: 2,
+            qkv_bias: self.qkv_bias,
+            qk_norm: self.qk_norm,
+            tied_output: false,
+            rope_base: 10_000.0,
+            rms_eps: 1e-5,
+            context: 512,
+            tokenizer: Some(VocabSource::TinyByteBpe),
+            head_dim_override: None,
+            moe: None,
+            weight_sd: TINY_WEIGHT_SD,
+            output_sd: TINY_OUTPUT_SD,
+        }
+    }
+
+    /// The tiny shape named `name`.
+    pub fn by_name(name: &str) -> Option<Shape> {
+        TINY.iter().find(|t| t.name == name).map(Tiny::shape)
+    }
+}
+
+/// Where CI keeps the tiny models (`models/tiny/`, git-ignored).
+pub fn dir() -> PathBuf {
+    paths::models_dir().join("tiny")
+}
+
+/// Synthesizes every tiny shape as Q8_0 into [`dir`] (unless present with the right hash) and
+/// checks each file's sha256. Returns their paths.
+pub fn write_all() -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir())?;
+    let mut out = Vec::new();
+    for t in TINY {
+        let path = dir().join(format!("{}.gguf", t.name));
+        if !(path.exists() && sha256_of(&path)? == t.sha256) {
+            super::synthesize(&t.shape(), FileType::Q8_0, TINY_SEED, &path)?;
+        }
+        let got = sha256_of(&path)?;
+        if got != t.sha256 {
+            bail!(
+                "{} has sha256 {got}, expected {}: synthesis changed, so the committed llama.cpp \
+                 reference no longer matches; regenerate it (see rocmforge-model/tests/data/kld/README.md)",
+                path.display(),
+                t.sha256
+            );
+        }
+        out.push(path);
+    }
+    eprintln!("xtask: tiny CI models ready in {}", dir().display());
+    Ok(out)
+}
