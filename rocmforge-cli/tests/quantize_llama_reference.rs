@@ -49,7 +49,7 @@ fn data(name: &str) -> PathBuf {
 
 /// Quantizes the test model (through F32) to every mix of `reference` with `extra` options and
 /// compares each tensor's type and bytes with the reference's.
-fn check_against(reference: &str, tag: &str, extra: &[&str]) {
+fn check_against(reference: &str, n_mixes: usize, tag: &str, extra: &[&str]) {
     let reference: serde_json::Value = serde_json::from_str(reference).unwrap();
     let dir = std::env::temp_dir().join(format!("rocmforge-qref-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -57,7 +57,7 @@ fn check_against(reference: &str, tag: &str, extra: &[&str]) {
     // The test model is Q4_1: decoding it to F32 needs no --allow-requantize.
     quantize(&model_path(), &f32_file, "F32", &[]);
     let mixes = reference["mixes"].as_object().unwrap();
-    assert_eq!(mixes.len(), 6);
+    assert_eq!(mixes.len(), n_mixes);
     let mut report = Vec::new();
     for (mix, tensors) in mixes {
         let out = dir.join(format!("{mix}.gguf"));
@@ -95,6 +95,7 @@ fn check_against(reference: &str, tag: &str, extra: &[&str]) {
 fn mixes_equal_llama_quantize_tensor_for_tensor() {
     check_against(
         include_str!("data/llama_quantize_smollm2.json"),
+        6,
         "plain",
         &[],
     );
@@ -105,7 +106,21 @@ fn mixes_with_an_imatrix_equal_llama_quantize_tensor_for_tensor() {
     let imatrix = data("smollm2_imatrix.gguf");
     check_against(
         include_str!("data/llama_quantize_smollm2_imatrix.json"),
+        6,
         "imatrix",
         &["--imatrix", imatrix.to_str().unwrap()],
+    );
+}
+
+/// Q2_K and Q4_0 with an imatrix (no CI mix reaches them): `--pure Q2_K` gives Q2_K to the
+/// 1536-wide ffn_down rows and the Q4_0 fallback to the 576-wide ones.
+#[test]
+fn pure_q2_k_with_an_imatrix_equals_llama_quantize_tensor_for_tensor() {
+    let imatrix = data("smollm2_imatrix.gguf");
+    check_against(
+        include_str!("data/llama_quantize_smollm2_imatrix_pure_q2_k.json"),
+        1,
+        "imatrix-pure",
+        &["--pure", "--imatrix", imatrix.to_str().unwrap()],
     );
 }

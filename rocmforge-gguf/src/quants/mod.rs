@@ -12,6 +12,11 @@
 //! | Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 | yes | yes (`quantize_row_*_ref`) |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K | yes | yes (`quantize_row_*_ref`) |
 //! | IQ4_NL, IQ4_XS | yes | yes (`quantize_iq4_*` without importance matrix) |
+//!
+//! With an importance matrix ([`quantize_weighted`]), Q2_K..Q6_K, IQ4_NL/IQ4_XS and
+//! Q4_0/Q4_1/Q5_0/Q5_1 follow ggml's `quantize_row_*_impl` with `quant_weights` (byte for byte
+//! against llama-quantize in rocmforge-cli's `quantize_llama_reference` test); Q8_0 and the
+//! float types ignore it, as ggml does.
 //! | I8, I16, I32, I64, F64 | no ([`GgufError::Unsupported`]) | no |
 //!
 //! How it is checked: `tests/dequant_oracle.rs` compares every dequantizer bit for bit with the
@@ -113,6 +118,7 @@ fn weighted_quantizer(ty: GgmlType) -> Option<WeightedQuantFn> {
         Q4_1 => q4_q5_q8::quant_q4_1_weighted,
         Q5_0 => q4_q5_q8::quant_q5_0_weighted,
         Q5_1 => q4_q5_q8::quant_q5_1_weighted,
+        Q2_K => k_quants::q2_k::quant_weighted,
         Q3_K => k_quants::q3_k::quant_weighted,
         Q4_K => k_quants::q4_k::quant_weighted,
         Q5_K => k_quants::q5_k::quant_weighted,
