@@ -31,6 +31,8 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Rewrite a GGUF file with its weight matrices quantized to another type.
     Quantize(commands::quantize::QuantizeArgs),
+    /// Compute an importance matrix over a text (llama.cpp's imatrix GGUF) for `quantize --imatrix`.
+    Imatrix(commands::imatrix::ImatrixArgs),
     /// Chat with the model in the terminal (or over piped stdin): /reset, /exit.
     Chat(commands::chat::ChatArgs),
     /// Prefill and decode tokens/s (mean ± sd over repetitions), load time, peak memory.
@@ -53,6 +55,7 @@ fn run_command(command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
+        Command::Imatrix(args) => commands::imatrix::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Chat(args) => commands::chat::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -271,3 +271,90 @@ fn bad_type_and_missing_input_are_one_line_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn imatrix_rules_are_llama_quantizes() {
+    use rocmforge_gguf::imatrix::{Imatrix, ImatrixEntry};
+    let dir = scratch_dir("imatrix");
+    let input = dir.join("in.gguf");
+    write_input(&input);
+    // Q2_K in a Q2_K_S file needs an importance matrix.
+    let out = quantize(&input, &dir.join("o.gguf"), "Q2_K_S");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("requires an importance matrix") && err.contains("blk.0.attn_q.weight"),
+        "{err}"
+    );
+    // An entry whose size is not the tensor's columns is an error naming both.
+    let mut m = Imatrix {
+        datasets: vec!["t.txt".into()],
+        chunk_count: 1,
+        chunk_size: 16,
+        ..Imatrix::default()
+    };
+    m.entries.insert(
+        "blk.0.attn_q.weight".into(),
+        ImatrixEntry {
+            sums: vec![1.0; 128],
+            counts: vec![16.0],
+        },
+    );
+    let bad = dir.join("bad.imatrix.gguf");
+    m.to_writer().unwrap().write_to(&bad).unwrap();
+    let out = quantize_with(
+        &input,
+        &dir.join("o.gguf"),
+        "Q4_K_M",
+        &["--imatrix", bad.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("imatrix size 128 is different from tensor size 256"),
+        "{err}"
+    );
+    // A right-sized one is used and recorded; a model file is not an imatrix.
+    m.entries.get_mut("blk.0.attn_q.weight").unwrap().sums =
+        values(256, 9).iter().map(|v| v * v).collect();
+    let good = dir.join("good.imatrix.gguf");
+    m.to_writer().unwrap().write_to(&good).unwrap();
+    let (plain, weighted) = (dir.join("plain.gguf"), dir.join("weighted.gguf"));
+    assert!(quantize(&input, &plain, "Q4_K_M").status.success());
+    let out = quantize_with(
+        &input,
+        &weighted,
+        "Q4_K_M",
+        &["--imatrix", good.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (p, w) = (
+        GgufFile::open(&plain).unwrap(),
+        GgufFile::open(&weighted).unwrap(),
+    );
+    assert_eq!(
+        w.metadata()
+            .get_u32("quantize.imatrix.entries_count")
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        w.metadata().get_str("quantize.imatrix.dataset").unwrap(),
+        "t.txt"
+    );
+    let q = |f: &GgufFile| f.tensor_bytes("blk.0.attn_q.weight").unwrap().to_vec();
+    assert_ne!(q(&p), q(&w), "the importance changed no code");
+    let out = quantize_with(
+        &input,
+        &weighted,
+        "Q4_K_M",
+        &["--imatrix", input.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imatrix.datasets"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,13 @@
 //! llama-cpp-python==0.3.36 source distribution). SmolLM2's 576-wide rows exercise the
 //! fallbacks (Q4_K -> Q5_0, Q6_K -> Q8_0, IQ4_XS -> IQ4_NL) and its 30 layers the "more bits"
 //! rules for attn_v and ffn_down.
+//!
+//! The same six mixes with an importance matrix (`--imatrix tests/data/smollm2_imatrix.gguf`,
+//! made by llama.cpp's llama-imatrix from the test model and tests/data/imatrix_text.txt: 4
+//! chunks of 128 tokens) against llama-quantize given the same file
+//! (tests/data/llama_quantize_smollm2_imatrix.json; its `source` says how it was made): this
+//! exercises the weighted searches of Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, IQ4_NL and Q5_0 and the
+//! rules an imatrix changes (IQ4_XS keeps ffn_down of the first layers).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -34,21 +41,27 @@ fn quantize(input: &Path, output: &Path, mix: &str, extra: &[&str]) {
     );
 }
 
-#[test]
-fn mixes_equal_llama_quantize_tensor_for_tensor() {
-    let reference: serde_json::Value =
-        serde_json::from_str(include_str!("data/llama_quantize_smollm2.json")).unwrap();
-    let dir = std::env::temp_dir().join(format!("rocmforge-qref-{}", std::process::id()));
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// Quantizes the test model (through F32) to every mix of `reference` with `extra` options and
+/// compares each tensor's type and bytes with the reference's.
+fn check_against(reference: &str, n_mixes: usize, tag: &str, extra: &[&str]) {
+    let reference: serde_json::Value = serde_json::from_str(reference).unwrap();
+    let dir = std::env::temp_dir().join(format!("rocmforge-qref-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f32_file = dir.join("smollm2-f32.gguf");
     // The test model is Q4_1: decoding it to F32 needs no --allow-requantize.
     quantize(&model_path(), &f32_file, "F32", &[]);
     let mixes = reference["mixes"].as_object().unwrap();
-    assert_eq!(mixes.len(), 6);
+    assert_eq!(mixes.len(), n_mixes);
     let mut report = Vec::new();
     for (mix, tensors) in mixes {
         let out = dir.join(format!("{mix}.gguf"));
-        quantize(&f32_file, &out, mix, &[]);
+        quantize(&f32_file, &out, mix, extra);
         let file = GgufFile::open(&out).unwrap();
         let want = tensors.as_object().unwrap();
         assert_eq!(file.tensors().len(), want.len(), "{mix}: tensor count");
@@ -69,11 +82,45 @@ fn mixes_equal_llama_quantize_tensor_for_tensor() {
             }
         }
         eprintln!(
-            "{mix}: {same}/{} tensors equal llama-quantize's",
+            "{mix} ({tag}): {same}/{} tensors equal llama-quantize's",
             want.len()
         );
         std::fs::remove_file(&out).unwrap();
     }
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(report.is_empty(), "{}", report.join("\n"));
+}
+
+#[test]
+fn mixes_equal_llama_quantize_tensor_for_tensor() {
+    check_against(
+        include_str!("data/llama_quantize_smollm2.json"),
+        6,
+        "plain",
+        &[],
+    );
+}
+
+#[test]
+fn mixes_with_an_imatrix_equal_llama_quantize_tensor_for_tensor() {
+    let imatrix = data("smollm2_imatrix.gguf");
+    check_against(
+        include_str!("data/llama_quantize_smollm2_imatrix.json"),
+        6,
+        "imatrix",
+        &["--imatrix", imatrix.to_str().unwrap()],
+    );
+}
+
+/// Q2_K and Q4_0 with an imatrix (no CI mix reaches them): `--pure Q2_K` gives Q2_K to the
+/// 1536-wide ffn_down rows and the Q4_0 fallback to the 576-wide ones.
+#[test]
+fn pure_q2_k_with_an_imatrix_equals_llama_quantize_tensor_for_tensor() {
+    let imatrix = data("smollm2_imatrix.gguf");
+    check_against(
+        include_str!("data/llama_quantize_smollm2_imatrix_pure_q2_k.json"),
+        1,
+        "imatrix-pure",
+        &["--pure", "--imatrix", imatrix.to_str().unwrap()],
+    );
 }

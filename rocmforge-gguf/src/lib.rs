@@ -38,6 +38,7 @@
 
 pub mod error;
 mod file;
+pub mod imatrix;
 mod layout;
 pub mod metadata;
 mod parse;

@@ -7,8 +7,8 @@
 //!   `scales_l[s / 2]` and bits 2s..2s+2 of `scales_h`; value = d·(ls − 32)·VALUES[q], with the
 //!   codes of sub-block s in `qs[16·s..][..16]` ordered as in Q4_0.
 //!
-//! The quantizers follow what `llama-quantize` runs for these types without an importance
-//! matrix: a search over 15 trial scales per 32 values, weighted by x².
+//! The quantizers follow what `llama-quantize` runs for these types: a search over 15 trial
+//! scales per 32 values, weighted by x², or with an importance matrix by `qw·√(σ² + x²)`.
 
 use super::scalar::{f16_at, nearest_int, put_f16};
 
@@ -71,9 +71,9 @@ fn best_index(x: f32) -> u8 {
     }
 }
 
-/// The best scale for 32 values (x²-weighted least squares over 2·NTRY + 1 trial scales),
-/// or 0 for an all-zero group.
-fn best_scale(x: &[f32]) -> f32 {
+/// The best scale for 32 values (`weights`-weighted least squares over 2·NTRY + 1 trial
+/// scales), or 0 for an all-zero group.
+fn best_scale(x: &[f32], weights: &[f32]) -> f32 {
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in x {
         if v.abs() > amax {
@@ -86,9 +86,8 @@ fn best_scale(x: &[f32]) -> f32 {
     }
     let fit = |id: f32| {
         let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
-        for &v in x {
+        for (&v, &w) in x.iter().zip(weights) {
             let q = f32::from(IQ4_NL_VALUES[usize::from(best_index(id * v))]);
-            let w = v * v;
             sumqx += w * q * v;
             sumq2 += w * q * q;
         }
@@ -124,41 +123,97 @@ fn codes_32(x: &[f32], id: f32) -> [u8; 32] {
     l
 }
 
+/// The weights of the values `x` of one block: `qw·√(σ² + x²)` with σ² = 2·mean(x²) over
+/// `x` when importance weights `qw` are given, else x² (ggml's `quantize_row_iq4_nl_impl`).
+fn block_weights(x: &[f32], qw: Option<&[f32]>, out: &mut [f32]) {
+    match qw {
+        Some(qw) => {
+            let sigma2 = x.iter().fold(0.0f32, |a, v| a + v * v) * (2.0 / x.len() as f32);
+            for ((o, &w), &v) in out.iter_mut().zip(qw).zip(x) {
+                *o = w * (sigma2 + v * v).sqrt();
+            }
+        }
+        None => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = v * v;
+            }
+        }
+    }
+}
+
+fn nl_block(x: &[f32], qw: Option<&[f32]>, b: &mut [u8]) {
+    let mut weights = [0.0f32; 32];
+    block_weights(x, qw, &mut weights);
+    let d = best_scale(x, &weights);
+    put_f16(b, 0, d);
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    pack_32(&codes_32(x, id), &mut b[2..18]);
+}
+
+fn xs_block(x: &[f32], qw: Option<&[f32]>, b: &mut [u8]) {
+    let mut weights = [0.0f32; 256];
+    block_weights(x, qw, &mut weights);
+    let mut scales = [0.0f32; 8];
+    let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
+    for ((s, xs), ws) in scales
+        .iter_mut()
+        .zip(x.chunks_exact(32))
+        .zip(weights.chunks_exact(32))
+    {
+        *s = best_scale(xs, ws);
+        if s.abs() > amax_scale {
+            amax_scale = s.abs();
+            max_scale = *s;
+        }
+    }
+    let d = -max_scale / 32.0;
+    put_f16(b, 0, d);
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut scales_h = 0u16;
+    let mut scales_l = [0u8; 4];
+    for (s, xs) in x.chunks_exact(32).enumerate() {
+        let l = nearest_int(id * scales[s]).clamp(-32, 31);
+        let dl = d * l as f32;
+        let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+        pack_32(&codes_32(xs, idl), &mut b[8 + 16 * s..][..16]);
+        let l = (l + 32) as u8;
+        scales_l[s / 2] |= (l & 0x0f) << (4 * (s % 2));
+        scales_h |= u16::from(l >> 4) << (2 * s);
+    }
+    b[2..4].copy_from_slice(&scales_h.to_le_bytes());
+    b[4..8].copy_from_slice(&scales_l);
+}
+
 pub(super) fn quant_iq4_nl(src: &[f32], out: &mut [u8]) {
     for (x, b) in src.chunks_exact(32).zip(out.chunks_exact_mut(18)) {
-        let d = best_scale(x);
-        put_f16(b, 0, d);
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        pack_32(&codes_32(x, id), &mut b[2..18]);
+        nl_block(x, None, b);
+    }
+}
+
+/// IQ4_NL with importance weights: `qw` holds one weight per value of `src`.
+pub(super) fn quant_iq4_nl_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(32)
+        .zip(qw.chunks_exact(32))
+        .zip(out.chunks_exact_mut(18))
+    {
+        nl_block(x, Some(w), b);
     }
 }
 
 pub(super) fn quant_iq4_xs(src: &[f32], out: &mut [u8]) {
     for (x, b) in src.chunks_exact(256).zip(out.chunks_exact_mut(136)) {
-        let mut scales = [0.0f32; 8];
-        let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
-        for (s, xs) in scales.iter_mut().zip(x.chunks_exact(32)) {
-            *s = best_scale(xs);
-            if s.abs() > amax_scale {
-                amax_scale = s.abs();
-                max_scale = *s;
-            }
-        }
-        let d = -max_scale / 32.0;
-        put_f16(b, 0, d);
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut scales_h = 0u16;
-        let mut scales_l = [0u8; 4];
-        for (s, xs) in x.chunks_exact(32).enumerate() {
-            let l = nearest_int(id * scales[s]).clamp(-32, 31);
-            let dl = d * l as f32;
-            let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
-            pack_32(&codes_32(xs, idl), &mut b[8 + 16 * s..][..16]);
-            let l = (l + 32) as u8;
-            scales_l[s / 2] |= (l & 0x0f) << (4 * (s % 2));
-            scales_h |= u16::from(l >> 4) << (2 * s);
-        }
-        b[2..4].copy_from_slice(&scales_h.to_le_bytes());
-        b[4..8].copy_from_slice(&scales_l);
+        xs_block(x, None, b);
+    }
+}
+
+/// IQ4_XS with importance weights: `qw` holds one weight per value of `src`.
+pub(super) fn quant_iq4_xs_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(256)
+        .zip(qw.chunks_exact(256))
+        .zip(out.chunks_exact_mut(136))
+    {
+        xs_block(x, Some(w), b);
     }
 }

@@ -12,6 +12,11 @@
 //! | Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 | yes | yes (`quantize_row_*_ref`) |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K | yes | yes (`quantize_row_*_ref`) |
 //! | IQ4_NL, IQ4_XS | yes | yes (`quantize_iq4_*` without importance matrix) |
+//!
+//! With an importance matrix ([`quantize_weighted`]), Q2_K..Q6_K, IQ4_NL/IQ4_XS and
+//! Q4_0/Q4_1/Q5_0/Q5_1 follow ggml's `quantize_row_*_impl` with `quant_weights` (byte for byte
+//! against llama-quantize in rocmforge-cli's `quantize_llama_reference` test); Q8_0 and the
+//! float types ignore it, as ggml does.
 //! | I8, I16, I32, I64, F64 | no ([`GgufError::Unsupported`]) | no |
 //!
 //! How it is checked: `tests/dequant_oracle.rs` compares every dequantizer bit for bit with the
@@ -100,6 +105,88 @@ fn quantizer(ty: GgmlType) -> Option<QuantFn> {
         IQ4_XS => iq4::quant_iq4_xs,
         I8 | I16 | I32 | I64 | F64 => return None,
     })
+}
+
+/// Encodes one row `src` (whole blocks) with one importance weight per value into `out`.
+type WeightedQuantFn = fn(&[f32], &[f32], &mut [u8]);
+
+/// The types whose llama.cpp quantizer uses an importance matrix (the others ignore it).
+fn weighted_quantizer(ty: GgmlType) -> Option<WeightedQuantFn> {
+    use GgmlType::*;
+    Some(match ty {
+        Q4_0 => q4_q5_q8::quant_q4_0_weighted,
+        Q4_1 => q4_q5_q8::quant_q4_1_weighted,
+        Q5_0 => q4_q5_q8::quant_q5_0_weighted,
+        Q5_1 => q4_q5_q8::quant_q5_1_weighted,
+        Q2_K => k_quants::q2_k::quant_weighted,
+        Q3_K => k_quants::q3_k::quant_weighted,
+        Q4_K => k_quants::q4_k::quant_weighted,
+        Q5_K => k_quants::q5_k::quant_weighted,
+        Q6_K => k_quants::q6_k::quant_weighted,
+        IQ4_NL => iq4::quant_iq4_nl_weighted,
+        IQ4_XS => iq4::quant_iq4_xs_weighted,
+        _ => return None,
+    })
+}
+
+/// Whether [`quantize_weighted`] uses the importance weights for `ty` (else it quantizes as
+/// [`quantize`] does, as llama.cpp does for Q8_0, F16, ...).
+pub fn uses_importance(ty: GgmlType) -> bool {
+    weighted_quantizer(ty).is_some()
+}
+
+/// Quantizes rows of `n_per_row` values with an importance matrix, as llama-quantize does
+/// with `--imatrix`: `importance` holds `n_per_row` weights per matrix (one matrix for a 2-D
+/// weight, one per expert for a 3-D one, whose rows split evenly between them) and weighs each
+/// column's error in the block searches (ggml's `quantize_row_*_impl` with `quant_weights`).
+///
+/// Types whose quantizer takes no weights ([`uses_importance`] false) give [`quantize`]'s
+/// bytes. Errors: rows not whole blocks, `src` not whole rows, or an importance length that is
+/// not whole rows dividing the row count ([`GgufError::BlockLayout`]).
+pub fn quantize_weighted(
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    importance: &[f32],
+) -> GgufResult<Vec<u8>> {
+    let Some(f) = weighted_quantizer(ty) else {
+        return quantize(ty, src);
+    };
+    let layout = |what: String| GgufError::BlockLayout { ty, what };
+    if n_per_row == 0 || n_per_row % ty.block_size() != 0 || src.len() % n_per_row != 0 {
+        return Err(layout(format!(
+            "{} values in rows of {n_per_row} are not whole rows of whole {}-value blocks",
+            src.len(),
+            ty.block_size()
+        )));
+    }
+    let rows = src.len() / n_per_row;
+    let n_mat = importance.len() / n_per_row;
+    if importance.len() % n_per_row != 0 || n_mat == 0 || rows % n_mat != 0 {
+        return Err(layout(format!(
+            "{} importance weights do not fit {rows} rows of {n_per_row} values",
+            importance.len()
+        )));
+    }
+    let rows_per_mat = rows / n_mat;
+    let row_bytes = bytes_for_elements(ty, n_per_row)?;
+    let mut out = vec![0u8; bytes_for_elements(ty, src.len())?];
+    let row = |(r, (o, s)): (usize, (&mut [u8], &[f32]))| {
+        let m = r / rows_per_mat;
+        f(s, &importance[m * n_per_row..(m + 1) * n_per_row], o);
+    };
+    if src.len() < PARALLEL_MIN_ELEMENTS {
+        out.chunks_mut(row_bytes)
+            .zip(src.chunks(n_per_row))
+            .enumerate()
+            .for_each(row);
+    } else {
+        out.par_chunks_mut(row_bytes)
+            .zip(src.par_chunks(n_per_row))
+            .enumerate()
+            .for_each(row);
+    }
+    Ok(out)
 }
 
 /// Whether [`dequantize`] supports `ty`.

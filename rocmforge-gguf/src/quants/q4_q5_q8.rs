@@ -10,6 +10,9 @@
 //! - Q8_0 (34 B): `d: f16, qs: [i8; 32]`; value = d·q.
 //! - Q8_1 (36 B): `d: f16, s: f16, qs: [i8; 32]` with s = d·Σq; value = d·q.
 
+use super::k_quants::search::{make_qkx2_quants, make_qx_quants};
+use super::k_quants::weighted::{importance_weights, sum_sq};
+use super::k_quants::weighted_search;
 use super::scalar::{f16_at, put_f16};
 
 const QK: usize = 32;
@@ -218,4 +221,84 @@ pub(super) fn quant_q8_1(src: &[f32], out: &mut [u8]) {
         put_f16(b, 0, d);
         put_f16(b, 2, sum as f32 * d);
     }
+}
+
+/// What the weighted legacy quantizers share: for each 32-value block of the row `src`, the
+/// weights `qw·√(σ² + x²)` (σ² = mean x² over the whole row), handed to `block` with the
+/// block's values and output bytes (ggml's `quantize_row_q{4,5}_{0,1}_impl`).
+fn weighted_blocks(
+    src: &[f32],
+    qw: &[f32],
+    out: &mut [u8],
+    block_bytes: usize,
+    mut block: impl FnMut(&[f32], &[f32], &mut [u8]),
+) {
+    let sigma2 = sum_sq(src) / src.len() as f32;
+    let mut weights = [0.0f32; QK];
+    for ((x, w), b) in src
+        .chunks_exact(QK)
+        .zip(qw.chunks_exact(QK))
+        .zip(out.chunks_exact_mut(block_bytes))
+    {
+        importance_weights(w, x, sigma2, &mut weights);
+        block(x, &weights, b);
+    }
+}
+
+/// Symmetric codes `0..2·nmax` from the weighted search; returns them with the scale.
+fn symmetric_codes(nmax: i32, x: &[f32], weights: &[f32]) -> ([u8; QK], f32) {
+    let mut l = [0i8; QK];
+    let d = make_qx_quants(nmax, x, &mut l, Some(weights));
+    (l.map(|q| q as u8), d)
+}
+
+/// Asymmetric codes `0..=nmax` from the weighted search; returns them with scale and minimum.
+fn asymmetric_codes(nmax: i32, x: &[f32], weights: &[f32]) -> ([u8; QK], f32, f32) {
+    let (mut l, mut laux) = ([0u8; QK], [0u8; QK]);
+    let (d, neg_min) = make_qkx2_quants(&weighted_search(nmax), x, weights, &mut l, &mut laux);
+    (l, d, -neg_min)
+}
+
+/// Q4_0 of one row with importance weights `qw` (one per value).
+pub(super) fn quant_q4_0_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    weighted_blocks(src, qw, out, 18, |x, w, b| {
+        let (l, d) = symmetric_codes(8, x, w);
+        put_f16(b, 0, d);
+        for j in 0..16 {
+            b[2 + j] = l[j] | (l[j + 16] << 4);
+        }
+    });
+}
+
+/// Q4_1 of one row with importance weights `qw` (one per value).
+pub(super) fn quant_q4_1_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    weighted_blocks(src, qw, out, 20, |x, w, b| {
+        let (l, d, m) = asymmetric_codes(15, x, w);
+        put_f16(b, 0, d);
+        put_f16(b, 2, m);
+        for j in 0..16 {
+            b[4 + j] = l[j] | (l[j + 16] << 4);
+        }
+    });
+}
+
+/// Q5_0 of one row with importance weights `qw` (one per value).
+pub(super) fn quant_q5_0_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    weighted_blocks(src, qw, out, 22, |x, w, b| {
+        let (l, d) = symmetric_codes(16, x, w);
+        put_f16(b, 0, d);
+        let (qh, qs) = b[2..].split_at_mut(4);
+        pack_q5(&l, qh, qs);
+    });
+}
+
+/// Q5_1 of one row with importance weights `qw` (one per value).
+pub(super) fn quant_q5_1_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    weighted_blocks(src, qw, out, 24, |x, w, b| {
+        let (l, d, m) = asymmetric_codes(31, x, w);
+        put_f16(b, 0, d);
+        put_f16(b, 2, m);
+        let (qh, qs) = b[4..].split_at_mut(4);
+        pack_q5(&l, qh, qs);
+    });
 }

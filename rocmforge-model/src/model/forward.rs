@@ -10,8 +10,8 @@ use rocmforge_gguf::GgmlType;
 use rocmforge_tensor::cpu::MatmulIdShape;
 use rocmforge_tensor::{Backend, BatchKv, HeadShape, SeqKv, Tensor, ops};
 
-use super::Model;
 use super::scratch::{GraphState, Scratch};
+use super::{MatmulSite, Model};
 use crate::batch::Segment;
 use crate::error::{ModelError, ModelResult};
 use crate::forward::LogitsFor;
@@ -363,13 +363,32 @@ impl Model {
         if let Some(first) = w.layers.first() {
             ops::rms_norm(be, &s.x, &first.norm1.get(), c.rms_eps, &mut s.normed)?;
         }
+        let observer = self
+            .observer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let n = s.n;
+        let see = |(il, site): (usize, MatmulSite), t: &Tensor, cols: usize| -> ModelResult<()> {
+            if let Some(o) = &observer {
+                be.synchronize()?;
+                o.observe(il, site, &t.rows_to_f32_vec(cols, 0, n)?, cols, n);
+            }
+            Ok(())
+        };
         for (il, layer) in w.layers.iter().enumerate() {
+            see((il, MatmulSite::AttnIn), &s.normed, c.n_embd)?;
             self.attention_block(il, layer, kv, s)?;
+            see((il, MatmulSite::AttnOut), &s.attn, c.n_heads * c.head_dim)?;
+            see((il, MatmulSite::FfnIn), &s.normed, c.n_embd)?;
             let next_norm = match w.layers.get(il + 1) {
                 Some(next) => &next.norm1,
                 None => &w.output_norm,
             };
             self.mlp_block(layer, next_norm, s)?;
+            if matches!(layer.ffn, Ffn::Dense { .. }) {
+                see((il, MatmulSite::FfnDown), &s.hidden, c.n_ff)?;
+            }
         }
         if every_row {
             if w.layers.is_empty() {

@@ -6,7 +6,10 @@
 //! recorded once per batch size as a graph and replayed (`forward.rs`).
 
 mod forward;
+mod observe;
 mod scratch;
+
+pub use observe::{MatmulObserver, MatmulSite};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,8 @@ pub struct Model {
     pool: Mutex<Vec<Scratch>>,
     /// Whether decode-only steps are captured and replayed (GPU), and whether the last one was.
     graphs: scratch::GraphSwitch,
+    /// Sees each matrix product's input when set ([`Model::set_matmul_observer`]).
+    observer: observe::ObserverSlot,
 }
 
 /// Batch sizes whose activations the forward keeps allocated.
@@ -136,6 +141,7 @@ impl Model {
             weights,
             pool: Mutex::new(Vec::new()),
             graphs: Default::default(),
+            observer: Default::default(),
         })
     }
 
@@ -215,6 +221,16 @@ impl Model {
     /// `ROCMFORGE_DECODE_GRAPH=0`); off, every step runs launch by launch.
     pub fn set_decode_graph(&self, on: bool) {
         self.graphs.set_enabled(on);
+    }
+
+    /// Sets (or with `None` clears) the observer that sees the input of every matrix product
+    /// of later forward steps (copied to the host: slow; decode steps then run eagerly).
+    pub fn set_matmul_observer(&self, observer: Option<Arc<dyn MatmulObserver>>) {
+        self.set_decode_graph(observer.is_none());
+        *self
+            .observer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = observer;
     }
 
     /// Whether the last decode-only step replayed a captured graph.

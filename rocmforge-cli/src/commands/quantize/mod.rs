@@ -2,11 +2,14 @@
 //! llama-quantize does for the same mix name (`Q4_K_M`, `Q5_K_S`, `Q8_0`, `IQ4_XS`, ...): its
 //! per-tensor rules (`rules.rs`), fallbacks for rows that are not whole blocks, and its options
 //! (`--pure`, `--output-tensor-type`, `--token-embedding-type`, `--leave-output-tensor`,
-//! `--allow-requantize`).
+//! `--allow-requantize`), and `--imatrix FILE`: llama.cpp's importance matrix weighs each
+//! column's error in the block searches (`importance.rs`) and changes the rules where
+//! llama-quantize's do.
 //!
 //! Every metadata key is copied (`general.file_type` set to the mix's); norms and biases are
 //! stored as F32.
 
+mod importance;
 mod mix;
 mod plan;
 mod rules;
@@ -17,6 +20,7 @@ use std::time::Instant;
 use anyhow::Context;
 use rocmforge_gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue, TensorInfo, quants};
 
+use importance::{Importance, requires_importance};
 use mix::Mix;
 use plan::{TensorAction, action_for, parse_type};
 use rules::{ModelFacts, Options, Rules};
@@ -49,6 +53,10 @@ pub struct QuantizeArgs {
     /// Allow requantizing weights that are already quantized (quality suffers).
     #[arg(long)]
     pub allow_requantize: bool,
+    /// llama.cpp's importance matrix (GGUF, as `llama-imatrix` or `rocmforge imatrix` write
+    /// it): weighs each column's error when quantizing.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -78,6 +86,7 @@ impl QuantizeSpec {
                 output_type: opt_type(&args.output_tensor_type)?,
                 token_embedding_type: opt_type(&args.token_embedding_type)?,
                 leave_output: args.leave_output_tensor,
+                imatrix: args.imatrix.is_some(),
             },
             allow_requantize: args.allow_requantize,
         })
@@ -102,7 +111,7 @@ fn model_facts(file: &GgufFile) -> ModelFacts {
 }
 
 /// Counts of what happened to the tensors.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct QuantizeSummary {
     /// Tensors converted to the target type.
     pub quantized: usize,
@@ -116,12 +125,15 @@ pub struct QuantizeSummary {
     pub bytes_out: u64,
     /// Weights given a fallback type (rows not whole blocks of the mix's choice).
     pub fallbacks: usize,
+    /// Weights quantized without importance because the imatrix has no entry for them.
+    pub without_importance: Vec<String>,
 }
 
 fn convert(
     file: &GgufFile,
     info: &TensorInfo,
     action: TensorAction,
+    importance: Option<&[f32]>,
 ) -> anyhow::Result<(GgmlType, Vec<u8>)> {
     let data = file.tensor_data(info);
     let decode = || {
@@ -137,19 +149,26 @@ fn convert(
         }
         TensorAction::Quantize(ty) => {
             let values = decode()?;
-            let bytes = quants::quantize(ty, &values)
-                .with_context(|| format!("quantizing tensor {} to {ty}", info.name))?;
+            let n_per_row = info.dims.first().copied().unwrap_or(0) as usize;
+            let bytes = match importance {
+                Some(w) => quants::quantize_weighted(ty, &values, n_per_row, w),
+                None => quants::quantize(ty, &values),
+            }
+            .with_context(|| format!("quantizing tensor {} to {ty}", info.name))?;
             (ty, bytes)
         }
     })
 }
 
-/// Quantizes the weights of `file` as `spec` says into a writer holding the new file, calling
-/// `on_tensor` after each tensor. Errors: a quantized weight to be requantized without
-/// `allow_requantize`, a tensor that cannot be decoded or encoded (each naming the tensor).
+/// Quantizes the weights of `file` as `spec` says (with `importance` when given) into a writer
+/// holding the new file, calling `on_tensor` after each tensor. Errors: a quantized weight to
+/// be requantized without `allow_requantize`, a type that needs an importance matrix without
+/// one, an imatrix entry of the wrong size, a tensor that cannot be decoded or encoded (each
+/// naming the tensor).
 pub fn quantize_file(
     file: &GgufFile,
     spec: &QuantizeSpec,
+    importance: Option<&Importance>,
     mut on_tensor: impl FnMut(&TensorInfo),
 ) -> anyhow::Result<(GgufWriter, QuantizeSummary)> {
     let mut rules = Rules::new(spec.mix, spec.options, model_facts(file), file.tensors());
@@ -158,6 +177,19 @@ pub fn quantize_file(
         .iter()
         .map(|info| action_for(info, rules.type_for(info)))
         .collect();
+    if importance.is_none() {
+        let q2_k_s = spec.mix == Mix::Q2_K_S;
+        let needs = file.tensors().iter().zip(&actions).find(|(i, a)| {
+            matches!(a, TensorAction::Quantize(t) if requires_importance(&i.name, *t, q2_k_s))
+        });
+        if let Some((info, TensorAction::Quantize(t))) = needs {
+            anyhow::bail!(
+                "this quantization requires an importance matrix (--imatrix): tensor {} would \
+                 be {t}",
+                info.name
+            );
+        }
+    }
     if !spec.allow_requantize {
         let requant = file.tensors().iter().zip(&actions).find(|(i, a)| {
             matches!(a, TensorAction::Quantize(t) if t.is_quantized()) && i.ty.is_quantized()
@@ -182,12 +214,25 @@ pub fn quantize_file(
     }
     // Kept in place when the input had the key; appended otherwise.
     writer.add_metadata("general.file_type", file_type);
+    for (key, value) in importance.iter().flat_map(|i| &i.metadata) {
+        writer.add_metadata(key, value.clone());
+    }
     let mut summary = QuantizeSummary {
         fallbacks: rules.fallbacks,
         ..QuantizeSummary::default()
     };
     for (info, &action) in file.tensors().iter().zip(&actions) {
-        let (ty, bytes) = convert(file, info, action)?;
+        let weights = match (importance, action) {
+            (Some(imp), TensorAction::Quantize(_)) => {
+                let w = imp.for_tensor(info)?;
+                if w.is_none() {
+                    summary.without_importance.push(info.name.clone());
+                }
+                w
+            }
+            _ => None,
+        };
+        let (ty, bytes) = convert(file, info, action, weights)?;
         match action {
             TensorAction::Quantize(_) => summary.quantized += 1,
             TensorAction::ToF32 => summary.to_f32 += 1,
@@ -207,11 +252,15 @@ pub fn quantize_file(
 pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     let spec = QuantizeSpec::from_args(args)?;
     let started = Instant::now();
+    let importance = args.imatrix.as_deref().map(Importance::load).transpose()?;
+    if let (Some(imp), false) = (&importance, args.quiet) {
+        eprintln!("imatrix: {} entries", imp.len());
+    }
     let file =
         GgufFile::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let bar = progress::bar(file.tensors().len() as u64, "quantizing", args.quiet);
     let work = || {
-        quantize_file(&file, &spec, |info| {
+        quantize_file(&file, &spec, importance.as_ref(), |info| {
             bar.set_message(info.name.clone());
             bar.inc(1);
         })
@@ -229,6 +278,9 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         .write_to(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
     if !args.quiet {
+        for name in &summary.without_importance {
+            eprintln!("imatrix: no entry for {name}; quantized without importance");
+        }
         eprintln!(
             "{} -> {} ({}): {} quantized ({} with a fallback type), {} as F32, {} copied; {:.1} MiB -> {:.1} MiB in {:.1} s",
             args.input.display(),

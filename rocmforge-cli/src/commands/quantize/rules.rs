@@ -63,6 +63,8 @@ pub struct Options {
     pub token_embedding_type: Option<GgmlType>,
     /// `output.weight` is not quantized.
     pub leave_output: bool,
+    /// An importance matrix is given (`--imatrix`).
+    pub imatrix: bool,
 }
 
 /// The model facts the rules look at.
@@ -262,9 +264,13 @@ impl Rules {
                             t = T::Q6_K;
                         }
                     }
-                    M::IQ4_NL | M::IQ4_XS if i < n / 8 => t = T::Q5_K,
+                    M::IQ4_NL | M::IQ4_XS if i < n / 8 && !self.opts.imatrix => t = T::Q5_K,
                     M::Q5_K_M if more_bits(i, n) => t = T::Q6_K,
                     M::Q4_K_S if !m.falcon && i < n / 8 => t = T::Q5_K,
+                    // With an imatrix, the first eighth's ffn_down of Q4_0/Q5_0 files gets the
+                    // types with a minimum.
+                    M::Q4_0 if self.opts.imatrix && i < n / 8 => t = T::Q4_1,
+                    M::Q5_0 if self.opts.imatrix && i < n / 8 => t = T::Q5_1,
                     _ => {}
                 }
                 self.i_ffn_down += 1;
@@ -398,6 +404,28 @@ mod tests {
         assert_eq!(get(&v, "token_embd.weight"), Some(GgmlType::Q8_0));
         let v = types(Mix::IQ4_XS, Options::default(), &ts, 8);
         assert_eq!(get(&v, "blk.2.attn_q.weight"), Some(GgmlType::IQ4_NL));
+    }
+
+    #[test]
+    fn an_imatrix_changes_the_first_layers_ffn_down() {
+        let ts = model(16, 1024);
+        let with = Options {
+            imatrix: true,
+            ..Options::default()
+        };
+        // IQ4_XS: Q5_K for the first eighth only without an imatrix.
+        let v = types(Mix::IQ4_XS, Options::default(), &ts, 16);
+        assert_eq!(get(&v, "blk.1.ffn_down.weight"), Some(GgmlType::Q5_K));
+        let v = types(Mix::IQ4_XS, with, &ts, 16);
+        assert_eq!(get(&v, "blk.1.ffn_down.weight"), Some(GgmlType::IQ4_XS));
+        // Q4_0 / Q5_0: the types with a minimum for the first eighth only with one.
+        let v = types(Mix::Q4_0, with, &ts, 16);
+        assert_eq!(get(&v, "blk.1.ffn_down.weight"), Some(GgmlType::Q4_1));
+        assert_eq!(get(&v, "blk.2.ffn_down.weight"), Some(GgmlType::Q4_0));
+        let v = types(Mix::Q5_0, with, &ts, 16);
+        assert_eq!(get(&v, "blk.0.ffn_down.weight"), Some(GgmlType::Q5_1));
+        let v = types(Mix::Q5_0, Options::default(), &ts, 16);
+        assert_eq!(get(&v, "blk.0.ffn_down.weight"), Some(GgmlType::Q5_0));
     }
 
     #[test]

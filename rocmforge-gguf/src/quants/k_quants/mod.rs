@@ -10,7 +10,10 @@ pub(super) mod q4_k;
 pub(super) mod q5_k;
 pub(super) mod q6_k;
 pub(super) mod q8_k;
-mod search;
+pub(super) mod search;
+pub(super) mod weighted;
+
+pub(super) use q4_k::weighted_search;
 
 /// Elements per K-quant super-block.
 pub const QK_K: usize = 256;

@@ -4,7 +4,9 @@
 //! (high nibble) of sub-block g. Value e = d·scale·q − dmin·min, with the 2-bit code q of element
 //! e = 128·h + 32·k + l at bits 2k of `qs[32·h + l]`.
 
+use super::q4_k::weighted_search;
 use super::search::{QkxSearch, make_qkx2_quants};
+use super::weighted::{importance_weights, make_qp_quants, sum_sq};
 use super::{QK_K, pack_2bit};
 use crate::quants::scalar::{f16_at, nearest_int, put_f16};
 
@@ -90,6 +92,53 @@ pub(crate) fn quant(src: &[f32], out: &mut [u8]) {
             let dm = m_all * f32::from(sc[j] >> 4);
             for i in 0..16 {
                 l[16 * j + i] = nearest_int((x[16 * j + i] + dm) / d).clamp(0, 3) as u8;
+            }
+        }
+        b[0..16].copy_from_slice(&sc);
+        pack_2bit(&l, &mut b[16..80]);
+    }
+}
+
+/// Q2_K with importance weights: `qw` holds one weight per value of `src` (whole rows). Each
+/// 16-value fit is weighted by `qw·√(σ² + x²)` (σ² = mean x² of the block) and the 4-bit
+/// scales and mins are fitted by a weighted search (ggml's `quantize_row_q2_K_impl`).
+pub(crate) fn quant_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    let search = weighted_search(3);
+    for ((x, qw), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(out.chunks_exact_mut(BLOCK_BYTES))
+    {
+        let sigma2 = sum_sq(x) / QK_K as f32;
+        let mut l = [0u8; QK_K];
+        let mut laux = [0u8; 16];
+        let mut weights = [0.0f32; 16];
+        let (mut scales, mut mins, mut sw) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 16]);
+        for j in 0..16 {
+            let xs = &x[16 * j..16 * j + 16];
+            sw[j] = importance_weights(&qw[16 * j..16 * j + 16], xs, sigma2, &mut weights);
+            let (s, m) = make_qkx2_quants(&search, xs, &weights, &mut l[16 * j..][..16], &mut laux);
+            scales[j] = s;
+            mins[j] = m;
+        }
+        let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
+        let dm = make_qp_quants(15, &scales, &mut ls, &sw);
+        let mm = make_qp_quants(15, &mins, &mut lm, &sw);
+        put_f16(b, 80, dm);
+        put_f16(b, 82, mm);
+        let (d_all, m_all) = (f16_at(b, 80), f16_at(b, 82));
+        let mut sc = [0u8; 16];
+        for ((o, &s), &m) in sc.iter_mut().zip(&ls).zip(&lm) {
+            *o = s | (m << 4);
+        }
+        for j in 0..16 {
+            let d = d_all * f32::from(sc[j] & 0x0f);
+            if d == 0.0 {
+                continue;
+            }
+            let m = m_all * f32::from(sc[j] >> 4);
+            for i in 0..16 {
+                l[16 * j + i] = nearest_int((x[16 * j + i] + m) / d).clamp(0, 3) as u8;
             }
         }
         b[0..16].copy_from_slice(&sc);

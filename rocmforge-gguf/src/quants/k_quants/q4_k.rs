@@ -5,6 +5,7 @@
 //! `qs[32·(s/2)..][..32]`.
 
 use super::search::{QkxSearch, make_qkx2_quants};
+use super::weighted::{importance_weights, make_qp_quants, sum_sq};
 use super::{QK_K, k4_scale_min, pack_4bit, pack_k4_scales};
 use crate::quants::scalar::{f16_at, nearest_int, put_f16};
 
@@ -75,12 +76,34 @@ pub(super) fn quantize_scales_and_codes(x: &[f32], search: &QkxSearch, b: &mut [
         ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
         lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
     }
-    let packed = pack_k4_scales(&ls, &lm);
-    put_f16(b, 0, max_scale / 63.0);
-    put_f16(b, 2, max_min / 63.0);
+    finish_block(
+        x,
+        &ls,
+        &lm,
+        (max_scale / 63.0, max_min / 63.0),
+        search.nmax,
+        l,
+        b,
+    )
+}
+
+/// Writes `d`, `dmin` (`d_dmin`, rounded to f16) and the packed 6-bit scales `ls` and mins `lm`
+/// to `b[0..16]`, then re-quantizes each value of `x` against them into codes `0..=nmax`
+/// (sub-blocks whose scale is 0 keep their codes from `l`). Returns the codes.
+pub(super) fn finish_block(
+    x: &[f32],
+    ls: &[u8; 8],
+    lm: &[u8; 8],
+    d_dmin: (f32, f32),
+    nmax: i32,
+    mut l: [u8; QK_K],
+    b: &mut [u8],
+) -> [u8; QK_K] {
+    let packed = pack_k4_scales(ls, lm);
+    put_f16(b, 0, d_dmin.0);
+    put_f16(b, 2, d_dmin.1);
     b[4..16].copy_from_slice(&packed);
     let (d_all, m_all) = (f16_at(b, 0), f16_at(b, 2));
-    let nmax = search.nmax;
     for j in 0..8 {
         let (sc, m) = k4_scale_min(j, &packed);
         let d = d_all * f32::from(sc);
@@ -93,6 +116,65 @@ pub(super) fn quantize_scales_and_codes(x: &[f32], search: &QkxSearch, b: &mut [
         }
     }
     l
+}
+
+/// The search the weighted Q4_K, Q5_K, Q4_1 and Q5_1 quantizers run for codes `0..=nmax`
+/// (ggml's `make_qkx3_quants(.., -0.9, 0.05, 36, false)` with weights).
+pub(crate) fn weighted_search(nmax: i32) -> QkxSearch {
+    QkxSearch {
+        nmax,
+        rmin: -0.9,
+        rdelta: 0.05,
+        nstep: 36,
+        use_mad: false,
+    }
+}
+
+/// The Q4_K/Q5_K block search with importance weights `qw` (one per value of `x`): sub-block
+/// fits weighted by `qw·√(σ² + x²)`, their scales and mins quantized to 6 bits by a weighted
+/// search (ggml's `quantize_row_q4_K_impl` / `q5_K_impl`). Writes `b[0..16]` and returns the
+/// codes.
+pub(super) fn weighted_scales_and_codes(
+    x: &[f32],
+    qw: &[f32],
+    nmax: i32,
+    b: &mut [u8],
+) -> [u8; QK_K] {
+    let search = weighted_search(nmax);
+    let sigma2 = 2.0 * sum_sq(&x[..QK_K]) / QK_K as f32;
+    let mut l = [0u8; QK_K];
+    let mut laux = [0u8; 32];
+    let mut weights = [0.0f32; 32];
+    let (mut scales, mut mins, mut sw) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
+    for j in 0..8 {
+        let xs = &x[32 * j..32 * j + 32];
+        sw[j] = importance_weights(&qw[32 * j..32 * j + 32], xs, sigma2, &mut weights);
+        let (s, m) = make_qkx2_quants(&search, xs, &weights, &mut l[32 * j..][..32], &mut laux);
+        scales[j] = s;
+        mins[j] = m;
+    }
+    let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+    let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+    let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+    if nmax > 15 {
+        // Q5_K caps the codes at 63 before packing; Q4_K packs them as they are.
+        for v in ls.iter_mut().chain(lm.iter_mut()) {
+            *v = (*v).min(63);
+        }
+    }
+    finish_block(x, &ls, &lm, (d_block, m_block), nmax, l, b)
+}
+
+/// Q4_K with importance weights: `qw` holds one weight per value of `src` (whole rows).
+pub(crate) fn quant_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(out.chunks_exact_mut(BLOCK_BYTES))
+    {
+        let l = weighted_scales_and_codes(x, w, 15, b);
+        pack_4bit(&l, &mut b[16..144]);
+    }
 }
 
 pub(crate) fn quant(src: &[f32], out: &mut [u8]) {

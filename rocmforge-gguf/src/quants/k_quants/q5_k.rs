@@ -4,7 +4,7 @@
 //! As Q4_K, with a fifth bit per value: element `32·s + l` has its high bit at bit s of `qh[l]`.
 //! Value = d·scale·q − dmin·min with q in 0..32.
 
-use super::q4_k::{quantize_scales_and_codes, scale_bytes};
+use super::q4_k::{quantize_scales_and_codes, scale_bytes, weighted_scales_and_codes};
 use super::search::QkxSearch;
 use super::{QK_K, k4_scale_min, pack_4bit};
 use crate::quants::scalar::f16_at;
@@ -46,13 +46,30 @@ pub(crate) fn quant(src: &[f32], out: &mut [u8]) {
         .zip(out.chunks_exact_mut(BLOCK_BYTES))
     {
         let l = quantize_scales_and_codes(x, &search, b);
-        let mut qh = [0u8; 32];
-        for (e, &q) in l.iter().enumerate() {
-            if q > 15 {
-                qh[e % 32] |= 1 << (e / 32);
-            }
-        }
-        b[16..48].copy_from_slice(&qh);
-        pack_4bit(&l, &mut b[48..176]);
+        pack_codes(&l, b);
     }
+}
+
+/// Q5_K with importance weights: `qw` holds one weight per value of `src` (whole rows).
+pub(crate) fn quant_weighted(src: &[f32], qw: &[f32], out: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(out.chunks_exact_mut(BLOCK_BYTES))
+    {
+        let l = weighted_scales_and_codes(x, w, 31, b);
+        pack_codes(&l, b);
+    }
+}
+
+/// Stores the 5-bit codes: high bits in `qh`, low nibbles in `qs`.
+fn pack_codes(l: &[u8; QK_K], b: &mut [u8]) {
+    let mut qh = [0u8; 32];
+    for (e, &q) in l.iter().enumerate() {
+        if q > 15 {
+            qh[e % 32] |= 1 << (e / 32);
+        }
+    }
+    b[16..48].copy_from_slice(&qh);
+    pack_4bit(l, &mut b[48..176]);
 }

@@ -7,12 +7,12 @@
 use crate::quants::scalar::nearest_int;
 
 /// Below this a group is treated as all zero (ggml's `GROUP_MAX_EPS`).
-pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
+pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 
-/// Symmetric codes in `0..2·nmax` (value = scale·(code − nmax)) weighted by x², trying 19
-/// scales around `−nmax/max` and keeping the one with the best weighted fit (ggml's
-/// `make_qx_quants` with `rmse_type = 1` and no importance weights). Returns the scale.
-pub(super) fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+/// Symmetric codes in `0..2·nmax` (value = scale·(code − nmax)) weighted by `qw` (x² when
+/// `None`), trying 19 scales around `−nmax/max` and keeping the one with the best weighted fit
+/// (ggml's `make_qx_quants` with `rmse_type = 1`). Returns the scale.
+pub(crate) fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8], qw: Option<&[f32]>) -> f32 {
     debug_assert!(x.len() <= 32, "sub-blocks have at most 32 values");
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in x {
@@ -30,9 +30,9 @@ pub(super) fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
     let fit = |iscale: f32| {
         // The terms in a vectorizable pass, then their sums in ggml's order.
         let (mut lx, mut l2) = ([0.0f32; 32], [0.0f32; 32]);
-        for ((a, b), &v) in lx.iter_mut().zip(&mut l2).zip(x) {
+        for (i, ((a, b), &v)) in lx.iter_mut().zip(&mut l2).zip(x).enumerate() {
             let q = code(iscale, v) as f32;
-            let w = v * v;
+            let w = qw.map_or(v * v, |qw| qw[i]);
             *a = w * v * q;
             *b = w * q * q;
         }
@@ -121,7 +121,7 @@ pub(super) fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
 
 /// Search parameters of [`make_qkx2_quants`]: the scales tried are
 /// `(nmax + rmin + rdelta·i) / (max − min)` for i in `0..=nstep`.
-pub(super) struct QkxSearch {
+pub(crate) struct QkxSearch {
     pub nmax: i32,
     pub rmin: f32,
     pub rdelta: f32,
@@ -135,7 +135,7 @@ pub(super) struct QkxSearch {
 ///
 /// Returns `(scale, min)` where `min ≥ 0` is the amount subtracted. `laux` is scratch of
 /// `x.len()` codes.
-pub(super) fn make_qkx2_quants(
+pub(crate) fn make_qkx2_quants(
     p: &QkxSearch,
     x: &[f32],
     weights: &[f32],
@@ -359,7 +359,7 @@ mod tests {
             let shift = [0.0f32, 0.1, -0.3][(case / 4) % 3];
             let x: Vec<f32> = (0..16).map(|_| (next() - 0.5 + shift) * scale).collect();
             let (mut a, mut b) = ([0i8; 16], [0i8; 16]);
-            let fast = make_qx_quants(32, &x, &mut a);
+            let fast = make_qx_quants(32, &x, &mut a, None);
             let slow = reference_qx(32, &x, &mut b);
             assert_eq!(fast.to_bits(), slow.to_bits(), "{x:?}");
             assert_eq!(a, b, "{x:?}");
