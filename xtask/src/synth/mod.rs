@@ -29,7 +29,8 @@ const TASK_ELEMENTS: usize = 1 << 15;
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// llama3-8b, qwen2.5-0.5b, or a tiny CI shape (tiny-llama, tiny-qwen3).
+    /// llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, or a tiny CI shape (tiny-llama, tiny-qwen3,
+    /// tiny-qwen3moe-kl, tiny-qwen3moe).
     #[arg(long)]
     pub shape: String,
     /// Q4_K_M, Q4_0, Q8_0 or F16.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use super::mix::FileType;
-use super::shape::{Shape, VocabSource};
+use super::shape::{MoeShape, Shape, VocabSource};
 use crate::models::sha256_of;
 use crate::paths;
 
@@ -28,6 +28,8 @@ pub struct Tiny {
     pub qkv_bias: bool,
     /// Per-head RMS norms of q and k (qwen3).
     pub qk_norm: bool,
+    /// Experts instead of the MLP (qwen3moe).
+    pub moe: Option<MoeShape>,
     /// sha256 of the Q8_0 file with seed 42: synthesis must stay bit-identical, since the
     /// committed llama.cpp reference was computed on exactly this file.
     pub sha256: &'static str,
@@ -40,6 +42,7 @@ pub const TINY: &[Tiny] = &[
         arch: "llama",
         qkv_bias: false,
         qk_norm: false,
+        moe: None,
         sha256: "ac75923961b721945ed8ebd4d9c5a1f823674a6785e52e459db66c2ea30175c0",
     },
     Tiny {
@@ -47,7 +50,20 @@ pub const TINY: &[Tiny] = &[
         arch: "qwen3",
         qkv_bias: false,
         qk_norm: true,
+        moe: None,
         sha256: "be8f290de9d946f264d120204980d771d9c3ab61ab42652c46a2dd8ed3ee80a3",
+    },
+    Tiny {
+        name: "tiny-qwen3moe-kl",
+        arch: "qwen3moe",
+        qkv_bias: false,
+        qk_norm: true,
+        moe: Some(MoeShape {
+            n_expert: 8,
+            n_expert_used: 2,
+            ffn_exp: 64,
+        }),
+        sha256: "a143d9d62101cdf328ef4d1be02ec789663924fe8d34d909ff965a470f221d89",
     },
 ];
 
@@ -77,7 +93,7 @@ impl Tiny {
             context: 512,
             tokenizer: Some(VocabSource::TinyByteBpe),
             head_dim_override: None,
-            moe: None,
+            moe: self.moe,
             weight_sd: TINY_WEIGHT_SD,
             output_sd: TINY_OUTPUT_SD,
         }
