@@ -108,3 +108,27 @@ fn missing_model_is_one_error_line_and_exit_code_1() {
     assert!(stderr.contains("/nonexistent/model.gguf"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// A reader that closes the pipe early (`rocmforge tokenize … | head -c 10`) is not an error: exit
+/// 0 and no panic message (the print used to panic on the broken pipe).
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // ~20k tokens: about 120 KB of JSON, more than a pipe holds (one argument stays under 128 KiB).
+    let text = "hello ".repeat(20_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rocmforge"))
+        .args(["tokenize", "--model", &model(), &text])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here: the rest of the write hits a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(&first[..1], b"[");
+}

@@ -6,6 +6,8 @@ use anyhow::Context;
 use rocmforge_gguf::GgufFile;
 use rocmforge_model::tokenizer::Tokenizer;
 
+use super::output::print_stdout;
+
 /// Arguments of `rocmforge tokenize`.
 #[derive(Debug, clap::Args)]
 pub struct TokenizeArgs {
@@ -45,6 +47,6 @@ pub fn run(args: &TokenizeArgs) -> anyhow::Result<()> {
     let tokenizer = Tokenizer::from_gguf(&file)
         .with_context(|| format!("reading the tokenizer of {}", args.model.display()))?;
     let ids = tokenize(&tokenizer, args)?;
-    println!("{}", serde_json::to_string(&ids)?);
+    print_stdout(&format!("{}\n", serde_json::to_string(&ids)?))?;
     Ok(())
 }
