@@ -1,98 +1,13 @@
 // Prefill matrix-matrix products: out[t][r] = sum_c W[r][c] * x[t][c] for many tokens.
 //
-// One block of 256 threads computes a tile of 64 weight rows x 32 tokens. Per step along the
-// columns, the block unpacks 64 rows x 256 values of the weight into shared memory once (as
-// rf_qb records, rf_quant_blocks.h) and the 32 tokens' q8_1 activation blocks beside them; each
-// thread then takes the dot products of 4 rows x 2 tokens from shared memory. Each weight byte
-// is read from device memory once per 32 tokens.
-//
-// mmq_<type>: quantized weights against q8_1 activations (quantize_act.hip).
+// mmq_<type>: quantized weights against q8_1 activations (quantize_act.hip), in the tiles of
+//             rf_mmq_tile.h (64 weight rows x 32 tokens per block of 256 threads).
 // mmf_<type>: F32/F16/BF16 weights against f32 activations (rounded to the weight precision),
-//             steps of 32 columns staged as f32 in shared memory.
+//             steps of 32 columns staged as f32 in shared memory, the same tile shape.
 // Launch: grid (ceil(rows / 64), ceil(n_tokens / 32)), 256 threads.
 #include "rf_platform.h"
 #include "rf_quant_blocks.h"
-
-#define RF_MMQ_ROWS 64
-#define RF_MMQ_TOKENS 32
-#define RF_MMQ_THREADS 256
-#define RF_MMQ_KBLOCKS 8  // q8_1 blocks (of 32 values) per step
-
-template <class T>
-RF_DEVICE void rf_mmq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols,
-                      const rf_i8* aqs, const float* ads, rf_u32 n_tokens, float* out,
-                      rf_qb (*sw)[RF_MMQ_KBLOCKS], rf_q8 (*sa)[RF_MMQ_KBLOCKS]) {
-    constexpr int QPC = T::QB_PER_CHUNK;
-    constexpr int CPB = T::BLOCK_VALUES / (32 * QPC);
-    constexpr int CHUNKS_PER_STEP = RF_MMQ_KBLOCKS / QPC;
-    const rf_u32 tid = RF_TID_X;
-    const rf_u32 r0 = RF_BID_X * RF_MMQ_ROWS, t0 = RF_BID_Y * RF_MMQ_TOKENS;
-    const rf_u32 act_blocks = cols / 32;
-    const rf_u32 chunks = act_blocks / QPC;
-    float acc[4][2];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = 0.0f;
-    const rf_u32 my_row = tid % 16, my_tok = tid / 16;
-
-    for (rf_u32 kb = 0; kb < act_blocks; kb += RF_MMQ_KBLOCKS) {
-        const rf_u32 kblocks = act_blocks - kb < RF_MMQ_KBLOCKS ? act_blocks - kb : RF_MMQ_KBLOCKS;
-        // Weights: 64 rows x CHUNKS_PER_STEP chunks.
-        for (rf_u32 i = tid; i < RF_MMQ_ROWS * CHUNKS_PER_STEP; i += RF_MMQ_THREADS) {
-            const rf_u32 rl = i / CHUNKS_PER_STEP, ch = i % CHUNKS_PER_STEP;
-            const rf_u32 c = kb / QPC + ch;
-            rf_qb qb[QPC];
-            if (r0 + rl < rows && c < chunks) {
-                const rf_u8* wrow = w + (rf_u64)(r0 + rl) * row_bytes;
-                T::unpack(wrow + (rf_u64)(c / CPB) * T::BLOCK_BYTES, (int)(c % CPB), qb);
-            } else {
-#pragma unroll
-                for (int k = 0; k < QPC; ++k) {
-#pragma unroll
-                    for (int j = 0; j < 8; ++j) qb[k].q[j] = 0;
-                    rf_qb_scale(qb[k], 0.0f, 0.0f, 0.0f);
-                }
-            }
-#pragma unroll
-            for (int k = 0; k < QPC; ++k) sw[rl][ch * QPC + k] = qb[k];
-        }
-        // Activations: 32 tokens x 8 blocks, one per thread.
-        {
-            const rf_u32 tl = tid / RF_MMQ_KBLOCKS, b = tid % RF_MMQ_KBLOCKS;
-            rf_q8 a;
-            if (t0 + tl < n_tokens && b < kblocks) {
-                rf_load_q8(aqs + (rf_u64)(t0 + tl) * cols, ads + 2 * (rf_u64)(t0 + tl) * act_blocks,
-                           kb + b, a);
-            } else {
-#pragma unroll
-                for (int j = 0; j < 8; ++j) a.q[j] = 0;
-                a.d = 0.0f;
-                a.s = 0.0f;
-            }
-            sa[tl][b] = a;
-        }
-        rf_sync_block();
-        for (rf_u32 b = 0; b < kblocks; ++b) {
-            const rf_q8 a0 = sa[my_tok][b], a1 = sa[my_tok + 16][b];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const rf_qb qb = sw[my_row + 16 * i][b];
-                acc[i][0] += rf_qb_dot<T>(qb, a0);
-                acc[i][1] += rf_qb_dot<T>(qb, a1);
-            }
-        }
-        rf_sync_block();
-    }
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-        const rf_u32 t = t0 + my_tok + 16 * j;
-        if (t >= n_tokens) continue;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const rf_u32 r = r0 + my_row + 16 * i;
-            if (r < rows) out[(rf_u64)t * rows + r] = acc[i][j];
-        }
-    }
-}
+#include "rf_mmq_tile.h"
 
 #define RF_MMQ_KERNEL(name, T)                                                                    \
     RF_KERNEL(RF_MMQ_THREADS)                                                                     \
@@ -100,7 +15,9 @@ RF_DEVICE void rf_mmq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols
                     const float* ads, rf_u32 n_tokens, float* out) {                              \
         __shared__ rf_qb sw[RF_MMQ_ROWS][RF_MMQ_KBLOCKS];                                         \
         __shared__ rf_q8 sa[RF_MMQ_TOKENS][RF_MMQ_KBLOCKS];                                       \
-        rf_mmq<T>(w, row_bytes, rows, cols, aqs, ads, n_tokens, out, sw, sa);                     \
+        const rf_u32 t0 = RF_BID_Y * RF_MMQ_TOKENS, left = n_tokens - t0;                          \
+        const rf_mmq_tokens tk{nullptr, t0, left < RF_MMQ_TOKENS ? left : RF_MMQ_TOKENS, 1};        \
+        rf_mmq<T>(w, row_bytes, rows, cols, aqs, ads, RF_BID_X * RF_MMQ_ROWS, tk, out, sw, sa);    \
     }
 
 RF_MMQ_KERNEL(q4_0, rf_q4_0)

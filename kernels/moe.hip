@@ -1,10 +1,12 @@
 // Mixture of experts: the router's top-k on the device (moe_route_f32), the expert matvec that
-// reads only the chosen experts' rows (mmvq_id_<type>) and the weighted sum of their outputs
-// (moe_weighted_sum_f32). The expert ids never leave the device, so a decode step that uses
+// reads only the chosen experts' rows (mmvq_id_<type>), the grouped expert matmul for many
+// tokens (moe_group_slots, moe_tile_table, mmq_id_<type>) and the weighted sum of the experts'
+// outputs (moe_weighted_sum_f32). The expert ids never leave the device, so a step that uses
 // them can be captured in a graph.
 #include "rf_platform.h"
 #include "rf_quant_blocks.h"
 #include "rf_mmvq.h"
+#include "rf_mmq_tile.h"
 
 // Largest expert count moe_route_f32 takes (checked by the launcher).
 #define RF_MOE_MAX_EXPERTS 1024
@@ -114,3 +116,113 @@ RF_MMVQ_ID_KERNEL(q4_k, rf_q4_k)
 RF_MMVQ_ID_KERNEL(q5_k, rf_q5_k)
 RF_MMVQ_ID_KERNEL(q6_k, rf_q6_k)
 RF_MMVQ_ID_KERNEL(iq4_xs, rf_iq4_xs)
+
+// ---------------------------------------------------------------------------------------------
+// Grouped expert matmul: the slots (token, choice) grouped by expert, then the tiles of
+// rf_mmq_tile.h over each expert's slots, so each chosen expert's rows are read once per 32 of
+// its slots instead of once per slot. Groups 0..n_expert-1 are the experts; group n_expert
+// collects slots whose id is not an expert (their output rows become NaN, as mmvq_id's).
+
+#define RF_MOE_GROUP_THREADS 256
+
+// Block g writes the slots of group g in slot order to perm[g * n_slots ...] and their count to
+// counts[g]. Launch: grid.x = n_expert + 1, block.x = RF_MOE_GROUP_THREADS.
+RF_KERNEL(RF_MOE_GROUP_THREADS)
+void moe_group_slots(const rf_u32* ids, rf_u32 n_slots, rf_u32 n_expert, rf_u32* counts,
+                     rf_u32* perm) {
+    __shared__ rf_u32 scan[RF_MOE_GROUP_THREADS];
+    const rf_u32 g = RF_BID_X, tid = RF_TID_X;
+    rf_u32* out = perm + (rf_u64)g * n_slots;
+    rf_u32 base = 0;
+    for (rf_u32 s0 = 0; s0 < n_slots; s0 += RF_MOE_GROUP_THREADS) {
+        const rf_u32 s = s0 + tid;
+        rf_u32 mine = 0;
+        if (s < n_slots) {
+            const rf_u32 e = ids[s];
+            mine = g < n_expert ? (e == g) : (e >= n_expert);
+        }
+        scan[tid] = mine;
+        rf_sync_block();
+        // Inclusive scan of the flags (Hillis-Steele; any warp width).
+        for (rf_u32 off = 1; off < RF_MOE_GROUP_THREADS; off <<= 1) {
+            const rf_u32 v = tid >= off ? scan[tid - off] : 0;
+            rf_sync_block();
+            scan[tid] += v;
+            rf_sync_block();
+        }
+        if (mine) out[base + scan[tid] - 1] = s;
+        base += scan[RF_MOE_GROUP_THREADS - 1];
+        rf_sync_block();
+    }
+    if (tid == 0) counts[g] = base;
+}
+
+// tile_first[g] = the tiles of RF_MMQ_TOKENS slots before group g; tile_first[n_groups] = all.
+// Launch: one block of one thread.
+RF_KERNEL(1)
+void moe_tile_table(const rf_u32* counts, rf_u32 n_groups, rf_u32* tile_first) {
+    rf_u32 t = 0;
+    for (rf_u32 g = 0; g < n_groups; ++g) {
+        tile_first[g] = t;
+        t += (counts[g] + RF_MMQ_TOKENS - 1) / RF_MMQ_TOKENS;
+    }
+    tile_first[n_groups] = t;
+}
+
+// out[s][r] = W[ids[s]][r] . x_s for the slots of tile RF_BID_Y (of its group, found in
+// tile_first), rows RF_BID_X * 64 ...; x_s is q8_1 row s / act_div (1: a row per slot, k: a row
+// per token). Tiles past the last write nothing; the non-expert group writes NaN.
+// Launch: grid (ceil(rows / 64), ceil(n_slots / 32) + n_expert + 1), RF_MMQ_THREADS threads.
+template <class T>
+RF_DEVICE void rf_mmq_id(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols,
+                         const rf_i8* aqs, const float* ads, const rf_u32* counts,
+                         const rf_u32* perm, const rf_u32* tile_first, rf_u32 n_expert,
+                         rf_u32 n_slots, rf_u32 act_div, float* out,
+                         rf_qb (*sw)[RF_MMQ_KBLOCKS], rf_q8 (*sa)[RF_MMQ_KBLOCKS]) {
+    const rf_u32 tile = RF_BID_Y, n_groups = n_expert + 1;
+    if (tile >= tile_first[n_groups]) return;
+    // The last group whose first tile is at or before this one (a non-empty group).
+    rf_u32 lo = 0, hi = n_groups;
+    while (hi - lo > 1) {
+        const rf_u32 mid = (lo + hi) / 2;
+        if (tile_first[mid] <= tile) lo = mid; else hi = mid;
+    }
+    const rf_u32 j = (tile - tile_first[lo]) * RF_MMQ_TOKENS, left = counts[lo] - j;
+    const rf_mmq_tokens tk{perm + (rf_u64)lo * n_slots + j, 0,
+                           left < RF_MMQ_TOKENS ? left : RF_MMQ_TOKENS, act_div};
+    const rf_u32 r0 = RF_BID_X * RF_MMQ_ROWS;
+    if (lo == n_expert) {
+        for (rf_u32 i = RF_TID_X; i < tk.n * RF_MMQ_ROWS; i += RF_MMQ_THREADS) {
+            const rf_u32 r = r0 + i % RF_MMQ_ROWS;
+            if (r < rows) out[(rf_u64)rf_mmq_out_row(tk, i / RF_MMQ_ROWS) * rows + r] = __builtin_nanf("");
+        }
+        return;
+    }
+    rf_mmq<T>(w + (rf_u64)lo * rows * row_bytes, row_bytes, rows, cols, aqs, ads, r0, tk, out, sw,
+              sa);
+}
+
+#define RF_MMQ_ID_KERNEL(name, T)                                                                 \
+    RF_KERNEL(RF_MMQ_THREADS)                                                                     \
+    void mmq_id_##name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols,                \
+                       const rf_i8* aqs, const float* ads, const rf_u32* counts,                  \
+                       const rf_u32* perm, const rf_u32* tile_first, rf_u32 n_expert,             \
+                       rf_u32 n_slots, rf_u32 act_div, float* out) {                              \
+        __shared__ rf_qb sw[RF_MMQ_ROWS][RF_MMQ_KBLOCKS];                                         \
+        __shared__ rf_q8 sa[RF_MMQ_TOKENS][RF_MMQ_KBLOCKS];                                       \
+        rf_mmq_id<T>(w, row_bytes, rows, cols, aqs, ads, counts, perm, tile_first, n_expert,      \
+                     n_slots, act_div, out, sw, sa);                                              \
+    }
+
+RF_MMQ_ID_KERNEL(q4_0, rf_q4_0)
+RF_MMQ_ID_KERNEL(q4_1, rf_q4_1)
+RF_MMQ_ID_KERNEL(q5_0, rf_q5_0)
+RF_MMQ_ID_KERNEL(q5_1, rf_q5_1)
+RF_MMQ_ID_KERNEL(q8_0, rf_q8_0)
+RF_MMQ_ID_KERNEL(iq4_nl, rf_iq4_nl)
+RF_MMQ_ID_KERNEL(q2_k, rf_q2_k)
+RF_MMQ_ID_KERNEL(q3_k, rf_q3_k)
+RF_MMQ_ID_KERNEL(q4_k, rf_q4_k)
+RF_MMQ_ID_KERNEL(q5_k, rf_q5_k)
+RF_MMQ_ID_KERNEL(q6_k, rf_q6_k)
+RF_MMQ_ID_KERNEL(iq4_xs, rf_iq4_xs)

@@ -188,7 +188,7 @@ impl MatmulContext {
 
     /// Quantizes the `n_rows` rows of `cols` values of `x` to q8_1 into the scratch (queued on
     /// `stream`); the device addresses of the quantized values and of their `(d, s)` pairs, in
-    /// the layout the matvec kernels read. For the expert matvec (`hip::moe`).
+    /// the layout the matvec kernels read. For the expert matmuls (`hip::moe`).
     pub(crate) fn quantize_rows(
         &mut self,
         x: &DeviceBuffer<f32>,
@@ -196,11 +196,38 @@ impl MatmulContext {
         cols: usize,
         stream: &HipStream,
     ) -> TensorResult<(rocmforge_hip::DevicePtr, rocmforge_hip::DevicePtr)> {
+        self.quantize_rows_with(x, n_rows, cols, 0, stream)
+            .map(|(aqs, ads, _)| (aqs, ads))
+    }
+
+    /// [`Self::quantize_rows`] with `extra` bytes of the scratch after the q8_1 rows (at a
+    /// 256-byte boundary) for the caller's kernels until the next call on this context; their
+    /// device address is the third value.
+    pub(crate) fn quantize_rows_with(
+        &mut self,
+        x: &DeviceBuffer<f32>,
+        n_rows: usize,
+        cols: usize,
+        extra: usize,
+        stream: &HipStream,
+    ) -> TensorResult<(
+        rocmforge_hip::DevicePtr,
+        rocmforge_hip::DevicePtr,
+        rocmforge_hip::DevicePtr,
+    )> {
         let layout = Q8_1Layout::new(OP, n_rows, cols)?;
+        let extra_offset = layout.total_bytes.next_multiple_of(256);
+        let overflow = || TensorError::Shape {
+            op: OP,
+            what: format!("{extra} scratch bytes after {n_rows} q8_1 rows overflow"),
+        };
+        let need = extra_offset.checked_add(extra).ok_or_else(overflow)?;
         let quantize = self.quantize.clone();
-        let scratch = self.scratch_for(&layout)?;
+        let scratch = self.scratch_bytes(need)?;
         quantize_q8_1(&quantize, x, &layout, scratch, stream)?;
-        q8_1_pointers(scratch, &layout)
+        let (aqs, ads) = q8_1_pointers(scratch, &layout)?;
+        let rest = aqs.byte_offset(extra_offset).ok_or_else(overflow)?;
+        Ok((aqs, ads, rest))
     }
 
     /// The kernel of `family` for `ty` (`nt`: the token-count variant of the matvec kernels,

@@ -3,9 +3,10 @@
 //! outputs ([`moe_weighted_sum`]). The expert ids stay on the device between them, so a decode
 //! step needs no host synchronisation and can be captured.
 //!
-//! [`matmul_id`] runs one matvec per (token, slot) for every batch size: a prefill reads each
-//! chosen expert's rows once per token that chose it (correct; a grouped matmul per expert is
-//! what a faster prefill would add).
+//! [`matmul_id`] runs one matvec per (token, slot) while the slots are few per expert (decode);
+//! with many (prefill) it groups the slots by expert on the device and runs the tiled matmul of
+//! `rf_mmq_tile.h` over each expert's slots, reading each chosen expert's rows once per 32 of its
+//! slots instead of once per slot (llama.cpp's `mul_mat_id` idea).
 
 use rocmforge_hip::{DeviceBuffer, LaunchConfig};
 
@@ -21,6 +22,16 @@ pub const MAX_EXPERTS: usize = 1024;
 const MMV_THREADS: usize = 256;
 /// Slots (grid rows) per launch of the expert matvec: the grid's y limit.
 const MAX_SLOTS_PER_LAUNCH: usize = 65_535;
+/// Slots per expert (on average) from which [`matmul_id`] groups the slots by expert and runs
+/// the tiled kernels instead of one matvec per slot.
+const GROUPED_MIN_SLOTS_PER_EXPERT: usize = 4;
+/// Weight rows and slots per tile of the grouped kernels (`RF_MMQ_ROWS`, `RF_MMQ_TOKENS`), and
+/// their threads per block (`RF_MMQ_THREADS`).
+const TILE_ROWS: usize = 64;
+const TILE_SLOTS: usize = 32;
+const TILE_THREADS: u32 = 256;
+/// Threads per block of the grouping kernel (`RF_MOE_GROUP_THREADS`).
+const GROUP_THREADS: u32 = 256;
 
 fn shape(op: &'static str, what: String) -> TensorError {
     TensorError::Shape { op, what }
@@ -132,6 +143,25 @@ pub fn supports(ty: rocmforge_gguf::GgmlType) -> bool {
     quantized_matvec_layout(ty, 0).is_some_and(|(suffix, _, _)| id_kernel(suffix).is_some())
 }
 
+/// The grouped expert matmul kernel of a quantized type (the suffixes of [`id_kernel`]).
+fn grouped_kernel(suffix: &str) -> Option<&'static str> {
+    Some(match suffix {
+        "q4_0" => "mmq_id_q4_0",
+        "q4_1" => "mmq_id_q4_1",
+        "q5_0" => "mmq_id_q5_0",
+        "q5_1" => "mmq_id_q5_1",
+        "q8_0" => "mmq_id_q8_0",
+        "iq4_nl" => "mmq_id_iq4_nl",
+        "q2_k" => "mmq_id_q2_k",
+        "q3_k" => "mmq_id_q3_k",
+        "q4_k" => "mmq_id_q4_k",
+        "q5_k" => "mmq_id_q5_k",
+        "q6_k" => "mmq_id_q6_k",
+        "iq4_xs" => "mmq_id_iq4_xs",
+        _ => return None,
+    })
+}
+
 /// The expert matvec kernel of a quantized type.
 fn id_kernel(suffix: &str) -> Option<&'static str> {
     Some(match suffix {
@@ -198,9 +228,20 @@ pub fn matmul_id(
     if slots == 0 || rows == 0 {
         return Ok(());
     }
-    let f = ops.function("moe", name)?;
     let xb = x.f32_buffer(OP)?;
     let po = out.f32_buffer_mut(OP)?.device_ptr();
+    if slots >= GROUPED_MIN_SLOTS_PER_EXPERT * s.n_expert {
+        let g = Grouped {
+            w: wb.device_ptr(),
+            row_bytes,
+            rows,
+            cols,
+            ids: ids.device_ptr(),
+            out: po,
+        };
+        return g.launch(ops, suffix, s, xb);
+    }
+    let f = ops.function("moe", name)?;
     let (aqs, ads) =
         ops.with_matmul(|ctx, stream| ctx.quantize_rows(xb, s.x_rows(), cols, stream))?;
     let (rb64, rows32, chunks32, cols32) = (
@@ -253,6 +294,133 @@ pub fn matmul_id(
     Ok(())
 }
 
+/// The operands of a grouped expert matmul (checked by [`matmul_id`]).
+struct Grouped {
+    w: rocmforge_hip::DevicePtr,
+    row_bytes: usize,
+    rows: usize,
+    cols: usize,
+    ids: rocmforge_hip::DevicePtr,
+    out: rocmforge_hip::DevicePtr,
+}
+
+impl Grouped {
+    /// Quantizes the activations, groups the slots by expert (`moe_group_slots`), counts each
+    /// group's tiles (`moe_tile_table`) and runs `mmq_id_<suffix>` over them: three launches,
+    /// no host synchronisation. The grouping arrays live in the matmul scratch after the q8_1
+    /// rows.
+    fn launch(
+        &self,
+        ops: &HipOps,
+        suffix: &str,
+        s: &MatmulIdShape,
+        x: &DeviceBuffer<f32>,
+    ) -> TensorResult<()> {
+        const OP: &str = "matmul_id";
+        let slots = s.n_tokens * s.k;
+        let groups = s.n_expert + 1;
+        // counts[groups], tile_first[groups + 1], perm[groups][slots] (u32 each).
+        let words = groups
+            .checked_mul(slots)
+            .and_then(|p| p.checked_add(2 * groups + 1))
+            .ok_or_else(|| shape(OP, format!("{slots} slots x {groups} expert groups")))?;
+        let max_tiles = slots.div_ceil(TILE_SLOTS) + groups;
+        let grid_y = u32::try_from(max_tiles)
+            .ok()
+            .filter(|&t| t <= MAX_SLOTS_PER_LAUNCH as u32)
+            .ok_or_else(|| {
+                shape(
+                    OP,
+                    format!("{slots} slots over {groups} expert groups exceed one launch"),
+                )
+            })?;
+        let group_f = ops.function("moe", "moe_group_slots")?;
+        let table_f = ops.function("moe", "moe_tile_table")?;
+        let name = grouped_kernel(suffix)
+            .ok_or_else(|| shape(OP, format!("no grouped expert kernel for {suffix} weights")))?;
+        let mmq_f = ops.function("moe", name)?;
+        let (aqs, ads, counts) = ops.with_matmul(|ctx, stream| {
+            ctx.quantize_rows_with(x, s.x_rows(), self.cols, 4 * words, stream)
+        })?;
+        let offset = |words: usize| {
+            counts
+                .byte_offset(4 * words)
+                .ok_or_else(|| shape(OP, "grouping scratch address overflows".to_string()))
+        };
+        let tile_first = offset(groups)?;
+        let perm = offset(2 * groups + 1)?;
+        let (slots32, ne32, groups32) = (
+            to_u32(OP, "slots", slots)?,
+            to_u32(OP, "experts", s.n_expert)?,
+            to_u32(OP, "expert groups", groups)?,
+        );
+        let mut l = ops.stream().launch_builder(&group_f);
+        l.arg(&self.ids)
+            .arg(&slots32)
+            .arg(&ne32)
+            .arg(&counts)
+            .arg(&perm);
+        let cfg = LaunchConfig {
+            grid_dim: (groups32, 1, 1),
+            block_dim: (GROUP_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `moe_group_slots(const u32* ids, u32 n_slots, u32 n_expert, u32* counts,
+        // u32* perm)`; ids hold `slots` values (checked by matmul_id); counts has `groups`
+        // words and perm `groups * slots` in the scratch reserved above; one block per group.
+        unsafe { l.launch(cfg)? };
+        let mut l = ops.stream().launch_builder(&table_f);
+        l.arg(&counts).arg(&groups32).arg(&tile_first);
+        let one = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (1, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `moe_tile_table(const u32* counts, u32 n_groups, u32* tile_first)`; counts
+        // holds `groups` words written by the launch before on the same stream, tile_first
+        // `groups + 1`; one thread.
+        unsafe { l.launch(one)? };
+        let (rb64, rows32, cols32, div32) = (
+            self.row_bytes as u64,
+            to_u32(OP, "rows", self.rows)?,
+            to_u32(OP, "cols", self.cols)?,
+            to_u32(OP, "k", if s.x_per_slot { 1 } else { s.k })?,
+        );
+        let mut l = ops.stream().launch_builder(&mmq_f);
+        l.arg(&self.w)
+            .arg(&rb64)
+            .arg(&rows32)
+            .arg(&cols32)
+            .arg(&aqs)
+            .arg(&ads)
+            .arg(&counts)
+            .arg(&perm)
+            .arg(&tile_first)
+            .arg(&ne32)
+            .arg(&slots32)
+            .arg(&div32)
+            .arg(&self.out);
+        let cfg = LaunchConfig {
+            grid_dim: (
+                to_u32(OP, "row tiles", self.rows.div_ceil(TILE_ROWS))?,
+                grid_y,
+                1,
+            ),
+            block_dim: (TILE_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `mmq_id_<type>(const u8* w, u64 row_bytes, u32 rows, u32 cols, const i8* aqs,
+        // const float* ads, const u32* counts, const u32* perm, const u32* tile_first,
+        // u32 n_expert, u32 n_slots, u32 act_div, float* out)`. `w` holds n_expert * rows rows
+        // of row_bytes, the q8_1 scratch x_rows() rows of cols (quantized above on this stream),
+        // out slots * rows f32 (checked by matmul_id); perm holds slot numbers < n_slots whose
+        // activation row slot / act_div < x_rows(); the grid's y covers every possible tile
+        // (slots / 32 + groups), blocks past tile_first[groups] return.
+        unsafe { l.launch(cfg)? };
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rocmforge_gguf::GgmlType;
@@ -284,6 +452,12 @@ mod tests {
             assert!(
                 name.ends_with(suffix) && source.contains(&macro_use),
                 "{ty}: {name}"
+            );
+            let grouped = grouped_kernel(suffix).unwrap_or("");
+            let macro_use = format!("RF_MMQ_ID_KERNEL({suffix},");
+            assert!(
+                grouped.ends_with(suffix) && source.contains(&macro_use),
+                "{ty}: {grouped}"
             );
         }
         for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {

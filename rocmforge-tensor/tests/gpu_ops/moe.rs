@@ -94,6 +94,12 @@ pub fn matmul_id(ctx: &Ctx) -> Result<(), String> {
             (5, 17, 6, 3, false),
             (5, 17, 6, 3, true),
             (128, 24, 1, 8, false),
+            // Enough slots per expert for the grouped tiled kernels (several tiles per
+            // expert, partial tiles, odd rows beyond one 64-row tile).
+            (5, 17, 40, 3, false),
+            (3, 70, 70, 2, true),
+            (3, 70, 70, 2, false),
+            (128, 33, 67, 8, false),
         ] {
             let (wq, wt) = experts(ctx, ty, n_expert, rows, cols)?;
             let s = MatmulIdShape {
@@ -193,6 +199,34 @@ pub fn weighted_sum_and_bad_ids(ctx: &Ctx) -> Result<(), String> {
     let out = og.to_f32_vec().map_err(e)?;
     if !out[..rows].iter().all(|v| v.is_finite()) || !out[rows..].iter().all(|v| v.is_nan()) {
         return Err(format!("matmul_id with id 4 of 4 experts: {out:?}"));
+    }
+    // The same through the grouped kernels (20 tokens x 2 slots over 4 experts): only the slot
+    // with the bad id is NaN.
+    let s = MatmulIdShape { n_tokens: 20, ..s };
+    let xg = ctx
+        .gpu
+        .from_f32(vec![20, cols], &ctx.randn(20 * cols, 1.0))
+        .map_err(e)?;
+    let bad = 13;
+    let ids: Vec<u32> = (0..40u32)
+        .map(|i| if i == bad { 4 } else { i % 4 })
+        .collect();
+    let ig = ctx.gpu.ids(&ids).map_err(e)?;
+    let mut og = ctx.poisoned_gpu(vec![40, rows]).map_err(e)?;
+    og.hip_mut("zero").map_err(e)?.fill_bytes(0).map_err(e)?;
+    ops::matmul_id(&ctx.gpu, &Weight::Hip(&wt), &s, &xg, &ig, &mut og).map_err(e)?;
+    let out = og.to_f32_vec().map_err(e)?;
+    for (slot, row) in out.chunks(rows).enumerate() {
+        let ok = if slot == bad as usize {
+            row.iter().all(|v| v.is_nan())
+        } else {
+            row.iter().all(|v| v.is_finite())
+        };
+        if !ok {
+            return Err(format!(
+                "grouped matmul_id, slot {slot} (bad id at {bad}): {row:?}"
+            ));
+        }
     }
     Ok(())
 }
