@@ -15,38 +15,6 @@
 #include "rf_quant_blocks.h"
 #include "rf_mmvq.h"
 
-// Sums M partial results per row group over its tpr threads (butterfly shuffles inside a warp,
-// shared memory across warps when tpr > RF_WARP_SIZE); the thread with lane 0 of each group ends
-// with the totals in acc. red holds M * (RF_MMV_THREADS / RF_WARP_SIZE) floats.
-template <int M>
-RF_DEVICE void rf_mmv_reduce(float* acc, rf_u32 tpr, float* red) {
-#pragma unroll
-    for (int m = RF_WARP_SIZE / 2; m > 0; m >>= 1) {
-        if ((rf_u32)m < tpr) {
-#pragma unroll
-            for (int i = 0; i < M; ++i) acc[i] += rf_shfl_xor_f32(acc[i], m);
-        }
-    }
-    if (tpr > RF_WARP_SIZE) {
-        const rf_u32 tid = RF_TID_X;
-        const rf_u32 warp = tid / RF_WARP_SIZE, n_warps = RF_MMV_THREADS / RF_WARP_SIZE;
-        if (tid % RF_WARP_SIZE == 0) {
-#pragma unroll
-            for (int i = 0; i < M; ++i) red[i * n_warps + warp] = acc[i];
-        }
-        rf_sync_block();
-        if (tid % tpr == 0) {
-            const rf_u32 per_row = tpr / RF_WARP_SIZE;
-#pragma unroll
-            for (int i = 0; i < M; ++i) {
-                float s = 0.0f;
-                for (rf_u32 k = 0; k < per_row; ++k) s += red[i * n_warps + warp + k];
-                acc[i] = s;
-            }
-        }
-    }
-}
-
 // Several tokens and R weight rows per thread (R = 2 or 4): each thread unpacks chunk c of R
 // consecutive rows and takes every token's activation block for c once for all R of them, so
 // the activations cross the L1 cache R times less often than with one row per thread (at 8

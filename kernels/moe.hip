@@ -104,6 +104,39 @@ void moe_weighted_sum_f32(const float* y, const float* w, rf_u32 k, rf_u32 width
                       ads + 2 * xr * (cols / 32), cols, 1, o, tpr, red);                          \
     }
 
+// out[s][r] = silu(G[ids[s]][r] . x_t) * (U[ids[s]][r] . x_t), t = s / k: the gate and up expert
+// matvecs of a slot and the SwiGLU (silu_mul_f32's formula) in one launch, for gate and up of the
+// same type and shape. An id outside 0..n_expert writes NaN to the slot's rows.
+// Launch: as mmvq_id_<type>.
+#define RF_MMVQ_ID_GLU_KERNEL(name, T)                                                            \
+    RF_KERNEL(RF_MMV_THREADS)                                                                     \
+    void mmvq_id_glu_##name(const rf_u8* wg, const rf_u8* wu, rf_u64 row_bytes, rf_u32 rows,      \
+                            rf_u32 chunks, const rf_i8* aqs, const float* ads, rf_u32 cols,       \
+                            const rf_u32* ids, rf_u32 n_expert, rf_u32 k, float* out, rf_u32 tpr, \
+                            rf_u32 slot0) {                                                       \
+        __shared__ float red[2 * RF_MMV_THREADS / RF_WARP_SIZE];                                  \
+        const rf_u32 slot = slot0 + RF_BID_Y, e = ids[slot], tid = RF_TID_X;                      \
+        const rf_u32 row = RF_BID_X * (RF_MMV_THREADS / tpr) + tid / tpr;                         \
+        float* o = out + (rf_u64)slot * rows;                                                     \
+        if (e >= n_expert) {                                                                      \
+            if (tid % tpr == 0 && row < rows) o[row] = __builtin_nanf("");                        \
+            return;                                                                               \
+        }                                                                                         \
+        const rf_u64 xr = slot / k, off = ((rf_u64)e * rows + row) * row_bytes;                   \
+        float acc[2] = {0.0f, 0.0f};                                                              \
+        if (row < rows) {                                                                         \
+            const rf_i8* aq = aqs + xr * cols;                                                    \
+            const float* ad = ads + 2 * xr * (cols / 32);                                         \
+            rf_mmvq_row<T, 1>(wg + off, chunks, aq, ad, cols, 1, tid % tpr, tpr, &acc[0]);        \
+            rf_mmvq_row<T, 1>(wu + off, chunks, aq, ad, cols, 1, tid % tpr, tpr, &acc[1]);        \
+        }                                                                                         \
+        rf_mmv_reduce<2>(acc, tpr, red);                                                          \
+        if (tid % tpr == 0 && row < rows) {                                                       \
+            const float g = acc[0];                                                               \
+            o[row] = (g / (1.0f + rf_expf(-g))) * acc[1];                                         \
+        }                                                                                         \
+    }
+
 RF_MMVQ_ID_KERNEL(q4_0, rf_q4_0)
 RF_MMVQ_ID_KERNEL(q4_1, rf_q4_1)
 RF_MMVQ_ID_KERNEL(q5_0, rf_q5_0)
@@ -116,6 +149,19 @@ RF_MMVQ_ID_KERNEL(q4_k, rf_q4_k)
 RF_MMVQ_ID_KERNEL(q5_k, rf_q5_k)
 RF_MMVQ_ID_KERNEL(q6_k, rf_q6_k)
 RF_MMVQ_ID_KERNEL(iq4_xs, rf_iq4_xs)
+
+RF_MMVQ_ID_GLU_KERNEL(q4_0, rf_q4_0)
+RF_MMVQ_ID_GLU_KERNEL(q4_1, rf_q4_1)
+RF_MMVQ_ID_GLU_KERNEL(q5_0, rf_q5_0)
+RF_MMVQ_ID_GLU_KERNEL(q5_1, rf_q5_1)
+RF_MMVQ_ID_GLU_KERNEL(q8_0, rf_q8_0)
+RF_MMVQ_ID_GLU_KERNEL(iq4_nl, rf_iq4_nl)
+RF_MMVQ_ID_GLU_KERNEL(q2_k, rf_q2_k)
+RF_MMVQ_ID_GLU_KERNEL(q3_k, rf_q3_k)
+RF_MMVQ_ID_GLU_KERNEL(q4_k, rf_q4_k)
+RF_MMVQ_ID_GLU_KERNEL(q5_k, rf_q5_k)
+RF_MMVQ_ID_GLU_KERNEL(q6_k, rf_q6_k)
+RF_MMVQ_ID_GLU_KERNEL(iq4_xs, rf_iq4_xs)
 
 // ---------------------------------------------------------------------------------------------
 // Grouped expert matmul: the slots (token, choice) grouped by expert, then the tiles of

@@ -6,10 +6,11 @@
 
 #define RF_MMV_THREADS 256
 
-// Sums each row's partial results over its tpr threads and writes them.
+// Sums NT partial results per row group over its tpr threads (butterfly shuffles inside a warp,
+// shared memory across warps when tpr > RF_WARP_SIZE): the totals end in acc of the group's first
+// thread (tid % tpr == 0). red holds NT * (RF_MMV_THREADS / RF_WARP_SIZE) floats.
 template <int NT>
-RF_DEVICE void rf_mmv_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 rows, rf_u32 t0,
-                                   rf_u32 nt, float* out, float* red) {
+RF_DEVICE void rf_mmv_reduce(float* acc, rf_u32 tpr, float* red) {
 #pragma unroll
     for (int m = RF_WARP_SIZE / 2; m > 0; m >>= 1) {
         if ((rf_u32)m < tpr) {
@@ -35,6 +36,14 @@ RF_DEVICE void rf_mmv_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 ro
             }
         }
     }
+}
+
+// Sums each row's partial results over its tpr threads and writes them.
+template <int NT>
+RF_DEVICE void rf_mmv_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 rows, rf_u32 t0,
+                                   rf_u32 nt, float* out, float* red) {
+    rf_mmv_reduce<NT>(acc, tpr, red);
+    const rf_u32 tid = RF_TID_X;
     if (tid % tpr == 0 && row < rows) {
 #pragma unroll
         for (int t = 0; t < NT; ++t) {
@@ -64,12 +73,37 @@ RF_DEVICE void rf_mmvq_acc(const rf_qb* qb, rf_u32 c, const rf_i8* aqs, const fl
     }
 }
 
+// Adds this thread's share (chunks lane, lane + tpr, ...) of one weight row's dot products with
+// each token's activations to acc.
+template <class T, int NT>
+RF_DEVICE void rf_mmvq_row(const rf_u8* wrow, rf_u32 chunks, const rf_i8* aqs, const float* ads,
+                           rf_u32 cols, rf_u32 nt, rf_u32 lane, rf_u32 tpr, float* acc) {
+    constexpr int QPC = T::QB_PER_CHUNK;
+    constexpr int CPB = T::BLOCK_VALUES / (32 * QPC);
+    // UNR chunks per step, all loaded before any is used (loads in flight together).
+    constexpr int UNR = 4 / QPC;
+    rf_u32 c = lane;
+    for (; c + (UNR - 1) * tpr < chunks; c += UNR * tpr) {
+        rf_qb qb[UNR][QPC];
+#pragma unroll
+        for (int u = 0; u < UNR; ++u) {
+            const rf_u32 cu = c + u * tpr;
+            T::unpack(wrow + (rf_u64)(cu / CPB) * T::BLOCK_BYTES, (int)(cu % CPB), qb[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < UNR; ++u) rf_mmvq_acc<T, NT>(qb[u], c + u * tpr, aqs, ads, cols, nt, acc);
+    }
+    for (; c < chunks; c += tpr) {
+        rf_qb qb[QPC];
+        T::unpack(wrow + (rf_u64)(c / CPB) * T::BLOCK_BYTES, (int)(c % CPB), qb);
+        rf_mmvq_acc<T, NT>(qb, c, aqs, ads, cols, nt, acc);
+    }
+}
+
 template <class T, int NT>
 RF_DEVICE void rf_mmvq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,
                        const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,
                        float* out, rf_u32 tpr, float* red) {
-    constexpr int QPC = T::QB_PER_CHUNK;
-    constexpr int CPB = T::BLOCK_VALUES / (32 * QPC);
     const rf_u32 tid = RF_TID_X;
     const rf_u32 row = RF_BID_X * (RF_MMV_THREADS / tpr) + tid / tpr;
     const rf_u32 lane = tid % tpr;
@@ -79,25 +113,7 @@ RF_DEVICE void rf_mmvq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chu
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
     if (row < rows) {
-        const rf_u8* wrow = w + (rf_u64)row * row_bytes;
-        // UNR chunks per step, all loaded before any is used (loads in flight together).
-        constexpr int UNR = 4 / QPC;
-        rf_u32 c = lane;
-        for (; c + (UNR - 1) * tpr < chunks; c += UNR * tpr) {
-            rf_qb qb[UNR][QPC];
-#pragma unroll
-            for (int u = 0; u < UNR; ++u) {
-                const rf_u32 cu = c + u * tpr;
-                T::unpack(wrow + (rf_u64)(cu / CPB) * T::BLOCK_BYTES, (int)(cu % CPB), qb[u]);
-            }
-#pragma unroll
-            for (int u = 0; u < UNR; ++u) rf_mmvq_acc<T, NT>(qb[u], c + u * tpr, aqs, ads, cols, nt, acc);
-        }
-        for (; c < chunks; c += tpr) {
-            rf_qb qb[QPC];
-            T::unpack(wrow + (rf_u64)(c / CPB) * T::BLOCK_BYTES, (int)(c % CPB), qb);
-            rf_mmvq_acc<T, NT>(qb, c, aqs, ads, cols, nt, acc);
-        }
+        rf_mmvq_row<T, NT>(w + (rf_u64)row * row_bytes, chunks, aqs, ads, cols, nt, lane, tpr, acc);
     }
     rf_mmv_reduce_store<NT>(acc, tpr, row, rows, t0, nt, out, red);
 }

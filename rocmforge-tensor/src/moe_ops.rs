@@ -3,7 +3,7 @@
 //!
 //! A block's feed-forward over `n` tokens with `k` of `E` experts each:
 //! router logits (`ops::matmul`) → [`moe_route`] (ids `[n * k]` on the backend, weights
-//! `[n][k]`) → [`matmul_id`] gate and up (`[n * k][n_ff]`) → `ops::silu_mul` → [`matmul_id`]
+//! `[n][k]`) → [`matmul_id_swiglu`] (gate and up `[n * k][n_ff]`, then silu·mul) → [`matmul_id`]
 //! down (one input row per slot) → [`moe_weighted_sum`] (`[n][n_embd]`).
 
 use crate::backend::Backend;
@@ -80,6 +80,34 @@ pub fn matmul_id(
         }),
         _ => Err(other_backend(OP, "the weight or the expert ids")),
     }
+}
+
+/// The experts' SwiGLU input: `out[t * k + j] = silu(x_t · G[e]ᵀ) * (x_t · U[e]ᵀ)` with
+/// `e = ids[t * k + j]` (`x` one row per token). On the GPU a gate/up pair of the same quantized
+/// type takes one launch for decode-sized batches (`hip::moe::matmul_id_swiglu`); every other
+/// case runs [`matmul_id`] for gate and up into `gate_out` / `up_out` and `silu_mul` (the same
+/// values up to float summation order).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_id_swiglu(
+    be: &Backend,
+    gate: &Weight,
+    up: &Weight,
+    s: &MatmulIdShape,
+    x: &Tensor,
+    ids: &Ids,
+    gate_out: &mut Tensor,
+    up_out: &mut Tensor,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    const OP: &str = "matmul_id_swiglu";
+    if let (Backend::Hip(ops), Weight::Hip(g), Weight::Hip(u), Ids::Hip(i)) = (be, gate, up, ids) {
+        if hip::moe::matmul_id_swiglu(ops, g, u, s, x.hip(OP)?, i, out.hip_mut(OP)?)? {
+            return Ok(());
+        }
+    }
+    matmul_id(be, gate, s, x, ids, gate_out)?;
+    matmul_id(be, up, s, x, ids, up_out)?;
+    crate::ops::silu_mul(be, gate_out, up_out, out)
 }
 
 /// `out[t] = sum_j weights[t][j] * y[t * k + j]` over rows of `out`'s width: each token's

@@ -594,9 +594,17 @@ impl Model {
             k,
             x_per_slot: false,
         };
-        ops::matmul_id(be, &gate.get(file), &shape, &s.normed, &m.ids, &mut m.gate)?;
-        ops::matmul_id(be, &up.get(file), &shape, &s.normed, &m.ids, &mut m.up)?;
-        ops::silu_mul(be, &m.gate, &m.up, &mut m.hidden)?;
+        ops::matmul_id_swiglu(
+            be,
+            &gate.get(file),
+            &up.get(file),
+            &shape,
+            &s.normed,
+            &m.ids,
+            &mut m.gate,
+            &mut m.up,
+            &mut m.hidden,
+        )?;
         let per_slot = MatmulIdShape {
             x_per_slot: true,
             ..shape

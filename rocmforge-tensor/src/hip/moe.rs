@@ -181,10 +181,156 @@ fn id_kernel(suffix: &str) -> Option<&'static str> {
     })
 }
 
+/// The checked operands of an expert matmul on the device.
+struct ExpertMatmul<'a> {
+    suffix: &'static str,
+    chunks: usize,
+    tpr: usize,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    w: &'a DeviceBuffer<u8>,
+    x: &'a DeviceBuffer<f32>,
+    out: rocmforge_hip::DevicePtr,
+}
+
+impl<'a> ExpertMatmul<'a> {
+    /// Checks `w` (a quantized type stacking `s.n_expert` slabs), `x`, `ids` and `out` against
+    /// `s` (sizes, columns, the device); `None` when there is nothing to compute.
+    fn check(
+        op: &'static str,
+        ops: &HipOps,
+        w: &'a DeviceTensor,
+        s: &MatmulIdShape,
+        x: &'a DeviceTensor,
+        ids: &DeviceBuffer<u32>,
+        out: &mut DeviceTensor,
+    ) -> TensorResult<Option<Self>> {
+        let ty = w.dtype();
+        let (suffix, chunks, tpr) =
+            quantized_matvec_layout(ty, w.cols()).ok_or(TensorError::UnsupportedType { op, ty })?;
+        let cols = w.cols();
+        let rows = s.check(
+            op,
+            w.rows(),
+            cols,
+            x.n_elements(),
+            ids.len(),
+            out.n_elements(),
+        )?;
+        if cols % 32 != 0 || cols % ty.block_size() != 0 {
+            return Err(shape(op, format!("{cols} columns of {ty}")));
+        }
+        let wb = w.bytes_buffer().ok_or_else(|| TensorError::Backend {
+            op,
+            what: "GPU weights must be uploaded as raw bytes (GgufLoader does)".to_string(),
+        })?;
+        let row_bytes = cols / ty.block_size() * ty.type_size();
+        if Some(wb.len()) < row_bytes.checked_mul(w.rows()) {
+            return Err(shape(
+                op,
+                format!("{} weight bytes for {} rows", wb.len(), w.rows()),
+            ));
+        }
+        for t in [w, x, &*out] {
+            check_device(op, ops, t)?;
+        }
+        to_u32(op, "slots", s.n_tokens * s.k)?;
+        if s.n_tokens * s.k == 0 || rows == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            suffix,
+            chunks,
+            tpr,
+            rows,
+            cols,
+            row_bytes,
+            w: wb,
+            x: x.f32_buffer(op)?,
+            out: out.f32_buffer_mut(op)?.device_ptr(),
+        }))
+    }
+
+    /// Whether the slots are many enough per expert for the grouped tiled kernels.
+    fn grouped(s: &MatmulIdShape) -> bool {
+        s.n_tokens * s.k >= GROUPED_MIN_SLOTS_PER_EXPERT * s.n_expert
+    }
+
+    /// Quantizes the activations and launches `f` (`mmvq_id_<type>` or `mmvq_id_glu_<type>`,
+    /// whose arguments are the weights `w` followed by the common ones) over every slot.
+    fn launch_matvec(
+        &self,
+        op: &'static str,
+        ops: &HipOps,
+        f: &rocmforge_hip::HipFunction,
+        w: &[rocmforge_hip::DevicePtr],
+        s: &MatmulIdShape,
+        ids: &DeviceBuffer<u32>,
+    ) -> TensorResult<()> {
+        let slots = s.n_tokens * s.k;
+        let (aqs, ads) = ops
+            .with_matmul(|ctx, stream| ctx.quantize_rows(self.x, s.x_rows(), self.cols, stream))?;
+        let (rb64, rows32, chunks32, cols32) = (
+            self.row_bytes as u64,
+            to_u32(op, "rows", self.rows)?,
+            to_u32(op, "chunks", self.chunks)?,
+            to_u32(op, "cols", self.cols)?,
+        );
+        let (ne32, k32, per_slot, tpr32) = (
+            to_u32(op, "experts", s.n_expert)?,
+            to_u32(op, "k", s.k)?,
+            u32::from(s.x_per_slot),
+            self.tpr as u32,
+        );
+        let row_blocks = to_u32(op, "row blocks", self.rows.div_ceil(MMV_THREADS / self.tpr))?;
+        let glu = w.len() == 2;
+        let pi = ids.device_ptr();
+        for first in (0..slots).step_by(MAX_SLOTS_PER_LAUNCH) {
+            let n = (slots - first).min(MAX_SLOTS_PER_LAUNCH);
+            let cfg = LaunchConfig {
+                grid_dim: (row_blocks, n as u32, 1),
+                block_dim: (MMV_THREADS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let slot0 = first as u32;
+            let mut l = ops.stream().launch_builder(f);
+            for p in w {
+                l.arg(p);
+            }
+            l.arg(&rb64)
+                .arg(&rows32)
+                .arg(&chunks32)
+                .arg(&aqs)
+                .arg(&ads)
+                .arg(&cols32)
+                .arg(&pi)
+                .arg(&ne32)
+                .arg(&k32);
+            if !glu {
+                l.arg(&per_slot);
+            }
+            l.arg(&self.out).arg(&tpr32).arg(&slot0);
+            // SAFETY: `mmvq_id_<type>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
+            // const i8* aqs, const float* ads, u32 cols, const u32* ids, u32 n_expert, u32 k,
+            // u32 x_per_slot, float* out, u32 tpr, u32 slot0)`, or `mmvq_id_glu_<type>` with a
+            // gate and an up weight in front and no x_per_slot (its callers pass one row per
+            // token). Each weight holds n_expert * rows rows of row_bytes (checked), the q8_1
+            // scratch x_rows() rows of cols (quantized above on the same stream), ids at least
+            // `slots` values, out slots * rows f32 (all checked); the grid covers slots
+            // slot0..slot0 + n <= slots; an id >= n_expert is caught by the kernel; tpr is a
+            // power of two dividing the block, the grid covers rows in blocks of 256 / tpr.
+            unsafe { l.launch(cfg)? };
+        }
+        Ok(())
+    }
+}
+
 /// [`crate::cpu::matmul_id`] on the device: `w` (a quantized type) stacks `s.n_expert` slabs;
 /// `ids` (on the device, e.g. from [`moe_route`]) picks each slot's slab. Activations are
-/// quantized to q8_1 once (the matmul context's scratch), then one launch covers every slot.
-/// An id outside the experts gives NaN rows (the ids never come back to the host to check).
+/// quantized to q8_1 once (the matmul context's scratch), then one launch covers every slot —
+/// or, with many slots per expert, the grouped tiled kernels. An id outside the experts gives
+/// NaN rows (the ids never come back to the host to check).
 pub fn matmul_id(
     ops: &HipOps,
     w: &DeviceTensor,
@@ -194,104 +340,87 @@ pub fn matmul_id(
     out: &mut DeviceTensor,
 ) -> TensorResult<()> {
     const OP: &str = "matmul_id";
-    let ty = w.dtype();
-    let (suffix, chunks, tpr) =
-        quantized_matvec_layout(ty, w.cols()).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
-    let name = id_kernel(suffix).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
-    let cols = w.cols();
-    let rows = s.check(
-        OP,
-        w.rows(),
-        cols,
-        x.n_elements(),
-        ids.len(),
-        out.n_elements(),
-    )?;
-    if cols % 32 != 0 || cols % ty.block_size() != 0 {
-        return Err(shape(OP, format!("{cols} columns of {ty}")));
+    let Some(m) = ExpertMatmul::check(OP, ops, w, s, x, ids, out)? else {
+        return Ok(());
+    };
+    if ExpertMatmul::grouped(s) {
+        let g = Grouped {
+            w: m.w.device_ptr(),
+            row_bytes: m.row_bytes,
+            rows: m.rows,
+            cols: m.cols,
+            ids: ids.device_ptr(),
+            out: m.out,
+        };
+        return g.launch(ops, m.suffix, s, m.x);
     }
-    let wb = w.bytes_buffer().ok_or_else(|| TensorError::Backend {
+    let ty = w.dtype();
+    let name = id_kernel(m.suffix).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+    let f = ops.function("moe", name)?;
+    m.launch_matvec(OP, ops, &f, &[m.w.device_ptr()], s, ids)
+}
+
+/// The gate and up expert matvecs of each slot and the SwiGLU of their results in one launch
+/// (`mmvq_id_glu_<type>`): `out[s] = silu(x_t · G[ids[s]]ᵀ) * (x_t · U[ids[s]]ᵀ)`, for gate and
+/// up of the same quantized type and shape and one `x` row per token. Returns `false` without
+/// doing anything where that kernel does not serve (types or shapes differ, one row per slot,
+/// or slots many enough per expert for the grouped kernels): the caller runs [`matmul_id`]
+/// twice and `silu_mul` (the same values up to float summation order).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_id_swiglu(
+    ops: &HipOps,
+    gate: &DeviceTensor,
+    up: &DeviceTensor,
+    s: &MatmulIdShape,
+    x: &DeviceTensor,
+    ids: &DeviceBuffer<u32>,
+    out: &mut DeviceTensor,
+) -> TensorResult<bool> {
+    const OP: &str = "matmul_id_swiglu";
+    let same = gate.dtype() == up.dtype() && gate.shape() == up.shape();
+    if !same || s.x_per_slot || ExpertMatmul::grouped(s) {
+        return Ok(false);
+    }
+    let Some(glu) = glu_kernel(gate.dtype()) else {
+        return Ok(false);
+    };
+    let Some(m) = ExpertMatmul::check(OP, ops, gate, s, x, ids, out)? else {
+        return Ok(true);
+    };
+    let ub = up.bytes_buffer().ok_or_else(|| TensorError::Backend {
         op: OP,
         what: "GPU weights must be uploaded as raw bytes (GgufLoader does)".to_string(),
     })?;
-    let row_bytes = cols / ty.block_size() * ty.type_size();
-    if Some(wb.len()) < row_bytes.checked_mul(w.rows()) {
+    if ub.len() < m.w.len() {
         return Err(shape(
             OP,
-            format!("{} weight bytes for {} rows", wb.len(), w.rows()),
+            format!("{} up bytes for {} gate bytes", ub.len(), m.w.len()),
         ));
     }
-    for t in [w, x, &*out] {
-        check_device(OP, ops, t)?;
-    }
-    let slots = s.n_tokens * s.k;
-    if slots == 0 || rows == 0 {
-        return Ok(());
-    }
-    let xb = x.f32_buffer(OP)?;
-    let po = out.f32_buffer_mut(OP)?.device_ptr();
-    if slots >= GROUPED_MIN_SLOTS_PER_EXPERT * s.n_expert {
-        let g = Grouped {
-            w: wb.device_ptr(),
-            row_bytes,
-            rows,
-            cols,
-            ids: ids.device_ptr(),
-            out: po,
-        };
-        return g.launch(ops, suffix, s, xb);
-    }
-    let f = ops.function("moe", name)?;
-    let (aqs, ads) =
-        ops.with_matmul(|ctx, stream| ctx.quantize_rows(xb, s.x_rows(), cols, stream))?;
-    let (rb64, rows32, chunks32, cols32) = (
-        row_bytes as u64,
-        to_u32(OP, "rows", rows)?,
-        to_u32(OP, "chunks", chunks)?,
-        to_u32(OP, "cols", cols)?,
-    );
-    let (ne32, k32, per_slot, tpr32) = (
-        to_u32(OP, "experts", s.n_expert)?,
-        to_u32(OP, "k", s.k)?,
-        u32::from(s.x_per_slot),
-        tpr as u32,
-    );
-    let row_blocks = to_u32(OP, "row blocks", rows.div_ceil(MMV_THREADS / tpr))?;
-    to_u32(OP, "slots", slots)?;
-    let (pw, pi) = (wb.device_ptr(), ids.device_ptr());
-    for first in (0..slots).step_by(MAX_SLOTS_PER_LAUNCH) {
-        let n = (slots - first).min(MAX_SLOTS_PER_LAUNCH);
-        let cfg = LaunchConfig {
-            grid_dim: (row_blocks, n as u32, 1),
-            block_dim: (MMV_THREADS as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let slot0 = first as u32;
-        let mut l = ops.stream().launch_builder(&f);
-        l.arg(&pw)
-            .arg(&rb64)
-            .arg(&rows32)
-            .arg(&chunks32)
-            .arg(&aqs)
-            .arg(&ads)
-            .arg(&cols32)
-            .arg(&pi)
-            .arg(&ne32)
-            .arg(&k32)
-            .arg(&per_slot)
-            .arg(&po)
-            .arg(&tpr32)
-            .arg(&slot0);
-        // SAFETY: `mmvq_id_<type>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
-        // const i8* aqs, const float* ads, u32 cols, const u32* ids, u32 n_expert, u32 k,
-        // u32 x_per_slot, float* out, u32 tpr, u32 slot0)`. `w` holds n_expert * rows rows of
-        // row_bytes, the q8_1 scratch x_rows() rows of cols (quantized above on the same
-        // stream), ids at least `slots` values, out slots * rows f32 (all checked); the grid
-        // covers slots slot0..slot0 + n <= slots; an id >= n_expert is caught by the kernel;
-        // tpr is a power of two dividing the block, the grid covers rows in blocks of 256 / tpr.
-        unsafe { l.launch(cfg)? };
-    }
-    Ok(())
+    check_device(OP, ops, up)?;
+    let f = ops.function("moe", glu)?;
+    m.launch_matvec(OP, ops, &f, &[m.w.device_ptr(), ub.device_ptr()], s, ids)?;
+    Ok(true)
+}
+
+/// The fused gate/up expert matvec kernel of a quantized type.
+fn glu_kernel(ty: rocmforge_gguf::GgmlType) -> Option<&'static str> {
+    let (suffix, _, _) = quantized_matvec_layout(ty, 0)?;
+    Some(match suffix {
+        "q4_0" => "mmvq_id_glu_q4_0",
+        "q4_1" => "mmvq_id_glu_q4_1",
+        "q5_0" => "mmvq_id_glu_q5_0",
+        "q5_1" => "mmvq_id_glu_q5_1",
+        "q8_0" => "mmvq_id_glu_q8_0",
+        "iq4_nl" => "mmvq_id_glu_iq4_nl",
+        "q2_k" => "mmvq_id_glu_q2_k",
+        "q3_k" => "mmvq_id_glu_q3_k",
+        "q4_k" => "mmvq_id_glu_q4_k",
+        "q5_k" => "mmvq_id_glu_q5_k",
+        "q6_k" => "mmvq_id_glu_q6_k",
+        "iq4_xs" => "mmvq_id_glu_iq4_xs",
+        _ => return None,
+    })
 }
 
 /// The operands of a grouped expert matmul (checked by [`matmul_id`]).
@@ -452,6 +581,12 @@ mod tests {
             assert!(
                 name.ends_with(suffix) && source.contains(&macro_use),
                 "{ty}: {name}"
+            );
+            let glu = glu_kernel(ty).unwrap_or("");
+            let macro_use = format!("RF_MMVQ_ID_GLU_KERNEL({suffix},");
+            assert!(
+                glu.ends_with(suffix) && source.contains(&macro_use),
+                "{ty}: {glu}"
             );
             let grouped = grouped_kernel(suffix).unwrap_or("");
             let macro_use = format!("RF_MMQ_ID_KERNEL({suffix},");

@@ -1,7 +1,8 @@
 //! Mixture of experts on the GPU against the CPU ops: the router's top-k (ids exact, weights
 //! 1e-5), the expert matvec `matmul_id` per quantized type (gate/up shape with one input row per
 //! token, down shape with one per slot; decode and prefill batches, odd expert counts), the
-//! weighted sum, and NaN rows for an expert id outside the weight. Outputs poisoned first.
+//! gate/up SwiGLU in one launch, the weighted sum, and NaN rows for an expert id outside the
+//! weight. Outputs poisoned first.
 
 use rocmforge_gguf::GgmlType;
 use rocmforge_gguf::quants::quantize;
@@ -75,6 +76,24 @@ fn experts(
     Ok((wq, wt))
 }
 
+/// One token, two slots over 4 Q8_0 experts of 9 x 64: the shape, the token's row on the GPU,
+/// the experts and their rows (the bad-id checks).
+fn bad_id_case(ctx: &Ctx) -> Result<(MatmulIdShape, Tensor, DeviceTensor, usize), String> {
+    let (n_expert, rows, cols) = (4usize, 9usize, 64usize);
+    let (_, wt) = experts(ctx, GgmlType::Q8_0, n_expert, rows, cols)?;
+    let s = MatmulIdShape {
+        n_expert,
+        n_tokens: 1,
+        k: 2,
+        x_per_slot: false,
+    };
+    let xg = ctx
+        .gpu
+        .from_f32(vec![1, cols], &ctx.randn(cols, 1.0))
+        .map_err(e)?;
+    Ok((s, xg, wt, rows))
+}
+
 pub fn matmul_id(ctx: &Ctx) -> Result<(), String> {
     // The types MoE GGUFs use for their experts (Q4_K_M: Q4_K + Q6_K; Q8_0, Q4_0, IQ4_XS).
     let types = [
@@ -140,6 +159,89 @@ pub fn matmul_id(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// The gate/up expert matvecs with their SwiGLU in one launch (decode batches) and through the
+/// fallback (grouped batches) against the CPU's two matmul_id and silu_mul; a bad id gives NaN
+/// rows only for its slot.
+pub fn matmul_id_swiglu(ctx: &Ctx) -> Result<(), String> {
+    for ty in [
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::IQ4_XS,
+    ] {
+        let cols = if ty.block_size() == 256 { 512 } else { 96 };
+        for (n_expert, rows, n_tokens, k) in [
+            (8usize, 33usize, 1usize, 2usize),
+            (128, 70, 4, 8),
+            (5, 17, 6, 3),
+            (3, 70, 70, 2),
+        ] {
+            let (gq, gt) = experts(ctx, ty, n_expert, rows, cols)?;
+            let (uq, ut) = experts(ctx, ty, n_expert, rows, cols)?;
+            let s = MatmulIdShape {
+                n_expert,
+                n_tokens,
+                k,
+                x_per_slot: false,
+            };
+            let x = ctx.randn(n_tokens * cols, 1.0);
+            let ids: Vec<u32> = (0..n_tokens * k)
+                .map(|_| ctx.below(n_expert as u64) as u32)
+                .collect();
+            let view = |data| rocmforge_tensor::cpu::WeightView {
+                ty,
+                data,
+                rows: n_expert * rows,
+                cols,
+            };
+            let (gc, uc) = (Weight::Cpu(view(&gq)), Weight::Cpu(view(&uq)));
+            let xc = ctx.cpu.from_f32(vec![n_tokens, cols], &x).map_err(e)?;
+            let xg = ctx.gpu.from_f32(vec![n_tokens, cols], &x).map_err(e)?;
+            let (ic, ig) = (ctx.cpu.ids(&ids).map_err(e)?, ctx.gpu.ids(&ids).map_err(e)?);
+            let slots_rows = vec![n_tokens * k, rows];
+            let zeros =
+                |be: &rocmforge_tensor::Backend| be.zeros(GgmlType::F32, slots_rows.clone());
+            let (mut g1, mut u1, mut oc) = (
+                zeros(&ctx.cpu).map_err(e)?,
+                zeros(&ctx.cpu).map_err(e)?,
+                zeros(&ctx.cpu).map_err(e)?,
+            );
+            let (mut g2, mut u2) = (zeros(&ctx.gpu).map_err(e)?, zeros(&ctx.gpu).map_err(e)?);
+            let mut og = ctx.poisoned_gpu(slots_rows.clone()).map_err(e)?;
+            ops::matmul_id_swiglu(&ctx.cpu, &gc, &uc, &s, &xc, &ic, &mut g1, &mut u1, &mut oc)
+                .map_err(e)?;
+            let (gw, uw) = (Weight::Hip(&gt), Weight::Hip(&ut));
+            ops::matmul_id_swiglu(&ctx.gpu, &gw, &uw, &s, &xg, &ig, &mut g2, &mut u2, &mut og)
+                .map_err(e)?;
+            ctx.check(
+                &format!("matmul_id_swiglu {ty}"),
+                &format!("E{n_expert} {rows}x{cols} t{n_tokens} k{k}"),
+                &oc.to_f32_vec().map_err(e)?,
+                &og.to_f32_vec().map_err(e)?,
+                bound(ty),
+            )?;
+        }
+    }
+    // A bad id through the one-launch kernel: NaN rows for its slot only.
+    let (s, xg, gt, rows) = bad_id_case(ctx)?;
+    let (_, ut) = experts(ctx, GgmlType::Q8_0, s.n_expert, rows, 64)?;
+    let ig = ctx.gpu.ids(&[4, 2]).map_err(e)?;
+    let mut g2 = ctx.gpu.zeros(GgmlType::F32, vec![2, rows]).map_err(e)?;
+    let mut u2 = ctx.gpu.zeros(GgmlType::F32, vec![2, rows]).map_err(e)?;
+    let mut og = ctx.poisoned_gpu(vec![2, rows]).map_err(e)?;
+    let (gw, uw) = (Weight::Hip(&gt), Weight::Hip(&ut));
+    ops::matmul_id_swiglu(&ctx.gpu, &gw, &uw, &s, &xg, &ig, &mut g2, &mut u2, &mut og)
+        .map_err(e)?;
+    let out = og.to_f32_vec().map_err(e)?;
+    if !out[..rows].iter().all(|v| v.is_nan()) || !out[rows..].iter().all(|v| v.is_finite()) {
+        return Err(format!(
+            "matmul_id_swiglu with ids [4, 2] of 4 experts: {out:?}"
+        ));
+    }
+    Ok(())
+}
+
 pub fn weighted_sum_and_bad_ids(ctx: &Ctx) -> Result<(), String> {
     for (n_tokens, k, width) in [(1usize, 8usize, 2048usize), (7, 3, 33)] {
         let y = ctx.randn(n_tokens * k * width, 1.0);
@@ -180,18 +282,8 @@ pub fn weighted_sum_and_bad_ids(ctx: &Ctx) -> Result<(), String> {
         )?;
     }
     // An id past the experts gives NaN rows for its slot and leaves the other slot right.
-    let (ty, n_expert, rows, cols) = (GgmlType::Q8_0, 4usize, 9usize, 64usize);
-    let (_, wt) = experts(ctx, ty, n_expert, rows, cols)?;
-    let s = MatmulIdShape {
-        n_expert,
-        n_tokens: 1,
-        k: 2,
-        x_per_slot: false,
-    };
-    let xg = ctx
-        .gpu
-        .from_f32(vec![1, cols], &ctx.randn(cols, 1.0))
-        .map_err(e)?;
+    let (s, xg, wt, rows) = bad_id_case(ctx)?;
+    let cols = 64;
     let ig = ctx.gpu.ids(&[1, 4]).map_err(e)?;
     let mut og = ctx.poisoned_gpu(vec![2, rows]).map_err(e)?;
     og.hip_mut("zero").map_err(e)?.fill_bytes(0).map_err(e)?;
