@@ -11,7 +11,9 @@ pub use crate::batch_kv::{attention_batch, kv_append_batch, rope_kv_append_batch
 use crate::cpu::{self, AttentionParams, RopeParams, WeightView};
 use crate::error::{TensorError, TensorResult};
 use crate::hip;
-pub use crate::moe_ops::{matmul_id, matmul_id_swiglu, moe_route, moe_weighted_sum};
+pub use crate::moe_ops::{
+    matmul_id, matmul_id_swiglu, matmul_id_weighted_sum, moe_route, moe_weighted_sum,
+};
 use crate::tensor::{Ids, Tensor, Weight};
 
 fn shape_err(op: &'static str, what: String) -> TensorError {

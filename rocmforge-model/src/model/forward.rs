@@ -609,15 +609,16 @@ impl Model {
             x_per_slot: true,
             ..shape
         };
-        ops::matmul_id(
+        ops::matmul_id_weighted_sum(
             be,
             &down.get(file),
             &per_slot,
             &m.hidden,
             &m.ids,
+            &m.weights,
             &mut m.down,
+            &mut s.proj,
         )?;
-        ops::moe_weighted_sum(be, &m.down, &m.weights, k, &mut s.proj)?;
         Ok(())
     }
 }
