@@ -180,13 +180,14 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
 #pragma unroll
                     for (int h = 0; h < 2; ++h) {
                         const int i = 2 * h + e;
+                        // Written as chains of multiply-adds (one rounding each).
                         float v = a0[h] * (float)lo[i];
-                        if (T::SCALE16) v += a1[h] * (float)hi[i];
-                        v *= d;
-                        if (T::HAS_MIN) v -= m0[h] * du0;
-                        if (T::HAS_MIN && T::SCALE16) v -= m1[h] * du1;
-                        if (T::HAS_MW) v += mw[h] * s;
-                        acc[j][i] += v;
+                        if (T::SCALE16) v = a1[h] * (float)hi[i] + v;
+                        float r = v * d + acc[j][i];
+                        if (T::HAS_MIN) r = r - m0[h] * du0;
+                        if (T::HAS_MIN && T::SCALE16) r = r - m1[h] * du1;
+                        if (T::HAS_MW) r = mw[h] * s + r;
+                        acc[j][i] = r;
                     }
                 }
             }
