@@ -19,7 +19,7 @@
 //!
 //! Then the batched-decode tile kernels against the BLAS path (`RF_BENCH_MMQT_ONLY=1`: only
 //! this table): Llama-3-8B q/o, gate/up and down in Q4_K, Q6_K, Q8_0 and Q4_0 at 16, 32 and
-//! 64 tokens, `mmqt_<type>` (tensor cores) beside dequantize + BLAS, both with the activation
+//! 64 tokens (Q4_K, Q6_K also 128 and 256), `mmqt_<type>` (tensor cores) beside dequantize + BLAS, both with the activation
 //! quantization or conversion included, the portable `mmqt_<type>_dp4a` at 32 tokens, and
 //! the column split's target of 0 (no split), 2 and 8 thread blocks per CU (default 4).
 //!
@@ -435,9 +435,11 @@ fn mmqt_rows(b: &mut Bench) -> BenchResult<Vec<Row>> {
             GgmlType::Q8_0,
             GgmlType::Q4_0,
         ] {
-            for n in [16usize, 32, 64] {
+            for n in [16usize, 32, 64, 128, 256] {
+                // Beyond 64 tokens (prefill sizes) only the Q4_K_M types, without dp4a.
+                let k_quant = matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K);
                 for (path, mode) in paths {
-                    if path == "mmqt dp4a" && n != 32 {
+                    if (path == "mmqt dp4a" && n != 32) || (n > 64 && !k_quant) {
                         continue;
                     }
                     b.ctx.set_mmqt(mode);
