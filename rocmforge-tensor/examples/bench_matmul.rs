@@ -19,9 +19,10 @@
 //!
 //! Then the batched-decode tile kernels against the BLAS path (`RF_BENCH_MMQT_ONLY=1`: only
 //! this table): Llama-3-8B q/o, gate/up and down in Q4_K, Q6_K, Q8_0 and Q4_0 at 16, 32 and
-//! 64 tokens (Q4_K, Q6_K also 128 and 256), `mmqt_<type>` (tensor cores) beside dequantize + BLAS, both with the activation
-//! quantization or conversion included, the portable `mmqt_<type>_dp4a` at 32 tokens, and
-//! the column split's target of 0 (no split), 2 and 8 thread blocks per CU (default 4).
+//! 64 tokens (Q4_K, Q6_K also 128 and 256), `mmqt_<type>` (tensor cores) beside dequantize +
+//! BLAS, both with the activation quantization or conversion included, the portable
+//! `mmqt_<type>_dp4a` at 32 tokens, and the column split's target of 0 (no split), 2 and 8
+//! thread blocks per CU (default 4).
 //!
 //! With `$OUT` set the tables are also written to `$OUT/bench_matmul.md` and
 //! `$OUT/bench_matmul.json`. `RF_BENCH_QUICK=1` runs fewer shapes; `RF_BENCH_TAG` names the

@@ -20,8 +20,9 @@
 //! `matmul_swiglu` (gate/up pair in one launch, 1..=8 tokens) for every quantized type: against
 //! the CPU's two matmuls and silu·mul (2x the matmul bound), and against the GPU's own one-launch
 //! matmuls of gate and up with silu·mul on the host (the same kernel arithmetic: bound 1e-5).
-//! `matmul_multi` (two or three weights of one input in one launch, as q/k/v) likewise: against
-//! the CPU and against one-launch matmuls of each weight (bound 1e-6).
+//! `matmul_multi` (two or three weights of one input in one launch, as q/k/v; at 17 and 40
+//! tokens one quantization and a tile launch per weight) likewise: against the CPU and against
+//! `matmul` of each weight (bound 1e-6).
 //!
 //! The batched-decode tile kernels (`mmqt`, both builds) at 9..=100 tokens: `gpu_matmul/mmqt.rs`.
 //! The shapes above with more than 8 tokens run `matmul`'s default choice (`mmqt` where its
@@ -668,7 +669,12 @@ fn main() {
             (&[33usize, 7, 7][..], 1usize),
             (&[45, 16][..], 3),
             (&[100, 20, 20][..], 8),
+            (&[45, 16][..], 17),
+            (&[100, 20, 20][..], 40),
         ] {
+            if n_tokens > 8 && !rocmforge_tensor::hip::matmul_mmqt::supports(ty) {
+                continue; // more tokens: one matmul per weight (the caller's fallback)
+            }
             let cols = col_choices(ty)[0];
             seed = seed
                 .wrapping_mul(6364136223846793005)

@@ -513,7 +513,8 @@ pub fn matmul_swiglu(
 /// Two or three quantized weights of type `ty` with `cols` columns (`ws[i]` with `rows[i]`
 /// rows: q, k and v) multiplied with the same activations `x` in one launch, `outs[i]`
 /// `[n_tokens][rows[i]]`, when the one-launch decode kernels serve them together (1..=8 tokens,
-/// activations within their shared memory). Returns `false` without doing anything otherwise:
+/// activations within their shared memory); or, where the `mmqt` tile kernels take the batch
+/// (`matmul_mmqt.rs`), with the activations quantized once and one tile launch per weight. Returns `false` without doing anything otherwise:
 /// the caller runs [`matmul`] for each (the same values up to float summation order).
 ///
 /// Errors: mismatched list lengths or buffers too small for the shapes (naming the op and
@@ -547,6 +548,22 @@ pub fn matmul_multi(
     let mut row_bytes = 0;
     for i in 0..ws.len() {
         row_bytes = check(ty, rows[i], cols, ws[i], x, n_tokens, outs[i])?;
+    }
+    if super::matmul_mmqt::takes(ctx, ty, n_tokens) {
+        // Batched decode: the activations quantized once, one tile launch per weight.
+        let (aqs, ads) = ctx.quantize_rows(x, n_tokens, cols, stream)?;
+        for ((w, &r), out) in ws.iter().zip(rows).zip(outs.iter_mut()) {
+            let weight = super::matmul_mmqt::Weight {
+                w,
+                ty,
+                rows: r,
+                cols,
+                row_bytes,
+            };
+            let q8 = super::matmul_mmqt::Act::Q8_1(aqs, ads);
+            super::matmul_mmqt::try_matmul(ctx, &weight, q8, n_tokens, out, stream)?;
+        }
+        return Ok(true);
     }
     super::matvec_fused::try_matvec_multi(
         ctx, ws, rows, ty, cols, row_bytes, x, n_tokens, outs, stream,

@@ -197,6 +197,12 @@ impl MatmulContext {
     }
 }
 
+/// Whether [`try_matmul`] runs `n_tokens` tokens of a `ty` weight (the context's mode and
+/// [`MMQT_MAX_TOKENS`]).
+pub(crate) fn takes(ctx: &MatmulContext, ty: GgmlType, n_tokens: usize) -> bool {
+    choose(ctx.mmqt.mode, ty, n_tokens).is_some()
+}
+
 /// A quantized weight as `matmul` checked it.
 pub(crate) struct Weight<'a> {
     pub w: &'a DeviceBuffer<u8>,
@@ -236,6 +242,9 @@ pub(crate) fn try_matmul(
     let Some(k) = choose(ctx.mmqt.mode, weight.ty, n_tokens) else {
         return Ok(false);
     };
+    if n_tokens == 0 || weight.rows == 0 {
+        return Ok(true); // nothing to compute (and no empty grid to launch)
+    }
     let &Weight {
         w,
         ty,
