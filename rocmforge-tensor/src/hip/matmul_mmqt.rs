@@ -101,8 +101,8 @@ fn choose(mode: MmqtMode, ty: GgmlType, n_tokens: usize) -> Option<MmqtKernel> {
 }
 
 /// Column split of a `rows x cols` product for `n_tokens` tokens on `cus` compute units:
-/// `(splits, q8_1 blocks per split)`. Splits only while the grid has fewer blocks than
-/// `blocks_per_cu * cus`, each split at least two steps of the column loop.
+/// `(splits, q8_1 blocks per split)`: as many splits as keep the grid within
+/// `blocks_per_cu * cus` blocks, each split at least two steps of the column loop.
 pub fn split_k(
     rows: usize,
     cols: usize,
@@ -112,7 +112,9 @@ pub fn split_k(
 ) -> (usize, usize) {
     let act_blocks = cols / 32;
     let grid = rows.div_ceil(MMQT_ROWS) * n_tokens.div_ceil(MMQT_TOKENS);
-    let want = (blocks_per_cu * cus).div_ceil(grid.max(1));
+    // Rounded down: a grid just over what the GPU holds at once would run a second, mostly
+    // idle wave of blocks.
+    let want = (blocks_per_cu * cus) / grid.max(1);
     let most = (act_blocks / (2 * STEP_BLOCKS)).max(1);
     let splits = want.clamp(1, most);
     let per = act_blocks
@@ -345,7 +347,7 @@ mod tests {
     #[test]
     fn split_k_fills_the_gpu_and_covers_every_column() {
         // Llama-3-8B on 132 CUs at 32 tokens.
-        assert_eq!(split_k(14336, 4096, 32, 132, 4), (3, 48)); // gate: 224 row blocks
+        assert_eq!(split_k(14336, 4096, 32, 132, 4), (2, 64)); // gate: 224 row blocks
         assert_eq!(split_k(4096, 4096, 32, 132, 4), (8, 16)); // q/o: 64 row blocks
         assert_eq!(split_k(4096, 14336, 32, 132, 4), (8, 56)); // down
         assert_eq!(split_k(4096, 14336, 32, 132, 0), (1, 448));
