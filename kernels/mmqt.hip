@@ -3,10 +3,12 @@
 // batch of a continuous-batching decode step), where every weight byte should be read once.
 //
 // One block of 128 threads (four groups of 32 threads, 16 weight rows each) computes 64 weight
-// rows x 64 tokens (token tiles of 8 past the last token are skipped). Per step of 256 columns
-// (8 q8_1 blocks) the block unpacks its 64 rows to int8 in shared memory once (rf_qb records,
-// rf_quant_blocks.h: values plus per-32 or per-16 scale, min and offset factors) and stages the
-// tokens' q8_1 blocks beside them with their scales and exact integer sums. For each q8_1
+// rows x NT tokens, NT = 64 or 32 (token tiles of 8 past the last token are skipped; the
+// 32-token build holds half the accumulators and activations, so more blocks fit a compute
+// unit). Per step of 256 columns (8 q8_1 blocks) the block unpacks its 64 rows to int8 in
+// shared memory once (rf_qb records, rf_quant_blocks.h: values plus per-32 or per-16 scale,
+// min and offset factors) and stages the tokens' q8_1 blocks beside them with their scales and
+// exact integer sums. For each q8_1
 // block, each group multiplies its 16 rows by every 8-token tile (rf_mma_i8.h: one int8
 // m16n8k32 tensor-core op on NVIDIA sm_80+, or two m16n8k16 for the 16-value scales; dp4a
 // elsewhere) and folds the int32 tile into f32 accumulators with the weight and activation
@@ -22,17 +24,17 @@
 // more than one split, `out` is a scratch of partial sums that mmqt_reduce_f32 adds up in split
 // order (deterministic), so that shapes with few 64-row blocks still fill the GPU.
 //
-// mmqt_<type>:      the tile product on tensor cores where the target has them (NVIDIA sm_80+),
-//                   else the portable one — the kernel every target launches.
-// mmqt_<type>_dp4a: always the portable tile product (to test its logic on NVIDIA too).
-// Launch: grid (ceil(rows / 64), ceil(n_tokens / 64), splits), 128 threads, no dynamic shared
-// memory. mmqt_reduce_f32(part, splits, n, out): out[i] = sum_z part[z * n + i], any grid.
+// mmqt_<type>[_t32]:      the tile product on tensor cores where the target has them (NVIDIA
+//                         sm_80+), else the portable one — the kernels every target launches.
+// mmqt_<type>[_t32]_dp4a: always the portable tile product (to test its logic on NVIDIA too).
+// Launch: grid (ceil(rows / 64), ceil(n_tokens / NT), splits), 128 threads, no dynamic shared
+// memory (NT = 32 for the _t32 builds, else 64).
+// mmqt_reduce_f32(part, splits, n, out): out[i] = sum_z part[z * n + i], any grid.
 #include "rf_platform.h"
 #include "rf_quant_blocks.h"
 #include "rf_mma_i8.h"
 
 #define RF_MMQT_ROWS 64
-#define RF_MMQT_TOKENS 64
 #define RF_MMQT_THREADS 128
 #define RF_MMQT_KBLOCKS 8                               // q8_1 blocks (of 32 values) per step
 #define RF_MMQT_STRIDE (32 * RF_MMQT_KBLOCKS + 16)     // bytes between shared rows
@@ -52,7 +54,7 @@ struct rf_mmqt_layout {
     static constexpr int NA = S + (T::HAS_MW ? 1 : 0);
 };
 
-template <class T, bool MMA>
+template <class T, bool MMA, int NT>
 RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols,
                        const rf_i8* aqs, const float* ads, rf_u32 n_tokens, float* out,
                        rf_u32 split_blocks, rf_u64 split_stride, rf_i8* sw, rf_i8* sa, float* swf, float* saf) {
@@ -60,7 +62,7 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
     constexpr int QPC = T::QB_PER_CHUNK;
     constexpr int CPB = T::BLOCK_VALUES / (32 * QPC);
     constexpr int CPS = RF_MMQT_KBLOCKS / QPC;  // chunks per step
-    constexpr int R = RF_MMQT_ROWS, NT = RF_MMQT_TOKENS, ST = RF_MMQT_STRIDE;
+    constexpr int R = RF_MMQT_ROWS, ST = RF_MMQT_STRIDE;
     const rf_u32 tid = RF_TID_X;
     const rf_u32 r0 = RF_BID_X * R, t0 = RF_BID_Y * NT;
     const rf_u32 act_blocks = cols / 32;
@@ -206,22 +208,24 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
     }
 }
 
-#define RF_MMQT_KERNEL(name, T, MMA)                                                           \
+#define RF_MMQT_KERNEL(name, T, MMA, NT)                                                       \
     RF_KERNEL(RF_MMQT_THREADS)                                                                 \
     void name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols, const rf_i8* aqs,    \
               const float* ads, rf_u32 n_tokens, float* out, rf_u32 split_blocks,              \
               rf_u64 split_stride) {                                                           \
         __shared__ __attribute__((aligned(16))) rf_i8 sw[RF_MMQT_ROWS * RF_MMQT_STRIDE];       \
-        __shared__ __attribute__((aligned(16))) rf_i8 sa[RF_MMQT_TOKENS * RF_MMQT_STRIDE];     \
+        __shared__ __attribute__((aligned(16))) rf_i8 sa[NT * RF_MMQT_STRIDE];                 \
         __shared__ float swf[RF_MMQT_KBLOCKS * rf_mmqt_layout<T>::NW * RF_MMQT_ROWS];          \
-        __shared__ float saf[RF_MMQT_KBLOCKS * rf_mmqt_layout<T>::NA * RF_MMQT_TOKENS];        \
-        rf_mmqt<T, MMA>(w, row_bytes, rows, cols, aqs, ads, n_tokens, out, split_blocks,       \
-                        split_stride, sw, sa, swf, saf);                                       \
+        __shared__ float saf[RF_MMQT_KBLOCKS * rf_mmqt_layout<T>::NA * NT];                    \
+        rf_mmqt<T, MMA, NT>(w, row_bytes, rows, cols, aqs, ads, n_tokens, out, split_blocks,   \
+                            split_stride, sw, sa, swf, saf);                                   \
     }
 
-#define RF_MMQT_TYPE(name, T)                  \
-    RF_MMQT_KERNEL(mmqt_##name, T, true)       \
-    RF_MMQT_KERNEL(mmqt_##name##_dp4a, T, false)
+#define RF_MMQT_TYPE(name, T)                           \
+    RF_MMQT_KERNEL(mmqt_##name, T, true, 64)            \
+    RF_MMQT_KERNEL(mmqt_##name##_dp4a, T, false, 64)    \
+    RF_MMQT_KERNEL(mmqt_##name##_t32, T, true, 32)      \
+    RF_MMQT_KERNEL(mmqt_##name##_t32_dp4a, T, false, 32)
 
 RF_MMQT_TYPE(q4_0, rf_q4_0)
 RF_MMQT_TYPE(q4_1, rf_q4_1)

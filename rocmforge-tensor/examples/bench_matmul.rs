@@ -21,8 +21,9 @@
 //! this table): Llama-3-8B q/o, gate/up and down in Q4_K, Q6_K, Q8_0 and Q4_0 at 16, 32 and
 //! 64 tokens (Q4_K, Q6_K also 128 and 256), `mmqt_<type>` (tensor cores) beside dequantize +
 //! BLAS, both with the activation quantization or conversion included, the portable
-//! `mmqt_<type>_dp4a` at 32 tokens, and the column split's target of 0 (no split), 2 and 8
-//! thread blocks per CU (default 4).
+//! `mmqt_<type>_dp4a` at 32 tokens, the 64-token tile at 16 and 32 tokens (default there: 32
+//! tokens per block), and the column split's target of 0 (no split), 2 and 8 thread blocks per
+//! CU (default 4).
 //!
 //! With `$OUT` set the tables are also written to `$OUT/bench_matmul.md` and
 //! `$OUT/bench_matmul.json`. `RF_BENCH_QUICK=1` runs fewer shapes; `RF_BENCH_TAG` names the
@@ -450,6 +451,22 @@ fn mmqt_rows(b: &mut Bench) -> BenchResult<Vec<Row>> {
                         row.path = path;
                         rows.push(row);
                     }
+                }
+            }
+        }
+    }
+    // 64 tokens per block where 32 would be chosen.
+    for (name, r, c) in [SHAPES[0], SHAPES[2], SHAPES[3]] {
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            for n in [16usize, 32] {
+                b.ctx.set_mmqt(MmqtMode::Always(MmqtKernel::TensorCore));
+                b.ctx.set_mmqt_token_tile(Some(64));
+                let row = b.case(name, r, c, ty, n);
+                b.ctx.set_mmqt(MmqtMode::Table);
+                b.ctx.set_mmqt_token_tile(None);
+                if let Some(mut row) = row? {
+                    row.path = "mmqt t64";
+                    rows.push(row);
                 }
             }
         }

@@ -199,12 +199,15 @@ fn run_modes(
         }
         gpu.ctx.set_mmqt(match mode {
             Mode::TwoLaunch => MmqtMode::Never, // the mmq kernels from 9 tokens
-            Mode::Mmqt(k, _) => MmqtMode::Always(k),
+            Mode::Mmqt(k, _, _) => MmqtMode::Always(k),
             Mode::MmqtQ8_1 => MmqtMode::Always(MmqtKernel::TensorCore),
             _ => MmqtMode::Table,
         });
         gpu.ctx
-            .set_mmqt_blocks_per_cu(matches!(mode, Mode::Mmqt(_, false)).then_some(0));
+            .set_mmqt_blocks_per_cu(matches!(mode, Mode::Mmqt(_, false, _)).then_some(0));
+        if let Mode::Mmqt(_, _, tile) = mode {
+            gpu.ctx.set_mmqt_token_tile(tile);
+        }
         let r = if matches!(mode, Mode::PreQuantized | Mode::MmqtQ8_1) {
             let act = gpu
                 .backend
@@ -238,6 +241,7 @@ fn run_modes(
         gpu.ctx.set_matvec_rows_per_thread(None);
         gpu.ctx.set_mmqt(MmqtMode::Table);
         gpu.ctx.set_mmqt_blocks_per_cu(None);
+        gpu.ctx.set_mmqt_token_tile(None);
         r.map_err(|e| format!("{mode:?}: {e}"))?;
         gpu.stream.synchronize().map_err(e)?;
         let got = out.to_vec().map_err(e)?;
@@ -451,8 +455,8 @@ enum Mode {
     /// The two-launch kernels with this many weight rows per thread.
     Rows(usize),
     /// `matmul` through this build of the batched-decode tile kernels, with the column split
-    /// (true) or without.
-    Mmqt(MmqtKernel, bool),
+    /// (true) or without, with this many tokens per block (`None`: `matmul`'s choice).
+    Mmqt(MmqtKernel, bool, Option<usize>),
     /// `matmul_q8_1` through the tensor-core tile kernels.
     MmqtQ8_1,
 }

@@ -24,10 +24,22 @@ use crate::error::{TensorError, TensorResult};
 
 const OP: &str = "hip::matmul (mmqt)";
 
-/// Weight rows, tokens and threads of one block of the `mmqt_<type>` kernels.
+/// Weight rows and threads of one block of the `mmqt_<type>` kernels; tokens per block of the
+/// `_t32` builds (chosen up to that many tokens) and of the others.
 const MMQT_ROWS: usize = 64;
-const MMQT_TOKENS: usize = 64;
 const MMQT_THREADS: u32 = 128;
+const MMQT_SMALL_TOKENS: usize = 32;
+const MMQT_TOKENS: usize = 64;
+
+/// Tokens per block for `n_tokens` tokens (`force`: the tile a benchmark asked for).
+fn token_tile(n_tokens: usize, force: Option<usize>) -> usize {
+    match force {
+        Some(t) if t <= MMQT_SMALL_TOKENS => MMQT_SMALL_TOKENS,
+        Some(_) => MMQT_TOKENS,
+        None if n_tokens <= MMQT_SMALL_TOKENS => MMQT_SMALL_TOKENS,
+        None => MMQT_TOKENS,
+    }
+}
 /// q8_1 blocks (32 columns each) per step of the kernels' column loop.
 const STEP_BLOCKS: usize = 8;
 
@@ -100,18 +112,19 @@ fn choose(mode: MmqtMode, ty: GgmlType, n_tokens: usize) -> Option<MmqtKernel> {
     }
 }
 
-/// Column split of a `rows x cols` product for `n_tokens` tokens on `cus` compute units:
+/// Column split of a `rows x cols` product over `token_blocks` blocks of tokens on `cus`
+/// compute units:
 /// `(splits, q8_1 blocks per split)`: as many splits as keep the grid within
 /// `blocks_per_cu * cus` blocks, each split at least two steps of the column loop.
 pub fn split_k(
     rows: usize,
     cols: usize,
-    n_tokens: usize,
+    token_blocks: usize,
     cus: usize,
     blocks_per_cu: usize,
 ) -> (usize, usize) {
     let act_blocks = cols / 32;
-    let grid = rows.div_ceil(MMQT_ROWS) * n_tokens.div_ceil(MMQT_TOKENS);
+    let grid = rows.div_ceil(MMQT_ROWS) * token_blocks;
     // Rounded down: a grid just over what the GPU holds at once would run a second, mostly
     // idle wave of blocks.
     let want = (blocks_per_cu * cus) / grid.max(1);
@@ -130,7 +143,9 @@ pub(crate) struct MmqtSlot {
     mode: MmqtMode,
     blocks_per_cu: Option<usize>,
     module: Option<Arc<HipModule>>,
-    functions: HashMap<(GgmlType, MmqtKernel), HipFunction>,
+    /// Tokens per block forced (benchmarks), else [`token_tile`]'s choice.
+    token_tile: Option<usize>,
+    functions: HashMap<(GgmlType, MmqtKernel, usize), HipFunction>,
     reduce: Option<HipFunction>,
     partial: Option<DeviceBuffer<f32>>,
 }
@@ -157,18 +172,34 @@ impl MatmulContext {
         Ok(m)
     }
 
-    fn mmqt_function(&mut self, ty: GgmlType, k: MmqtKernel) -> TensorResult<HipFunction> {
-        if let Some(f) = self.mmqt.functions.get(&(ty, k)) {
+    /// Tokens per block of the `mmqt` kernels: 32 or 64 (`None`: 32 up to 32 tokens, else 64,
+    /// the default). For benchmarks; the results are the same.
+    pub fn set_mmqt_token_tile(&mut self, tokens: Option<usize>) {
+        self.mmqt.token_tile = tokens;
+    }
+
+    fn mmqt_function(
+        &mut self,
+        ty: GgmlType,
+        k: MmqtKernel,
+        tile: usize,
+    ) -> TensorResult<HipFunction> {
+        if let Some(f) = self.mmqt.functions.get(&(ty, k, tile)) {
             return Ok(f.clone());
         }
         let suffix =
             super::matmul::kernel_suffix(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+        let t32 = if tile == MMQT_SMALL_TOKENS {
+            "_t32"
+        } else {
+            ""
+        };
         let name = match k {
-            MmqtKernel::TensorCore => format!("mmqt_{suffix}"),
-            MmqtKernel::Portable => format!("mmqt_{suffix}_dp4a"),
+            MmqtKernel::TensorCore => format!("mmqt_{suffix}{t32}"),
+            MmqtKernel::Portable => format!("mmqt_{suffix}{t32}_dp4a"),
         };
         let f = self.mmqt_module()?.function(&name)?;
-        self.mmqt.functions.insert((ty, k), f.clone());
+        self.mmqt.functions.insert((ty, k, tile), f.clone());
         Ok(f)
     }
 
@@ -254,10 +285,12 @@ pub(crate) fn try_matmul(
         cols,
         row_bytes,
     } = weight;
-    let f = ctx.mmqt_function(ty, k)?;
+    let tile = token_tile(n_tokens, ctx.mmqt.token_tile);
+    let f = ctx.mmqt_function(ty, k, tile)?;
     let cus = ctx.backend().info().compute_units as usize;
     let per_cu = ctx.mmqt.blocks_per_cu.unwrap_or(MMQT_BLOCKS_PER_CU);
-    let (splits, split_blocks) = split_k(rows, cols, n_tokens, cus, per_cu);
+    let token_blocks = n_tokens.div_ceil(tile);
+    let (splits, split_blocks) = split_k(rows, cols, token_blocks, cus, per_cu);
     let n_out = n_tokens * rows;
     let (dst, split_stride) = if splits > 1 {
         let need = splits
@@ -277,7 +310,7 @@ pub(crate) fn try_matmul(
     let cfg = LaunchConfig {
         grid_dim: (
             u32_of("row blocks", rows.div_ceil(MMQT_ROWS))?,
-            u32_of("token blocks", n_tokens.div_ceil(MMQT_TOKENS))?,
+            u32_of("token blocks", token_blocks)?,
             u32_of("column splits", splits)?,
         ),
         block_dim: (MMQT_THREADS, 1, 1),
@@ -346,14 +379,15 @@ mod tests {
 
     #[test]
     fn split_k_fills_the_gpu_and_covers_every_column() {
-        // Llama-3-8B on 132 CUs at 32 tokens.
-        assert_eq!(split_k(14336, 4096, 32, 132, 4), (2, 64)); // gate: 224 row blocks
-        assert_eq!(split_k(4096, 4096, 32, 132, 4), (8, 16)); // q/o: 64 row blocks
-        assert_eq!(split_k(4096, 14336, 32, 132, 4), (8, 56)); // down
-        assert_eq!(split_k(4096, 14336, 32, 132, 0), (1, 448));
+        // Llama-3-8B on 132 CUs at 32 tokens (one block of tokens).
+        assert_eq!(split_k(14336, 4096, 1, 132, 4), (2, 64)); // gate: 224 row blocks
+        assert_eq!(split_k(4096, 4096, 1, 132, 4), (8, 16)); // q/o: 64 row blocks
+        assert_eq!(split_k(4096, 14336, 1, 132, 4), (8, 56)); // down
+        assert_eq!(split_k(4096, 14336, 1, 132, 0), (1, 448));
+        assert_eq!(split_k(14336, 4096, 2, 132, 4), (1, 128)); // 448 blocks already
         for rows in [1usize, 37, 4096, 20000] {
             for cols in [32usize, 96, 256, 352, 4096, 14336] {
-                for n in [1usize, 9, 64, 100] {
+                for n in [1usize, 2, 4] {
                     for per_cu in [0usize, 1, 4, 8] {
                         let (s, per) = split_k(rows, cols, n, 132, per_cu);
                         let blocks = cols / 32;
@@ -367,6 +401,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn small_batches_take_the_32_token_tile() {
+        assert_eq!(token_tile(9, None), 32);
+        assert_eq!(token_tile(32, None), 32);
+        assert_eq!(token_tile(33, None), 64);
+        assert_eq!(token_tile(100, None), 64);
+        assert_eq!(token_tile(16, Some(64)), 64);
+        assert_eq!(token_tile(64, Some(32)), 32);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! 8-token tiles and 64-token blocks (9..=64, and 65 / 100 for a second block of tokens), odd
 //! row counts (1, 37, 257 and 4160: partial 64-row blocks and 16-row groups), and columns of
 //! several super-blocks (for the 32-value formats also a step of 8 blocks cut short). Each
-//! case runs the tensor-core build through `matmul` (with the column split `matmul` picks:
-//! several splits where the grid is small) and through `matmul_q8_1` (pre-quantized
-//! activations), and the portable build without a split; outputs poisoned with NaN first;
+//! case runs the tensor-core build through `matmul` (with the column split and token tile
+//! `matmul` picks: several splits where the grid is small, 32 tokens per block up to 32
+//! tokens) and through `matmul_q8_1` (pre-quantized activations), and the portable build
+//! without a split and with the other token tile (64 or 32); outputs poisoned with NaN first;
 //! bounds as the rest of the suite (see the top of `gpu_matmul.rs`), and the two builds must
 //! agree to 1e-5 (same integer sums, the float sums in another order when split).
 
@@ -68,8 +69,13 @@ pub fn run_case(
         return Err(format!("mmqt does not serve {ty}"));
     }
     let modes = [
-        Mode::Mmqt(MmqtKernel::TensorCore, true),
-        Mode::Mmqt(MmqtKernel::Portable, false),
+        Mode::Mmqt(MmqtKernel::TensorCore, true, None),
+        // The other token tile than matmul picks (32 or 64 tokens per block).
+        Mode::Mmqt(
+            MmqtKernel::Portable,
+            false,
+            Some(if n_tokens <= 32 { 64 } else { 32 }),
+        ),
         Mode::MmqtQ8_1,
     ];
     let (cpu, scheme, outs) = run_modes(gpu, ty, rows, cols, n_tokens, seed, &modes)?;
