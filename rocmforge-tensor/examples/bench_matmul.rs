@@ -22,8 +22,9 @@
 //! 64 tokens (Q4_K, Q6_K also 128 and 256), `mmqt_<type>` (tensor cores) beside dequantize +
 //! BLAS, both with the activation quantization or conversion included, the portable
 //! `mmqt_<type>_dp4a` at 32 tokens, the 64-token tile at 16 and 32 tokens (default there: 32
-//! tokens per block), and the column split's target of 0 (no split), 2 and 8 thread blocks per
-//! CU (default 4).
+//! tokens per block), the column split's target of 0 (no split), 2 and 8 thread blocks per CU
+//! (default 4), and Qwen2.5-0.5B q/o, gate/up and down (Q8_0; Q4_K where the columns allow) at
+//! 16, 32 and 64 tokens, mmqt and BLAS.
 //!
 //! With `$OUT` set the tables are also written to `$OUT/bench_matmul.md` and
 //! `$OUT/bench_matmul.json`. `RF_BENCH_QUICK=1` runs fewer shapes; `RF_BENCH_TAG` names the
@@ -445,6 +446,22 @@ fn mmqt_rows(b: &mut Bench) -> BenchResult<Vec<Row>> {
                         continue;
                     }
                     b.ctx.set_mmqt(mode);
+                    let row = b.case(name, r, c, ty, n);
+                    b.ctx.set_mmqt(MmqtMode::Table);
+                    if let Some(mut row) = row? {
+                        row.path = path;
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+    }
+    // Qwen2.5-0.5B (896 columns: Q8_0; Q4_K where the columns allow), where the grid is small.
+    for (name, r, c) in [SHAPES[5], SHAPES[7], SHAPES[8]] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_K] {
+            for n in [16usize, 32, 64] {
+                for (path, mode) in &paths[..2] {
+                    b.ctx.set_mmqt(*mode);
                     let row = b.case(name, r, c, ty, n);
                     b.ctx.set_mmqt(MmqtMode::Table);
                     if let Some(mut row) = row? {

@@ -115,7 +115,8 @@ fn choose(mode: MmqtMode, ty: GgmlType, n_tokens: usize) -> Option<MmqtKernel> {
 /// Column split of a `rows x cols` product over `token_blocks` blocks of tokens on `cus`
 /// compute units:
 /// `(splits, q8_1 blocks per split)`: as many splits as keep the grid within
-/// `blocks_per_cu * cus` blocks, each split at least two steps of the column loop.
+/// `blocks_per_cu * cus` blocks, each split at least one step of the column loop (small models'
+/// 896-column weights: 3 splits).
 pub fn split_k(
     rows: usize,
     cols: usize,
@@ -128,7 +129,7 @@ pub fn split_k(
     // Rounded down: a grid just over what the GPU holds at once would run a second, mostly
     // idle wave of blocks.
     let want = (blocks_per_cu * cus) / grid.max(1);
-    let most = (act_blocks / (2 * STEP_BLOCKS)).max(1);
+    let most = (act_blocks / STEP_BLOCKS).max(1);
     let splits = want.clamp(1, most);
     let per = act_blocks
         .div_ceil(splits)
@@ -385,6 +386,8 @@ mod tests {
         assert_eq!(split_k(4096, 14336, 1, 132, 4), (8, 56)); // down
         assert_eq!(split_k(4096, 14336, 1, 132, 0), (1, 448));
         assert_eq!(split_k(14336, 4096, 2, 132, 4), (1, 128)); // 448 blocks already
+        // Qwen2.5-0.5B gate/up 4864 x 896 (28 q8_1 blocks): 76 row blocks.
+        assert_eq!(split_k(4864, 896, 1, 132, 4), (2, 16));
         for rows in [1usize, 37, 4096, 20000] {
             for cols in [32usize, 96, 256, 352, 4096, 14336] {
                 for n in [1usize, 2, 4] {
