@@ -549,7 +549,8 @@ pub fn matmul_multi(
     for i in 0..ws.len() {
         row_bytes = check(ty, rows[i], cols, ws[i], x, n_tokens, outs[i])?;
     }
-    if super::matmul_mmqt::takes(ctx, ty, n_tokens) {
+    let takes = |r: usize| super::matmul_mmqt::takes(ctx, ty, n_tokens, r * row_bytes);
+    if rows.iter().all(|&r| takes(r)) {
         // Batched decode: the activations quantized once, one tile launch per weight.
         let (aqs, ads) = ctx.quantize_rows(x, n_tokens, cols, stream)?;
         for ((w, &r), out) in ws.iter().zip(rows).zip(outs.iter_mut()) {

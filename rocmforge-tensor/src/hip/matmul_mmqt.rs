@@ -6,7 +6,8 @@
 //! The choice is one table, [`MMQT_MAX_TOKENS`]: per weight type, the largest token count sent
 //! to `mmqt_<type>` (from `MATVEC_MAX_TOKENS + 1`; fewer tokens keep the matvec kernels). Set
 //! an entry to 0 to keep that type on the BLAS path; raise it where the kernel measures faster
-//! (`examples/bench_matmul.rs` prints both). `ROCMFORGE_MMQT=0` turns the kernels off at run
+//! (`examples/bench_matmul.rs` prints both); [`MMQT_MIN_WEIGHT_BYTES`] keeps small weights on
+//! the BLAS path. `ROCMFORGE_MMQT=0` turns the kernels off at run
 //! time (for comparisons); [`MatmulContext::set_mmqt`] selects them for tests and benchmarks.
 //!
 //! Shapes with few 64-row blocks (4096 rows: 64 blocks on a 132-CU H100) are split along the
@@ -60,8 +61,12 @@ pub const MMQT_MAX_TOKENS: &[(GgmlType, usize)] = &[
     (GgmlType::IQ4_XS, 64),
 ];
 
+/// Weights of fewer bytes keep the BLAS path whatever [`MMQT_MAX_TOKENS`] says (0: none; for
+/// small models' matrices, should the tile kernels measure slower there).
+pub const MMQT_MIN_WEIGHT_BYTES: usize = 0;
+
 /// Thread blocks per compute unit the column split aims for (a block holds ~43 KB of shared
-/// memory: up to 5 fit an H100 SM).
+/// memory with 64 tokens, ~32 KB with 32: 5 or 7 fit an H100 SM by shared memory).
 pub const MMQT_BLOCKS_PER_CU: usize = 4;
 
 /// The two builds of the tile product.
@@ -100,15 +105,23 @@ pub fn supports(ty: GgmlType) -> bool {
     MMQT_MAX_TOKENS.iter().any(|&(t, _)| t == ty)
 }
 
-/// The kernel `mode` picks for `n_tokens` tokens of a `ty` weight, if any.
-fn choose(mode: MmqtMode, ty: GgmlType, n_tokens: usize) -> Option<MmqtKernel> {
+/// The kernel `mode` picks for `n_tokens` tokens of a `ty` weight of `bytes` bytes, if any
+/// (`min_bytes`: [`MMQT_MIN_WEIGHT_BYTES`] unless a benchmark set another).
+fn choose(
+    mode: MmqtMode,
+    ty: GgmlType,
+    n_tokens: usize,
+    bytes: usize,
+    min_bytes: usize,
+) -> Option<MmqtKernel> {
     match mode {
         MmqtMode::Never => None,
         MmqtMode::Always(k) => supports(ty).then_some(k),
         MmqtMode::Table => MMQT_MAX_TOKENS
             .iter()
             .any(|&(t, max)| t == ty && n_tokens > MATVEC_MAX_TOKENS && n_tokens <= max)
-            .then_some(MmqtKernel::TensorCore),
+            .then_some(MmqtKernel::TensorCore)
+            .filter(|_| bytes >= min_bytes),
     }
 }
 
@@ -139,9 +152,10 @@ pub fn split_k(
 }
 
 /// The `mmqt` kernels of one [`MatmulContext`], loaded on first use, and their scratch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MmqtSlot {
     mode: MmqtMode,
+    min_bytes: usize,
     blocks_per_cu: Option<usize>,
     module: Option<Arc<HipModule>>,
     /// Tokens per block forced (benchmarks), else [`token_tile`]'s choice.
@@ -151,11 +165,32 @@ pub(crate) struct MmqtSlot {
     partial: Option<DeviceBuffer<f32>>,
 }
 
+impl Default for MmqtSlot {
+    fn default() -> Self {
+        MmqtSlot {
+            mode: MmqtMode::default(),
+            min_bytes: MMQT_MIN_WEIGHT_BYTES,
+            blocks_per_cu: None,
+            token_tile: None,
+            module: None,
+            functions: HashMap::new(),
+            reduce: None,
+            partial: None,
+        }
+    }
+}
+
 impl MatmulContext {
     /// When `matmul` and `matmul_q8_1` run the `mmqt` kernels (default [`MmqtMode::Table`],
     /// or [`MmqtMode::Never`] when `ROCMFORGE_MMQT=0`).
     pub fn set_mmqt(&mut self, mode: MmqtMode) {
         self.mmqt.mode = mode;
+    }
+
+    /// Weights of fewer bytes keep the BLAS path in [`MmqtMode::Table`] (`None`: the default
+    /// [`MMQT_MIN_WEIGHT_BYTES`]). For benchmarks.
+    pub fn set_mmqt_min_weight_bytes(&mut self, bytes: Option<usize>) {
+        self.mmqt.min_bytes = bytes.unwrap_or(MMQT_MIN_WEIGHT_BYTES);
     }
 
     /// Thread blocks per compute unit the column split aims for (`None`: the default
@@ -231,10 +266,10 @@ impl MatmulContext {
     }
 }
 
-/// Whether [`try_matmul`] runs `n_tokens` tokens of a `ty` weight (the context's mode and
-/// [`MMQT_MAX_TOKENS`]).
-pub(crate) fn takes(ctx: &MatmulContext, ty: GgmlType, n_tokens: usize) -> bool {
-    choose(ctx.mmqt.mode, ty, n_tokens).is_some()
+/// Whether [`try_matmul`] runs `n_tokens` tokens of a `ty` weight of `bytes` bytes (the
+/// context's mode and the table).
+pub(crate) fn takes(ctx: &MatmulContext, ty: GgmlType, n_tokens: usize, bytes: usize) -> bool {
+    choose(ctx.mmqt.mode, ty, n_tokens, bytes, ctx.mmqt.min_bytes).is_some()
 }
 
 /// A quantized weight as `matmul` checked it.
@@ -273,7 +308,14 @@ pub(crate) fn try_matmul(
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
 ) -> TensorResult<bool> {
-    let Some(k) = choose(ctx.mmqt.mode, weight.ty, n_tokens) else {
+    let bytes = weight.rows.saturating_mul(weight.row_bytes);
+    let Some(k) = choose(
+        ctx.mmqt.mode,
+        weight.ty,
+        n_tokens,
+        bytes,
+        ctx.mmqt.min_bytes,
+    ) else {
         return Ok(false);
     };
     if n_tokens == 0 || weight.rows == 0 {
@@ -407,6 +449,15 @@ mod tests {
     }
 
     #[test]
+    fn small_weights_can_be_left_to_the_blas() {
+        let m = MmqtMode::Table;
+        assert_eq!(choose(m, GgmlType::Q8_0, 32, 999, 1000), None);
+        assert!(choose(m, GgmlType::Q8_0, 32, 1000, 1000).is_some());
+        let always = MmqtMode::Always(MmqtKernel::TensorCore);
+        assert!(choose(always, GgmlType::Q8_0, 32, 999, 1000).is_some());
+    }
+
+    #[test]
     fn small_batches_take_the_32_token_tile() {
         assert_eq!(token_tile(9, None), 32);
         assert_eq!(token_tile(32, None), 32);
@@ -425,21 +476,51 @@ mod tests {
             GgmlType::Q8_0,
             GgmlType::Q4_0,
         ] {
-            assert_eq!(choose(m, ty, 8), None, "{ty}");
+            assert_eq!(
+                choose(m, ty, 8, 1 << 20, MMQT_MIN_WEIGHT_BYTES),
+                None,
+                "{ty}"
+            );
             for n in [9, 16, 32, 33, 64] {
-                assert_eq!(choose(m, ty, n), Some(MmqtKernel::TensorCore), "{ty} {n}");
+                assert_eq!(
+                    choose(m, ty, n, 1 << 20, MMQT_MIN_WEIGHT_BYTES),
+                    Some(MmqtKernel::TensorCore),
+                    "{ty} {n}"
+                );
             }
-            assert_eq!(choose(m, ty, 65), None, "{ty}");
+            assert_eq!(
+                choose(m, ty, 65, 1 << 20, MMQT_MIN_WEIGHT_BYTES),
+                None,
+                "{ty}"
+            );
         }
         // No kernel for these: the BLAS path or the float kernels.
         for ty in [GgmlType::Q2_K, GgmlType::F16, GgmlType::F32, GgmlType::BF16] {
             assert!(!supports(ty));
-            assert_eq!(choose(m, ty, 32), None);
-            assert_eq!(choose(MmqtMode::Always(MmqtKernel::Portable), ty, 32), None);
+            assert_eq!(choose(m, ty, 32, 1 << 20, MMQT_MIN_WEIGHT_BYTES), None);
+            assert_eq!(
+                choose(MmqtMode::Always(MmqtKernel::Portable), ty, 32, 0, 0),
+                None
+            );
         }
-        assert_eq!(choose(MmqtMode::Never, GgmlType::Q4_K, 32), None);
         assert_eq!(
-            choose(MmqtMode::Always(MmqtKernel::Portable), GgmlType::Q6_K, 3),
+            choose(
+                MmqtMode::Never,
+                GgmlType::Q4_K,
+                32,
+                1 << 20,
+                MMQT_MIN_WEIGHT_BYTES
+            ),
+            None
+        );
+        assert_eq!(
+            choose(
+                MmqtMode::Always(MmqtKernel::Portable),
+                GgmlType::Q6_K,
+                3,
+                0,
+                0
+            ),
             Some(MmqtKernel::Portable)
         );
     }
