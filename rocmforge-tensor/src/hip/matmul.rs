@@ -18,8 +18,8 @@
 //! every compute unit busy, chosen by `matvec_geometry`); more tokens run the tiled
 //! matrix-matrix kernels (`mmq_<type>`, `mmf_<type>`), which stage a tile of weight rows in
 //! shared memory and reuse it for a tile of tokens. Before all of these, quantized weights of
-//! 9..=64 tokens (batched decode) take `mmqt_<type>` (`kernels/mmqt.hip`, int8 tiles on tensor
-//! cores) where the table in `matmul_mmqt.rs` says so.
+//! 9..=64 tokens (batched decode) take `mmqt_<type>` (`kernels/mmqt_<type>.hip`, int8 tiles on
+//! tensor cores) where the table in `matmul_mmqt.rs` says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,14 +1,15 @@
-//! Which quantized matmuls run the tile kernels of `kernels/mmqt.hip` (batched decode: a weight
-//! tile unpacked to int8 in shared memory once per 64 tokens, int8 tensor-core products on
-//! NVIDIA sm_80+, dp4a/sdot4 elsewhere) instead of the dequantize + vendor-BLAS path
-//! (`matmul_blas.rs`), which writes and reads an f16 copy of the whole weight on every call.
+//! Which quantized matmuls run the tile kernels of `kernels/mmqt_<type>.hip` (batched decode:
+//! a weight tile unpacked to int8 in shared memory once per 32 or 64 tokens, int8 tensor-core
+//! products on NVIDIA sm_80+, dp4a/sdot4 elsewhere; `kernels/include/rf_mmqt.h`) instead of the
+//! dequantize + vendor-BLAS path (`matmul_blas.rs`), which writes and reads an f16 copy of the
+//! whole weight on every call.
 //!
 //! The choice is one table, [`MMQT_MAX_TOKENS`]: per weight type, the largest token count sent
 //! to `mmqt_<type>` (from `MATVEC_MAX_TOKENS + 1`; fewer tokens keep the matvec kernels). Set
 //! an entry to 0 to keep that type on the BLAS path; raise it where the kernel measures faster
 //! (`examples/bench_matmul.rs` prints both); [`MMQT_MIN_WEIGHT_BYTES`] keeps small weights on
-//! the BLAS path. `ROCMFORGE_MMQT=0` turns the kernels off at run
-//! time (for comparisons); [`MatmulContext::set_mmqt`] selects them for tests and benchmarks.
+//! the BLAS path. `ROCMFORGE_MMQT=0` turns the kernels off at run time (for comparisons);
+//! [`MatmulContext::set_mmqt`] selects them for tests and benchmarks.
 //!
 //! Shapes with few 64-row blocks (4096 rows: 64 blocks on a 132-CU H100) are split along the
 //! columns ([`split_k`]) into a scratch of partial sums, added up by `mmqt_reduce_f32` in a fixed
@@ -157,7 +158,8 @@ pub(crate) struct MmqtSlot {
     mode: MmqtMode,
     min_bytes: usize,
     blocks_per_cu: Option<usize>,
-    module: Option<Arc<HipModule>>,
+    /// Kernel families loaded so far: `mmqt_<type>` per weight type, `mmqt` (the reduction).
+    modules: HashMap<String, Arc<HipModule>>,
     /// Tokens per block forced (benchmarks), else [`token_tile`]'s choice.
     token_tile: Option<usize>,
     functions: HashMap<(GgmlType, MmqtKernel, usize), HipFunction>,
@@ -172,7 +174,7 @@ impl Default for MmqtSlot {
             min_bytes: MMQT_MIN_WEIGHT_BYTES,
             blocks_per_cu: None,
             token_tile: None,
-            module: None,
+            modules: HashMap::new(),
             functions: HashMap::new(),
             reduce: None,
             partial: None,
@@ -199,12 +201,13 @@ impl MatmulContext {
         self.mmqt.blocks_per_cu = blocks;
     }
 
-    fn mmqt_module(&mut self) -> TensorResult<Arc<HipModule>> {
-        if let Some(m) = &self.mmqt.module {
+    /// The kernel family `family` (`mmqt` or `mmqt_<type>`), loaded once.
+    fn mmqt_module(&mut self, family: &str) -> TensorResult<Arc<HipModule>> {
+        if let Some(m) = self.mmqt.modules.get(family) {
             return Ok(Arc::clone(m));
         }
-        let m = self.backend().load_kernels("mmqt")?;
-        self.mmqt.module = Some(Arc::clone(&m));
+        let m = self.backend().load_kernels(family)?;
+        self.mmqt.modules.insert(family.to_string(), Arc::clone(&m));
         Ok(m)
     }
 
@@ -234,7 +237,9 @@ impl MatmulContext {
             MmqtKernel::TensorCore => format!("mmqt_{suffix}{t32}"),
             MmqtKernel::Portable => format!("mmqt_{suffix}{t32}_dp4a"),
         };
-        let f = self.mmqt_module()?.function(&name)?;
+        let f = self
+            .mmqt_module(&format!("mmqt_{suffix}"))?
+            .function(&name)?;
         self.mmqt.functions.insert((ty, k, tile), f.clone());
         Ok(f)
     }
@@ -243,7 +248,7 @@ impl MatmulContext {
         if let Some(f) = &self.mmqt.reduce {
             return Ok(f.clone());
         }
-        let f = self.mmqt_module()?.function("mmqt_reduce_f32")?;
+        let f = self.mmqt_module("mmqt")?.function("mmqt_reduce_f32")?;
         self.mmqt.reduce = Some(f.clone());
         Ok(f)
     }
