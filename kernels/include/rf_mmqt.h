@@ -141,11 +141,8 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
             float* f = saf + b * L::NA * NT + tl;
             f[0] = a.d;
             if (T::HAS_MIN) {
-                int u0 = 0, u1 = 0;
-#pragma unroll
-                for (int j = 0; j < 4; ++j) u0 = rf_dp4a(0x01010101, a.q[j], u0);
-#pragma unroll
-                for (int j = 4; j < 8; ++j) u1 = rf_dp4a(0x01010101, a.q[j], u1);
+                int u0, u1;
+                rf_q8_sums(a, &u0, &u1);
                 if (T::SCALE16) {
                     f[L::DU0 * NT] = a.d * (float)u0;
                     f[L::DU1 * NT] = a.d * (float)u1;
