@@ -58,6 +58,12 @@ struct rf_mmqt_layout {
     static constexpr int NA = S + (T::HAS_MW ? 1 : 0);
 };
 
+// Two floats from an 8-byte aligned address.
+struct __attribute__((aligned(8))) rf_f2 {
+    float x, y;
+};
+RF_DEVICE rf_f2 rf_ld_f2(const float* p) { return *(const rf_f2*)p; }
+
 template <class T, bool MMA, int NT>
 RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols,
                        const rf_i8* aqs, const float* ads, rf_u32 n_tokens, float* out,
@@ -173,19 +179,26 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
                 if ((rf_u32)j >= tiles) break;
                 int lo[4], hi[4];
                 rf_mma_tile<MMA, T::SCALE16>(fa, my_b + 8 * j * ST, ST, lane, lo, hi);
+                // The factors of this thread's two tokens (8j + 2q, + 1), one 8-byte load each.
+                const rf_u32 tk = 8 * j + 2 * q;
+                const rf_f2 d2 = rf_ld_f2(af + tk);
+                const rf_f2 du0_2 = T::HAS_MIN ? rf_ld_f2(af + L::DU0 * NT + tk) : rf_f2{0.0f, 0.0f};
+                const rf_f2 du1_2 =
+                    T::HAS_MIN && T::SCALE16 ? rf_ld_f2(af + L::DU1 * NT + tk) : rf_f2{0.0f, 0.0f};
+                const rf_f2 s2 = T::HAS_MW ? rf_ld_f2(af + L::S * NT + tk) : rf_f2{0.0f, 0.0f};
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
-                    const rf_u32 tk = 8 * j + 2 * q + e;
-                    const float d = af[tk];
-                    const float du0 = T::HAS_MIN ? af[L::DU0 * NT + tk] : 0.0f;
-                    const float du1 = T::HAS_MIN && T::SCALE16 ? af[L::DU1 * NT + tk] : 0.0f;
-                    const float s = T::HAS_MW ? af[L::S * NT + tk] : 0.0f;
+                    const float d = e ? d2.y : d2.x;
+                    const float du0 = e ? du0_2.y : du0_2.x;
+                    const float du1 = e ? du1_2.y : du1_2.x;
+                    const float s = e ? s2.y : s2.x;
 #pragma unroll
                     for (int h = 0; h < 2; ++h) {
                         const int i = 2 * h + e;
-                        // Written as chains of multiply-adds (one rounding each).
-                        float v = a0[h] * (float)lo[i];
-                        if (T::SCALE16) v = a1[h] * (float)hi[i] + v;
+                        // Written as chains of multiply-adds (one rounding each); the int32 tile
+                        // sums converted without the slow int-to-float instruction.
+                        float v = a0[h] * rf_small_i2f(lo[i]);
+                        if (T::SCALE16) v = a1[h] * rf_small_i2f(hi[i]) + v;
                         float r = v * d + acc[j][i];
                         if (T::HAS_MIN) r = r - m0[h] * du0;
                         if (T::HAS_MIN && T::SCALE16) r = r - m1[h] * du1;
@@ -217,7 +230,8 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
         __shared__ __attribute__((aligned(16))) rf_i8 sw[RF_MMQT_ROWS * RF_MMQT_STRIDE];       \
         __shared__ __attribute__((aligned(16))) rf_i8 sa[NT * RF_MMQT_STRIDE];                 \
         __shared__ float swf[RF_MMQT_KBLOCKS * rf_mmqt_layout<T>::NW * RF_MMQT_ROWS];          \
-        __shared__ float saf[RF_MMQT_KBLOCKS * rf_mmqt_layout<T>::NA * NT];                    \
+        __shared__ __attribute__((aligned(16))) float saf[RF_MMQT_KBLOCKS *                    \
+                                                          rf_mmqt_layout<T>::NA * NT];         \
         rf_mmqt<T, MMA, NT>(w, row_bytes, rows, cols, aqs, ads, n_tokens, out, split_blocks,   \
                             split_stride, sw, sa, swf, saf);                                   \
     }
