@@ -117,6 +117,17 @@ struct rf_q8 {
     float d, s;
 };
 
+// Sums of the quantized values of an activation block: values 0..16 into u0, 16..32 into u1.
+RF_DEVICE void rf_q8_sums(const rf_q8& a, int* u0, int* u1) {
+    int s0 = 0, s1 = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) s0 = rf_dp4a(0x01010101, a.q[i], s0);
+#pragma unroll
+    for (int i = 4; i < 8; ++i) s1 = rf_dp4a(0x01010101, a.q[i], s1);
+    *u0 = s0;
+    *u1 = s1;
+}
+
 // Dot product of one unpacked weight piece with one activation block.
 template <class T>
 RF_DEVICE float rf_qb_dot(const rf_qb& w, const rf_q8& a) {
@@ -132,11 +143,8 @@ RF_DEVICE float rf_qb_dot(const rf_qb& w, const rf_q8& a) {
         r = w.a0 * (float)(s0 + s1);
     }
     if (T::HAS_MIN) {
-        int u0 = 0, u1 = 0;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) u0 = rf_dp4a(0x01010101, a.q[i], u0);
-#pragma unroll
-        for (int i = 4; i < 8; ++i) u1 = rf_dp4a(0x01010101, a.q[i], u1);
+        int u0, u1;
+        rf_q8_sums(a, &u0, &u1);
         if (T::SCALE16) {
             r -= w.m0 * (float)u0 + w.m1 * (float)u1;
         } else {

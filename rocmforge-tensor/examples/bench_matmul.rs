@@ -17,6 +17,15 @@
 //! Then n_tokens = 2, 4, 8, 16, 32 (continuous batching): up to 8 the weights are read once per
 //! call, more tokens take the BLAS path. `RF_BENCH_BATCHED_ONLY=1` skips the one-token table.
 //!
+//! Then the batched-decode tile kernels against the BLAS path (`RF_BENCH_MMQT_ONLY=1`: only
+//! this table): Llama-3-8B q/o, gate/up and down in Q4_K, Q6_K, Q8_0 and Q4_0 at 16, 32 and
+//! 64 tokens (Q4_K, Q6_K also 128 and 256), `mmqt_<type>` (tensor cores) beside dequantize +
+//! BLAS, both with the activation quantization or conversion included, the portable
+//! `mmqt_<type>_dp4a` at 32 tokens, the 64-token tile at 16 and 32 tokens (default there: 32
+//! tokens per block), the column split's target of 0 (no split), 2 and 8 thread blocks per CU
+//! (default 4), and Qwen2.5-0.5B q/o, gate/up and down (Q8_0; Q4_K where the columns allow) at
+//! 16, 32 and 64 tokens, mmqt and BLAS.
+//!
 //! With `$OUT` set the tables are also written to `$OUT/bench_matmul.md` and
 //! `$OUT/bench_matmul.json`. `RF_BENCH_QUICK=1` runs fewer shapes; `RF_BENCH_TAG` names the
 //! files (`bench_matmul-<tag>.*`) so that two builds can be compared in one run;
@@ -55,6 +64,7 @@ use std::sync::Arc;
 use rocmforge_gguf::GgmlType;
 use rocmforge_hip::{DeviceBuffer, HipBackend, HipStream};
 use rocmforge_tensor::hip::matmul::{MatmulContext, matmul};
+use rocmforge_tensor::hip::matmul_mmqt::{MmqtKernel, MmqtMode};
 use rocmforge_tensor::hip::matvec_fused::FusedMode;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -120,6 +130,8 @@ fn median(mut v: Vec<f32>) -> f32 {
 /// One measured case.
 struct Row {
     shape: &'static str,
+    /// The kernels that ran (`default`: what `matmul` picks).
+    path: &'static str,
     rows: usize,
     cols: usize,
     ty: GgmlType,
@@ -259,6 +271,7 @@ impl Bench {
         let (us_graph, us_call) = self.time(ty, rows, cols, n_tokens)?;
         Ok(Some(Row {
             shape,
+            path: "default",
             rows,
             cols,
             ty,
@@ -272,13 +285,14 @@ impl Bench {
 
 fn table(rows: &[Row], copy: f64) -> String {
     let mut s = String::new();
-    s.push_str("| shape | rows x cols | type | tokens | MB | floor us | us/call (graph) | GB/s | % of 3.0 TB/s | % of copy | us (single call) |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| shape | path | rows x cols | type | tokens | MB | floor us | us/call (graph) | GB/s | % of 3.0 TB/s | % of copy | us (single call) |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {}x{} | {} | {} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0}% | {:.0}% | {:.1} |",
+            "| {} | {} | {}x{} | {} | {} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0}% | {:.0}% | {:.1} |",
             r.shape,
+            r.path,
             r.rows,
             r.cols,
             r.ty,
@@ -305,8 +319,9 @@ fn json(rows: &[Row], device: &str, copy: f64) -> String {
     for (i, r) in rows.iter().enumerate() {
         let _ = writeln!(
             s,
-            "  {{\"shape\": \"{}\", \"rows\": {}, \"cols\": {}, \"type\": \"{}\", \"n_tokens\": {}, \"bytes\": {}, \"us_graph\": {:.3}, \"us_call\": {:.3}, \"gbps\": {:.2}, \"pct_of_ref\": {:.2}}}{}",
+            "  {{\"shape\": \"{}\", \"path\": \"{}\", \"rows\": {}, \"cols\": {}, \"type\": \"{}\", \"n_tokens\": {}, \"bytes\": {}, \"us_graph\": {:.3}, \"us_call\": {:.3}, \"gbps\": {:.2}, \"pct_of_ref\": {:.2}}}{}",
             r.shape,
+            r.path,
             r.rows,
             r.cols,
             r.ty,
@@ -358,9 +373,10 @@ fn main() -> BenchResult<()> {
     );
     println!("{header}");
     let batched_only = std::env::var("RF_BENCH_BATCHED_ONLY").is_ok_and(|v| v == "1");
+    let mmqt_only = std::env::var("RF_BENCH_MMQT_ONLY").is_ok_and(|v| v == "1");
     let mut results = Vec::new();
     for (name, rows, cols) in SHAPES {
-        if batched_only {
+        if batched_only || mmqt_only {
             break;
         }
         if quick && !matches!(name, "llama3 q/o" | "llama3 gate/up" | "qwen0.5 q/o") {
@@ -376,6 +392,9 @@ fn main() -> BenchResult<()> {
     println!("\n{single}");
     let mut batched = Vec::new();
     for (name, rows, cols) in [SHAPES[0], SHAPES[2], SHAPES[3]] {
+        if mmqt_only {
+            break;
+        }
         for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0] {
             for n in [2usize, 4, 8, 16, 32] {
                 if let Some(r) = b.case(name, rows, cols, ty, n)? {
@@ -386,16 +405,132 @@ fn main() -> BenchResult<()> {
     }
     let multi = table(&batched, copy);
     println!("{multi}");
+    let tiles = mmqt_rows(&mut b)?;
+    let tile_table = format!("{}\n{}", table(&tiles, copy), mmqt_summary(&tiles));
+    println!("{tile_table}");
     if let Ok(dir) = std::env::var("OUT") {
         let tag = std::env::var("RF_BENCH_TAG").map_or(String::new(), |t| format!("-{t}"));
         let dir = std::path::Path::new(&dir);
-        let md = format!("{header}\n\n{single}\n{multi}");
+        let md = format!("{header}\n\n{single}\n{multi}\n{tile_table}");
         std::fs::write(dir.join(format!("bench_matmul{tag}.md")), md)?;
         results.extend(batched);
+        results.extend(tiles);
         std::fs::write(
             dir.join(format!("bench_matmul{tag}.json")),
             json(&results, &device, copy),
         )?;
     }
     Ok(())
+}
+
+/// The batched-decode tile kernels beside the BLAS path (Llama-3-8B shapes).
+fn mmqt_rows(b: &mut Bench) -> BenchResult<Vec<Row>> {
+    let paths = [
+        ("mmqt", MmqtMode::Always(MmqtKernel::TensorCore)),
+        ("blas", MmqtMode::Never),
+        ("mmqt dp4a", MmqtMode::Always(MmqtKernel::Portable)),
+    ];
+    let mut rows = Vec::new();
+    for (name, r, c) in [SHAPES[0], SHAPES[2], SHAPES[3]] {
+        for ty in [
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+        ] {
+            for n in [16usize, 32, 64, 128, 256] {
+                // Beyond 64 tokens (prefill sizes) only the Q4_K_M types, without dp4a.
+                let k_quant = matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K);
+                for (path, mode) in paths {
+                    if (path == "mmqt dp4a" && n != 32) || (n > 64 && !k_quant) {
+                        continue;
+                    }
+                    b.ctx.set_mmqt(mode);
+                    let row = b.case(name, r, c, ty, n);
+                    b.ctx.set_mmqt(MmqtMode::Table);
+                    if let Some(mut row) = row? {
+                        row.path = path;
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+    }
+    // Qwen2.5-0.5B (896 columns: Q8_0; Q4_K where the columns allow), where the grid is small.
+    for (name, r, c) in [SHAPES[5], SHAPES[7], SHAPES[8]] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_K] {
+            for n in [16usize, 32, 64] {
+                for (path, mode) in &paths[..2] {
+                    b.ctx.set_mmqt(*mode);
+                    let row = b.case(name, r, c, ty, n);
+                    b.ctx.set_mmqt(MmqtMode::Table);
+                    if let Some(mut row) = row? {
+                        row.path = path;
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+    }
+    // 64 tokens per block where 32 would be chosen.
+    for (name, r, c) in [SHAPES[0], SHAPES[2], SHAPES[3]] {
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            for n in [16usize, 32] {
+                b.ctx.set_mmqt(MmqtMode::Always(MmqtKernel::TensorCore));
+                b.ctx.set_mmqt_token_tile(Some(64));
+                let row = b.case(name, r, c, ty, n);
+                b.ctx.set_mmqt(MmqtMode::Table);
+                b.ctx.set_mmqt_token_tile(None);
+                if let Some(mut row) = row? {
+                    row.path = "mmqt t64";
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    // The column split's target (thread blocks per CU; default 4, 0 = no split).
+    for (name, r, c) in [SHAPES[0], SHAPES[2], SHAPES[3]] {
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            for (path, per_cu) in [("mmqt cu0", 0), ("mmqt cu2", 2), ("mmqt cu8", 8)] {
+                b.ctx.set_mmqt(MmqtMode::Always(MmqtKernel::TensorCore));
+                b.ctx.set_mmqt_blocks_per_cu(Some(per_cu));
+                let row = b.case(name, r, c, ty, 32);
+                b.ctx.set_mmqt(MmqtMode::Table);
+                b.ctx.set_mmqt_blocks_per_cu(None);
+                if let Some(mut row) = row? {
+                    row.path = path;
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// mmqt against BLAS per shape, type and token count: µs per call in a graph and the ratio.
+fn mmqt_summary(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| shape | type | tokens | mmqt us | mmqt % of 3.0 TB/s | blas us | blas / mmqt |\n|---|---|---|---|---|---|---|\n",
+    );
+    for m in rows.iter().filter(|r| r.path == "mmqt") {
+        let blas = rows.iter().find(|r| {
+            r.path == "blas" && r.shape == m.shape && r.ty == m.ty && r.n_tokens == m.n_tokens
+        });
+        let (bu, ratio) = blas.map_or(("-".to_string(), "-".to_string()), |b| {
+            (
+                format!("{:.1}", b.us_graph),
+                format!("{:.2}", b.us_graph / m.us_graph),
+            )
+        });
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.1} | {:.0}% | {bu} | {ratio} |",
+            m.shape,
+            m.ty,
+            m.n_tokens,
+            m.us_graph,
+            m.pct_ref()
+        );
+    }
+    s
 }

@@ -172,6 +172,9 @@ fn main() {
     let backend = HipBackend::new(0).expect("GPU");
     let stream = backend.new_stream().unwrap();
     let mut ctx = MatmulContext::new(&backend).unwrap();
+    // BLAS against the mmq kernels: the batched-decode tile kernels (mmqt) stay out of it
+    // (bench_matmul compares those with the BLAS).
+    ctx.set_mmqt(rocmforge_tensor::hip::matmul_mmqt::MmqtMode::Never);
     let lib = ctx.blas().expect("vendor BLAS").library().to_string();
     println!(
         "device: {} ({}), BLAS: {lib}",

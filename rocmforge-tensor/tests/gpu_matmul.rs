@@ -20,9 +20,17 @@
 //! `matmul_swiglu` (gate/up pair in one launch, 1..=8 tokens) for every quantized type: against
 //! the CPU's two matmuls and silu·mul (2x the matmul bound), and against the GPU's own one-launch
 //! matmuls of gate and up with silu·mul on the host (the same kernel arithmetic: bound 1e-5).
-//! `matmul_multi` (two or three weights of one input in one launch, as q/k/v) likewise: against
-//! the CPU and against one-launch matmuls of each weight (bound 1e-6).
+//! `matmul_multi` (two or three weights of one input in one launch, as q/k/v; at 17 and 40
+//! tokens one quantization and a tile launch per weight) likewise: against the CPU and against
+//! `matmul` of each weight (bound 1e-6).
+//!
+//! The batched-decode tile kernels (`mmqt`, both builds) at 9..=100 tokens: `gpu_matmul/mmqt.rs`.
+//! The shapes above with more than 8 tokens run `matmul`'s default choice (`mmqt` where its
+//! table says) and, in the two-launch mode, the older `mmq` kernels.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "gpu_matmul/mmqt.rs"]
+mod mmqt;
 
 use std::sync::Arc;
 
@@ -34,6 +42,7 @@ use rocmforge_tensor::cpu::{WeightView, matmul as cpu_matmul, matmul_f32_referen
 use rocmforge_tensor::hip::matmul::{
     MatmulContext, matmul, matmul_multi, matmul_q8_1, matmul_swiglu,
 };
+use rocmforge_tensor::hip::matmul_mmqt::{MmqtKernel, MmqtMode};
 use rocmforge_tensor::hip::matvec_fused::FusedMode;
 use rocmforge_tensor::hip::quantize_act::Q8_1Layout;
 
@@ -111,7 +120,7 @@ fn setup() -> Result<Gpu, String> {
     })
 }
 
-/// Runs one case; returns the relative error.
+/// Runs one case through every path that serves it; returns the relative errors.
 fn run_case(
     gpu: &mut Gpu,
     ty: GgmlType,
@@ -120,6 +129,41 @@ fn run_case(
     n_tokens: usize,
     seed: u64,
 ) -> Result<(f32, Option<f32>), String> {
+    // The one-launch decode kernels (default), the two-launch kernels (for quantized weights
+    // and 2..=8 tokens also with 1, 2 and 4 rows per thread forced), and pre-quantized q8_1
+    // activations (quantized weights).
+    let several = (2..=8).contains(&n_tokens) && ty.is_quantized();
+    let modes: Vec<Mode> = [
+        Mode::Fused,
+        Mode::TwoLaunch,
+        Mode::PreQuantized,
+        Mode::Rows(1),
+        Mode::Rows(2),
+        Mode::Rows(4),
+    ]
+    .into_iter()
+    .filter(|m| *m != Mode::PreQuantized || ty.is_quantized())
+    .filter(|m| !matches!(m, Mode::Rows(_)) || several)
+    .collect();
+    let (cpu, scheme, _) = run_modes(gpu, ty, rows, cols, n_tokens, seed, &modes)?;
+    Ok((cpu, scheme))
+}
+
+/// Worst error vs the CPU, worst vs the same-scheme reference, the outputs of each mode.
+type ModeRuns = (f32, Option<f32>, Vec<Vec<f32>>);
+
+/// Runs one case through each of `modes`, outputs poisoned with NaN first; returns the worst
+/// relative error against the CPU and (256-value formats) the same-scheme reference, and the
+/// outputs in the order of `modes`.
+fn run_modes(
+    gpu: &mut Gpu,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+    seed: u64,
+    modes: &[Mode],
+) -> Result<ModeRuns, String> {
     let mut rng = Rng(seed | 1);
     let wf = rng.vec(rows * cols, 1.0);
     let wq = quantize(ty, &wf).map_err(|e| e.to_string())?;
@@ -140,25 +184,8 @@ fn run_case(
     let e = |e: rocmforge_hip::HipError| e.to_string();
     let w_dev = gpu.backend.htod(&wq).map_err(e)?;
     let x_dev = gpu.backend.htod(&x).map_err(e)?;
-    // Every path that serves this shape: the one-launch decode kernels (default), the
-    // two-launch kernels (for quantized weights and 2..=8 tokens also with 1, 2 and 4 rows per
-    // thread forced), and pre-quantized q8_1 activations (quantized weights).
     let mut runs = Vec::new();
-    let several = (2..=8).contains(&n_tokens) && ty.is_quantized();
-    for mode in [
-        Mode::Fused,
-        Mode::TwoLaunch,
-        Mode::PreQuantized,
-        Mode::Rows(1),
-        Mode::Rows(2),
-        Mode::Rows(4),
-    ] {
-        if mode == Mode::PreQuantized && !ty.is_quantized() {
-            continue;
-        }
-        if matches!(mode, Mode::Rows(_)) && !several {
-            continue;
-        }
+    for &mode in modes {
         let mut out = gpu.backend.alloc::<f32>(n_tokens * rows).map_err(e)?;
         out.memset_bytes(0xff).map_err(e)?; // NaN everywhere: unwritten outputs show
         gpu.ctx
@@ -170,7 +197,18 @@ fn run_case(
         if let Mode::Rows(r) = mode {
             gpu.ctx.set_matvec_rows_per_thread(Some(r));
         }
-        let r = if mode == Mode::PreQuantized {
+        gpu.ctx.set_mmqt(match mode {
+            Mode::TwoLaunch => MmqtMode::Never, // the mmq kernels from 9 tokens
+            Mode::Mmqt(k, _, _) => MmqtMode::Always(k),
+            Mode::MmqtQ8_1 => MmqtMode::Always(MmqtKernel::TensorCore),
+            _ => MmqtMode::Table,
+        });
+        gpu.ctx
+            .set_mmqt_blocks_per_cu(matches!(mode, Mode::Mmqt(_, false, _)).then_some(0));
+        if let Mode::Mmqt(_, _, tile) = mode {
+            gpu.ctx.set_mmqt_token_tile(tile);
+        }
+        let r = if matches!(mode, Mode::PreQuantized | Mode::MmqtQ8_1) {
             let act = gpu
                 .backend
                 .htod(&q8_1_bytes(&x, n_tokens, cols))
@@ -201,6 +239,9 @@ fn run_case(
         };
         gpu.ctx.set_fused_matvec(FusedMode::Auto);
         gpu.ctx.set_matvec_rows_per_thread(None);
+        gpu.ctx.set_mmqt(MmqtMode::Table);
+        gpu.ctx.set_mmqt_blocks_per_cu(None);
+        gpu.ctx.set_mmqt_token_tile(None);
         r.map_err(|e| format!("{mode:?}: {e}"))?;
         gpu.stream.synchronize().map_err(e)?;
         let got = out.to_vec().map_err(e)?;
@@ -223,7 +264,7 @@ fn run_case(
             err_scheme = Some(err_scheme.unwrap_or(0.0).max(v));
         }
     }
-    Ok((err_cpu, err_scheme))
+    Ok((err_cpu, err_scheme, runs))
 }
 
 fn silu_mul_host(g: &[f32], u: &[f32]) -> Vec<f32> {
@@ -413,6 +454,11 @@ enum Mode {
     PreQuantized,
     /// The two-launch kernels with this many weight rows per thread.
     Rows(usize),
+    /// `matmul` through this build of the batched-decode tile kernels, with the column split
+    /// (true) or without, with this many tokens per block (`None`: `matmul`'s choice).
+    Mmqt(MmqtKernel, bool, Option<usize>),
+    /// `matmul_q8_1` through the tensor-core tile kernels.
+    MmqtQ8_1,
 }
 
 /// `x` quantized to q8_1 on the CPU, laid out as `Q8_1Layout` (values, then (d, s) pairs).
@@ -627,7 +673,12 @@ fn main() {
             (&[33usize, 7, 7][..], 1usize),
             (&[45, 16][..], 3),
             (&[100, 20, 20][..], 8),
+            (&[45, 16][..], 17),
+            (&[100, 20, 20][..], 40),
         ] {
+            if n_tokens > 8 && !rocmforge_tensor::hip::matmul_mmqt::supports(ty) {
+                continue; // more tokens: one matmul per weight (the caller's fallback)
+            }
             let cols = col_choices(ty)[0];
             seed = seed
                 .wrapping_mul(6364136223846793005)
@@ -649,6 +700,9 @@ fn main() {
             }
         }
     }
+    let (p, f) = mmqt::run_all(&mut gpu, &mut seed);
+    passed += p;
+    failed += f;
     for (name, r) in error_cases(&mut gpu) {
         match r {
             Ok(()) => passed += 1,

@@ -23,6 +23,7 @@ use rocmforge_tensor::cpu::{WeightView, matmul as cpu_matmul};
 use rocmforge_tensor::hip::dequant_f16::{DequantKernels, dequantize_f16};
 use rocmforge_tensor::hip::matmul::{MatmulContext, matmul};
 use rocmforge_tensor::hip::matmul_blas::{BLAS_MIN_TOKENS, MAX_WEIGHT_SLICE_VALUES};
+use rocmforge_tensor::hip::matmul_mmqt::MmqtMode;
 
 const DECODE_BOUND: f64 = 1e-3;
 const CPU_BOUND: f64 = 1e-2;
@@ -91,6 +92,9 @@ fn setup() -> Result<Gpu, String> {
     let backend = HipBackend::new(0).map_err(|e| format!("no GPU: {e}"))?;
     let stream = backend.new_stream().map_err(|e| e.to_string())?;
     let mut ctx = MatmulContext::new(&backend).map_err(|e| format!("kernels: {e}"))?;
+    // This suite checks the BLAS path, which the batched-decode tile kernels would take from
+    // below for up to 64 tokens (those are checked in gpu_matmul).
+    ctx.set_mmqt(MmqtMode::Never);
     let lib = ctx
         .blas()
         .map_err(|e| format!("BLAS: {e}"))?

@@ -17,7 +17,9 @@
 //! tokens `mmvq_<type>_n<NT>_r<R>` with R = 2 or 4 weight rows per thread where the shape keeps
 //! every compute unit busy, chosen by `matvec_geometry`); more tokens run the tiled
 //! matrix-matrix kernels (`mmq_<type>`, `mmf_<type>`), which stage a tile of weight rows in
-//! shared memory and reuse it for a tile of tokens.
+//! shared memory and reuse it for a tile of tokens. Before all of these, quantized weights of
+//! 9..=64 tokens (batched decode) take `mmqt_<type>` (`kernels/mmqt_<type>.hip`, int8 tiles on
+//! tensor cores) where the table in `matmul_mmqt.rs` says so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -96,6 +98,11 @@ fn kind(ty: GgmlType) -> Option<Kind> {
     })
 }
 
+/// The kernel name suffix of a quantized weight type (`q4_k` in `mmq_q4_k`).
+pub(super) fn kernel_suffix(ty: GgmlType) -> Option<&'static str> {
+    kind(ty).filter(|k| k.chunk_values > 0).map(|k| k.suffix)
+}
+
 /// Whether [`matmul`] supports weights of type `ty`.
 pub fn supports(ty: GgmlType) -> bool {
     kind(ty).is_some()
@@ -121,6 +128,8 @@ pub struct MatmulContext {
     pub(crate) blas: super::matmul_blas::BlasSlot,
     /// The one-launch decode kernels (`matvec_fused.rs`).
     pub(crate) fused: super::matvec_fused::FusedSlot,
+    /// The batched-decode tile kernels (`matmul_mmqt.rs`).
+    pub(crate) mmqt: super::matmul_mmqt::MmqtSlot,
 }
 
 impl MatmulContext {
@@ -140,6 +149,7 @@ impl MatmulContext {
             scratch: None,
             blas: Default::default(),
             fused: Default::default(),
+            mmqt: Default::default(),
         })
     }
 
@@ -442,6 +452,17 @@ pub fn matmul(
     if n_tokens == 0 || rows == 0 {
         return Ok(());
     }
+    let weight = super::matmul_mmqt::Weight {
+        w,
+        ty,
+        rows,
+        cols,
+        row_bytes,
+    };
+    let act = super::matmul_mmqt::Act::F32(x);
+    if super::matmul_mmqt::try_matmul(ctx, &weight, act, n_tokens, out, stream)? {
+        return Ok(());
+    }
     if super::matmul_blas::try_matmul(ctx, w, ty, rows, cols, x, n_tokens, out, stream)? {
         return Ok(());
     }
@@ -519,7 +540,8 @@ pub fn matmul_swiglu(
 /// Two or three quantized weights of type `ty` with `cols` columns (`ws[i]` with `rows[i]`
 /// rows: q, k and v) multiplied with the same activations `x` in one launch, `outs[i]`
 /// `[n_tokens][rows[i]]`, when the one-launch decode kernels serve them together (1..=8 tokens,
-/// activations within their shared memory). Returns `false` without doing anything otherwise:
+/// activations within their shared memory); or, where the `mmqt` tile kernels take the batch
+/// (`matmul_mmqt.rs`), with the activations quantized once and one tile launch per weight. Returns `false` without doing anything otherwise:
 /// the caller runs [`matmul`] for each (the same values up to float summation order).
 ///
 /// Errors: mismatched list lengths or buffers too small for the shapes (naming the op and
@@ -553,6 +575,23 @@ pub fn matmul_multi(
     let mut row_bytes = 0;
     for i in 0..ws.len() {
         row_bytes = check(ty, rows[i], cols, ws[i], x, n_tokens, outs[i])?;
+    }
+    let takes = |r: usize| super::matmul_mmqt::takes(ctx, ty, n_tokens, r * row_bytes);
+    if rows.iter().all(|&r| takes(r)) {
+        // Batched decode: the activations quantized once, one tile launch per weight.
+        let (aqs, ads) = ctx.quantize_rows(x, n_tokens, cols, stream)?;
+        for ((w, &r), out) in ws.iter().zip(rows).zip(outs.iter_mut()) {
+            let weight = super::matmul_mmqt::Weight {
+                w,
+                ty,
+                rows: r,
+                cols,
+                row_bytes,
+            };
+            let q8 = super::matmul_mmqt::Act::Q8_1(aqs, ads);
+            super::matmul_mmqt::try_matmul(ctx, &weight, q8, n_tokens, out, stream)?;
+        }
+        return Ok(true);
     }
     super::matvec_fused::try_matvec_multi(
         ctx, ws, rows, ty, cols, row_bytes, x, n_tokens, outs, stream,
@@ -601,8 +640,19 @@ pub fn matmul_q8_1(
     if n_tokens == 0 || rows == 0 {
         return Ok(());
     }
-    let tiled = n_tokens > MATVEC_MAX_TOKENS;
     let (aqs, ads) = q8_1_pointers(act, &layout)?;
+    let weight = super::matmul_mmqt::Weight {
+        w,
+        ty,
+        rows,
+        cols,
+        row_bytes,
+    };
+    let q8 = super::matmul_mmqt::Act::Q8_1(aqs, ads);
+    if super::matmul_mmqt::try_matmul(ctx, &weight, q8, n_tokens, out, stream)? {
+        return Ok(());
+    }
+    let tiled = n_tokens > MATVEC_MAX_TOKENS;
     if n_tokens <= MATVEC_MAX_TOKENS
         && super::matvec_fused::try_matvec_q8_1(
             ctx, w, ty, rows, cols, row_bytes, aqs, ads, n_tokens, out, stream,

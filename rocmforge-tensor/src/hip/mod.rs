@@ -15,6 +15,7 @@ pub mod embedding;
 pub mod kv;
 pub mod matmul;
 pub mod matmul_blas;
+pub mod matmul_mmqt;
 pub mod matvec_fused;
 pub mod moe;
 pub mod norm;

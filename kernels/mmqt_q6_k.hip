@@ -1,0 +1,5 @@
+// The batched-decode tile matmul (include/rf_mmqt.h) for q6_k weights: its own family, so a
+// GPU that compiles PTX at load time compiles only the weight types a model uses.
+#include "rf_mmqt.h"
+
+RF_MMQT_TYPE(q6_k, rf_q6_k)
