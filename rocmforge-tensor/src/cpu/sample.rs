@@ -19,23 +19,20 @@
 
 use std::cmp::Ordering;
 
-/// The chain's parameters for one row.
+/// The chain's parameters for one row, in chain order: penalties (`repeat_penalty` divides
+/// positive and multiplies negative logits of recent tokens, 1 = off; `presence_penalty` is
+/// subtracted once and `frequency_penalty` per occurrence, 0 = off), `top_k` (0 = off), `top_p`
+/// (1 = off), `min_p` (relative to the most likely token, 0 = off), `temperature` (<= 0: argmax).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)]
 pub struct SampleParams {
-    /// Softmax temperature; `<= 0` selects the argmax.
-    pub temperature: f32,
-    /// Keep only the `top_k` most likely tokens (0 = off).
-    pub top_k: usize,
-    /// Keep the smallest prefix whose probability reaches `top_p` (1 = off).
-    pub top_p: f32,
-    /// Drop tokens less likely than `min_p` times the most likely one (0 = off).
-    pub min_p: f32,
-    /// Divide positive / multiply negative logits of recent tokens (1 = off).
     pub repeat_penalty: f32,
-    /// Subtracted once from the logit of every recent token (0 = off).
     pub presence_penalty: f32,
-    /// Subtracted per occurrence from the logit of recent tokens (0 = off).
     pub frequency_penalty: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub temperature: f32,
 }
 
 impl SampleParams {
