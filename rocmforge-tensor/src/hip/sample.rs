@@ -184,10 +184,13 @@ pub fn sample_rows_queued(
     };
     b.wait()?;
     b.staging[..data.len()].copy_from_slice(&data);
-    // SAFETY: staging and inputs are owned by `b` with equal lengths; the pinned memory is
-    // written again only after the event recorded below has completed (`wait`, also in Drop),
-    // and the device buffer outlives the copy for the same reason.
-    unsafe { ops.stream().memcpy_htod_async(&b.staging, &mut b.inputs)? };
+    // SAFETY: staging and inputs are owned by `b` and hold at least data.len() words; the
+    // pinned memory is written again only after the event recorded below has completed
+    // (`wait`, also in Drop), and the device buffer outlives the copy for the same reason.
+    unsafe {
+        ops.stream()
+            .memcpy_htod_prefix_async(&b.staging, &mut b.inputs, data.len())?
+    };
     b.copied.record(ops.stream())?;
     b.pending = true;
     let ptr = |w: usize| b.inputs.device_ptr_at(w.min(at.len.max(1) - 1));
