@@ -38,6 +38,19 @@ fn same_len(op: &'static str, a: usize, b: usize) -> HipResult<()> {
     }
 }
 
+/// Fails unless `n` elements fit both a source of `src` and a destination of `dst` elements.
+fn prefix_fits(op: &'static str, n: usize, src: usize, dst: usize) -> HipResult<()> {
+    if n <= src && n <= dst {
+        Ok(())
+    } else {
+        Err(HipError::LengthMismatch {
+            op,
+            expected: n,
+            actual: src.min(dst),
+        })
+    }
+}
+
 impl HipStream {
     pub(crate) fn create(backend: &Arc<HipBackend>) -> HipResult<Self> {
         backend.bind()?;
@@ -106,6 +119,35 @@ impl HipStream {
         }
     }
 
+    /// Queues a host-to-device copy of the first `n` elements of `src` over the first `n` of
+    /// `dst`.
+    ///
+    /// # Safety
+    /// As [`HipStream::memcpy_htod_async`]: `src` must not be dropped or written, and `dst` not
+    /// dropped, until the stream has reached the copy.
+    pub unsafe fn memcpy_htod_prefix_async<T: DeviceRepr>(
+        &self,
+        src: &PinnedHostBuffer<T>,
+        dst: &mut DeviceBuffer<T>,
+        n: usize,
+    ) -> HipResult<()> {
+        prefix_fits("memcpy_htod_prefix_async", n, src.len(), dst.len())?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.backend.bind()?;
+        // SAFETY: n elements fit both buffers (checked); lifetimes until completion are the
+        // caller's promise.
+        unsafe {
+            result::memory::htod(
+                dst.device_ptr().0,
+                src.as_raw().cast(),
+                n * std::mem::size_of::<T>(),
+                Some(self.raw),
+            )
+        }
+    }
+
     /// Queues a copy of the first `n` elements of `src` over the first `n` of `dst` (device to
     /// device, both of this stream's device). Safe: dropping either buffer waits for the work
     /// queued before it.
@@ -115,13 +157,7 @@ impl HipStream {
         dst: &mut DeviceBuffer<T>,
         n: usize,
     ) -> HipResult<()> {
-        if n > src.len() || n > dst.len() {
-            return Err(HipError::LengthMismatch {
-                op: "memcpy_dtod_prefix",
-                expected: n,
-                actual: src.len().min(dst.len()),
-            });
-        }
+        prefix_fits("memcpy_dtod_prefix", n, src.len(), dst.len())?;
         if n == 0 {
             return Ok(());
         }

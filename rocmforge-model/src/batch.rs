@@ -6,6 +6,8 @@
 //! per sequence over that sequence's rows and cache. A decode step is a batch of one-token
 //! segments; a chunk of a prompt being prefilled is a segment of several tokens in the same step.
 
+use rocmforge_tensor::cpu::SampleRow;
+
 use crate::config::ModelConfig;
 use crate::error::ModelResult;
 use crate::generate::SequenceCache;
@@ -21,6 +23,13 @@ pub struct Segment<'c, C = KvCache> {
     pub tokens: &'c [u32],
     /// Whether the logits of the segment's last token are wanted.
     pub want_logits: bool,
+}
+
+/// A sampled step's result for one sequence: its token, and its raw logits when asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledToken {
+    pub token: u32,
+    pub logits: Option<Vec<f32>>,
 }
 
 /// A model that runs a batch of [`Segment`]s in one step. The engine's scheduler drives the
@@ -69,6 +78,31 @@ pub trait BatchModel {
             .map(|l| l.map(|l| crate::sampler::argmax(&l) as u32))
             .collect())
     }
+    /// One batched step whose wanted rows are sampled (the contract of
+    /// [`Model::forward_batch_sampled`]: `rows[j]`, `raw[j]` for the j-th segment with
+    /// `want_logits`). The default runs the chain on the host over
+    /// [`BatchModel::forward_segments`]'s logits; a model may sample where its logits are.
+    fn forward_segments_sampled(
+        &self,
+        segments: &mut [Segment<'_, Self::Cache>],
+        rows: &[SampleRow<'_>],
+        raw: &[bool],
+    ) -> ModelResult<Vec<Option<SampledToken>>> {
+        let mut j = 0;
+        let mut out = Vec::with_capacity(segments.len());
+        for l in self.forward_segments(segments)? {
+            out.push(match (l, rows.get(j)) {
+                (Some(l), Some(row)) => {
+                    let token = rocmforge_tensor::cpu::sample_row(&l, row);
+                    let logits = raw.get(j).copied().unwrap_or(false).then_some(l);
+                    j += 1;
+                    Some(SampledToken { token, logits })
+                }
+                _ => None,
+            });
+        }
+        Ok(out)
+    }
 }
 
 impl BatchModel for Model {
@@ -90,6 +124,14 @@ impl BatchModel for Model {
         segments: &mut [Segment<'_, KvCache>],
     ) -> ModelResult<Vec<Option<u32>>> {
         self.forward_batch_greedy(segments)
+    }
+    fn forward_segments_sampled(
+        &self,
+        segments: &mut [Segment<'_, KvCache>],
+        rows: &[SampleRow<'_>],
+        raw: &[bool],
+    ) -> ModelResult<Vec<Option<SampledToken>>> {
+        self.forward_batch_sampled(segments, rows, raw)
     }
     fn copy_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
         dst.copy_prefix_from(self.backend(), src, n)?;

@@ -2,9 +2,14 @@
 //!
 //! The order is llama.cpp's default chain: penalties → top-k → top-p → min-p →
 //! temperature → sample. A temperature of zero or less means greedy (argmax after
-//! the penalties).
+//! the penalties). The chain itself is rocmforge-tensor's `sample_rows` op (its CPU body,
+//! [`rocmforge_tensor::cpu::sample_row`], is the reference; a GPU runs it for a whole batch):
+//! a [`Sampler`] keeps what a sequence carries from step to step — the seeded random state and
+//! the recent tokens its penalties look at — and hands the op one row's input.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rocmforge_tensor::cpu::{SampleParams, SampleRow, sample_row};
 
 use crate::error::{ModelError, ModelResult};
 use crate::rng::SeededRng;
@@ -57,6 +62,19 @@ impl SamplingParams {
         }
     }
 
+    /// The chain's parameters (the seed and the penalty window stay with the [`Sampler`]).
+    pub fn chain(&self) -> SampleParams {
+        SampleParams {
+            repeat_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            temperature: self.temperature,
+        }
+    }
+
     /// Checks every parameter's range.
     pub fn validate(&self) -> ModelResult<()> {
         let bad = |name: &'static str, value: f32, reason: &'static str| {
@@ -101,6 +119,28 @@ pub fn argmax(x: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// One row's input to the sampling op, drawn from a [`Sampler`] for one step: the chain's
+/// parameters, the recent tokens as distinct `(token, count)` pairs (empty when no penalty is
+/// on) and the uniform of the draw (0 for greedy sampling, which draws nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleInput {
+    pub params: SampleParams,
+    pub penalties: Vec<(u32, u32)>,
+    pub u: f64,
+}
+
+impl SampleInput {
+    /// The op's row, with the grammar's allowed-token bit mask if there is one.
+    pub fn row<'a>(&'a self, allowed: Option<&'a [u32]>) -> SampleRow<'a> {
+        SampleRow {
+            params: self.params,
+            penalties: &self.penalties,
+            allowed,
+            u: self.u,
+        }
+    }
 }
 
 /// A sampling chain with its random state and the history its penalties look at.
@@ -155,73 +195,39 @@ impl Sampler {
             && (p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0)
     }
 
-    fn apply_penalties(&self, logits: &mut [f32]) {
-        let mut counts: HashMap<u32, u32> = HashMap::new();
-        for &t in &self.recent {
-            *counts.entry(t).or_insert(0) += 1;
-        }
-        let p = &self.params;
-        for (&token, &count) in &counts {
-            let Some(l) = logits.get_mut(token as usize) else {
-                continue;
-            };
-            if *l > 0.0 {
-                *l /= p.repeat_penalty;
-            } else {
-                *l *= p.repeat_penalty;
+    /// The next step's input: advances the random state by one draw unless the sampling is
+    /// greedy (temperature <= 0).
+    pub fn next_input(&mut self) -> SampleInput {
+        let penalties = if self.penalties_active() {
+            let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
+            for &t in &self.recent {
+                *counts.entry(t).or_insert(0) += 1;
             }
-            *l -= count as f32 * p.frequency_penalty + p.presence_penalty;
+            counts.into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        let u = if self.params.temperature > 0.0 {
+            self.rng.next_f64()
+        } else {
+            0.0
+        };
+        SampleInput {
+            params: self.params.chain(),
+            penalties,
+            u,
         }
     }
 
-    /// Picks the next token from `logits` (one value per vocabulary entry).
+    /// Picks the next token from `logits` (one value per vocabulary entry), on the host.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let mut logits = logits.to_vec();
-        if self.penalties_active() {
-            self.apply_penalties(&mut logits);
-        }
-        if self.params.temperature <= 0.0 {
-            return argmax(&logits) as u32;
-        }
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
-        cand = most_likely(cand, self.params.top_k);
-        if self.params.top_p < 1.0 {
-            let probs = softmax_of(&cand);
-            let mut cum = 0.0f64;
-            let mut keep = cand.len();
-            for (i, &p) in probs.iter().enumerate() {
-                cum += p;
-                if cum >= f64::from(self.params.top_p) {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            cand.truncate(keep.max(1));
-        }
-        if self.params.min_p > 0.0 {
-            if let Some(&(_, max_logit)) = cand.first() {
-                let threshold = max_logit + self.params.min_p.ln();
-                let keep = cand.iter().take_while(|c| c.1 >= threshold).count();
-                cand.truncate(keep.max(1));
-            }
-        }
-        for c in &mut cand {
-            c.1 /= self.params.temperature;
-        }
-        let probs = softmax_of(&cand);
-        let r = self.rng.next_f64();
-        let mut cum = 0.0f64;
-        for (c, p) in cand.iter().zip(&probs) {
-            cum += p;
-            if r < cum {
-                return c.0;
-            }
-        }
-        cand.last().map_or(0, |c| c.0)
+        self.sample_allowed(logits, None)
+    }
+
+    /// [`Sampler::sample`] among the tokens a grammar allows (bit `t % 32` of word `t / 32`).
+    pub fn sample_allowed(&mut self, logits: &[f32], allowed: Option<&[u32]>) -> u32 {
+        let input = self.next_input();
+        sample_row(logits, &input.row(allowed))
     }
 }
 
@@ -262,14 +268,6 @@ fn most_likely(mut cand: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f32)> {
     }
     cand.sort_by(order);
     cand
-}
-
-/// Softmax of candidate logits (already sorted descending), in f64.
-fn softmax_of(cand: &[(u32, f32)]) -> Vec<f64> {
-    let max = cand.first().map_or(0.0, |c| f64::from(c.1));
-    let exps: Vec<f64> = cand.iter().map(|c| (f64::from(c.1) - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
 }
 
 #[cfg(test)]

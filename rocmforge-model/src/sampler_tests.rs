@@ -161,8 +161,18 @@ fn invalid_parameters_are_rejected_by_name() {
     assert!(err.to_string().contains("temperature"), "{err}");
 }
 
-/// The chain with a full sort of every candidate (how `sample` worked before it selected the
-/// top-k first): the reference the partial selection must reproduce draw for draw.
+/// Softmax of candidate logits (sorted descending), in f64.
+fn softmax_of(cand: &[(u32, f32)]) -> Vec<f64> {
+    let max = cand.first().map_or(0.0, |c| f64::from(c.1));
+    let exps: Vec<f64> = cand.iter().map(|c| (f64::from(c.1) - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// The chain with a full sort of every candidate, each filter truncating the sorted list (how
+/// `sample` worked before it selected the top-k first): the kept set the op's selection must
+/// reproduce, drawn from with the canonical draw (kept tokens in ascending id, weights
+/// `exp((l - max) / T)` in f64, the first whose cumulative weight exceeds `u · sum`).
 fn full_sort_draws(params: &SamplingParams, logits: &[f32], n: usize) -> Vec<u32> {
     let mut rng = SeededRng::new(params.seed);
     (0..n)
@@ -194,15 +204,18 @@ fn full_sort_draws(params: &SamplingParams, logits: &[f32], n: usize) -> Vec<u32
                 let keep = cand.iter().take_while(|c| c.1 >= threshold).count();
                 cand.truncate(keep.max(1));
             }
-            for c in &mut cand {
-                c.1 /= params.temperature;
-            }
-            let probs = softmax_of(&cand);
-            let r = rng.next_f64();
+            let max = f64::from(cand[0].1);
+            let t = f64::from(params.temperature);
+            cand.sort_by_key(|c| c.0);
+            let w: Vec<f64> = cand
+                .iter()
+                .map(|c| ((f64::from(c.1) - max) / t).exp())
+                .collect();
+            let target = rng.next_f64() * w.iter().sum::<f64>();
             let mut cum = 0.0f64;
-            for (c, p) in cand.iter().zip(&probs) {
-                cum += p;
-                if r < cum {
+            for (c, w) in cand.iter().zip(&w) {
+                cum += w;
+                if cum > target {
                     return c.0;
                 }
             }
@@ -255,4 +268,27 @@ fn token_logprobs_are_the_log_softmax() {
         .sum();
     assert!((total - 1.0).abs() < 1e-6);
     assert_eq!(token_logprobs(&logits, 0, 99).1.len(), 5);
+}
+
+#[test]
+fn a_grammar_mask_limits_the_draw_and_greedy_after_it() {
+    // Tokens 1 and 3 allowed (bits 1 and 3): the most likely token 2 never comes.
+    let logits = [0.0f32, 1.0, 5.0, 0.5];
+    let allowed = [0b1010u32];
+    let mut s = Sampler::new(SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        seed: 4,
+        ..SamplingParams::default()
+    })
+    .unwrap();
+    let drawn: Vec<u32> = (0..200)
+        .map(|_| s.sample_allowed(&logits, Some(&allowed)))
+        .collect();
+    assert!(drawn.iter().all(|&t| t == 1 || t == 3), "{drawn:?}");
+    assert!(drawn.contains(&1) && drawn.contains(&3));
+    let mut g = Sampler::new(SamplingParams::greedy()).unwrap();
+    assert_eq!(g.sample_allowed(&logits, Some(&allowed)), 1);
 }

@@ -14,6 +14,8 @@
 
 #[path = "gpu_common/engine_check.rs"]
 mod engine_check;
+#[path = "gpu_common/sampled_step.rs"]
+mod sampled_step;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -697,6 +699,22 @@ fn main() -> ExitCode {
         }),
         ("engine_concurrent_equals_alone", |c, _| {
             engine_concurrent_equals_alone(c)
+        }),
+        ("sampled_step_on_device", |c, _| {
+            let prompts: Vec<Vec<u32>> = [
+                "The capital of France is",
+                "Write a JSON object:",
+                "Once upon a time",
+                "def fibonacci(n):",
+                "1, 2, 3,",
+                "The three primary colors are",
+                "Hello",
+                "In 1492,",
+            ]
+            .iter()
+            .map(|p| c.tok.encode(p, true, true).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+            sampled_step::sampled_step_checks(&c.gpu, &prompts)
         }),
         (
             "decode_graph_greedy_equals_launches",

@@ -50,6 +50,7 @@ pub mod lazy;
 pub mod loader;
 mod moe_ops;
 pub mod ops;
+mod sample_ops;
 pub mod tensor;
 
 pub use backend::Backend;

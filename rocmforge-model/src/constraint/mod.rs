@@ -178,6 +178,26 @@ impl Constraint {
         }
     }
 
+    /// The tokens allowed next as `ceil(vocab / 32)` bit-mask words over a model vocabulary of
+    /// `vocab` entries (bit `t % 32` of word `t / 32`), ids past the tokenizer's vocabulary
+    /// cleared: the sampling op's grammar mask, what [`Constraint::mask_logits`] applies.
+    pub fn allowed_words(&self, vocab: usize) -> Vec<u32> {
+        let words = self.mask.as_slice();
+        let mut out: Vec<u32> = (0..vocab.div_ceil(32))
+            .map(|w| words.get(w).copied().unwrap_or(0))
+            .collect();
+        let limit = self.vocab.min(vocab);
+        for (w, word) in out.iter_mut().enumerate().skip(limit / 32) {
+            let first = w * 32;
+            for b in 0..32 {
+                if first + b >= limit {
+                    *word &= !(1u32 << b);
+                }
+            }
+        }
+        out
+    }
+
     /// Whether `token` is allowed next.
     pub fn allows(&self, token: u32) -> bool {
         (token as usize) < self.vocab && self.mask.is_allowed(token)

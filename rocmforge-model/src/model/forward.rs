@@ -7,7 +7,7 @@
 use std::sync::PoisonError;
 
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::cpu::MatmulIdShape;
+use rocmforge_tensor::cpu::{MatmulIdShape, SampleRow};
 use rocmforge_tensor::{Backend, BatchKv, HeadShape, SeqKv, Tensor, ops};
 
 use super::scratch::{GraphState, Scratch};
@@ -19,28 +19,33 @@ use crate::kv_cache::KvCache;
 use crate::weights::{Ffn, LayerWeights, Mat, Vector};
 
 /// What a step returns for its wanted rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Want {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Want<'a> {
     /// `[rows][vocab]` logits.
     Logits,
     /// The argmax id of each row (computed on the backend).
     Argmax,
     /// `[rows][n_embd]` final-normed hidden states of every row (no LM head).
     Hidden,
+    /// The sampling op's id for each row (its input row by row), and for the rows marked in
+    /// the second slice their raw logits too.
+    Sample(&'a [SampleRow<'a>], &'a [bool]),
 }
 
 /// A step's result for its wanted rows.
-enum RowsOut {
+pub(super) enum RowsOut {
     Logits(Vec<f32>),
     Ids(Vec<u32>),
+    /// Sampled ids, with the raw logits of the rows that asked for them.
+    Sampled(Vec<u32>, Vec<Option<Vec<f32>>>),
 }
 
 impl RowsOut {
-    /// The logits (none for an `Ids` result, which only a `Want::Argmax` step gives).
+    /// The logits (none for an id result, which only `Want::Argmax` or `Want::Sample` gives).
     fn into_logits(self) -> Vec<f32> {
         match self {
             RowsOut::Logits(l) => l,
-            RowsOut::Ids(_) => Vec::new(),
+            RowsOut::Ids(_) | RowsOut::Sampled(..) => Vec::new(),
         }
     }
 }
@@ -127,7 +132,7 @@ impl Model {
     ) -> ModelResult<Vec<Option<u32>>> {
         let ids = match self.batch(segments, Want::Argmax)? {
             RowsOut::Ids(ids) => ids,
-            RowsOut::Logits(_) => {
+            RowsOut::Logits(_) | RowsOut::Sampled(..) => {
                 return Err(ModelError::InvalidInput(
                     "the step gave logits where ids were asked".to_string(),
                 ));
@@ -156,7 +161,11 @@ impl Model {
     }
 
     /// Runs the segments as one step; the wanted rows' logits or argmax ids, in segment order.
-    fn batch(&self, segments: &mut [Segment<'_>], want: Want) -> ModelResult<RowsOut> {
+    pub(super) fn batch(
+        &self,
+        segments: &mut [Segment<'_>],
+        want: Want<'_>,
+    ) -> ModelResult<RowsOut> {
         if segments.is_empty() {
             return Ok(RowsOut::Ids(Vec::new()));
         }
@@ -223,7 +232,7 @@ impl Model {
         positions: &[u32],
         seqs: &mut [SeqRows<'_>],
         out_rows: &[u32],
-        want: Want,
+        want: Want<'_>,
     ) -> ModelResult<RowsOut> {
         let n = tokens.len();
         let mut s = {
@@ -254,7 +263,7 @@ impl Model {
         positions: &[u32],
         seqs: &mut [SeqRows<'_>],
         out_rows: &[u32],
-        want: Want,
+        want: Want<'_>,
     ) -> ModelResult<RowsOut> {
         let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
         let file = self.plan.loader().file();
@@ -307,7 +316,7 @@ impl Model {
         for seq in seqs.iter_mut() {
             seq.cache.commit(seq.n)?;
         }
-        if want == Want::Hidden {
+        if matches!(want, Want::Hidden) {
             if w.layers.is_empty() {
                 ops::rms_norm(be, &s.x, &w.output_norm.get(), c.rms_eps, &mut s.normed)?;
             }
@@ -343,6 +352,28 @@ impl Model {
                 ops::argmax_rows(be, logits, vocab, n_out, &mut s.out_ids)?;
                 be.synchronize()?;
                 Ok(RowsOut::Ids(s.out_ids.to_vec(n_out)?))
+            }
+            Want::Sample(rows, raw) => {
+                if rows.len() != n_out || raw.len() != n_out {
+                    return Err(ModelError::InvalidInput(format!(
+                        "{} sampling rows and {} raw flags for {n_out} wanted rows",
+                        rows.len(),
+                        raw.len()
+                    )));
+                }
+                let sampled = ops::sample_rows(be, logits, vocab, rows, &mut s.out_ids)?;
+                if sampled.host_rows > 0 {
+                    tracing::debug!(
+                        rows = sampled.host_rows,
+                        "sampling rows finished on the host"
+                    );
+                }
+                let raws = raw
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| r.then(|| logits.rows_to_f32_vec(vocab, i, 1)).transpose())
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(RowsOut::Sampled(sampled.ids, raws))
             }
         }
     }

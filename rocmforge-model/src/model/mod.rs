@@ -7,6 +7,7 @@
 
 mod forward;
 mod observe;
+mod sampled;
 mod scratch;
 
 pub use observe::{MatmulObserver, MatmulSite};

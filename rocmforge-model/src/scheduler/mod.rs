@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rocmforge_gguf::GgufFile;
 
-use crate::batch::{BatchModel, Segment};
+use crate::batch::{BatchModel, SampledToken, Segment};
 use crate::embedding::Pooling;
 use crate::engine::{EngineConfig, EngineDevice, EngineRequest, LoadProgress};
 use crate::error::{ModelError, ModelResult};
@@ -319,52 +319,71 @@ impl<'t, M: BatchModel> Worker<'t, M> {
     fn step(&mut self) {
         let started = Instant::now();
         let mut budget = self.config.prefill_chunk;
-        let mut members = Vec::new();
-        let mut segments = Vec::new();
-        // Whether every sequence that samples this step decodes greedily: then the model picks
-        // the tokens where the logits are (on a GPU only the ids come back).
-        let mut greedy = true;
         let waits = self.share_live_prompts();
+        let mut plan: Vec<Part> = Vec::new();
         for (i, seq) in self.active.iter_mut().enumerate() {
             if seq.decoding {
-                greedy &= seq.is_greedy();
-                members.push(i);
-                segments.push(Segment {
-                    cache: &mut seq.cache,
-                    tokens: &seq.pending,
-                    want_logits: true,
+                plan.push(Part {
+                    seq: i,
+                    prompt: None,
+                    choose: true,
                 });
             } else if budget > 0 && !waits[i] {
                 let take = seq.prompt_left().min(budget);
                 budget -= take;
                 let from = seq.prefilled;
                 seq.prefilled += take;
-                if seq.prefilled == seq.prompt.len() {
-                    greedy &= seq.is_greedy();
-                }
-                members.push(i);
-                segments.push(Segment {
-                    cache: &mut seq.cache,
-                    tokens: &seq.prompt[from..from + take],
-                    want_logits: seq.prefilled == seq.prompt.len(),
+                plan.push(Part {
+                    seq: i,
+                    prompt: Some((from, from + take)),
+                    choose: seq.prefilled == seq.prompt.len(),
                 });
             }
+        }
+        // The sampling row of every member whose token is chosen (its random state advances
+        // here, once, even if the step is retried), sampled on the model's backend.
+        let vocab = self.model.config().vocab_size;
+        let requests: Vec<_> = plan
+            .iter()
+            .filter(|p| p.choose)
+            .map(|p| self.active[p.seq].next_sample(vocab))
+            .collect();
+        let rows: Vec<_> = requests
+            .iter()
+            .map(|r| r.input.row(r.allowed.as_deref()))
+            .collect();
+        let raw: Vec<bool> = requests.iter().map(|r| r.raw).collect();
+        let members: Vec<usize> = plan.iter().map(|p| p.seq).collect();
+        let mut segments = Vec::with_capacity(plan.len());
+        let mut planned = plan.iter().peekable();
+        for (i, seq) in self.active.iter_mut().enumerate() {
+            let Some(part) = planned.next_if(|p| p.seq == i) else {
+                continue;
+            };
+            segments.push(Segment {
+                cache: &mut seq.cache,
+                tokens: match part.prompt {
+                    Some((from, to)) => &seq.prompt[from..to],
+                    None => &seq.pending,
+                },
+                want_logits: part.choose,
+            });
         }
         let n_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
         let prompt_tokens = self.config.prefill_chunk - budget;
         #[cfg(any(test, feature = "fault-injection"))]
         let result = match self.faults.next() {
             Some(fault) => Err(fault),
-            None => run_step(&self.model, &mut segments, greedy),
+            None => run_step(&self.model, &mut segments, &rows, &raw),
         };
         #[cfg(not(any(test, feature = "fault-injection")))]
-        let result = run_step(&self.model, &mut segments, greedy);
+        let result = run_step(&self.model, &mut segments, &rows, &raw);
         // Out of memory with caches kept for prefix reuse: free them and run the step again
         // (a failed step commits nothing to the caches, so it can simply be repeated).
         let result = match result {
             Err(e) if is_out_of_memory(&e) && self.prefix.clear() > 0 => {
                 tracing::warn!(error = %e, "step out of memory: freed the prefix cache, retrying");
-                run_step(&self.model, &mut segments, greedy)
+                run_step(&self.model, &mut segments, &rows, &raw)
             }
             other => other,
         };
@@ -382,24 +401,17 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         };
         EngineMetrics::add(&self.metrics.prompt_tokens, prompt_tokens as u64);
         let mut ended: Vec<Option<Next>> = vec![None; self.active.len()];
-        // Each sequence's token: the model's (greedy) or its sampler's from the logits.
+        // Each sequence's token, sampled by the step; log-probabilities reported from the raw
+        // logits of the rows that asked for them.
         let mut chosen: Vec<Option<u32>> = vec![None; self.active.len()];
-        let mut sampled = vec![false; self.active.len()];
         for (&i, out) in members.iter().zip(&outputs) {
-            let seq = &mut self.active[i];
-            match out {
-                StepOutput::None => {}
-                StepOutput::Token(t) => chosen[i] = Some(*t),
-                StepOutput::Logits(row) => match seq.choose(row) {
-                    Ok(t) => {
-                        chosen[i] = Some(t);
-                        sampled[i] = true;
-                    }
-                    Err(next) => ended[i] = Some(next),
-                },
+            let Some(out) = out else { continue };
+            match self.active[i].chosen(out.token, out.logits.as_deref()) {
+                Ok(t) => chosen[i] = Some(t),
+                Err(next) => ended[i] = Some(next),
             }
         }
-        let grammar = advance_grammars(&mut self.active, &chosen, &sampled);
+        let grammar = advance_grammars(&mut self.active, &chosen);
         for (i, (token, grammar)) in chosen.into_iter().zip(grammar).enumerate() {
             let Some(token) = token.filter(|_| ended[i].is_none()) else {
                 if ended[i] == Some(Next::Cancelled) {
@@ -409,11 +421,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             };
             let seq = &mut self.active[i];
             let before = seq.generated();
-            let next = if sampled[i] {
-                seq.take(token, grammar)
-            } else {
-                seq.on_token(token)
-            };
+            let next = seq.take(token, grammar);
             let new = seq.generated() - before;
             EngineMetrics::add(&self.metrics.generated_tokens, new as u64);
             match next {
@@ -472,14 +480,13 @@ impl<'t, M: BatchModel> Worker<'t, M> {
 fn advance_grammars<C: SequenceCache>(
     active: &mut [Sequence<'_, C>],
     chosen: &[Option<u32>],
-    sampled: &[bool],
 ) -> Vec<ModelResult<()>> {
     use rayon::prelude::*;
     let mut steps: Vec<(usize, &mut crate::constraint::Constraint, u32)> = active
         .iter_mut()
         .enumerate()
         .filter_map(|(i, seq)| {
-            let token = chosen[i].filter(|_| sampled[i])?;
+            let token = chosen[i]?;
             seq.grammar_step(token).map(|c| (i, c, token))
         })
         .collect();
@@ -501,35 +508,23 @@ fn advance_grammars<C: SequenceCache>(
     all
 }
 
-/// What a step gave one sequence.
-enum StepOutput {
-    /// Nothing (a prompt chunk before the last).
-    None,
-    /// The logits of its last token, for its sampler.
-    Logits(Vec<f32>),
-    /// Its next token, chosen greedily by the model.
-    Token(u32),
+/// One member's part of a step: its sequence (index into the active list), the prompt range
+/// it prefills (none when decoding) and whether its next token is chosen this step.
+struct Part {
+    seq: usize,
+    prompt: Option<(usize, usize)>,
+    choose: bool,
 }
 
-/// Runs one batched step: greedily (token ids) or for the samplers (logits).
+/// Runs one batched step; per segment with wanted logits, its sampled token (`rows[j]`,
+/// `raw[j]` for the j-th such segment).
 fn run_step<M: BatchModel>(
     model: &M,
     segments: &mut [Segment<'_, M::Cache>],
-    greedy: bool,
-) -> ModelResult<Vec<StepOutput>> {
-    Ok(if greedy {
-        model
-            .forward_segments_greedy(segments)?
-            .into_iter()
-            .map(|t| t.map_or(StepOutput::None, StepOutput::Token))
-            .collect()
-    } else {
-        model
-            .forward_segments(segments)?
-            .into_iter()
-            .map(|l| l.map_or(StepOutput::None, StepOutput::Logits))
-            .collect()
-    })
+    rows: &[rocmforge_tensor::cpu::SampleRow<'_>],
+    raw: &[bool],
+) -> ModelResult<Vec<Option<SampledToken>>> {
+    model.forward_segments_sampled(segments, rows, raw)
 }
 
 /// Whether a failed step ran out of device memory.

@@ -5,7 +5,7 @@ use crate::constraint::Constraint;
 use crate::engine::{EngineEvent, EventSink, TokenLogprob, TopLogprob, Usage};
 use crate::generate::FinishReason;
 use crate::generate::SequenceCache;
-use crate::sampler::Sampler;
+use crate::sampler::{SampleInput, Sampler};
 use crate::stop::StopMatcher;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -32,6 +32,14 @@ pub(crate) struct Sequence<'t, C> {
     logprobs: Option<usize>,
     /// The grammar the output must match, if any.
     constraint: Option<Constraint>,
+}
+
+/// One sequence's row of a step's sampling (see [`Sequence::next_sample`]).
+#[derive(Debug, Clone)]
+pub(crate) struct SampleRequest {
+    pub input: SampleInput,
+    pub allowed: Option<Vec<u32>>,
+    pub raw: bool,
 }
 
 /// What a sequence does after a token.
@@ -122,20 +130,24 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         }
     }
 
-    /// Samples the next token from `logits` (masked by the sequence's grammar, if any) and
-    /// reports its log-probability; `Err` when the client is gone. The token is then taken
-    /// with [`Sequence::take`], after [`Sequence::grammar_step`]'s constraint (if any) has
-    /// consumed it — a step that the worker runs for all sequences in parallel.
-    pub fn choose(&mut self, logits: &[f32]) -> Result<u32, Next> {
-        let token = match &self.constraint {
-            Some(c) => {
-                let mut masked = logits.to_vec();
-                c.mask_logits(&mut masked);
-                self.sampler.sample(&masked)
-            }
-            None => self.sampler.sample(logits),
-        };
-        if let Some(top) = self.logprobs {
+    /// The input of this step's sampling row: the sampler's (advancing its random state), the
+    /// grammar's allowed tokens over a model vocabulary of `vocab` entries (constrained
+    /// sequences only), and whether the step must also return the raw logits (to report
+    /// log-probabilities).
+    pub fn next_sample(&mut self, vocab: usize) -> SampleRequest {
+        SampleRequest {
+            input: self.sampler.next_input(),
+            allowed: self.constraint.as_ref().map(|c| c.allowed_words(vocab)),
+            raw: self.logprobs.is_some(),
+        }
+    }
+
+    /// Receives the token the step sampled for this sequence and reports its log-probability
+    /// from the raw `logits` when asked for; `Err` when the client is gone. The token is then
+    /// taken with [`Sequence::take`], after [`Sequence::grammar_step`]'s constraint (if any)
+    /// has consumed it — a step that the worker runs for all sequences in parallel.
+    pub fn chosen(&mut self, token: u32, logits: Option<&[f32]>) -> Result<u32, Next> {
+        if let (Some(top), Some(logits)) = (self.logprobs, logits) {
             if !self.tokenizer.is_eog(token) && !self.send_logprob(logits, token, top) {
                 return Err(Next::Cancelled);
             }
@@ -152,7 +164,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         self.constraint.as_mut()
     }
 
-    /// Takes `token` chosen by [`Sequence::choose`], with the outcome of its constraint's
+    /// Takes `token` received by [`Sequence::chosen`], with the outcome of its constraint's
     /// step (`Ok` when there was none).
     pub fn take(&mut self, token: u32, grammar: crate::error::ModelResult<()>) -> Next {
         if let Err(e) = grammar {
@@ -182,13 +194,6 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
                 .collect(),
         };
         self.sink.send(EngineEvent::Logprob(event))
-    }
-
-    /// Whether the model may choose the sequence's next token as the argmax of its logits
-    /// ([`Sequence::on_token`] instead of [`Sequence::choose`]): greedy sampling, no
-    /// log-probabilities to report and no grammar to mask with (those need the logits).
-    pub fn is_greedy(&self) -> bool {
-        self.logprobs.is_none() && self.constraint.is_none() && self.sampler.is_greedy()
     }
 
     /// Takes `token` as the sequence's next token (chosen by its sampler or, for a greedy

@@ -21,6 +21,7 @@ mod moe;
 mod norm;
 pub mod quantize_act;
 mod rope;
+mod sample;
 mod softmax;
 mod weight;
 
@@ -33,5 +34,6 @@ pub use matmul::{matmul, matmul_f32_reference, matmul_portable};
 pub use moe::{MIN_WEIGHT_SUM, MatmulIdShape, matmul_id, moe_route, moe_weighted_sum};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{RopeMode, RopeParams, YarnParams, rope, rope_with_freq_factors};
+pub use sample::{SampleParams, SampleRow, prepared_logits, sample_row};
 pub use softmax::{argmax, softmax, top_k};
 pub use weight::WeightView;

@@ -22,6 +22,7 @@ pub mod norm;
 pub mod q8_1_act;
 pub mod quantize_act;
 pub mod rope;
+pub mod sample;
 pub mod softmax;
 
 use std::collections::HashMap;
@@ -42,6 +43,8 @@ pub struct HipOps {
     matmul: Mutex<Option<matmul::MatmulContext>>,
     /// Per-split partial results of the decode attention (`batch_kv.rs`), grown on demand.
     attention_partials: Mutex<Option<rocmforge_hip::DeviceBuffer<f32>>>,
+    /// Inputs and working copy of `sample_rows` (`sample.rs`), grown on demand.
+    sample: Mutex<Option<sample::SampleBuffers>>,
 }
 
 impl HipOps {
@@ -53,6 +56,7 @@ impl HipOps {
             functions: Mutex::new(HashMap::new()),
             matmul: Mutex::new(None),
             attention_partials: Mutex::new(None),
+            sample: Mutex::new(None),
         })
     }
 

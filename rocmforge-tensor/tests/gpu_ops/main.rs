@@ -20,6 +20,7 @@ mod loader;
 mod moe;
 mod norm;
 mod rope;
+mod sample;
 mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -47,6 +48,8 @@ const TESTS: &[(&str, TestFn)] = &[
     ("ragged_batch_kv_append_attention", batch_kv::ragged_batch),
     ("copy_rows_f16", batch_kv::copy_rows),
     ("argmax_top_k", argmax::argmax_and_top_k),
+    ("sample_rows_vs_cpu_chain", sample::sample_rows),
+    ("sample_rows_finish_on_host", sample::finish_on_host_flag),
     ("add_rms_norm_q8_1", decode_fused::add_rms_norm_q8_1),
     ("silu_mul_q8_1", decode_fused::silu_mul_q8_1),
     (

@@ -1,0 +1,56 @@
+//! [`Model::forward_batch_sampled`]: a batched step whose wanted rows are sampled on the
+//! backend right after the LM head (rocmforge-tensor's `sample_rows`), so a GPU step hands
+//! back token ids, not `[vocab]` logits per sequence.
+
+use rocmforge_tensor::cpu::SampleRow;
+
+use super::Model;
+use super::forward::{RowsOut, Want};
+use crate::batch::{SampledToken, Segment};
+use crate::error::{ModelError, ModelResult};
+
+impl Model {
+    /// One step over `segments`; per segment with `want_logits`, in order, the token the
+    /// sampling chain picks from its last token's logits with `rows[j]` (penalties, filters,
+    /// grammar mask, uniform), plus those raw logits where `raw[j]` is set (log-probabilities).
+    /// A step whose rows are all plain greedy and want no logits takes the argmax kernel.
+    pub fn forward_batch_sampled(
+        &self,
+        segments: &mut [Segment<'_>],
+        rows: &[SampleRow<'_>],
+        raw: &[bool],
+    ) -> ModelResult<Vec<Option<SampledToken>>> {
+        let plain = |r: &SampleRow<'_>| {
+            let p = &r.params;
+            p.temperature <= 0.0 && r.penalties.is_empty() && r.allowed.is_none()
+        };
+        let (ids, mut raws) = if rows.iter().all(plain) && !raw.contains(&true) {
+            match self.batch(segments, Want::Argmax)? {
+                RowsOut::Ids(ids) => (ids, Vec::new()),
+                _ => return Err(unexpected()),
+            }
+        } else {
+            match self.batch(segments, Want::Sample(rows, raw))? {
+                RowsOut::Sampled(ids, raws) => (ids, raws),
+                // An empty batch.
+                RowsOut::Ids(ids) if ids.is_empty() => (ids, Vec::new()),
+                _ => return Err(unexpected()),
+            }
+        };
+        raws.resize_with(ids.len(), || None);
+        let mut out = ids.into_iter().zip(raws);
+        Ok(segments
+            .iter()
+            .map(|seg| {
+                seg.want_logits
+                    .then(|| out.next())
+                    .flatten()
+                    .map(|(token, logits)| SampledToken { token, logits })
+            })
+            .collect())
+    }
+}
+
+fn unexpected() -> ModelError {
+    ModelError::InvalidInput("the sampled step gave another kind of result".to_string())
+}
