@@ -41,10 +41,26 @@ pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
         n_rot: c.n_rot,
         freq_base: c.rope_freq_base,
         freq_scale,
-        mode: match c.arch.rope_style() {
-            RopeStyle::Adjacent => RopeMode::Normal,
-            RopeStyle::HalfSplit => RopeMode::Neox,
-        },
+        mode: rope_mode(c),
         yarn,
     }
+}
+
+fn rope_mode(c: &ModelConfig) -> RopeMode {
+    match c.arch.rope_style() {
+        RopeStyle::Adjacent => RopeMode::Normal,
+        RopeStyle::HalfSplit => RopeMode::Neox,
+    }
+}
+
+/// The RoPE of the sliding-window (local) layers, when the model has some: their own base, never
+/// rescaled (as llama.cpp's `rope_freq_base_train_swa` / `rope_freq_scale_train_swa` for gemma3).
+pub(crate) fn rope_params_local(c: &ModelConfig) -> Option<RopeParams> {
+    c.swa.as_ref().map(|s| RopeParams {
+        n_rot: c.n_rot,
+        freq_base: s.rope_freq_base,
+        freq_scale: 1.0,
+        mode: rope_mode(c),
+        yarn: None,
+    })
 }
