@@ -42,6 +42,16 @@ RF_KERNEL(256) void gelu_mul_f32(const float* gate, const float* up, float* out,
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) out[i] = ew_gelu(gate[i]) * up[i];
 }
 
+// Attention temperature (llama 4 / mistral3): row r of q (width values) times
+// ln(floor(pos[r] / floor_len) + 1) * scale + 1.
+RF_KERNEL(256) void attn_temp_f32(float* q, const rf_u32* pos, rf_u32 width, rf_u32 n, float scale,
+                                  rf_u32 floor_len) {
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
+        const rf_u32 p = pos[i / width];
+        q[i] = q[i] * (rf_logf((float)(p / floor_len) + 1.0f) * scale + 1.0f);
+    }
+}
+
 // a[i] = cap * tanh(a[i] / cap) (final logit soft-capping, as ggml: scale by 1/cap, tanh, scale)
 RF_KERNEL(256) void softcap_f32(float* a, float cap, rf_u32 n) {
     const float inv = 1.0f / cap;

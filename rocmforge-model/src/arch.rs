@@ -22,6 +22,10 @@ pub enum Architecture {
     /// bases, q/k norms, norms after attention and after the MLP, embeddings scaled by
     /// `sqrt(n_embd)`, GeGLU (tanh GELU) MLP, tied output, NeoX RoPE.
     Gemma3,
+    /// Mistral 3 (Ministral 3, text): llama's blocks with YaRN RoPE (its beta and log-multiplier
+    /// keys read) and, when the file has `attention.temperature_scale`, queries scaled per
+    /// position (llama 4's attention temperature).
+    Mistral3,
 }
 
 /// How RoPE pairs up the dimensions of a head.
@@ -35,8 +39,9 @@ pub enum RopeStyle {
 
 impl Architecture {
     /// Every architecture name accepted in `general.architecture`.
-    pub const SUPPORTED: [&'static str; 6] =
-        ["llama", "qwen2", "qwen3", "glm4", "qwen3moe", "gemma3"];
+    pub const SUPPORTED: [&'static str; 7] = [
+        "llama", "qwen2", "qwen3", "glm4", "qwen3moe", "gemma3", "mistral3",
+    ];
 
     /// Parses `general.architecture`; an unknown name is an error listing the supported ones.
     pub fn from_name(name: &str) -> ModelResult<Self> {
@@ -47,6 +52,7 @@ impl Architecture {
             "glm4" => Ok(Self::Glm4),
             "qwen3moe" => Ok(Self::Qwen3Moe),
             "gemma3" => Ok(Self::Gemma3),
+            "mistral3" => Ok(Self::Mistral3),
             other => Err(ModelError::UnsupportedArchitecture {
                 name: other.to_string(),
                 supported: Self::SUPPORTED.join(", "),
@@ -63,13 +69,14 @@ impl Architecture {
             Self::Glm4 => "glm4",
             Self::Qwen3Moe => "qwen3moe",
             Self::Gemma3 => "gemma3",
+            Self::Mistral3 => "mistral3",
         }
     }
 
     /// The RoPE pairing this architecture uses (as llama.cpp's `llama_model_rope_type`).
     pub fn rope_style(self) -> RopeStyle {
         match self {
-            Self::Llama | Self::Glm4 => RopeStyle::Adjacent,
+            Self::Llama | Self::Glm4 | Self::Mistral3 => RopeStyle::Adjacent,
             Self::Qwen2 | Self::Qwen3 | Self::Qwen3Moe | Self::Gemma3 => RopeStyle::HalfSplit,
         }
     }
@@ -92,6 +99,13 @@ impl Architecture {
     /// Whether the MLP's gate goes through GELU (tanh approximation) instead of SiLU.
     pub fn gelu_gate(self) -> bool {
         matches!(self, Self::Gemma3)
+    }
+
+    /// Whether the file's YaRN tuning keys (`rope.scaling.yarn_beta_fast`, `yarn_beta_slow`,
+    /// `yarn_log_multiplier`) and attention temperature are read (llama.cpp reads them per
+    /// architecture).
+    pub fn reads_yarn_tuning(self) -> bool {
+        matches!(self, Self::Mistral3)
     }
 
     /// Whether some layers may attend over a sliding window (`attention.sliding_window`).
@@ -146,5 +160,6 @@ mod tests {
         assert_eq!(Architecture::Glm4.rope_style(), RopeStyle::Adjacent);
         assert_eq!(Architecture::Qwen3Moe.rope_style(), RopeStyle::HalfSplit);
         assert_eq!(Architecture::Gemma3.rope_style(), RopeStyle::HalfSplit);
+        assert_eq!(Architecture::Mistral3.rope_style(), RopeStyle::Adjacent);
     }
 }

@@ -21,6 +21,12 @@ pub enum RopeScaling {
         factor: f32,
         /// The context length the model was trained with.
         original_context: u32,
+        /// Rotations where the ramp starts (`rope.scaling.yarn_beta_fast`, default 32).
+        beta_fast: f32,
+        /// Rotations where it ends (`rope.scaling.yarn_beta_slow`, default 1).
+        beta_slow: f32,
+        /// `rope.scaling.yarn_log_multiplier` (`mscale_all_dim`; 0: none).
+        log_mul: f32,
     },
 }
 
@@ -48,6 +54,17 @@ pub struct SlidingWindow {
     /// RoPE base of the local layers (`{arch}.rope.freq_base_swa`, else 10 000); their RoPE is
     /// never rescaled (the file's scaling applies to the global layers).
     pub rope_freq_base: f32,
+}
+
+/// Llama 4's attention temperature (mistral3): queries at position `p` scaled by
+/// `ln(floor(p / floor) + 1) * scale + 1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnTemperature {
+    /// `{arch}.attention.temperature_scale`.
+    pub scale: f32,
+    /// Positions per step of the temperature: the YaRN original context
+    /// (`rope.scaling.original_context_length`, else the training context).
+    pub floor: u32,
 }
 
 /// Largest expert count accepted (the device router's limit; real models have at most 256).
@@ -94,6 +111,8 @@ pub struct ModelConfig {
     pub embd_scale: Option<f32>,
     /// Final logit soft-capping `cap * tanh(logit / cap)` (`{arch}.final_logit_softcapping`).
     pub final_logit_softcap: Option<f32>,
+    /// Attention temperature (mistral3 files with `attention.temperature_scale`).
+    pub attn_temperature: Option<AttnTemperature>,
 }
 
 fn key(arch: Architecture, suffix: &str) -> String {
@@ -177,9 +196,23 @@ fn rope_scaling(md: &Metadata, arch: Architecture) -> ModelResult<RopeScaling> {
         }
         "yarn" => {
             let orig_key = key(arch, "rope.scaling.original_context_length");
+            let tuning = |suffix: &str, default: f32| -> ModelResult<f32> {
+                if !arch.reads_yarn_tuning() {
+                    return Ok(default);
+                }
+                let k = key(arch, suffix);
+                match md.opt_f32(&k)? {
+                    None => Ok(default),
+                    Some(v) if v.is_finite() => Ok(v),
+                    Some(v) => Err(invalid(&k, format!("{v} is not a number"))),
+                }
+            };
             Ok(RopeScaling::Yarn {
                 factor: checked_factor()?,
                 original_context: md.get_u32(&orig_key)?,
+                beta_fast: tuning("rope.scaling.yarn_beta_fast", 32.0)?,
+                beta_slow: tuning("rope.scaling.yarn_beta_slow", 1.0)?,
+                log_mul: tuning("rope.scaling.yarn_log_multiplier", 0.0)?,
             })
         }
         other => Err(invalid(
@@ -296,6 +329,32 @@ fn sliding_window(
     }))
 }
 
+/// The attention temperature of an architecture that reads it, when the file sets a non-zero
+/// scale (llama.cpp: the floor is `n_ctx_orig_yarn`, which must not be 0).
+fn attn_temperature(
+    md: &Metadata,
+    arch: Architecture,
+    context_length: usize,
+) -> ModelResult<Option<AttnTemperature>> {
+    if !arch.reads_yarn_tuning() {
+        return Ok(None);
+    }
+    let scale_key = key(arch, "attention.temperature_scale");
+    let scale = match md.opt_f32(&scale_key)? {
+        None | Some(0.0) => return Ok(None),
+        Some(s) if s.is_finite() => s,
+        Some(s) => return Err(invalid(&scale_key, format!("{s} is not a number"))),
+    };
+    let orig_key = key(arch, "rope.scaling.original_context_length");
+    let floor = match optional_usize(md, &orig_key)? {
+        Some(v) => v,
+        None => context_length,
+    };
+    let floor = u32::try_from(positive(&orig_key, floor)?)
+        .map_err(|_| invalid(&orig_key, format!("{floor} does not fit in 32 bits")))?;
+    Ok(Some(AttnTemperature { scale, floor }))
+}
+
 /// Largest array of per-layer flags accepted (llama.cpp's `LLAMA_MAX_LAYERS`).
 pub const MAX_LAYER_FLAGS: usize = 512;
 
@@ -384,6 +443,7 @@ impl ModelConfig {
             Some(c) if c.is_finite() && c > 0.0 => Some(c),
             Some(c) => return Err(invalid(&softcap_key, format!("{c} is not positive"))),
         };
+        let attn_temperature = attn_temperature(md, arch, context_length)?;
         Ok(Self {
             arch,
             n_layers,
@@ -404,6 +464,7 @@ impl ModelConfig {
             attn_scale: arch.attention_scale(n_layers, n_embd, n_heads, head_dim),
             embd_scale: arch.scales_embedding().then(|| (n_embd as f32).sqrt()),
             final_logit_softcap,
+            attn_temperature,
         })
     }
 

@@ -21,18 +21,22 @@ pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
     let (freq_scale, yarn) = match c.rope_scaling {
         RopeScaling::None => (1.0, None),
         RopeScaling::Linear { factor } => (1.0 / factor, None),
-        // llama.cpp's defaults for YaRN: full ramp, beta 32 / 1, attention factor 1
-        // (ggml adds the 0.1·ln(factor) magnitude correction itself).
+        // llama.cpp's YaRN: full ramp, betas from the file (32 / 1 by default); its attention
+        // factor cancels the 0.1·ln(factor) magnitude correction ggml adds itself, and with a
+        // log multiplier m becomes mscale(f, 1) / mscale(f, m) / (1 + 0.1·ln f).
         RopeScaling::Yarn {
             factor,
             original_context,
+            beta_fast,
+            beta_slow,
+            log_mul,
         } => (
             1.0 / factor,
             Some(YarnParams {
                 ext_factor: 1.0,
-                attn_factor: 1.0,
-                beta_fast: 32.0,
-                beta_slow: 1.0,
+                attn_factor: yarn_attn_factor(factor, log_mul),
+                beta_fast,
+                beta_slow,
                 n_ctx_orig: original_context,
             }),
         ),
@@ -44,6 +48,23 @@ pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
         mode: rope_mode(c),
         yarn,
     }
+}
+
+/// llama.cpp's `yarn_attn_factor` (llama-context.cpp) for a YaRN factor and log multiplier.
+fn yarn_attn_factor(factor: f32, log_mul: f32) -> f32 {
+    let mscale = |m: f32| {
+        if factor <= 1.0 {
+            1.0
+        } else {
+            0.1 * m * factor.ln() + 1.0
+        }
+    };
+    let f = if log_mul != 0.0 {
+        mscale(1.0) / mscale(log_mul)
+    } else {
+        mscale(1.0)
+    };
+    f * (1.0 / (1.0 + 0.1 * factor.ln()))
 }
 
 fn rope_mode(c: &ModelConfig) -> RopeMode {

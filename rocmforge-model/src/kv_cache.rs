@@ -186,6 +186,7 @@ mod tests {
             attn_scale: 0.5,
             embd_scale: None,
             final_logit_softcap: None,
+            attn_temperature: None,
         }
     }
 

@@ -296,3 +296,67 @@ fn gemma3_62_blocks_scale_scores_by_the_embedding_per_head() {
     let c = ModelConfig::from_gguf(&gemma3_file(62, &[])).unwrap();
     assert_eq!(c.attn_scale, 0.25);
 }
+
+#[test]
+fn mistral3_reads_yarn_tuning_and_attention_temperature() {
+    let f = MetadataValue::F32;
+    let c = ModelConfig::from_gguf(&file_with(
+        "mistral3",
+        &[
+            (
+                "mistral3.rope.scaling.type",
+                MetadataValue::String("yarn".into()),
+            ),
+            ("mistral3.rope.scaling.factor", f(16.0)),
+            (
+                "mistral3.rope.scaling.original_context_length",
+                MetadataValue::U32(16_384),
+            ),
+            ("mistral3.rope.scaling.yarn_beta_fast", f(32.0)),
+            ("mistral3.rope.scaling.yarn_beta_slow", f(1.0)),
+            ("mistral3.rope.scaling.yarn_log_multiplier", f(1.0)),
+            ("mistral3.attention.temperature_scale", f(0.1)),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(c.arch, Architecture::Mistral3);
+    assert_eq!(
+        c.rope_scaling,
+        RopeScaling::Yarn {
+            factor: 16.0,
+            original_context: 16_384,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            log_mul: 1.0,
+        }
+    );
+    let t = c.attn_temperature.unwrap();
+    assert_eq!((t.scale, t.floor), (0.1, 16_384));
+    // Without the scale key: no temperature; llama's YaRN keeps the defaults (its keys unread).
+    let c = ModelConfig::from_gguf(&file_with("mistral3", &[])).unwrap();
+    assert!(c.attn_temperature.is_none());
+    let c = ModelConfig::from_gguf(&file_with(
+        "llama",
+        &[
+            (
+                "llama.rope.scaling.type",
+                MetadataValue::String("yarn".into()),
+            ),
+            ("llama.rope.scaling.factor", f(4.0)),
+            (
+                "llama.rope.scaling.original_context_length",
+                MetadataValue::U32(64),
+            ),
+            ("llama.rope.scaling.yarn_beta_fast", f(8.0)),
+        ],
+    ))
+    .unwrap();
+    assert!(matches!(
+        c.rope_scaling,
+        RopeScaling::Yarn {
+            beta_fast: 32.0,
+            log_mul: 0.0,
+            ..
+        }
+    ));
+}

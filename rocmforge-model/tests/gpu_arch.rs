@@ -4,7 +4,8 @@
 //! qwen3moe (a router and 8 Q8_0 experts, 2 used per token: routing and the expert matvec on
 //! the device) and gemma3 (a local layer with a 3-key sliding window and its own RoPE base, a
 //! global layer with linear RoPE scaling, q/k and post norms, scaled embeddings, GeGLU, tied
-//! output, final logit soft-capping)
+//! output, final logit soft-capping) and mistral3 (YaRN with its beta and log-multiplier keys,
+//! the attention temperature growing every 4 positions)
 //! run by [`Model`] on the GPU — prefill, decode and a ragged batch — against the same `Model`
 //! on the CPU backend; and the device-memory limits: a model that cannot fit fails before any
 //! upload, and the KV cache is capped to the free memory instead of failing.
@@ -147,6 +148,21 @@ fn tiny(arch: &str) -> Vec<u8> {
         w.add_metadata(&format!("{arch}.expert_count"), u(EXPERTS));
         w.add_metadata(&format!("{arch}.expert_used_count"), u(EXPERTS_USED));
         w.add_metadata(&format!("{arch}.expert_feed_forward_length"), u(FF_EXP));
+    }
+    if arch == "mistral3" {
+        let f = MetadataValue::F32;
+        w.add_metadata(
+            &format!("{arch}.rope.scaling.type"),
+            MetadataValue::String("yarn".into()),
+        );
+        w.add_metadata(&format!("{arch}.rope.scaling.factor"), f(4.0));
+        w.add_metadata(
+            &format!("{arch}.rope.scaling.original_context_length"),
+            u(4),
+        );
+        w.add_metadata(&format!("{arch}.rope.scaling.yarn_beta_fast"), f(16.0));
+        w.add_metadata(&format!("{arch}.rope.scaling.yarn_log_multiplier"), f(1.0));
+        w.add_metadata(&format!("{arch}.attention.temperature_scale"), f(0.5));
     }
     if arch == "gemma3" {
         // Layer 0 local (3 keys, base 20 000), layer 1 global (base 1e6, linear scaling 4);
@@ -303,7 +319,7 @@ fn memory_limits() -> Check {
 
 fn main() -> ExitCode {
     type Test = fn() -> Check;
-    let tests: [(&str, Test); 7] = [
+    let tests: [(&str, Test); 8] = [
         ("llama_tied_output_matches_cpu", || {
             arch_matches_cpu("llama")
         }),
@@ -317,6 +333,9 @@ fn main() -> ExitCode {
         }),
         ("gemma3_sliding_window_geglu_softcap_match_cpu", || {
             arch_matches_cpu("gemma3")
+        }),
+        ("mistral3_yarn_temperature_match_cpu", || {
+            arch_matches_cpu("mistral3")
         }),
         ("memory_limits", memory_limits),
     ];

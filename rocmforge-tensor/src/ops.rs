@@ -223,6 +223,39 @@ fn gated(
     }
 }
 
+/// Attention temperature (llama 4 / mistral3): each row `r` of `q` (`width` values) times
+/// `ln(floor(positions[r] / floor_len) + 1) * scale + 1`.
+pub fn attn_temperature(
+    be: &Backend,
+    q: &mut Tensor,
+    positions: &Ids,
+    width: usize,
+    scale: f32,
+    floor_len: u32,
+) -> TensorResult<()> {
+    const OP: &str = "attn_temperature";
+    match (be, positions) {
+        (Backend::Cpu, Ids::Cpu(p)) => {
+            let q = q.cpu_f32_mut(OP)?;
+            if width == 0 || q.len() % width != 0 || p.len() < q.len() / width || floor_len == 0 {
+                return Err(shape_err(
+                    OP,
+                    format!("{} values, rows of {width}, {} positions", q.len(), p.len()),
+                ));
+            }
+            cpu::attn_temperature(q, p, width, scale, floor_len);
+            Ok(())
+        }
+        (Backend::Hip(ops), Ids::Hip(p)) => {
+            hip::elementwise::attn_temperature(ops, q.hip_mut(OP)?, p, width, scale, floor_len)
+        }
+        _ => Err(TensorError::Backend {
+            op: OP,
+            what: "q and positions on different backends".to_string(),
+        }),
+    }
+}
+
 /// `a = cap * tanh(a / cap)` element-wise (final logit soft-capping).
 pub fn softcap(be: &Backend, a: &mut Tensor, cap: f32) -> TensorResult<()> {
     const OP: &str = "softcap";

@@ -518,6 +518,9 @@ impl Model {
             rope,
             kv,
         )?;
+        if let Some(t) = c.attn_temperature {
+            ops::attn_temperature(be, &mut s.q, &s.positions, c.q_dim(), t.scale, t.floor)?;
+        }
         ops::attention_batch(be, il, &s.q, kv, &shape, &mut s.attn)?;
         ops::matmul(be, &l.o.get(file), &s.attn, n, &mut s.proj)?;
         if let Some(post) = &l.post_attn_norm {

@@ -68,6 +68,27 @@ pub fn gelu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Attention temperature as llama.cpp computes it (in f64 on the host): each row `r` of `q`
+/// (`width` values) times `ln(floor(positions[r] / floor_len) + 1) * scale + 1`.
+pub fn attn_temperature(
+    q: &mut [f32],
+    positions: &[u32],
+    width: usize,
+    scale: f32,
+    floor_len: u32,
+) {
+    if width == 0 || floor_len == 0 {
+        return;
+    }
+    for (row, &p) in q.chunks_exact_mut(width).zip(positions) {
+        let f = (f64::from(p / floor_len) + 1.0).ln() * f64::from(scale) + 1.0;
+        let f = f as f32;
+        for x in row.iter_mut() {
+            *x *= f;
+        }
+    }
+}
+
 /// Soft-capping: `a[i] = cap * tanh(a[i] / cap)` (ggml's order: scale by `1 / cap`, tanh, scale
 /// by `cap`).
 pub fn softcap(a: &mut [f32], cap: f32) {

@@ -77,6 +77,48 @@ pub fn softcap(ops: &HipOps, a: &mut DeviceTensor, cap: f32) -> TensorResult<()>
     scalar_in_place(ops, "softcap", "softcap_f32", a, cap)
 }
 
+/// Attention temperature: each row `r` of `q` (`width` values) times
+/// `ln(floor(positions[r] / floor_len) + 1) * scale + 1`.
+pub fn attn_temperature(
+    ops: &HipOps,
+    q: &mut DeviceTensor,
+    positions: &rocmforge_hip::DeviceBuffer<u32>,
+    width: usize,
+    scale: f32,
+    floor_len: u32,
+) -> TensorResult<()> {
+    const OP: &str = "attn_temperature";
+    let n = q.n_elements();
+    check_f32(OP, "q", q, n)?;
+    check_device(OP, ops, q)?;
+    if width == 0 || n % width != 0 || positions.len() < n / width || floor_len == 0 {
+        return Err(crate::error::TensorError::Shape {
+            op: OP,
+            what: format!(
+                "{n} values in rows of {width} with {} positions (floor {floor_len})",
+                positions.len()
+            ),
+        });
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "attn_temp_f32")?;
+    let (pq, pp) = (q.device_ptr(), positions.device_ptr());
+    let (w32, n32) = (to_u32(OP, "width", width)?, to_u32(OP, "n", n)?);
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pq)
+        .arg(&pp)
+        .arg(&w32)
+        .arg(&n32)
+        .arg(&scale)
+        .arg(&floor_len);
+    // SAFETY: (float*, const u32*, u32, u32, float, u32) matches attn_temp_f32; q holds n f32,
+    // positions at least n / width u32 (checked), floor_len > 0.
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
+}
+
 /// `out[i] = silu(gate[i]) * up[i]`.
 pub fn silu_mul(
     ops: &HipOps,

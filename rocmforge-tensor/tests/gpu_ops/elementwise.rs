@@ -1,4 +1,5 @@
-//! add, mul, scale, silu·mul, gelu·mul, gelu, the soft cap and softmax: GPU against CPU.
+//! add, mul, scale, silu·mul, gelu·mul, gelu, the soft cap, the attention temperature and
+//! softmax: GPU against CPU.
 
 use rocmforge_tensor::{Backend, Tensor, TensorResult, ops};
 
@@ -81,6 +82,17 @@ pub fn silu_mul_and_gelu(ctx: &Ctx) -> Result<(), String> {
             t.to_f32_vec()
         })?;
         ctx.check("softcap 5", &format!("n={n}"), &c, &g, F32_BOUND)?;
+        // Attention temperature: rows of 8 values, positions across several steps of 3.
+        if n % 8 == 0 {
+            let positions: Vec<u32> = (0..n as u32 / 8).map(|r| r * 5 % 97).collect();
+            let (c, g) = both(ctx, |be| {
+                let mut t = be.from_f32(vec![n / 8, 8], &gate)?;
+                let pos = be.ids(&positions)?;
+                ops::attn_temperature(be, &mut t, &pos, 8, 0.5, 3)?;
+                t.to_f32_vec()
+            })?;
+            ctx.check("attn_temperature", &format!("n={n}"), &c, &g, F32_BOUND)?;
+        }
     }
     Ok(())
 }

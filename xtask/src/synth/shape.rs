@@ -50,6 +50,19 @@ pub struct Shape {
     pub swa: Option<SwaShape>,
     /// `rope.scaling.type = linear` with this factor.
     pub rope_scale_linear: Option<f32>,
+    /// `rope.scaling.type = yarn` with its keys, and the attention temperature (mistral3).
+    pub yarn: Option<YarnShape>,
+}
+
+/// YaRN keys of a shape (and mistral3's `attention.temperature_scale`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YarnShape {
+    pub factor: f32,
+    pub original_context: usize,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    pub log_mul: f32,
+    pub temperature_scale: f32,
 }
 
 /// The sliding window of a shape: `attention.sliding_window` and, when set,
@@ -104,6 +117,7 @@ impl Shape {
             output_sd: super::WEIGHT_SD,
             swa: None,
             rope_scale_linear: None,
+            yarn: None,
         }
     }
 
@@ -131,6 +145,7 @@ impl Shape {
             output_sd: super::WEIGHT_SD,
             swa: None,
             rope_scale_linear: None,
+            yarn: None,
         }
     }
 
@@ -162,6 +177,7 @@ impl Shape {
             output_sd: super::WEIGHT_SD,
             swa: None,
             rope_scale_linear: None,
+            yarn: None,
         }
     }
 
@@ -214,6 +230,7 @@ impl Shape {
                 pattern: None,
             }),
             rope_scale_linear: Some(8.0),
+            yarn: None,
         }
     }
 

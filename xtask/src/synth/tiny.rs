@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use super::mix::FileType;
-use super::shape::{MoeShape, Shape, SwaShape, VocabSource};
+use super::shape::{MoeShape, Shape, SwaShape, VocabSource, YarnShape};
 use crate::models::sha256_of;
 use crate::paths;
 
@@ -35,6 +35,8 @@ pub struct Tiny {
     /// The sliding window (gemma3), its layer pattern and the global layers' RoPE (base and
     /// linear scaling factor).
     pub swa: Option<TinySwa>,
+    /// YaRN and the attention temperature (mistral3).
+    pub yarn: Option<YarnShape>,
     /// sha256 of the Q8_0 file with seed 42: synthesis must stay bit-identical, since the
     /// committed llama.cpp reference was computed on exactly this file.
     pub sha256: &'static str,
@@ -50,6 +52,7 @@ pub const TINY: &[Tiny] = &[
         moe: None,
         n_layers: 2,
         swa: None,
+        yarn: None,
         sha256: "ac75923961b721945ed8ebd4d9c5a1f823674a6785e52e459db66c2ea30175c0",
     },
     Tiny {
@@ -60,6 +63,7 @@ pub const TINY: &[Tiny] = &[
         moe: None,
         n_layers: 2,
         swa: None,
+        yarn: None,
         sha256: "be8f290de9d946f264d120204980d771d9c3ab61ab42652c46a2dd8ed3ee80a3",
     },
     Tiny {
@@ -74,6 +78,7 @@ pub const TINY: &[Tiny] = &[
         }),
         n_layers: 2,
         swa: None,
+        yarn: None,
         sha256: "a143d9d62101cdf328ef4d1be02ec789663924fe8d34d909ff965a470f221d89",
     },
     Tiny {
@@ -92,7 +97,28 @@ pub const TINY: &[Tiny] = &[
             global_rope_base: 1_000_000.0,
             global_rope_linear: 8.0,
         }),
+        yarn: None,
         sha256: "6aeb4abe2cfd3cc8db162c91281dd6025c016a5c7eed8a813ef075f20be14009",
+    },
+    Tiny {
+        name: "tiny-mistral3",
+        arch: "mistral3",
+        qkv_bias: false,
+        qk_norm: false,
+        moe: None,
+        n_layers: 2,
+        swa: None,
+        // YaRN 4x over an original context of 32 (the 128-token chunks run past it), betas and
+        // log multiplier off their defaults, and a temperature that grows every 32 positions.
+        yarn: Some(YarnShape {
+            factor: 4.0,
+            original_context: 32,
+            beta_fast: 16.0,
+            beta_slow: 2.0,
+            log_mul: 1.0,
+            temperature_scale: 0.5,
+        }),
+        sha256: "162859202a254599f023905b6a0b096c7dcc0913638762afdfc04e72ad51c8f0",
     },
 ];
 
@@ -141,6 +167,7 @@ impl Tiny {
                 pattern: Some(s.pattern),
             }),
             rope_scale_linear: self.swa.as_ref().map(|s| s.global_rope_linear),
+            yarn: self.yarn,
         }
     }
 
