@@ -2,8 +2,9 @@
 //
 // q:   [n_q][n_heads][head_dim] f32          k, v: [n_kv][n_kv_heads][head_dim] f16 (token-major)
 // out: [n_q][n_heads][head_dim] f32
-// Query i sits at position n_kv - n_q + i and sees keys 0..=that position. Query head h reads KV
-// head h / (n_heads / n_kv_heads). Like the CPU op, the query is rounded to f16 before the dot
+// Query i sits at position n_kv - n_q + i and sees keys 0..=that position; with a sliding window
+// (window > 0) only the last `window` of them (key k is masked when position - k >= window, as
+// llama.cpp's standard SWA). Query head h reads KV head h / (n_heads / n_kv_heads). Like the CPU op, the query is rounded to f16 before the dot
 // products with K, and scores are scaled by `scale`.
 //
 // One block per (head, query): keys are processed in tiles of ATT_THREADS (one key per thread),
@@ -26,11 +27,16 @@ RF_DEVICE float att_block_max(float v, float* scratch) {
     return rf_warp_max_f32(v);
 }
 
-// One query head's attention over the first `visible` keys of k/v: the body of attention_f16
-// and attention_rows_f16 (one block of ATT_THREADS threads).
+// The first key a query that sees keys 0..visible attends to (0 without a window).
+RF_DEVICE rf_u32 att_first_key(rf_u32 visible, rf_u32 window) {
+    return window > 0 && visible > window ? visible - window : 0;
+}
+
+// One query head's attention over keys first..visible of k/v: the body of attention_f16 and
+// attention_rows_f16 (one block of ATT_THREADS threads).
 RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half* v, float* orow,
-                             rf_u32 visible, rf_u32 head, rf_u32 n_heads, rf_u32 n_kv_heads,
-                             rf_u32 head_dim, float scale) {
+                             rf_u32 first, rf_u32 visible, rf_u32 head, rf_u32 n_heads,
+                             rf_u32 n_kv_heads, rf_u32 head_dim, float scale) {
     __shared__ float q16[ATT_MAX_HEAD_DIM];
     __shared__ float probs[ATT_THREADS];
     __shared__ float max_scratch[ATT_THREADS / RF_WARP_SIZE];
@@ -46,7 +52,7 @@ RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half*
     for (int a = 0; a < ATT_ACC; ++a) acc[a] = 0.0f;
     float m = -__builtin_huge_valf(), l = 0.0f;
 
-    for (rf_u32 j0 = 0; j0 < visible; j0 += ATT_THREADS) {
+    for (rf_u32 j0 = first; j0 < visible; j0 += ATT_THREADS) {
         const rf_u32 j = j0 + t;
         float s = -__builtin_huge_valf();
         if (j < visible) {
@@ -87,24 +93,29 @@ RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half*
 
 RF_KERNEL(ATT_THREADS) void attention_f16(const float* q, const rf_half* k, const rf_half* v,
                                           float* out, rf_u32 n_q, rf_u32 n_kv, rf_u32 n_heads,
-                                          rf_u32 n_kv_heads, rf_u32 head_dim, float scale) {
+                                          rf_u32 n_kv_heads, rf_u32 head_dim, float scale,
+                                          rf_u32 window) {
     const rf_u32 head = RF_BID_X, qi = RF_BID_Y;
     const rf_u64 at = ((rf_u64)qi * n_heads + head) * head_dim;
     const rf_u32 visible = n_kv + qi + 1 > n_q ? n_kv + qi + 1 - n_q : 0;
-    att_one_query(q + at, k, v, out + at, visible, head, n_heads, n_kv_heads, head_dim, scale);
+    att_one_query(q + at, k, v, out + at, att_first_key(visible, window), visible, head, n_heads,
+                  n_kv_heads, head_dim, scale);
 }
 
 // Ragged batch: query i (block y = i) is row rows[i] of q and out, and attends over the first
-// lens[i] keys of its own sequence's caches at k_base[i] / v_base[i] (device addresses). One
-// launch serves every decoding sequence of a batch, each with its own cache and length.
+// lens[i] keys of its own sequence's caches at k_base[i] / v_base[i] (device addresses), the
+// last `window` of them with a window. One launch serves every decoding sequence of a batch,
+// each with its own cache and length.
 RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* k_base,
                                                const rf_u64* v_base, const rf_u32* rows,
                                                const rf_u32* lens, float* out, rf_u32 n_heads,
-                                               rf_u32 n_kv_heads, rf_u32 head_dim, float scale) {
+                                               rf_u32 n_kv_heads, rf_u32 head_dim, float scale,
+                                               rf_u32 window) {
     const rf_u32 head = RF_BID_X, i = RF_BID_Y;
     const rf_u64 at = ((rf_u64)rows[i] * n_heads + head) * head_dim;
-    att_one_query(q + at, (const rf_half*)k_base[i], (const rf_half*)v_base[i], out + at, lens[i],
-                  head, n_heads, n_kv_heads, head_dim, scale);
+    att_one_query(q + at, (const rf_half*)k_base[i], (const rf_half*)v_base[i], out + at,
+                  att_first_key(lens[i], window), lens[i], head, n_heads, n_kv_heads, head_dim,
+                  scale);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,12 +124,13 @@ RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* k_b
 // dimensions that are even and at most AS_MAX_HD.
 //
 // Pass 1: grid (n_split, n_kv_heads * ceil(group / AS_GC), n_dec), one warp per block. Sequence
-// i of length len uses the first as_splits(len) = min(n_split, ceil(len / RF_WARP_SIZE)) splits
-// (at least one warp-wide tile of keys each), of cs = ceil(len / splits) keys; the other blocks
-// return at once. The grid depends only on the batch and the model, never on the lengths, so a
-// captured step replays as the caches grow. Block (x, y, i) takes the query heads of one KV head
-// (at most AS_GC of its group, so K and V are read once for them) over keys x*cs ..
-// min((x+1)*cs, len). Lanes take one key each for the scores (the query in shared memory, K rows
+// i of length len attends to keys first..len (first = len - window with a sliding window, else
+// 0): it uses the first as_splits(len - first) = min(n_split, ceil((len - first) / RF_WARP_SIZE))
+// splits (at least one warp-wide tile of keys each), of cs = ceil((len - first) / splits) keys;
+// the other blocks return at once. The grid depends only on the batch and the model, never on
+// the lengths, so a captured step replays as the caches grow. Block (x, y, i) takes the query
+// heads of one KV head (at most AS_GC of its group, so K and V are read once for them) over keys
+// first + x*cs .. min(first + (x+1)*cs, len). Lanes take one key each for the scores (the query in shared memory, K rows
 // read as 16-byte vectors when head_dim % 8 == 0), an online softmax per head over tiles of
 // RF_WARP_SIZE keys, then lanes split the head dimension (two values each) for the weighted sum
 // of V. The block writes its unnormalised sum, its maximum m and its sum l of exp(s - m) per head
@@ -275,21 +287,22 @@ RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u
                                                       const rf_u32* lens, float* part,
                                                       rf_u32 n_heads, rf_u32 n_kv_heads,
                                                       rf_u32 head_dim, float scale,
-                                                      rf_u32 n_split) {
+                                                      rf_u32 n_split, rf_u32 window) {
     // Declared here, not in as_partial: every instantiation would get its own copy.
     __shared__ float q_sh[AS_GC * AS_MAX_HD];
     __shared__ float p_sh[AS_GC * RF_WARP_SIZE];
     const rf_u32 x = RF_BID_X, i = RF_BID_Z;
     const rf_u32 len = lens[i];
-    const rf_u32 splits = as_splits(len, n_split);
+    const rf_u32 first = att_first_key(len, window);
+    const rf_u32 splits = as_splits(len - first, n_split);
     if (x >= splits) return;  // the whole block; no barrier was reached
     const rf_u32 group = n_heads / n_kv_heads;
     const rf_u32 n_gc = (group + AS_GC - 1) / AS_GC;
     const rf_u32 kvh = RF_BID_Y / n_gc, gchunk = RF_BID_Y % n_gc;
     const rf_u32 h0 = kvh * group + gchunk * AS_GC;
     const rf_u32 gc = group - gchunk * AS_GC < AS_GC ? group - gchunk * AS_GC : AS_GC;
-    const rf_u32 cs = (len + splits - 1) / splits;
-    const rf_u32 c0 = x * cs < len ? x * cs : len;
+    const rf_u32 cs = (len - first + splits - 1) / splits;
+    const rf_u32 c0 = first + x * cs < len ? first + x * cs : len;
     const rf_u32 c1 = c0 + cs < len ? c0 + cs : len;
     const rf_u64 kv_stride = (rf_u64)n_kv_heads * head_dim;
     const float* qrow = q + ((rf_u64)rows[i] * n_heads + h0) * head_dim;
@@ -324,11 +337,12 @@ RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
                                                               const rf_u32* rows,
                                                               const rf_u32* lens, float* out,
                                                               rf_u32 n_heads, rf_u32 head_dim,
-                                                              rf_u32 n_split) {
+                                                              rf_u32 n_split, rf_u32 window) {
     __shared__ float w_sh[AS_MAX_SPLIT];
     __shared__ float den_sh;
     const rf_u32 h = RF_BID_X, i = RF_BID_Y, t = RF_TID_X;
-    const rf_u32 splits = as_splits(lens[i], n_split);  // <= n_split <= AS_MAX_SPLIT
+    // The split count of pass 1 (<= n_split <= AS_MAX_SPLIT).
+    const rf_u32 splits = as_splits(lens[i] - att_first_key(lens[i], window), n_split);
     const rf_u64 stride = (rf_u64)head_dim + 2;
     const float* p = part + ((rf_u64)i * n_heads + h) * n_split * stride;
     float* o = out + ((rf_u64)rows[i] * n_heads + h) * head_dim;
@@ -361,8 +375,8 @@ RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Prefill: attention_prefill_f16_hd<HD>, same arguments and semantics as attention_f16, for
-// head_dim = HD (64, 96 or 128) and many queries. Flash-attention tiling: one block of
+// Prefill: attention_prefill_f16_hd<HD>, same arguments and semantics as attention_f16 (the
+// sliding window included), for head_dim = HD (64, 96 or 128) and many queries. Flash-attention tiling: one block of
 // FA_THREADS threads per (head, tile of FA_BQ queries); the block walks the visible keys in
 // tiles of FA_BK, staging the tile's K (as f32) and V (f16) in shared memory once for all its
 // queries, with the online softmax of attention_f16 per query row.
@@ -399,7 +413,7 @@ RF_DEVICE void fa_axpy2(float* acc, float p, rf_u32 w) {
 template <int HD>
 RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half* v, float* out,
                                  rf_u32 n_q, rf_u32 n_kv, rf_u32 n_heads, rf_u32 n_kv_heads,
-                                 float scale) {
+                                 float scale, rf_u32 window) {
     constexpr int QK_STRIDE = HD + 4;  // floats per staged Q / K row
     constexpr int NC = HD / 32;        // 8-value output chunks per thread
     constexpr int NK = FA_BK / 4;      // keys per thread per tile
@@ -420,6 +434,10 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
     const rf_u32 my_q = q0 + qi;
     const bool row_valid = my_q < n_q;
     const rf_u32 my_visible = row_valid && n_kv + my_q + 1 > n_q ? n_kv + my_q + 1 - n_q : 0;
+    const rf_u32 my_first = att_first_key(my_visible, window);
+    // Keys before the window of the tile's first query are visible to none of its queries.
+    const rf_u32 q0_visible = n_kv + q0 + 1 > n_q ? n_kv + q0 + 1 - n_q : 0;
+    const rf_u32 kv_begin = (att_first_key(q0_visible, window) / FA_BK) * FA_BK;
     const float s_scale = scale * FA_LOG2E;
 
     for (rf_u32 i = t; i < FA_BQ * HD; i += FA_THREADS) {
@@ -434,7 +452,7 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
     for (int a = 0; a < NC * 8; ++a) acc[a] = 0.0f;
     float m = -__builtin_huge_valf(), l = 0.0f;
 
-    for (rf_u32 j0 = 0; j0 < kv_end; j0 += FA_BK) {
+    for (rf_u32 j0 = kv_begin; j0 < kv_end; j0 += FA_BK) {
         rf_sync_block();  // previous tile's ks/vs/ps fully read (and qs written, first time)
         for (rf_u32 i = t; i < FA_BK * HD; i += FA_THREADS) {
             const rf_u32 r = i / HD, d = i % HD;
@@ -477,7 +495,7 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
 #pragma unroll
         for (int mm = 0; mm < NK; ++mm) {
             const rf_u32 j = j0 + lane4 + 4 * mm;
-            s[mm] = j < my_visible ? s[mm] * s_scale : -__builtin_huge_valf();
+            s[mm] = j >= my_first && j < my_visible ? s[mm] * s_scale : -__builtin_huge_valf();
             tile_max = s[mm] > tile_max ? s[mm] : tile_max;
         }
         float o = rf_shfl_xor_f32(tile_max, 1);
@@ -532,9 +550,9 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
 #define RF_ATTENTION_PREFILL(HD)                                                                  \
     RF_KERNEL(FA_THREADS) void attention_prefill_f16_hd##HD(                                      \
         const float* q, const rf_half* k, const rf_half* v, float* out, rf_u32 n_q, rf_u32 n_kv,  \
-        rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, float scale) {                       \
+        rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, float scale, rf_u32 window) {        \
         (void)head_dim;                                                                           \
-        attention_prefill<HD>(q, k, v, out, n_q, n_kv, n_heads, n_kv_heads, scale);               \
+        attention_prefill<HD>(q, k, v, out, n_q, n_kv, n_heads, n_kv_heads, scale, window);       \
     }
 
 RF_ATTENTION_PREFILL(64)

@@ -1,4 +1,5 @@
-// Element-wise ops on f32 activations: residual add, mul, scale, SwiGLU (silu·mul) and GELU.
+// Element-wise ops on f32 activations: residual add, mul, scale, SwiGLU (silu·mul), GeGLU
+// (gelu·mul), GELU and the tanh soft cap.
 // Same formulas as rocmforge_tensor::cpu (ggml's): silu(x) = x / (1 + exp(-x)); GELU with tanh.
 #include "rf_platform.h"
 #include "rf_q8_1.h"
@@ -26,12 +27,35 @@ RF_KERNEL(256) void silu_mul_f32(const float* gate, const float* up, float* out,
     }
 }
 
-// x[i] = 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))
+// 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))
+RF_DEVICE float ew_gelu(float t) {
+    return 0.5f * t * (1.0f + rf_tanhf(0.7978846f * t * (1.0f + 0.044715f * t * t)));
+}
+
+// x[i] = gelu(x[i])
 RF_KERNEL(256) void gelu_f32(float* x, rf_u32 n) {
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) x[i] = ew_gelu(x[i]);
+}
+
+// out[i] = gelu(gate[i]) * up[i] (GeGLU; f32 throughout, as ggml's GPU backends)
+RF_KERNEL(256) void gelu_mul_f32(const float* gate, const float* up, float* out, rf_u32 n) {
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) out[i] = ew_gelu(gate[i]) * up[i];
+}
+
+// Attention temperature (llama 4 / mistral3): row r of q (width values) times
+// ln(floor(pos[r] / floor_len) + 1) * scale + 1.
+RF_KERNEL(256) void attn_temp_f32(float* q, const rf_u32* pos, rf_u32 width, rf_u32 n, float scale,
+                                  rf_u32 floor_len) {
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
-        float t = x[i];
-        x[i] = 0.5f * t * (1.0f + rf_tanhf(0.7978846f * t * (1.0f + 0.044715f * t * t)));
+        const rf_u32 p = pos[i / width];
+        q[i] = q[i] * (rf_logf((float)(p / floor_len) + 1.0f) * scale + 1.0f);
     }
+}
+
+// a[i] = cap * tanh(a[i] / cap) (final logit soft-capping, as ggml: scale by 1/cap, tanh, scale)
+RF_KERNEL(256) void softcap_f32(float* a, float cap, rf_u32 n) {
+    const float inv = 1.0f / cap;
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) a[i] = rf_tanhf(a[i] * inv) * cap;
 }
 
 // out[i] = silu(gate[i]) * up[i] as silu_mul_f32, also stored as q8_1 (qs, ds: see rf_q8_1.h)

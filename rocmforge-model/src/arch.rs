@@ -18,6 +18,14 @@ pub enum Architecture {
     /// `expert_count` experts of which a softmax router picks `expert_used_count` per token,
     /// their weights renormalised to sum to one.
     Qwen3Moe,
+    /// Gemma 3 (text): interleaved sliding-window (local) and global layers with their own RoPE
+    /// bases, q/k norms, norms after attention and after the MLP, embeddings scaled by
+    /// `sqrt(n_embd)`, GeGLU (tanh GELU) MLP, tied output, NeoX RoPE.
+    Gemma3,
+    /// Mistral 3 (Ministral 3, text): llama's blocks with YaRN RoPE (its beta and log-multiplier
+    /// keys read) and, when the file has `attention.temperature_scale`, queries scaled per
+    /// position (llama 4's attention temperature).
+    Mistral3,
 }
 
 /// How RoPE pairs up the dimensions of a head.
@@ -31,7 +39,9 @@ pub enum RopeStyle {
 
 impl Architecture {
     /// Every architecture name accepted in `general.architecture`.
-    pub const SUPPORTED: [&'static str; 5] = ["llama", "qwen2", "qwen3", "glm4", "qwen3moe"];
+    pub const SUPPORTED: [&'static str; 7] = [
+        "llama", "qwen2", "qwen3", "glm4", "qwen3moe", "gemma3", "mistral3",
+    ];
 
     /// Parses `general.architecture`; an unknown name is an error listing the supported ones.
     pub fn from_name(name: &str) -> ModelResult<Self> {
@@ -41,6 +51,8 @@ impl Architecture {
             "qwen3" => Ok(Self::Qwen3),
             "glm4" => Ok(Self::Glm4),
             "qwen3moe" => Ok(Self::Qwen3Moe),
+            "gemma3" => Ok(Self::Gemma3),
+            "mistral3" => Ok(Self::Mistral3),
             other => Err(ModelError::UnsupportedArchitecture {
                 name: other.to_string(),
                 supported: Self::SUPPORTED.join(", "),
@@ -56,20 +68,22 @@ impl Architecture {
             Self::Qwen3 => "qwen3",
             Self::Glm4 => "glm4",
             Self::Qwen3Moe => "qwen3moe",
+            Self::Gemma3 => "gemma3",
+            Self::Mistral3 => "mistral3",
         }
     }
 
     /// The RoPE pairing this architecture uses (as llama.cpp's `llama_model_rope_type`).
     pub fn rope_style(self) -> RopeStyle {
         match self {
-            Self::Llama | Self::Glm4 => RopeStyle::Adjacent,
-            Self::Qwen2 | Self::Qwen3 | Self::Qwen3Moe => RopeStyle::HalfSplit,
+            Self::Llama | Self::Glm4 | Self::Mistral3 => RopeStyle::Adjacent,
+            Self::Qwen2 | Self::Qwen3 | Self::Qwen3Moe | Self::Gemma3 => RopeStyle::HalfSplit,
         }
     }
 
     /// Whether q/k get a per-head RMS norm before RoPE.
     pub fn has_qk_norm(self) -> bool {
-        matches!(self, Self::Qwen3 | Self::Qwen3Moe)
+        matches!(self, Self::Qwen3 | Self::Qwen3Moe | Self::Gemma3)
     }
 
     /// Whether the feed-forward is a mixture of experts (`ffn_*_exps` and a router).
@@ -79,7 +93,46 @@ impl Architecture {
 
     /// Whether the attention and MLP outputs are RMS-normed before the residual add.
     pub fn has_post_norms(self) -> bool {
-        matches!(self, Self::Glm4)
+        matches!(self, Self::Glm4 | Self::Gemma3)
+    }
+
+    /// Whether the MLP's gate goes through GELU (tanh approximation) instead of SiLU.
+    pub fn gelu_gate(self) -> bool {
+        matches!(self, Self::Gemma3)
+    }
+
+    /// Whether the file's YaRN tuning keys (`rope.scaling.yarn_beta_fast`, `yarn_beta_slow`,
+    /// `yarn_log_multiplier`) and attention temperature are read (llama.cpp reads them per
+    /// architecture).
+    pub fn reads_yarn_tuning(self) -> bool {
+        matches!(self, Self::Mistral3)
+    }
+
+    /// Whether some layers may attend over a sliding window (`attention.sliding_window`).
+    pub fn has_sliding_window(self) -> bool {
+        matches!(self, Self::Gemma3)
+    }
+
+    /// Whether the token embeddings are multiplied by `sqrt(n_embd)`.
+    pub fn scales_embedding(self) -> bool {
+        matches!(self, Self::Gemma3)
+    }
+
+    /// The attention score scale. Gemma 3 follows llama.cpp (after gemma_pytorch): its 62-block
+    /// model (27B) scales by `1 / sqrt(n_embd / n_head)`, the others by `1 / sqrt(head_dim)`
+    /// (`query_pre_attn_scalar`); every other architecture by `1 / sqrt(head_dim)`.
+    pub fn attention_scale(
+        self,
+        n_layers: usize,
+        n_embd: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) -> f32 {
+        let d = match self {
+            Self::Gemma3 if n_layers == 62 => n_embd / n_heads.max(1),
+            _ => head_dim,
+        };
+        1.0 / (d as f32).sqrt()
     }
 }
 
@@ -106,5 +159,7 @@ mod tests {
         assert_eq!(Architecture::Qwen3.rope_style(), RopeStyle::HalfSplit);
         assert_eq!(Architecture::Glm4.rope_style(), RopeStyle::Adjacent);
         assert_eq!(Architecture::Qwen3Moe.rope_style(), RopeStyle::HalfSplit);
+        assert_eq!(Architecture::Gemma3.rope_style(), RopeStyle::HalfSplit);
+        assert_eq!(Architecture::Mistral3.rope_style(), RopeStyle::Adjacent);
     }
 }

@@ -21,6 +21,12 @@ pub enum RopeScaling {
         factor: f32,
         /// The context length the model was trained with.
         original_context: u32,
+        /// Rotations where the ramp starts (`rope.scaling.yarn_beta_fast`, default 32).
+        beta_fast: f32,
+        /// Rotations where it ends (`rope.scaling.yarn_beta_slow`, default 1).
+        beta_slow: f32,
+        /// `rope.scaling.yarn_log_multiplier` (`mscale_all_dim`; 0: none).
+        log_mul: f32,
     },
 }
 
@@ -35,6 +41,30 @@ pub struct MoeConfig {
     pub n_ff_exp: usize,
     /// Whether the chosen experts' probabilities are divided by their sum (qwen3moe: yes).
     pub normalize_weights: bool,
+}
+
+/// Sliding-window (local) attention on some layers, as llama.cpp's standard SWA: a query at
+/// position `p` of a local layer sees the keys at positions `p - window + 1 ..= p`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlidingWindow {
+    /// Keys a local layer's query sees, itself included (`{arch}.attention.sliding_window`).
+    pub window: usize,
+    /// Per layer: whether it is local (windowed) rather than global.
+    pub local: Vec<bool>,
+    /// RoPE base of the local layers (`{arch}.rope.freq_base_swa`, else 10 000); their RoPE is
+    /// never rescaled (the file's scaling applies to the global layers).
+    pub rope_freq_base: f32,
+}
+
+/// Llama 4's attention temperature (mistral3): queries at position `p` scaled by
+/// `ln(floor(p / floor) + 1) * scale + 1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnTemperature {
+    /// `{arch}.attention.temperature_scale`.
+    pub scale: f32,
+    /// Positions per step of the temperature: the YaRN original context
+    /// (`rope.scaling.original_context_length`, else the training context).
+    pub floor: u32,
 }
 
 /// Largest expert count accepted (the device router's limit; real models have at most 256).
@@ -73,6 +103,16 @@ pub struct ModelConfig {
     pub vocab_size: usize,
     /// The mixture of experts, for MoE architectures.
     pub moe: Option<MoeConfig>,
+    /// Sliding-window attention of the local layers (gemma3).
+    pub swa: Option<SlidingWindow>,
+    /// Attention score scale (`1 / sqrt(head_dim)` unless the architecture says otherwise).
+    pub attn_scale: f32,
+    /// Factor applied to the token embeddings (gemma3: `sqrt(n_embd)`).
+    pub embd_scale: Option<f32>,
+    /// Final logit soft-capping `cap * tanh(logit / cap)` (`{arch}.final_logit_softcapping`).
+    pub final_logit_softcap: Option<f32>,
+    /// Attention temperature (mistral3 files with `attention.temperature_scale`).
+    pub attn_temperature: Option<AttnTemperature>,
 }
 
 fn key(arch: Architecture, suffix: &str) -> String {
@@ -156,9 +196,23 @@ fn rope_scaling(md: &Metadata, arch: Architecture) -> ModelResult<RopeScaling> {
         }
         "yarn" => {
             let orig_key = key(arch, "rope.scaling.original_context_length");
+            let tuning = |suffix: &str, default: f32| -> ModelResult<f32> {
+                if !arch.reads_yarn_tuning() {
+                    return Ok(default);
+                }
+                let k = key(arch, suffix);
+                match md.opt_f32(&k)? {
+                    None => Ok(default),
+                    Some(v) if v.is_finite() => Ok(v),
+                    Some(v) => Err(invalid(&k, format!("{v} is not a number"))),
+                }
+            };
             Ok(RopeScaling::Yarn {
                 factor: checked_factor()?,
                 original_context: md.get_u32(&orig_key)?,
+                beta_fast: tuning("rope.scaling.yarn_beta_fast", 32.0)?,
+                beta_slow: tuning("rope.scaling.yarn_beta_slow", 1.0)?,
+                log_mul: tuning("rope.scaling.yarn_log_multiplier", 0.0)?,
             })
         }
         other => Err(invalid(
@@ -202,6 +256,107 @@ fn moe_config(md: &Metadata, arch: Architecture, n_ff: usize) -> ModelResult<Opt
         normalize_weights: true,
     }))
 }
+
+/// Layers of the default gemma3 pattern: every `n_pattern`-th layer (the last of each group)
+/// is global, the others local (llama.cpp's `set_swa_pattern`; 0 makes every layer local).
+fn swa_pattern(n_layers: usize, n_pattern: usize) -> Vec<bool> {
+    (0..n_layers)
+        .map(|il| n_pattern == 0 || il % n_pattern < n_pattern - 1)
+        .collect()
+}
+
+/// The sliding window of an architecture that has one, read as llama.cpp reads it: a window of
+/// `{arch}.attention.sliding_window` keys (absent or 0: none) on the layers that
+/// `{arch}.attention.sliding_window_pattern` marks (an array of per-layer flags, or a period
+/// whose last layer is global; default 6).
+fn sliding_window(
+    md: &Metadata,
+    arch: Architecture,
+    n_layers: usize,
+) -> ModelResult<Option<SlidingWindow>> {
+    if !arch.has_sliding_window() {
+        return Ok(None);
+    }
+    let k = |s: &str| key(arch, s);
+    let window = match optional_usize(md, &k("attention.sliding_window"))? {
+        None | Some(0) => return Ok(None),
+        Some(w) => w,
+    };
+    let pattern_key = k("attention.sliding_window_pattern");
+    let local = match md.get(&pattern_key) {
+        None => swa_pattern(n_layers, 6),
+        Some(MetadataValue::Array(a)) => {
+            if a.values.len() > MAX_LAYER_FLAGS {
+                return Err(invalid(
+                    &pattern_key,
+                    format!("{} flags for {n_layers} layers", a.values.len()),
+                ));
+            }
+            let mut local = vec![false; n_layers];
+            for (il, v) in a.values.iter().enumerate().take(n_layers) {
+                local[il] = match v {
+                    MetadataValue::Bool(b) => *b,
+                    other => match other.as_integer() {
+                        Some(i) => i != 0,
+                        None => {
+                            return Err(invalid(
+                                &pattern_key,
+                                format!(
+                                    "an array of {} (expected bool or integer flags)",
+                                    a.elem_type
+                                ),
+                            ));
+                        }
+                    },
+                };
+            }
+            local
+        }
+        Some(_) => swa_pattern(n_layers, required_usize(md, &pattern_key)?),
+    };
+    let base_key = k("rope.freq_base_swa");
+    let rope_freq_base = md.opt_f32(&base_key)?.unwrap_or(10_000.0);
+    if !(rope_freq_base.is_finite() && rope_freq_base > 0.0) {
+        return Err(invalid(
+            &base_key,
+            format!("{rope_freq_base} is not positive"),
+        ));
+    }
+    Ok(Some(SlidingWindow {
+        window,
+        local,
+        rope_freq_base,
+    }))
+}
+
+/// The attention temperature of an architecture that reads it, when the file sets a non-zero
+/// scale (llama.cpp: the floor is `n_ctx_orig_yarn`, which must not be 0).
+fn attn_temperature(
+    md: &Metadata,
+    arch: Architecture,
+    context_length: usize,
+) -> ModelResult<Option<AttnTemperature>> {
+    if !arch.reads_yarn_tuning() {
+        return Ok(None);
+    }
+    let scale_key = key(arch, "attention.temperature_scale");
+    let scale = match md.opt_f32(&scale_key)? {
+        None | Some(0.0) => return Ok(None),
+        Some(s) if s.is_finite() => s,
+        Some(s) => return Err(invalid(&scale_key, format!("{s} is not a number"))),
+    };
+    let orig_key = key(arch, "rope.scaling.original_context_length");
+    let floor = match optional_usize(md, &orig_key)? {
+        Some(v) => v,
+        None => context_length,
+    };
+    let floor = u32::try_from(positive(&orig_key, floor)?)
+        .map_err(|_| invalid(&orig_key, format!("{floor} does not fit in 32 bits")))?;
+    Ok(Some(AttnTemperature { scale, floor }))
+}
+
+/// Largest array of per-layer flags accepted (llama.cpp's `LLAMA_MAX_LAYERS`).
+pub const MAX_LAYER_FLAGS: usize = 512;
 
 impl ModelConfig {
     /// Reads the configuration of the model in `file`.
@@ -281,6 +436,14 @@ impl ModelConfig {
             optional_usize(md, &k("context_length"))?.unwrap_or(2048),
         )?;
         let vocab_size = positive("vocabulary size", vocab_size(file, arch)?)?;
+        let softcap_key = k("final_logit_softcapping");
+        let final_logit_softcap = match md.opt_f32(&softcap_key)? {
+            // 0 means none, as in llama.cpp.
+            None | Some(0.0) => None,
+            Some(c) if c.is_finite() && c > 0.0 => Some(c),
+            Some(c) => return Err(invalid(&softcap_key, format!("{c} is not positive"))),
+        };
+        let attn_temperature = attn_temperature(md, arch, context_length)?;
         Ok(Self {
             arch,
             n_layers,
@@ -297,7 +460,20 @@ impl ModelConfig {
             context_length,
             vocab_size,
             moe: moe_config(md, arch, n_ff)?,
+            swa: sliding_window(md, arch, n_layers)?,
+            attn_scale: arch.attention_scale(n_layers, n_embd, n_heads, head_dim),
+            embd_scale: arch.scales_embedding().then(|| (n_embd as f32).sqrt()),
+            final_logit_softcap,
+            attn_temperature,
         })
+    }
+
+    /// The sliding window of layer `il`, if it is a local layer.
+    pub fn layer_window(&self, il: usize) -> Option<usize> {
+        self.swa
+            .as_ref()
+            .filter(|s| s.local.get(il).copied().unwrap_or(false))
+            .map(|s| s.window)
     }
 
     /// Width of all query heads together.

@@ -21,18 +21,22 @@ pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
     let (freq_scale, yarn) = match c.rope_scaling {
         RopeScaling::None => (1.0, None),
         RopeScaling::Linear { factor } => (1.0 / factor, None),
-        // llama.cpp's defaults for YaRN: full ramp, beta 32 / 1, attention factor 1
-        // (ggml adds the 0.1·ln(factor) magnitude correction itself).
+        // llama.cpp's YaRN: full ramp, betas from the file (32 / 1 by default); its attention
+        // factor cancels the 0.1·ln(factor) magnitude correction ggml adds itself, and with a
+        // log multiplier m becomes mscale(f, 1) / mscale(f, m) / (1 + 0.1·ln f).
         RopeScaling::Yarn {
             factor,
             original_context,
+            beta_fast,
+            beta_slow,
+            log_mul,
         } => (
             1.0 / factor,
             Some(YarnParams {
                 ext_factor: 1.0,
-                attn_factor: 1.0,
-                beta_fast: 32.0,
-                beta_slow: 1.0,
+                attn_factor: yarn_attn_factor(factor, log_mul),
+                beta_fast,
+                beta_slow,
                 n_ctx_orig: original_context,
             }),
         ),
@@ -41,10 +45,43 @@ pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
         n_rot: c.n_rot,
         freq_base: c.rope_freq_base,
         freq_scale,
-        mode: match c.arch.rope_style() {
-            RopeStyle::Adjacent => RopeMode::Normal,
-            RopeStyle::HalfSplit => RopeMode::Neox,
-        },
+        mode: rope_mode(c),
         yarn,
     }
+}
+
+/// llama.cpp's `yarn_attn_factor` (llama-context.cpp) for a YaRN factor and log multiplier.
+fn yarn_attn_factor(factor: f32, log_mul: f32) -> f32 {
+    let mscale = |m: f32| {
+        if factor <= 1.0 {
+            1.0
+        } else {
+            0.1 * m * factor.ln() + 1.0
+        }
+    };
+    let f = if log_mul != 0.0 {
+        mscale(1.0) / mscale(log_mul)
+    } else {
+        mscale(1.0)
+    };
+    f * (1.0 / (1.0 + 0.1 * factor.ln()))
+}
+
+fn rope_mode(c: &ModelConfig) -> RopeMode {
+    match c.arch.rope_style() {
+        RopeStyle::Adjacent => RopeMode::Normal,
+        RopeStyle::HalfSplit => RopeMode::Neox,
+    }
+}
+
+/// The RoPE of the sliding-window (local) layers, when the model has some: their own base, never
+/// rescaled (as llama.cpp's `rope_freq_base_train_swa` / `rope_freq_scale_train_swa` for gemma3).
+pub(crate) fn rope_params_local(c: &ModelConfig) -> Option<RopeParams> {
+    c.swa.as_ref().map(|s| RopeParams {
+        n_rot: c.n_rot,
+        freq_base: s.rope_freq_base,
+        freq_scale: 1.0,
+        mode: rope_mode(c),
+        yarn: None,
+    })
 }

@@ -182,6 +182,11 @@ mod tests {
             context_length: 16,
             vocab_size: 10,
             moe: None,
+            swa: None,
+            attn_scale: 0.5,
+            embd_scale: None,
+            final_logit_softcap: None,
+            attn_temperature: None,
         }
     }
 

@@ -98,6 +98,26 @@ impl LayerPlan {
     /// The plan of block `index` of the model in `file`.
     pub fn from_file(file: &GgufFile, config: &ModelConfig, index: usize) -> ModelResult<Self> {
         let n = |s: &str| format!("blk.{index}.{s}");
+        if config.arch == crate::arch::Architecture::Mistral3 {
+            // What llama.cpp's mistral3 also takes and this forward does not: refused by name.
+            for t in [
+                "attn_output.bias",
+                "ffn_gate.bias",
+                "ffn_up.bias",
+                "ffn_down.bias",
+                "ffn_gate_inp.weight",
+                "rope_freqs.weight",
+            ] {
+                if file.tensor(&n(t)).is_some() {
+                    return Err(ModelError::InvalidConfig {
+                        key: n(t),
+                        reason: "mistral3 with this tensor (output/MLP biases, experts or RoPE \
+                                 frequency factors) is not supported yet"
+                            .to_string(),
+                    });
+                }
+            }
+        }
         let qkv = if file.tensor(&n("attn_qkv.weight")).is_some() {
             QkvPlan::Fused {
                 qkv: unloaded(file, &n("attn_qkv.weight"))?,

@@ -179,3 +179,42 @@ fn tools_and_tool_calls_reach_the_template() {
     let plain = tmpl.render(&messages[..1], false).unwrap();
     assert_eq!(plain, "user: Weather?\n");
 }
+
+fn chat_data(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/chat")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Gemma 3's template as llama.cpp 0.5.0 renders it (tests/data/chat/README.md): the system
+/// prompt folded into the first user turn, "assistant" spoken as "model", contents trimmed.
+#[test]
+fn gemma3_template_renders_as_llama_cpp() {
+    let tmpl =
+        ChatTemplate::new(chat_data("gemma3.jinja"), "<|endoftext|>", "<|endoftext|>").unwrap();
+    let example = [
+        ChatMessage::system("You are a helpful assistant"),
+        ChatMessage::user("Hello"),
+        ChatMessage::assistant("Hi there"),
+        ChatMessage::user("How are you?"),
+    ];
+    assert_eq!(
+        tmpl.render(&example, true).unwrap(),
+        chat_data("gemma3-example.llama-cpp.txt")
+    );
+    let sys_user = [
+        ChatMessage::system("You are terse."),
+        ChatMessage::user("  Hi there  "),
+    ];
+    assert_eq!(
+        tmpl.render(&sys_user, true).unwrap(),
+        chat_data("gemma3-system-user.llama-cpp.txt")
+    );
+    // Roles out of turn: the template's own error.
+    let err = tmpl
+        .render(&[ChatMessage::assistant("x")], true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Conversation roles must alternate"), "{err}");
+}

@@ -187,3 +187,176 @@ fn qwen3moe_reads_its_experts_and_checks_their_counts() {
         None
     );
 }
+
+/// A gemma3 file of `layers` blocks (one dummy tensor per block, so the count is believable).
+fn gemma3_file(layers: u32, extra: &[(&str, MetadataValue)]) -> GgufFile {
+    let mut w = GgufWriter::new();
+    w.add_metadata(
+        "general.architecture",
+        MetadataValue::String("gemma3".into()),
+    );
+    let k = |s: &str| format!("gemma3.{s}");
+    w.add_metadata(&k("block_count"), MetadataValue::U32(layers));
+    w.add_metadata(&k("embedding_length"), MetadataValue::U32(64));
+    w.add_metadata(&k("feed_forward_length"), MetadataValue::U32(128));
+    w.add_metadata(&k("attention.head_count"), MetadataValue::U32(4));
+    w.add_metadata(&k("attention.key_length"), MetadataValue::U32(32));
+    for (key, v) in extra {
+        w.add_metadata(key, v.clone());
+    }
+    w.add_tensor(
+        "token_embd.weight",
+        &[64, 10],
+        GgmlType::F32,
+        vec![0u8; 64 * 10 * 4],
+    )
+    .unwrap();
+    for il in 0..layers {
+        let name = format!("blk.{il}.attn_norm.weight");
+        w.add_tensor(&name, &[64], GgmlType::F32, vec![0u8; 64 * 4])
+            .unwrap();
+    }
+    GgufFile::from_bytes("gemma3-config.gguf", w.to_bytes().unwrap()).unwrap()
+}
+
+#[test]
+fn gemma3_reads_its_sliding_window_as_llama_cpp() {
+    // No window key: every layer global (llama.cpp: LLAMA_SWA_TYPE_NONE).
+    let c = ModelConfig::from_gguf(&gemma3_file(8, &[])).unwrap();
+    assert_eq!(c.arch, Architecture::Gemma3);
+    assert!(c.swa.is_none());
+    assert!((0..8).all(|il| c.layer_window(il).is_none()));
+    // head_dim 32 (not 64 / 4): the score scale follows key_length; embeddings scaled by 8.
+    assert_eq!(c.attn_scale, 1.0 / 32f32.sqrt());
+    assert_eq!(c.embd_scale, Some(8.0));
+    assert_eq!(c.final_logit_softcap, None);
+
+    // A window with the default pattern: layers 5 and 11 of 12 are global; local base 10 000.
+    let c = ModelConfig::from_gguf(&gemma3_file(
+        12,
+        &[
+            ("gemma3.attention.sliding_window", MetadataValue::U32(512)),
+            ("gemma3.rope.freq_base", MetadataValue::F32(1e6)),
+        ],
+    ))
+    .unwrap();
+    let windows: Vec<Option<usize>> = (0..12).map(|il| c.layer_window(il)).collect();
+    let mut expected = vec![Some(512); 12];
+    expected[5] = None;
+    expected[11] = None;
+    assert_eq!(windows, expected);
+    let swa = c.swa.as_ref().unwrap();
+    assert_eq!((swa.rope_freq_base, c.rope_freq_base), (10_000.0, 1e6));
+
+    // An explicit period and local base; soft-capping read when present.
+    let c = ModelConfig::from_gguf(&gemma3_file(
+        4,
+        &[
+            ("gemma3.attention.sliding_window", MetadataValue::U32(4)),
+            (
+                "gemma3.attention.sliding_window_pattern",
+                MetadataValue::U32(2),
+            ),
+            ("gemma3.rope.freq_base_swa", MetadataValue::F32(20_000.0)),
+            ("gemma3.final_logit_softcapping", MetadataValue::F32(30.0)),
+        ],
+    ))
+    .unwrap();
+    let windows: Vec<Option<usize>> = (0..4).map(|il| c.layer_window(il)).collect();
+    assert_eq!(windows, [Some(4), None, Some(4), None]);
+    assert_eq!(c.swa.as_ref().unwrap().rope_freq_base, 20_000.0);
+    assert_eq!(c.final_logit_softcap, Some(30.0));
+
+    // Per-layer flags.
+    let flags = rocmforge_gguf::MetadataArray::new(
+        rocmforge_gguf::MetadataValueType::Bool,
+        [true, false, false]
+            .into_iter()
+            .map(MetadataValue::Bool)
+            .collect(),
+    );
+    let c = ModelConfig::from_gguf(&gemma3_file(
+        3,
+        &[
+            ("gemma3.attention.sliding_window", MetadataValue::U32(16)),
+            (
+                "gemma3.attention.sliding_window_pattern",
+                MetadataValue::Array(flags),
+            ),
+        ],
+    ))
+    .unwrap();
+    let windows: Vec<Option<usize>> = (0..3).map(|il| c.layer_window(il)).collect();
+    assert_eq!(windows, [Some(16), None, None]);
+}
+
+#[test]
+fn gemma3_62_blocks_scale_scores_by_the_embedding_per_head() {
+    // llama.cpp's 27B rule: 1 / sqrt(n_embd / n_head) = 1 / sqrt(16), not 1 / sqrt(32).
+    let c = ModelConfig::from_gguf(&gemma3_file(62, &[])).unwrap();
+    assert_eq!(c.attn_scale, 0.25);
+}
+
+#[test]
+fn mistral3_reads_yarn_tuning_and_attention_temperature() {
+    let f = MetadataValue::F32;
+    let c = ModelConfig::from_gguf(&file_with(
+        "mistral3",
+        &[
+            (
+                "mistral3.rope.scaling.type",
+                MetadataValue::String("yarn".into()),
+            ),
+            ("mistral3.rope.scaling.factor", f(16.0)),
+            (
+                "mistral3.rope.scaling.original_context_length",
+                MetadataValue::U32(16_384),
+            ),
+            ("mistral3.rope.scaling.yarn_beta_fast", f(32.0)),
+            ("mistral3.rope.scaling.yarn_beta_slow", f(1.0)),
+            ("mistral3.rope.scaling.yarn_log_multiplier", f(1.0)),
+            ("mistral3.attention.temperature_scale", f(0.1)),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(c.arch, Architecture::Mistral3);
+    assert_eq!(
+        c.rope_scaling,
+        RopeScaling::Yarn {
+            factor: 16.0,
+            original_context: 16_384,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            log_mul: 1.0,
+        }
+    );
+    let t = c.attn_temperature.unwrap();
+    assert_eq!((t.scale, t.floor), (0.1, 16_384));
+    // Without the scale key: no temperature; llama's YaRN keeps the defaults (its keys unread).
+    let c = ModelConfig::from_gguf(&file_with("mistral3", &[])).unwrap();
+    assert!(c.attn_temperature.is_none());
+    let c = ModelConfig::from_gguf(&file_with(
+        "llama",
+        &[
+            (
+                "llama.rope.scaling.type",
+                MetadataValue::String("yarn".into()),
+            ),
+            ("llama.rope.scaling.factor", f(4.0)),
+            (
+                "llama.rope.scaling.original_context_length",
+                MetadataValue::U32(64),
+            ),
+            ("llama.rope.scaling.yarn_beta_fast", f(8.0)),
+        ],
+    ))
+    .unwrap();
+    assert!(matches!(
+        c.rope_scaling,
+        RopeScaling::Yarn {
+            beta_fast: 32.0,
+            log_mul: 0.0,
+            ..
+        }
+    ));
+}

@@ -2,7 +2,10 @@
 //! tiny random F32 models of llama (tied output), qwen2 (q/k/v biases, NeoX RoPE), qwen3
 //! (q/k norms), glm4 (fused qkv with bias, fused gate/up, partial rotary, post norms) and
 //! qwen3moe (a router and 8 Q8_0 experts, 2 used per token: routing and the expert matvec on
-//! the device)
+//! the device) and gemma3 (a local layer with a 3-key sliding window and its own RoPE base, a
+//! global layer with linear RoPE scaling, q/k and post norms, scaled embeddings, GeGLU, tied
+//! output, final logit soft-capping) and mistral3 (YaRN with its beta and log-multiplier keys,
+//! the attention temperature growing every 4 positions)
 //! run by [`Model`] on the GPU — prefill, decode and a ragged batch — against the same `Model`
 //! on the CPU backend; and the device-memory limits: a model that cannot fit fails before any
 //! upload, and the KV cache is capped to the free memory instead of failing.
@@ -60,7 +63,7 @@ fn tiny(arch: &str) -> Vec<u8> {
         0.0,
     );
     add(&mut w, "output_norm.weight".into(), vec![EMBD], 0.2, 1.0);
-    if arch != "llama" {
+    if arch != "llama" && arch != "gemma3" {
         add(&mut w, "output.weight".into(), vec![EMBD, VOCAB], 0.5, 0.0);
     }
     for l in 0..LAYERS {
@@ -116,9 +119,14 @@ fn tiny(arch: &str) -> Vec<u8> {
             add(&mut w, n("attn_k.bias"), vec![kd], 0.1, 0.0);
             add(&mut w, n("attn_v.bias"), vec![kd], 0.1, 0.0);
         }
-        if arch == "qwen3" || arch == "qwen3moe" {
+        if arch == "qwen3" || arch == "qwen3moe" || arch == "gemma3" {
             add(&mut w, n("attn_q_norm.weight"), vec![HEAD_DIM], 0.2, 1.0);
             add(&mut w, n("attn_k_norm.weight"), vec![HEAD_DIM], 0.2, 1.0);
+        }
+        if arch == "gemma3" {
+            let (pa, pf) = (n("post_attention_norm.weight"), n("post_ffw_norm.weight"));
+            add(&mut w, pa, vec![EMBD], 0.2, 1.0);
+            add(&mut w, pf, vec![EMBD], 0.2, 1.0);
         }
     }
     let u = |v: usize| MetadataValue::U32(v as u32);
@@ -140,6 +148,36 @@ fn tiny(arch: &str) -> Vec<u8> {
         w.add_metadata(&format!("{arch}.expert_count"), u(EXPERTS));
         w.add_metadata(&format!("{arch}.expert_used_count"), u(EXPERTS_USED));
         w.add_metadata(&format!("{arch}.expert_feed_forward_length"), u(FF_EXP));
+    }
+    if arch == "mistral3" {
+        let f = MetadataValue::F32;
+        w.add_metadata(
+            &format!("{arch}.rope.scaling.type"),
+            MetadataValue::String("yarn".into()),
+        );
+        w.add_metadata(&format!("{arch}.rope.scaling.factor"), f(4.0));
+        w.add_metadata(
+            &format!("{arch}.rope.scaling.original_context_length"),
+            u(4),
+        );
+        w.add_metadata(&format!("{arch}.rope.scaling.yarn_beta_fast"), f(16.0));
+        w.add_metadata(&format!("{arch}.rope.scaling.yarn_log_multiplier"), f(1.0));
+        w.add_metadata(&format!("{arch}.attention.temperature_scale"), f(0.5));
+    }
+    if arch == "gemma3" {
+        // Layer 0 local (3 keys, base 20 000), layer 1 global (base 1e6, linear scaling 4);
+        // logits soft-capped at 3 (about their spread, so the cap is not a no-op).
+        w.add_metadata(&format!("{arch}.attention.sliding_window"), u(3));
+        w.add_metadata(&format!("{arch}.attention.sliding_window_pattern"), u(2));
+        let f = MetadataValue::F32;
+        w.add_metadata(&format!("{arch}.rope.freq_base_swa"), f(20_000.0));
+        w.add_metadata(&format!("{arch}.rope.freq_base"), f(1e6));
+        w.add_metadata(
+            &format!("{arch}.rope.scaling.type"),
+            MetadataValue::String("linear".into()),
+        );
+        w.add_metadata(&format!("{arch}.rope.scaling.factor"), f(4.0));
+        w.add_metadata(&format!("{arch}.final_logit_softcapping"), f(3.0));
     }
     w.add_metadata(
         &format!("{arch}.attention.layer_norm_rms_epsilon"),
@@ -224,8 +262,13 @@ fn arch_matches_cpu(arch: &str) -> Check {
     };
     let batch_err = rel_err(g1, &w1).max(rel_err(g2, w2));
     let msg = format!("prefill+decode rel err {worst:.2e}, ragged batch rel err {batch_err:.2e}");
-    // Q8_0 experts: the CPU multiplies them with q8_0 activations, the GPU with q8_1.
-    let bound = if arch == "qwen3moe" { 2e-2 } else { 2e-3 };
+    // Q8_0 experts: the CPU multiplies them with q8_0 activations, the GPU with q8_1. GeGLU:
+    // the CPU rounds the GELU to f16 as ggml's CPU backend does, the GPU keeps f32 as ggml's CUDA.
+    let bound = match arch {
+        "qwen3moe" => 2e-2,
+        "gemma3" => 5e-3,
+        _ => 2e-3,
+    };
     if worst < bound && batch_err < bound {
         Ok(msg)
     } else {
@@ -276,7 +319,7 @@ fn memory_limits() -> Check {
 
 fn main() -> ExitCode {
     type Test = fn() -> Check;
-    let tests: [(&str, Test); 6] = [
+    let tests: [(&str, Test); 8] = [
         ("llama_tied_output_matches_cpu", || {
             arch_matches_cpu("llama")
         }),
@@ -287,6 +330,12 @@ fn main() -> ExitCode {
         }),
         ("qwen3moe_experts_match_cpu", || {
             arch_matches_cpu("qwen3moe")
+        }),
+        ("gemma3_sliding_window_geglu_softcap_match_cpu", || {
+            arch_matches_cpu("gemma3")
+        }),
+        ("mistral3_yarn_temperature_match_cpu", || {
+            arch_matches_cpu("mistral3")
         }),
         ("memory_limits", memory_limits),
     ];

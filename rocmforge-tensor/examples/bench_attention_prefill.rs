@@ -79,6 +79,7 @@ fn main() {
             n_kv_heads: nkvh,
             head_dim: hd,
             scale: 1.0 / (hd as f32).sqrt(),
+            window: None,
         };
         let flops = 4.0 * (nh * hd) as f64 * (n * (n + 1) / 2) as f64;
         let tiled = median_ms(&backend, &ops, || {

@@ -46,6 +46,9 @@ pub struct HeadShape {
     pub head_dim: usize,
     /// Score scale (usually `1 / sqrt(head_dim)`).
     pub scale: f32,
+    /// Sliding window of this layer's attention (see [`AttentionParams::window`]); `None`
+    /// attends over every earlier key.
+    pub window: Option<usize>,
 }
 
 /// Reusable device memory for the address tables of [`BatchKv`] (GPU; nothing on the CPU):
@@ -245,7 +248,8 @@ pub fn rope_kv_append_batch(
 }
 
 /// Causal attention of every row of `q` (F32 `[n_rows][n_heads * head_dim]`) over its own
-/// sequence's layer-`layer` caches (its earlier tokens and itself), into the same rows of `out`.
+/// sequence's layer-`layer` caches (its earlier tokens and itself, or with `shape.window` the
+/// last `window` of them), into the same rows of `out`.
 pub fn attention_batch(
     be: &Backend,
     layer: usize,
@@ -271,6 +275,7 @@ pub fn attention_batch(
         n_kv_heads: shape.n_kv_heads,
         head_dim: shape.head_dim,
         scale: shape.scale,
+        window: shape.window,
     };
     match (be, &kv.tables) {
         (Backend::Hip(ops), Some(tables)) => {

@@ -179,18 +179,96 @@ pub fn scale(be: &Backend, a: &mut Tensor, s: f32) -> TensorResult<()> {
 
 /// `out = silu(gate) * up` (SwiGLU).
 pub fn silu_mul(be: &Backend, gate: &Tensor, up: &Tensor, out: &mut Tensor) -> TensorResult<()> {
-    const OP: &str = "silu_mul";
+    gated(be, Gate::Silu, gate, up, out)
+}
+
+/// `out = gelu(gate) * up` (GeGLU, tanh approximation; on the CPU with ggml's CPU rounding of
+/// the GELU to f16, see [`cpu::gelu_mul`]).
+pub fn gelu_mul(be: &Backend, gate: &Tensor, up: &Tensor, out: &mut Tensor) -> TensorResult<()> {
+    gated(be, Gate::Gelu, gate, up, out)
+}
+
+/// The activation of a gated feed-forward.
+#[derive(Clone, Copy)]
+enum Gate {
+    Silu,
+    Gelu,
+}
+
+fn gated(
+    be: &Backend,
+    act: Gate,
+    gate: &Tensor,
+    up: &Tensor,
+    out: &mut Tensor,
+) -> TensorResult<()> {
+    let op = match act {
+        Gate::Silu => "silu_mul",
+        Gate::Gelu => "gelu_mul",
+    };
     match be {
         Backend::Cpu => {
-            let (g, u, o) = (gate.cpu_f32(OP)?, up.cpu_f32(OP)?, out.cpu_f32_mut(OP)?);
-            same_len(OP, g.len(), u.len())?;
-            same_len(OP, g.len(), o.len())?;
-            cpu::silu_mul(g, u, o);
+            let (g, u, o) = (gate.cpu_f32(op)?, up.cpu_f32(op)?, out.cpu_f32_mut(op)?);
+            same_len(op, g.len(), u.len())?;
+            same_len(op, g.len(), o.len())?;
+            match act {
+                Gate::Silu => cpu::silu_mul(g, u, o),
+                Gate::Gelu => cpu::gelu_mul(g, u, o),
+            }
             Ok(())
         }
         Backend::Hip(ops) => {
-            hip::elementwise::silu_mul(ops, gate.hip(OP)?, up.hip(OP)?, out.hip_mut(OP)?)
+            let (g, u, o) = (gate.hip(op)?, up.hip(op)?, out.hip_mut(op)?);
+            match act {
+                Gate::Silu => hip::elementwise::silu_mul(ops, g, u, o),
+                Gate::Gelu => hip::elementwise::gelu_mul(ops, g, u, o),
+            }
         }
+    }
+}
+
+/// Attention temperature (llama 4 / mistral3): each row `r` of `q` (`width` values) times
+/// `ln(floor(positions[r] / floor_len) + 1) * scale + 1`.
+pub fn attn_temperature(
+    be: &Backend,
+    q: &mut Tensor,
+    positions: &Ids,
+    width: usize,
+    scale: f32,
+    floor_len: u32,
+) -> TensorResult<()> {
+    const OP: &str = "attn_temperature";
+    match (be, positions) {
+        (Backend::Cpu, Ids::Cpu(p)) => {
+            let q = q.cpu_f32_mut(OP)?;
+            if width == 0 || q.len() % width != 0 || p.len() < q.len() / width || floor_len == 0 {
+                return Err(shape_err(
+                    OP,
+                    format!("{} values, rows of {width}, {} positions", q.len(), p.len()),
+                ));
+            }
+            cpu::attn_temperature(q, p, width, scale, floor_len);
+            Ok(())
+        }
+        (Backend::Hip(ops), Ids::Hip(p)) => {
+            hip::elementwise::attn_temperature(ops, q.hip_mut(OP)?, p, width, scale, floor_len)
+        }
+        _ => Err(TensorError::Backend {
+            op: OP,
+            what: "q and positions on different backends".to_string(),
+        }),
+    }
+}
+
+/// `a = cap * tanh(a / cap)` element-wise (final logit soft-capping).
+pub fn softcap(be: &Backend, a: &mut Tensor, cap: f32) -> TensorResult<()> {
+    const OP: &str = "softcap";
+    match be {
+        Backend::Cpu => {
+            cpu::softcap(a.cpu_f32_mut(OP)?, cap);
+            Ok(())
+        }
+        Backend::Hip(ops) => hip::elementwise::softcap(ops, a.hip_mut(OP)?, cap),
     }
 }
 
@@ -828,6 +906,7 @@ mod tests {
             n_kv_heads: 2,
             head_dim: 1,
             scale: 1.0,
+            window: None,
         };
         let k = be.zeros(GgmlType::F16, vec![2, 2]).unwrap();
         let q = be.zeros(GgmlType::F32, vec![3]).unwrap();

@@ -16,7 +16,9 @@ fn attn_ref(q: &[f32], k: &[f16], v: &[f16], p: &AttentionParams) -> Vec<f64> {
         for h in 0..p.n_heads {
             let kvh = h / group;
             let qv = &q[(i * p.n_heads + h) * hd..][..hd];
-            let scores: Vec<f64> = (0..=pos)
+            // A sliding window of w keys: key j is masked when pos - j >= w.
+            let first = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let scores: Vec<f64> = (first..=pos)
                 .map(|j| {
                     let kr = &k[(j * p.n_kv_heads + kvh) * hd..][..hd];
                     qv.iter()
@@ -29,7 +31,7 @@ fn attn_ref(q: &[f32], k: &[f16], v: &[f16], p: &AttentionParams) -> Vec<f64> {
             let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let sum: f64 = scores.iter().map(|s| (s - m).exp()).sum();
             let o = &mut out[(i * p.n_heads + h) * hd..][..hd];
-            for (j, s) in scores.iter().enumerate() {
+            for (j, s) in (first..).zip(&scores) {
                 let w = (s - m).exp() / sum;
                 let vr = &v[(j * p.n_kv_heads + kvh) * hd..][..hd];
                 for (a, b) in o.iter_mut().zip(vr) {
@@ -67,6 +69,7 @@ fn params(
         n_kv_heads,
         head_dim: hd,
         scale: 1.0 / (hd as f32).sqrt(),
+        window: None,
     }
 }
 
@@ -88,6 +91,45 @@ fn prefill_matches_reference_gqa_mqa_mha() {
         attention(&q, &k, &v, &p, &mut out);
         let err = max_rel_err(&out, &attn_ref(&q, &k, &v, &p), 1e-3);
         assert!(err < TOL, "{p:?}: rel err {err}");
+    }
+}
+
+#[test]
+fn sliding_window_sees_only_the_last_window_keys() {
+    let mut rng = Rng::new(33);
+    for (mut p, w) in [
+        (params(9, 9, 4, 2, 32), 1),
+        (params(9, 9, 4, 2, 32), 4),
+        (params(3, 40, 6, 3, 64), 8), // continuation: 37 cached, 3 new
+        (params(1, 100, 2, 1, 16), 33),
+        (params(5, 5, 2, 2, 16), 64), // a window longer than the sequence: no mask
+    ] {
+        p.window = Some(w);
+        let (q, k, v) = random_case(&mut rng, &p);
+        let want = attn_ref(&q, &k, &v, &p);
+        type Attn = fn(&[f32], &[f16], &[f16], &AttentionParams, &mut [f32]);
+        // The flash variant accumulates in f16: its bound is the flash test's.
+        for (name, f, tol) in [
+            ("plain", attention as Attn, TOL),
+            ("flash", attention_flash_f16 as Attn, 1e-2),
+        ] {
+            let mut out = vec![f32::NAN; q.len()];
+            f(&q, &k, &v, &p, &mut out);
+            let err = max_rel_err(&out, &want, 1e-3);
+            assert!(err < tol, "{name} {p:?}: rel err {err}");
+        }
+        // The window matters: without it the answer is another one (unless nothing is masked).
+        if w < p.n_kv_tokens {
+            let mut full = vec![f32::NAN; q.len()];
+            attention(
+                &q,
+                &k,
+                &v,
+                &AttentionParams { window: None, ..p },
+                &mut full,
+            );
+            assert!(max_rel_err(&full, &want, 1e-3) > 10.0 * TOL, "{p:?}");
+        }
     }
 }
 

@@ -91,6 +91,7 @@ fn case(
         n_kv_heads,
         head_dim,
         scale: 1.0 / (head_dim as f32).sqrt(),
+        window: None,
     };
     let want = run(&Backend::Cpu, &q, &k, &v, &p, capacity, false)?;
     let got = run(gpu, &q, &k, &v, &p, capacity, true)?;

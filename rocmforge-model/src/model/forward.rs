@@ -340,6 +340,9 @@ impl Model {
             ops::rms_norm(be, &rows, &w.output_norm.get(), c.rms_eps, &mut normed)?;
             let mut logits = be.zeros(GgmlType::F32, vec![n_out, vocab])?;
             ops::matmul(be, &w.lm_head.get(file), &normed, n_out, &mut logits)?;
+            if let Some(cap) = c.final_logit_softcap {
+                ops::softcap(be, &mut logits, cap)?;
+            }
             gathered = logits;
             &gathered
         };
@@ -389,6 +392,9 @@ impl Model {
         let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
         let file = self.plan.loader().file();
         ops::embedding_ids(be, &w.embedding.get(file), &s.tokens, &mut s.x)?;
+        if let Some(f) = c.embd_scale {
+            ops::scale(be, &mut s.x, f)?;
+        }
         // Each block's residual add is fused with the norm that follows it (the MLP's, the
         // next block's, the output norm), so `s.normed` always holds the next input.
         if let Some(first) = w.layers.first() {
@@ -430,6 +436,9 @@ impl Model {
                 slot => slot.insert(be.zeros(GgmlType::F32, vec![s.n, c.vocab_size])?),
             };
             ops::matmul(be, &w.lm_head.get(file), &s.normed, s.n, logits)?;
+            if let Some(cap) = c.final_logit_softcap {
+                ops::softcap(be, logits, cap)?;
+            }
         }
         Ok(())
     }
@@ -515,11 +524,17 @@ impl Model {
             self.norm_in_place(&mut s.q, &mut s.q_tmp, qn)?;
             self.norm_in_place(&mut s.k, &mut s.k_tmp, kn)?;
         }
+        let window = c.layer_window(il);
         let shape = HeadShape {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
-            scale: 1.0 / (c.head_dim as f32).sqrt(),
+            scale: c.attn_scale,
+            window,
+        };
+        let rope = match (&self.rope_local, window) {
+            (Some(local), Some(_)) => local,
+            _ => &self.rope,
         };
         let [bq, bk, bv] = &l.bias;
         ops::rope_kv_append_batch(
@@ -531,9 +546,12 @@ impl Model {
             [bq.as_ref(), bk.as_ref(), bv.as_ref()],
             &shape,
             &s.positions,
-            &self.rope,
+            rope,
             kv,
         )?;
+        if let Some(t) = c.attn_temperature {
+            ops::attn_temperature(be, &mut s.q, &s.positions, c.q_dim(), t.scale, t.floor)?;
+        }
         ops::attention_batch(be, il, &s.q, kv, &shape, &mut s.attn)?;
         ops::matmul(be, &l.o.get(file), &s.attn, n, &mut s.proj)?;
         if let Some(post) = &l.post_attn_norm {
@@ -556,6 +574,12 @@ impl Model {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
         let file = self.plan.loader().file();
         match &l.ffn {
+            Ffn::Dense { gate, up, down } if c.arch.gelu_gate() => {
+                ops::matmul(be, &gate.get(file), &s.normed, n, &mut s.gate)?;
+                ops::matmul(be, &up.get(file), &s.normed, n, &mut s.up)?;
+                ops::gelu_mul(be, &s.gate, &s.up, &mut s.hidden)?;
+                ops::matmul(be, &down.get(file), &s.hidden, n, &mut s.proj)?;
+            }
             Ffn::Dense { gate, up, down } => {
                 ops::matmul_swiglu(
                     be,

@@ -21,7 +21,7 @@ use rocmforge_tensor::{Backend, GgufLoader};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, ModelResult};
-use crate::forward::rope_params;
+use crate::forward::{rope_params, rope_params_local};
 use crate::kv_cache::KvCache;
 use crate::plan::ExecutionPlan;
 use crate::weights::{self, LOAD_HEADROOM_BYTES, Weights, weight_bytes};
@@ -33,6 +33,8 @@ pub struct Model {
     plan: ExecutionPlan,
     backend: Backend,
     rope: RopeParams,
+    /// The RoPE of the sliding-window layers (gemma3's local layers), when it differs.
+    rope_local: Option<RopeParams>,
     weights: Weights,
     /// Activations of recent batch sizes (most recent last), reused between calls.
     pool: Mutex<Vec<Scratch>>,
@@ -135,10 +137,12 @@ impl Model {
             "model loaded"
         );
         let rope = rope_params(&plan.config);
+        let rope_local = rope_params_local(&plan.config);
         Ok(Model {
             plan,
             backend,
             rope,
+            rope_local,
             weights,
             pool: Mutex::new(Vec::new()),
             graphs: Default::default(),

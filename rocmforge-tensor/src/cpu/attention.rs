@@ -22,6 +22,9 @@ pub struct AttentionParams {
     pub head_dim: usize,
     /// Score scale, usually `1 / sqrt(head_dim)`.
     pub scale: f32,
+    /// Sliding window: a query at position `p` sees only the keys at `p - window + 1 ..= p`
+    /// (llama.cpp's standard SWA: key `k` is masked when `p - k >= window`); `None` sees all.
+    pub window: Option<usize>,
 }
 
 impl AttentionParams {
@@ -36,6 +39,14 @@ impl AttentionParams {
             && out >= q_len
             && k >= kv_len
             && v >= kv_len
+    }
+
+    /// The first key a query that sees keys `0..visible` attends to (its window's start).
+    pub fn first_key(&self, visible: usize) -> usize {
+        match self.window {
+            Some(w) => visible.saturating_sub(w),
+            None => 0,
+        }
     }
 }
 
@@ -82,13 +93,14 @@ fn attend_row(
     for (d, &x) in s.q16.iter_mut().zip(qh) {
         *d = f16::from_f32(x).to_f32();
     }
-    let sc = &mut s.scores[..visible];
-    for (score, key) in sc.iter_mut().zip(keys.chunks_exact(hd)) {
+    let first = p.first_key(visible);
+    let sc = &mut s.scores[..visible - first];
+    for (score, key) in sc.iter_mut().zip(keys[first * hd..].chunks_exact(hd)) {
         *score = dot_f32(&s.q16, key) * p.scale;
     }
     softmax(sc);
     // ggml converts the probabilities to f16 for the product with V (f16).
-    for (&prob, value) in sc.iter().zip(values.chunks_exact(hd)) {
+    for (&prob, value) in sc.iter().zip(values[first * hd..].chunks_exact(hd)) {
         let w = f16::from_f32(prob).to_f32();
         for (a, &x) in out.iter_mut().zip(value) {
             *a += w * x;
@@ -101,7 +113,8 @@ fn attend_row(
 /// - `q`, `out`: `[n_q_tokens][n_heads][head_dim]`;
 /// - `k_cache`, `v_cache`: `[n_kv_tokens][n_kv_heads][head_dim]`, token-major, f16;
 /// - query token `i` sits at position `n_kv_tokens - n_q_tokens + i` and sees the kv
-///   positions up to its own; query head `h` reads kv head `h / (n_heads / n_kv_heads)`.
+///   positions up to its own (with a `window`, only the last `window` of them); query head `h`
+///   reads kv head `h / (n_heads / n_kv_heads)`.
 ///
 /// Numerics follow llama.cpp's CPU path without flash attention: Q is rounded to f16
 /// before the dot with K, scores and softmax are f32, the probabilities are rounded to f16

@@ -24,7 +24,7 @@ fn one_head(
     let mut key = vec![0.0f32; hd];
     let mut acc = vec![f16::ZERO; hd];
     let (mut sum, mut max) = (0.0f32, f32::NEG_INFINITY);
-    for j in 0..visible {
+    for j in p.first_key(visible)..visible {
         let start = (j * p.n_kv_heads + kvh) * hd;
         for (d, s) in key.iter_mut().zip(&k[start..start + hd]) {
             *d = s.to_f32();

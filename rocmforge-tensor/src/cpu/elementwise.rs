@@ -1,4 +1,6 @@
-//! Element-wise ops: add, mul, scale, SwiGLU and GELU.
+//! Element-wise ops: add, mul, scale, SwiGLU, GeGLU, GELU and the tanh soft cap.
+
+use half::f16;
 
 /// `a[i] += b[i]` (residual add). Extra elements of the longer slice are left alone.
 pub fn add(a: &mut [f32], b: &[f32]) {
@@ -37,11 +39,61 @@ pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_COEF_A: f32 = 0.044_715;
 
+fn gelu_f32(t: f32) -> f32 {
+    0.5 * t * (1.0 + (SQRT_2_OVER_PI * t * (1.0 + GELU_COEF_A * t * t)).tanh())
+}
+
 /// GELU, tanh approximation (ggml's formula, in f32):
 /// `0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))`.
 pub fn gelu(x: &mut [f32]) {
     for v in x.iter_mut() {
-        let t = *v;
-        *v = 0.5 * t * (1.0 + (SQRT_2_OVER_PI * t * (1.0 + GELU_COEF_A * t * t)).tanh());
+        *v = gelu_f32(*v);
+    }
+}
+
+/// GeGLU as ggml's CPU backend computes it (`ggml_vec_geglu_f32` with its f16 GELU table):
+/// `out[i] = gelu(gate[i]) * up[i]`, where for `-10 < x < 10` the GELU is taken at `x` rounded
+/// to f16 and its value rounded to f16; `0` at or below -10 and `x` at or above 10.
+pub fn gelu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        let act = if g <= -10.0 {
+            0.0
+        } else if g >= 10.0 {
+            g
+        } else {
+            let x = f16::from_f32(g).to_f32();
+            f16::from_f32(gelu_f32(x)).to_f32()
+        };
+        *o = act * u;
+    }
+}
+
+/// Attention temperature as llama.cpp computes it (in f64 on the host): each row `r` of `q`
+/// (`width` values) times `ln(floor(positions[r] / floor_len) + 1) * scale + 1`.
+pub fn attn_temperature(
+    q: &mut [f32],
+    positions: &[u32],
+    width: usize,
+    scale: f32,
+    floor_len: u32,
+) {
+    if width == 0 || floor_len == 0 {
+        return;
+    }
+    for (row, &p) in q.chunks_exact_mut(width).zip(positions) {
+        let f = (f64::from(p / floor_len) + 1.0).ln() * f64::from(scale) + 1.0;
+        let f = f as f32;
+        for x in row.iter_mut() {
+            *x *= f;
+        }
+    }
+}
+
+/// Soft-capping: `a[i] = cap * tanh(a[i] / cap)` (ggml's order: scale by `1 / cap`, tanh, scale
+/// by `cap`).
+pub fn softcap(a: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    for x in a.iter_mut() {
+        *x = (*x * inv).tanh() * cap;
     }
 }

@@ -28,7 +28,7 @@ mod weight;
 pub use attention::{AttentionParams, attention};
 pub use attention_flash::attention_flash_f16;
 pub use dot::dequantize_row;
-pub use elementwise::{add, gelu, mul, scale, silu_mul};
+pub use elementwise::{add, attn_temperature, gelu, gelu_mul, mul, scale, silu_mul, softcap};
 pub use embedding::embedding;
 pub use matmul::{matmul, matmul_f32_reference, matmul_portable};
 pub use moe::{MIN_WEIGHT_SUM, MatmulIdShape, matmul_id, moe_route, moe_weighted_sum};

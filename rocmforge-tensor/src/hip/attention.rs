@@ -32,7 +32,21 @@ fn prefill_kernel(head_dim: usize) -> Option<&'static str> {
     }
 }
 
-/// `out = softmax(q·Kᵀ · scale, causal) · V` per head. `q`, `out`: F32
+/// A sliding window as the kernels take it: its length, 0 for none (a window of 0 keys, or
+/// one past the 32-bit range, is refused).
+pub(crate) fn window_arg(op: &'static str, window: Option<usize>) -> TensorResult<u32> {
+    match window {
+        None => Ok(0),
+        Some(0) => Err(TensorError::Shape {
+            op,
+            what: "a sliding window of 0 keys".to_string(),
+        }),
+        Some(w) => to_u32(op, "window", w),
+    }
+}
+
+/// `out = softmax(q·Kᵀ · scale, causal) · V` per head (over the last `p.window` keys of each
+/// query when set). `q`, `out`: F32
 /// `[n_q_tokens][n_heads][head_dim]`; `k_cache`, `v_cache`: F16 `[capacity][n_kv_heads][head_dim]`
 /// of which the first `n_kv_tokens` rows are used. Same semantics as [`crate::cpu::attention`].
 pub fn attention(
@@ -116,6 +130,7 @@ pub fn attention_rows(
         to_u32(OP, "n_kv_heads", p.n_kv_heads)?,
         to_u32(OP, "head_dim", p.head_dim)?,
     );
+    let window = window_arg(OP, p.window)?;
     let cfg = match prefill {
         // One block per (head, tile of PREFILL_QUERIES_PER_BLOCK queries).
         Some(_) => LaunchConfig {
@@ -136,7 +151,8 @@ pub fn attention_rows(
         .arg(&nh)
         .arg(&nkvh)
         .arg(&hd)
-        .arg(&p.scale);
+        .arg(&p.scale)
+        .arg(&window);
     // SAFETY: the arguments match attention_f16's parameters (and attention_prefill_f16_hd<D>'s,
     // which are the same, chosen only for head_dim == D); q and out hold n_q * n_heads *
     // head_dim f32 from their row `row` on, the caches at least n_kv * n_kv_heads * head_dim f16 (checked); head_dim <=

@@ -382,6 +382,7 @@ impl KvTables {
             to_u32(OP, "head_dim", shape.head_dim)?,
         );
         let n_dec = to_u32(OP, "decoding sequences", self.n_dec)?;
+        let window = super::attention::window_arg(OP, shape.window)?;
         if shape.head_dim % 2 == 0 && shape.head_dim <= SPLIT_MAX_HEAD_DIM {
             // Split over the keys: enough blocks to fill the device whatever the lengths.
             let group = shape.n_heads / shape.n_kv_heads;
@@ -404,7 +405,12 @@ impl KvTables {
                 .arg(&rows)
                 .arg(&lens)
                 .arg(&part);
-            l.arg(&nh).arg(&nkvh).arg(&hd).arg(&shape.scale).arg(&ns);
+            l.arg(&nh)
+                .arg(&nkvh)
+                .arg(&hd)
+                .arg(&shape.scale)
+                .arg(&ns)
+                .arg(&window);
             // SAFETY: the arguments match attention_rows_split_f16's parameters; one block is
             // one warp (the kernel's size); q holds n_rows rows of n_heads * head_dim f32
             // (checked) and every rows[i] < n_rows; k_base/v_base hold n_dec cache addresses
@@ -426,10 +432,11 @@ impl KvTables {
                 .arg(&po)
                 .arg(&nh)
                 .arg(&hd)
-                .arg(&ns);
+                .arg(&ns)
+                .arg(&window);
             // SAFETY: the arguments match attention_rows_combine_f32's parameters; part holds
             // the partials the launch above wrote for the splits each sequence uses (the same
-            // count from the same lens, at most n_split <= the kernel's AS_MAX_SPLIT), out holds
+            // count from the same lens and window, at most n_split <= the kernel's AS_MAX_SPLIT), out holds
             // n_rows rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows.
             unsafe { l.launch(cfg)? };
             return Ok(());
@@ -442,7 +449,11 @@ impl KvTables {
         };
         let mut l = ops.stream().launch_builder(&f);
         l.arg(&pq).arg(&kb).arg(&vb).arg(&rows).arg(&lens).arg(&po);
-        l.arg(&nh).arg(&nkvh).arg(&hd).arg(&shape.scale);
+        l.arg(&nh)
+            .arg(&nkvh)
+            .arg(&hd)
+            .arg(&shape.scale)
+            .arg(&window);
         // SAFETY: the arguments match attention_rows_f16's parameters; q and out hold n_rows
         // rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows (built from the
         // sequences' rows); k_base/v_base hold n_dec cache addresses of this device whose first

@@ -1,4 +1,5 @@
-//! Launches of `kernels/elementwise.hip`: add, mul, scale, silu·mul, gelu (f32).
+//! Launches of `kernels/elementwise.hip`: add, mul, scale, silu·mul, gelu·mul, gelu and the
+//! tanh soft cap (f32).
 
 use rocmforge_hip::DevicePtr;
 
@@ -43,20 +44,77 @@ pub fn mul(ops: &HipOps, a: &mut DeviceTensor, b: &DeviceTensor) -> TensorResult
     binary_in_place(ops, "mul", "mul_f32", a, b)
 }
 
-/// `a[i] *= s`.
-pub fn scale(ops: &HipOps, a: &mut DeviceTensor, s: f32) -> TensorResult<()> {
-    const OP: &str = "scale";
+/// `a[i] = f(a[i], s)` with kernel `name` (`scale_f32`, `softcap_f32`).
+fn scalar_in_place(
+    ops: &HipOps,
+    op: &'static str,
+    name: &'static str,
+    a: &mut DeviceTensor,
+    s: f32,
+) -> TensorResult<()> {
     let n = a.n_elements();
-    check_f32(OP, "a", a, n)?;
-    check_device(OP, ops, a)?;
+    check_f32(op, "a", a, n)?;
+    check_device(op, ops, a)?;
     if n == 0 {
         return Ok(());
     }
-    let f = ops.function(FAMILY, "scale_f32")?;
-    let (pa, n32) = (a.device_ptr(), to_u32(OP, "n", n)?);
+    let f = ops.function(FAMILY, name)?;
+    let (pa, n32) = (a.device_ptr(), to_u32(op, "n", n)?);
     let mut l = ops.stream().launch_builder(&f);
     l.arg(&pa).arg(&s).arg(&n32);
     // SAFETY: (float* a, float s, u32 n) matches the kernel; a holds n f32.
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
+}
+
+/// `a[i] *= s`.
+pub fn scale(ops: &HipOps, a: &mut DeviceTensor, s: f32) -> TensorResult<()> {
+    scalar_in_place(ops, "scale", "scale_f32", a, s)
+}
+
+/// `a[i] = cap * tanh(a[i] / cap)` (final logit soft-capping).
+pub fn softcap(ops: &HipOps, a: &mut DeviceTensor, cap: f32) -> TensorResult<()> {
+    scalar_in_place(ops, "softcap", "softcap_f32", a, cap)
+}
+
+/// Attention temperature: each row `r` of `q` (`width` values) times
+/// `ln(floor(positions[r] / floor_len) + 1) * scale + 1`.
+pub fn attn_temperature(
+    ops: &HipOps,
+    q: &mut DeviceTensor,
+    positions: &rocmforge_hip::DeviceBuffer<u32>,
+    width: usize,
+    scale: f32,
+    floor_len: u32,
+) -> TensorResult<()> {
+    const OP: &str = "attn_temperature";
+    let n = q.n_elements();
+    check_f32(OP, "q", q, n)?;
+    check_device(OP, ops, q)?;
+    if width == 0 || n % width != 0 || positions.len() < n / width || floor_len == 0 {
+        return Err(crate::error::TensorError::Shape {
+            op: OP,
+            what: format!(
+                "{n} values in rows of {width} with {} positions (floor {floor_len})",
+                positions.len()
+            ),
+        });
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "attn_temp_f32")?;
+    let (pq, pp) = (q.device_ptr(), positions.device_ptr());
+    let (w32, n32) = (to_u32(OP, "width", width)?, to_u32(OP, "n", n)?);
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&pq)
+        .arg(&pp)
+        .arg(&w32)
+        .arg(&n32)
+        .arg(&scale)
+        .arg(&floor_len);
+    // SAFETY: (float*, const u32*, u32, u32, float, u32) matches attn_temp_f32; q holds n f32,
+    // positions at least n / width u32 (checked), floor_len > 0.
     unsafe { l.launch(grid_1d(n, 256))? };
     Ok(())
 }
@@ -68,21 +126,42 @@ pub fn silu_mul(
     up: &DeviceTensor,
     out: &mut DeviceTensor,
 ) -> TensorResult<()> {
-    const OP: &str = "silu_mul";
+    gated(ops, "silu_mul", "silu_mul_f32", gate, up, out)
+}
+
+/// `out[i] = gelu(gate[i]) * up[i]` (GeGLU, tanh approximation).
+pub fn gelu_mul(
+    ops: &HipOps,
+    gate: &DeviceTensor,
+    up: &DeviceTensor,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    gated(ops, "gelu_mul", "gelu_mul_f32", gate, up, out)
+}
+
+/// `out[i] = act(gate[i]) * up[i]` with kernel `name`.
+fn gated(
+    ops: &HipOps,
+    op: &'static str,
+    name: &'static str,
+    gate: &DeviceTensor,
+    up: &DeviceTensor,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
     let n = gate.n_elements();
-    check_f32(OP, "gate", gate, n)?;
-    check_f32(OP, "up", up, n)?;
-    check_f32(OP, "out", out, n)?;
+    check_f32(op, "gate", gate, n)?;
+    check_f32(op, "up", up, n)?;
+    check_f32(op, "out", out, n)?;
     for t in [gate, up, &*out] {
-        check_device(OP, ops, t)?;
+        check_device(op, ops, t)?;
     }
     if n == 0 {
         return Ok(());
     }
-    let f = ops.function(FAMILY, "silu_mul_f32")?;
+    let f = ops.function(FAMILY, name)?;
     let (pg, pu, po): (DevicePtr, DevicePtr, DevicePtr) =
         (gate.device_ptr(), up.device_ptr(), out.device_ptr());
-    let n32 = to_u32(OP, "n", n)?;
+    let n32 = to_u32(op, "n", n)?;
     let mut l = ops.stream().launch_builder(&f);
     l.arg(&pg).arg(&pu).arg(&po).arg(&n32);
     // SAFETY: (const float*, const float*, float*, u32) matches; all three hold n f32.

@@ -1,4 +1,5 @@
-//! KV append (f32 → f16 cache) and causal GQA attention, decode and prefill, long contexts.
+//! KV append (f32 → f16 cache) and causal GQA attention, decode and prefill, long contexts,
+//! with and without a sliding window.
 
 use half::f16;
 use rocmforge_gguf::GgmlType;
@@ -47,7 +48,13 @@ pub fn attention(ctx: &Ctx) -> Result<(), String> {
         (3, 300, 2, 2, 256),
         (5, 5, 3, 1, 5),
     ];
-    for (n_q, n_kv, n_heads, n_kv_heads, head_dim) in cases {
+    // Each case without a window and with sliding windows shorter than its keys (a window of
+    // one key, of 17, of 45: within a prefill tile of 32 keys and across tiles).
+    let windowed = cases
+        .iter()
+        .flat_map(|&c| [None, Some(1), Some(17), Some(45)].map(|w| (c, w)))
+        .filter(|&((_, n_kv, ..), w)| w.is_none_or(|w| w < n_kv));
+    for ((n_q, n_kv, n_heads, n_kv_heads, head_dim), window) in windowed {
         let capacity = n_kv + 3; // rows past n_kv hold junk that must not be read
         let q = ctx.randn(n_q * n_heads * head_dim, 1.0);
         let k: Vec<f16> = ctx
@@ -67,6 +74,7 @@ pub fn attention(ctx: &Ctx) -> Result<(), String> {
             n_kv_heads,
             head_dim,
             scale: 1.0 / (head_dim as f32).sqrt(),
+            window,
         };
         let (c, g) = both(ctx, |be| {
             let tq = be.from_f32(vec![n_q, n_heads * head_dim], &q)?;
@@ -79,7 +87,7 @@ pub fn attention(ctx: &Ctx) -> Result<(), String> {
         let kind = if n_q == 1 { "decode" } else { "prefill" };
         ctx.check(
             &format!("attention {kind}"),
-            &format!("q{n_q} kv{n_kv} h{n_heads}/{n_kv_heads} d{head_dim}"),
+            &format!("q{n_q} kv{n_kv} h{n_heads}/{n_kv_heads} d{head_dim} window {window:?}"),
             &c,
             &g,
             1e-2,

@@ -136,7 +136,12 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
         ((16, 8, 256), vec![(50, 49, 1), (600, 17, 1)]),
         ((4, 2, 6), vec![(100, 70, 1), (9, 0, 4)]),
     ];
-    for ((n_heads, n_kv_heads, head_dim), seqs) in cases {
+    // Every case without a window and with one of 33 keys (shorter than most caches: decode rows
+    // take the split kernel's windowed key range, prefill chunks the tiled kernel's).
+    let windowed = cases
+        .into_iter()
+        .flat_map(|c| [None, Some(33)].map(|w| (c.clone(), w)));
+    for (((n_heads, n_kv_heads, head_dim), seqs), window) in windowed {
         let kv_dim = n_kv_heads * head_dim;
         let n_rows: usize = seqs.iter().map(|s| s.2).sum();
         let old = |cap: usize| -> Vec<Vec<f16>> {
@@ -164,11 +169,12 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
             n_kv_heads,
             head_dim,
             scale: 1.0 / (head_dim as f32).sqrt(),
+            window,
         };
         let (c, g) = both(ctx, |be| run(ctx, be, &seqs, &shape, &data))?;
         ctx.check(
             "attention_batch + kv_append_batch + rope_kv_append_batch",
-            &format!("{n_heads}/{n_kv_heads}x{head_dim}, seqs {seqs:?}"),
+            &format!("{n_heads}/{n_kv_heads}x{head_dim}, seqs {seqs:?}, window {window:?}"),
             &c,
             &g,
             2e-3,

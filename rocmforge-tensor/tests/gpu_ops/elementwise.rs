@@ -1,4 +1,5 @@
-//! add, mul, scale, silu·mul, gelu and softmax: GPU against CPU.
+//! add, mul, scale, silu·mul, gelu·mul, gelu, the soft cap, the attention temperature and
+//! softmax: GPU against CPU.
 
 use rocmforge_tensor::{Backend, Tensor, TensorResult, ops};
 
@@ -64,6 +65,34 @@ pub fn silu_mul_and_gelu(ctx: &Ctx) -> Result<(), String> {
         })?;
         let input_scale = gate.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
         ctx.check_scaled("gelu", &format!("n={n}"), &c, &g, F32_BOUND, input_scale)?;
+        // GeGLU: the CPU rounds the GELU's input and value to f16 (ggml's CPU table), the GPU
+        // keeps f32 (ggml's CUDA): they agree to f16 precision, relative to the output scale.
+        let (c, g) = both(ctx, |be| {
+            let tg = be.from_f32(vec![n], &gate)?;
+            let tu = be.from_f32(vec![n], &up)?;
+            let mut o = out(ctx, be, vec![n])?;
+            ops::gelu_mul(be, &tg, &tu, &mut o)?;
+            o.to_f32_vec()
+        })?;
+        let out_scale = c.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+        ctx.check_scaled("gelu_mul", &format!("n={n}"), &c, &g, 2e-3, out_scale)?;
+        let (c, g) = both(ctx, |be| {
+            let mut t = be.from_f32(vec![n], &gate)?;
+            ops::softcap(be, &mut t, 5.0)?;
+            t.to_f32_vec()
+        })?;
+        ctx.check("softcap 5", &format!("n={n}"), &c, &g, F32_BOUND)?;
+        // Attention temperature: rows of 8 values, positions across several steps of 3.
+        if n % 8 == 0 {
+            let positions: Vec<u32> = (0..n as u32 / 8).map(|r| r * 5 % 97).collect();
+            let (c, g) = both(ctx, |be| {
+                let mut t = be.from_f32(vec![n / 8, 8], &gate)?;
+                let pos = be.ids(&positions)?;
+                ops::attn_temperature(be, &mut t, &pos, 8, 0.5, 3)?;
+                t.to_f32_vec()
+            })?;
+            ctx.check("attn_temperature", &format!("n={n}"), &c, &g, F32_BOUND)?;
+        }
     }
     Ok(())
 }

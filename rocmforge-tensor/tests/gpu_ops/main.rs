@@ -32,7 +32,10 @@ use support::{Ctx, Rng, TestFn};
 
 const TESTS: &[(&str, TestFn)] = &[
     ("elementwise_add_mul_scale", elementwise::binary_ops),
-    ("elementwise_silu_mul_gelu", elementwise::silu_mul_and_gelu),
+    (
+        "elementwise_silu_mul_gelu_mul_gelu_softcap",
+        elementwise::silu_mul_and_gelu,
+    ),
     ("softmax_masked_rows", elementwise::softmax_masked),
     (
         "mixed_backends_are_errors",

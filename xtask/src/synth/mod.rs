@@ -29,8 +29,8 @@ const TASK_ELEMENTS: usize = 1 << 15;
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, or a tiny CI shape (tiny-llama, tiny-qwen3,
-    /// tiny-qwen3moe-kl, tiny-qwen3moe).
+    /// llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, or a tiny CI shape
+    /// (tiny-llama, tiny-qwen3, tiny-qwen3moe-kl, tiny-gemma3, tiny-mistral3, tiny-qwen3moe).
     #[arg(long)]
     pub shape: String,
     /// Q4_K_M, Q4_0, Q8_0 or F16.
@@ -67,7 +67,7 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     let mut shape = Shape::by_name(&args.shape).ok_or_else(|| {
         let tiny: Vec<&str> = TINY.iter().map(|t| t.name).collect();
         anyhow!(
-            "unknown --shape {} (llama3-8b, qwen2.5-0.5b, {})",
+            "unknown --shape {} (llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, {})",
             args.shape,
             tiny.join(", ")
         )
@@ -134,6 +134,41 @@ fn model_metadata(w: &mut GgufWriter, shape: &Shape, ftype: FileType) -> Result<
     if shape.head_dim_override.is_some() {
         w.add_metadata(&format!("{a}.attention.key_length"), u(shape.head_dim()));
         w.add_metadata(&format!("{a}.attention.value_length"), u(shape.head_dim()));
+    }
+    if let Some(swa) = shape.swa {
+        w.add_metadata(&format!("{a}.attention.sliding_window"), u(swa.window));
+        if let Some(p) = swa.pattern {
+            w.add_metadata(&format!("{a}.attention.sliding_window_pattern"), u(p));
+        }
+    }
+    if let Some(f) = shape.rope_scale_linear {
+        w.add_metadata(
+            &format!("{a}.rope.scaling.type"),
+            MetadataValue::String("linear".into()),
+        );
+        w.add_metadata(&format!("{a}.rope.scaling.factor"), MetadataValue::F32(f));
+    }
+    if let Some(y) = shape.yarn {
+        let f = MetadataValue::F32;
+        w.add_metadata(
+            &format!("{a}.rope.scaling.type"),
+            MetadataValue::String("yarn".into()),
+        );
+        w.add_metadata(&format!("{a}.rope.scaling.factor"), f(y.factor));
+        w.add_metadata(
+            &format!("{a}.rope.scaling.original_context_length"),
+            u(y.original_context),
+        );
+        w.add_metadata(&format!("{a}.rope.scaling.yarn_beta_fast"), f(y.beta_fast));
+        w.add_metadata(&format!("{a}.rope.scaling.yarn_beta_slow"), f(y.beta_slow));
+        w.add_metadata(
+            &format!("{a}.rope.scaling.yarn_log_multiplier"),
+            f(y.log_mul),
+        );
+        w.add_metadata(
+            &format!("{a}.attention.temperature_scale"),
+            f(y.temperature_scale),
+        );
     }
     if let Some(m) = shape.moe {
         w.add_metadata(&format!("{a}.expert_count"), u(m.n_expert));

@@ -46,6 +46,32 @@ pub struct Shape {
     pub weight_sd: f32,
     /// Standard deviation of the output layer (and of a tied embedding).
     pub output_sd: f32,
+    /// Sliding-window attention keys (gemma3).
+    pub swa: Option<SwaShape>,
+    /// `rope.scaling.type = linear` with this factor.
+    pub rope_scale_linear: Option<f32>,
+    /// `rope.scaling.type = yarn` with its keys, and the attention temperature (mistral3).
+    pub yarn: Option<YarnShape>,
+}
+
+/// YaRN keys of a shape (and mistral3's `attention.temperature_scale`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YarnShape {
+    pub factor: f32,
+    pub original_context: usize,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    pub log_mul: f32,
+    pub temperature_scale: f32,
+}
+
+/// The sliding window of a shape: `attention.sliding_window` and, when set,
+/// `attention.sliding_window_pattern` (llama.cpp's default for gemma3 is 6: every sixth layer
+/// global).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SwaShape {
+    pub window: usize,
+    pub pattern: Option<usize>,
 }
 
 /// The experts of a mixture-of-experts shape (`ffn_gate_inp` + `ffn_{gate,up,down}_exps`).
@@ -89,6 +115,9 @@ impl Shape {
             moe: None,
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            swa: None,
+            rope_scale_linear: None,
+            yarn: None,
         }
     }
 
@@ -114,6 +143,9 @@ impl Shape {
             moe: None,
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            swa: None,
+            rope_scale_linear: None,
+            yarn: None,
         }
     }
 
@@ -143,6 +175,9 @@ impl Shape {
             }),
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            swa: None,
+            rope_scale_linear: None,
+            yarn: None,
         }
     }
 
@@ -166,6 +201,59 @@ impl Shape {
         }
     }
 
+    /// Gemma-3-4B (text): 34 blocks, 5 local (window 1024) then 1 global, head dim 256, linear
+    /// RoPE scaling 8 on the global layers, tied output. The GPT-2 vocabulary padded to Gemma's
+    /// 262,208 rows (the shape's cost; its tokenizer is not Gemma's).
+    pub fn gemma3_4b() -> Shape {
+        Shape {
+            name: "synthetic gemma3-4b",
+            arch: "gemma3",
+            vocab: 262_208,
+            n_layers: 34,
+            dim: 2560,
+            ffn: 10_240,
+            n_heads: 8,
+            n_kv_heads: 4,
+            qkv_bias: false,
+            qk_norm: true,
+            tied_output: true,
+            rope_base: 1_000_000.0,
+            rms_eps: 1e-6,
+            context: 131_072,
+            tokenizer: Some(VocabSource::File(vocab_file("ggml-vocab-gpt-2.gguf"))),
+            head_dim_override: Some(256),
+            moe: None,
+            weight_sd: super::WEIGHT_SD,
+            output_sd: super::WEIGHT_SD,
+            swa: Some(SwaShape {
+                window: 1024,
+                pattern: None,
+            }),
+            rope_scale_linear: Some(8.0),
+            yarn: None,
+        }
+    }
+
+    /// Gemma-3-1B (text): 26 blocks, window 512, head dim 256, one KV head, no RoPE scaling.
+    pub fn gemma3_1b() -> Shape {
+        Shape {
+            name: "synthetic gemma3-1b",
+            vocab: 262_144,
+            n_layers: 26,
+            dim: 1152,
+            ffn: 6912,
+            n_heads: 4,
+            n_kv_heads: 1,
+            context: 32_768,
+            swa: Some(SwaShape {
+                window: 512,
+                pattern: None,
+            }),
+            rope_scale_linear: None,
+            ..Shape::gemma3_4b()
+        }
+    }
+
     /// The shape named on the command line.
     pub fn by_name(name: &str) -> Option<Shape> {
         match name {
@@ -173,8 +261,15 @@ impl Shape {
             "qwen2.5-0.5b" => Some(Shape::qwen25_05b()),
             "qwen3-30b-a3b" => Some(Shape::qwen3_30b_a3b()),
             "tiny-qwen3moe" => Some(Shape::tiny_qwen3moe()),
+            "gemma3-4b" => Some(Shape::gemma3_4b()),
+            "gemma3-1b" => Some(Shape::gemma3_1b()),
             _ => super::tiny::Tiny::by_name(name),
         }
+    }
+
+    /// Norms after attention and after the MLP (gemma3).
+    pub fn post_norms(&self) -> bool {
+        self.arch == "gemma3"
     }
 
     pub fn head_dim(&self) -> usize {
@@ -209,6 +304,9 @@ impl Shape {
                 out.push(t("attn_k_norm.weight", Kind::Norm, &[hd]));
             }
             out.push(t("attn_output.weight", Kind::AttnOutput, &[qd, d]));
+            if self.post_norms() {
+                out.push(t("post_attention_norm.weight", Kind::Norm, &[d]));
+            }
             out.push(t("ffn_norm.weight", Kind::Norm, &[d]));
             match self.moe {
                 Some(m) => {
@@ -223,6 +321,9 @@ impl Shape {
                     out.push(t("ffn_up.weight", Kind::FfnUp, &[d, self.ffn]));
                     out.push(t("ffn_down.weight", Kind::FfnDown, &[self.ffn, d]));
                 }
+            }
+            if self.post_norms() {
+                out.push(t("post_ffw_norm.weight", Kind::Norm, &[d]));
             }
         }
         out.push(TensorSpec::new(

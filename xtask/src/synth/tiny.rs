@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use super::mix::FileType;
-use super::shape::{MoeShape, Shape, VocabSource};
+use super::shape::{MoeShape, Shape, SwaShape, VocabSource, YarnShape};
 use crate::models::sha256_of;
 use crate::paths;
 
@@ -30,6 +30,13 @@ pub struct Tiny {
     pub qk_norm: bool,
     /// Experts instead of the MLP (qwen3moe).
     pub moe: Option<MoeShape>,
+    /// Blocks (2 unless an architecture needs more to show its layer pattern).
+    pub n_layers: usize,
+    /// The sliding window (gemma3), its layer pattern and the global layers' RoPE (base and
+    /// linear scaling factor).
+    pub swa: Option<TinySwa>,
+    /// YaRN and the attention temperature (mistral3).
+    pub yarn: Option<YarnShape>,
     /// sha256 of the Q8_0 file with seed 42: synthesis must stay bit-identical, since the
     /// committed llama.cpp reference was computed on exactly this file.
     pub sha256: &'static str,
@@ -43,6 +50,9 @@ pub const TINY: &[Tiny] = &[
         qkv_bias: false,
         qk_norm: false,
         moe: None,
+        n_layers: 2,
+        swa: None,
+        yarn: None,
         sha256: "ac75923961b721945ed8ebd4d9c5a1f823674a6785e52e459db66c2ea30175c0",
     },
     Tiny {
@@ -51,6 +61,9 @@ pub const TINY: &[Tiny] = &[
         qkv_bias: false,
         qk_norm: true,
         moe: None,
+        n_layers: 2,
+        swa: None,
+        yarn: None,
         sha256: "be8f290de9d946f264d120204980d771d9c3ab61ab42652c46a2dd8ed3ee80a3",
     },
     Tiny {
@@ -63,9 +76,59 @@ pub const TINY: &[Tiny] = &[
             n_expert_used: 2,
             ffn_exp: 64,
         }),
+        n_layers: 2,
+        swa: None,
+        yarn: None,
         sha256: "a143d9d62101cdf328ef4d1be02ec789663924fe8d34d909ff965a470f221d89",
     },
+    Tiny {
+        name: "tiny-gemma3",
+        arch: "gemma3",
+        qkv_bias: false,
+        qk_norm: true,
+        moe: None,
+        // Local, local, global: a window of 8 keys (so an off-by-one changes an eighth of each
+        // local attention), base 10 000 on the local layers, 1e6 and linear scaling 8 on the
+        // global one.
+        n_layers: 3,
+        swa: Some(TinySwa {
+            window: 8,
+            pattern: 3,
+            global_rope_base: 1_000_000.0,
+            global_rope_linear: 8.0,
+        }),
+        yarn: None,
+        sha256: "6aeb4abe2cfd3cc8db162c91281dd6025c016a5c7eed8a813ef075f20be14009",
+    },
+    Tiny {
+        name: "tiny-mistral3",
+        arch: "mistral3",
+        qkv_bias: false,
+        qk_norm: false,
+        moe: None,
+        n_layers: 2,
+        swa: None,
+        // YaRN 4x over an original context of 32 (the 128-token chunks run past it), betas and
+        // log multiplier off their defaults, and a temperature that grows every 32 positions.
+        yarn: Some(YarnShape {
+            factor: 4.0,
+            original_context: 32,
+            beta_fast: 16.0,
+            beta_slow: 2.0,
+            log_mul: 1.0,
+            temperature_scale: 0.5,
+        }),
+        sha256: "162859202a254599f023905b6a0b096c7dcc0913638762afdfc04e72ad51c8f0",
+    },
 ];
+
+/// The sliding-window part of a tiny shape.
+pub struct TinySwa {
+    pub window: usize,
+    pub pattern: usize,
+    pub global_rope_base: f32,
+    pub global_rope_linear: f32,
+}
 
 /// Standard deviation of the tiny shapes' weight matrices (about 1/sqrt(64), so activations keep
 /// their size through the blocks).
@@ -74,21 +137,24 @@ pub const TINY_WEIGHT_SD: f32 = 0.15;
 pub const TINY_OUTPUT_SD: f32 = 0.5;
 
 impl Tiny {
-    /// The shape: 2 blocks of width 64, 4 heads (2 KV heads) of 16, FFN 128.
+    /// The shape: `n_layers` blocks of width 64, 4 heads (2 KV heads) of 16, FFN 128.
     pub fn shape(&self) -> Shape {
         Shape {
             name: self.name,
             arch: self.arch,
             vocab: super::vocab::TINY_VOCAB,
-            n_layers: 2,
+            n_layers: self.n_layers,
             dim: 64,
             ffn: 128,
             n_heads: 4,
             n_kv_heads: 2,
             qkv_bias: self.qkv_bias,
             qk_norm: self.qk_norm,
+            // (Gemma ties its output to the token embedding; the tiny one does not: a tied
+            // embedding of the output's scale, times sqrt(n_embd), would swamp the residual
+            // stream and the model would mostly predict the token it was given.)
             tied_output: false,
-            rope_base: 10_000.0,
+            rope_base: self.swa.as_ref().map_or(10_000.0, |s| s.global_rope_base),
             rms_eps: 1e-5,
             context: 512,
             tokenizer: Some(VocabSource::TinyByteBpe),
@@ -96,6 +162,12 @@ impl Tiny {
             moe: self.moe,
             weight_sd: TINY_WEIGHT_SD,
             output_sd: TINY_OUTPUT_SD,
+            swa: self.swa.as_ref().map(|s| SwaShape {
+                window: s.window,
+                pattern: Some(s.pattern),
+            }),
+            rope_scale_linear: self.swa.as_ref().map(|s| s.global_rope_linear),
+            yarn: self.yarn,
         }
     }
 
