@@ -137,45 +137,6 @@ void moe_weighted_sum_f32(const float* y, const float* w, rf_u32 k, rf_u32 width
         }                                                                                         \
     }
 
-// out[t][r] = sum_j weights[t * k + j] * (W[ids[t * k + j]][r] . x_{t * k + j}): the down expert
-// matvecs of a token's k slots (one q8_1 row per slot) and their routing-weighted sum in one
-// launch (the expert outputs never reach memory). Each thread adds its weighted partial dot
-// products of all k slots, then one reduction per row. A token with an id outside
-// 0..n_expert gets NaN rows.
-// Launch: block.x = 256, tpr threads per row; grid.x = ceil(rows / (256 / tpr)), grid.y = tokens
-// from tok0 (at most 65535 per launch).
-#define RF_MMVQ_ID_SUM_KERNEL(name, T)                                                            \
-    RF_KERNEL(RF_MMV_THREADS)                                                                     \
-    void mmvq_id_sum_##name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,         \
-                            const rf_i8* aqs, const float* ads, rf_u32 cols, const rf_u32* ids,   \
-                            const float* weights, rf_u32 n_expert, rf_u32 k, float* out,          \
-                            rf_u32 tpr, rf_u32 tok0) {                                            \
-        __shared__ float red[RF_MMV_THREADS / RF_WARP_SIZE];                                      \
-        const rf_u32 t = tok0 + RF_BID_Y, tid = RF_TID_X;                                         \
-        const rf_u32 row = RF_BID_X * (RF_MMV_THREADS / tpr) + tid / tpr;                         \
-        float acc = 0.0f;                                                                         \
-        bool bad = false;                                                                         \
-        for (rf_u32 j = 0; j < k; ++j) {                                                          \
-            const rf_u64 slot = (rf_u64)t * k + j;                                                \
-            const rf_u32 e = ids[slot];                                                           \
-            if (e >= n_expert) {                                                                  \
-                bad = true;                                                                       \
-                continue;                                                                         \
-            }                                                                                     \
-            if (row < rows) {                                                                     \
-                float part = 0.0f;                                                                \
-                rf_mmvq_row<T, 1>(w + ((rf_u64)e * rows + row) * row_bytes, chunks,               \
-                                  aqs + slot * cols, ads + 2 * slot * (cols / 32), cols, 1,       \
-                                  tid % tpr, tpr, &part);                                         \
-                acc += weights[slot] * part;                                                      \
-            }                                                                                     \
-        }                                                                                         \
-        rf_mmv_reduce<1>(&acc, tpr, red);                                                         \
-        if (tid % tpr == 0 && row < rows) {                                                       \
-            out[(rf_u64)t * rows + row] = bad ? __builtin_nanf("") : acc;                          \
-        }                                                                                         \
-    }
-
 RF_MMVQ_ID_KERNEL(q4_0, rf_q4_0)
 RF_MMVQ_ID_KERNEL(q4_1, rf_q4_1)
 RF_MMVQ_ID_KERNEL(q5_0, rf_q5_0)
@@ -201,19 +162,6 @@ RF_MMVQ_ID_GLU_KERNEL(q4_k, rf_q4_k)
 RF_MMVQ_ID_GLU_KERNEL(q5_k, rf_q5_k)
 RF_MMVQ_ID_GLU_KERNEL(q6_k, rf_q6_k)
 RF_MMVQ_ID_GLU_KERNEL(iq4_xs, rf_iq4_xs)
-
-RF_MMVQ_ID_SUM_KERNEL(q4_0, rf_q4_0)
-RF_MMVQ_ID_SUM_KERNEL(q4_1, rf_q4_1)
-RF_MMVQ_ID_SUM_KERNEL(q5_0, rf_q5_0)
-RF_MMVQ_ID_SUM_KERNEL(q5_1, rf_q5_1)
-RF_MMVQ_ID_SUM_KERNEL(q8_0, rf_q8_0)
-RF_MMVQ_ID_SUM_KERNEL(iq4_nl, rf_iq4_nl)
-RF_MMVQ_ID_SUM_KERNEL(q2_k, rf_q2_k)
-RF_MMVQ_ID_SUM_KERNEL(q3_k, rf_q3_k)
-RF_MMVQ_ID_SUM_KERNEL(q4_k, rf_q4_k)
-RF_MMVQ_ID_SUM_KERNEL(q5_k, rf_q5_k)
-RF_MMVQ_ID_SUM_KERNEL(q6_k, rf_q6_k)
-RF_MMVQ_ID_SUM_KERNEL(iq4_xs, rf_iq4_xs)
 
 // ---------------------------------------------------------------------------------------------
 // Grouped expert matmul: the slots (token, choice) grouped by expert, then the tiles of

@@ -3,9 +3,8 @@
 //!
 //! A block's feed-forward over `n` tokens with `k` of `E` experts each:
 //! router logits (`ops::matmul`) → [`moe_route`] (ids `[n * k]` on the backend, weights
-//! `[n][k]`) → [`matmul_id_swiglu`] (gate and up `[n * k][n_ff]`, then silu·mul) →
-//! [`matmul_id_weighted_sum`] (down, one input row per slot, and the routing-weighted sum
-//! into `[n][n_embd]`). [`matmul_id`] and [`moe_weighted_sum`] are the steps of the fallbacks.
+//! `[n][k]`) → [`matmul_id_swiglu`] (gate and up `[n * k][n_ff]`, then silu·mul) → [`matmul_id`]
+//! down (one input row per slot) → [`moe_weighted_sum`] (`[n][n_embd]`).
 
 use crate::backend::Backend;
 use crate::cpu::{self, MatmulIdShape};
@@ -109,42 +108,6 @@ pub fn matmul_id_swiglu(
     matmul_id(be, gate, s, x, ids, gate_out)?;
     matmul_id(be, up, s, x, ids, up_out)?;
     crate::ops::silu_mul(be, gate_out, up_out, out)
-}
-
-/// The experts' down projection and their routing-weighted sum: `out[t] = sum_j
-/// weights[t][j] * (x_{t * k + j} · W[ids[t * k + j]]ᵀ)` (`x` one row per slot). On the GPU one
-/// launch for decode-sized batches (`hip::moe::matmul_id_sum`; the slots' outputs never reach
-/// memory); every other case runs [`matmul_id`] into `slot_out` (`[n * k][rows]`) and
-/// [`moe_weighted_sum`] (the same values up to float summation order).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_id_weighted_sum(
-    be: &Backend,
-    w: &Weight,
-    s: &MatmulIdShape,
-    x: &Tensor,
-    ids: &Ids,
-    weights: &Tensor,
-    slot_out: &mut Tensor,
-    out: &mut Tensor,
-) -> TensorResult<()> {
-    const OP: &str = "matmul_id_weighted_sum";
-    if let (Backend::Hip(ops), Weight::Hip(wt), Ids::Hip(i)) = (be, w, ids) {
-        let (xg, wg) = (x.hip(OP)?, weights.hip(OP)?);
-        if hip::moe::matmul_id_sum(
-            ops,
-            wt,
-            s,
-            xg,
-            i,
-            wg,
-            slot_out.hip_mut(OP)?,
-            out.hip_mut(OP)?,
-        )? {
-            return Ok(());
-        }
-    }
-    matmul_id(be, w, s, x, ids, slot_out)?;
-    moe_weighted_sum(be, slot_out, weights, s.k, out)
 }
 
 /// `out[t] = sum_j weights[t][j] * y[t * k + j]` over rows of `out`'s width: each token's

@@ -12,9 +12,7 @@ use crate::cpu::{self, AttentionParams, RopeParams, WeightView};
 pub use crate::cpu::{SampleParams, SampleRow};
 use crate::error::{TensorError, TensorResult};
 use crate::hip;
-pub use crate::moe_ops::{
-    matmul_id, matmul_id_swiglu, matmul_id_weighted_sum, moe_route, moe_weighted_sum,
-};
+pub use crate::moe_ops::{matmul_id, matmul_id_swiglu, moe_route, moe_weighted_sum};
 pub use crate::sample_ops::{Sampled, sample_rows};
 use crate::tensor::{Ids, Tensor, Weight};
 

@@ -664,16 +664,15 @@ impl Model {
             x_per_slot: true,
             ..shape
         };
-        ops::matmul_id_weighted_sum(
+        ops::matmul_id(
             be,
             &down.get(file),
             &per_slot,
             &m.hidden,
             &m.ids,
-            &m.weights,
             &mut m.down,
-            &mut s.proj,
         )?;
+        ops::moe_weighted_sum(be, &m.down, &m.weights, k, &mut s.proj)?;
         Ok(())
     }
 }

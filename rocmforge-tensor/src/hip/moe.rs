@@ -252,16 +252,6 @@ impl<'a> ExpertMatmul<'a> {
         }))
     }
 
-    /// The kernels' row bytes, rows, chunks per row and columns.
-    fn dims(&self, op: &'static str) -> TensorResult<(u64, u32, u32, u32)> {
-        Ok((
-            self.row_bytes as u64,
-            to_u32(op, "rows", self.rows)?,
-            to_u32(op, "chunks", self.chunks)?,
-            to_u32(op, "cols", self.cols)?,
-        ))
-    }
-
     /// Whether the slots are many enough per expert for the grouped tiled kernels.
     fn grouped(s: &MatmulIdShape) -> bool {
         s.n_tokens * s.k >= GROUPED_MIN_SLOTS_PER_EXPERT * s.n_expert
@@ -281,7 +271,12 @@ impl<'a> ExpertMatmul<'a> {
         let slots = s.n_tokens * s.k;
         let (aqs, ads) = ops
             .with_matmul(|ctx, stream| ctx.quantize_rows(self.x, s.x_rows(), self.cols, stream))?;
-        let (rb64, rows32, chunks32, cols32) = self.dims(op)?;
+        let (rb64, rows32, chunks32, cols32) = (
+            self.row_bytes as u64,
+            to_u32(op, "rows", self.rows)?,
+            to_u32(op, "chunks", self.chunks)?,
+            to_u32(op, "cols", self.cols)?,
+        );
         let (ne32, k32, per_slot, tpr32) = (
             to_u32(op, "experts", s.n_expert)?,
             to_u32(op, "k", s.k)?,
@@ -406,109 +401,6 @@ pub fn matmul_id_swiglu(
     let f = ops.function("moe", glu)?;
     m.launch_matvec(OP, ops, &f, &[m.w.device_ptr(), ub.device_ptr()], s, ids)?;
     Ok(true)
-}
-
-/// The down expert matvecs of each token's slots and their routing-weighted sum in one launch
-/// (`mmvq_id_sum_<type>`; the slots' outputs never reach memory): `out[t] = sum_j
-/// weights[t][j] * (x_{t * k + j} · W[ids[t * k + j]]ᵀ)`, for one `x` row per slot. `slot_out`
-/// (`[n_tokens * k][rows]`, the fallback's scratch) is only checked. Returns `false` without
-/// doing anything where that kernel does not serve (one row per token, or slots many enough per
-/// expert for the grouped kernels): the caller runs [`matmul_id`] and [`moe_weighted_sum`].
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_id_sum(
-    ops: &HipOps,
-    w: &DeviceTensor,
-    s: &MatmulIdShape,
-    x: &DeviceTensor,
-    ids: &DeviceBuffer<u32>,
-    weights: &DeviceTensor,
-    slot_out: &mut DeviceTensor,
-    out: &mut DeviceTensor,
-) -> TensorResult<bool> {
-    const OP: &str = "matmul_id_sum";
-    if !s.x_per_slot || ExpertMatmul::grouped(s) {
-        return Ok(false);
-    }
-    let Some(name) = sum_kernel(w.dtype()) else {
-        return Ok(false);
-    };
-    let Some(m) = ExpertMatmul::check(OP, ops, w, s, x, ids, slot_out)? else {
-        return Ok(true);
-    };
-    check_f32(OP, "weights", weights, s.n_tokens * s.k)?;
-    check_f32(OP, "out", out, s.n_tokens * m.rows)?;
-    for t in [weights, &*out] {
-        check_device(OP, ops, t)?;
-    }
-    let f = ops.function("moe", name)?;
-    let (aqs, ads) =
-        ops.with_matmul(|ctx, stream| ctx.quantize_rows(m.x, s.x_rows(), m.cols, stream))?;
-    let (rb64, rows32, chunks32, cols32) = m.dims(OP)?;
-    let (ne32, k32, tpr32) = (
-        to_u32(OP, "experts", s.n_expert)?,
-        to_u32(OP, "k", s.k)?,
-        m.tpr as u32,
-    );
-    let row_blocks = to_u32(OP, "row blocks", m.rows.div_ceil(MMV_THREADS / m.tpr))?;
-    let (pw, pi, pwt, po) = (
-        m.w.device_ptr(),
-        ids.device_ptr(),
-        weights.device_ptr(),
-        out.device_ptr(),
-    );
-    for first in (0..s.n_tokens).step_by(MAX_SLOTS_PER_LAUNCH) {
-        let n = (s.n_tokens - first).min(MAX_SLOTS_PER_LAUNCH);
-        let cfg = LaunchConfig {
-            grid_dim: (row_blocks, n as u32, 1),
-            block_dim: (MMV_THREADS as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let tok0 = first as u32;
-        let mut l = ops.stream().launch_builder(&f);
-        l.arg(&pw)
-            .arg(&rb64)
-            .arg(&rows32)
-            .arg(&chunks32)
-            .arg(&aqs)
-            .arg(&ads)
-            .arg(&cols32)
-            .arg(&pi)
-            .arg(&pwt)
-            .arg(&ne32)
-            .arg(&k32)
-            .arg(&po)
-            .arg(&tpr32)
-            .arg(&tok0);
-        // SAFETY: `mmvq_id_sum_<type>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
-        // const i8* aqs, const float* ads, u32 cols, const u32* ids, const float* weights,
-        // u32 n_expert, u32 k, float* out, u32 tpr, u32 tok0)`. `w` holds n_expert * rows rows
-        // of row_bytes, the q8_1 scratch one row of cols per slot (quantized above on the same
-        // stream), ids and weights n_tokens * k values, out n_tokens * rows f32 (all checked);
-        // the grid covers tokens tok0..tok0 + n <= n_tokens; an id >= n_expert is caught by the
-        // kernel; tpr is a power of two dividing the block.
-        unsafe { l.launch(cfg)? };
-    }
-    Ok(true)
-}
-
-/// The fused down + weighted-sum expert kernel of a quantized type.
-fn sum_kernel(ty: rocmforge_gguf::GgmlType) -> Option<&'static str> {
-    let (suffix, _, _) = quantized_matvec_layout(ty, 0)?;
-    Some(match suffix {
-        "q4_0" => "mmvq_id_sum_q4_0",
-        "q4_1" => "mmvq_id_sum_q4_1",
-        "q5_0" => "mmvq_id_sum_q5_0",
-        "q5_1" => "mmvq_id_sum_q5_1",
-        "q8_0" => "mmvq_id_sum_q8_0",
-        "iq4_nl" => "mmvq_id_sum_iq4_nl",
-        "q2_k" => "mmvq_id_sum_q2_k",
-        "q3_k" => "mmvq_id_sum_q3_k",
-        "q4_k" => "mmvq_id_sum_q4_k",
-        "q5_k" => "mmvq_id_sum_q5_k",
-        "q6_k" => "mmvq_id_sum_q6_k",
-        "iq4_xs" => "mmvq_id_sum_iq4_xs",
-        _ => return None,
-    })
 }
 
 /// The fused gate/up expert matvec kernel of a quantized type.
@@ -689,12 +581,6 @@ mod tests {
             assert!(
                 name.ends_with(suffix) && source.contains(&macro_use),
                 "{ty}: {name}"
-            );
-            let sum = sum_kernel(ty).unwrap_or("");
-            let macro_use = format!("RF_MMVQ_ID_SUM_KERNEL({suffix},");
-            assert!(
-                sum.ends_with(suffix) && source.contains(&macro_use),
-                "{ty}: {sum}"
             );
             let glu = glu_kernel(ty).unwrap_or("");
             let macro_use = format!("RF_MMVQ_ID_GLU_KERNEL({suffix},");

@@ -62,7 +62,6 @@ const TESTS: &[(&str, TestFn)] = &[
     ("moe_route_top_k", moe::route),
     ("moe_matmul_id_quantized", moe::matmul_id),
     ("moe_matmul_id_swiglu", moe::matmul_id_swiglu),
-    ("moe_matmul_id_weighted_sum", moe::matmul_id_weighted_sum),
     ("moe_weighted_sum_bad_ids", moe::weighted_sum_and_bad_ids),
     (
         "loader_16_threads_one_upload",
