@@ -217,15 +217,10 @@ fn matmul_legacy(
             rows: w.rows,
             cols: w.cols,
         };
-        // One token: rows from their packed blocks; more: the panel GEMM. Both give the
-        // portable path's results bit for bit, so a prompt gives the same logits whether it
-        // runs in one piece, in chunks or token by token.
-        let done = if n_tokens == 1 {
-            avx512::legacy_rows(isa, &m, &act, out)
-        } else {
-            avx512::legacy_gemm(isa, &m, &act, n_tokens, out)
-        };
-        if done {
+        // Two tokens or more: the panel GEMM, which gives the portable path's results bit
+        // for bit (a prompt gives the same logits in one piece or in chunks of 2+ tokens).
+        // One token (decode) takes the AVX2 rows below, faster here than 512-bit rows.
+        if n_tokens > 1 && avx512::legacy_gemm(isa, &m, &act, n_tokens, out) {
             return;
         }
     }

@@ -1,5 +1,6 @@
-//! AVX-512 VNNI kernels (x86-64 only): the quantized prefill as a GEMM over row panels, and
-//! the decode (one token) rows two blocks per register (`rows_legacy`).
+//! AVX-512 VNNI kernels (x86-64 only): the quantized prefill as a GEMM over row panels.
+//! (Decode stays on the AVX2 row kernels: a 512-bit VNNI row kernel, four rows and two
+//! blocks per register, measured 25-35% slower per token on this Ice Lake server.)
 //!
 //! A panel is 16 weight rows decoded once into unsigned bytes and interleaved so that one
 //! 512-bit register holds four consecutive values of each of the 16 rows: `vpdpbusd`
@@ -14,7 +15,6 @@
 //! AVX-512 F/BW/VL/VNNI and the AVX2 kernels' features on the running CPU.
 
 mod gemm_legacy;
-mod rows_legacy;
 
 use std::sync::OnceLock;
 
@@ -65,10 +65,4 @@ pub(crate) fn legacy_gemm(
     out: &mut [f32],
 ) -> bool {
     gemm_legacy::gemm(w, act, n_tokens, out)
-}
-
-/// `out[r] = row r · token` for one token's Q8_0 / Q8_1 activations (decode), in parallel
-/// over rows. Returns `false` (and writes nothing) when a slice does not match the shapes.
-pub(crate) fn legacy_rows(_: Vnni, w: &LegacyMatrix, act: &Q8Blocks, out: &mut [f32]) -> bool {
-    rows_legacy::rows(w, act, out)
 }
