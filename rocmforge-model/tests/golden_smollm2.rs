@@ -245,21 +245,13 @@ fn golden_embeddings_match_llama_embedding() {
         assert!((dot(&whole, &whole) - 1.0).abs() < 1e-4, "not unit length");
         let cos = dot(&whole, &want) / dot(&want, &want).sqrt();
         assert!(cos > 0.999, "{text}: cosine {cos} to llama.cpp's embedding");
-        // Chunks of 3 leave a 1-token chunk for some texts: one token takes the decode
-        // kernels, whose f32 summation order differs from the prefill GEMM's (on AVX-512
-        // VNNI CPUs; issue 16), and the 8-bit activation rounding carries that difference
-        // through the layers (measured: at most 1.3e-3 per value, cosine >= 0.99999).
         let diff = whole
             .iter()
             .zip(&chunked)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        let cos_chunked = dot(&whole, &chunked) / dot(&chunked, &chunked).sqrt();
-        assert!(
-            diff < 5e-3 && cos_chunked > 0.9999,
-            "{text}: chunked embedding differs by {diff} (cosine {cos_chunked})"
-        );
-        eprintln!("{text}: cosine {cos:.5} to llama.cpp, chunked {diff:.2e} / {cos_chunked:.6}");
+        assert!(diff < 1e-5, "{text}: chunked embedding differs by {diff}");
+        eprintln!("{text}: cosine {cos:.5} to llama.cpp");
         got.push(whole);
     }
     let dot01: f32 = got[0].iter().zip(&got[1]).map(|(x, y)| x * y).sum();

@@ -315,7 +315,21 @@ fn matmul_k(
 /// Errors: a weight type without a matmul, `cols` not a whole number of blocks, or slices
 /// whose lengths do not match the shapes.
 pub fn matmul(w: &WeightView, x: &[f32], n_tokens: usize, out: &mut [f32]) -> TensorResult<()> {
-    matmul_path("matmul", w, x, n_tokens, out, CpuKernels::Avx512Vnni)
+    matmul_path("matmul", w, x, n_tokens, out, default_kernels())
+}
+
+/// The level [`matmul`] uses: AVX2 unless `ROCMFORGE_CPU_GEMM=1` turns on the AVX-512 VNNI
+/// panel GEMM. Off by default: 2+ tokens then give the portable path's bits while one token
+/// (the AVX2 rows) does not, so a prompt run in pieces (prefix reuse, chunked prefill)
+/// would give other greedy tokens than in one piece.
+fn default_kernels() -> CpuKernels {
+    static GEMM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *GEMM.get_or_init(|| std::env::var_os("ROCMFORGE_CPU_GEMM").is_some_and(|v| v == "1"));
+    if on {
+        CpuKernels::Avx512Vnni
+    } else {
+        CpuKernels::Avx2
+    }
 }
 
 /// [`matmul`] using at most the `kernels` level of SIMD kernels (lower levels where the
