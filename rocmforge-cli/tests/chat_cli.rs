@@ -105,4 +105,16 @@ fn bench_json_reports_rates_and_memory() {
     }
     assert!(v["load_s"].as_f64().unwrap() >= 0.0);
     assert!(v["peak_memory_bytes"].as_u64().unwrap() > 1 << 20);
+    // The test model ties its output to the token embedding: a decode step reads nearly the
+    // whole file (all but the header and metadata).
+    let size = v["size_bytes"].as_u64().unwrap() as f64;
+    let weights = v["decode_weight_bytes"].as_u64().unwrap() as f64;
+    assert!(weights <= size && weights > 0.9 * size, "{v}");
+    let tg = v["tg"]["tokens_per_s_mean"].as_f64().unwrap();
+    let gbs = v["tg_weight_gb_per_s"].as_f64().unwrap();
+    assert!(
+        (gbs - weights * tg / 1e9).abs() <= 1e-9 * gbs.max(1.0),
+        "{v}"
+    );
+    assert!(v["host_read_gb_per_s"].as_f64().unwrap() > 0.0, "{v}");
 }

@@ -11,7 +11,10 @@ use half::{bf16, f16};
 use rocmforge_gguf::GgmlType;
 use rocmforge_tensor::TensorError;
 use rocmforge_tensor::cpu::quantize_act::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
-use rocmforge_tensor::cpu::{WeightView, dequantize_row, matmul, matmul_f32_reference};
+use rocmforge_tensor::cpu::{
+    CpuKernels, WeightView, dequantize_row, matmul, matmul_f32_reference, matmul_portable,
+    matmul_with,
+};
 
 fn dequantize_all(w: &WeightView) -> Vec<f32> {
     let row_bytes = w.data.len() / w.rows;
@@ -155,15 +158,34 @@ fn many_rows_and_tokens_match_single_token_calls() {
         };
         let x = rng.vec(n_tokens * cols, -1.0, 1.0);
         let mut out = vec![f32::NAN; n_tokens * rows];
-        matmul(&w, &x, n_tokens, &mut out).unwrap();
+        // The AVX2 kernels (and the portable ones) give each token the same bits whatever
+        // the number of tokens.
+        matmul_with(CpuKernels::Avx2, &w, &x, n_tokens, &mut out).unwrap();
         for t in 0..n_tokens {
             let mut one = vec![f32::NAN; rows];
-            matmul(&w, &x[t * cols..(t + 1) * cols], 1, &mut one).unwrap();
+            matmul_with(
+                CpuKernels::Avx2,
+                &w,
+                &x[t * cols..(t + 1) * cols],
+                1,
+                &mut one,
+            )
+            .unwrap();
             assert_eq!(
                 one,
                 out[t * rows..(t + 1) * rows].to_vec(),
                 "{ty} token {t}"
             );
+        }
+        // With AVX-512 VNNI, 2+ tokens of Q4_1 / Q8_0 take the panel GEMM, which gives the
+        // portable path's bits (one token keeps the AVX2 rows checked above).
+        if CpuKernels::detected() == CpuKernels::Avx512Vnni
+            && matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0)
+        {
+            let (mut gemm, mut portable) = (vec![f32::NAN; out.len()], vec![0.0; out.len()]);
+            matmul_with(CpuKernels::Avx512Vnni, &w, &x, n_tokens, &mut gemm).unwrap();
+            matmul_portable(&w, &x, n_tokens, &mut portable).unwrap();
+            assert_eq!(gemm, portable, "{ty}: VNNI GEMM vs portable");
         }
     }
 }

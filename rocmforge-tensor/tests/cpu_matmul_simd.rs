@@ -10,7 +10,8 @@ mod cpu_util;
 use cpu_util::{MATMUL_TYPES, Rng, random_weight};
 use rocmforge_gguf::GgmlType;
 use rocmforge_tensor::cpu::{
-    WeightView, dequantize_row, matmul, matmul_f32_reference, matmul_portable,
+    CpuKernels, WeightView, dequantize_row, matmul, matmul_f32_reference, matmul_portable,
+    matmul_with,
 };
 
 /// `sum_i |w_i x_i|` per (token, row): the scale of the float rounding of a dot product.
@@ -44,14 +45,47 @@ fn check(ty: GgmlType, rows: usize, blocks: usize, n_tokens: usize, rng: &mut Rn
     };
     let x = rng.vec(n_tokens * cols, -2.0, 2.0);
     let n = n_tokens * rows;
-    let (mut simd, mut portable, mut reference) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    matmul(&w, &x, n_tokens, &mut simd).unwrap();
+    let (mut portable, mut reference) = (vec![0.0; n], vec![0.0; n]);
     matmul_portable(&w, &x, n_tokens, &mut portable).unwrap();
     matmul_f32_reference(&w, &x, n_tokens, &mut reference).unwrap();
     let mag = magnitudes(&w, &x, n_tokens);
-    let exact = matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
-    let what = format!("{ty} rows {rows} cols {cols} tokens {n_tokens}");
-    for i in 0..n {
+    // Each level of kernels this CPU has (the AVX2 rows, the AVX-512 VNNI panels), and what
+    // `matmul` picks.
+    for kernels in [
+        CpuKernels::Avx2,
+        CpuKernels::Avx512Vnni,
+        CpuKernels::Portable,
+    ] {
+        let mut simd = vec![0.0; n];
+        if kernels == CpuKernels::Portable {
+            matmul(&w, &x, n_tokens, &mut simd).unwrap();
+        } else {
+            matmul_with(kernels, &w, &x, n_tokens, &mut simd).unwrap();
+        }
+        let what = format!("{ty} {kernels:?} rows {rows} cols {cols} tokens {n_tokens}");
+        // The AVX-512 VNNI GEMM (2+ tokens) forms the scalar path's f32 terms in its order.
+        let vnni = kernels == CpuKernels::Avx512Vnni
+            && n_tokens > 1
+            && CpuKernels::detected() == CpuKernels::Avx512Vnni
+            && matches!(
+                ty,
+                GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0
+            );
+        compare(ty, vnni, &what, &simd, &portable, &reference, &mag);
+    }
+}
+
+fn compare(
+    ty: GgmlType,
+    vnni: bool,
+    what: &str,
+    simd: &[f32],
+    portable: &[f32],
+    reference: &[f32],
+    mag: &[f64],
+) {
+    let exact = vnni || matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
+    for i in 0..simd.len() {
         let (s, p, r) = (simd[i], portable[i], reference[i]);
         assert!(s.is_finite(), "{what}: non-finite output at {i}");
         if exact {
@@ -78,7 +112,20 @@ fn check(ty: GgmlType, rows: usize, blocks: usize, n_tokens: usize, rng: &mut Rn
 fn simd_matches_portable_and_reference_for_every_type() {
     let mut rng = Rng::new(0x5eed);
     for ty in MATMUL_TYPES {
-        for (rows, blocks, n_tokens) in [(1, 1, 1), (7, 2, 1), (33, 3, 5), (5, 5, 9), (3, 1, 17)] {
+        let shapes = [
+            (1, 1, 1),
+            (7, 2, 1),
+            (33, 3, 5),
+            (5, 5, 9),
+            (3, 1, 17),
+            // Panels of 16 rows and tiles of 8 tokens (the VNNI GEMM from 8 tokens on), cut
+            // unevenly and evenly.
+            (37, 3, 21),
+            (16, 2, 8),
+            (49, 1, 16),
+            (37, 5, 2),
+        ];
+        for (rows, blocks, n_tokens) in shapes {
             check(ty, rows, blocks, n_tokens, &mut rng);
         }
     }

@@ -17,6 +17,11 @@
 //! - `peak_device_memory_bytes`: on a GPU, the largest drop of the device's free memory below
 //!   its value before loading (weights + KV caches + activations, sampled after each test);
 //!   null on the CPU;
+//! - `decode_weight_bytes`: bytes of weights one decode step reads (every tensor but the
+//!   token embedding, unless it is also the output; the used share of MoE experts),
+//!   `tg_weight_gb_per_s`: those bytes times the tg rate, in GB/s (1e9 bytes);
+//! - `host_read_gb_per_s`: on the CPU, the host memory read bandwidth measured on the
+//!   bench's threads (best of three passes over 512 MiB), for comparison; null on a GPU;
 //! - `batched_tg` (only with `--concurrency N > 1`): `sequences`, `n_gen`,
 //!   `tokens_per_s_mean`, `tokens_per_s_sd`, `samples` — aggregate decode rate of N sequences
 //!   stepping together, each step greedy as a server's greedy requests: every row's logits
@@ -31,6 +36,7 @@ use rocmforge_model::batch::{BatchModel, Segment};
 use rocmforge_model::engine::EngineDevice;
 use rocmforge_model::{LogitsFor, SequenceModel};
 
+use super::bench_bandwidth::{decode_weight_bytes, host_read_bandwidth};
 use super::device::{device_name, load_model, select_device};
 
 /// Arguments of `rocmforge bench`.
@@ -248,6 +254,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             lowest = lowest.map(|l| l.min(free));
         }
     })?;
+    let weight_bytes = decode_weight_bytes(&file, model.config());
+    let host_bw = free_before.is_none().then(host_read_bandwidth);
     let peak_device = free_before
         .zip(lowest)
         .map(|(before, low)| before.saturating_sub(low) as u64);
@@ -271,6 +279,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "tg": {"n_gen": args.n_gen, "tokens_per_s_mean": tg_m, "tokens_per_s_sd": tg_sd, "samples": tg},
             "peak_memory_bytes": peak,
             "peak_device_memory_bytes": peak_device,
+            "decode_weight_bytes": weight_bytes,
+            "tg_weight_gb_per_s": weight_bytes as f64 * tg_m / 1e9,
+            "host_read_gb_per_s": host_bw.map(|b| b / 1e9),
         });
         if args.concurrency > 1 {
             v["batched_tg"] = serde_json::json!({"sequences": args.concurrency, "n_gen": args.n_gen,
@@ -301,6 +312,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!(
+        "decode weights: {:.1} MiB per token, {:.1} GB/s at tg{}",
+        weight_bytes as f64 / 1048576.0,
+        weight_bytes as f64 * tg_m / 1e9,
+        args.n_gen
+    );
+    if let Some(b) = host_bw {
+        println!(
+            "host memory read bandwidth on these threads: {:.1} GB/s",
+            b / 1e9
+        );
+    }
     println!("load time: {load_s:.3} s");
     match peak {
         Some(b) => println!("peak memory (resident): {:.1} MiB", b as f64 / 1048576.0),

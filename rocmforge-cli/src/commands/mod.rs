@@ -1,6 +1,7 @@
 //! One module per subcommand of `rocmforge`.
 
 pub mod bench;
+pub mod bench_bandwidth;
 pub mod chat;
 pub mod device;
 pub mod devices;

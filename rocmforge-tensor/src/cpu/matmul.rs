@@ -6,6 +6,8 @@ use rocmforge_gguf::GgmlType;
 
 #[cfg(target_arch = "x86_64")]
 use super::dot::avx2::{self, KKind, LegacyKind};
+#[cfg(target_arch = "x86_64")]
+use super::dot::avx512;
 use super::dot::{self, Family, KRow, LegacyRow, float};
 use super::quantize_act::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use super::weight::WeightView;
@@ -18,6 +20,35 @@ const TOKENS_PER_GROUP: usize = 16;
 // The SIMD kernels cut each group into tiles that line up with their activation layout.
 #[cfg(target_arch = "x86_64")]
 const _: () = assert!(TOKENS_PER_GROUP % avx2::TILE == 0);
+
+impl CpuKernels {
+    /// The best level the running CPU has (after `ROCMFORGE_CPU_SCALAR=1` /
+    /// `ROCMFORGE_CPU_NO_AVX512=1`, which turn levels off).
+    pub fn detected() -> CpuKernels {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx512::Vnni::detect().is_some() {
+                return CpuKernels::Avx512Vnni;
+            }
+            if avx2::Avx2::detect().is_some() {
+                return CpuKernels::Avx2;
+            }
+        }
+        CpuKernels::Portable
+    }
+}
+
+/// The most a matmul may use of the CPU's SIMD kernels; it uses the best the running CPU
+/// has up to that level ([`matmul_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CpuKernels {
+    /// The portable scalar path (every row unpacked to 16-bit integers).
+    Portable,
+    /// AVX2 + FMA + F16C row kernels (x86-64).
+    Avx2,
+    /// Besides AVX2, the AVX-512 VNNI panel GEMM for prefill (x86-64).
+    Avx512Vnni,
+}
 
 /// Checks the operand sizes; returns the weight's bytes per row.
 fn check(
@@ -119,7 +150,7 @@ fn matmul_float(
     x: &[f32],
     n_tokens: usize,
     out: &mut [f32],
-    simd: bool,
+    kernels: CpuKernels,
 ) {
     let mut act = x.to_vec();
     match w.ty {
@@ -129,7 +160,9 @@ fn matmul_float(
     }
     let cols = w.cols;
     #[cfg(target_arch = "x86_64")]
-    if let (true, Some(isa), GgmlType::F16) = (simd, avx2::Avx2::detect(), w.ty) {
+    if let (true, Some(isa), GgmlType::F16) =
+        (kernels >= CpuKernels::Avx2, avx2::Avx2::detect(), w.ty)
+    {
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
             avx2::f16_row(isa, row, &act, cols, t0, res)
         });
@@ -164,7 +197,7 @@ fn matmul_legacy(
     x: &[f32],
     n_tokens: usize,
     out: &mut [f32],
-    simd: bool,
+    kernels: CpuKernels,
 ) {
     let act = if q8_1 {
         quantize_q8_1(x)
@@ -172,7 +205,31 @@ fn matmul_legacy(
         quantize_q8_0(x)
     };
     #[cfg(target_arch = "x86_64")]
-    if let (true, Some(isa), Some(kind)) = (simd, avx2::Avx2::detect(), LegacyKind::of(w.ty)) {
+    if let (true, Some(isa), Some(kind)) = (
+        kernels >= CpuKernels::Avx512Vnni,
+        avx512::Vnni::detect(),
+        LegacyKind::of(w.ty),
+    ) {
+        let m = avx512::LegacyMatrix {
+            kind,
+            data: w.data,
+            row_bytes,
+            rows: w.rows,
+            cols: w.cols,
+        };
+        // Two tokens or more: the panel GEMM, which gives the portable path's results bit
+        // for bit (a prompt gives the same logits in one piece or in chunks of 2+ tokens).
+        // One token (decode) takes the AVX2 rows below, faster here than 512-bit rows.
+        if n_tokens > 1 && avx512::legacy_gemm(isa, &m, &act, n_tokens, out) {
+            return;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(isa), Some(kind)) = (
+        kernels >= CpuKernels::Avx2,
+        avx2::Avx2::detect(),
+        LegacyKind::of(w.ty),
+    ) {
         let tiled = (n_tokens > 1).then(|| avx2::tile_q8(&act, n_tokens, w.cols));
         let act = tiled.as_ref().unwrap_or(&act);
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
@@ -210,11 +267,15 @@ fn matmul_k(
     x: &[f32],
     n_tokens: usize,
     out: &mut [f32],
-    simd: bool,
+    kernels: CpuKernels,
 ) {
     let act = quantize_q8_k(x);
     #[cfg(target_arch = "x86_64")]
-    if let (true, Some(isa), Some(kind)) = (simd, avx2::Avx2::detect(), KKind::of(w.ty)) {
+    if let (true, Some(isa), Some(kind)) = (
+        kernels >= CpuKernels::Avx2,
+        avx2::Avx2::detect(),
+        KKind::of(w.ty),
+    ) {
         let tiled = (n_tokens > 1).then(|| avx2::tile_q8k(&act, n_tokens, w.cols));
         let act = tiled.as_ref().unwrap_or(&act);
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
@@ -254,7 +315,33 @@ fn matmul_k(
 /// Errors: a weight type without a matmul, `cols` not a whole number of blocks, or slices
 /// whose lengths do not match the shapes.
 pub fn matmul(w: &WeightView, x: &[f32], n_tokens: usize, out: &mut [f32]) -> TensorResult<()> {
-    matmul_path("matmul", w, x, n_tokens, out, true)
+    matmul_path("matmul", w, x, n_tokens, out, default_kernels())
+}
+
+/// The level [`matmul`] uses: AVX2 unless `ROCMFORGE_CPU_GEMM=1` turns on the AVX-512 VNNI
+/// panel GEMM. Off by default: 2+ tokens then give the portable path's bits while one token
+/// (the AVX2 rows) does not, so a prompt run in pieces (prefix reuse, chunked prefill)
+/// would give other greedy tokens than in one piece.
+fn default_kernels() -> CpuKernels {
+    static GEMM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *GEMM.get_or_init(|| std::env::var_os("ROCMFORGE_CPU_GEMM").is_some_and(|v| v == "1"));
+    if on {
+        CpuKernels::Avx512Vnni
+    } else {
+        CpuKernels::Avx2
+    }
+}
+
+/// [`matmul`] using at most the `kernels` level of SIMD kernels (lower levels where the
+/// running CPU lacks them): for tests and comparisons of the paths on one machine.
+pub fn matmul_with(
+    kernels: CpuKernels,
+    w: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) -> TensorResult<()> {
+    matmul_path("matmul", w, x, n_tokens, out, kernels)
 }
 
 /// [`matmul`] through the portable scalar path whatever the CPU (every row unpacked to
@@ -266,7 +353,7 @@ pub fn matmul_portable(
     n_tokens: usize,
     out: &mut [f32],
 ) -> TensorResult<()> {
-    matmul_path("matmul_portable", w, x, n_tokens, out, false)
+    matmul_path("matmul_portable", w, x, n_tokens, out, CpuKernels::Portable)
 }
 
 fn matmul_path(
@@ -275,7 +362,7 @@ fn matmul_path(
     x: &[f32],
     n_tokens: usize,
     out: &mut [f32],
-    simd: bool,
+    kernels: CpuKernels,
 ) -> TensorResult<()> {
     let fam = dot::family(w.ty).ok_or(TensorError::UnsupportedType { op, ty: w.ty })?;
     let row_bytes = check(op, w, x, n_tokens, out)?;
@@ -283,9 +370,9 @@ fn matmul_path(
         return Ok(());
     }
     match fam {
-        Family::Float => matmul_float(w, row_bytes, x, n_tokens, out, simd),
-        Family::Legacy { q8_1 } => matmul_legacy(w, row_bytes, q8_1, x, n_tokens, out, simd),
-        Family::K => matmul_k(w, row_bytes, x, n_tokens, out, simd),
+        Family::Float => matmul_float(w, row_bytes, x, n_tokens, out, kernels),
+        Family::Legacy { q8_1 } => matmul_legacy(w, row_bytes, q8_1, x, n_tokens, out, kernels),
+        Family::K => matmul_k(w, row_bytes, x, n_tokens, out, kernels),
     }
     Ok(())
 }

@@ -9,14 +9,14 @@ use super::{LegacyKind, TILE, dot_i8_i8, dot_u8_i8, f16_at, hsum_ps, load16, loa
 use crate::cpu::dot::QK;
 use crate::cpu::quantize_act::Q8Blocks;
 
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q5_0: u8 = 2;
-const Q5_1: u8 = 3;
-const Q8_0: u8 = 4;
+pub(in crate::cpu::dot) const Q4_0: u8 = 0;
+pub(in crate::cpu::dot) const Q4_1: u8 = 1;
+pub(in crate::cpu::dot) const Q5_0: u8 = 2;
+pub(in crate::cpu::dot) const Q5_1: u8 = 3;
+pub(in crate::cpu::dot) const Q8_0: u8 = 4;
 
 /// Bytes per block of each kind.
-const fn block_bytes(k: u8) -> usize {
+pub(in crate::cpu::dot) const fn block_bytes(k: u8) -> usize {
     match k {
         Q4_0 => 18,
         Q4_1 => 20,
@@ -27,7 +27,7 @@ const fn block_bytes(k: u8) -> usize {
 }
 
 /// Whether the kind has a per-block min `m` (and meets Q8_1 activations).
-const fn has_min(k: u8) -> bool {
+pub(in crate::cpu::dot) const fn has_min(k: u8) -> bool {
     k == Q4_1 || k == Q5_1
 }
 
@@ -107,7 +107,7 @@ fn tile<const K: u8, const N: usize>(row: &[u8], qs: &[i8], d: &[f32], s: &[f32]
 /// (0 for the symmetric formats).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn decode<const K: u8>(blk: &[u8]) -> (__m256i, f32, f32) {
+pub(in crate::cpu::dot) fn decode<const K: u8>(blk: &[u8]) -> (__m256i, f32, f32) {
     let d = f16_at(blk, 0);
     match K {
         Q4_0 => (

@@ -12,7 +12,7 @@
 
 mod float;
 mod kquant;
-mod legacy;
+pub(super) mod legacy;
 mod tiled;
 
 use std::arch::x86_64::*;
