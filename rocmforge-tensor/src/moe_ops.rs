@@ -100,10 +100,10 @@ pub fn matmul_id_swiglu(
     out: &mut Tensor,
 ) -> TensorResult<()> {
     const OP: &str = "matmul_id_swiglu";
-    if let (Backend::Hip(ops), Weight::Hip(g), Weight::Hip(u), Ids::Hip(i)) = (be, gate, up, ids) {
-        if hip::moe::matmul_id_swiglu(ops, g, u, s, x.hip(OP)?, i, out.hip_mut(OP)?)? {
-            return Ok(());
-        }
+    if let (Backend::Hip(ops), Weight::Hip(g), Weight::Hip(u), Ids::Hip(i)) = (be, gate, up, ids)
+        && hip::moe::matmul_id_swiglu(ops, g, u, s, x.hip(OP)?, i, out.hip_mut(OP)?)?
+    {
+        return Ok(());
     }
     matmul_id(be, gate, s, x, ids, gate_out)?;
     matmul_id(be, up, s, x, ids, up_out)?;
