@@ -1,5 +1,5 @@
 // Kernels that rocmforge-hip's GPU suite uses to test itself: fill, vector add, reduction, 16-bit
-// conversions, the warp size, and a spin kernel for stream-overlap tests.
+// conversions, the warp size, a spin kernel for stream-overlap tests, and a faulting store.
 #include "rf_platform.h"
 
 RF_KERNEL(256) void fill_f32(float* out, float value, rf_u32 n) {
@@ -51,4 +51,11 @@ struct __attribute__((aligned(16))) rf_u32x4 {
 };
 RF_KERNEL(256) void copy_u32x4(const rf_u32x4* in, rf_u32x4* out, rf_u64 n) {
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) out[i] = in[i];
+}
+
+// Stores through p + offset: with a wild offset, a real device fault (an illegal address) for the
+// engine's fault-handling check (rocmforge-tensor's `fault-injection` feature, never in a release
+// build's path).
+RF_KERNEL(64) void fault_store_u32(rf_u32* p, rf_u64 offset) {
+    if (RF_GLOBAL_ID_X == 0) p[offset] = 1u;
 }

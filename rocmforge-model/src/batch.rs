@@ -52,6 +52,14 @@ pub trait BatchModel {
         let _ = (src, dst, n);
         Ok(false)
     }
+    /// Queues a real device fault on the model's backend (`fault-injection` feature only: tests
+    /// of the engine's fault handling on a GPU); a model without a device says so.
+    #[cfg(feature = "fault-injection")]
+    fn inject_device_fault(&self) -> ModelResult<()> {
+        Err(crate::error::ModelError::InvalidInput(
+            "this model has no device to fault".to_string(),
+        ))
+    }
     /// The unit-length embedding of `tokens` ([`Model::embed`]); a model that cannot says so.
     fn embed(
         &self,
@@ -109,6 +117,10 @@ impl BatchModel for Model {
     type Cache = KvCache;
     fn config(&self) -> &ModelConfig {
         Model::config(self)
+    }
+    #[cfg(feature = "fault-injection")]
+    fn inject_device_fault(&self) -> ModelResult<()> {
+        Ok(rocmforge_tensor::ops::inject_device_fault(self.backend())?)
     }
     fn new_cache(&self, ctx: usize) -> ModelResult<KvCache> {
         Model::new_cache(self, ctx)

@@ -849,6 +849,20 @@ pub fn top_k(be: &Backend, x: &Tensor, k: usize) -> TensorResult<Vec<(usize, f32
     }
 }
 
+/// Queues a real device fault on `be` (the `fault-injection` feature, for tests of an engine's
+/// fault handling): an out-of-bounds store, so the next synchronisation fails as after a kernel
+/// bug and the device context refuses further work. The CPU has no device to fault: an error.
+#[cfg(feature = "fault-injection")]
+pub fn inject_device_fault(be: &Backend) -> TensorResult<()> {
+    match be {
+        Backend::Cpu => Err(TensorError::Backend {
+            op: "inject_device_fault",
+            what: "the CPU backend has no device to fault".to_string(),
+        }),
+        Backend::Hip(ops) => hip::fault::inject_device_fault(ops),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

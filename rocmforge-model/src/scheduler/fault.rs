@@ -6,8 +6,10 @@
 //! would (its sequences get `EngineEvent::Failed`; the engine keeps running), and
 //! `ROCMFORGE_INJECT_STEP_FAULT=device` makes the first step fail as a lost device does (a runtime
 //! error: the engine fails everything and stops, so `Engine::is_healthy` turns false);
-//! `ROCMFORGE_INJECT_STEP_FAULT=oom:N` makes step N run out of device memory once. Unset or
-//! invalid, nothing is injected. Unit tests set a [`StepFaults`] on the worker directly, without
+//! `ROCMFORGE_INJECT_STEP_FAULT=oom:N` makes step N run out of device memory once, and
+//! `ROCMFORGE_INJECT_STEP_FAULT=kernel:N` queues a *real* device fault (an out-of-bounds store,
+//! `rocmforge_tensor::ops::inject_device_fault`) before step N, so the GPU's own error reaches
+//! the engine as after a kernel bug. Unset or invalid, nothing is injected. Unit tests set a [`StepFaults`] on the worker directly, without
 //! the environment.
 
 use crate::error::ModelError;
@@ -24,28 +26,37 @@ pub(crate) enum StepFault {
     Device,
     /// Step N (counted from 1) fails as running out of device memory does.
     OutOfMemoryAt(u64),
+    /// Before step N (counted from 1) a faulting kernel is queued on the device: the step
+    /// itself then fails with the device's error.
+    KernelAt(u64),
 }
 
 impl StepFault {
     /// Parses a value of [`FAULT_ENV`]: `device`, `oom:N` (step N runs out of device memory),
-    /// or N >= 1; anything else is no fault.
+    /// `kernel:N` (a real device fault before step N), or N >= 1; anything else is no fault.
     pub(crate) fn parse(value: &str) -> Option<StepFault> {
+        let step = |n: &str| n.parse::<u64>().ok().filter(|&n| n >= 1);
         if value == "device" {
-            return Some(StepFault::Device);
+            Some(StepFault::Device)
+        } else if let Some(n) = value.strip_prefix("oom:") {
+            step(n).map(StepFault::OutOfMemoryAt)
+        } else if let Some(n) = value.strip_prefix("kernel:") {
+            step(n).map(StepFault::KernelAt)
+        } else {
+            step(value).map(StepFault::Every)
         }
-        if let Some(n) = value.strip_prefix("oom:") {
-            return n
-                .parse::<u64>()
-                .ok()
-                .filter(|&n| n >= 1)
-                .map(StepFault::OutOfMemoryAt);
-        }
-        value
-            .parse::<u64>()
-            .ok()
-            .filter(|&n| n >= 1)
-            .map(StepFault::Every)
     }
+}
+
+/// What a step gets from the injector.
+#[derive(Debug)]
+pub(crate) enum Injected {
+    /// Nothing: the step runs.
+    None,
+    /// The step fails with this error without running.
+    Error(ModelError),
+    /// A faulting kernel is queued on the device, then the step runs (and fails).
+    Kernel,
 }
 
 /// A worker's fault injector: the fault, if any, and the steps it has counted.
@@ -79,8 +90,25 @@ impl StepFaults {
         self.steps
     }
 
-    /// The injected fault of this step, if any.
-    pub(crate) fn next(&mut self) -> Option<ModelError> {
+    /// What this step gets: an injected error, a real device fault to queue first
+    /// ([`Injected::Kernel`]), or nothing.
+    pub(crate) fn next(&mut self) -> Injected {
+        if let Some(StepFault::KernelAt(n)) = self.fault {
+            self.steps += 1;
+            return if self.steps == n {
+                Injected::Kernel
+            } else {
+                Injected::None
+            };
+        }
+        match self.next_error() {
+            Some(e) => Injected::Error(e),
+            None => Injected::None,
+        }
+    }
+
+    /// The injected error of this step, if any.
+    fn next_error(&mut self) -> Option<ModelError> {
         match self.fault? {
             StepFault::Every(n) => {
                 self.steps += 1;
@@ -97,6 +125,7 @@ impl StepFaults {
                     })
                 })
             }
+            StepFault::KernelAt(_) => None,
             StepFault::Device => Some(ModelError::Tensor(rocmforge_tensor::TensorError::Hip(
                 rocmforge_hip::HipError::Api {
                     call: "cuLaunchKernel",

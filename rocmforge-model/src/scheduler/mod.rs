@@ -373,8 +373,15 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         let prompt_tokens = self.config.prefill_chunk - budget;
         #[cfg(any(test, feature = "fault-injection"))]
         let result = match self.faults.next() {
-            Some(fault) => Err(fault),
-            None => run_step(&self.model, &mut segments, &rows, &raw),
+            fault::Injected::Error(fault) => Err(fault),
+            fault::Injected::Kernel => {
+                #[cfg(feature = "fault-injection")]
+                if let Err(e) = self.model.inject_device_fault() {
+                    tracing::warn!(error = %e, "could not inject a device fault");
+                }
+                run_step(&self.model, &mut segments, &rows, &raw)
+            }
+            fault::Injected::None => run_step(&self.model, &mut segments, &rows, &raw),
         };
         #[cfg(not(any(test, feature = "fault-injection")))]
         let result = run_step(&self.model, &mut segments, &rows, &raw);

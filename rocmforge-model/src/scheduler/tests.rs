@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use rocmforge_gguf::GgufFile;
 
-use super::fault::{StepFault, StepFaults};
+use super::fault::{Injected, StepFault, StepFaults};
 use super::metrics::EngineMetrics;
 use super::{Job, Worker};
 use crate::batch::Segment;
@@ -457,11 +457,20 @@ fn the_fault_setting_parses_device_or_a_positive_period() {
     for bad in ["", "0", "-1", "x", "Device", " 1"] {
         assert_eq!(StepFault::parse(bad), None, "{bad:?}");
     }
+    assert_eq!(StepFault::parse("kernel:2"), Some(StepFault::KernelAt(2)));
+    assert_eq!(StepFault::parse("kernel:0"), None);
     let mut none = StepFaults::new(None);
-    assert!((0..5).all(|_| none.next().is_none()));
+    assert!((0..5).all(|_| matches!(none.next(), Injected::None)));
     let mut third = StepFaults::new(Some(StepFault::Every(3)));
-    let failing: Vec<bool> = (0..6).map(|_| third.next().is_some()).collect();
+    let failing: Vec<bool> = (0..6)
+        .map(|_| matches!(third.next(), Injected::Error(_)))
+        .collect();
     assert_eq!(failing, [false, false, true, false, false, true]);
+    let mut kernel = StepFaults::new(Some(StepFault::KernelAt(2)));
+    let queued: Vec<bool> = (0..4)
+        .map(|_| matches!(kernel.next(), Injected::Kernel))
+        .collect();
+    assert_eq!(queued, [false, true, false, false]);
 }
 
 #[test]

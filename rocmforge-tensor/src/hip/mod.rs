@@ -12,6 +12,8 @@ pub mod batch_kv;
 pub mod dequant_f16;
 pub mod elementwise;
 pub mod embedding;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod kv;
 pub mod matmul;
 pub mod matmul_blas;
