@@ -6,15 +6,15 @@
 // Quantized weights (mmvqs_<type>_n<NT>): the activations become q8_1 blocks with exactly the
 // arithmetic of quantize_q8_1_f32 (quantize_act.hip) (mmvqa_<type>_n<NT>: copied from a q8_1
 // buffer a producer kernel already wrote), plus the two 16-value integer sums of each block, so the K-quant mins need no extra dot products. One warp works on one weight row at a
-// time, in steps of whole blocks: it copies a step's bytes into its own shared buffer with
+// time (or on several short rows at once: `rpw` below), in steps of whole blocks: it copies a step's bytes into its own shared buffer with
 // coalesced 16-byte loads (whatever the blocks' alignment; the next step's loads are issued before
 // the current step is computed), then each lane unpacks chunks from shared memory with the block
 // structs of rf_quant_blocks.h and takes integer dot products with every token.
 // Float weights (mmvfs_f16 / mmvfs_bf16): the activations rounded to the weight's precision and
 // kept as 16-bit values in shared memory; `tpr` threads per row, 8 weights per 16-byte load.
 //
-// Launch: 256 threads per block, any grid size; the last argument `tpr` (threads per row) is
-// used by the float kernels only. Dynamic shared memory: n_tokens * chunks * CHUNK_BYTES
+// Launch: 256 threads per block, any grid size; the last argument is `tpr` (threads per row) for
+// the float kernels and `rpw` (weight rows per warp step, rf_mmv_rows_per_step) for the others. Dynamic shared memory: n_tokens * chunks * CHUNK_BYTES
 // (quantized: rf_act_layout, CHUNK_BYTES = 48, 112 or 208 for 1, 2 or 4 blocks of 32 per chunk)
 // or n_tokens * cols * 2 (float).
 // `w` must be 16-byte aligned (device allocations are). Kernel suffix _n<NT>: n_tokens <= NT.
@@ -254,45 +254,69 @@ struct rf_mv_set {
     RF_MEMBER rf_u32 rows(int s) const { return s == 0 ? rows0 : (s == 1 ? rows1 : rows2); }
 };
 
+// Rows per warp step (`rpw`, from the host): a row that fits a step whole leaves most lanes idle
+// and one short load in flight per warp, so with rpw = R > 1 a step carries R consecutive rows
+// (R * row_bytes contiguous bytes) and each group of RF_WARP_SIZE / R lanes takes one of them.
+// The kernel takes R = 1 whenever R is not a power of two up to RF_MMV_MAX_RPW, the R rows do
+// not fit one step, or a weight's rows are not a multiple of R (a group never straddles two
+// weights), so a host's choice can cost speed, never correctness.
+#define RF_MMV_MAX_RPW 4
+
+template <class T>
+RF_DEVICE rf_u32 rf_mmv_rows_per_step(rf_u32 rpw, rf_u64 row_bytes, rf_u32 chunks, const rf_mv_set& m) {
+    using S = rf_step<T>;
+    const bool ok = rpw > 1 && rpw <= RF_MMV_MAX_RPW && (rpw & (rpw - 1)) == 0 &&
+                    chunks <= (rf_u32)S::CHUNKS && (rf_u64)rpw * row_bytes <= (rf_u64)S::BYTES &&
+                    m.rows0 % rpw == 0 && m.rows1 % rpw == 0 && m.rows2 % rpw == 0;
+    return ok ? rpw : 1u;
+}
+
 template <class T, int NT, bool GLU>
 RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunks, const float* x,
                               const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,
-                              rf_u8* smem, rf_u32x4 (*wbuf)[rf_step<T>::PPL * RF_WARP_SIZE]) {
+                              rf_u32 rpw, rf_u8* smem,
+                              rf_u32x4 (*wbuf)[rf_step<T>::PPL * RF_WARP_SIZE]) {
     using S = rf_step<T>;
     const rf_u32 tid = RF_TID_X, lane = tid % RF_WARP_SIZE, warp = tid / RF_WARP_SIZE;
     const rf_u32 nt = n_tokens < (rf_u32)NT ? n_tokens : (rf_u32)NT;
     using L = rf_act_layout<S::QPC>;
     const rf_u32 ts = chunks * L::CHUNK_BYTES;  // bytes of one token's activations
     const rf_u32 steps = (chunks + S::CHUNKS - 1) / S::CHUNKS;
-    // Steps per row: GLU rows are `steps` of w0, then `steps` of w1.
+    // Rows per step R (1 unless whole rows fit a step several times), lanes per row, this
+    // lane's row of the step and its lane within that row's group.
+    const rf_u32 R = rf_mmv_rows_per_step<T>(rpw, row_bytes, chunks, m);
+    const rf_u32 lpr = RF_WARP_SIZE / R, grp = lane / lpr, gl = lane % lpr;
+    const rf_u64 group_bytes = (rf_u64)R * row_bytes;
+    // Steps per row group: GLU groups are `steps` of w0, then `steps` of w1.
     const rf_u32 row_steps = GLU ? 2 * steps : steps;
     const rf_u32 rows = GLU ? m.rows0 : m.rows0 + m.rows1 + m.rows2;  // job rows
+    const rf_u32 groups = rows / R;
     const rf_u32 gw = RF_BID_X * RF_MMV_WARPS + warp, n_gw = RF_GDIM_X * RF_MMV_WARPS;
     rf_u32x4* buf = wbuf[warp];
 
     // The first step's loads go out before the activations are quantized.
     rf_u32x4 pf[S::PPL];
     rf_u32 nx_off = 0, nx_np = 0;
-    rf_u32 r = gw, s = 0;
-    auto prefetch = [&](rf_u32 row, rf_u32 step) {
-        rf_u32 lr = row;
-        const int sg = GLU ? (step >= steps ? 1 : 0) : m.seg(row, &lr);
+    rf_u32 r = gw, s = 0;  // r: row group (rows r * R .. r * R + R - 1)
+    auto prefetch = [&](rf_u32 group, rf_u32 step) {
+        rf_u32 lr = group * R;
+        const int sg = GLU ? (step >= steps ? 1 : 0) : m.seg(group * R, &lr);
         const rf_u8* wm = m.w(sg);
         const rf_u32 ms = (GLU && step >= steps) ? step - steps : step;
         const rf_u64 start = (rf_u64)ms * S::BYTES;
-        const rf_u64 left = row_bytes - start;
+        const rf_u64 left = group_bytes - start;
         const rf_u32 len = left < (rf_u64)S::BYTES ? (rf_u32)left : (rf_u32)S::BYTES;
         const rf_u32 seg_rows = GLU ? m.rows0 : m.rows(sg);
         rf_prefetch<S::PPL>(wm + (rf_u64)lr * row_bytes + start, len,
                             wm + (rf_u64)seg_rows * row_bytes, lane, pf, &nx_off, &nx_np);
     };
-    if (r < rows) prefetch(r, 0);
+    if (r < groups) prefetch(r, 0);
     rf_stage_q8_1<S::QPC>(x, aqs, ads, cols, nt, ts, smem);
 
     float acc[NT], gate[NT];
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] = gate[t] = 0.0f;
-    while (r < rows) {
+    while (r < groups) {
         rf_sync_warp();  // the previous step is done reading the buffer
 #pragma unroll
         for (int j = 0; j < S::PPL; ++j) {
@@ -307,21 +331,24 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
             s = 0;
             r += n_gw;
         }
-        if (r < rows) prefetch(r, s);  // in flight while this step is computed
-        const rf_u8* sb = (const rf_u8*)buf + coff;
+        if (r < groups) prefetch(r, s);  // in flight while this step is computed
+        // This lane's row of the step (R > 1: the step holds R whole rows, steps == 1).
+        const rf_u8* sb = (const rf_u8*)buf + coff + (rf_u64)grp * row_bytes;
+        for (rf_u32 u0 = 0; u0 < (rf_u32)S::U * R; u0 += S::U) {
 #pragma unroll
-        for (int u = 0; u < S::U; ++u) {
-            const rf_u32 cl = lane + u * RF_WARP_SIZE;  // chunk within the step
-            const rf_u32 c = cs * S::CHUNKS + cl;       // chunk within the row
-            if (c < chunks) {
-                rf_qb qb[S::QPC];
-                T::unpack(sb + (cl / S::CPB) * T::BLOCK_BYTES, (int)(cl % S::CPB), qb);
+            for (int u = 0; u < S::U; ++u) {
+                const rf_u32 cl = gl + (u0 + u) * lpr;  // chunk within the row's part of the step
+                const rf_u32 c = cs * S::CHUNKS + cl;   // chunk within the row
+                if (c < chunks) {
+                    rf_qb qb[S::QPC];
+                    T::unpack(sb + (cl / S::CPB) * T::BLOCK_BYTES, (int)(cl % S::CPB), qb);
 #pragma unroll
-                for (int t = 0; t < NT; ++t) {
-                    if ((rf_u32)t < nt) {
-                        const rf_u8* ac = smem + t * ts + c * L::CHUNK_BYTES;
+                    for (int t = 0; t < NT; ++t) {
+                        if ((rf_u32)t < nt) {
+                            const rf_u8* ac = smem + t * ts + c * L::CHUNK_BYTES;
 #pragma unroll
-                        for (int k = 0; k < S::QPC; ++k) acc[t] += rf_qb_dot_staged<T>(qb[k], ac + 48 * k);
+                            for (int k = 0; k < S::QPC; ++k) acc[t] += rf_qb_dot_staged<T>(qb[k], ac + 48 * k);
+                        }
                     }
                 }
             }
@@ -329,16 +356,21 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
         if (cs + 1 == steps) {
 #pragma unroll
             for (int t = 0; t < NT; ++t) {
-                const float v = rf_warp_sum_f32(acc[t]);
+                // Sum over the row's lanes (the whole warp when R = 1, as rf_warp_sum_f32).
+                float v = acc[t];
+#pragma unroll
+                for (int mk = RF_WARP_SIZE / 2; mk > 0; mk >>= 1) {
+                    if ((rf_u32)mk < lpr) v += rf_shfl_xor_f32(v, mk);
+                }
                 acc[t] = 0.0f;
                 if (GLU && !second) {
                     gate[t] = v;
-                } else if (lane == 0 && (rf_u32)t < nt) {
+                } else if (gl == 0 && (rf_u32)t < nt) {
                     const float g = gate[t];
-                    rf_u32 lr = cr;
-                    const int sg = GLU ? 0 : m.seg(cr, &lr);
+                    rf_u32 lr = cr * R;
+                    const int sg = GLU ? 0 : m.seg(cr * R, &lr);
                     const rf_u32 seg_rows = GLU ? m.rows0 : m.rows(sg);
-                    m.out(sg)[(rf_u64)t * seg_rows + lr] = GLU ? (g / (1.0f + rf_expf(-g))) * v : v;
+                    m.out(sg)[(rf_u64)t * seg_rows + lr + grp] = GLU ? (g / (1.0f + rf_expf(-g))) * v : v;
                 }
             }
         }
@@ -352,43 +384,43 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqs_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
                               const float* x, rf_u32 cols, rf_u32 n_tokens, float* out,           \
-                              rf_u32 /* tpr: one warp per row here */) {                          \
+                              rf_u32 rpw) {                                                       \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
         const rf_mv_set m = {w, nullptr, nullptr, out, nullptr, nullptr, rows, 0u, 0u};           \
         rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,   \
-                                     (rf_u8*)rf_smem, wbuf);                                      \
+                                     rpw, (rf_u8*)rf_smem, wbuf);                                 \
     }                                                                                             \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqm_##name##_n##NT(const rf_u8* w0, const rf_u8* w1, const rf_u8* w2,                  \
                               rf_u64 row_bytes, rf_u32 rows0, rf_u32 rows1, rf_u32 rows2,         \
                               rf_u32 chunks, const float* x, rf_u32 cols, rf_u32 n_tokens,        \
-                              float* out0, float* out1, float* out2) {                            \
+                              float* out0, float* out1, float* out2, rf_u32 rpw) {                \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
         const rf_mv_set m = {w0, w1, w2, out0, out1, out2, rows0, rows1, rows2};                  \
         rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,   \
-                                     (rf_u8*)rf_smem, wbuf);                                      \
+                                     rpw, (rf_u8*)rf_smem, wbuf);                                 \
     }                                                                                             \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqg_##name##_n##NT(const rf_u8* w, const rf_u8* w2, rf_u64 row_bytes, rf_u32 rows,     \
                               rf_u32 chunks, const float* x, rf_u32 cols, rf_u32 n_tokens,        \
-                              float* out) {                                                       \
+                              float* out, rf_u32 rpw) {                                           \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
         const rf_mv_set m = {w, w2, nullptr, out, nullptr, nullptr, rows, 0u, 0u};               \
         rf_mmvq_staged<T, NT, true>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,    \
-                                    (rf_u8*)rf_smem, wbuf);                                       \
+                                    rpw, (rf_u8*)rf_smem, wbuf);                                  \
     }                                                                                             \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqa_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
                               const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,   \
-                              float* out) {                                                       \
+                              float* out, rf_u32 rpw) {                                           \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
         const rf_mv_set m = {w, nullptr, nullptr, out, nullptr, nullptr, rows, 0u, 0u};           \
         rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, nullptr, aqs, ads, cols, n_tokens,     \
-                                     (rf_u8*)rf_smem, wbuf);                                      \
+                                     rpw, (rf_u8*)rf_smem, wbuf);                                 \
     }
 #define RF_MMVQS_KERNEL(name, T)   \
     RF_MMVQS_KERNEL_NT(name, T, 1) \

@@ -22,7 +22,8 @@
 //! matmuls of gate and up with silu·mul on the host (the same kernel arithmetic: bound 1e-5).
 //! `matmul_multi` (two or three weights of one input in one launch, as q/k/v; at 17 and 40
 //! tokens one quantization and a tile launch per weight) likewise: against the CPU and against
-//! `matmul` of each weight (bound 1e-6).
+//! `matmul` of each weight (bound 1e-5: short rows go several per warp step only when every
+//! weight allows it, so the sums may run in another order than alone).
 //!
 //! The batched-decode tile kernels (`mmqt`, both builds) at 9..=100 tokens: `gpu_matmul/mmqt.rs`.
 //! The shapes above with more than 8 tokens run `matmul`'s default choice (`mmqt` where its
@@ -591,6 +592,12 @@ fn main() {
                 }
             }
         }
+        // Short rows taken 4 (1000 rows above) or 2 (1002) at a time by the one-launch kernels.
+        for &cols in &col_choices(ty) {
+            for n_tokens in [1usize, 8] {
+                shapes.push((1002, cols, n_tokens));
+            }
+        }
         // Rows of several steps of the one-launch kernels, an odd number of blocks (rows not
         // 16-byte aligned), and 8 tokens of them: too large for its shared memory, so the
         // two-launch fallback.
@@ -685,11 +692,13 @@ fn main() {
                 .wrapping_add(1442695040888963407);
             let case = format!("multi {ty} {rows:?}x{cols} n_tokens={n_tokens}");
             match run_multi_case(&mut gpu, ty, rows, cols, n_tokens, seed) {
-                Ok((cpu, same)) if cpu < bound(ty) && same < 1e-6 => passed += 1,
+                // Not bit-identical: the one launch takes short rows several at a time only when
+                // every weight's rows allow it (`rpw`), so its sums may run in another order.
+                Ok((cpu, same)) if cpu < bound(ty) && same < 1e-5 => passed += 1,
                 Ok((cpu, same)) => {
                     failed += 1;
                     println!(
-                        "FAIL {case}: rel err {cpu:.3e} vs cpu (bound {:.0e}), {same:.3e} vs the separate GPU matmuls (bound 1e-6)",
+                        "FAIL {case}: rel err {cpu:.3e} vs cpu (bound {:.0e}), {same:.3e} vs the separate GPU matmuls (bound 1e-5)",
                         bound(ty)
                     );
                 }

@@ -147,6 +147,34 @@ fn wanted(
     }
 }
 
+/// Largest number of weight rows per warp step (`RF_MMV_MAX_RPW` = 4 at most) for the quantized
+/// kernels: rows short enough that several fit one step of `rf_step` (the kernel's ~3 KB per
+/// 32 lanes of whole blocks) are taken several at a time, each by a group of lanes, so a warp
+/// keeps more bytes in flight and walks fewer steps; every weight's rows must be a multiple of
+/// it (a group never straddles two weights). The kernel checks the same and falls back to one
+/// row, so this only has to agree with it to be fast.
+fn rows_per_step(
+    ty: GgmlType,
+    chunk_values: usize,
+    warp: usize,
+    row_bytes: usize,
+    seg_rows: &[usize],
+) -> usize {
+    let (block_values, block_bytes) = (ty.block_size(), ty.type_size());
+    if chunk_values == 0 || block_values < chunk_values || warp == 0 {
+        return 1;
+    }
+    let chunks_per_block = block_values / chunk_values;
+    let run_bytes = warp / chunks_per_block.max(1) * block_bytes;
+    let budget = 3000 * warp / 32;
+    let runs = (budget / (run_bytes + 32)).max(1);
+    let step_bytes = runs * run_bytes;
+    [4, 2]
+        .into_iter()
+        .find(|&r| r * row_bytes <= step_bytes && r <= warp && seg_rows.iter().all(|&n| n % r == 0))
+        .unwrap_or(1)
+}
+
 /// Blocks for `groups` units of work (rows per block pass) with at most `max_blocks`: every
 /// block gets the same number of passes (the last pass of the grid is as full as the first).
 fn grid_blocks(groups: usize, max_blocks: usize) -> usize {
@@ -207,6 +235,9 @@ impl FusedSlot {
 struct Call<'a> {
     ty: GgmlType,
     variant: Variant,
+    /// Rows of each weight (one entry per weight of a multi call; the rows of one weight
+    /// otherwise, a gate/up pair counting once).
+    seg_rows: &'a [usize],
     rows: usize,
     cols: usize,
     row_bytes: usize,
@@ -244,6 +275,17 @@ fn plan(ctx: &mut MatmulContext, call: &Call<'_>) -> TensorResult<Option<(HipFun
     let backend = Arc::clone(ctx.backend());
     let nt = super::matmul::matvec_variant(call.n_tokens);
     let f = ctx.fused.function(&backend, call.ty, nt, call.variant)?;
+    let rpw = if float {
+        1
+    } else {
+        rows_per_step(
+            call.ty,
+            chunk_values,
+            ctx.backend().info().warp_size as usize,
+            call.row_bytes,
+            call.seg_rows,
+        )
+    };
     let g = Geometry::new(
         ctx,
         float,
@@ -252,6 +294,7 @@ fn plan(ctx: &mut MatmulContext, call: &Call<'_>) -> TensorResult<Option<(HipFun
         call.cols,
         call.n_tokens,
         shared,
+        rpw,
     )?;
     Ok(Some((f, g)))
 }
@@ -274,6 +317,7 @@ pub(crate) fn try_matvec(
     let call = Call {
         ty,
         variant: Variant::Plain,
+        seg_rows: &[rows],
         rows,
         cols,
         row_bytes,
@@ -284,9 +328,11 @@ pub(crate) fn try_matvec(
     let Some((f, g)) = plan(ctx, &call)? else {
         return Ok(false);
     };
+    let float = stem(ty).is_some_and(|(_, chunk_values)| chunk_values == 0);
     let row_bytes64 = row_bytes as u64;
-    // SAFETY: `mmvqs_<type>_n<NT>` / `mmvfs_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows,
-    // u32 chunks, const float* x, u32 cols, u32 n_tokens, float* out, u32 tpr)`. `matmul` checked that `w` holds
+    // SAFETY: `mmvqs_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
+    // const float* x, u32 cols, u32 n_tokens, float* out, u32 rpw)` /
+    // `mmvfs_<type>_n<NT>(..., float* out, u32 tpr)`. `matmul` checked that `w` holds
     // rows * row_bytes bytes, `x` n_tokens * cols values and `out` n_tokens * rows values; both
     // pointers are 16-byte aligned (checked above); n_tokens <= NT of the variant; the dynamic
     // shared memory holds the staged activations of n_tokens tokens (`shared_bytes`); the
@@ -302,7 +348,7 @@ pub(crate) fn try_matvec(
             .arg(&g.cols)
             .arg(&g.n_tokens)
             .arg(&*out)
-            .arg(&g.tpr)
+            .arg(if float { &g.tpr } else { &g.rpw })
             .launch(g.cfg)?;
     }
     Ok(true)
@@ -329,6 +375,7 @@ pub(crate) fn try_matvec_glu(
     let call = Call {
         ty,
         variant: Variant::Glu,
+        seg_rows: &[rows],
         rows,
         cols,
         row_bytes,
@@ -341,7 +388,7 @@ pub(crate) fn try_matvec_glu(
     };
     let row_bytes64 = row_bytes as u64;
     // SAFETY: `mmvqg_<type>_n<NT>(const u8* w, const u8* w2, u64 row_bytes, u32 rows,
-    // u32 chunks, const float* x, u32 cols, u32 n_tokens, float* out)`. The caller checked that
+    // u32 chunks, const float* x, u32 cols, u32 n_tokens, float* out, u32 rpw)`. The caller checked that
     // `gate` and `up` each hold rows * row_bytes bytes, `x` n_tokens * cols values and `out`
     // n_tokens * rows values; the pointers are 16-byte aligned (checked above); n_tokens <= NT;
     // the dynamic shared memory holds the staged activations of n_tokens tokens.
@@ -357,6 +404,7 @@ pub(crate) fn try_matvec_glu(
             .arg(&g.cols)
             .arg(&g.n_tokens)
             .arg(&*out)
+            .arg(&g.rpw)
             .launch(g.cfg)?;
     }
     Ok(true)
@@ -387,6 +435,7 @@ pub(crate) fn try_matvec_multi(
     let call = Call {
         ty,
         variant: Variant::Multi,
+        seg_rows: rows,
         rows: rows.iter().sum(),
         cols,
         row_bytes,
@@ -420,7 +469,7 @@ pub(crate) fn try_matvec_multi(
     );
     // SAFETY: `mmvqm_<type>_n<NT>(const u8* w0, const u8* w1, const u8* w2, u64 row_bytes,
     // u32 rows0, u32 rows1, u32 rows2, u32 chunks, const float* x, u32 cols, u32 n_tokens,
-    // float* out0, float* out1, float* out2)`. The caller checked that each weight holds its
+    // float* out0, float* out1, float* out2, u32 rpw)`. The caller checked that each weight holds its
     // rows * row_bytes bytes, `x` n_tokens * cols values and each output n_tokens * its rows
     // values; a missing third segment has 0 rows, so its pointers are never used; the weight
     // pointers are 16-byte aligned (checked above); n_tokens <= NT; the dynamic shared memory
@@ -442,6 +491,7 @@ pub(crate) fn try_matvec_multi(
             .arg(&o0)
             .arg(&o1)
             .arg(&o2)
+            .arg(&g.rpw)
             .launch(g.cfg)?;
     }
     Ok(true)
@@ -453,6 +503,8 @@ struct Geometry {
     rows: u32,
     chunks: u32,
     cols: u32,
+    /// Weight rows per warp step of the quantized kernels (`rpw`, see [`rows_per_step`]).
+    rpw: u32,
     n_tokens: u32,
     tpr: u32,
 }
@@ -466,6 +518,7 @@ impl Geometry {
         cols: usize,
         n_tokens: usize,
         shared: usize,
+        rpw: usize,
     ) -> TensorResult<Self> {
         let info = ctx.backend().info();
         let warp = (info.warp_size as usize).clamp(1, THREADS);
@@ -482,7 +535,7 @@ impl Geometry {
         } else {
             warp
         };
-        let rows_per_pass = THREADS / tpr;
+        let rows_per_pass = THREADS / tpr * rpw.max(1);
         let per_cu = ctx.fused.blocks_per_cu.unwrap_or(if float {
             FLOAT_BLOCKS_PER_CU
         } else {
@@ -505,6 +558,7 @@ impl Geometry {
             rows: to_u32(rows, "rows")?,
             chunks: to_u32(chunks, "chunks")?,
             cols: to_u32(cols, "cols")?,
+            rpw: to_u32(rpw.max(1), "rows per step")?,
             n_tokens: to_u32(n_tokens, "tokens")?,
             tpr: tpr as u32,
         })
@@ -553,10 +607,12 @@ pub(crate) fn try_matvec_q8_1(
     let backend = Arc::clone(ctx.backend());
     let nt = super::matmul::matvec_variant(n_tokens);
     let f = ctx.fused.function(&backend, ty, nt, Variant::FromQ8_1)?;
-    let g = Geometry::new(ctx, false, chunk_values, rows, cols, n_tokens, shared)?;
+    let warp = ctx.backend().info().warp_size as usize;
+    let rpw = rows_per_step(ty, chunk_values, warp, row_bytes, &[rows]);
+    let g = Geometry::new(ctx, false, chunk_values, rows, cols, n_tokens, shared, rpw)?;
     let row_bytes64 = row_bytes as u64;
     // SAFETY: `mmvqa_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
-    // const i8* aqs, const float* ads, u32 cols, u32 n_tokens, float* out)`. The caller checked
+    // const i8* aqs, const float* ads, u32 cols, u32 n_tokens, float* out, u32 rpw)`. The caller checked
     // that `w` holds rows * row_bytes bytes, the q8_1 buffer n_tokens * cols values and their
     // scale pairs at `ads`, and `out` n_tokens * rows values; alignment checked above;
     // n_tokens <= NT; the dynamic shared memory holds n_tokens staged tokens.
@@ -572,6 +628,7 @@ pub(crate) fn try_matvec_q8_1(
             .arg(&g.cols)
             .arg(&g.n_tokens)
             .arg(&*out)
+            .arg(&g.rpw)
             .launch(g.cfg)?;
     }
     Ok(true)
@@ -640,6 +697,22 @@ mod tests {
         assert!(!auto(false, 2 * mb, 896, 4864, 1));
         assert!(wanted(FusedMode::Always, false, 64 * mb, 4096, 14336, 2));
         assert!(!wanted(FusedMode::Never, false, 1, 1, 32, 1));
+    }
+
+    #[test]
+    fn short_rows_go_several_per_step_when_every_weight_allows() {
+        use GgmlType::*;
+        // Qwen2.5-0.5B's 896-wide rows: Q5_0 616 bytes (4 per ~2.8 KB step), Q8_0 952 (2).
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[4864]), 4);
+        assert_eq!(rows_per_step(Q8_0, 32, 32, 952, &[896]), 2);
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[896, 128, 128]), 4);
+        // A weight whose rows are not a multiple keeps the others at its rate.
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[896, 130]), 2);
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[45, 16]), 1);
+        // Llama-3-8B rows fill a step already; a wave64 step is twice as large.
+        assert_eq!(rows_per_step(Q4_K, 64, 32, 2304, &[4096]), 1);
+        assert_eq!(rows_per_step(Q4_K, 64, 64, 2304, &[4096]), 2);
+        assert_eq!(rows_per_step(Q6_K, 128, 32, 3360, &[896]), 1);
     }
 
     #[test]
