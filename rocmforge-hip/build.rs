@@ -5,7 +5,9 @@
 //!   gfx1101, gfx1102, gfx1200, gfx1201) with hipcc or clang-19 / clang;
 //! - NVIDIA PTX for sm_80 (the driver compiles it for sm_80 and every newer GPU) with nvcc or clang.
 //!
-//! The images are zlib-compressed (miniz_oxide) and unpacked at load.
+//! The images are zlib-compressed (miniz_oxide) and unpacked at load. The sources themselves
+//! (`kernels/*.hip` and `kernels/include/*`) are embedded too, in every build, for the AMD
+//! targets without an image: hiprtc compiles them at first use (`src/kernel_images/runtime.rs`).
 //! The command lines come from `rocmforge-kernel-build` (the same ones `cargo xtask kernels` runs).
 //! Compiles run in parallel and are cached by content (source, headers, compiler version, target)
 //! under `<target dir>/rocmforge-kernel-cache/` (or `$ROCMFORGE_KERNEL_BUILD_CACHE`), so another
@@ -22,6 +24,8 @@
 mod compile;
 #[path = "build/compress.rs"]
 mod compress;
+#[path = "build/sources.rs"]
+mod sources;
 #[path = "build/table.rs"]
 mod table;
 
@@ -64,14 +68,20 @@ fn run() -> Result<(), String> {
         std::env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?,
     );
     let strict = flag("ROCMFORGE_REQUIRE_EMBEDDED_KERNELS");
+    let dir = kernel_dir(&manifest);
+    if let Some(dir) = &dir {
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
+    // The sources travel with the crate in every build (hiprtc compiles them at run time for
+    // AMD targets without an embedded image); they cost a few hundred kilobytes.
+    let families = sources::write(&out_dir, dir.as_deref()).map_err(|e| e.to_string())?;
     let mut built = compile::Built::default();
     if flag("ROCMFORGE_NO_EMBED_KERNELS") {
         built
             .notes
             .push("built with ROCMFORGE_NO_EMBED_KERNELS=1: no kernel image is embedded".into());
-    } else if let Some(dir) = kernel_dir(&manifest) {
-        println!("cargo:rerun-if-changed={}", dir.display());
-        built = compile::compile_all(&dir, &out_dir).map_err(|e| e.to_string())?;
+    } else if let Some(dir) = &dir {
+        built = compile::compile_all(dir, &out_dir).map_err(|e| e.to_string())?;
     } else {
         built.notes.push(format!(
             "no kernels/ folder beside the crate ({}/kernels or {}/../kernels) and \
@@ -92,6 +102,7 @@ fn run() -> Result<(), String> {
         println!("cargo:warning=rocmforge-hip: {first}");
         eprintln!("{note}");
     }
+    built.families = families;
     let (packed, unpacked) =
         table::write(&out_dir, &built).map_err(|e| format!("writing the kernel table: {e}"))?;
     eprintln!(

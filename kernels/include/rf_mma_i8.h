@@ -32,9 +32,10 @@ struct rf_mma_a {
 
 template <bool MMA>
 RF_DEVICE void rf_mma_load_a(const rf_i8* a, int a_stride, rf_u32 lane, rf_mma_a& f) {
-    const rf_u32 g = lane / 4, q = lane % 4;
+    const rf_u32 g = lane / 4;
 #if defined(RF_HAVE_MMA_I8)
     if (MMA) {
+        const rf_u32 q = lane % 4;
         const rf_i8* r0 = a + g * a_stride + 4 * q;
         const rf_i8* r8 = r0 + 8 * a_stride;
         f.r[0] = *(const int*)r0;
@@ -83,9 +84,10 @@ RF_DEVICE float rf_small_i2f(int x) {
 template <bool MMA, bool SPLIT>
 RF_DEVICE void rf_mma_tile(const rf_mma_a& f, const rf_i8* b, int b_stride, rf_u32 lane, int* lo,
                            int* hi) {
-    const rf_u32 g = lane / 4, q = lane % 4;
+    const rf_u32 q = lane % 4;
 #if defined(RF_HAVE_MMA_I8)
     if (MMA) {
+        const rf_u32 g = lane / 4;
         const rf_i8* bp = b + g * b_stride + 4 * q;
         const int b0 = *(const int*)bp, b1 = *(const int*)(bp + 16);
         if (SPLIT) {

@@ -37,7 +37,6 @@ RF_DEVICE void rf_mmq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols
                       const rf_i8* aqs, const float* ads, rf_u32 r0, const rf_mmq_tokens& tk,
                       float* out, rf_qb (*sw)[RF_MMQ_KBLOCKS], rf_q8 (*sa)[RF_MMQ_KBLOCKS]) {
     constexpr int QPC = T::QB_PER_CHUNK;
-    constexpr int CPB = T::BLOCK_VALUES / (32 * QPC);
     constexpr int CHUNKS_PER_STEP = RF_MMQ_KBLOCKS / QPC;
     const rf_u32 tid = RF_TID_X;
     const rf_u32 act_blocks = cols / 32;
@@ -54,17 +53,7 @@ RF_DEVICE void rf_mmq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols
             const rf_u32 rl = i / CHUNKS_PER_STEP, ch = i % CHUNKS_PER_STEP;
             const rf_u32 c = kb / QPC + ch;
             rf_qb qb[QPC];
-            if (r0 + rl < rows && c < chunks) {
-                const rf_u8* wrow = w + (rf_u64)(r0 + rl) * row_bytes;
-                T::unpack(wrow + (rf_u64)(c / CPB) * T::BLOCK_BYTES, (int)(c % CPB), qb);
-            } else {
-#pragma unroll
-                for (int k = 0; k < QPC; ++k) {
-#pragma unroll
-                    for (int j = 0; j < 8; ++j) qb[k].q[j] = 0;
-                    rf_qb_scale(qb[k], 0.0f, 0.0f, 0.0f);
-                }
-            }
+            rf_unpack_chunk_or_zero<T>(w, row_bytes, r0 + rl, rows, c, chunks, qb);
 #pragma unroll
             for (int k = 0; k < QPC; ++k) sw[rl][ch * QPC + k] = qb[k];
         }

@@ -70,7 +70,6 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
                        rf_u32 split_blocks, rf_u64 split_stride, rf_i8* sw, rf_i8* sa, float* swf, float* saf) {
     typedef rf_mmqt_layout<T> L;
     constexpr int QPC = T::QB_PER_CHUNK;
-    constexpr int CPB = T::BLOCK_VALUES / (32 * QPC);
     constexpr int CPS = RF_MMQT_KBLOCKS / QPC;  // chunks per step
     constexpr int R = RF_MMQT_ROWS, ST = RF_MMQT_STRIDE;
     const rf_u32 tid = RF_TID_X;
@@ -101,17 +100,7 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
             const rf_u32 rl = i / CPS, ch = i % CPS;
             const rf_u32 c = kb / QPC + ch;
             rf_qb qb[QPC];
-            if (r0 + rl < rows && c < chunks) {
-                const rf_u8* wrow = w + (rf_u64)(r0 + rl) * row_bytes;
-                T::unpack(wrow + (rf_u64)(c / CPB) * T::BLOCK_BYTES, (int)(c % CPB), qb);
-            } else {
-#pragma unroll
-                for (int k = 0; k < QPC; ++k) {
-#pragma unroll
-                    for (int j = 0; j < 8; ++j) qb[k].q[j] = 0;
-                    rf_qb_scale(qb[k], 0.0f, 0.0f, 0.0f);
-                }
-            }
+            rf_unpack_chunk_or_zero<T>(w, row_bytes, r0 + rl, rows, c, chunks, qb);
 #pragma unroll
             for (int k = 0; k < QPC; ++k) {
                 const rf_u32 blk = ch * QPC + k;

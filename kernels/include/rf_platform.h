@@ -216,8 +216,20 @@ RF_DEVICE float rf_rsqrtf(float x) { return rsqrtf(x); }
 RF_DEVICE float rf_sinf(float x) { return sinf(x); }
 RF_DEVICE float rf_cosf(float x) { return cosf(x); }
 #else
+// __builtin_amdgcn_exp2f / _logf (the bare v_exp_f32 / v_log_f32) came with LLVM 18; an older
+// compiler (ROCm 5's comgr, LLVM 15, behind hiprtc) gets the generic builtins, which it lowers
+// to those same instructions. (Only AMD compiles reach this branch: nvcc never sees
+// __has_builtin.)
+#if __has_builtin(__builtin_amdgcn_exp2f)
 RF_DEVICE float rf_exp2f(float x) { return __builtin_amdgcn_exp2f(x); }
+#else
+RF_DEVICE float rf_exp2f(float x) { return __builtin_exp2f(x); }
+#endif
+#if __has_builtin(__builtin_amdgcn_logf)
 RF_DEVICE float rf_log2f(float x) { return __builtin_amdgcn_logf(x); }
+#else
+RF_DEVICE float rf_log2f(float x) { return __builtin_log2f(x); }
+#endif
 RF_DEVICE float rf_sqrtf(float x) { return __builtin_sqrtf(x); }
 RF_DEVICE float rf_rsqrtf(float x) { return __builtin_amdgcn_rsqf(x); }
 RF_DEVICE float rf_sinf(float x) { return __builtin_amdgcn_sinf(x * 0.15915494309189535f); }
@@ -235,7 +247,11 @@ RF_DEVICE float rf_tanhf(float x) {
 // ---------------------------------------------------------------------------------------------
 // A free-running device clock (units differ between targets; compare deltas on one device only).
 #if defined(RF_AMD)
+#if __has_builtin(__builtin_readsteadycounter)
 RF_DEVICE rf_u64 rf_clock() { return __builtin_readsteadycounter(); }
+#else  // LLVM before 18 (ROCm 5's comgr): the shader cycle counter
+RF_DEVICE rf_u64 rf_clock() { return __builtin_readcyclecounter(); }
+#endif
 #elif defined(RF_CLANG_NVPTX)
 RF_DEVICE rf_u64 rf_clock() { return __nvvm_read_ptx_sreg_globaltimer(); }
 #else

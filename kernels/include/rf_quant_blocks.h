@@ -161,6 +161,26 @@ RF_DEVICE void rf_qb_scale(rf_qb& o, float a, float m, float mw) {
     o.a0 = a; o.a1 = a; o.m0 = m; o.m1 = m; o.mw = mw;
 }
 
+// Chunk `c` (of QB_PER_CHUNK x 32 values) of weight row `row` unpacked into qb[0..QB_PER_CHUNK),
+// or all zeros (values and factors) where the row or the chunk lies past the matrix: the padding
+// of the tile kernels (rf_mmq_tile.h, rf_mmqt.h).
+template <class T>
+RF_DEVICE void rf_unpack_chunk_or_zero(const rf_u8* w, rf_u64 row_bytes, rf_u32 row, rf_u32 rows,
+                                       rf_u32 c, rf_u32 chunks, rf_qb* qb) {
+    constexpr int CPB = T::BLOCK_VALUES / (32 * T::QB_PER_CHUNK);  // chunks per block
+    if (row < rows && c < chunks) {
+        const rf_u8* wrow = w + (rf_u64)row * row_bytes;
+        T::unpack(wrow + (rf_u64)(c / CPB) * T::BLOCK_BYTES, (int)(c % CPB), qb);
+    } else {
+#pragma unroll
+        for (int k = 0; k < T::QB_PER_CHUNK; ++k) {
+#pragma unroll
+            for (int j = 0; j < 8; ++j) qb[k].q[j] = 0;
+            rf_qb_scale(qb[k], 0.0f, 0.0f, 0.0f);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 32-value block formats (QK = 32, one chunk per block).
 struct rf_q4_0 {

@@ -149,6 +149,16 @@ pub enum HipError {
         /// What zlib reported.
         message: String,
     },
+    /// Compiling a kernel family at run time (hiprtc) failed.
+    #[error("compiling the GPU kernel family `{family}` for {arch} with hiprtc failed: {detail}")]
+    RuntimeCompile {
+        /// Kernel family.
+        family: String,
+        /// The AMD target compiled for.
+        arch: String,
+        /// What failed: the hiprtc call with the compiler's log, or why no compile could start.
+        detail: String,
+    },
     /// Reading a file failed.
     #[error("reading {path}: {message}")]
     Io {

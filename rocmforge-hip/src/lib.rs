@@ -13,6 +13,10 @@
 //!    [`HipStream`], [`HipEvent`], [`HipModule`] / [`HipFunction`] with a launch builder,
 //!    [`HipGraph`] / [`HipGraphExec`].
 //!
+//! Beside them, layered the same way: [`blas`] (cuBLAS / rocBLAS) and [`hiprtc`] (HIP's runtime
+//! compiler, which [`kernel_images`] uses to compile the embedded kernel sources for AMD targets
+//! without an embedded image).
+//!
 //! The platform is chosen by `ROCMFORGE_PLATFORM=amd|nvidia|auto` (default `auto`: AMD first, then
 //! NVIDIA). No runtime library or no device is a [`HipError`], never a panic.
 //!
@@ -41,6 +45,7 @@ mod device_info;
 mod error;
 mod event;
 mod graph;
+pub mod hiprtc;
 pub mod kernel_images;
 mod launch;
 mod loader;

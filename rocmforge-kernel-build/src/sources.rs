@@ -41,17 +41,22 @@ pub fn family(source: &Path) -> KernelBuildResult<String> {
         .ok_or_else(|| KernelBuildError::BadName(source.display().to_string()))
 }
 
-/// A hash of the headers in `include` (every file, by name and content): a header change
-/// invalidates every cached image.
-pub fn headers_hash(include: &Path) -> KernelBuildResult<u64> {
-    let mut hasher = DefaultHasher::new();
+/// Every file of the header folder `include`, sorted (what a kernel may `#include`).
+pub fn header_files(include: &Path) -> KernelBuildResult<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(include)
         .map_err(|e| io_error(include, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    for f in files {
+    Ok(files)
+}
+
+/// A hash of the headers in `include` (every file, by name and content): a header change
+/// invalidates every cached image.
+pub fn headers_hash(include: &Path) -> KernelBuildResult<u64> {
+    let mut hasher = DefaultHasher::new();
+    for f in header_files(include)? {
         f.file_name().hash(&mut hasher);
         std::fs::read(&f)
             .map_err(|e| io_error(&f, e))?

@@ -16,11 +16,13 @@ pub struct TestArgs {
 
 /// `cargo` in the repository root. Every build embeds the kernels (rocmforge-hip's build script)
 /// and must embed all of them: an AMD or NVIDIA compile break, or a missing compiler, fails the
-/// suite instead of leaving a warning.
+/// suite instead of leaving a warning. The runtime compile's tests (`rocmforge-hip/tests/hiprtc.rs`)
+/// must run too: without hiprtc (Debian's libamdhip64-5) they fail instead of saying "not run".
 pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
     cmd.current_dir(paths::repo_root())
         .env("ROCMFORGE_REQUIRE_EMBEDDED_KERNELS", "1")
+        .env("ROCMFORGE_REQUIRE_HIPRTC", "1")
         .env_remove("ROCMFORGE_NO_EMBED_KERNELS")
         .env_remove("ROCMFORGE_AMDGPU_TARGETS");
     cmd

@@ -5,7 +5,8 @@
 //!
 //! It also says which GPU kernel images this binary carries (`embedded kernels: gfx90a, ...,
 //! ptx sm_80`, printed with or without a GPU) and where each device's kernels come from
-//! (`$ROCMFORGE_KERNEL_DIR`, embedded, or a file), in the order `HipBackend::load_kernels` uses.
+//! (`$ROCMFORGE_KERNEL_DIR`, embedded, a file, or compiled by hiprtc for an AMD target without an
+//! embedded image), in the order `HipBackend::load_kernels` uses.
 
 use clap::Args;
 use rocmforge_tensor::devices::kernel_images::{self, embedded};
@@ -63,6 +64,10 @@ fn kernels_text() -> String {
         let first = note.lines().next().unwrap_or_default();
         out.push_str(&format!("  not embedded: {first}\n"));
     }
+    out.push_str(&format!(
+        "other AMD targets: compiled at first use by {}\n",
+        kernel_images::runtime::summary()
+    ));
     if let Some(dir) = std::env::var_os(kernel_images::KERNEL_DIR_ENV).filter(|d| !d.is_empty()) {
         out.push_str(&format!(
             "{} = {} (searched before the embedded kernels)\n",
@@ -135,6 +140,7 @@ fn json_value(inv: &Inventory) -> serde_json::Value {
         "library": inv.platform.as_ref().map(|(_, l)| l),
         "devices": devices,
         "error": inv.devices.as_ref().err().map(ToString::to_string),
+        "runtime_compile": kernel_images::runtime::summary(),
         "embedded_kernels": embedded::targets()
             .iter()
             .map(|(p, a)| json!({"platform": p.name(), "arch": a}))
@@ -166,6 +172,11 @@ mod tests {
         let t = text(&inv);
         let j = json_value(&inv);
         assert!(t.starts_with("embedded kernels: "), "{t}");
+        let rtc = j["runtime_compile"].as_str().unwrap_or("(missing)");
+        assert!(
+            t.contains(&format!("compiled at first use by {rtc}")),
+            "{t}"
+        );
         let listed = j["embedded_kernels"].as_array().map_or(0, Vec::len);
         assert_eq!(listed, embedded::targets().len());
         for (_, arch) in embedded::targets() {

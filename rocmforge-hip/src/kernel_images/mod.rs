@@ -5,13 +5,18 @@
 //! 2. the images embedded in this crate by its build script ([`embedded`]): AMD code objects for
 //!    the exact gfx target, NVIDIA PTX that the driver compiles for the device at load (cached by
 //!    the driver in `~/.nv/ComputeCache`);
-//! 3. `<exe dir>/kernels`, `<exe dir>/../kernels`, `<exe dir>/../../kernels`, `./target/kernels`.
+//! 3. `<exe dir>/kernels`, `<exe dir>/../kernels`, `<exe dir>/../../kernels`, `./target/kernels`;
+//! 4. AMD only: the image compiled on this machine by hiprtc from the embedded sources
+//!    ([`runtime`]), read from its cache (`~/.cache/rocmforge/kernels/<gfx>/`) or compiled now
+//!    (seconds to minutes per family, once) — so any gfx target ROCm supports gets kernels.
 //!
 //! Which one served a device is [`locate`]'s [`KernelOrigin`]; `rocmforge devices` prints it, and
 //! every load logs it at `info` level (`RUST_LOG=rocmforge_hip=info`).
 
 pub mod disk;
 pub mod embedded;
+pub mod runtime;
+pub mod sources;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,6 +39,14 @@ pub enum KernelOrigin {
     },
     /// A file in one of the fallback folders (`<exe dir>/kernels`, ..., `./target/kernels`).
     File(PathBuf),
+    /// Compiled on this machine by hiprtc from the embedded sources (AMD), kept in
+    /// `cache_path` (compiled at load when the file is not there yet).
+    RuntimeCompiled {
+        /// The AMD target compiled for.
+        arch: String,
+        /// The cache file.
+        cache_path: PathBuf,
+    },
 }
 
 impl fmt::Display for KernelOrigin {
@@ -53,6 +66,11 @@ impl fmt::Display for KernelOrigin {
                 write!(f, "embedded ({arch} PTX, compiled by the driver at load)")
             }
             KernelOrigin::File(p) => write!(f, "file ({})", p.display()),
+            KernelOrigin::RuntimeCompiled { arch, cache_path } => write!(
+                f,
+                "compiled for {arch} by hiprtc ({})",
+                cache_path.display()
+            ),
         }
     }
 }
@@ -81,18 +99,32 @@ pub fn locate(platform: Platform, arch: &str, name: &str) -> Result<KernelOrigin
         });
     }
     searched.push(format!("embedded: {}", embedded::summary()));
-    match disk::first_file(&disk::fallback_dirs(), platform, arch, name, &mut searched) {
-        Some(path) => Ok(KernelOrigin::File(path)),
-        None => Err(searched),
+    if let Some(path) =
+        disk::first_file(&disk::fallback_dirs(), platform, arch, name, &mut searched)
+    {
+        return Ok(KernelOrigin::File(path));
     }
+    if platform == Platform::Amd {
+        match runtime::cache_path(&runtime::cache_root(), name, arch) {
+            Ok(cache_path) => {
+                return Ok(KernelOrigin::RuntimeCompiled {
+                    arch: arch.to_string(),
+                    cache_path,
+                });
+            }
+            Err(why) => searched.push(why),
+        }
+    }
+    Err(searched)
 }
 
 /// What to do about a missing image (a sentence naming the packages and commands).
 pub fn build_command(platform: Platform, arch: &str) -> String {
     match platform {
         Platform::Amd => format!(
-            "rebuild rocmforge with ROCMFORGE_AMDGPU_TARGETS={arch} set and a kernel compiler \
-             installed (clang-19 and lld-19: apt-get install clang-19 lld-19; or ROCm's hipcc), or \
+            "install HIP's runtime compiler so that the kernels are compiled at first use (ROCm's \
+             libhiprtc, or Debian 12's libamdhip64-5 with libamd-comgr2); or rebuild rocmforge \
+             with ROCMFORGE_AMDGPU_TARGETS={arch} set and a kernel compiler installed (clang-19 and lld-19: apt-get install clang-19 lld-19; or ROCm's hipcc), or \
              run `cargo xtask kernels --platform amd --arch {arch}` in the repository and set \
              ROCMFORGE_KERNEL_DIR=target/kernels"
         ),
@@ -124,6 +156,9 @@ pub fn find(platform: Platform, arch: &str, name: &str) -> HipResult<KernelImage
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?
+        }
+        KernelOrigin::RuntimeCompiled { .. } => {
+            runtime::load_or_compile(&runtime::cache_root(), name, arch)?.0
         }
     };
     Ok(KernelImage { origin, bytes })
@@ -157,6 +192,10 @@ pub fn describe(platform: Platform, arch: &str) -> String {
                     KernelOrigin::KernelDir(p) => format!("{KERNEL_DIR_ENV} ({})", root_of(p)),
                     KernelOrigin::File(p) => format!("file ({})", root_of(p)),
                     KernelOrigin::Embedded { .. } => o.to_string(),
+                    KernelOrigin::RuntimeCompiled { arch, .. } => format!(
+                        "compiled for {arch} by hiprtc at first use (cached in {})",
+                        runtime::cache_root().join(arch.as_str()).display()
+                    ),
                 };
                 if !origins.contains(&text) {
                     origins.push(text);
