@@ -3,7 +3,8 @@
 Usage: python test_openai_client.py --bin target/debug/rocmforge --model models/X.gguf
 
 Starts the server on a free loopback port, then checks: a chat completion; streaming gives the
-same text as the non-streamed answer at temperature 0; 8 concurrent requests; bad inputs get
+same text as the non-streamed answer at temperature 0; 8 concurrent requests; logit_bias forces
+and bans tokens; bad inputs get
 4xx errors with OpenAI's error body; structured output (5 bounded JSON schemas x 20 seeds, each
 answer validated by the `jsonschema` package; json_object; streamed); tool calls (required, named,
 none; the round trip request -> tool_calls -> tool message -> answer, streamed and not); the server
@@ -106,6 +107,37 @@ def check_n(client, expected):
     assert [c.index for c in r.choices] == [0, 1, 2], r
     assert all(c.message.content == expected for c in r.choices), r
     print(f"n=3: three choices, usage {r.usage.completion_tokens} completion tokens")
+
+
+def tokenize(base, text):
+    req = urllib.request.Request(base.rstrip("/").removesuffix("/v1") + "/tokenize",
+                                 data=json.dumps({"content": text, "add_special": False}).encode(),
+                                 headers={"content-type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=60))["tokens"]
+
+
+def check_logit_bias(client, base):
+    """+100 forces a token at every step; -100 on the greedy token makes the model's unbiased
+    runner-up (its top_logprobs) the greedy choice; bad keys and values are 400s."""
+    prompt = "The capital of France is"
+    [banana] = tokenize(base, " banana")
+    r = client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=4, temperature=0,
+                                  logit_bias={str(banana): 100})
+    assert r.choices[0].text == " banana" * 4, r
+    r = chat(client, "Hi!", max_tokens=3, logit_bias={str(banana): 100})
+    assert r.choices[0].message.content.strip() == " banana banana banana".strip(), r
+    plain = client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=1, temperature=0,
+                                      logprobs=2)
+    first = plain.choices[0].logprobs.tokens[0]
+    second = next(t for t in plain.choices[0].logprobs.top_logprobs[0] if t != first)
+    [first_id] = tokenize(base, first)
+    banned = client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=1, temperature=0,
+                                       logprobs=2, logit_bias={str(first_id): -100})
+    assert banned.choices[0].logprobs.tokens[0] == second, (first, second, banned)
+    for bad in ({"99999999": 5}, {str(banana): 500}, {"abc": 1}):
+        err = expect_status(400, lambda: chat(client, "hi", logit_bias=bad))
+        assert err["param"] == "logit_bias", err
+    print(f"logit_bias: +100 forces {banana}, -100 on {first!r} gives the runner-up {second!r}")
 
 
 def expect_status(status, fn):
@@ -366,6 +398,7 @@ def main():
         check_completion(client)
         check_concurrent(client)
         check_n(client, text)
+        check_logit_bias(client, base)
         check_embeddings(client, base)
         check_bad_inputs(client, base)
         check_json_schema(client)
