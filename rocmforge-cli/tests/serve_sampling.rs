@@ -1,6 +1,7 @@
 //! `rocmforge serve` on the CPU backend with the real test model: request fields that shape
 //! the sampling and the choices — `logit_bias` checked against the model's own unbiased
-//! distribution (its `top_logprobs`).
+//! distribution (its `top_logprobs`), `n > 1` streamed against the non-streamed answer, tool-call
+//! arguments streamed as they are generated.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod serve_support;
@@ -133,4 +134,171 @@ fn logit_bias_forces_and_bans_tokens() {
             .assert_error(400);
         assert_eq!(e["param"], "logit_bias", "{bad}: {e}");
     }
+}
+
+/// The chunks of an SSE body (without `[DONE]`, which must end it).
+fn chunks(r: &serve_support::Response) -> Vec<Value> {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let data = r.sse_data();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// Per choice index: the streamed text (chat `delta.content` or completions `text`) and its
+/// finish reasons.
+fn by_index(chunks: &[Value], n: usize) -> Vec<(String, Vec<String>)> {
+    let mut out = vec![(String::new(), Vec::new()); n];
+    for c in chunks {
+        for choice in c["choices"].as_array().unwrap() {
+            let i = choice["index"].as_u64().unwrap() as usize;
+            assert!(i < n, "{c}");
+            let text = choice["delta"]["content"]
+                .as_str()
+                .or_else(|| choice["text"].as_str());
+            out[i].0.push_str(text.unwrap_or(""));
+            if let Some(f) = choice["finish_reason"].as_str() {
+                out[i].1.push(f.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn n_choices_streamed() {
+    let server = Server::start(&["--ctx", "256"]);
+    // Greedy chat, n = 3 streamed: three copies of the non-streamed answer, each choice with
+    // its role delta and one finish_reason; usage counts the three.
+    let one = server
+        .post(
+            "/v1/chat/completions",
+            &chat_body("Name a color.", 8, false),
+        )
+        .json();
+    let text = one["choices"][0]["message"]["content"].as_str().unwrap();
+    let per = one["usage"]["completion_tokens"].as_u64().unwrap();
+    let mut body: Value = serde_json::from_str(&chat_body("Name a color.", 8, true)).unwrap();
+    body["n"] = json!(3);
+    body["stream_options"] = json!({"include_usage": true});
+    let c = chunks(&server.post("/v1/chat/completions", &body.to_string()));
+    for (i, (streamed, finish)) in by_index(&c, 3).into_iter().enumerate() {
+        assert_eq!(streamed, text, "choice {i}");
+        assert_eq!(finish.len(), 1, "choice {i}: {finish:?}");
+        assert_eq!(
+            finish[0],
+            one["choices"][0]["finish_reason"].as_str().unwrap()
+        );
+        let roles = c
+            .iter()
+            .filter_map(|c| c["choices"].get(0))
+            .filter(|ch| ch["index"] == i && ch["delta"]["role"] == "assistant")
+            .count();
+        assert_eq!(roles, 1, "choice {i}");
+    }
+    let last = c.last().unwrap();
+    assert_eq!(last["choices"].as_array().unwrap().len(), 0, "{last}");
+    assert_eq!(
+        last["usage"]["completion_tokens"].as_u64().unwrap(),
+        3 * per
+    );
+    assert_eq!(
+        last["usage"]["prompt_tokens"],
+        one["usage"]["prompt_tokens"]
+    );
+
+    // Sampled completions with a seed: the streamed choice i is the non-streamed choice i
+    // (seed + i each), log-probabilities streamed with their choice.
+    let ask = |stream: bool| {
+        json!({"model": MODEL_ID, "prompt": "Once upon a time", "max_tokens": 10,
+               "temperature": 1.0, "seed": 42, "n": 3, "stream": stream, "logprobs": 1})
+        .to_string()
+    };
+    let whole = server.post("/v1/completions", &ask(false)).json();
+    let c = chunks(&server.post("/v1/completions", &ask(true)));
+    let streamed = by_index(&c, 3);
+    let texts: Vec<&str> = (0..3)
+        .map(|i| whole["choices"][i]["text"].as_str().unwrap())
+        .collect();
+    assert!(texts[0] != texts[1] || texts[1] != texts[2], "{texts:?}");
+    for i in 0..3 {
+        assert_eq!(streamed[i].0, texts[i], "choice {i}");
+        assert_eq!(
+            streamed[i].1,
+            vec![whole["choices"][i]["finish_reason"].as_str().unwrap()]
+        );
+        let tokens: Vec<Value> = c
+            .iter()
+            .filter_map(|c| c["choices"].get(0))
+            .filter(|ch| ch["index"] == i)
+            .filter_map(|ch| ch["logprobs"]["tokens"].as_array().cloned())
+            .flatten()
+            .collect();
+        assert_eq!(
+            json!(tokens),
+            whole["choices"][i]["logprobs"]["tokens"],
+            "choice {i}"
+        );
+    }
+}
+
+/// A tool call streamed as it is generated: per choice, the first delta carries the id and
+/// name, the argument deltas (several: sent token by token) add up to exactly the
+/// non-streamed answer's arguments; n = 2 streams both choices' calls with their own ids.
+#[test]
+fn tool_call_arguments_stream_as_generated() {
+    let server = Server::start(&["--ctx", "512"]);
+    let tools = json!([{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather",
+        "parameters": {"type": "object",
+                       "properties": {"city": {"type": "string", "maxLength": 16},
+                                      "unit": {"enum": ["celsius", "fahrenheit"]}},
+                       "required": ["city", "unit"], "additionalProperties": false}}}]);
+    let body = |stream: bool, n: u32| {
+        json!({"model": MODEL_ID, "max_tokens": 80, "temperature": 0, "stream": stream, "n": n,
+               "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+               "tools": tools, "tool_choice": "required"})
+        .to_string()
+    };
+    let whole = server.post("/v1/chat/completions", &body(false, 1)).json();
+    let call = &whole["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(
+        whole["choices"][0]["finish_reason"], "tool_calls",
+        "{whole}"
+    );
+    let arguments = call["function"]["arguments"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(arguments).unwrap();
+    assert!(parsed["city"].is_string(), "{parsed}");
+    let c = chunks(&server.post("/v1/chat/completions", &body(true, 2)));
+    let mut ids = Vec::new();
+    for i in 0..2u64 {
+        let deltas: Vec<&Value> = c
+            .iter()
+            .filter_map(|c| c["choices"].get(0))
+            .filter(|ch| ch["index"] == i)
+            .filter_map(|ch| ch["delta"]["tool_calls"].get(0))
+            .collect();
+        let head = deltas.first().unwrap();
+        assert_eq!(head["function"]["name"], "get_weather", "{head}");
+        assert_eq!(head["type"], "function");
+        ids.push(head["id"].as_str().unwrap().to_string());
+        let pieces: Vec<&str> = deltas
+            .iter()
+            .filter_map(|d| d["function"]["arguments"].as_str())
+            .filter(|a| !a.is_empty())
+            .collect();
+        assert!(pieces.len() > 3, "choice {i}: {pieces:?}");
+        assert_eq!(pieces.concat(), arguments, "choice {i}");
+        assert!(deltas.iter().all(|d| d["index"] == 0));
+        let finish: Vec<&Value> = c
+            .iter()
+            .filter_map(|c| c["choices"].get(0))
+            .filter(|ch| ch["index"] == i && !ch["finish_reason"].is_null())
+            .map(|ch| &ch["finish_reason"])
+            .collect();
+        assert_eq!(finish, vec!["tool_calls"], "choice {i}");
+    }
+    assert_ne!(ids[0], ids[1]);
 }

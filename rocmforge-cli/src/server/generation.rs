@@ -268,10 +268,6 @@ async fn answer(
     let id = format!("{}-{serial}", kind.id_prefix());
     let created = unix_now();
     if checked.stream {
-        // n > 1 with streaming is refused by `check`.
-        let Some(rx) = receivers.pop() else {
-            return ApiError::internal("no sequence was queued").into_response();
-        };
         return sse_response(
             kind,
             id,
@@ -280,9 +276,9 @@ async fn answer(
             ChunkOptions {
                 include_usage: checked.include_usage,
                 logprobs: checked.logprobs.is_some(),
-                tools: shaping.tools.map(|f| (f, format!("call_{serial}_0"))),
+                tools: shaping.tools.map(|f| (f, format!("call_{serial}"))),
             },
-            rx,
+            receivers,
         );
     }
     let mut choices = Vec::with_capacity(receivers.len());

@@ -139,12 +139,6 @@ pub fn check(c: &CommonFields, model: ModelLimits<'_>) -> Result<Checked, ApiErr
             ));
         }
     };
-    if n > 1 && c.stream {
-        return Err(ApiError::invalid(
-            Some("n"),
-            "n > 1 is not supported with stream = true yet (ask without streaming)",
-        ));
-    }
     let (param, requested) = match (c.max_completion_tokens, c.max_tokens) {
         (Some(m), _) => ("max_completion_tokens", Some(m)),
         (None, m) => ("max_tokens", m),
@@ -244,6 +238,8 @@ mod tests {
         assert_eq!(ok.params.sampling.temperature, 0.0);
         assert_eq!(ok.n, 1);
         assert_eq!(check(&fields(r#"{"n":3}"#), "m", 100).unwrap().n, 3);
+        let streamed = check(&fields(r#"{"n":3,"stream":true}"#), "m", 100).unwrap();
+        assert_eq!((streamed.n, streamed.stream), (3, true));
         for bad in [
             r#"{"max_tokens":0}"#,
             r#"{"max_tokens":-3}"#,
@@ -253,7 +249,6 @@ mod tests {
             r#"{"top_p":-0.5}"#,
             r#"{"n":0}"#,
             r#"{"n":17}"#,
-            r#"{"n":2,"stream":true}"#,
             r#"{"model":"other"}"#,
         ] {
             let e = check(&fields(bad), "m", 100).unwrap_err();

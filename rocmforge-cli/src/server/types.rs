@@ -52,7 +52,7 @@ pub struct CommonFields {
     pub frequency_penalty: Option<f64>,
     /// Repetition penalty (llama.cpp extension, > 0).
     pub repeat_penalty: Option<f64>,
-    /// Number of choices (only 1).
+    /// Number of choices (1..=16), streamed or not.
     pub n: Option<i64>,
     /// Functions the model may call (chat only; see `super::tools`).
     pub tools: Option<serde_json::Value>,
