@@ -25,11 +25,14 @@ pub struct Segment<'c, C = KvCache> {
     pub want_logits: bool,
 }
 
-/// A sampled step's result for one sequence: its token, and its raw logits when asked for.
+/// A sampled step's result for one sequence: its token, its raw logits when asked for, and
+/// whether the host finished its sampling (a GPU row the kernel could not complete: a top-p
+/// prefix beyond its sorted candidates, or a logit bias beside a repeat penalty).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampledToken {
     pub token: u32,
     pub logits: Option<Vec<f32>>,
+    pub on_host: bool,
 }
 
 /// A model that runs a batch of [`Segment`]s in one step. The engine's scheduler drives the
@@ -104,7 +107,11 @@ pub trait BatchModel {
                     let token = rocmforge_tensor::cpu::sample_row(&l, row);
                     let logits = raw.get(j).copied().unwrap_or(false).then_some(l);
                     j += 1;
-                    Some(SampledToken { token, logits })
+                    Some(SampledToken {
+                        token,
+                        logits,
+                        on_host: false,
+                    })
                 }
                 _ => None,
             });

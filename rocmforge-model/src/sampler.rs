@@ -1,13 +1,14 @@
 //! Token samplers: penalties, top-k, top-p, min-p, temperature, then a seeded draw.
 //!
-//! The order is llama.cpp's default chain: penalties → top-k → top-p → min-p →
-//! temperature → sample. A temperature of zero or less means greedy (argmax after
+//! The order is llama.cpp's default chain: penalties (then the logit bias) → top-k → top-p →
+//! min-p → temperature → sample. A temperature of zero or less means greedy (argmax after
 //! the penalties). The chain itself is rocmforge-tensor's `sample_rows` op (its CPU body,
 //! [`rocmforge_tensor::cpu::sample_row`], is the reference; a GPU runs it for a whole batch):
 //! a [`Sampler`] keeps what a sequence carries from step to step — the seeded random state and
 //! the recent tokens its penalties look at — and hands the op one row's input.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use rocmforge_tensor::cpu::{SampleParams, SampleRow, sample_row};
 
@@ -35,6 +36,9 @@ pub struct SamplingParams {
     pub penalty_last_n: usize,
     /// Seed of the random draw.
     pub seed: u64,
+    /// Added to the logits of these tokens after the penalties (OpenAI's `logit_bias`):
+    /// distinct `(token, bias)` pairs, finite biases; empty = off.
+    pub logit_bias: Arc<[(u32, f32)]>,
 }
 
 impl Default for SamplingParams {
@@ -49,6 +53,7 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             penalty_last_n: 64,
             seed: 0,
+            logit_bias: Arc::from([]),
         }
     }
 }
@@ -106,6 +111,14 @@ impl SamplingParams {
                 "must be finite",
             );
         }
+        if let Some(b) = self.logit_bias.iter().find(|b| !b.1.is_finite()) {
+            return bad("logit-bias", b.1, "must be finite");
+        }
+        let mut tokens: Vec<u32> = self.logit_bias.iter().map(|b| b.0).collect();
+        tokens.sort_unstable();
+        if let Some(w) = tokens.windows(2).find(|w| w[0] == w[1]) {
+            return bad("logit-bias", w[0] as f32, "lists a token twice");
+        }
         Ok(())
     }
 }
@@ -123,11 +136,12 @@ pub fn argmax(x: &[f32]) -> usize {
 
 /// One row's input to the sampling op, drawn from a [`Sampler`] for one step: the chain's
 /// parameters, the recent tokens as distinct `(token, count)` pairs (empty when no penalty is
-/// on) and the uniform of the draw (0 for greedy sampling, which draws nothing).
+/// on), the logit bias and the uniform of the draw (0 for greedy sampling, which draws nothing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleInput {
     pub params: SampleParams,
     pub penalties: Vec<(u32, u32)>,
+    pub bias: Arc<[(u32, f32)]>,
     pub u: f64,
 }
 
@@ -138,6 +152,7 @@ impl SampleInput {
             params: self.params,
             penalties: &self.penalties,
             allowed,
+            bias: &self.bias,
             u: self.u,
         }
     }
@@ -179,14 +194,15 @@ impl Sampler {
         self.recent.push_back(token);
     }
 
-    /// Whether [`Sampler::sample`] is the plain argmax of the logits (temperature 0 and no
-    /// penalty), so the model may choose the token where the logits are.
+    /// Whether [`Sampler::sample`] is the plain argmax of the logits (temperature 0, no
+    /// penalty, no bias), so the model may choose the token where the logits are.
     pub fn is_greedy(&self) -> bool {
         let p = &self.params;
         p.temperature <= 0.0
             && p.repeat_penalty == 1.0
             && p.presence_penalty == 0.0
             && p.frequency_penalty == 0.0
+            && p.logit_bias.is_empty()
     }
 
     fn penalties_active(&self) -> bool {
@@ -215,6 +231,7 @@ impl Sampler {
         SampleInput {
             params: self.params.chain(),
             penalties,
+            bias: Arc::clone(&self.params.logit_bias),
             u,
         }
     }

@@ -292,3 +292,30 @@ fn a_grammar_mask_limits_the_draw_and_greedy_after_it() {
     let mut g = Sampler::new(SamplingParams::greedy()).unwrap();
     assert_eq!(g.sample_allowed(&logits, Some(&allowed)), 1);
 }
+
+#[test]
+fn logit_bias_forces_bans_and_is_checked() {
+    let logits = [1.0f32, 3.0, 2.0, 0.5];
+    let with = |bias: &[(u32, f32)], temperature| SamplingParams {
+        temperature,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        logit_bias: std::sync::Arc::from(bias),
+        ..SamplingParams::default()
+    };
+    // Greedy: -100 on the argmax gives the runner-up; +100 forces a token, sampled too.
+    assert_eq!(
+        Sampler::new(with(&[(1, -100.0)], 0.0))
+            .unwrap()
+            .sample(&logits),
+        2
+    );
+    let mut s = Sampler::new(with(&[(3, 100.0)], 1.0)).unwrap();
+    assert!((0..50).all(|_| s.sample(&logits) == 3));
+    assert!(!Sampler::new(with(&[(3, 1.0)], 0.0)).unwrap().is_greedy());
+    for bad in [&[(3u32, f32::NAN)][..], &[(3, 1.0), (3, 2.0)][..]] {
+        let err = Sampler::new(with(bad, 0.0)).err().unwrap();
+        assert!(err.to_string().contains("logit-bias"), "{err}");
+    }
+}

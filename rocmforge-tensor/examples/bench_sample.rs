@@ -113,6 +113,7 @@ fn main() {
                     params,
                     penalties: &penalties,
                     allowed: None,
+                    bias: &[],
                     u: rng.unit(),
                 })
                 .collect();

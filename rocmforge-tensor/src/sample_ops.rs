@@ -1,7 +1,9 @@
 //! `sample_rows`: the sampling chain ([`crate::cpu::sample_row`]) over a batch of logit rows on
 //! the backend, one token id per row. On a GPU only the ids come back; a row whose top-p prefix
 //! is longer than the kernel's sorted candidates is finished on the host from that row's
-//! logits alone (same chain, same uniform: the result does not depend on where it ran).
+//! logits alone (same chain, same uniform: the result does not depend on where it ran), and so
+//! is a row whose logit bias the kernel cannot apply exactly ([`SampleRow::scales_bias`]: a
+//! repeat penalty beside a biased token that has no penalty).
 
 use rayon::prelude::*;
 
@@ -11,13 +13,20 @@ use crate::error::{TensorError, TensorResult};
 use crate::hip;
 use crate::tensor::{Ids, Tensor};
 
-/// The ids `sample_rows` chose, and how many rows the host finished.
+/// The ids `sample_rows` chose, and which rows the host finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sampled {
     /// One token id per row.
     pub ids: Vec<u32>,
-    /// Rows finished on the host (their logits read back); 0 on the CPU backend.
-    pub host_rows: usize,
+    /// Per row: finished on the host (its logits read back); never on the CPU backend.
+    pub on_host: Vec<bool>,
+}
+
+impl Sampled {
+    /// How many rows the host finished.
+    pub fn host_rows(&self) -> usize {
+        self.on_host.iter().filter(|&&h| h).count()
+    }
 }
 
 /// Checks what a kernel could not: finite parameters in range, distinct penalty tokens.
@@ -47,6 +56,14 @@ fn check_row(r: usize, row: &SampleRow<'_>) -> TensorResult<()> {
     tokens.sort_unstable();
     if tokens.windows(2).any(|w| w[0] == w[1]) {
         return bad("penalty tokens are not distinct".to_string());
+    }
+    if let Some(b) = row.bias.iter().find(|b| !b.1.is_finite()) {
+        return bad(format!("logit bias {} of token {}", b.1, b.0));
+    }
+    let mut tokens: Vec<u32> = row.bias.iter().map(|b| b.0).collect();
+    tokens.sort_unstable();
+    if tokens.windows(2).any(|w| w[0] == w[1]) {
+        return bad("logit bias tokens are not distinct".to_string());
     }
     Ok(())
 }
@@ -90,7 +107,7 @@ pub fn sample_rows(
                 .for_each(|((o, l), row)| *o = cpu::sample_row(l, row));
             Ok(Sampled {
                 ids: out[..rows.len()].to_vec(),
-                host_rows: 0,
+                on_host: vec![false; rows.len()],
             })
         }
         (Backend::Hip(ops), Ids::Hip(out)) => {
@@ -98,15 +115,15 @@ pub fn sample_rows(
             ops.synchronize()?;
             let mut ids = vec![0u32; rows.len()];
             out.copy_range_to_host(0, &mut ids)?;
-            let mut host_rows = 0;
+            let mut on_host = vec![false; rows.len()];
             for (r, id) in ids.iter_mut().enumerate() {
-                if *id == hip::sample::FINISH_ON_HOST {
+                if *id == hip::sample::FINISH_ON_HOST || rows[r].scales_bias() {
                     let l = logits.rows_to_f32_vec(vocab, r, 1)?;
                     *id = cpu::sample_row(&l, &rows[r]);
-                    host_rows += 1;
+                    on_host[r] = true;
                 }
             }
-            Ok(Sampled { ids, host_rows })
+            Ok(Sampled { ids, on_host })
         }
         _ => Err(TensorError::Backend {
             op: OP,

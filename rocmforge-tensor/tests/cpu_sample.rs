@@ -1,7 +1,8 @@
 //! The sampling chain (`cpu::sample_row`, `ops::sample_rows` on the CPU) against a
 //! straightforward reference — the whole vocabulary sorted, each filter applied to the sorted
 //! list as llama.cpp's samplers do, probabilities from the kept list — on random logits with
-//! ties, -inf, NaN, masks and penalties; and the draw's distribution by a chi-square test.
+//! ties, -inf, NaN, masks, penalties and logit bias; and the draw's distribution by a
+//! chi-square test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cpu_util;
@@ -10,9 +11,11 @@ use cpu_util::Rng;
 use rocmforge_tensor::cpu::{SampleParams, SampleRow, sample_row};
 use rocmforge_tensor::{Backend, ops};
 
-/// The row after mask, penalties and NaN → -inf, written out plainly.
+/// The row after mask, penalties, bias and NaN → -inf, written out plainly.
 fn reference_values(logits: &[f32], row: &SampleRow<'_>) -> Vec<f32> {
     let p = &row.params;
+    let bias = |t: u32| row.bias.iter().find(|b| b.0 == t).map_or(0.0, |b| b.1);
+    let penalised = |t: u32| row.penalties.iter().any(|q| q.0 == t);
     let mut v: Vec<f32> = logits.to_vec();
     for (i, x) in v.iter_mut().enumerate() {
         let allowed = match row.allowed {
@@ -30,7 +33,13 @@ fn reference_values(logits: &[f32], row: &SampleRow<'_>) -> Vec<f32> {
             } else {
                 *x * p.repeat_penalty
             };
-            *x = s - (c as f32 * p.frequency_penalty + p.presence_penalty);
+            *x = s - ((c as f32 * p.frequency_penalty + p.presence_penalty) - bias(t));
+        }
+    }
+    for &(t, b) in row.bias {
+        match v.get_mut(t as usize) {
+            Some(x) if !penalised(t) => *x += b,
+            _ => {}
         }
     }
     v.iter()
@@ -138,6 +147,19 @@ fn sample_row_matches_the_sorted_reference() {
             let mask: Vec<u32> = (0..n.div_ceil(32))
                 .map(|_| rng.next_u64() as u32 | rng.next_u64() as u32)
                 .collect();
+            // Bias on some penalised and some other tokens (and one past the row).
+            let bias: Vec<(u32, f32)> = (0..(case % 5) * 2)
+                .map(|j| {
+                    let t = if j % 2 == 0 {
+                        (j as u64 * 7919 % n as u64) as u32
+                    } else {
+                        (rng.next_u64() % (n as u64 + 2)) as u32
+                    };
+                    (t, rng.range(-100.0, 100.0))
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_iter()
+                .collect();
             let params = SampleParams {
                 temperature,
                 top_k,
@@ -152,6 +174,7 @@ fn sample_row_matches_the_sorted_reference() {
                     params,
                     penalties: &penalties,
                     allowed: (case % 3 == 1).then_some(&mask[..]),
+                    bias: &bias,
                     u: (k as f64 + f64::from(rng.unit())) / 8.0,
                 };
                 let (got, want) = (sample_row(&logits, &row), reference(&logits, &row));
@@ -195,6 +218,7 @@ fn the_draw_follows_the_kept_distribution() {
                 params,
                 penalties: &[],
                 allowed: None,
+                bias: &[],
                 u,
             };
             counts[sample_row(&logits, &row) as usize] += 1;
@@ -244,6 +268,7 @@ fn sample_rows_on_the_cpu_backend_is_the_row_chain() {
             params,
             penalties: &[],
             allowed: None,
+            bias: &[],
             u: r as f64 / rows as f64,
         })
         .collect();
@@ -255,12 +280,23 @@ fn sample_rows_on_the_cpu_backend_is_the_row_chain() {
         .map(|(r, row)| reference(&logits[r * n..(r + 1) * n], row))
         .collect();
     assert_eq!(got.ids, want);
-    assert_eq!(got.host_rows, 0);
-    // Repeated penalty tokens and a uniform outside [0, 1) are errors, not panics.
+    assert_eq!(got.host_rows(), 0);
+    // Repeated penalty or bias tokens, a non-finite bias and a uniform outside [0, 1) are
+    // errors, not panics.
     let dup = [(3u32, 1u32), (3, 2)];
+    let dup_bias = [(3u32, 1.0f32), (3, 2.0)];
+    let inf_bias = [(3u32, f32::INFINITY)];
     let bad = [
         SampleRow {
             penalties: &dup,
+            ..spec[0]
+        },
+        SampleRow {
+            bias: &dup_bias,
+            ..spec[0]
+        },
+        SampleRow {
+            bias: &inf_bias,
             ..spec[0]
         },
         SampleRow { u: 1.0, ..spec[0] },

@@ -3,7 +3,8 @@
 Usage: python test_openai_client.py --bin target/debug/rocmforge --model models/X.gguf
 
 Starts the server on a free loopback port, then checks: a chat completion; streaming gives the
-same text as the non-streamed answer at temperature 0; 8 concurrent requests; bad inputs get
+same text as the non-streamed answer at temperature 0; 8 concurrent requests; n = 3 streamed
+gives three copies of that answer; logit_bias forces and bans tokens; bad inputs get
 4xx errors with OpenAI's error body; structured output (5 bounded JSON schemas x 20 seeds, each
 answer validated by the `jsonschema` package; json_object; streamed); tool calls (required, named,
 none; the round trip request -> tool_calls -> tool message -> answer, streamed and not); the server
@@ -108,6 +109,59 @@ def check_n(client, expected):
     print(f"n=3: three choices, usage {r.usage.completion_tokens} completion tokens")
 
 
+def check_n_stream(client, expected):
+    """n = 3 streamed at temperature 0: each index streams the non-streamed answer, with one
+    finish_reason; usage counts the three."""
+    single = chat(client, "What is the capital of France?")
+    texts, finish, usage = {}, {}, None
+    stream = chat(client, "What is the capital of France?", n=3, stream=True,
+                  stream_options={"include_usage": True})
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            texts.setdefault(c.index, []).append(c.delta.content or "")
+            if c.finish_reason:
+                finish.setdefault(c.index, []).append(c.finish_reason)
+    assert sorted(texts) == [0, 1, 2], texts
+    for i in range(3):
+        assert "".join(texts[i]) == expected, (i, "".join(texts[i]), expected)
+        assert finish.get(i) == [single.choices[0].finish_reason], (i, finish)
+    assert usage.completion_tokens == 3 * single.usage.completion_tokens, usage
+    print("n=3 streamed: three copies of the answer, one finish_reason each")
+
+
+def tokenize(base, text):
+    req = urllib.request.Request(base.rstrip("/").removesuffix("/v1") + "/tokenize",
+                                 data=json.dumps({"content": text, "add_special": False}).encode(),
+                                 headers={"content-type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=60))["tokens"]
+
+
+def check_logit_bias(client, base):
+    """+100 forces a token at every step; -100 on the greedy token makes the model's unbiased
+    runner-up (its top_logprobs) the greedy choice; bad keys and values are 400s."""
+    prompt = "The capital of France is"
+    [banana] = tokenize(base, " banana")
+    r = client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=4, temperature=0,
+                                  logit_bias={str(banana): 100})
+    assert r.choices[0].text == " banana" * 4, r
+    r = chat(client, "Hi!", max_tokens=3, logit_bias={str(banana): 100})
+    assert r.choices[0].message.content.strip() == " banana banana banana".strip(), r
+    plain = client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=1, temperature=0,
+                                      logprobs=2)
+    first = plain.choices[0].logprobs.tokens[0]
+    second = next(t for t in plain.choices[0].logprobs.top_logprobs[0] if t != first)
+    [first_id] = tokenize(base, first)
+    banned = client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=1, temperature=0,
+                                       logprobs=2, logit_bias={str(first_id): -100})
+    assert banned.choices[0].logprobs.tokens[0] == second, (first, second, banned)
+    for bad in ({"99999999": 5}, {str(banana): 500}, {"abc": 1}):
+        err = expect_status(400, lambda: chat(client, "hi", logit_bias=bad))
+        assert err["param"] == "logit_bias", err
+    print(f"logit_bias: +100 forces {banana}, -100 on {first!r} gives the runner-up {second!r}")
+
+
 def expect_status(status, fn):
     try:
         fn()
@@ -133,8 +187,6 @@ def check_bad_inputs(client, base):
     expect_status(400, lambda: chat(client, "hi", max_tokens=0))
     expect_status(400, lambda: chat(client, "hi", max_tokens=-5))
     expect_status(400, lambda: chat(client, "hi", max_tokens=2**31))
-    err = expect_status(400, lambda: chat(client, "hi", n=2, stream=True))
-    assert err["param"] == "n", err
     expect_status(400, lambda: chat(client, "hi", n=99))
     expect_status(400, lambda: chat(client, "hi", stop=[f"s{i}" for i in range(10000)]))
     err = expect_status(400, lambda: client.chat.completions.create(
@@ -309,8 +361,11 @@ def tool_request(client, messages, stream, **kw):
             for t in c.delta.tool_calls or []:
                 if t.index not in calls:
                     assert t.id and t.function.name, t
-                    calls[t.index] = {"id": t.id, "name": t.function.name, "arguments": ""}
-                calls[t.index]["arguments"] += t.function.arguments or ""
+                    calls[t.index] = {"id": t.id, "name": t.function.name, "arguments": "",
+                                      "pieces": 0}
+                if t.function.arguments:
+                    calls[t.index]["arguments"] += t.function.arguments
+                    calls[t.index]["pieces"] += 1
             if c.finish_reason:
                 finish.append(c.finish_reason)
     assert len(finish) == 1, finish
@@ -318,6 +373,7 @@ def tool_request(client, messages, stream, **kw):
 
 
 def check_tools(client):
+    unstreamed = {}
     for stream in (False, True):
         for choice, name in [("required", None),
                              ({"type": "function", "function": {"name": "get_weather"}},
@@ -325,6 +381,14 @@ def check_tools(client):
             content, calls, finish = tool_request(client, QUESTION, stream, tool_choice=choice)
             assert finish == "tool_calls", (stream, choice, finish, content)
             assert len(calls) == 1 and calls[0]["id"], calls
+            # Streamed (the arguments sent as they are generated), the deltas add up to the
+            # non-streamed answer's arguments exactly.
+            key = json.dumps(choice)
+            if stream:
+                assert calls[0]["arguments"] == unstreamed[key], (calls, unstreamed[key])
+                assert calls[0]["pieces"] > 1, calls
+            else:
+                unstreamed[key] = calls[0]["arguments"]
             call = calls[0]
             if name:
                 assert call["name"] == name, call
@@ -366,6 +430,8 @@ def main():
         check_completion(client)
         check_concurrent(client)
         check_n(client, text)
+        check_n_stream(client, text)
+        check_logit_bias(client, base)
         check_embeddings(client, base)
         check_bad_inputs(client, base)
         check_json_schema(client)

@@ -15,7 +15,7 @@ use super::app::Shared;
 use super::body::read_json;
 use super::error::ApiError;
 use super::logprobs;
-use super::params::{Checked, check};
+use super::params::{Checked, ModelLimits, check};
 use super::sink;
 use super::stream::{ChunkOptions, Kind, sse_response};
 use super::structured;
@@ -118,6 +118,15 @@ fn template_tool_calls(i: usize, calls: Option<&Value>) -> Result<Option<Value>,
         }
     }
     Ok(Some(Value::Array(out)))
+}
+
+/// What the served model bounds a request by.
+fn limits(state: &Shared) -> ModelLimits<'_> {
+    ModelLimits {
+        id: &state.model_id,
+        ctx: state.engine.config().ctx,
+        vocab: state.engine.model_config().vocab_size,
+    }
 }
 
 /// Tokenizes `text` off the async threads and checks it against the context.
@@ -259,10 +268,6 @@ async fn answer(
     let id = format!("{}-{serial}", kind.id_prefix());
     let created = unix_now();
     if checked.stream {
-        // n > 1 with streaming is refused by `check`.
-        let Some(rx) = receivers.pop() else {
-            return ApiError::internal("no sequence was queued").into_response();
-        };
         return sse_response(
             kind,
             id,
@@ -271,9 +276,9 @@ async fn answer(
             ChunkOptions {
                 include_usage: checked.include_usage,
                 logprobs: checked.logprobs.is_some(),
-                tools: shaping.tools.map(|f| (f, format!("call_{serial}_0"))),
+                tools: shaping.tools.map(|f| (f, format!("call_{serial}"))),
             },
-            rx,
+            receivers,
         );
     }
     let mut choices = Vec::with_capacity(receivers.len());
@@ -345,7 +350,7 @@ async fn read<T: serde::de::DeserializeOwned>(state: &Shared, body: Body) -> Res
 pub async fn chat(State(state): State<Shared>, req: Request) -> Response {
     let result = async {
         let req: ChatRequest = read(&state, req.into_body()).await?;
-        let checked = check(&req.common, &state.model_id, state.engine.config().ctx)?;
+        let checked = check(&req.common, limits(&state))?;
         let offered = tools::requested(req.common.tools.as_ref(), req.common.tool_choice.as_ref())?;
         let asked = structured::requested(&req.common)?;
         if let (Some(_), Some(asked)) = (&offered, &asked) {
@@ -399,7 +404,7 @@ pub async fn chat(State(state): State<Shared>, req: Request) -> Response {
 pub async fn completions(State(state): State<Shared>, req: Request) -> Response {
     let result = async {
         let req: CompletionRequest = read(&state, req.into_body()).await?;
-        let checked = check(&req.common, &state.model_id, state.engine.config().ctx)?;
+        let checked = check(&req.common, limits(&state))?;
         for (field, v) in [
             ("tools", &req.common.tools),
             ("tool_choice", &req.common.tool_choice),

@@ -120,6 +120,14 @@ pub fn render(state: &Shared) -> String {
     );
     metric(
         &mut out,
+        "sampling_rows_on_host_total",
+        "counter",
+        "Sampled tokens whose sampling the host finished (GPU rows: a top-p prefix longer than \
+         the kernel's 1,024 sorted candidates, or a logit bias beside a repeat penalty).",
+        c(m.sampled_on_host),
+    );
+    metric(
+        &mut out,
         "tokens_per_second",
         "gauge",
         "Smoothed tokens per second of the batched steps.",

@@ -7,6 +7,7 @@ pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod health;
+pub mod logit_bias;
 pub mod logprobs;
 pub mod metrics;
 pub mod params;

@@ -4,6 +4,7 @@ use rocmforge_model::engine::MAX_TOP_LOGPROBS;
 use rocmforge_model::{GenerateParams, SamplingParams};
 
 use super::error::ApiError;
+use super::logit_bias;
 use super::types::{CommonFields, StopField};
 
 /// Most stop strings per request.
@@ -67,30 +68,6 @@ fn stops(field: Option<&StopField>) -> Result<Vec<String>, ApiError> {
     Ok(list)
 }
 
-/// Whether a field's value asks for nothing: null, false, 0, "", an empty list or object.
-fn asks_nothing(v: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-    }
-}
-
-/// Refuses, with a 400 naming the field, what would change the result and is not supported yet.
-fn refuse_unsupported(c: &CommonFields) -> Result<(), ApiError> {
-    if c.logit_bias.as_ref().is_some_and(|v| !asks_nothing(v)) {
-        return Err(ApiError::invalid(
-            Some("logit_bias"),
-            "logit_bias is not supported yet",
-        ));
-    }
-    Ok(())
-}
-
 /// An integer field in `0..=max`, or `None` when absent or null.
 fn small_int(
     name: &str,
@@ -134,12 +111,23 @@ fn logprobs_wanted(c: &CommonFields) -> Result<Option<usize>, ApiError> {
     }
 }
 
-/// Checks the shared fields against the served model and the context size `ctx`.
-pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked, ApiError> {
-    if let Some(model) = c.model.as_deref().filter(|m| *m != served_model) {
-        return Err(ApiError::unknown_model(model));
+/// What the served model bounds a request by.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelLimits<'a> {
+    /// The served model's id (a request naming another is refused).
+    pub id: &'a str,
+    /// Tokens per sequence.
+    pub ctx: usize,
+    /// Tokens of the vocabulary (`logit_bias` keys lie below).
+    pub vocab: usize,
+}
+
+/// Checks the shared fields against the served model.
+pub fn check(c: &CommonFields, model: ModelLimits<'_>) -> Result<Checked, ApiError> {
+    let ModelLimits { id, ctx, vocab } = model;
+    if let Some(asked) = c.model.as_deref().filter(|m| *m != id) {
+        return Err(ApiError::unknown_model(asked));
     }
-    refuse_unsupported(c)?;
     let logprobs = logprobs_wanted(c)?;
     let n = match c.n {
         None => 1,
@@ -151,12 +139,6 @@ pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked
             ));
         }
     };
-    if n > 1 && c.stream {
-        return Err(ApiError::invalid(
-            Some("n"),
-            "n > 1 is not supported with stream = true yet (ask without streaming)",
-        ));
-    }
     let (param, requested) = match (c.max_completion_tokens, c.max_tokens) {
         (Some(m), _) => ("max_completion_tokens", Some(m)),
         (None, m) => ("max_tokens", m),
@@ -201,6 +183,7 @@ pub fn check(c: &CommonFields, served_model: &str, ctx: usize) -> Result<Checked
         presence_penalty: presence,
         frequency_penalty: frequency,
         seed,
+        logit_bias: logit_bias::parse(c.logit_bias.as_ref(), vocab)?,
         ..defaults
     };
     sampling
@@ -232,6 +215,17 @@ mod tests {
     use super::*;
     use crate::server::types::common_fields as fields;
 
+    fn check(c: &CommonFields, id: &str, ctx: usize) -> Result<Checked, ApiError> {
+        super::check(
+            c,
+            ModelLimits {
+                id,
+                ctx,
+                vocab: 1000,
+            },
+        )
+    }
+
     #[test]
     fn defaults_and_limits() {
         let ok = check(
@@ -244,6 +238,8 @@ mod tests {
         assert_eq!(ok.params.sampling.temperature, 0.0);
         assert_eq!(ok.n, 1);
         assert_eq!(check(&fields(r#"{"n":3}"#), "m", 100).unwrap().n, 3);
+        let streamed = check(&fields(r#"{"n":3,"stream":true}"#), "m", 100).unwrap();
+        assert_eq!((streamed.n, streamed.stream), (3, true));
         for bad in [
             r#"{"max_tokens":0}"#,
             r#"{"max_tokens":-3}"#,
@@ -253,7 +249,6 @@ mod tests {
             r#"{"top_p":-0.5}"#,
             r#"{"n":0}"#,
             r#"{"n":17}"#,
-            r#"{"n":2,"stream":true}"#,
             r#"{"model":"other"}"#,
         ] {
             let e = check(&fields(bad), "m", 100).unwrap_err();
@@ -273,11 +268,14 @@ mod tests {
     }
 
     #[test]
-    fn fields_that_change_the_result_are_refused_by_name_not_ignored() {
-        let e = check(&fields(r#"{"logit_bias":{"15":-100}}"#), "m", 100).unwrap_err();
-        assert_eq!(e.status.as_u16(), 400);
+    fn logit_bias_goes_to_the_sampler_and_defaults_ask_nothing() {
+        let c = check(&fields(r#"{"logit_bias":{"15":-100,"7":3}}"#), "m", 100).unwrap();
+        assert_eq!(
+            c.params.sampling.logit_bias.to_vec(),
+            vec![(7, 3.0), (15, -100.0)]
+        );
+        let e = check(&fields(r#"{"logit_bias":{"1000":1}}"#), "m", 100).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("logit_bias"));
-        assert!(e.message.contains("not supported"), "{}", e.message);
         // What asks for nothing passes (clients send these defaults).
         for json in [
             r#"{"tools":[],"tool_choice":"none"}"#,
@@ -285,7 +283,8 @@ mod tests {
             r#"{"logprobs":false,"top_logprobs":0,"logit_bias":{}}"#,
             r#"{"logprobs":null,"grammar":null,"json_schema":null,"tools":null}"#,
         ] {
-            assert!(check(&fields(json), "m", 100).is_ok(), "{json}");
+            let c = check(&fields(json), "m", 100).unwrap();
+            assert!(c.params.sampling.logit_bias.is_empty(), "{json}");
         }
     }
 

@@ -51,6 +51,20 @@ impl Kind {
     }
 }
 
+/// One choice of a stream: its sequence's events and what is held back for its chunks.
+struct Choice {
+    rx: UnboundedReceiver<EngineEvent>,
+    /// Log-probabilities of tokens whose text has not been sent yet.
+    held: Vec<TokenLogprob>,
+    /// Byte offset of the next token in the generated text (completions' `text_offset`).
+    offset: usize,
+    /// Tools were offered: the answer read for calls as it comes (its text is kept for the
+    /// parser at the end).
+    calls: Option<tools::CallStream>,
+    /// Its `Finished` event has been read.
+    finished: bool,
+}
+
 struct ChunkStream {
     kind: Kind,
     id: String,
@@ -59,21 +73,22 @@ struct ChunkStream {
     include_usage: bool,
     /// Whether the request asked for log-probabilities (each chunk carries those of its tokens).
     logprobs: bool,
-    /// Log-probabilities of tokens whose text has not been sent yet.
-    held: Vec<TokenLogprob>,
-    /// Byte offset of the next token in the generated text (completions' `text_offset`).
-    offset: usize,
-    rx: UnboundedReceiver<EngineEvent>,
+    /// The choices, by `index`.
+    choices: Vec<Choice>,
+    /// The choice read first next time (turns rotate so no choice waits behind another).
+    turn: usize,
+    /// Tokens of the finished choices (the prompt counted once, as non-streamed).
+    usage: UsageBody,
     pending: VecDeque<Event>,
     done: bool,
-    /// Tools were offered: the text is held and parsed at the end, then sent as content or
-    /// as `tool_calls` deltas (format and the prefix of the call ids).
+    /// Tools were offered: each call is sent as its parts are generated (a delta with the id,
+    /// type and name, then the arguments as written); the rest of the text is parsed at the
+    /// end and sent as content (format and the prefix of the call ids; choice `i`'s calls are
+    /// `<prefix>_<i>_<k>`).
     tools: Option<(ToolFormat, String)>,
-    /// The text held for parsing.
-    held_text: String,
 }
 
-/// Bytes of arguments per streamed `tool_calls` delta.
+/// Bytes of arguments per `tool_calls` delta sent from the parsed answer.
 const ARGUMENT_PIECE: usize = 24;
 
 /// `text` cut into pieces of about `n` bytes on character boundaries.
@@ -92,14 +107,21 @@ fn pieces(text: &str, n: usize) -> Vec<&str> {
 }
 
 impl ChunkStream {
-    fn chunk(&mut self, text: Option<&str>, role: bool, finish: Option<&str>) -> Event {
+    fn chunk(
+        &mut self,
+        index: usize,
+        text: Option<&str>,
+        role: bool,
+        finish: Option<&str>,
+    ) -> Event {
         // The tokens received so far go with this chunk's text (a token's text can be held
         // back by a stop-string check or an incomplete character; it then comes later).
-        let logprobs = if self.logprobs && !role {
-            let held = std::mem::take(&mut self.held);
-            logprobs::render(self.kind, &held, &mut self.offset)
-        } else {
-            Value::Null
+        let logprobs = match self.choices.get_mut(index) {
+            Some(c) if self.logprobs && !role => {
+                let held = std::mem::take(&mut c.held);
+                logprobs::render(self.kind, &held, &mut c.offset)
+            }
+            _ => Value::Null,
         };
         let choice = match self.kind {
             Kind::Chat => {
@@ -110,50 +132,91 @@ impl ChunkStream {
                 if let Some(t) = text {
                     delta.insert("content".to_string(), json!(t));
                 }
-                json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
+                json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Kind::Completion => {
-                json!({"index": 0, "text": text.unwrap_or(""), "logprobs": logprobs, "finish_reason": finish})
+                json!({"index": index, "text": text.unwrap_or(""), "logprobs": logprobs, "finish_reason": finish})
             }
         };
         self.event(vec![choice], None)
     }
 
-    /// The chunk of one `tool_calls` delta.
-    fn tool_delta(&mut self, call: Value) -> Event {
-        let choice = json!({"index": 0, "delta": {"tool_calls": [call]}, "logprobs": Value::Null,
-                            "finish_reason": Value::Null});
+    /// The chunk of one `tool_calls` delta of choice `index`.
+    fn tool_delta(&mut self, index: usize, call: Value) -> Event {
+        let choice = json!({"index": index, "delta": {"tool_calls": [call]},
+                            "logprobs": Value::Null, "finish_reason": Value::Null});
         self.event(vec![choice], None)
     }
 
-    /// Parses the held text: queues its content, or each call as OpenAI streams it (a delta
-    /// with the id, type and name, then the arguments in pieces); returns whether it called.
-    fn release_tool_calls(&mut self) -> bool {
-        let Some((format, ids)) = self.tools.clone() else {
+    /// The chunk of a call delta of choice `index`.
+    fn call_delta(&mut self, index: usize, delta: tools::CallDelta) -> Option<Event> {
+        let (format, prefix) = self.tools.clone()?;
+        let call = match delta {
+            tools::CallDelta::Head { k, name, id } => {
+                let ids = format!("{prefix}_{index}");
+                let id = tools::call_id(format, &ids, k, id.as_deref());
+                json!({"index": k, "id": id, "type": "function",
+                       "function": {"name": name, "arguments": ""}})
+            }
+            tools::CallDelta::Args { k, piece } => {
+                json!({"index": k, "function": {"arguments": piece}})
+            }
+        };
+        Some(self.tool_delta(index, call))
+    }
+
+    /// At choice `index`'s end: parses its whole text and sends what the stream has not: the
+    /// content, calls (or the rest of their arguments) the streamed reading missed. Returns
+    /// whether it called.
+    fn release_tool_calls(&mut self, index: usize) -> bool {
+        let Some((format, prefix)) = self.tools.clone() else {
             return false;
         };
-        let text = std::mem::take(&mut self.held_text);
+        let Some(stream) = self.choices.get_mut(index).and_then(|c| c.calls.take()) else {
+            return false;
+        };
+        let text = stream.text().to_string();
         let parsed = tools::parse_answer(format, &text);
         if parsed.calls.is_empty() {
+            if stream.calls_sent() > 0 {
+                // A call cut short (the token limit): its deltas are out, as far as it went.
+                return true;
+            }
             let content = parsed.content.unwrap_or(text);
             if !content.is_empty() {
-                let e = self.chunk(Some(&content), false, None);
+                let e = self.chunk(index, Some(&content), false, None);
                 self.pending.push_back(e);
             }
             return false;
         }
         if let Some(content) = parsed.content {
-            let e = self.chunk(Some(&content), false, None);
+            let e = self.chunk(index, Some(&content), false, None);
             self.pending.push_back(e);
         }
+        let ids = format!("{prefix}_{index}");
         for (k, call) in parsed.calls.iter().enumerate() {
-            let id = tools::call_id(format, &ids, k, call.id.as_deref());
-            let head = json!({"index": k, "id": id, "type": "function",
-                              "function": {"name": call.name, "arguments": ""}});
-            let e = self.tool_delta(head);
-            self.pending.push_back(e);
-            for piece in pieces(&call.arguments, ARGUMENT_PIECE) {
-                let e = self.tool_delta(json!({"index": k, "function": {"arguments": piece}}));
+            let rest = if stream.head_sent(k) {
+                match call.arguments.strip_prefix(stream.sent(k)) {
+                    Some(rest) => rest,
+                    None => {
+                        tracing::warn!(
+                            call = k,
+                            "streamed tool-call arguments differ from the parsed ones"
+                        );
+                        ""
+                    }
+                }
+            } else {
+                let id = tools::call_id(format, &ids, k, call.id.as_deref());
+                let head = json!({"index": k, "id": id, "type": "function",
+                                  "function": {"name": call.name, "arguments": ""}});
+                let e = self.tool_delta(index, head);
+                self.pending.push_back(e);
+                &call.arguments
+            };
+            for piece in pieces(rest, ARGUMENT_PIECE) {
+                let e =
+                    self.tool_delta(index, json!({"index": k, "function": {"arguments": piece}}));
                 self.pending.push_back(e);
             }
         }
@@ -174,6 +237,28 @@ impl ChunkStream {
         Event::default().data(body.to_string())
     }
 
+    /// The next event of any unfinished choice, with its index (`None`: its channel closed).
+    async fn recv_any(&mut self) -> (usize, Option<EngineEvent>) {
+        let n = self.choices.len();
+        let start = self.turn;
+        let (index, event) = std::future::poll_fn(|cx| {
+            for k in 0..n {
+                let i = (start + k) % n;
+                let c = &mut self.choices[i];
+                if c.finished {
+                    continue;
+                }
+                if let std::task::Poll::Ready(e) = c.rx.poll_recv(cx) {
+                    return std::task::Poll::Ready((i, e));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        self.turn = (index + 1) % n.max(1);
+        (index, event)
+    }
+
     async fn next_event(&mut self) -> Option<Event> {
         loop {
             if let Some(e) = self.pending.pop_front() {
@@ -182,25 +267,43 @@ impl ChunkStream {
             if self.done {
                 return None;
             }
-            match self.rx.recv().await {
-                Some(EngineEvent::Text(t)) if self.tools.is_some() => self.held_text.push_str(&t),
-                Some(EngineEvent::Text(t)) => return Some(self.chunk(Some(&t), false, None)),
-                Some(EngineEvent::Logprob(lp)) => self.held.push(lp),
+            let (i, event) = self.recv_any().await;
+            match event {
+                Some(EngineEvent::Text(t)) if self.tools.is_some() => {
+                    let deltas = match self.choices[i].calls.as_mut() {
+                        Some(calls) => calls.push(&t),
+                        None => Vec::new(),
+                    };
+                    for d in deltas {
+                        if let Some(e) = self.call_delta(i, d) {
+                            self.pending.push_back(e);
+                        }
+                    }
+                }
+                Some(EngineEvent::Text(t)) => return Some(self.chunk(i, Some(&t), false, None)),
+                Some(EngineEvent::Logprob(lp)) => self.choices[i].held.push(lp),
                 Some(EngineEvent::Finished { reason, usage }) => {
-                    let called = self.release_tool_calls();
+                    let called = self.release_tool_calls(i);
                     let finish = match (called, reason) {
                         (true, FinishReason::EndOfGeneration | FinishReason::StopString) => {
                             "tool_calls"
                         }
                         _ => finish_reason_name(reason),
                     };
-                    let last = self.chunk(None, false, Some(finish));
+                    let last = self.chunk(i, None, false, Some(finish));
                     self.pending.push_back(last);
-                    if self.include_usage {
-                        let e = self.event(Vec::new(), Some(UsageBody::from(usage)));
-                        self.pending.push_back(e);
+                    self.choices[i].finished = true;
+                    self.usage.prompt_tokens = usage.prompt_tokens;
+                    self.usage.completion_tokens += usage.completion_tokens;
+                    if self.choices.iter().all(|c| c.finished) {
+                        if self.include_usage {
+                            let mut total = self.usage;
+                            total.total_tokens = total.prompt_tokens + total.completion_tokens;
+                            let e = self.event(Vec::new(), Some(total));
+                            self.pending.push_back(e);
+                        }
+                        self.finish();
                     }
-                    self.finish();
                 }
                 Some(EngineEvent::Failed(message)) => {
                     let body = ApiError::internal(message).body();
@@ -231,25 +334,37 @@ pub struct ChunkOptions {
     pub include_usage: bool,
     /// Each chunk carries its tokens' log-probabilities.
     pub logprobs: bool,
-    /// Tools were offered: the answer is parsed in this format and its calls streamed as
-    /// `tool_calls` deltas, with ids `<prefix>_<k>`.
+    /// Tools were offered: each answer is parsed in this format and its calls streamed as
+    /// `tool_calls` deltas, with ids `<prefix>_<choice>_<k>`.
     pub tools: Option<(ToolFormat, String)>,
 }
 
-/// The streamed answer read from `rx`.
+/// The streamed answer of the choices whose events `receivers` give (choice `i` reads
+/// `receivers[i]`): their chunks interleave as their tokens come, each with its `index` and its
+/// own `finish_reason`; usage and `[DONE]` follow the last one.
 pub fn sse_response(
     kind: Kind,
     id: String,
     created: u64,
     model: String,
     options: ChunkOptions,
-    rx: UnboundedReceiver<EngineEvent>,
+    receivers: Vec<UnboundedReceiver<EngineEvent>>,
 ) -> Response {
     let ChunkOptions {
         include_usage,
         logprobs,
         tools,
     } = options;
+    let choices: Vec<Choice> = receivers
+        .into_iter()
+        .map(|rx| Choice {
+            rx,
+            held: Vec::new(),
+            offset: 0,
+            calls: tools.as_ref().map(|(f, _)| tools::CallStream::new(*f)),
+            finished: false,
+        })
+        .collect();
     let mut state = ChunkStream {
         kind,
         id,
@@ -257,17 +372,22 @@ pub fn sse_response(
         model,
         include_usage,
         logprobs,
-        held: Vec::new(),
-        offset: 0,
-        rx,
+        done: choices.is_empty(),
+        choices,
+        turn: 0,
+        usage: UsageBody {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+        },
         pending: VecDeque::new(),
-        done: false,
         tools,
-        held_text: String::new(),
     };
     if kind == Kind::Chat {
-        let first = state.chunk(Some(""), true, None);
-        state.pending.push_back(first);
+        for i in 0..state.choices.len() {
+            let first = state.chunk(i, Some(""), true, None);
+            state.pending.push_back(first);
+        }
     }
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         s.next_event().await.map(|e| (Ok::<_, Infallible>(e), s))

@@ -52,7 +52,7 @@ pub struct CommonFields {
     pub frequency_penalty: Option<f64>,
     /// Repetition penalty (llama.cpp extension, > 0).
     pub repeat_penalty: Option<f64>,
-    /// Number of choices (only 1).
+    /// Number of choices (1..=16), streamed or not.
     pub n: Option<i64>,
     /// Functions the model may call (chat only; see `super::tools`).
     pub tools: Option<serde_json::Value>,
@@ -64,8 +64,7 @@ pub struct CommonFields {
     pub logprobs: Option<serde_json::Value>,
     /// Alternatives per token with `logprobs`.
     pub top_logprobs: Option<serde_json::Value>,
-    /// Not supported yet: read only to refuse it with a 400 naming the field (never silently
-    /// ignored); `null` or `{}` pass.
+    /// Token id (a decimal string) → bias in [-100, 100] (see `super::logit_bias`).
     pub logit_bias: Option<serde_json::Value>,
     /// llama-server's grammar extension (llguidance's Lark syntax).
     pub grammar: Option<serde_json::Value>,

@@ -36,8 +36,9 @@ pub(super) enum Want<'a> {
 pub(super) enum RowsOut {
     Logits(Vec<f32>),
     Ids(Vec<u32>),
-    /// Sampled ids, with the raw logits of the rows that asked for them.
-    Sampled(Vec<u32>, Vec<Option<Vec<f32>>>),
+    /// Sampled ids (with the rows the host finished), and the raw logits of the rows that
+    /// asked for them.
+    Sampled(rocmforge_tensor::ops::Sampled, Vec<Option<Vec<f32>>>),
 }
 
 impl RowsOut {
@@ -365,18 +366,13 @@ impl Model {
                     )));
                 }
                 let sampled = ops::sample_rows(be, logits, vocab, rows, &mut s.out_ids)?;
-                if sampled.host_rows > 0 {
-                    tracing::debug!(
-                        rows = sampled.host_rows,
-                        "sampling rows finished on the host"
-                    );
-                }
+
                 let raws = raw
                     .iter()
                     .enumerate()
                     .map(|(i, &r)| r.then(|| logits.rows_to_f32_vec(vocab, i, 1)).transpose())
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(RowsOut::Sampled(sampled.ids, raws))
+                Ok(RowsOut::Sampled(sampled, raws))
             }
         }
     }

@@ -22,30 +22,38 @@ impl Model {
     ) -> ModelResult<Vec<Option<SampledToken>>> {
         let plain = |r: &SampleRow<'_>| {
             let p = &r.params;
-            p.temperature <= 0.0 && r.penalties.is_empty() && r.allowed.is_none()
+            p.temperature <= 0.0
+                && r.penalties.is_empty()
+                && r.bias.is_empty()
+                && r.allowed.is_none()
         };
-        let (ids, mut raws) = if rows.iter().all(plain) && !raw.contains(&true) {
+        let (ids, mut on_host, mut raws) = if rows.iter().all(plain) && !raw.contains(&true) {
             match self.batch(segments, Want::Argmax)? {
-                RowsOut::Ids(ids) => (ids, Vec::new()),
+                RowsOut::Ids(ids) => (ids, Vec::new(), Vec::new()),
                 _ => return Err(unexpected()),
             }
         } else {
             match self.batch(segments, Want::Sample(rows, raw))? {
-                RowsOut::Sampled(ids, raws) => (ids, raws),
+                RowsOut::Sampled(s, raws) => (s.ids, s.on_host, raws),
                 // An empty batch.
-                RowsOut::Ids(ids) if ids.is_empty() => (ids, Vec::new()),
+                RowsOut::Ids(ids) if ids.is_empty() => (ids, Vec::new(), Vec::new()),
                 _ => return Err(unexpected()),
             }
         };
         raws.resize_with(ids.len(), || None);
-        let mut out = ids.into_iter().zip(raws);
+        on_host.resize(ids.len(), false);
+        let mut out = ids.into_iter().zip(on_host).zip(raws);
         Ok(segments
             .iter()
             .map(|seg| {
                 seg.want_logits
                     .then(|| out.next())
                     .flatten()
-                    .map(|(token, logits)| SampledToken { token, logits })
+                    .map(|((token, on_host), logits)| SampledToken {
+                        token,
+                        logits,
+                        on_host,
+                    })
             })
             .collect())
     }

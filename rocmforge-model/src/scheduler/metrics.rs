@@ -19,6 +19,7 @@ pub struct EngineMetrics {
     pub(crate) prefix_hits: AtomicU64,
     pub(crate) prefix_reused_tokens: AtomicU64,
     pub(crate) prefix_cache_bytes: AtomicU64,
+    pub(crate) sampled_on_host: AtomicU64,
     /// f64 bits: exponentially smoothed tokens per second of the batched steps.
     pub(crate) tokens_per_s: AtomicU64,
 }
@@ -54,6 +55,9 @@ pub struct MetricsSnapshot {
     pub prefix_reused_tokens: u64,
     /// Bytes of KV cache kept for prefix reuse.
     pub prefix_cache_bytes: u64,
+    /// Sampled tokens whose sampling the host finished (GPU rows the kernel could not
+    /// complete; always 0 on the CPU).
+    pub sampled_on_host: u64,
     /// Recent throughput of the batched steps (prompt and generated tokens per second).
     pub tokens_per_s: f64,
 }
@@ -77,6 +81,7 @@ impl EngineMetrics {
             prefix_hits: get(&self.prefix_hits),
             prefix_reused_tokens: get(&self.prefix_reused_tokens),
             prefix_cache_bytes: get(&self.prefix_cache_bytes),
+            sampled_on_host: get(&self.sampled_on_host),
             tokens_per_s: f64::from_bits(get(&self.tokens_per_s)),
         }
     }

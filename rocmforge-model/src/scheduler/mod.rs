@@ -4,6 +4,8 @@
 
 #[cfg(any(test, feature = "fault-injection"))]
 mod fault;
+#[cfg(test)]
+mod host_rows_tests;
 pub mod metrics;
 mod prefix;
 mod sequence;
@@ -411,6 +413,11 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         // Each sequence's token, sampled by the step; log-probabilities reported from the raw
         // logits of the rows that asked for them.
         let mut chosen: Vec<Option<u32>> = vec![None; self.active.len()];
+        let on_host = outputs.iter().flatten().filter(|o| o.on_host).count();
+        if on_host > 0 {
+            tracing::debug!(rows = on_host, "sampling rows finished on the host");
+            EngineMetrics::add(&self.metrics.sampled_on_host, on_host as u64);
+        }
         for (&i, out) in members.iter().zip(&outputs) {
             let Some(out) = out else { continue };
             match self.active[i].chosen(out.token, out.logits.as_deref()) {

@@ -9,9 +9,12 @@ use rocmforge_model::batch::Segment;
 use rocmforge_model::sampler::{Sampler, SamplingParams};
 
 /// Sampling settings of the batch's sequences, cycled: the server's default (T 0.7 over the
-/// whole vocabulary), llama.cpp's default chain, penalties with top-p only, greedy with a
-/// penalty, a top-k larger than the kernel's sorted candidates with top-p.
+/// whole vocabulary) with a logit bias (applied by the kernel), llama.cpp's default chain,
+/// penalties with top-p only and a bias (a repeat penalty beside a bias: finished on the
+/// host), greedy with a penalty, a top-k larger than the kernel's sorted candidates with top-p.
 fn settings(i: usize) -> SamplingParams {
+    let bias: std::sync::Arc<[(u32, f32)]> =
+        std::sync::Arc::from([(1u32, 9.0f32), (2, -50.0), (100, 4.0)]);
     let base = SamplingParams {
         temperature: 0.7,
         top_k: 0,
@@ -21,7 +24,10 @@ fn settings(i: usize) -> SamplingParams {
         ..SamplingParams::default()
     };
     match i % 5 {
-        0 => base,
+        0 => SamplingParams {
+            logit_bias: bias,
+            ..base
+        },
         1 => SamplingParams {
             seed: base.seed,
             ..SamplingParams::default()
@@ -31,6 +37,7 @@ fn settings(i: usize) -> SamplingParams {
             repeat_penalty: 1.3,
             frequency_penalty: 0.4,
             presence_penalty: 0.2,
+            logit_bias: bias,
             ..base
         },
         3 => SamplingParams {
@@ -109,6 +116,19 @@ fn run(
                 return Err(format!(
                     "step {step}, sequence {i}: token {} not allowed",
                     g.token
+                ));
+            }
+            // On a GPU a bias beside a repeat penalty is finished on the host; the plain
+            // T 0.7 row with a bias never is (no top-p cut); the CPU finishes nothing "on the
+            // host" (it is the host).
+            let gpu = matches!(model.backend(), rocmforge_tensor::Backend::Hip(_));
+            let must = gpu && rows[i].scales_bias();
+            let must_not = !gpu || i % 5 == 0;
+            if (must && !g.on_host) || (must_not && g.on_host) {
+                return Err(format!(
+                    "step {step}, sequence {i}: on_host {} (GPU {gpu}, scales_bias {})",
+                    g.on_host,
+                    rows[i].scales_bias()
                 ));
             }
             if check_raw {

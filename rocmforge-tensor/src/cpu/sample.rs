@@ -1,7 +1,7 @@
 //! The sampling chain on one row of logits: the reference every backend's `sample_rows` follows.
 //!
-//! Chain: the row's grammar mask (disallowed → -inf) and penalties (repeat, presence, frequency
-//! over the row's recent tokens) → NaN counted as -inf → temperature ≤ 0: argmax (first on ties)
+//! Chain: the row's grammar mask (disallowed → -inf), penalties (repeat, presence, frequency
+//! over the row's recent tokens) and logit bias → NaN counted as -inf → temperature ≤ 0: argmax (first on ties)
 //! → otherwise the filters decide the kept set → a draw over it.
 //!
 //! The filters (llama.cpp's order: top-k → top-p → min-p) each keep a prefix of the total order
@@ -73,11 +73,54 @@ pub struct SampleRow<'a> {
     /// The grammar's allowed tokens: bit `t % 32` of word `t / 32`; ids past the words are
     /// disallowed. `None`: every token allowed.
     pub allowed: Option<&'a [u32]>,
+    /// The request's logit bias as distinct `(token, bias)` pairs (ids past the row are
+    /// skipped), added after the penalties: a penalised token gets
+    /// `scaled - (penalty_offset - bias)`, any other `x - (-bias)` (= `x + bias` exactly), so
+    /// a backend may fold the bias into the penalty offsets (see [`SampleRow::offsets`]).
+    pub bias: &'a [(u32, f32)],
     /// A uniform value in `[0, 1)` (the row's seeded draw).
     pub u: f64,
 }
 
-/// The row after mask, penalties and NaN → -inf: what the filters and the draw look at.
+impl SampleRow<'_> {
+    /// The bias of `token` (0 when it has none).
+    pub fn bias_of(&self, token: u32) -> f32 {
+        self.bias.iter().find(|b| b.0 == token).map_or(0.0, |b| b.1)
+    }
+
+    /// Every token the chain adjusts after the mask, with what is subtracted from it: the
+    /// penalised tokens (scaled by the repeat penalty first) with `penalty_offset(count) -
+    /// bias`, then the biased tokens without a penalty with `-bias` (f32, computed here for
+    /// every backend). The second kind is scaled by nothing, so a backend that scales every
+    /// listed token is exact only when the repeat penalty is 1 or that list is empty
+    /// ([`SampleRow::scales_bias`]).
+    pub fn offsets(&self) -> Vec<(u32, f32)> {
+        let p = &self.params;
+        let mut out: Vec<(u32, f32)> = self
+            .penalties
+            .iter()
+            .map(|&(t, c)| (t, p.penalty_offset(c) - self.bias_of(t)))
+            .collect();
+        for &(t, b) in self.bias {
+            if !self.penalties.iter().any(|q| q.0 == t) {
+                out.push((t, -b));
+            }
+        }
+        out
+    }
+
+    /// Whether scaling every token of [`SampleRow::offsets`] by the repeat penalty would
+    /// change a biased token that has no penalty (repeat penalty not 1 and such a token).
+    pub fn scales_bias(&self) -> bool {
+        self.params.repeat_penalty != 1.0
+            && self
+                .bias
+                .iter()
+                .any(|b| !self.penalties.iter().any(|q| q.0 == b.0))
+    }
+}
+
+/// The row after mask, penalties, bias and NaN → -inf: what the filters and the draw look at.
 pub fn prepared_logits(logits: &[f32], row: &SampleRow<'_>) -> Vec<f32> {
     let mut v = logits.to_vec();
     if let Some(words) = row.allowed {
@@ -98,7 +141,15 @@ pub fn prepared_logits(logits: &[f32], row: &SampleRow<'_>) -> Vec<f32> {
         } else {
             *x * p.repeat_penalty
         };
-        *x = scaled - p.penalty_offset(count);
+        *x = scaled - (p.penalty_offset(count) - row.bias_of(token));
+    }
+    for &(token, bias) in row.bias {
+        if row.penalties.iter().any(|q| q.0 == token) {
+            continue;
+        }
+        if let Some(x) = v.get_mut(token as usize) {
+            *x -= -bias;
+        }
     }
     for x in &mut v {
         if x.is_nan() {
@@ -216,6 +267,7 @@ mod tests {
             params,
             penalties: &[],
             allowed: None,
+            bias: &[],
             u,
         }
     }

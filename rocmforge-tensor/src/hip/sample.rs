@@ -1,7 +1,8 @@
 //! Launch of `kernels/sample.hip`: the sampling chain of [`crate::cpu::sample_row`] for a batch
 //! of logit rows, one block per row, only token ids coming back.
 //!
-//! A step's inputs (per-row parameters, uniforms, penalty lists, grammar masks) are packed into
+//! A step's inputs (per-row parameters, uniforms, penalty lists with the logit bias folded in
+//! ([`SampleRow::offsets`]), grammar masks) are packed into
 //! one `u32` staging array, copied asynchronously from pinned memory on the ops' stream (no
 //! allocation per step once the buffers have grown); the `[rows][vocab]` working copy of the
 //! logits lives in a device scratch kept from call to call.
@@ -64,7 +65,9 @@ struct Layout {
 fn pack(rows: &[SampleRow<'_>], vocab: usize) -> TensorResult<(Vec<u32>, Layout)> {
     let n = rows.len();
     let words = vocab.div_ceil(32);
-    let n_pen: usize = rows.iter().map(|r| r.penalties.len()).sum();
+    // Penalties and logit bias go to the kernel as one list of (token, offset) per row.
+    let offsets: Vec<Vec<(u32, f32)>> = rows.iter().map(SampleRow::offsets).collect();
+    let n_pen: usize = offsets.iter().map(Vec::len).sum();
     let n_masked = rows.iter().filter(|r| r.allowed.is_some()).count();
     let fparams = 0;
     let uparams = 4 * n;
@@ -97,15 +100,15 @@ fn pack(rows: &[SampleRow<'_>], vocab: usize) -> TensorResult<(Vec<u32>, Layout)
         data[uparams + 4 * r..uparams + 4 * r + 4].copy_from_slice(&[
             top_k,
             to_u32(OP, "penalty offset", pen_at)?,
-            to_u32(OP, "penalty count", row.penalties.len())?,
+            to_u32(OP, "penalty count", offsets[r].len())?,
             mask_word,
         ]);
         let u = row.u.to_bits();
         data[uniforms + 2 * r] = u as u32;
         data[uniforms + 2 * r + 1] = (u >> 32) as u32;
-        for &(token, count) in row.penalties {
+        for &(token, offset) in &offsets[r] {
             data[pen_tokens + pen_at] = token;
-            data[pen_offsets + pen_at] = p.penalty_offset(count).to_bits();
+            data[pen_offsets + pen_at] = offset.to_bits();
             pen_at += 1;
         }
     }
@@ -125,7 +128,8 @@ fn pack(rows: &[SampleRow<'_>], vocab: usize) -> TensorResult<(Vec<u32>, Layout)
 
 /// Queues the chain for `rows.len()` rows of `x` (F32 `[rows][vocab]` at least) into
 /// `out[..rows.len()]`: a token id per row, or [`FINISH_ON_HOST`] for a row the host must
-/// finish. Nothing is read back.
+/// finish. Nothing is read back. A row whose bias the kernel cannot apply exactly
+/// ([`SampleRow::scales_bias`]) gets an id that `ops::sample_rows` replaces by the host's.
 pub fn sample_rows_queued(
     ops: &HipOps,
     x: &DeviceTensor,

@@ -53,6 +53,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("argmax_top_k", argmax::argmax_and_top_k),
     ("sample_rows_vs_cpu_chain", sample::sample_rows),
     ("sample_rows_finish_on_host", sample::finish_on_host_flag),
+    ("sample_rows_logit_bias", sample::logit_bias_on_the_device),
     ("add_rms_norm_q8_1", decode_fused::add_rms_norm_q8_1),
     ("silu_mul_q8_1", decode_fused::silu_mul_q8_1),
     (

@@ -1,6 +1,8 @@
 //! `sample_rows` on the GPU against the CPU chain: the same uniform must give the same id,
 //! exactly, for every parameter combination, odd vocabulary sizes, 1-40 rows, ties, -inf, NaN,
-//! grammar masks and penalties. Outputs are poisoned first; every id must lie in the row.
+//! grammar masks, penalties and logit bias (folded into the penalty list; rows with a repeat
+//! penalty beside a bias-only token finished on the host). Outputs are poisoned first; every id
+//! must lie in the row.
 
 use rocmforge_tensor::cpu::{SampleParams, SampleRow};
 use rocmforge_tensor::{hip, ops};
@@ -60,6 +62,7 @@ pub fn sample_rows(ctx: &Ctx) -> Result<(), String> {
             let mut rows_params = Vec::new();
             let mut penalties = Vec::new();
             let mut masks = Vec::new();
+            let mut biases = Vec::new();
             let mut uniforms = Vec::new();
             for r in 0..n_rows {
                 let case = (round * 41 + r * 7) % 90;
@@ -68,6 +71,22 @@ pub fn sample_rows(ctx: &Ctx) -> Result<(), String> {
                 let pen: std::collections::BTreeMap<u32, u32> = (0..(r % 5) * 13)
                     .map(|_| (ctx.below(n as u64 + 3) as u32, 1 + ctx.below(4) as u32))
                     .collect();
+                // Every third row biased: half its tokens penalised ones, half others.
+                let bias: std::collections::BTreeMap<u32, f32> = if r % 3 == 0 {
+                    let mut b: std::collections::BTreeMap<u32, f32> = pen
+                        .keys()
+                        .take(3)
+                        .map(|&t| (t, ctx.below(201) as f32 - 100.0))
+                        .collect();
+                    for _ in 0..4 {
+                        let t = ctx.below(n as u64 + 3) as u32;
+                        b.insert(t, (ctx.below(2001) as f32 - 1000.0) / 10.0);
+                    }
+                    b
+                } else {
+                    Default::default()
+                };
+                biases.push(bias.into_iter().collect::<Vec<_>>());
                 penalties.push(pen.into_iter().collect::<Vec<_>>());
                 masks.push(if r % 4 == 1 {
                     let words = n.div_ceil(32);
@@ -86,6 +105,7 @@ pub fn sample_rows(ctx: &Ctx) -> Result<(), String> {
                     params: rows_params[r],
                     penalties: &penalties[r],
                     allowed: masks[r].as_deref(),
+                    bias: &biases[r],
                     u: uniforms[r],
                 })
                 .collect();
@@ -99,11 +119,12 @@ pub fn sample_rows(ctx: &Ctx) -> Result<(), String> {
                 if w != g || *g as usize >= n {
                     return Err(format!(
                         "{n_rows}x{n} round {round} row {r}: cpu {w}, gpu {g} ({:?}, u {}, \
-                         {} penalties, mask {})",
+                         {} penalties, mask {}, {} biased)",
                         spec[r].params,
                         spec[r].u,
                         spec[r].penalties.len(),
-                        spec[r].allowed.is_some()
+                        spec[r].allowed.is_some(),
+                        spec[r].bias.len()
                     ));
                 }
             }
@@ -116,7 +137,7 @@ pub fn sample_rows(ctx: &Ctx) -> Result<(), String> {
                 ));
             }
             rows_total += n_rows;
-            host_total += got.host_rows;
+            host_total += got.host_rows();
         }
         ctx.check(
             "sample_rows (exact ids)",
@@ -151,6 +172,7 @@ pub fn finish_on_host_flag(ctx: &Ctx) -> Result<(), String> {
         },
         penalties: &[],
         allowed: None,
+        bias: &[],
         u: 0.5,
     };
     let rocmforge_tensor::Ids::Hip(buf) = &mut ids else {
@@ -173,8 +195,57 @@ pub fn finish_on_host_flag(ctx: &Ctx) -> Result<(), String> {
     let tc = ctx.cpu.from_f32(vec![1, n], &flat).map_err(e)?;
     let want = ops::sample_rows(&ctx.cpu, &tc, n, &[row], &mut oc).map_err(e)?;
     let got = ops::sample_rows(&ctx.gpu, &tg, n, &[row], &mut ids).map_err(e)?;
-    if want.ids != got.ids || got.host_rows != 1 {
+    if want.ids != got.ids || got.host_rows() != 1 {
         return Err(format!("finished on host: cpu {:?}, gpu {got:?}", want.ids));
+    }
+    Ok(())
+}
+
+/// Logit bias without a repeat penalty is applied by the kernel (no row goes to the host): a
+/// +100 bias forces its token greedily, -100 on the argmax gives the runner-up, and sampled
+/// rows with bias on penalised and other tokens match the CPU chain.
+pub fn logit_bias_on_the_device(ctx: &Ctx) -> Result<(), String> {
+    let n = 151_936;
+    let l = logits(ctx, n, true, false);
+    let mut order: Vec<u32> = (0..n as u32).filter(|&i| !l[i as usize].is_nan()).collect();
+    order.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]).then(a.cmp(&b)));
+    let (best, second, low) = (order[0], order[1], order[n / 2]);
+    let up = [(low, 100.0f32)];
+    let ban = [(best, -100.0f32)];
+    let pen = [(best, 2u32), (low, 1)];
+    let mixed = [(best, 3.5f32), (7, -40.0), (low, 60.0)];
+    let sampled = SampleParams {
+        temperature: 0.8,
+        top_k: 40,
+        presence_penalty: 0.5,
+        frequency_penalty: 0.25,
+        ..SampleParams::GREEDY
+    };
+    let row = |params, penalties, bias, u| SampleRow {
+        params,
+        penalties,
+        allowed: None,
+        bias,
+        u,
+    };
+    let rows = [
+        row(SampleParams::GREEDY, &[][..], &up[..], 0.0),
+        row(SampleParams::GREEDY, &[][..], &ban[..], 0.0),
+        row(sampled, &pen[..], &mixed[..], 0.3),
+        row(sampled, &pen[..], &mixed[..], 0.9),
+    ];
+    let all: Vec<f32> = (0..rows.len()).flat_map(|_| l.iter().copied()).collect();
+    let tc = ctx.cpu.from_f32(vec![rows.len(), n], &all).map_err(e)?;
+    let tg = ctx.gpu.from_f32(vec![rows.len(), n], &all).map_err(e)?;
+    let mut oc = ctx.cpu.ids(&[POISON; 4]).map_err(e)?;
+    let mut og = ctx.gpu.ids(&[POISON; 4]).map_err(e)?;
+    let want = ops::sample_rows(&ctx.cpu, &tc, n, &rows, &mut oc).map_err(e)?;
+    let got = ops::sample_rows(&ctx.gpu, &tg, n, &rows, &mut og).map_err(e)?;
+    if got.ids != want.ids || got.host_rows() != 0 || got.ids[..2] != [low, second] {
+        return Err(format!(
+            "bias: cpu {:?}, gpu {got:?}; expected [{low}, {second}, ..] on the device",
+            want.ids
+        ));
     }
     Ok(())
 }

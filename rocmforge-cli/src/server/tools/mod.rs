@@ -9,9 +9,12 @@
 //! `{"tool_call": {"name", "arguments"}}` or `{"response": ...}`, always under a grammar).
 //! gpt-oss's harmony format is not implemented: such templates get the generic format.
 
+mod call_stream;
 mod format;
+mod json_scan;
 mod parse;
 
+pub use call_stream::{CallDelta, CallStream};
 pub use format::{ToolFormat, constraint_for, prompt_messages};
 pub use parse::parse_answer;
 
