@@ -124,8 +124,9 @@ pub fn build_command(platform: Platform, arch: &str) -> String {
         Platform::Amd => format!(
             "install HIP's runtime compiler so that the kernels are compiled at first use (ROCm's \
              libhiprtc, or Debian 12's libamdhip64-5 with libamd-comgr2); or rebuild rocmforge \
-             with ROCMFORGE_AMDGPU_TARGETS={arch} set and a kernel compiler installed (clang-19 and lld-19: apt-get install clang-19 lld-19; or ROCm's hipcc), or \
-             run `cargo xtask kernels --platform amd --arch {arch}` in the repository and set \
+             with ROCMFORGE_AMDGPU_TARGETS={arch} set and a kernel compiler installed (clang-19 \
+             and lld-19: apt-get install clang-19 lld-19; or ROCm's hipcc), or run `cargo xtask \
+             kernels --platform amd --arch {arch}` in the repository and set \
              ROCMFORGE_KERNEL_DIR=target/kernels"
         ),
         Platform::Nvidia => format!(
