@@ -143,6 +143,18 @@ pub(crate) fn f16_row(_: Avx2, row: &[u8], act: &[f32], cols: usize, t0: usize, 
     unsafe { float::row(row, act, cols, t0, out) }
 }
 
+/// See [`crate::cpu::dot::float::dot_f32_f16`] (same bits).
+pub(crate) fn dot_f32_f16(_: Avx2, a: &[f32], b: &[half::f16]) -> f32 {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { float::dot_f16(a, b) }
+}
+
+/// See [`crate::cpu::dot::float::axpy_f16`] (same bits).
+pub(crate) fn axpy_f16(_: Avx2, acc: &mut [f32], w: f32, x: &[half::f16]) {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { float::axpy(acc, w, x) }
+}
+
 /// The 32 bytes at the start of `b` (panics if shorter: callers pass whole blocks).
 #[target_feature(enable = "avx2")]
 #[inline]
