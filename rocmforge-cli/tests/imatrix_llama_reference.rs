@@ -5,11 +5,13 @@
 //! must hold the same entries (every attention and MLP matrix of every block) and the same
 //! token counts. The first block's attention input depends only on the embedding and a norm:
 //! its sums must agree to a relative 1e-5 (they are equal here). Deeper inputs go through two
-//! different forward implementations (llama.cpp keeps K/V in F16, sums in other orders), so
+//! different forward implementations (both keep K/V in F16; they sum in other orders), so
 //! they drift with depth: measured here, median relative deviation per entry at most 1.2%,
 //! worst single value 25% (a small attn_output column of block 18), cosine similarity per
-//! entry at least 0.99990. Asserted: every entry's cosine >= 0.9995 and median deviation
-//! <= 3%.
+//! entry at least 0.99990; since every CPU matmul sums in the portable order (branch cpu2):
+//! median at most 1.07%, worst single value 96% (the same tiny column: 0.0266 vs 0.0136),
+//! cosine at least 0.99982 (printed by the test). Asserted: every entry's cosine >= 0.9995
+//! and median deviation <= 3%.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -49,6 +51,7 @@ fn imatrix_of_the_test_text_equals_llama_imatrix() {
     );
     assert_eq!((ours.chunk_count, ours.chunk_size), (4, 128));
     let (mut worst, mut at) = (0.0f64, String::new());
+    let (mut worst_median, mut least_cosine) = (0.0f64, 1.0f64);
     for (name, t) in &theirs.entries {
         let o = &ours.entries[name];
         assert_eq!(o.counts, t.counts, "{name}");
@@ -89,6 +92,9 @@ fn imatrix_of_the_test_text_equals_llama_imatrix() {
             "{name}: median relative deviation {median:.3e}"
         );
         assert!(cosine >= 0.9995, "{name}: cosine {cosine}");
+        worst_median = worst_median.max(median);
+        least_cosine = least_cosine.min(cosine);
     }
     eprintln!("max relative deviation {worst:.3e} at {at}");
+    eprintln!("largest median deviation {worst_median:.3e}, least cosine {least_cosine:.6}");
 }

@@ -12,7 +12,7 @@ use rocmforge_gguf::GgmlType;
 use rocmforge_tensor::TensorError;
 use rocmforge_tensor::cpu::quantize_act::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use rocmforge_tensor::cpu::{
-    CpuKernels, WeightView, dequantize_row, matmul, matmul_f32_reference, matmul_portable,
+    CpuKernels, PANEL_GEMM_TYPES, WeightView, dequantize_row, matmul, matmul_f32_reference,
     matmul_with,
 };
 
@@ -142,12 +142,10 @@ fn every_type_matches_dequantized_reference() {
 fn many_rows_and_tokens_match_single_token_calls() {
     // Exercises the row chunks and token groups of the parallel driver.
     let mut rng = Rng::new(7);
-    for ty in [
-        GgmlType::Q4_1,
-        GgmlType::Q8_0,
-        GgmlType::Q4_K,
-        GgmlType::F16,
-    ] {
+    for ty in PANEL_GEMM_TYPES
+        .into_iter()
+        .chain([GgmlType::Q4_K, GgmlType::F16])
+    {
         let (rows, cols, n_tokens) = (77, 256, 37);
         let data = random_weight(&mut rng, ty, rows, cols);
         let w = WeightView {
@@ -157,35 +155,35 @@ fn many_rows_and_tokens_match_single_token_calls() {
             cols,
         };
         let x = rng.vec(n_tokens * cols, -1.0, 1.0);
-        let mut out = vec![f32::NAN; n_tokens * rows];
-        // The AVX2 kernels (and the portable ones) give each token the same bits whatever
-        // the number of tokens.
-        matmul_with(CpuKernels::Avx2, &w, &x, n_tokens, &mut out).unwrap();
-        for t in 0..n_tokens {
-            let mut one = vec![f32::NAN; rows];
-            matmul_with(
-                CpuKernels::Avx2,
-                &w,
-                &x[t * cols..(t + 1) * cols],
-                1,
-                &mut one,
-            )
-            .unwrap();
-            assert_eq!(
-                one,
-                out[t * rows..(t + 1) * rows].to_vec(),
-                "{ty} token {t}"
-            );
-        }
-        // With AVX-512 VNNI, 2+ tokens of Q4_1 / Q8_0 take the panel GEMM, which gives the
-        // portable path's bits (one token keeps the AVX2 rows checked above).
-        if CpuKernels::detected() == CpuKernels::Avx512Vnni
-            && matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0)
-        {
-            let (mut gemm, mut portable) = (vec![f32::NAN; out.len()], vec![0.0; out.len()]);
-            matmul_with(CpuKernels::Avx512Vnni, &w, &x, n_tokens, &mut gemm).unwrap();
-            matmul_portable(&w, &x, n_tokens, &mut portable).unwrap();
-            assert_eq!(gemm, portable, "{ty}: VNNI GEMM vs portable");
+        // Every level of kernels (the VNNI panel GEMM for 2+ tokens where the CPU has it,
+        // the AVX2 tiles and 8-row decode kernel, the portable rows) gives each token the
+        // same bits whatever the number of tokens, and so does each level against the others
+        // (F16 aside: its AVX2 rows sum in another order than the portable ones).
+        let levels = [
+            CpuKernels::Avx512Vnni,
+            CpuKernels::Avx2,
+            CpuKernels::Portable,
+        ];
+        let mut first: Option<Vec<f32>> = None;
+        for kernels in levels {
+            let mut out = vec![f32::NAN; n_tokens * rows];
+            matmul_with(kernels, &w, &x, n_tokens, &mut out).unwrap();
+            for t in 0..n_tokens {
+                let mut one = vec![f32::NAN; rows];
+                matmul_with(kernels, &w, &x[t * cols..(t + 1) * cols], 1, &mut one).unwrap();
+                assert_eq!(
+                    one,
+                    out[t * rows..(t + 1) * rows].to_vec(),
+                    "{ty} {kernels:?} token {t}"
+                );
+            }
+            if ty == GgmlType::F16 {
+                continue;
+            }
+            match &first {
+                Some(f) => assert_eq!(&out, f, "{ty} {kernels:?} vs {:?}", levels[0]),
+                None => first = Some(out),
+            }
         }
     }
 }

@@ -1,10 +1,9 @@
 //! Causal multi-head attention over an f16 KV cache (GQA/MQA, prefill and decode).
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
-use super::dot::float::dot_f32;
+use super::dot::float::{axpy_f16, dot_f32_f16};
 use super::softmax::softmax;
 
 /// Sizes of one attention call.
@@ -50,21 +49,6 @@ impl AttentionParams {
     }
 }
 
-/// The K or V cache converted to f32 and regrouped by head: `[n_kv_heads][n_kv][head_dim]`.
-fn by_head_f32(cache: &[f16], p: &AttentionParams) -> Vec<f32> {
-    let hd = p.head_dim;
-    let mut rows = vec![0.0f32; p.n_kv_heads * p.n_kv_tokens * hd];
-    rows.par_chunks_mut(p.n_kv_tokens * hd)
-        .enumerate()
-        .for_each(|(kvh, head)| {
-            for (t, dst) in head.chunks_exact_mut(hd).enumerate() {
-                let start = (t * p.n_kv_heads + kvh) * hd;
-                cache[start..start + hd].convert_to_f32_slice(dst);
-            }
-        });
-    rows
-}
-
 /// Scratch of one attention row: the f16-rounded query and the scores.
 struct RowScratch {
     q16: Vec<f32>,
@@ -72,11 +56,13 @@ struct RowScratch {
 }
 
 /// One query head at query index `i`: `out = softmax(scale * q K^T) V` over the visible
-/// positions of its kv head (`keys`, `values`: `[n_kv][head_dim]`).
+/// positions of kv head `kvh`, read in place from the f16 caches.
+#[allow(clippy::too_many_arguments)]
 fn attend_row(
     qh: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    kvh: usize,
     p: &AttentionParams,
     i: usize,
     s: &mut RowScratch,
@@ -94,17 +80,20 @@ fn attend_row(
         *d = f16::from_f32(x).to_f32();
     }
     let first = p.first_key(visible);
+    // Row `t` of kv head `kvh` in a token-major cache.
+    let row = |t: usize| {
+        let start = (t * p.n_kv_heads + kvh) * hd;
+        start..start + hd
+    };
     let sc = &mut s.scores[..visible - first];
-    for (score, key) in sc.iter_mut().zip(keys[first * hd..].chunks_exact(hd)) {
-        *score = dot_f32(&s.q16, key) * p.scale;
+    for (t, score) in (first..visible).zip(sc.iter_mut()) {
+        *score = dot_f32_f16(&s.q16, &k_cache[row(t)]) * p.scale;
     }
     softmax(sc);
     // ggml converts the probabilities to f16 for the product with V (f16).
-    for (&prob, value) in sc.iter().zip(values[first * hd..].chunks_exact(hd)) {
+    for (t, &prob) in (first..visible).zip(sc.iter()) {
         let w = f16::from_f32(prob).to_f32();
-        for (a, &x) in out.iter_mut().zip(value) {
-            *a += w * x;
-        }
+        axpy_f16(out, w, &v_cache[row(t)]);
     }
 }
 
@@ -133,9 +122,6 @@ pub fn attention(
     }
     let hd = p.head_dim;
     let group = p.n_heads / p.n_kv_heads;
-    let head_len = p.n_kv_tokens * hd;
-    let keys = by_head_f32(k_cache, p);
-    let values = by_head_f32(v_cache, p);
     let rows = p.n_q_tokens * p.n_heads;
     let init = || RowScratch {
         q16: vec![0.0; hd],
@@ -146,8 +132,7 @@ pub fn attention(
         .enumerate()
         .for_each_init(init, |s, (row, o)| {
             let (i, kvh) = (row / p.n_heads, (row % p.n_heads) / group);
-            let kv = kvh * head_len..(kvh + 1) * head_len;
             let qh = &q[row * hd..(row + 1) * hd];
-            attend_row(qh, &keys[kv.clone()], &values[kv], p, i, s, o);
+            attend_row(qh, k_cache, v_cache, kvh, p, i, s, o);
         });
 }

@@ -13,6 +13,16 @@ use super::quantize_act::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use super::weight::WeightView;
 use crate::error::{TensorError, TensorResult};
 
+/// The weight types that 2+ tokens multiply through the AVX-512 VNNI panel GEMM on CPUs
+/// that have it (the 32-element formats with an AVX2 block decoder).
+pub const PANEL_GEMM_TYPES: [GgmlType; 5] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+];
+
 /// Weight rows per rayon task.
 const ROWS_PER_TASK: usize = 32;
 /// Tokens whose activations are kept hot while a row is unpacked once for all of them.
@@ -218,8 +228,8 @@ fn matmul_legacy(
             cols: w.cols,
         };
         // Two tokens or more: the panel GEMM, which gives the portable path's results bit
-        // for bit (a prompt gives the same logits in one piece or in chunks of 2+ tokens).
-        // One token (decode) takes the AVX2 rows below, faster here than 512-bit rows.
+        // for bit, as the AVX2 kernels below do. One token (decode) takes the AVX2 rows,
+        // faster here than 512-bit rows.
         if n_tokens > 1 && avx512::legacy_gemm(isa, &m, &act, n_tokens, out) {
             return;
         }
@@ -230,10 +240,13 @@ fn matmul_legacy(
         avx2::Avx2::detect(),
         LegacyKind::of(w.ty),
     ) {
-        let tiled = (n_tokens > 1).then(|| avx2::tile_q8(&act, n_tokens, w.cols));
-        let act = tiled.as_ref().unwrap_or(&act);
+        if n_tokens == 1 {
+            legacy_decode(isa, kind, w, row_bytes, &act, out);
+            return;
+        }
+        let tiled = avx2::tile_q8(&act, n_tokens, w.cols);
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
-            avx2::legacy_row(isa, kind, row, act, w.cols, t0, res)
+            avx2::legacy_row(isa, kind, row, &tiled, w.cols, t0, res)
         });
         return;
     }
@@ -258,6 +271,31 @@ fn matmul_legacy(
             *o = dot::legacy::dot_legacy(u, qs, &act.d[t * nb..(t + 1) * nb], s);
         }
     });
+}
+
+/// One token against every row of a 32-element format: [`avx2::ROWS`] rows per kernel
+/// call, in parallel over chunks of [`ROWS_PER_TASK`] rows.
+#[cfg(target_arch = "x86_64")]
+fn legacy_decode(
+    isa: avx2::Avx2,
+    kind: LegacyKind,
+    w: &WeightView,
+    row_bytes: usize,
+    act: &super::quantize_act::Q8Blocks,
+    out: &mut [f32],
+) {
+    const _: () = assert!(ROWS_PER_TASK % avx2::ROWS == 0);
+    let row = |r: usize| &w.data[r * row_bytes..(r + 1) * row_bytes];
+    out.par_chunks_mut(ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (i, res) in chunk.chunks_mut(avx2::ROWS).enumerate() {
+                let r0 = c * ROWS_PER_TASK + i * avx2::ROWS;
+                // A short last batch repeats its first row in the missing places.
+                let rows = std::array::from_fn(|k| row(if k < res.len() { r0 + k } else { r0 }));
+                avx2::legacy_rows(isa, kind, rows, act, res);
+            }
+        });
 }
 
 /// 256-element formats against Q8_K activations.
@@ -318,13 +356,14 @@ pub fn matmul(w: &WeightView, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Te
     matmul_path("matmul", w, x, n_tokens, out, default_kernels())
 }
 
-/// The level [`matmul`] uses: AVX2 unless `ROCMFORGE_CPU_GEMM=1` turns on the AVX-512 VNNI
-/// panel GEMM. Off by default: 2+ tokens then give the portable path's bits while one token
-/// (the AVX2 rows) does not, so a prompt run in pieces (prefix reuse, chunked prefill)
-/// would give other greedy tokens than in one piece.
+/// The level [`matmul`] uses: everything the CPU has, unless `ROCMFORGE_CPU_GEMM=0` turns
+/// the AVX-512 VNNI panel GEMM off (prefill on the AVX2 token tiles). Either way a token
+/// gets the same bits whether it is multiplied alone or among others (every kernel sums in
+/// the portable path's order), so a prompt run in pieces (prefix reuse, chunked prefill)
+/// gives the greedy text it gives in one piece.
 fn default_kernels() -> CpuKernels {
     static GEMM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *GEMM.get_or_init(|| std::env::var_os("ROCMFORGE_CPU_GEMM").is_some_and(|v| v == "1"));
+    let on = *GEMM.get_or_init(|| std::env::var_os("ROCMFORGE_CPU_GEMM").is_none_or(|v| v != "0"));
     if on {
         CpuKernels::Avx512Vnni
     } else {

@@ -30,7 +30,9 @@ pub use attention_flash::attention_flash_f16;
 pub use dot::dequantize_row;
 pub use elementwise::{add, attn_temperature, gelu, gelu_mul, mul, scale, silu_mul, softcap};
 pub use embedding::embedding;
-pub use matmul::{CpuKernels, matmul, matmul_f32_reference, matmul_portable, matmul_with};
+pub use matmul::{
+    CpuKernels, PANEL_GEMM_TYPES, matmul, matmul_f32_reference, matmul_portable, matmul_with,
+};
 pub use moe::{MIN_WEIGHT_SUM, MatmulIdShape, matmul_id, moe_route, moe_weighted_sum};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{RopeMode, RopeParams, YarnParams, rope, rope_with_freq_factors};

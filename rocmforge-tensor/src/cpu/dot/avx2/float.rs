@@ -1,6 +1,7 @@
 //! AVX2 + F16C kernel for F16 rows: eight halves widened per instruction, multiplied with
 //! the f32 activations (already rounded through f16, as ggml converts them) of up to
-//! `TILE` tokens, two f32 accumulators per token.
+//! `TILE` tokens, two f32 accumulators per token; and the f16 KV cache's dot product and
+//! weighted sum in the portable path's order (`dot/float.rs`).
 
 use std::arch::x86_64::*;
 
@@ -58,5 +59,52 @@ fn tile<const N: usize>(row: &[u8], act: &[f32], cols: usize, t0: usize, out: &m
             s += h * xs[j][c];
         }
         out[j] = s;
+    }
+}
+
+/// Eight f16 at the start of `b` widened to f32.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn f16x8(b: &[half::f16]) -> __m256 {
+    let b = &b[..8];
+    // SAFETY: `b` is 8 readable f16 (16 bytes); `loadu` has no alignment requirement.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(b.as_ptr().cast()) })
+}
+
+/// `dot_lanes` of `dot/float.rs` for f16 `b`: eight lanes of multiply-then-add, the same
+/// lane sums and tail.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
+    let n = a.len().min(b.len());
+    let main = n / 8 * 8;
+    let mut acc = _mm256_setzero_ps();
+    for c in (0..main).step_by(8) {
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(floats8(&a[c..]), f16x8(&b[c..])));
+    }
+    // [0 + 4, 1 + 5, 2 + 6, 3 + 7], then (0 + 1) and (2 + 3) of those, then their sum.
+    let q = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+    let h = _mm_hadd_ps(q, q);
+    let s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    let mut tail = 0.0f32;
+    for (x, y) in a[main..n].iter().zip(&b[main..n]) {
+        tail += x * y.to_f32();
+    }
+    s + tail
+}
+
+/// `acc[i] += w * x[i]`, multiply then add, eight lanes at a time.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn axpy(acc: &mut [f32], w: f32, x: &[half::f16]) {
+    let n = acc.len().min(x.len());
+    let main = n / 8 * 8;
+    let wv = _mm256_set1_ps(w);
+    for c in (0..main).step_by(8) {
+        let a = &mut acc[c..c + 8];
+        let v = _mm256_add_ps(floats8(a), _mm256_mul_ps(wv, f16x8(&x[c..])));
+        // SAFETY: `a` is 8 writable f32; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) };
+    }
+    for (a, v) in acc[main..n].iter_mut().zip(&x[main..n]) {
+        *a += w * v.to_f32();
     }
 }

@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{LegacyKind, TILE, dot_i8_i8, dot_u8_i8, f16_at, hsum_ps, load16, load32, load32_i8};
+use super::{LegacyKind, ROWS, TILE, dot_i8_i8, dot_u8_i8, f16_at, load16, load32, load32_i8};
 use crate::cpu::dot::QK;
 use crate::cpu::quantize_act::Q8Blocks;
 
@@ -72,35 +72,123 @@ fn tiles<const K: u8>(row: &[u8], act: &Q8Blocks, cols: usize, t0: usize, out: &
 }
 
 /// One row against the `N` tokens of one tile (activations in the tile layout of
-/// `tiled.rs`): per block `(d_w * d_a) * sum(q_w * q_a)` summed in eight f32 lanes per
-/// token, plus `m_w * s_a` for the formats with a min.
+/// `tiled.rs`): per block the exact integer sums of the `N` tokens side by side in four
+/// i32 lanes, then `(d_w * d_a) * sum (+ m_w * s_a)` added to each token's lane in block
+/// order with the scalar path's operations (no fused multiply-add), so every token gets
+/// the portable path's bits.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile<const K: u8, const N: usize>(row: &[u8], qs: &[i8], d: &[f32], s: &[f32], out: &mut [f32]) {
-    let mut acc = [_mm256_setzero_ps(); N];
-    let mut mins = [0.0f32; N];
+    let mut acc = _mm_setzero_ps();
     let blocks = row
         .chunks_exact(block_bytes(K))
         .zip(qs.chunks_exact(N * QK))
         .zip(d.chunks_exact(N));
     for (b, ((blk, aq), ad)) in blocks.enumerate() {
         let (w, dw, m) = decode::<K>(blk);
-        for j in 0..N {
+        let mut p = [_mm256_setzero_si256(); 4];
+        for (j, pj) in p.iter_mut().enumerate().take(N) {
             let a = load32_i8(&aq[j * QK..]);
-            let p = if has_min(K) {
+            *pj = if has_min(K) {
                 dot_u8_i8(w, a)
             } else {
                 dot_i8_i8(w, a)
             };
-            let scale = _mm256_set1_ps(dw * ad[j]);
-            acc[j] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[j]);
-            if has_min(K) {
-                mins[j] += m * s[b * N + j];
-            }
         }
+        let sums = _mm_cvtepi32_ps(sum4(p));
+        let scale = _mm_mul_ps(_mm_set1_ps(dw), load_n::<N>(ad));
+        let mut term = _mm_mul_ps(scale, sums);
+        if has_min(K) {
+            let sa = load_n::<N>(&s[b * N..]);
+            term = _mm_add_ps(term, _mm_mul_ps(_mm_set1_ps(m), sa));
+        }
+        acc = _mm_add_ps(acc, term);
     }
-    for (j, o) in out.iter_mut().enumerate().take(N) {
-        *o = hsum_ps(acc[j]) + mins[j];
+    let mut lanes = [0.0f32; 4];
+    // SAFETY: `lanes` is 4 writable f32; `storeu` has no alignment requirement.
+    unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), acc) };
+    out[..N].copy_from_slice(&lanes[..N]);
+}
+
+/// The first `N` (at most 4) values of `v` in the low lanes, zeros above.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load_n<const N: usize>(v: &[f32]) -> __m128 {
+    let mut lanes = [0.0f32; 4];
+    lanes[..N].copy_from_slice(&v[..N]);
+    // SAFETY: `lanes` is 4 readable f32; `loadu` has no alignment requirement.
+    unsafe { _mm_loadu_ps(lanes.as_ptr()) }
+}
+
+/// The sums of the eight i32 lanes of each of `p[0..4]`, in lanes 0..4 (exact: the lanes
+/// never overflow here).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn sum4(p: [__m256i; 4]) -> __m128i {
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// The sums of the eight i32 lanes of each of `p[0..8]`, in lanes 0..8.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn sum8(p: &[__m256i; 8]) -> __m256i {
+    let lo = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+    let hi = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+    // lo = [rows 0-3 of lanes 0-3 | rows 0-3 of lanes 4-7], hi the same for rows 4-7.
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(lo, hi),
+        _mm256_permute2x128_si256::<0x31>(lo, hi),
+    )
+}
+
+/// See [`super::legacy_rows`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows(kind: LegacyKind, rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+    match kind {
+        LegacyKind::Q4_0 => rows_1::<Q4_0>(rows, act, out),
+        LegacyKind::Q4_1 => rows_1::<Q4_1>(rows, act, out),
+        LegacyKind::Q5_0 => rows_1::<Q5_0>(rows, act, out),
+        LegacyKind::Q5_1 => rows_1::<Q5_1>(rows, act, out),
+        LegacyKind::Q8_0 => rows_1::<Q8_0>(rows, act, out),
     }
+}
+
+/// [`ROWS`] rows against one token: per block the exact integer sums of the rows side by
+/// side in eight i32 lanes, then each row's f32 term added to its lane in block order with
+/// the scalar path's operations (the bits of the portable path and of the tiles above).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_1<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+    let bb = block_bytes(K);
+    let mut acc = _mm256_setzero_ps();
+    let mut p = [_mm256_setzero_si256(); ROWS];
+    let (mut dw, mut mw) = ([0.0f32; ROWS], [0.0f32; ROWS]);
+    for (b, (aq, &ad)) in act.qs.chunks_exact(QK).zip(&act.d).enumerate() {
+        let a = load32_i8(aq);
+        for r in 0..ROWS {
+            let (w, d, m) = decode::<K>(&rows[r][b * bb..]);
+            p[r] = if has_min(K) {
+                dot_u8_i8(w, a)
+            } else {
+                dot_i8_i8(w, a)
+            };
+            dw[r] = d;
+            mw[r] = m;
+        }
+        let sums = _mm256_cvtepi32_ps(sum8(&p));
+        // SAFETY: `dw` and `mw` are 8 readable f32; `loadu` has no alignment requirement.
+        let (dv, mv) = unsafe { (_mm256_loadu_ps(dw.as_ptr()), _mm256_loadu_ps(mw.as_ptr())) };
+        let scale = _mm256_mul_ps(dv, _mm256_set1_ps(ad));
+        let mut term = _mm256_mul_ps(scale, sums);
+        if has_min(K) {
+            term = _mm256_add_ps(term, _mm256_mul_ps(mv, _mm256_set1_ps(act.s[b])));
+        }
+        acc = _mm256_add_ps(acc, term);
+    }
+    let mut lanes = [0.0f32; ROWS];
+    // SAFETY: `lanes` is 8 writable f32; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    let n = out.len().min(ROWS);
+    out[..n].copy_from_slice(&lanes[..n]);
 }
 
 /// One block's 32 values as bytes (layout of ggml's `block_*`), its `d` and its `m`

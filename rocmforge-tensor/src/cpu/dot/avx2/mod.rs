@@ -3,8 +3,11 @@
 //! Every kernel here takes one weight row and a *tile* of tokens: each weight block is
 //! decoded once into 8-bit lanes and multiplied with the 8-bit activations of up to
 //! [`TILE`] tokens (`maddubs` / `madd`, the products ggml's AVX2 path takes), so the
-//! integer sums equal the scalar path's exactly; only the order in which the f32 block
-//! terms are added may differ (the K-quants keep the scalar order and give the same bits).
+//! integer sums equal the scalar path's exactly, and the f32 block terms are formed and
+//! added in the scalar path's order: every kernel gives the portable path's bits, whatever
+//! the number of tokens (a prompt run in one piece, in chunks or token by token gives the
+//! same logits). One token (decode) takes [`legacy_rows`]: [`ROWS`] rows at a time, their
+//! integer sums side by side in one register.
 //!
 //! The kernels are `#[target_feature]` functions. They are reached only through the
 //! functions of this module, which take an [`Avx2`] token: a value that exists only after
@@ -26,6 +29,8 @@ use crate::cpu::quantize_act::{Q8Blocks, Q8KBlocks};
 
 /// Tokens whose accumulators stay in registers while one weight block is reused.
 pub(crate) const TILE: usize = 4;
+/// Rows of one [`legacy_rows`] call: one i32 / f32 lane of a 256-bit register each.
+pub(crate) const ROWS: usize = 8;
 
 /// Proof that the running CPU has AVX2, FMA and F16C (see [`Avx2::detect`]).
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +109,20 @@ pub(crate) fn legacy_row(
     unsafe { legacy::row(kind, row, act, cols, t0, out) }
 }
 
+/// `out[i] = rows[i] · token 0` for up to [`ROWS`] rows of a 32-element format (each
+/// holding `cols` elements: `act` is one token's Q8_0 / Q8_1 blocks); `out.len()` says how
+/// many rows count (a shorter batch repeats one of its rows to fill `rows`).
+pub(crate) fn legacy_rows(
+    _: Avx2,
+    kind: LegacyKind,
+    rows: [&[u8]; ROWS],
+    act: &Q8Blocks,
+    out: &mut [f32],
+) {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { legacy::rows(kind, rows, act, out) }
+}
+
 /// As [`legacy_row`] for the K-quants against Q8_K activations regrouped by [`tile_q8k`].
 pub(crate) fn k_row(
     _: Avx2,
@@ -122,6 +141,18 @@ pub(crate) fn k_row(
 pub(crate) fn f16_row(_: Avx2, row: &[u8], act: &[f32], cols: usize, t0: usize, out: &mut [f32]) {
     // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
     unsafe { float::row(row, act, cols, t0, out) }
+}
+
+/// See [`crate::cpu::dot::float::dot_f32_f16`] (same bits).
+pub(crate) fn dot_f32_f16(_: Avx2, a: &[f32], b: &[half::f16]) -> f32 {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { float::dot_f16(a, b) }
+}
+
+/// See [`crate::cpu::dot::float::axpy_f16`] (same bits).
+pub(crate) fn axpy_f16(_: Avx2, acc: &mut [f32], w: f32, x: &[half::f16]) {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { float::axpy(acc, w, x) }
 }
 
 /// The 32 bytes at the start of `b` (panics if shorter: callers pass whole blocks).
