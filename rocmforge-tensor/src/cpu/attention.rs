@@ -5,7 +5,7 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::dot::float::dot_f32;
-use super::softmax::softmax;
+use super::softmax::softmax_with_sink;
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,12 +73,14 @@ struct RowScratch {
 
 /// One query head at query index `i`: `out = softmax(scale * q K^T) V` over the visible
 /// positions of its kv head (`keys`, `values`: `[n_kv][head_dim]`).
+#[allow(clippy::too_many_arguments)]
 fn attend_row(
     qh: &[f32],
     keys: &[f32],
     values: &[f32],
     p: &AttentionParams,
     i: usize,
+    sink: Option<f32>,
     s: &mut RowScratch,
     out: &mut [f32],
 ) {
@@ -98,7 +100,7 @@ fn attend_row(
     for (score, key) in sc.iter_mut().zip(keys[first * hd..].chunks_exact(hd)) {
         *score = dot_f32(&s.q16, key) * p.scale;
     }
-    softmax(sc);
+    softmax_with_sink(sc, sink);
     // ggml converts the probabilities to f16 for the product with V (f16).
     for (&prob, value) in sc.iter().zip(values[first * hd..].chunks_exact(hd)) {
         let w = f16::from_f32(prob).to_f32();
@@ -128,7 +130,24 @@ pub fn attention(
     p: &AttentionParams,
     out: &mut [f32],
 ) {
-    if !p.fits(q.len(), k_cache.len(), v_cache.len(), out.len()) {
+    attention_with_sinks(q, k_cache, v_cache, p, None, out);
+}
+
+/// [`attention`] with one learned sink logit per query head (`sinks[h]`, gpt-oss's
+/// `attn_sinks`): it joins each softmax's maximum and denominator, unscaled, and contributes no
+/// value (ggml's `soft_max_ext` + `soft_max_add_sinks`). `sinks` shorter than `n_heads` leaves
+/// `out` unchanged, as a shape mismatch does.
+pub fn attention_with_sinks(
+    q: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    p: &AttentionParams,
+    sinks: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    if !p.fits(q.len(), k_cache.len(), v_cache.len(), out.len())
+        || sinks.is_some_and(|s| s.len() < p.n_heads)
+    {
         return;
     }
     let hd = p.head_dim;
@@ -145,9 +164,11 @@ pub fn attention(
         .par_chunks_exact_mut(hd)
         .enumerate()
         .for_each_init(init, |s, (row, o)| {
-            let (i, kvh) = (row / p.n_heads, (row % p.n_heads) / group);
+            let (i, head) = (row / p.n_heads, row % p.n_heads);
+            let kvh = head / group;
+            let sink = sinks.map(|s| s[head]);
             let kv = kvh * head_len..(kvh + 1) * head_len;
             let qh = &q[row * hd..(row + 1) * hd];
-            attend_row(qh, &keys[kv.clone()], &values[kv], p, i, s, o);
+            attend_row(qh, &keys[kv.clone()], &values[kv], p, i, sink, s, o);
         });
 }
