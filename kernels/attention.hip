@@ -32,11 +32,25 @@ RF_DEVICE rf_u32 att_first_key(rf_u32 visible, rf_u32 window) {
     return window > 0 && visible > window ? visible - window : 0;
 }
 
+// The factor that turns an online softmax's accumulator into the output: 1 / l, or with an
+// attention sink (a per-head logit `sink` that joins the maximum and the denominator but has no
+// value, gpt-oss) exp(m - M) / (l exp(m - M) + exp(sink - M)) with M = max(m, sink). `m` and
+// `sink` are in the units of `exp2` when `log2` (the sink given in natural units is scaled).
+RF_DEVICE float att_out_scale(float m, float l, const float* sinks, rf_u32 head, bool log2) {
+    if (!sinks) return l > 0.0f ? 1.0f / l : 0.0f;
+    const float sk = log2 ? sinks[head] * 1.4426950408889634f : sinks[head];
+    const float big = m > sk ? m : sk;
+    const float f = m == -__builtin_huge_valf() ? 0.0f : (log2 ? rf_exp2f(m - big) : rf_expf(m - big));
+    const float den = l * f + (log2 ? rf_exp2f(sk - big) : rf_expf(sk - big));
+    return f / den;
+}
+
 // One query head's attention over keys first..visible of k/v: the body of attention_f16 and
 // attention_rows_f16 (one block of ATT_THREADS threads).
 RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half* v, float* orow,
                              rf_u32 first, rf_u32 visible, rf_u32 head, rf_u32 n_heads,
-                             rf_u32 n_kv_heads, rf_u32 head_dim, float scale) {
+                             rf_u32 n_kv_heads, rf_u32 head_dim, float scale,
+                             const float* sinks) {
     __shared__ float q16[ATT_MAX_HEAD_DIM];
     __shared__ float probs[ATT_THREADS];
     __shared__ float max_scratch[ATT_THREADS / RF_WARP_SIZE];
@@ -83,7 +97,7 @@ RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half*
         rf_sync_block();  // probs[] is rewritten by the next tile
     }
 
-    const float inv = visible > 0 ? 1.0f / l : 0.0f;
+    const float inv = visible > 0 ? att_out_scale(m, l, sinks, head, false) : 0.0f;
 #pragma unroll
     for (int a = 0; a < ATT_ACC; ++a) {
         const rf_u32 d = t + (rf_u32)a * ATT_THREADS;
@@ -94,12 +108,12 @@ RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half*
 RF_KERNEL(ATT_THREADS) void attention_f16(const float* q, const rf_half* k, const rf_half* v,
                                           float* out, rf_u32 n_q, rf_u32 n_kv, rf_u32 n_heads,
                                           rf_u32 n_kv_heads, rf_u32 head_dim, float scale,
-                                          rf_u32 window) {
+                                          rf_u32 window, const float* sinks) {
     const rf_u32 head = RF_BID_X, qi = RF_BID_Y;
     const rf_u64 at = ((rf_u64)qi * n_heads + head) * head_dim;
     const rf_u32 visible = n_kv + qi + 1 > n_q ? n_kv + qi + 1 - n_q : 0;
     att_one_query(q + at, k, v, out + at, att_first_key(visible, window), visible, head, n_heads,
-                  n_kv_heads, head_dim, scale);
+                  n_kv_heads, head_dim, scale, sinks);
 }
 
 // Ragged batch: query i (block y = i) is row rows[i] of q and out, and attends over the first
@@ -110,12 +124,12 @@ RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* k_b
                                                const rf_u64* v_base, const rf_u32* rows,
                                                const rf_u32* lens, float* out, rf_u32 n_heads,
                                                rf_u32 n_kv_heads, rf_u32 head_dim, float scale,
-                                               rf_u32 window) {
+                                               rf_u32 window, const float* sinks) {
     const rf_u32 head = RF_BID_X, i = RF_BID_Y;
     const rf_u64 at = ((rf_u64)rows[i] * n_heads + head) * head_dim;
     att_one_query(q + at, (const rf_half*)k_base[i], (const rf_half*)v_base[i], out + at,
                   att_first_key(lens[i], window), lens[i], head, n_heads, n_kv_heads, head_dim,
-                  scale);
+                  scale, sinks);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,7 +351,8 @@ RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
                                                               const rf_u32* rows,
                                                               const rf_u32* lens, float* out,
                                                               rf_u32 n_heads, rf_u32 head_dim,
-                                                              rf_u32 n_split, rf_u32 window) {
+                                                              rf_u32 n_split, rf_u32 window,
+                                                              const float* sinks) {
     __shared__ float w_sh[AS_MAX_SPLIT];
     __shared__ float den_sh;
     const rf_u32 h = RF_BID_X, i = RF_BID_Y, t = RF_TID_X;
@@ -353,6 +368,8 @@ RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
             big = ms > big ? ms : big;
         }
         big = rf_warp_max_f32(big);
+        // An attention sink joins the maximum and the denominator (no value of its own).
+        if (sinks) big = sinks[h] > big ? sinks[h] : big;
         float den = 0.0f;
         for (rf_u32 s = t; s < splits; s += RF_WARP_SIZE) {
             const float ms = p[s * stride + head_dim];
@@ -362,6 +379,7 @@ RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
             den += w * p[s * stride + head_dim + 1];
         }
         den = rf_warp_sum_f32(den);
+        if (sinks) den += rf_expf(sinks[h] - big);
         if (t == 0) den_sh = den;
     }
     rf_sync_block();
@@ -413,7 +431,7 @@ RF_DEVICE void fa_axpy2(float* acc, float p, rf_u32 w) {
 template <int HD>
 RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half* v, float* out,
                                  rf_u32 n_q, rf_u32 n_kv, rf_u32 n_heads, rf_u32 n_kv_heads,
-                                 float scale, rf_u32 window) {
+                                 float scale, rf_u32 window, const float* sinks) {
     constexpr int QK_STRIDE = HD + 4;  // floats per staged Q / K row
     constexpr int NC = HD / 32;        // 8-value output chunks per thread
     constexpr int NK = FA_BK / 4;      // keys per thread per tile
@@ -536,7 +554,7 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
     }
 
     if (!row_valid) return;
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const float inv = att_out_scale(m, l, sinks, head, true);
     float* orow = out + ((rf_u64)my_q * n_heads + head) * HD;
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
@@ -550,9 +568,11 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
 #define RF_ATTENTION_PREFILL(HD)                                                                  \
     RF_KERNEL(FA_THREADS) void attention_prefill_f16_hd##HD(                                      \
         const float* q, const rf_half* k, const rf_half* v, float* out, rf_u32 n_q, rf_u32 n_kv,  \
-        rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, float scale, rf_u32 window) {        \
+        rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, float scale, rf_u32 window,          \
+        const float* sinks) {                                                                     \
         (void)head_dim;                                                                           \
-        attention_prefill<HD>(q, k, v, out, n_q, n_kv, n_heads, n_kv_heads, scale, window);       \
+        attention_prefill<HD>(q, k, v, out, n_q, n_kv, n_heads, n_kv_heads, scale, window,        \
+                              sinks);                                                             \
     }
 
 RF_ATTENTION_PREFILL(64)

@@ -27,6 +27,29 @@ RF_KERNEL(256) void silu_mul_f32(const float* gate, const float* up, float* out,
     }
 }
 
+// gpt-oss's clamped SwiGLU (ggml's swiglu_oai): x = min(gate, limit), y = clamp(up, ±limit),
+// out = x / (1 + exp(-alpha x)) * (y + 1)
+RF_KERNEL(256) void swiglu_oai_f32(const float* gate, const float* up, float* out, rf_u32 n,
+                                   float alpha, float limit) {
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
+        const float x = gate[i] < limit ? gate[i] : limit;
+        float y = up[i] < limit ? up[i] : limit;
+        y = y > -limit ? y : -limit;
+        out[i] = x / (1.0f + rf_expf(alpha * -x)) * (y + 1.0f);
+    }
+}
+
+// y[i] += bias[(ids ? ids[i / cols] : 0) * cols + i % cols]: each row of cols values plus the
+// bias row its id picks (llama.cpp's add_id, gpt-oss's expert biases), or the one bias row.
+RF_KERNEL(256) void add_bias_f32(float* y, const float* bias, const rf_u32* ids, rf_u32 cols,
+                                 rf_u32 n) {
+    for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
+        const rf_u64 r = i / cols;
+        const rf_u64 b = ids ? (rf_u64)ids[r] : 0;
+        y[i] = y[i] + bias[b * cols + i % cols];
+    }
+}
+
 // 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))
 RF_DEVICE float ew_gelu(float t) {
     return 0.5f * t * (1.0f + rf_tanhf(0.7978846f * t * (1.0f + 0.044715f * t * t)));

@@ -258,10 +258,9 @@ struct rf_q8_0 {
     }
 };
 
-// The 16 signed values of ggml's kvalues_iq4nl, four per word.
-RF_DEVICE int rf_iq4_lookup4(rf_u32 nibbles4) {
-    // nibbles4: four 4-bit indices, one per byte.
-    const rf_u32 t0 = 0xbfad9881u, t1 = 0xf6eaddcfu, t2 = 0x26190d01u, t3 = 0x71594535u;
+// Four table lookups at once: byte k of the result is entry (byte k of `nibbles4`, 0..15) of a
+// table of 16 signed bytes held four per word in t0..t3.
+RF_DEVICE int rf_lookup4(rf_u32 nibbles4, rf_u32 t0, rf_u32 t1, rf_u32 t2, rf_u32 t3) {
     rf_u32 r = 0;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
@@ -270,6 +269,12 @@ RF_DEVICE int rf_iq4_lookup4(rf_u32 nibbles4) {
         r |= ((word >> (8 * (idx & 3))) & 0xffu) << (8 * k);
     }
     return (int)r;
+}
+
+// The 16 signed values of ggml's kvalues_iq4nl, four per word.
+RF_DEVICE int rf_iq4_lookup4(rf_u32 nibbles4) {
+    // nibbles4: four 4-bit indices, one per byte.
+    return rf_lookup4(nibbles4, 0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
 }
 
 struct rf_iq4_nl {
@@ -285,6 +290,50 @@ struct rf_iq4_nl {
             o[0].q[4 + i] = rf_iq4_lookup4((w >> 4) & 0x0f0f0f0fu);
         }
         rf_qb_scale(o[0], rf_f16_bits(rf_ld_u16(b)), 0.0f, 0.0f);
+    }
+};
+
+// N words from a byte-aligned address: aligned word loads funnel-shifted into place. The last
+// aligned word is read only when the run is not word-aligned, and then it holds at least one
+// byte of the run (an aligned word never straddles an allocation's end).
+template <int N>
+RF_DEVICE void rf_ld_words_a1(const rf_u8* p, rf_u32* w) {
+    const rf_u32* base = (const rf_u32*)((rf_u64)p & ~(rf_u64)3);
+    const rf_u32 sh = ((rf_u32)(rf_u64)p & 3u) * 8u;
+    rf_u32 cur = base[0];
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const rf_u32 next = (i + 1 < N || sh) ? base[i + 1] : 0u;
+        w[i] = (rf_u32)((((rf_u64)next << 32) | cur) >> sh);
+        cur = next;
+    }
+}
+
+// E8M0 scale byte e to half its value, 2^(e - 128) (ggml's ggml_e8m0_to_fp32_half: MXFP4's
+// table values are doubled).
+RF_DEVICE float rf_e8m0_half(rf_u32 e) {
+    const rf_u32 bits = e < 2u ? 0x00200000u << e : (e - 1u) << 23;
+    return __builtin_bit_cast(float, bits);
+}
+
+// MXFP4 (gpt-oss's experts): 17 bytes per 32 values, e (E8M0) then 16 bytes of FP4 E2M1 codes
+// ordered as Q4_0's; value = kvalues_mxfp4[code] * 2^(e - 128) with the doubled E2M1 table
+// {0, 1, 2, 3, 4, 6, 8, 12, -0, -1, -2, -3, -4, -6, -8, -12}. Blocks are byte-aligned.
+struct rf_mxfp4 {
+    static constexpr int BLOCK_VALUES = 32, BLOCK_BYTES = 17, QB_PER_CHUNK = 1;
+    static constexpr bool SCALE16 = false, HAS_MIN = false, HAS_MW = false;
+    static RF_MEMBER void unpack(const rf_u8* b, int, rf_qb* o) {
+        rf_u32 ws[4];
+        rf_ld_words_a1<4>(b + 1, ws);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const rf_u32 w = ws[i];
+            o[0].q[i] = rf_lookup4(w & 0x0f0f0f0fu, 0x03020100u, 0x0c080604u, 0xfdfeff00u,
+                                   0xf4f8fafcu);
+            o[0].q[4 + i] = rf_lookup4((w >> 4) & 0x0f0f0f0fu, 0x03020100u, 0x0c080604u,
+                                       0xfdfeff00u, 0xf4f8fafcu);
+        }
+        rf_qb_scale(o[0], rf_e8m0_half(b[0]), 0.0f, 0.0f);
     }
 };
 

@@ -32,11 +32,12 @@ pub enum GgmlType {
     I64 = 27,
     F64 = 28,
     BF16 = 30,
+    MXFP4 = 39,
 }
 
 impl GgmlType {
     /// Every type this crate knows the layout of.
-    pub const ALL: [GgmlType; 22] = [
+    pub const ALL: [GgmlType; 23] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::Q4_0,
@@ -59,6 +60,7 @@ impl GgmlType {
         GgmlType::I64,
         GgmlType::F64,
         GgmlType::BF16,
+        GgmlType::MXFP4,
     ];
 
     /// The type with ggml id `id`, or `None` for an id this crate does not know.
@@ -76,7 +78,7 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 | I8 | I16 | I32 | I64 | F64 => 1,
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL => 32,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL | MXFP4 => 32,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS => 256,
         }
     }
@@ -96,6 +98,7 @@ impl GgmlType {
             Q8_0 => 34,
             Q8_1 => 36,
             IQ4_NL => 18,
+            MXFP4 => 17,
             Q2_K => 84,
             Q3_K => 110,
             Q4_K => 144,
@@ -147,6 +150,7 @@ impl GgmlType {
             I64 => "I64",
             F64 => "F64",
             BF16 => "BF16",
+            MXFP4 => "MXFP4",
         }
     }
 

@@ -64,7 +64,7 @@ fn integer_and_f64_types_are_unsupported() {
         .iter()
         .filter(|t| quants::can_dequantize(**t))
         .count();
-    assert_eq!(supported, 17);
+    assert_eq!(supported, 18);
 }
 
 #[test]
@@ -112,6 +112,24 @@ fn iq4_nl_codes_index_the_value_table() {
         assert_eq!(y[j], 2.0 * f32::from(quants::IQ4_NL_VALUES[j]));
         assert_eq!(y[j + 16], y[j]);
     }
+}
+
+#[test]
+fn mxfp4_codes_are_doubled_e2m1_values_times_half_the_e8m0_scale() {
+    // e = 130: scale 2^3, half of it 4; code j of the low nibbles, 15 - j of the high ones.
+    let mut b = vec![130u8];
+    b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let y = quants::dequantize_to_vec(GgmlType::MXFP4, &b).unwrap();
+    let e2m1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
+    for j in 0..16 {
+        let v = |q: usize| if q < 8 { e2m1[q] } else { -e2m1[q - 8] };
+        assert_eq!(y[j], 8.0 * v(j));
+        assert_eq!(y[j + 16], 8.0 * v(15 - j));
+    }
+    // e = 0 and 1 are subnormal halves (2^-128 and 2^-127 times the doubled value).
+    assert_eq!(quants::e8m0_half(0), f32::from_bits(0x0020_0000));
+    assert_eq!(quants::e8m0_half(1), f32::from_bits(0x0040_0000));
+    assert_eq!(quants::e8m0_half(127), 0.5);
 }
 
 #[test]

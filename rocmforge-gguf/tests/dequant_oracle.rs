@@ -5,8 +5,8 @@
 //! edge cases (zero, negative, largest and subnormal scales; all-zero, all-one and alternating
 //! codes) are dequantized by both sides. Both compute each value with the same f32 operations in
 //! the same order, so the results must be bitwise equal (two NaNs count as equal, whatever their
-//! payload). For the types gguf can quantize (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) the bytes
-//! our quantizer writes must equal gguf's.
+//! payload). For the types gguf can quantize (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4) the
+//! bytes our quantizer writes must equal gguf's.
 //!
 //! Python: `$ROCMFORGE_PYTHON`, else `<repo>/.venv/bin/python`. Missing Python or gguf is a
 //! failure, never a skip: `cargo xtask test` creates the venv.
@@ -195,7 +195,7 @@ fn dequantization_equals_gguf_py_for_every_type() {
         .collect();
     assert_eq!(
         types.len(),
-        17,
+        18,
         "every float and block type is dequantizable"
     );
     let mut inputs = Vec::new();
@@ -257,6 +257,7 @@ fn quantization_equals_gguf_py_where_gguf_quantizes() {
         GgmlType::Q5_0,
         GgmlType::Q5_1,
         GgmlType::Q8_0,
+        GgmlType::MXFP4,
     ];
     // Normal-ish values with a varying scale, plus a few blocks of constant, zero and tiny data.
     let mut x: Vec<f32> = (0..32 * 1024)

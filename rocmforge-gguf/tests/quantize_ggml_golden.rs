@@ -88,11 +88,16 @@ fn quantizers_write_the_bytes_ggml_reference_writes() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Block quantizers pinned to another independent reference instead: MXFP4 to gguf-py 0.19.0's
+/// quantizer, byte for byte (`dequant_oracle`'s `quantization_equals_gguf_py_where_gguf_quantizes`);
+/// no ggml golden hash was computed for it yet.
+const PINNED_ELSEWHERE: &[GgmlType] = &[GgmlType::MXFP4];
+
 #[test]
 fn every_block_quantizer_is_pinned_to_ggml() {
     let pinned: Vec<GgmlType> = GOLDEN.iter().map(|(t, _)| *t).collect();
     for ty in GgmlType::ALL {
-        if ty.is_quantized() {
+        if ty.is_quantized() && !PINNED_ELSEWHERE.contains(&ty) {
             assert!(pinned.contains(&ty), "{ty} has no ggml golden hash");
         }
     }

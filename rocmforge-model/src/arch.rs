@@ -26,6 +26,11 @@ pub enum Architecture {
     /// keys read) and, when the file has `attention.temperature_scale`, queries scaled per
     /// position (llama 4's attention temperature).
     Mistral3,
+    /// gpt-oss (OpenAI's open-weight MoE): attention with q/k/v/output biases and a learned sink
+    /// logit per head, sliding-window (128) and full layers alternating (even layers local), YaRN,
+    /// NeoX RoPE; a mixture of experts whose router has a bias and whose weights are the softmax
+    /// of the chosen experts' logits, experts with biases and a clamped SwiGLU (`swiglu_oai`).
+    GptOss,
 }
 
 /// How RoPE pairs up the dimensions of a head.
@@ -39,8 +44,8 @@ pub enum RopeStyle {
 
 impl Architecture {
     /// Every architecture name accepted in `general.architecture`.
-    pub const SUPPORTED: [&'static str; 7] = [
-        "llama", "qwen2", "qwen3", "glm4", "qwen3moe", "gemma3", "mistral3",
+    pub const SUPPORTED: [&'static str; 8] = [
+        "llama", "qwen2", "qwen3", "glm4", "qwen3moe", "gemma3", "mistral3", "gpt-oss",
     ];
 
     /// Parses `general.architecture`; an unknown name is an error listing the supported ones.
@@ -53,6 +58,7 @@ impl Architecture {
             "qwen3moe" => Ok(Self::Qwen3Moe),
             "gemma3" => Ok(Self::Gemma3),
             "mistral3" => Ok(Self::Mistral3),
+            "gpt-oss" => Ok(Self::GptOss),
             other => Err(ModelError::UnsupportedArchitecture {
                 name: other.to_string(),
                 supported: Self::SUPPORTED.join(", "),
@@ -70,6 +76,7 @@ impl Architecture {
             Self::Qwen3Moe => "qwen3moe",
             Self::Gemma3 => "gemma3",
             Self::Mistral3 => "mistral3",
+            Self::GptOss => "gpt-oss",
         }
     }
 
@@ -77,7 +84,9 @@ impl Architecture {
     pub fn rope_style(self) -> RopeStyle {
         match self {
             Self::Llama | Self::Glm4 | Self::Mistral3 => RopeStyle::Adjacent,
-            Self::Qwen2 | Self::Qwen3 | Self::Qwen3Moe | Self::Gemma3 => RopeStyle::HalfSplit,
+            Self::Qwen2 | Self::Qwen3 | Self::Qwen3Moe | Self::Gemma3 | Self::GptOss => {
+                RopeStyle::HalfSplit
+            }
         }
     }
 
@@ -88,7 +97,13 @@ impl Architecture {
 
     /// Whether the feed-forward is a mixture of experts (`ffn_*_exps` and a router).
     pub fn is_moe(self) -> bool {
-        matches!(self, Self::Qwen3Moe)
+        matches!(self, Self::Qwen3Moe | Self::GptOss)
+    }
+
+    /// Whether this is gpt-oss's block: attention sinks, output bias, router and expert biases,
+    /// clamped SwiGLU experts, and `post_attention_norm` as the norm before the experts.
+    pub fn is_gpt_oss(self) -> bool {
+        matches!(self, Self::GptOss)
     }
 
     /// Whether the attention and MLP outputs are RMS-normed before the residual add.
@@ -110,7 +125,23 @@ impl Architecture {
 
     /// Whether some layers may attend over a sliding window (`attention.sliding_window`).
     pub fn has_sliding_window(self) -> bool {
-        matches!(self, Self::Gemma3)
+        matches!(self, Self::Gemma3 | Self::GptOss)
+    }
+
+    /// The default period of local/global layers when the file has no
+    /// `attention.sliding_window_pattern` (llama.cpp: gemma3 6, gpt-oss 2: even layers local).
+    pub fn default_swa_period(self) -> usize {
+        match self {
+            Self::GptOss => 2,
+            _ => 6,
+        }
+    }
+
+    /// Whether the local layers' RoPE keeps the file's scaling (gpt-oss: YaRN on every layer,
+    /// base `rope.freq_base_swa` else the global base) rather than running unscaled on base
+    /// `rope.freq_base_swa` else 10 000 (gemma3).
+    pub fn local_rope_scaled(self) -> bool {
+        matches!(self, Self::GptOss)
     }
 
     /// Whether the token embeddings are multiplied by `sqrt(n_embd)`.
@@ -161,5 +192,6 @@ mod tests {
         assert_eq!(Architecture::Qwen3Moe.rope_style(), RopeStyle::HalfSplit);
         assert_eq!(Architecture::Gemma3.rope_style(), RopeStyle::HalfSplit);
         assert_eq!(Architecture::Mistral3.rope_style(), RopeStyle::Adjacent);
+        assert_eq!(Architecture::GptOss.rope_style(), RopeStyle::HalfSplit);
     }
 }

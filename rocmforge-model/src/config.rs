@@ -51,9 +51,12 @@ pub struct SlidingWindow {
     pub window: usize,
     /// Per layer: whether it is local (windowed) rather than global.
     pub local: Vec<bool>,
-    /// RoPE base of the local layers (`{arch}.rope.freq_base_swa`, else 10 000); their RoPE is
-    /// never rescaled (the file's scaling applies to the global layers).
+    /// RoPE base of the local layers (`{arch}.rope.freq_base_swa`, else 10 000 — gpt-oss: else
+    /// the global base).
     pub rope_freq_base: f32,
+    /// Whether the local layers' RoPE keeps the file's scaling (gpt-oss's YaRN); otherwise it is
+    /// never rescaled (gemma3: the file's scaling applies to the global layers only).
+    pub rope_scaled: bool,
 }
 
 /// Llama 4's attention temperature (mistral3): queries at position `p` scaled by
@@ -268,11 +271,12 @@ fn swa_pattern(n_layers: usize, n_pattern: usize) -> Vec<bool> {
 /// The sliding window of an architecture that has one, read as llama.cpp reads it: a window of
 /// `{arch}.attention.sliding_window` keys (absent or 0: none) on the layers that
 /// `{arch}.attention.sliding_window_pattern` marks (an array of per-layer flags, or a period
-/// whose last layer is global; default 6).
+/// whose last layer is global; default 6, gpt-oss 2).
 fn sliding_window(
     md: &Metadata,
     arch: Architecture,
     n_layers: usize,
+    rope_freq_base: f32,
 ) -> ModelResult<Option<SlidingWindow>> {
     if !arch.has_sliding_window() {
         return Ok(None);
@@ -284,7 +288,7 @@ fn sliding_window(
     };
     let pattern_key = k("attention.sliding_window_pattern");
     let local = match md.get(&pattern_key) {
-        None => swa_pattern(n_layers, 6),
+        None => swa_pattern(n_layers, arch.default_swa_period()),
         Some(MetadataValue::Array(a)) => {
             if a.values.len() > MAX_LAYER_FLAGS {
                 return Err(invalid(
@@ -315,7 +319,13 @@ fn sliding_window(
         Some(_) => swa_pattern(n_layers, required_usize(md, &pattern_key)?),
     };
     let base_key = k("rope.freq_base_swa");
-    let rope_freq_base = md.opt_f32(&base_key)?.unwrap_or(10_000.0);
+    let rope_scaled = arch.local_rope_scaled();
+    let default_base = if rope_scaled {
+        rope_freq_base
+    } else {
+        10_000.0
+    };
+    let rope_freq_base = md.opt_f32(&base_key)?.unwrap_or(default_base);
     if !(rope_freq_base.is_finite() && rope_freq_base > 0.0) {
         return Err(invalid(
             &base_key,
@@ -326,6 +336,7 @@ fn sliding_window(
         window,
         local,
         rope_freq_base,
+        rope_scaled,
     }))
 }
 
@@ -460,7 +471,7 @@ impl ModelConfig {
             context_length,
             vocab_size,
             moe: moe_config(md, arch, n_ff)?,
-            swa: sliding_window(md, arch, n_layers)?,
+            swa: sliding_window(md, arch, n_layers, rope_freq_base)?,
             attn_scale: arch.attention_scale(n_layers, n_embd, n_heads, head_dim),
             embd_scale: arch.scales_embedding().then(|| (n_embd as f32).sqrt()),
             final_logit_softcap,

@@ -75,13 +75,23 @@ fn rope_mode(c: &ModelConfig) -> RopeMode {
 }
 
 /// The RoPE of the sliding-window (local) layers, when the model has some: their own base, never
-/// rescaled (as llama.cpp's `rope_freq_base_train_swa` / `rope_freq_scale_train_swa` for gemma3).
+/// rescaled (as llama.cpp's `rope_freq_base_train_swa` / `rope_freq_scale_train_swa` for gemma3),
+/// or with `rope_scaled` the global RoPE on that base (gpt-oss: the same YaRN on every layer).
 pub(crate) fn rope_params_local(c: &ModelConfig) -> Option<RopeParams> {
-    c.swa.as_ref().map(|s| RopeParams {
-        n_rot: c.n_rot,
-        freq_base: s.rope_freq_base,
-        freq_scale: 1.0,
-        mode: rope_mode(c),
-        yarn: None,
+    c.swa.as_ref().map(|s| {
+        if s.rope_scaled {
+            RopeParams {
+                freq_base: s.rope_freq_base,
+                ..rope_params(c)
+            }
+        } else {
+            RopeParams {
+                n_rot: c.n_rot,
+                freq_base: s.rope_freq_base,
+                freq_scale: 1.0,
+                mode: rope_mode(c),
+                yarn: None,
+            }
+        }
     })
 }

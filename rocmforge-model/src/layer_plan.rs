@@ -71,6 +71,25 @@ pub struct LayerPlan {
     pub post_attn_norm: Option<Arc<LazyTensor>>,
     /// `post_ffw_norm.weight` (GLM-4).
     pub post_ffn_norm: Option<Arc<LazyTensor>>,
+    /// `attn_output.bias` (gpt-oss).
+    pub o_bias: Option<Arc<LazyTensor>>,
+    /// `attn_sinks.weight`: one sink logit per query head (gpt-oss).
+    pub attn_sinks: Option<Arc<LazyTensor>>,
+    /// The router's and the experts' biases (gpt-oss).
+    pub moe_bias: Option<MoeBiasPlan>,
+}
+
+/// gpt-oss's mixture-of-experts biases.
+#[derive(Debug, Clone)]
+pub struct MoeBiasPlan {
+    /// `ffn_gate_inp.bias` (`[n_expert]`).
+    pub router: Arc<LazyTensor>,
+    /// `ffn_gate_exps.bias` (`[n_expert][n_ff_exp]`).
+    pub gate: Arc<LazyTensor>,
+    /// `ffn_up_exps.bias` (`[n_expert][n_ff_exp]`).
+    pub up: Arc<LazyTensor>,
+    /// `ffn_down_exps.bias` (`[n_expert][n_embd]`).
+    pub down: Arc<LazyTensor>,
 }
 
 /// An `Unloaded` lazy tensor for `name` from the file's index.
@@ -164,6 +183,24 @@ impl LayerPlan {
                 None,
             )
         };
+        let gpt_oss = config.arch.is_gpt_oss();
+        let moe_bias = if gpt_oss {
+            Some(MoeBiasPlan {
+                router: unloaded(file, &n("ffn_gate_inp.bias"))?,
+                gate: unloaded(file, &n("ffn_gate_exps.bias"))?,
+                up: unloaded(file, &n("ffn_up_exps.bias"))?,
+                down: unloaded(file, &n("ffn_down_exps.bias"))?,
+            })
+        } else {
+            None
+        };
+        // gpt-oss names the norm before its experts `post_attention_norm` (it is not applied to
+        // the attention's output).
+        let norm2 = if gpt_oss {
+            "post_attention_norm.weight"
+        } else {
+            "ffn_norm.weight"
+        };
         Ok(LayerPlan {
             index,
             qkv,
@@ -173,11 +210,22 @@ impl LayerPlan {
             mlp_down,
             moe_router,
             norm1: unloaded(file, &n("attn_norm.weight"))?,
-            norm2: unloaded(file, &n("ffn_norm.weight"))?,
+            norm2: unloaded(file, &n(norm2))?,
             q_norm,
             k_norm,
             post_attn_norm,
             post_ffn_norm,
+            o_bias: if gpt_oss {
+                Some(unloaded(file, &n("attn_output.bias"))?)
+            } else {
+                None
+            },
+            attn_sinks: if gpt_oss {
+                Some(unloaded(file, &n("attn_sinks.weight"))?)
+            } else {
+                None
+            },
+            moe_bias,
         })
     }
 
@@ -215,6 +263,10 @@ impl LayerPlan {
             .into_iter()
             .flatten(),
         );
+        out.extend([&self.o_bias, &self.attn_sinks].into_iter().flatten());
+        if let Some(b) = &self.moe_bias {
+            out.extend([&b.router, &b.gate, &b.up, &b.down]);
+        }
         out
     }
 }

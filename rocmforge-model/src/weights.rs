@@ -65,6 +65,20 @@ pub(crate) struct LayerWeights {
     pub norm2: Vector,
     pub ffn: Ffn,
     pub post_ffn_norm: Option<Vector>,
+    /// The output projection's bias (gpt-oss), f32 on the backend.
+    pub o_bias: Option<Tensor>,
+    /// One sink logit per query head (gpt-oss), f32 on the backend.
+    pub sinks: Option<Tensor>,
+}
+
+/// gpt-oss's router and expert biases, f32 on the backend: the router's `[n_expert]`, the
+/// experts' gate and up `[n_expert][n_ff_exp]` and down `[n_expert][n_embd]`.
+#[derive(Debug)]
+pub(crate) struct MoeBias {
+    pub router: Tensor,
+    pub gate: Tensor,
+    pub up: Tensor,
+    pub down: Tensor,
 }
 
 /// A block's feed-forward weights.
@@ -79,6 +93,8 @@ pub(crate) enum Ffn {
         gate: Mat,
         up: Mat,
         down: Mat,
+        /// gpt-oss's biases.
+        bias: Option<Box<MoeBias>>,
     },
 }
 
@@ -285,9 +301,29 @@ impl Loader<'_> {
 
     /// A bias: always f32 on the host.
     fn bias(&self, name: &str, len: usize) -> ModelResult<Vec<f32>> {
+        self.bias_rows(name, len, 1)
+    }
+
+    /// A bias of `rows` rows of `cols` (GGUF dims `[cols, rows]`), f32 on the host.
+    fn bias_rows(&self, name: &str, cols: usize, rows: usize) -> ModelResult<Vec<f32>> {
         let info = self.info(name)?;
-        check_dims(info, &[len])?;
+        if rows == 1 {
+            check_dims(info, &[cols])?;
+        } else {
+            check_dims(info, &[cols, rows])?;
+        }
         Ok(dequantize_to_vec(info.ty, self.file.tensor_data(info))?)
+    }
+
+    /// [`Loader::bias_rows`] as an f32 tensor `[rows][cols]` on the backend.
+    fn bias_tensor(&self, name: &str, cols: usize, rows: usize) -> ModelResult<Tensor> {
+        let b = self.bias_rows(name, cols, rows)?;
+        let shape = if rows == 1 {
+            vec![cols]
+        } else {
+            vec![rows, cols]
+        };
+        Ok(self.backend.from_f32(shape, &b)?)
     }
 }
 
@@ -299,11 +335,21 @@ fn name_of(t: &Option<Arc<rocmforge_tensor::LazyTensor>>) -> Option<&str> {
 fn ffn(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<Ffn> {
     if let (Some(moe), Some(router), Some(gate)) = (&c.moe, &l.moe_router, &l.mlp_gate) {
         let (e, ff) = (moe.n_expert, moe.n_ff_exp);
+        let bias = match &l.moe_bias {
+            Some(b) => Some(Box::new(MoeBias {
+                router: ld.bias_tensor(b.router.name(), e, 1)?,
+                gate: ld.bias_tensor(b.gate.name(), ff, e)?,
+                up: ld.bias_tensor(b.up.name(), ff, e)?,
+                down: ld.bias_tensor(b.down.name(), c.n_embd, e)?,
+            })),
+            None => None,
+        };
         return Ok(Ffn::Moe {
             router: ld.matrix(router.name(), c.n_embd, e)?,
             gate: ld.experts(gate.name(), c.n_embd, ff, e)?,
             up: ld.experts(l.mlp_up.name(), c.n_embd, ff, e)?,
             down: ld.experts(l.mlp_down.name(), ff, c.n_embd, e)?,
+            bias,
         });
     }
     let (gate, up) = match &l.mlp_gate {
@@ -399,6 +445,12 @@ fn layer(ld: &mut Loader<'_>, c: &ModelConfig, l: &LayerPlan) -> ModelResult<Lay
         norm2: ld.vector(l.norm2.name(), c.n_embd)?,
         ffn,
         post_ffn_norm: ld.opt_vector(name_of(&l.post_ffn_norm), c.n_embd)?,
+        o_bias: name_of(&l.o_bias)
+            .map(|n| ld.bias_tensor(n, c.n_embd, 1))
+            .transpose()?,
+        sinks: name_of(&l.attn_sinks)
+            .map(|n| ld.bias_tensor(n, c.n_heads, 1))
+            .transpose()?,
     })
 }
 

@@ -204,6 +204,12 @@ fn gemma3_file(layers: u32, extra: &[(&str, MetadataValue)]) -> GgufFile {
     for (key, v) in extra {
         w.add_metadata(key, v.clone());
     }
+    with_layers(w, layers)
+}
+
+/// `w` with a token embedding and one tensor per layer (a block count is checked against the
+/// tensors), as a file.
+fn with_layers(mut w: GgufWriter, layers: u32) -> GgufFile {
     w.add_tensor(
         "token_embd.weight",
         &[64, 10],
@@ -216,7 +222,7 @@ fn gemma3_file(layers: u32, extra: &[(&str, MetadataValue)]) -> GgufFile {
         w.add_tensor(&name, &[64], GgmlType::F32, vec![0u8; 64 * 4])
             .unwrap();
     }
-    GgufFile::from_bytes("gemma3-config.gguf", w.to_bytes().unwrap()).unwrap()
+    GgufFile::from_bytes("layers-config.gguf", w.to_bytes().unwrap()).unwrap()
 }
 
 #[test]
@@ -359,4 +365,71 @@ fn mistral3_reads_yarn_tuning_and_attention_temperature() {
             ..
         }
     ));
+}
+
+#[test]
+fn gpt_oss_alternates_local_and_global_layers_with_yarn_on_both() {
+    let u = MetadataValue::U32;
+    let f = MetadataValue::F32;
+    let mut w = GgufWriter::new();
+    w.add_metadata(
+        "general.architecture",
+        MetadataValue::String("gpt-oss".into()),
+    );
+    let k = |s: &str| format!("gpt-oss.{s}");
+    for (key, v) in [
+        ("block_count", u(4)),
+        ("embedding_length", u(2880)),
+        ("feed_forward_length", u(2880)),
+        ("attention.head_count", u(64)),
+        ("attention.head_count_kv", u(8)),
+        ("attention.key_length", u(64)),
+        ("attention.value_length", u(64)),
+        ("attention.sliding_window", u(128)),
+        ("expert_count", u(32)),
+        ("expert_used_count", u(4)),
+        ("expert_feed_forward_length", u(2880)),
+        ("rope.freq_base", f(150_000.0)),
+        ("rope.scaling.factor", f(32.0)),
+        ("rope.scaling.original_context_length", u(4096)),
+        // Read by mistral3 only: gpt-oss keeps llama.cpp's defaults (32, 1, none).
+        ("rope.scaling.yarn_beta_fast", f(8.0)),
+    ] {
+        w.add_metadata(&k(key), v);
+    }
+    w.add_metadata(
+        &k("rope.scaling.type"),
+        MetadataValue::String("yarn".into()),
+    );
+    let c = ModelConfig::from_gguf(&with_layers(w, 4)).unwrap();
+    assert_eq!(c.arch, Architecture::GptOss);
+    assert_eq!((c.n_heads, c.n_kv_heads, c.head_dim), (64, 8, 64));
+    assert_eq!(c.attn_scale, 1.0 / 8.0);
+    let moe = c.moe.unwrap();
+    assert_eq!(
+        (moe.n_expert, moe.n_expert_used, moe.n_ff_exp),
+        (32, 4, 2880)
+    );
+    assert!(moe.normalize_weights);
+    // llama.cpp's default pattern for gpt-oss is 2: the even layers are local.
+    let swa = c.swa.clone().unwrap();
+    assert_eq!(swa.window, 128);
+    assert_eq!(swa.local, vec![true, false, true, false]);
+    assert_eq!(
+        (0..4).map(|il| c.layer_window(il)).collect::<Vec<_>>(),
+        vec![Some(128), None, Some(128), None]
+    );
+    // The local layers keep the YaRN scaling and (without freq_base_swa) the global base.
+    assert!(swa.rope_scaled);
+    assert_eq!(swa.rope_freq_base, 150_000.0);
+    assert_eq!(
+        c.rope_scaling,
+        RopeScaling::Yarn {
+            factor: 32.0,
+            original_context: 4096,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            log_mul: 0.0,
+        }
+    );
 }

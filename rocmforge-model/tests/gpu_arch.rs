@@ -5,7 +5,9 @@
 //! the device) and gemma3 (a local layer with a 3-key sliding window and its own RoPE base, a
 //! global layer with linear RoPE scaling, q/k and post norms, scaled embeddings, GeGLU, tied
 //! output, final logit soft-capping) and mistral3 (YaRN with its beta and log-multiplier keys,
-//! the attention temperature growing every 4 positions)
+//! the attention temperature growing every 4 positions) and gpt-oss (MXFP4 experts with biases,
+//! a router bias, 4 of 8 experts used, clamped SwiGLU, attention sinks, q/k/v/output biases,
+//! a 3-key sliding window on the even layer, YaRN on both)
 //! run by [`Model`] on the GPU — prefill, decode and a ragged batch — against the same `Model`
 //! on the CPU backend; and the device-memory limits: a model that cannot fit fails before any
 //! upload, and the KV cache is capped to the free memory instead of failing.
@@ -46,7 +48,9 @@ fn tiny(arch: &str) -> Vec<u8> {
         let values: Vec<f32> = (0..n)
             .map(|_| ((rng.next_f64() * 2.0 - 1.0) as f32) * scale + offset)
             .collect();
-        let ty = if name.contains("_exps.") {
+        let ty = if name.contains("_exps.weight") && arch == "gpt-oss" {
+            GgmlType::MXFP4
+        } else if name.contains("_exps.weight") {
             GgmlType::Q8_0
         } else {
             GgmlType::F32
@@ -69,9 +73,15 @@ fn tiny(arch: &str) -> Vec<u8> {
     for l in 0..LAYERS {
         let n = |s: &str| format!("blk.{l}.{s}");
         add(&mut w, n("attn_norm.weight"), vec![EMBD], 0.2, 1.0);
-        add(&mut w, n("ffn_norm.weight"), vec![EMBD], 0.2, 1.0);
+        let norm2 = if arch == "gpt-oss" {
+            "post_attention_norm.weight"
+        } else {
+            "ffn_norm.weight"
+        };
+        add(&mut w, n(norm2), vec![EMBD], 0.2, 1.0);
         add(&mut w, n("attn_output.weight"), vec![qd, EMBD], 0.3, 0.0);
-        if arch != "qwen3moe" {
+        let moe = arch == "qwen3moe" || arch == "gpt-oss";
+        if !moe {
             add(&mut w, n("ffn_down.weight"), vec![FF, EMBD], 0.3, 0.0);
         }
         if arch == "glm4" {
@@ -97,7 +107,7 @@ fn tiny(arch: &str) -> Vec<u8> {
             add(&mut w, n("attn_k.weight"), vec![EMBD, kd], 0.3, 0.0);
             add(&mut w, n("attn_v.weight"), vec![EMBD, kd], 0.3, 0.0);
         }
-        if arch == "qwen3moe" {
+        if moe {
             add(
                 &mut w,
                 n("ffn_gate_inp.weight"),
@@ -114,7 +124,34 @@ fn tiny(arch: &str) -> Vec<u8> {
             add(&mut w, n("ffn_gate.weight"), vec![EMBD, FF], 0.3, 0.0);
             add(&mut w, n("ffn_up.weight"), vec![EMBD, FF], 0.3, 0.0);
         }
-        if arch == "qwen2" {
+        if arch == "gpt-oss" {
+            add(&mut w, n("attn_output.bias"), vec![EMBD], 0.1, 0.0);
+            add(&mut w, n("attn_sinks.weight"), vec![HEADS], 2.0, 0.0);
+            add(&mut w, n("ffn_gate_inp.bias"), vec![EXPERTS], 0.5, 0.0);
+            // Expert biases large enough that the clamp of 7 binds on some values.
+            add(
+                &mut w,
+                n("ffn_gate_exps.bias"),
+                vec![FF_EXP, EXPERTS],
+                4.0,
+                0.0,
+            );
+            add(
+                &mut w,
+                n("ffn_up_exps.bias"),
+                vec![FF_EXP, EXPERTS],
+                4.0,
+                0.0,
+            );
+            add(
+                &mut w,
+                n("ffn_down_exps.bias"),
+                vec![EMBD, EXPERTS],
+                0.3,
+                0.0,
+            );
+        }
+        if arch == "qwen2" || arch == "gpt-oss" {
             add(&mut w, n("attn_q.bias"), vec![qd], 0.1, 0.0);
             add(&mut w, n("attn_k.bias"), vec![kd], 0.1, 0.0);
             add(&mut w, n("attn_v.bias"), vec![kd], 0.1, 0.0);
@@ -144,12 +181,14 @@ fn tiny(arch: &str) -> Vec<u8> {
     };
     w.add_metadata(&format!("{arch}.rope.dimension_count"), u(n_rot));
     w.add_metadata(&format!("{arch}.context_length"), u(64));
-    if arch == "qwen3moe" {
+    if arch == "qwen3moe" || arch == "gpt-oss" {
+        let used = if arch == "gpt-oss" { 4 } else { EXPERTS_USED };
         w.add_metadata(&format!("{arch}.expert_count"), u(EXPERTS));
-        w.add_metadata(&format!("{arch}.expert_used_count"), u(EXPERTS_USED));
+        w.add_metadata(&format!("{arch}.expert_used_count"), u(used));
         w.add_metadata(&format!("{arch}.expert_feed_forward_length"), u(FF_EXP));
     }
-    if arch == "mistral3" {
+    if arch == "mistral3" || arch == "gpt-oss" {
+        // YaRN 4x over 4 positions (gpt-oss: on both layers, layer 0 local with 3 keys).
         let f = MetadataValue::F32;
         w.add_metadata(
             &format!("{arch}.rope.scaling.type"),
@@ -160,9 +199,15 @@ fn tiny(arch: &str) -> Vec<u8> {
             &format!("{arch}.rope.scaling.original_context_length"),
             u(4),
         );
+    }
+    if arch == "mistral3" {
+        let f = MetadataValue::F32;
         w.add_metadata(&format!("{arch}.rope.scaling.yarn_beta_fast"), f(16.0));
         w.add_metadata(&format!("{arch}.rope.scaling.yarn_log_multiplier"), f(1.0));
         w.add_metadata(&format!("{arch}.attention.temperature_scale"), f(0.5));
+    }
+    if arch == "gpt-oss" {
+        w.add_metadata(&format!("{arch}.attention.sliding_window"), u(3));
     }
     if arch == "gemma3" {
         // Layer 0 local (3 keys, base 20 000), layer 1 global (base 1e6, linear scaling 4);
@@ -319,7 +364,7 @@ fn memory_limits() -> Check {
 
 fn main() -> ExitCode {
     type Test = fn() -> Check;
-    let tests: [(&str, Test); 8] = [
+    let tests: [(&str, Test); 9] = [
         ("llama_tied_output_matches_cpu", || {
             arch_matches_cpu("llama")
         }),
@@ -336,6 +381,9 @@ fn main() -> ExitCode {
         }),
         ("mistral3_yarn_temperature_match_cpu", || {
             arch_matches_cpu("mistral3")
+        }),
+        ("gpt_oss_mxfp4_sinks_swiglu_oai_match_cpu", || {
+            arch_matches_cpu("gpt-oss")
         }),
         ("memory_limits", memory_limits),
     ];

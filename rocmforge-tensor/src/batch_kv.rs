@@ -249,13 +249,15 @@ pub fn rope_kv_append_batch(
 
 /// Causal attention of every row of `q` (F32 `[n_rows][n_heads * head_dim]`) over its own
 /// sequence's layer-`layer` caches (its earlier tokens and itself, or with `shape.window` the
-/// last `window` of them), into the same rows of `out`.
+/// last `window` of them), into the same rows of `out`. `sinks` (F32 `[n_heads]`, gpt-oss's
+/// `attn_sinks`) joins each head's softmax denominators.
 pub fn attention_batch(
     be: &Backend,
     layer: usize,
     q: &Tensor,
     kv: &BatchKv<'_>,
     shape: &HeadShape,
+    sinks: Option<&Tensor>,
     out: &mut Tensor,
 ) -> TensorResult<()> {
     kv.check_layer(layer)?;
@@ -280,7 +282,8 @@ pub fn attention_batch(
     match (be, &kv.tables) {
         (Backend::Hip(ops), Some(tables)) => {
             let (qd, od) = (q.hip("attention_batch")?, out.hip_mut("attention_batch")?);
-            tables.attention_decode_rows(ops, layer, qd, shape, od)?;
+            let sinks_d = sinks.map(|s| s.hip("attention_batch")).transpose()?;
+            tables.attention_decode_rows(ops, layer, qd, shape, sinks_d, od)?;
             for s in kv.seqs.iter().filter(|s| s.n > 1) {
                 hip::attention::attention_rows(
                     ops,
@@ -289,6 +292,7 @@ pub fn attention_batch(
                     s.k[layer].hip("attention_batch")?,
                     s.v[layer].hip("attention_batch")?,
                     &params(s),
+                    sinks_d,
                     od,
                 )?;
             }
@@ -296,7 +300,16 @@ pub fn attention_batch(
         }
         _ => {
             for s in kv.seqs.iter() {
-                ops::attention_rows(be, q, s.row, &s.k[layer], &s.v[layer], &params(s), out)?;
+                ops::attention_rows(
+                    be,
+                    q,
+                    s.row,
+                    &s.k[layer],
+                    &s.v[layer],
+                    &params(s),
+                    sinks,
+                    out,
+                )?;
             }
             Ok(())
         }

@@ -149,6 +149,41 @@ pub fn add(be: &Backend, a: &mut Tensor, b: &Tensor) -> TensorResult<()> {
     }
 }
 
+/// `y[r] += bias[ids[r]]` over rows of the bias's width `cols`: each row plus the bias row its
+/// id picks (llama.cpp's `add_id`: gpt-oss's expert biases, ids from [`moe_route`]), or with
+/// `ids` absent plus the one bias row (`[cols]`: a projection's bias). On a GPU the ids are not
+/// read back; they must be below the bias's row count (the router's are).
+pub fn add_bias(
+    be: &Backend,
+    y: &mut Tensor,
+    bias: &Tensor,
+    cols: usize,
+    ids: Option<&Ids>,
+) -> TensorResult<()> {
+    const OP: &str = "add_bias";
+    match (be, ids) {
+        (Backend::Cpu, None | Some(Ids::Cpu(_))) => {
+            let ids = match ids {
+                Some(Ids::Cpu(v)) => Some(v.as_slice()),
+                _ => None,
+            };
+            let (b, y) = (bias.cpu_f32(OP)?, y.cpu_f32_mut(OP)?);
+            cpu::add_bias(y, b, cols, ids).map_err(|what| shape_err(OP, what))
+        }
+        (Backend::Hip(ops), None | Some(Ids::Hip(_))) => {
+            let ids = match ids {
+                Some(Ids::Hip(v)) => Some(v),
+                _ => None,
+            };
+            hip::elementwise::add_bias(ops, y.hip_mut(OP)?, bias.hip(OP)?, cols, ids)
+        }
+        _ => Err(TensorError::Backend {
+            op: OP,
+            what: "rows and ids on different backends".to_string(),
+        }),
+    }
+}
+
 /// `a *= b` element-wise.
 pub fn mul(be: &Backend, a: &mut Tensor, b: &Tensor) -> TensorResult<()> {
     const OP: &str = "mul";
@@ -186,11 +221,25 @@ pub fn gelu_mul(be: &Backend, gate: &Tensor, up: &Tensor, out: &mut Tensor) -> T
     gated(be, Gate::Gelu, gate, up, out)
 }
 
+/// gpt-oss's clamped SwiGLU: `out = x sigmoid(alpha x) (y + 1)` with `x = min(gate, limit)`,
+/// `y = clamp(up, -limit, limit)` (ggml's `swiglu_oai`; gpt-oss uses alpha 1.702, limit 7).
+pub fn swiglu_oai(
+    be: &Backend,
+    gate: &Tensor,
+    up: &Tensor,
+    out: &mut Tensor,
+    alpha: f32,
+    limit: f32,
+) -> TensorResult<()> {
+    gated(be, Gate::SwigluOai { alpha, limit }, gate, up, out)
+}
+
 /// The activation of a gated feed-forward.
 #[derive(Clone, Copy)]
 enum Gate {
     Silu,
     Gelu,
+    SwigluOai { alpha: f32, limit: f32 },
 }
 
 fn gated(
@@ -203,6 +252,7 @@ fn gated(
     let op = match act {
         Gate::Silu => "silu_mul",
         Gate::Gelu => "gelu_mul",
+        Gate::SwigluOai { .. } => "swiglu_oai",
     };
     match be {
         Backend::Cpu => {
@@ -212,6 +262,7 @@ fn gated(
             match act {
                 Gate::Silu => cpu::silu_mul(g, u, o),
                 Gate::Gelu => cpu::gelu_mul(g, u, o),
+                Gate::SwigluOai { alpha, limit } => cpu::swiglu_oai(g, u, o, alpha, limit),
             }
             Ok(())
         }
@@ -220,6 +271,9 @@ fn gated(
             match act {
                 Gate::Silu => hip::elementwise::silu_mul(ops, g, u, o),
                 Gate::Gelu => hip::elementwise::gelu_mul(ops, g, u, o),
+                Gate::SwigluOai { alpha, limit } => {
+                    hip::elementwise::swiglu_oai(ops, g, u, o, alpha, limit)
+                }
             }
         }
     }
@@ -704,11 +758,14 @@ pub fn attention(
             format!("{p:?} with q {:?}, out {:?}", q.shape(), out.shape()),
         ));
     }
-    attention_rows(be, q, 0, k_cache, v_cache, p, out)
+    attention_rows(be, q, 0, k_cache, v_cache, p, None, out)
 }
 
 /// [`attention`] of the `p.n_q_tokens` query rows from row `row` of `q` (rows of `n_heads *
 /// head_dim`), written to the same rows of `out`: one sequence of a batch, without a copy.
+/// `sinks` (F32 `[n_heads]`, gpt-oss) adds each head's sink logit to its softmax denominators
+/// ([`cpu::attention_with_sinks`]).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_rows(
     be: &Backend,
     q: &Tensor,
@@ -716,9 +773,18 @@ pub fn attention_rows(
     k_cache: &Tensor,
     v_cache: &Tensor,
     p: &AttentionParams,
+    sinks: Option<&Tensor>,
     out: &mut Tensor,
 ) -> TensorResult<()> {
     const OP: &str = "attention";
+    if let Some(s) = sinks
+        && s.n_elements() != p.n_heads
+    {
+        return Err(shape_err(
+            OP,
+            format!("sinks {:?} for {} heads", s.shape(), p.n_heads),
+        ));
+    }
     match be {
         Backend::Cpu => {
             let (qs, k, v) = (q.cpu_f32(OP)?, k_cache.cpu_f16(OP)?, v_cache.cpu_f16(OP)?);
@@ -734,7 +800,8 @@ pub fn attention_rows(
             }
             let qr = row_range(OP, qs.len(), width, row, p.n_q_tokens)?;
             let or = row_range(OP, o.len(), width, row, p.n_q_tokens)?;
-            cpu::attention(&qs[qr], &k[..kv_len], &v[..kv_len], p, &mut o[or]);
+            let sinks = sinks.map(|s| s.cpu_f32(OP)).transpose()?;
+            cpu::attention_with_sinks(&qs[qr], &k[..kv_len], &v[..kv_len], p, sinks, &mut o[or]);
             Ok(())
         }
         Backend::Hip(ops) => hip::attention::attention_rows(
@@ -744,6 +811,7 @@ pub fn attention_rows(
             k_cache.hip(OP)?,
             v_cache.hip(OP)?,
             p,
+            sinks.map(|s| s.hip(OP)).transpose()?,
             out.hip_mut(OP)?,
         ),
     }

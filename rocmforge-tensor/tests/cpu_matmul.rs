@@ -44,7 +44,7 @@ fn effective_activations(ty: GgmlType, x: &[f32]) -> (Vec<f32>, Option<Q8_1Sums>
             x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect(),
             None,
         ),
-        Q4_0 | Q5_0 | Q8_0 | IQ4_NL => (quantize_q8_0(x).dequantize(), None),
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | MXFP4 => (quantize_q8_0(x).dequantize(), None),
         Q4_1 | Q5_1 => {
             let a = quantize_q8_1(x);
             let exact_s: Vec<f32> =

@@ -62,7 +62,7 @@ impl Rng {
     }
 }
 
-const TYPES: [GgmlType; 15] = [
+const TYPES: [GgmlType; 16] = [
     GgmlType::Q4_1,
     GgmlType::Q8_0,
     GgmlType::F32,
@@ -78,6 +78,7 @@ const TYPES: [GgmlType; 15] = [
     GgmlType::Q3_K,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
 ];
 
 fn bound(ty: GgmlType) -> f32 {

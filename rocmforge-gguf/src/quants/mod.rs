@@ -12,6 +12,7 @@
 //! | Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 | yes | yes (`quantize_row_*_ref`) |
 //! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K | yes | yes (`quantize_row_*_ref`) |
 //! | IQ4_NL, IQ4_XS | yes | yes (`quantize_iq4_*` without importance matrix) |
+//! | MXFP4 | yes | yes (`quantize_row_mxfp4_ref`) |
 //!
 //! With an importance matrix ([`quantize_weighted`]), Q2_K..Q6_K, IQ4_NL/IQ4_XS and
 //! Q4_0/Q4_1/Q5_0/Q5_1 follow ggml's `quantize_row_*_impl` with `quant_weights` (byte for byte
@@ -38,6 +39,7 @@
 mod float;
 mod iq4;
 mod k_quants;
+mod mxfp4;
 mod q4_q5_q8;
 mod scalar;
 
@@ -47,6 +49,7 @@ use crate::{GgmlType, GgufError, GgufResult};
 
 pub use iq4::IQ4_NL_VALUES;
 pub use k_quants::{QK_K, k4_scale_min, q3_k_scales};
+pub use mxfp4::{MXFP4_VALUES, e8m0_half};
 pub use scalar::{bf16_bits_from_f32, nearest_int};
 
 /// Decodes `data` (whole blocks) into `out` (`block_size` values per block).
@@ -79,6 +82,7 @@ fn dequantizer(ty: GgmlType) -> Option<DequantFn> {
         Q8_K => k_quants::q8_k::dequant,
         IQ4_NL => iq4::dequant_iq4_nl,
         IQ4_XS => iq4::dequant_iq4_xs,
+        MXFP4 => mxfp4::dequant_mxfp4,
         I8 | I16 | I32 | I64 | F64 => return None,
     })
 }
@@ -103,6 +107,7 @@ fn quantizer(ty: GgmlType) -> Option<QuantFn> {
         Q8_K => k_quants::q8_k::quant,
         IQ4_NL => iq4::quant_iq4_nl,
         IQ4_XS => iq4::quant_iq4_xs,
+        MXFP4 => mxfp4::quant_mxfp4,
         I8 | I16 | I32 | I64 | F64 => return None,
     })
 }

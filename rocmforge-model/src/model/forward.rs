@@ -16,7 +16,11 @@ use crate::batch::Segment;
 use crate::error::{ModelError, ModelResult};
 use crate::forward::LogitsFor;
 use crate::kv_cache::KvCache;
-use crate::weights::{Ffn, LayerWeights, Mat, Vector};
+use crate::weights::{Ffn, LayerWeights, Mat, MoeBias, Vector};
+
+/// gpt-oss's clamped SwiGLU (llama.cpp's `LLM_FFN_SWIGLU_OAI_MOE`): sigmoid slope and clamp.
+const SWIGLU_OAI_ALPHA: f32 = 1.702;
+const SWIGLU_OAI_LIMIT: f32 = 7.0;
 
 /// What a step returns for its wanted rows.
 #[derive(Debug, Clone, Copy)]
@@ -548,8 +552,11 @@ impl Model {
         if let Some(t) = c.attn_temperature {
             ops::attn_temperature(be, &mut s.q, &s.positions, c.q_dim(), t.scale, t.floor)?;
         }
-        ops::attention_batch(be, il, &s.q, kv, &shape, &mut s.attn)?;
+        ops::attention_batch(be, il, &s.q, kv, &shape, l.sinks.as_ref(), &mut s.attn)?;
         ops::matmul(be, &l.o.get(file), &s.attn, n, &mut s.proj)?;
+        if let Some(b) = &l.o_bias {
+            ops::add_bias(be, &mut s.proj, b, c.n_embd, None)?;
+        }
         if let Some(post) = &l.post_attn_norm {
             self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;
         }
@@ -594,7 +601,8 @@ impl Model {
                 gate,
                 up,
                 down,
-            } => self.moe_ffn(router, gate, up, down, s)?,
+                bias,
+            } => self.moe_ffn(router, gate, up, down, bias.as_deref(), s)?,
         }
         if let Some(post) = &l.post_ffn_norm {
             self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;
@@ -612,13 +620,17 @@ impl Model {
 
     /// The mixture of experts on `s.normed` into `s.proj`: router logits, softmax top-k (ids
     /// kept on the backend), each token's chosen experts' SwiGLU (only their rows are read),
-    /// and the routing-weighted sum of their outputs.
+    /// and the routing-weighted sum of their outputs. With gpt-oss's `bias`: the router's bias
+    /// before the top-k, the experts' biases after their matmuls, and the clamped SwiGLU; its
+    /// softmax over the chosen experts' logits equals the softmax over all renormalised over
+    /// the chosen (the routing's `normalize_weights`).
     fn moe_ffn(
         &self,
         router: &Mat,
         gate: &Mat,
         up: &Mat,
         down: &Mat,
+        bias: Option<&MoeBias>,
         s: &mut Scratch,
     ) -> ModelResult<()> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
@@ -630,6 +642,9 @@ impl Model {
         };
         let k = moe.n_expert_used;
         ops::matmul(be, &router.get(file), &s.normed, n, &mut m.logits)?;
+        if let Some(b) = bias {
+            ops::add_bias(be, &mut m.logits, &b.router, moe.n_expert, None)?;
+        }
         ops::moe_route(
             be,
             &m.logits,
@@ -645,17 +660,33 @@ impl Model {
             k,
             x_per_slot: false,
         };
-        ops::matmul_id_swiglu(
-            be,
-            &gate.get(file),
-            &up.get(file),
-            &shape,
-            &s.normed,
-            &m.ids,
-            &mut m.gate,
-            &mut m.up,
-            &mut m.hidden,
-        )?;
+        if let Some(b) = bias {
+            let ff = moe.n_ff_exp;
+            ops::matmul_id(be, &gate.get(file), &shape, &s.normed, &m.ids, &mut m.gate)?;
+            ops::add_bias(be, &mut m.gate, &b.gate, ff, Some(&m.ids))?;
+            ops::matmul_id(be, &up.get(file), &shape, &s.normed, &m.ids, &mut m.up)?;
+            ops::add_bias(be, &mut m.up, &b.up, ff, Some(&m.ids))?;
+            ops::swiglu_oai(
+                be,
+                &m.gate,
+                &m.up,
+                &mut m.hidden,
+                SWIGLU_OAI_ALPHA,
+                SWIGLU_OAI_LIMIT,
+            )?;
+        } else {
+            ops::matmul_id_swiglu(
+                be,
+                &gate.get(file),
+                &up.get(file),
+                &shape,
+                &s.normed,
+                &m.ids,
+                &mut m.gate,
+                &mut m.up,
+                &mut m.hidden,
+            )?;
+        }
         let per_slot = MatmulIdShape {
             x_per_slot: true,
             ..shape
@@ -668,6 +699,9 @@ impl Model {
             &m.ids,
             &mut m.down,
         )?;
+        if let Some(b) = bias {
+            ops::add_bias(be, &mut m.down, &b.down, c.n_embd, Some(&m.ids))?;
+        }
         ops::moe_weighted_sum(be, &m.down, &m.weights, k, &mut s.proj)?;
         Ok(())
     }

@@ -4,7 +4,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::dot::float::{axpy_f16, dot_f32_f16};
-use super::softmax::softmax;
+use super::softmax::softmax_with_sink;
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,6 +65,7 @@ fn attend_row(
     kvh: usize,
     p: &AttentionParams,
     i: usize,
+    sink: Option<f32>,
     s: &mut RowScratch,
     out: &mut [f32],
 ) {
@@ -89,7 +90,7 @@ fn attend_row(
     for (t, score) in (first..visible).zip(sc.iter_mut()) {
         *score = dot_f32_f16(&s.q16, &k_cache[row(t)]) * p.scale;
     }
-    softmax(sc);
+    softmax_with_sink(sc, sink);
     // ggml converts the probabilities to f16 for the product with V (f16).
     for (t, &prob) in (first..visible).zip(sc.iter()) {
         let w = f16::from_f32(prob).to_f32();
@@ -117,7 +118,24 @@ pub fn attention(
     p: &AttentionParams,
     out: &mut [f32],
 ) {
-    if !p.fits(q.len(), k_cache.len(), v_cache.len(), out.len()) {
+    attention_with_sinks(q, k_cache, v_cache, p, None, out);
+}
+
+/// [`attention`] with one learned sink logit per query head (`sinks[h]`, gpt-oss's
+/// `attn_sinks`): it joins each softmax's maximum and denominator, unscaled, and contributes no
+/// value (ggml's `soft_max_ext` + `soft_max_add_sinks`). `sinks` shorter than `n_heads` leaves
+/// `out` unchanged, as a shape mismatch does.
+pub fn attention_with_sinks(
+    q: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    p: &AttentionParams,
+    sinks: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    if !p.fits(q.len(), k_cache.len(), v_cache.len(), out.len())
+        || sinks.is_some_and(|s| s.len() < p.n_heads)
+    {
         return;
     }
     let hd = p.head_dim;
@@ -131,8 +149,9 @@ pub fn attention(
         .par_chunks_exact_mut(hd)
         .enumerate()
         .for_each_init(init, |s, (row, o)| {
-            let (i, kvh) = (row / p.n_heads, (row % p.n_heads) / group);
+            let (i, head) = (row / p.n_heads, row % p.n_heads);
+            let sink = sinks.map(|s| s[head]);
             let qh = &q[row * hd..(row + 1) * hd];
-            attend_row(qh, k_cache, v_cache, kvh, p, i, s, o);
+            attend_row(qh, k_cache, v_cache, head / group, p, i, sink, s, o);
         });
 }

@@ -1,4 +1,5 @@
-//! Element-wise ops: add, mul, scale, SwiGLU, GeGLU, GELU and the tanh soft cap.
+//! Element-wise ops: add, bias rows, mul, scale, SwiGLU (plain and gpt-oss's clamped one),
+//! GeGLU, GELU and the tanh soft cap.
 
 use half::f16;
 
@@ -6,6 +7,53 @@ use half::f16;
 pub fn add(a: &mut [f32], b: &[f32]) {
     for (x, &y) in a.iter_mut().zip(b) {
         *x += y;
+    }
+}
+
+/// `y[r] += bias[ids[r]]` over rows of `cols` values: each row plus the bias row its id picks
+/// (llama.cpp's `add_id`, gpt-oss's expert biases), or with `ids` absent plus `bias` itself (one
+/// row). Errors (as `Err(what)`): `y` not whole rows, a bias that is not whole rows, too few ids,
+/// an id past the bias rows.
+pub fn add_bias(
+    y: &mut [f32],
+    bias: &[f32],
+    cols: usize,
+    ids: Option<&[u32]>,
+) -> Result<(), String> {
+    if cols == 0 || y.len() % cols != 0 || bias.len() % cols != 0 || bias.is_empty() {
+        return Err(format!(
+            "{} values and a bias of {} in rows of {cols}",
+            y.len(),
+            bias.len()
+        ));
+    }
+    let n_rows = y.len() / cols;
+    let n_bias = bias.len() / cols;
+    if let Some(ids) = ids {
+        if ids.len() < n_rows {
+            return Err(format!("{} ids for {n_rows} rows", ids.len()));
+        }
+        if let Some(&id) = ids[..n_rows].iter().find(|&&id| id as usize >= n_bias) {
+            return Err(format!("id {id} of {n_bias} bias rows"));
+        }
+    } else if n_bias != 1 {
+        return Err(format!("{n_bias} bias rows without ids"));
+    }
+    for (r, row) in y.chunks_exact_mut(cols).enumerate() {
+        let b = ids.map_or(0, |ids| ids[r] as usize);
+        add(row, &bias[b * cols..(b + 1) * cols]);
+    }
+    Ok(())
+}
+
+/// gpt-oss's clamped SwiGLU as ggml's CPU computes it (`swiglu_oai`): with
+/// `x = min(gate, limit)` and `y = clamp(up, -limit, limit)`,
+/// `out = x / (1 + exp(-alpha x)) * (y + 1)`.
+pub fn swiglu_oai(gate: &[f32], up: &[f32], out: &mut [f32], alpha: f32, limit: f32) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        let x = g.min(limit);
+        let y = u.clamp(-limit, limit);
+        *o = x / (1.0 + (alpha * -x).exp()) * (y + 1.0);
     }
 }
 

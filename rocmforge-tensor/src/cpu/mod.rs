@@ -25,10 +25,12 @@ mod sample;
 mod softmax;
 mod weight;
 
-pub use attention::{AttentionParams, attention};
+pub use attention::{AttentionParams, attention, attention_with_sinks};
 pub use attention_flash::attention_flash_f16;
 pub use dot::dequantize_row;
-pub use elementwise::{add, attn_temperature, gelu, gelu_mul, mul, scale, silu_mul, softcap};
+pub use elementwise::{
+    add, add_bias, attn_temperature, gelu, gelu_mul, mul, scale, silu_mul, softcap, swiglu_oai,
+};
 pub use embedding::embedding;
 pub use matmul::{
     CpuKernels, PANEL_GEMM_TYPES, matmul, matmul_f32_reference, matmul_portable, matmul_with,

@@ -8,7 +8,18 @@ use std::cmp::Ordering;
 /// `-inf` entries (masked) come out as exactly 0. A row that is entirely `-inf` (or empty)
 /// comes out as all zeros rather than NaN.
 pub fn softmax(x: &mut [f32]) {
+    softmax_with_sink(x, None);
+}
+
+/// [`softmax`] with an attention sink: a logit `sink` that joins the maximum and the
+/// denominator but has no output of its own (gpt-oss; ggml's `soft_max` with sinks), so the
+/// entries sum to less than one.
+pub fn softmax_with_sink(x: &mut [f32], sink: Option<f32>) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = match sink {
+        Some(s) => max.max(s),
+        None => max,
+    };
     if max == f32::NEG_INFINITY {
         x.iter_mut().for_each(|v| *v = 0.0);
         return;
@@ -18,6 +29,9 @@ pub fn softmax(x: &mut [f32]) {
         let e = (*v - max).exp();
         *v = e;
         sum += f64::from(e);
+    }
+    if let Some(s) = sink {
+        sum += f64::from((s - max).exp());
     }
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {

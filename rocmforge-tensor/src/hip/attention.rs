@@ -6,7 +6,7 @@
 //! 32 queries, online softmax).
 
 use rocmforge_gguf::GgmlType;
-use rocmforge_hip::LaunchConfig;
+use rocmforge_hip::{DevicePtr, LaunchConfig};
 
 use super::{HipOps, check_device, check_f32, f32_rows_ptr, to_u32};
 use crate::cpu::AttentionParams;
@@ -60,12 +60,32 @@ pub fn attention(
     let q_len = p.n_q_tokens * p.n_heads * p.head_dim;
     check_f32("attention", "q", q, q_len)?;
     check_f32("attention", "out", out, q_len)?;
-    attention_rows(ops, q, 0, k_cache, v_cache, p, out)
+    attention_rows(ops, q, 0, k_cache, v_cache, p, None, out)
+}
+
+/// The device address of the per-head sink logits (null when there are none), checked to hold
+/// `n_heads` f32 on this device.
+pub(crate) fn sinks_ptr(
+    op: &'static str,
+    ops: &HipOps,
+    sinks: Option<&DeviceTensor>,
+    n_heads: usize,
+) -> TensorResult<DevicePtr> {
+    match sinks {
+        None => Ok(DevicePtr(0)),
+        Some(s) => {
+            check_f32(op, "sinks", s, n_heads)?;
+            check_device(op, ops, s)?;
+            Ok(s.device_ptr())
+        }
+    }
 }
 
 /// [`attention`] of the `p.n_q_tokens` query rows starting at row `row` of `q` (rows of
 /// `n_heads * head_dim`), written to the same rows of `out`: one sequence of a batch, without a
-/// copy. The tiled prefill kernel serves a row range as it serves a whole tensor.
+/// copy. The tiled prefill kernel serves a row range as it serves a whole tensor. `sinks`
+/// (F32 `[n_heads]`) joins each head's softmax denominators.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_rows(
     ops: &HipOps,
     q: &DeviceTensor,
@@ -73,6 +93,7 @@ pub fn attention_rows(
     k_cache: &DeviceTensor,
     v_cache: &DeviceTensor,
     p: &AttentionParams,
+    sinks: Option<&DeviceTensor>,
     out: &mut DeviceTensor,
 ) -> TensorResult<()> {
     const OP: &str = "attention";
@@ -131,6 +152,7 @@ pub fn attention_rows(
         to_u32(OP, "head_dim", p.head_dim)?,
     );
     let window = window_arg(OP, p.window)?;
+    let psink = sinks_ptr(OP, ops, sinks, p.n_heads)?;
     let cfg = match prefill {
         // One block per (head, tile of PREFILL_QUERIES_PER_BLOCK queries).
         Some(_) => LaunchConfig {
@@ -152,11 +174,13 @@ pub fn attention_rows(
         .arg(&nkvh)
         .arg(&hd)
         .arg(&p.scale)
-        .arg(&window);
+        .arg(&window)
+        .arg(&psink);
     // SAFETY: the arguments match attention_f16's parameters (and attention_prefill_f16_hd<D>'s,
     // which are the same, chosen only for head_dim == D); q and out hold n_q * n_heads *
     // head_dim f32 from their row `row` on, the caches at least n_kv * n_kv_heads * head_dim f16 (checked); head_dim <=
-    // MAX_HEAD_DIM (the kernel's shared arrays); the grid matches the kernel chosen.
+    // MAX_HEAD_DIM (the kernel's shared arrays); the grid matches the kernel chosen; sinks is
+    // null or holds n_heads f32 on this device (checked).
     unsafe { l.launch(cfg)? };
     Ok(())
 }

@@ -338,11 +338,13 @@ impl KvTables {
         layer: usize,
         q: &DeviceTensor,
         shape: &HeadShape,
+        sinks: Option<&DeviceTensor>,
         out: &mut DeviceTensor,
     ) -> TensorResult<()> {
         if self.n_dec == 0 {
             return Ok(());
         }
+        let psink = super::attention::sinks_ptr(OP, ops, sinks, shape.n_heads)?;
         let group_ok = shape.n_kv_heads > 0 && shape.n_heads % shape.n_kv_heads == 0;
         let kv_width = shape.n_kv_heads * shape.head_dim;
         if layer >= self.n_layers
@@ -433,8 +435,10 @@ impl KvTables {
                 .arg(&nh)
                 .arg(&hd)
                 .arg(&ns)
-                .arg(&window);
-            // SAFETY: the arguments match attention_rows_combine_f32's parameters; part holds
+                .arg(&window)
+                .arg(&psink);
+            // SAFETY: the arguments match attention_rows_combine_f32's parameters (sinks null or
+            // n_heads f32 on this device, checked); part holds
             // the partials the launch above wrote for the splits each sequence uses (the same
             // count from the same lens and window, at most n_split <= the kernel's AS_MAX_SPLIT), out holds
             // n_rows rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows.
@@ -453,8 +457,10 @@ impl KvTables {
             .arg(&nkvh)
             .arg(&hd)
             .arg(&shape.scale)
-            .arg(&window);
-        // SAFETY: the arguments match attention_rows_f16's parameters; q and out hold n_rows
+            .arg(&window)
+            .arg(&psink);
+        // SAFETY: the arguments match attention_rows_f16's parameters (sinks null or n_heads
+        // f32 on this device, checked); q and out hold n_rows
         // rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows (built from the
         // sequences' rows); k_base/v_base hold n_dec cache addresses of this device whose first
         // lens[i] rows of n_kv_heads * head_dim f16 exist (BatchKv checked the room, and the

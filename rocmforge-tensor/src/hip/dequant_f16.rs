@@ -31,6 +31,7 @@ fn quant_kernel(ty: GgmlType) -> Option<(&'static str, usize)> {
         Q5_1 => ("dequant_f16_q5_1", 32),
         Q8_0 => ("dequant_f16_q8_0", 32),
         IQ4_NL => ("dequant_f16_iq4_nl", 32),
+        MXFP4 => ("dequant_f16_mxfp4", 32),
         IQ4_XS => ("dequant_f16_iq4_xs", 32),
         Q2_K => ("dequant_f16_q2_k", 128),
         Q3_K => ("dequant_f16_q3_k", 128),

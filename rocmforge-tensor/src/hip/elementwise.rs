@@ -1,5 +1,5 @@
-//! Launches of `kernels/elementwise.hip`: add, mul, scale, silu·mul, gelu·mul, gelu and the
-//! tanh soft cap (f32).
+//! Launches of `kernels/elementwise.hip`: add, bias rows, mul, scale, silu·mul, gelu·mul,
+//! gpt-oss's clamped SwiGLU, gelu and the tanh soft cap (f32).
 
 use rocmforge_hip::DevicePtr;
 
@@ -37,6 +37,53 @@ fn binary_in_place(
 /// `a[i] += b[i]` (residual add).
 pub fn add(ops: &HipOps, a: &mut DeviceTensor, b: &DeviceTensor) -> TensorResult<()> {
     binary_in_place(ops, "add", "add_f32", a, b)
+}
+
+/// `y[r] += bias[ids[r]]` over rows of `cols` values, or with `ids` absent `y[r] += bias`
+/// (one row). The ids are not read back: they must be below the bias's row count (the router
+/// writes ids below its expert count, the bias's rows).
+pub fn add_bias(
+    ops: &HipOps,
+    y: &mut DeviceTensor,
+    bias: &DeviceTensor,
+    cols: usize,
+    ids: Option<&rocmforge_hip::DeviceBuffer<u32>>,
+) -> TensorResult<()> {
+    const OP: &str = "add_bias";
+    let n = y.n_elements();
+    let nb = bias.n_elements();
+    check_f32(OP, "y", y, n)?;
+    check_f32(OP, "bias", bias, nb)?;
+    check_device(OP, ops, y)?;
+    check_device(OP, ops, bias)?;
+    let rows_ok = cols > 0 && n % cols == 0 && nb % cols == 0 && nb > 0;
+    let ids_ok = match ids {
+        Some(ids) => rows_ok && ids.len() >= n / cols,
+        None => nb == cols,
+    };
+    if !rows_ok || !ids_ok {
+        return Err(crate::error::TensorError::Shape {
+            op: OP,
+            what: format!(
+                "{n} values and a bias of {nb} in rows of {cols} ({} ids)",
+                ids.map_or(0, |i| i.len())
+            ),
+        });
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let f = ops.function(FAMILY, "add_bias_f32")?;
+    let (py, pb) = (y.device_ptr(), bias.device_ptr());
+    let pi = ids.map_or(DevicePtr(0), |i| i.device_ptr());
+    let (c32, n32) = (to_u32(OP, "cols", cols)?, to_u32(OP, "n", n)?);
+    let mut l = ops.stream().launch_builder(&f);
+    l.arg(&py).arg(&pb).arg(&pi).arg(&c32).arg(&n32);
+    // SAFETY: (float*, const float*, const u32*, u32, u32) matches add_bias_f32; y holds n f32
+    // in rows of cols, bias whole rows of cols f32, ids null (then bias is one row) or at least
+    // n / cols u32 (checked), each below the bias's rows (the caller's contract: router ids).
+    unsafe { l.launch(grid_1d(n, 256))? };
+    Ok(())
 }
 
 /// `a[i] *= b[i]`.
@@ -126,7 +173,7 @@ pub fn silu_mul(
     up: &DeviceTensor,
     out: &mut DeviceTensor,
 ) -> TensorResult<()> {
-    gated(ops, "silu_mul", "silu_mul_f32", gate, up, out)
+    gated(ops, "silu_mul", "silu_mul_f32", gate, up, out, None)
 }
 
 /// `out[i] = gelu(gate[i]) * up[i]` (GeGLU, tanh approximation).
@@ -136,10 +183,32 @@ pub fn gelu_mul(
     up: &DeviceTensor,
     out: &mut DeviceTensor,
 ) -> TensorResult<()> {
-    gated(ops, "gelu_mul", "gelu_mul_f32", gate, up, out)
+    gated(ops, "gelu_mul", "gelu_mul_f32", gate, up, out, None)
 }
 
-/// `out[i] = act(gate[i]) * up[i]` with kernel `name`.
+/// gpt-oss's clamped SwiGLU: `out = x sigmoid(alpha x) (y + 1)`, `x = min(gate, limit)`,
+/// `y = clamp(up, -limit, limit)`.
+pub fn swiglu_oai(
+    ops: &HipOps,
+    gate: &DeviceTensor,
+    up: &DeviceTensor,
+    out: &mut DeviceTensor,
+    alpha: f32,
+    limit: f32,
+) -> TensorResult<()> {
+    gated(
+        ops,
+        "swiglu_oai",
+        "swiglu_oai_f32",
+        gate,
+        up,
+        out,
+        Some((alpha, limit)),
+    )
+}
+
+/// `out[i] = act(gate[i]) * up[i]` with kernel `name`, whose two extra f32 parameters follow
+/// when `params` is set.
 fn gated(
     ops: &HipOps,
     op: &'static str,
@@ -147,6 +216,7 @@ fn gated(
     gate: &DeviceTensor,
     up: &DeviceTensor,
     out: &mut DeviceTensor,
+    params: Option<(f32, f32)>,
 ) -> TensorResult<()> {
     let n = gate.n_elements();
     check_f32(op, "gate", gate, n)?;
@@ -164,7 +234,12 @@ fn gated(
     let n32 = to_u32(op, "n", n)?;
     let mut l = ops.stream().launch_builder(&f);
     l.arg(&pg).arg(&pu).arg(&po).arg(&n32);
-    // SAFETY: (const float*, const float*, float*, u32) matches; all three hold n f32.
+    if let Some((a, b)) = &params {
+        l.arg(a).arg(b);
+    }
+    // SAFETY: (const float*, const float*, float*, u32) matches the kernel, followed by
+    // (float, float) exactly for the kernels given `params` (swiglu_oai_f32); all three hold
+    // n f32.
     unsafe { l.launch(grid_1d(n, 256))? };
     Ok(())
 }

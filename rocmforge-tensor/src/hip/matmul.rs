@@ -83,6 +83,7 @@ fn kind(ty: GgmlType) -> Option<Kind> {
         Q5_1 => ("q5_1", 32),
         Q8_0 => ("q8_0", 32),
         IQ4_NL => ("iq4_nl", 32),
+        MXFP4 => ("mxfp4", 32),
         IQ4_XS => ("iq4_xs", 32),
         Q4_K => ("q4_k", 64),
         Q5_K => ("q5_k", 64),
@@ -891,7 +892,7 @@ mod tests {
         use GgmlType::*;
         for ty in [
             F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K,
-            Q6_K,
+            Q6_K, MXFP4,
         ] {
             let k = kind(ty);
             assert!(k.is_some(), "{ty}");

@@ -94,6 +94,7 @@ fn stem(ty: GgmlType) -> Option<(&'static str, usize)> {
         Q5_1 => ("q5_1", 32),
         Q8_0 => ("q8_0", 32),
         IQ4_NL => ("iq4_nl", 32),
+        MXFP4 => ("mxfp4", 32),
         IQ4_XS => ("iq4_xs", 32),
         Q4_K => ("q4_k", 64),
         Q5_K => ("q5_k", 64),
@@ -657,6 +658,7 @@ mod tests {
         use GgmlType::*;
         for ty in [
             F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+            MXFP4,
         ] {
             let (_, cv) = stem(ty).unwrap_or(("", 1));
             if cv > 0 {

@@ -77,6 +77,10 @@ pub fn random_weight(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> V
     let mut data = rng.bytes(nb * ts);
     let (ds, ms) = scale_offsets(ty);
     for blk in data.chunks_exact_mut(ts) {
+        if ty == GgmlType::MXFP4 {
+            // E8M0 scale byte: half-scales 2^-9 .. 2^-3 (random bytes reach 2^127).
+            blk[0] = 119 + (rng.next_u64() % 7) as u8;
+        }
         for &o in ds {
             let d = f16::from_f32(rng.range(0.002, 0.03)).to_le_bytes();
             blk[o..o + 2].copy_from_slice(&d);
@@ -90,7 +94,7 @@ pub fn random_weight(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> V
 }
 
 /// Every weight type with a CPU matmul.
-pub const MATMUL_TYPES: [GgmlType; 15] = [
+pub const MATMUL_TYPES: [GgmlType; 16] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -106,6 +110,7 @@ pub const MATMUL_TYPES: [GgmlType; 15] = [
     GgmlType::Q6_K,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
 ];
 
 /// Largest `|a - b| / max(|b|max, floor)` over the slices: error relative to the largest

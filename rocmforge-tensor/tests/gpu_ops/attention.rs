@@ -76,22 +76,31 @@ pub fn attention(ctx: &Ctx) -> Result<(), String> {
             scale: 1.0 / (head_dim as f32).sqrt(),
             window,
         };
-        let (c, g) = both(ctx, |be| {
-            let tq = be.from_f32(vec![n_q, n_heads * head_dim], &q)?;
-            let tk = be.from_f16(vec![capacity, n_kv_heads * head_dim], &k)?;
-            let tv = be.from_f16(vec![capacity, n_kv_heads * head_dim], &v)?;
-            let mut o = out(ctx, be, vec![n_q, n_heads * head_dim])?;
-            ops::attention(be, &tq, &tk, &tv, &p, &mut o)?;
-            o.to_f32_vec()
-        })?;
-        let kind = if n_q == 1 { "decode" } else { "prefill" };
-        ctx.check(
-            &format!("attention {kind}"),
-            &format!("q{n_q} kv{n_kv} h{n_heads}/{n_kv_heads} d{head_dim} window {window:?}"),
-            &c,
-            &g,
-            1e-2,
-        )?;
+        // Without and with attention sinks (gpt-oss: a per-head logit in each denominator).
+        let sinks = ctx.randn(n_heads, 3.0);
+        for with_sinks in [false, true] {
+            let (c, g) = both(ctx, |be| {
+                let tq = be.from_f32(vec![n_q, n_heads * head_dim], &q)?;
+                let tk = be.from_f16(vec![capacity, n_kv_heads * head_dim], &k)?;
+                let tv = be.from_f16(vec![capacity, n_kv_heads * head_dim], &v)?;
+                let ts = be.from_f32(vec![n_heads], &sinks)?;
+                let mut o = out(ctx, be, vec![n_q, n_heads * head_dim])?;
+                let s = with_sinks.then_some(&ts);
+                ops::attention_rows(be, &tq, 0, &tk, &tv, &p, s, &mut o)?;
+                o.to_f32_vec()
+            })?;
+            let kind = if n_q == 1 { "decode" } else { "prefill" };
+            ctx.check(
+                &format!("attention {kind}"),
+                &format!(
+                    "q{n_q} kv{n_kv} h{n_heads}/{n_kv_heads} d{head_dim} window {window:?} \
+                     sinks {with_sinks}"
+                ),
+                &c,
+                &g,
+                1e-2,
+            )?;
+        }
     }
     Ok(())
 }

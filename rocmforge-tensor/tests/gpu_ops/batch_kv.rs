@@ -90,7 +90,12 @@ fn run(
         &rope,
         &mut kv,
     )?;
-    ops::attention_batch(be, 1, &q, &kv, shape, &mut o)?;
+    let sinks = data
+        .sinks
+        .as_ref()
+        .map(|s| be.from_f32(vec![s.len()], s))
+        .transpose()?;
+    ops::attention_batch(be, 1, &q, &kv, shape, sinks.as_ref(), &mut o)?;
     drop(kv);
     let mut all = o.to_f32_vec()?;
     all.extend(q.to_f32_vec()?);
@@ -111,6 +116,8 @@ struct Data {
     bq: Vec<f32>,
     bk: Vec<f32>,
     bv: Vec<f32>,
+    /// Per-head attention sinks (gpt-oss), when the case has them.
+    sinks: Option<Vec<f32>>,
 }
 
 pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
@@ -137,11 +144,18 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
         ((4, 2, 6), vec![(100, 70, 1), (9, 0, 4)]),
     ];
     // Every case without a window and with one of 33 keys (shorter than most caches: decode rows
-    // take the split kernel's windowed key range, prefill chunks the tiled kernel's).
-    let windowed = cases
-        .into_iter()
-        .flat_map(|c| [None, Some(33)].map(|w| (c.clone(), w)));
-    for (((n_heads, n_kv_heads, head_dim), seqs), window) in windowed {
+    // take the split kernel's windowed key range, prefill chunks the tiled kernel's), each with
+    // and without attention sinks (the split kernel's combine, the one-block and tiled kernels).
+    let windowed = cases.into_iter().flat_map(|c| {
+        [
+            (None, false),
+            (Some(33), false),
+            (None, true),
+            (Some(33), true),
+        ]
+        .map(|(w, s)| (c.clone(), w, s))
+    });
+    for (((n_heads, n_kv_heads, head_dim), seqs), window, with_sinks) in windowed {
         let kv_dim = n_kv_heads * head_dim;
         let n_rows: usize = seqs.iter().map(|s| s.2).sum();
         let old = |cap: usize| -> Vec<Vec<f16>> {
@@ -163,6 +177,7 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
             bq: ctx.randn(n_heads * head_dim, 0.5),
             bk: ctx.randn(kv_dim, 0.5),
             bv: ctx.randn(kv_dim, 0.5),
+            sinks: with_sinks.then(|| ctx.randn(n_heads, 3.0)),
         };
         let shape = HeadShape {
             n_heads,
@@ -174,7 +189,10 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
         let (c, g) = both(ctx, |be| run(ctx, be, &seqs, &shape, &data))?;
         ctx.check(
             "attention_batch + kv_append_batch + rope_kv_append_batch",
-            &format!("{n_heads}/{n_kv_heads}x{head_dim}, seqs {seqs:?}, window {window:?}"),
+            &format!(
+                "{n_heads}/{n_kv_heads}x{head_dim}, seqs {seqs:?}, window {window:?}, sinks \
+                 {with_sinks}"
+            ),
             &c,
             &g,
             2e-3,

@@ -47,6 +47,51 @@ pub fn binary_ops(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// gpt-oss's clamped SwiGLU (gate and up spread past the clamp of 7) and bias rows: one row for
+/// all, and a row per id (expert biases) with ids from a larger table.
+pub fn swiglu_oai_and_add_bias(ctx: &Ctx) -> Result<(), String> {
+    for n in SIZES {
+        let (gate, up) = (ctx.randn(n, 12.0), ctx.randn(n, 12.0));
+        let (c, g) = both(ctx, |be| {
+            let tg = be.from_f32(vec![n], &gate)?;
+            let tu = be.from_f32(vec![n], &up)?;
+            let mut o = out(ctx, be, vec![n])?;
+            ops::swiglu_oai(be, &tg, &tu, &mut o, 1.702, 7.0)?;
+            o.to_f32_vec()
+        })?;
+        ctx.check("swiglu_oai", &format!("n={n}"), &c, &g, F32_BOUND)?;
+    }
+    for (rows, cols, n_bias) in [(1, 1, 1), (7, 33, 5), (64, 2880, 32), (130, 64, 8)] {
+        let y = ctx.randn(rows * cols, 3.0);
+        let bias = ctx.randn(n_bias * cols, 3.0);
+        let ids: Vec<u32> = (0..rows)
+            .map(|r| ((ctx.randn(1, 1.0)[0].abs() * 1000.0) as usize + r) as u32 % n_bias as u32)
+            .collect();
+        for with_ids in [false, true] {
+            let (c, g) = both(ctx, |be| {
+                let mut t = be.from_f32(vec![rows, cols], &y)?;
+                if with_ids {
+                    let b = be.from_f32(vec![n_bias, cols], &bias)?;
+                    let i = be.ids(&ids)?;
+                    ops::add_bias(be, &mut t, &b, cols, Some(&i))?;
+                } else {
+                    let b = be.from_f32(vec![cols], &bias[..cols])?;
+                    ops::add_bias(be, &mut t, &b, cols, None)?;
+                }
+                t.to_f32_vec()
+            })?;
+            ctx.check(
+                "add_bias",
+                &format!("{rows}x{cols}, {n_bias} bias rows, ids {with_ids}"),
+                &c,
+                &g,
+                F32_BOUND,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 pub fn silu_mul_and_gelu(ctx: &Ctx) -> Result<(), String> {
     for n in SIZES {
         let (gate, up) = (ctx.randn(n, 8.0), ctx.randn(n, 2.0));

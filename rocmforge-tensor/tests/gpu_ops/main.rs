@@ -38,6 +38,10 @@ const TESTS: &[(&str, TestFn)] = &[
     ),
     ("softmax_masked_rows", elementwise::softmax_masked),
     (
+        "swiglu_oai_add_bias_rows_and_ids",
+        elementwise::swiglu_oai_and_add_bias,
+    ),
+    (
         "mixed_backends_are_errors",
         elementwise::wrong_backend_is_an_error,
     ),
@@ -47,7 +51,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("rope_normal_neox_partial_yarn", rope::rope),
     ("embedding_float_and_quantized", embedding::embedding),
     ("kv_append_f16", attention::kv_append),
-    ("attention_decode_prefill_gqa", attention::attention),
+    ("attention_decode_prefill_gqa_sinks", attention::attention),
     ("ragged_batch_kv_append_attention", batch_kv::ragged_batch),
     ("copy_rows_f16", batch_kv::copy_rows),
     ("argmax_top_k", argmax::argmax_and_top_k),

@@ -95,8 +95,10 @@ fn bad_id_case(ctx: &Ctx) -> Result<(MatmulIdShape, Tensor, DeviceTensor, usize)
 }
 
 pub fn matmul_id(ctx: &Ctx) -> Result<(), String> {
-    // The types MoE GGUFs use for their experts (Q4_K_M: Q4_K + Q6_K; Q8_0, Q4_0, IQ4_XS).
+    // The types MoE GGUFs use for their experts (Q4_K_M: Q4_K + Q6_K; Q8_0, Q4_0, IQ4_XS;
+    // gpt-oss's MXFP4).
     let types = [
+        GgmlType::MXFP4,
         GgmlType::Q4_K,
         GgmlType::Q6_K,
         GgmlType::Q8_0,

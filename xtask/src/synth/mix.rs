@@ -12,16 +12,20 @@ pub enum FileType {
     Q4_0,
     Q8_0,
     F16,
+    /// llama.cpp's `MXFP4_MOE` (ggml-org's gpt-oss files): 3-D expert tensors MXFP4, the other
+    /// matrices Q8_0.
+    Mxfp4Moe,
 }
 
 impl FileType {
-    /// Parses the command-line name (Q4_K_M, Q4_0, Q8_0, F16; any case).
+    /// Parses the command-line name (Q4_K_M, Q4_0, Q8_0, F16, MXFP4_MOE; any case).
     pub fn from_name(name: &str) -> Option<FileType> {
         match name.to_ascii_uppercase().as_str() {
             "Q4_K_M" => Some(FileType::Q4KM),
             "Q4_0" => Some(FileType::Q4_0),
             "Q8_0" => Some(FileType::Q8_0),
             "F16" => Some(FileType::F16),
+            "MXFP4_MOE" => Some(FileType::Mxfp4Moe),
             _ => None,
         }
     }
@@ -32,6 +36,7 @@ impl FileType {
             FileType::Q4_0 => "Q4_0",
             FileType::Q8_0 => "Q8_0",
             FileType::F16 => "F16",
+            FileType::Mxfp4Moe => "MXFP4_MOE",
         }
     }
 
@@ -42,6 +47,7 @@ impl FileType {
             FileType::Q4_0 => 2,
             FileType::Q8_0 => 7,
             FileType::F16 => 1,
+            FileType::Mxfp4Moe => 38,
         }
     }
 
@@ -50,7 +56,7 @@ impl FileType {
         match self {
             FileType::Q4KM => GgmlType::Q4_K,
             FileType::Q4_0 => GgmlType::Q4_0,
-            FileType::Q8_0 => GgmlType::Q8_0,
+            FileType::Q8_0 | FileType::Mxfp4Moe => GgmlType::Q8_0,
             FileType::F16 => GgmlType::F16,
         }
     }
@@ -76,6 +82,9 @@ pub fn tensor_type(ftype: FileType, t: &TensorSpec, n_layers: usize, tied: bool)
     let base = ftype.base();
     if ftype == FileType::F16 {
         return base;
+    }
+    if ftype == FileType::Mxfp4Moe && t.dims.len() == 3 && t.row_len().is_multiple_of(32) {
+        return GgmlType::MXFP4;
     }
     let is_output = t.kind == Kind::Output || (tied && t.kind == Kind::TokenEmbd);
     let more_bits = t.layer.is_some_and(|l| use_more_bits(l, n_layers));

@@ -29,11 +29,12 @@ const TASK_ELEMENTS: usize = 1 << 15;
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, or a tiny CI shape
-    /// (tiny-llama, tiny-qwen3, tiny-qwen3moe-kl, tiny-gemma3, tiny-mistral3, tiny-qwen3moe).
+    /// llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, gpt-oss-20b, or a tiny CI
+    /// shape (tiny-llama, tiny-qwen3, tiny-qwen3moe-kl, tiny-gemma3, tiny-mistral3,
+    /// tiny-gpt-oss, tiny-qwen3moe).
     #[arg(long)]
     pub shape: String,
-    /// Q4_K_M, Q4_0, Q8_0 or F16.
+    /// Q4_K_M, Q4_0, Q8_0, F16 or MXFP4_MOE (experts MXFP4, other matrices Q8_0).
     #[arg(long = "type")]
     pub ftype: String,
     /// Seed of the random weights.
@@ -67,13 +68,18 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     let mut shape = Shape::by_name(&args.shape).ok_or_else(|| {
         let tiny: Vec<&str> = TINY.iter().map(|t| t.name).collect();
         anyhow!(
-            "unknown --shape {} (llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, {})",
+            "unknown --shape {} (llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, \
+             gpt-oss-20b, {})",
             args.shape,
             tiny.join(", ")
         )
     })?;
-    let ftype = FileType::from_name(&args.ftype)
-        .ok_or_else(|| anyhow!("unknown --type {} (Q4_K_M, Q4_0, Q8_0, F16)", args.ftype))?;
+    let ftype = FileType::from_name(&args.ftype).ok_or_else(|| {
+        anyhow!(
+            "unknown --type {} (Q4_K_M, Q4_0, Q8_0, F16, MXFP4_MOE)",
+            args.ftype
+        )
+    })?;
     if let (Some(dir), Some(VocabSource::File(file))) = (&args.vocab_dir, shape.tokenizer.as_mut())
     {
         let name = file
@@ -159,16 +165,20 @@ fn model_metadata(w: &mut GgufWriter, shape: &Shape, ftype: FileType) -> Result<
             &format!("{a}.rope.scaling.original_context_length"),
             u(y.original_context),
         );
-        w.add_metadata(&format!("{a}.rope.scaling.yarn_beta_fast"), f(y.beta_fast));
-        w.add_metadata(&format!("{a}.rope.scaling.yarn_beta_slow"), f(y.beta_slow));
-        w.add_metadata(
-            &format!("{a}.rope.scaling.yarn_log_multiplier"),
-            f(y.log_mul),
-        );
-        w.add_metadata(
-            &format!("{a}.attention.temperature_scale"),
-            f(y.temperature_scale),
-        );
+        // The tuning keys only where llama.cpp reads them (mistral3; gpt-oss takes the
+        // defaults 32 / 1 / none).
+        if a == "mistral3" {
+            w.add_metadata(&format!("{a}.rope.scaling.yarn_beta_fast"), f(y.beta_fast));
+            w.add_metadata(&format!("{a}.rope.scaling.yarn_beta_slow"), f(y.beta_slow));
+            w.add_metadata(
+                &format!("{a}.rope.scaling.yarn_log_multiplier"),
+                f(y.log_mul),
+            );
+            w.add_metadata(
+                &format!("{a}.attention.temperature_scale"),
+                f(y.temperature_scale),
+            );
+        }
     }
     if let Some(m) = shape.moe {
         w.add_metadata(&format!("{a}.expert_count"), u(m.n_expert));
@@ -199,6 +209,7 @@ fn tensor_bytes(t: &TensorSpec, ty: GgmlType, seed: u64, weight_sd: f32) -> Resu
             .ok_or_else(|| anyhow!("{}: {row} is not whole {ty} blocks", t.name))? as usize;
     let (mean, sd) = match t.kind {
         Kind::Norm => (1.0, 0.0),
+        Kind::Sink => (0.0, 1.0),
         _ => (0.0, weight_sd),
     };
     let tensor_seed = random::tensor_seed(seed, &t.name);

@@ -254,6 +254,51 @@ impl Shape {
         }
     }
 
+    /// gpt-oss-20b (ggml-org's GGUF: 24 blocks of 2880, 64 query / 8 KV heads of 64, 32
+    /// experts of 2880 with 4 used, sliding window 128 on the even blocks, YaRN 32x over 4096,
+    /// o200k vocabulary size; write it as MXFP4_MOE). The tokenizer is the GPT-2 test vocabulary
+    /// padded to the size (as qwen3-30b-a3b's).
+    pub fn gpt_oss_20b() -> Shape {
+        Shape {
+            name: "synthetic gpt-oss-20b",
+            arch: "gpt-oss",
+            vocab: 201_088,
+            n_layers: 24,
+            dim: 2880,
+            ffn: 2880,
+            n_heads: 64,
+            n_kv_heads: 8,
+            qkv_bias: true,
+            qk_norm: false,
+            tied_output: false,
+            rope_base: 150_000.0,
+            rms_eps: 1e-5,
+            context: 131_072,
+            tokenizer: Some(VocabSource::File(vocab_file("ggml-vocab-gpt-2.gguf"))),
+            head_dim_override: Some(64),
+            moe: Some(MoeShape {
+                n_expert: 32,
+                n_expert_used: 4,
+                ffn_exp: 2880,
+            }),
+            weight_sd: super::WEIGHT_SD,
+            output_sd: super::WEIGHT_SD,
+            swa: Some(SwaShape {
+                window: 128,
+                pattern: None,
+            }),
+            rope_scale_linear: None,
+            yarn: Some(YarnShape {
+                factor: 32.0,
+                original_context: 4096,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+                log_mul: 0.0,
+                temperature_scale: 0.0,
+            }),
+        }
+    }
+
     /// The shape named on the command line.
     pub fn by_name(name: &str) -> Option<Shape> {
         match name {
@@ -263,6 +308,7 @@ impl Shape {
             "tiny-qwen3moe" => Some(Shape::tiny_qwen3moe()),
             "gemma3-4b" => Some(Shape::gemma3_4b()),
             "gemma3-1b" => Some(Shape::gemma3_1b()),
+            "gpt-oss-20b" => Some(Shape::gpt_oss_20b()),
             _ => super::tiny::Tiny::by_name(name),
         }
     }
@@ -270,6 +316,12 @@ impl Shape {
     /// Norms after attention and after the MLP (gemma3).
     pub fn post_norms(&self) -> bool {
         self.arch == "gemma3"
+    }
+
+    /// gpt-oss's block: output bias, attention sinks, `post_attention_norm` before the experts,
+    /// router and expert biases.
+    pub fn gpt_oss(&self) -> bool {
+        self.arch == "gpt-oss"
     }
 
     pub fn head_dim(&self) -> usize {
@@ -304,10 +356,16 @@ impl Shape {
                 out.push(t("attn_k_norm.weight", Kind::Norm, &[hd]));
             }
             out.push(t("attn_output.weight", Kind::AttnOutput, &[qd, d]));
-            if self.post_norms() {
+            if self.gpt_oss() {
+                out.push(t("attn_output.bias", Kind::Bias, &[d]));
+                out.push(t("attn_sinks.weight", Kind::Sink, &[self.n_heads]));
                 out.push(t("post_attention_norm.weight", Kind::Norm, &[d]));
+            } else {
+                if self.post_norms() {
+                    out.push(t("post_attention_norm.weight", Kind::Norm, &[d]));
+                }
+                out.push(t("ffn_norm.weight", Kind::Norm, &[d]));
             }
-            out.push(t("ffn_norm.weight", Kind::Norm, &[d]));
             match self.moe {
                 Some(m) => {
                     let (e, f) = (m.n_expert, m.ffn_exp);
@@ -315,6 +373,12 @@ impl Shape {
                     out.push(t("ffn_gate_exps.weight", Kind::FfnGate, &[d, f, e]));
                     out.push(t("ffn_up_exps.weight", Kind::FfnUp, &[d, f, e]));
                     out.push(t("ffn_down_exps.weight", Kind::FfnDown, &[f, d, e]));
+                    if self.gpt_oss() {
+                        out.push(t("ffn_gate_inp.bias", Kind::Bias, &[e]));
+                        out.push(t("ffn_gate_exps.bias", Kind::Bias, &[f, e]));
+                        out.push(t("ffn_up_exps.bias", Kind::Bias, &[f, e]));
+                        out.push(t("ffn_down_exps.bias", Kind::Bias, &[d, e]));
+                    }
                 }
                 None => {
                     out.push(t("ffn_gate.weight", Kind::FfnGate, &[d, self.ffn]));
@@ -360,6 +424,8 @@ pub enum Kind {
     Bias,
     /// A mixture-of-experts router (`ffn_gate_inp`, kept F32 as llama-quantize keeps it).
     Router,
+    /// gpt-oss's attention sinks (one logit per head, F32, standard deviation 1).
+    Sink,
 }
 
 /// One tensor of a shape.

@@ -232,3 +232,34 @@ fn tiny_qwen3moe_matches_llama_cpp_perplexity() {
         assert!(rel < 1e-3, "chunk {chunk}: ppl {got} vs llama.cpp {want}");
     }
 }
+
+#[test]
+fn gpt_oss_20b_mxfp4_moe_types_and_size() {
+    let s = Shape::gpt_oss_20b();
+    let m = FileType::Mxfp4Moe;
+    for name in [
+        "blk.0.ffn_gate_exps.weight",
+        "blk.0.ffn_up_exps.weight",
+        "blk.23.ffn_down_exps.weight",
+    ] {
+        assert_eq!(type_of(&s, m, name), GgmlType::MXFP4, "{name}");
+    }
+    for name in [
+        "blk.0.attn_q.weight",
+        "blk.5.attn_output.weight",
+        "output.weight",
+    ] {
+        assert_eq!(type_of(&s, m, name), GgmlType::Q8_0, "{name}");
+    }
+    for name in [
+        "blk.0.ffn_gate_inp.weight",
+        "blk.0.ffn_gate_exps.bias",
+        "blk.0.attn_sinks.weight",
+        "blk.0.post_attention_norm.weight",
+    ] {
+        assert_eq!(type_of(&s, m, name), GgmlType::F32, "{name}");
+    }
+    // ggml-org's gpt-oss-20b-mxfp4.gguf is 12.1 GB (Hugging Face's listing).
+    let gb = file_bytes(&s, m) as f64 / 1e9;
+    assert!((gb - 12.1).abs() < 0.2, "{gb:.3} GB");
+}

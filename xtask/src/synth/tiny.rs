@@ -37,6 +37,8 @@ pub struct Tiny {
     pub swa: Option<TinySwa>,
     /// YaRN and the attention temperature (mistral3).
     pub yarn: Option<YarnShape>,
+    /// The file type (Q8_0; gpt-oss: MXFP4 experts as ggml-org's files store them).
+    pub ftype: FileType,
     /// sha256 of the Q8_0 file with seed 42: synthesis must stay bit-identical, since the
     /// committed llama.cpp reference was computed on exactly this file.
     pub sha256: &'static str,
@@ -53,6 +55,7 @@ pub const TINY: &[Tiny] = &[
         n_layers: 2,
         swa: None,
         yarn: None,
+        ftype: FileType::Q8_0,
         sha256: "ac75923961b721945ed8ebd4d9c5a1f823674a6785e52e459db66c2ea30175c0",
     },
     Tiny {
@@ -64,6 +67,7 @@ pub const TINY: &[Tiny] = &[
         n_layers: 2,
         swa: None,
         yarn: None,
+        ftype: FileType::Q8_0,
         sha256: "be8f290de9d946f264d120204980d771d9c3ab61ab42652c46a2dd8ed3ee80a3",
     },
     Tiny {
@@ -79,6 +83,7 @@ pub const TINY: &[Tiny] = &[
         n_layers: 2,
         swa: None,
         yarn: None,
+        ftype: FileType::Q8_0,
         sha256: "a143d9d62101cdf328ef4d1be02ec789663924fe8d34d909ff965a470f221d89",
     },
     Tiny {
@@ -93,11 +98,12 @@ pub const TINY: &[Tiny] = &[
         n_layers: 3,
         swa: Some(TinySwa {
             window: 8,
-            pattern: 3,
+            pattern: Some(3),
             global_rope_base: 1_000_000.0,
-            global_rope_linear: 8.0,
+            global_rope_linear: Some(8.0),
         }),
         yarn: None,
+        ftype: FileType::Q8_0,
         sha256: "6aeb4abe2cfd3cc8db162c91281dd6025c016a5c7eed8a813ef075f20be14009",
     },
     Tiny {
@@ -118,16 +124,49 @@ pub const TINY: &[Tiny] = &[
             log_mul: 1.0,
             temperature_scale: 0.5,
         }),
+        ftype: FileType::Q8_0,
         sha256: "162859202a254599f023905b6a0b096c7dcc0913638762afdfc04e72ad51c8f0",
+    },
+    Tiny {
+        name: "tiny-gpt-oss",
+        arch: "gpt-oss",
+        qkv_bias: true,
+        qk_norm: false,
+        moe: Some(MoeShape {
+            n_expert: 8,
+            n_expert_used: 4,
+            ffn_exp: 64,
+        }),
+        // Local, global, local (llama.cpp's default pattern for gpt-oss: even layers local),
+        // a window of 8 keys; YaRN 4x over 32 on every layer with the default betas.
+        n_layers: 3,
+        swa: Some(TinySwa {
+            window: 8,
+            pattern: None,
+            global_rope_base: 10_000.0,
+            global_rope_linear: None,
+        }),
+        yarn: Some(YarnShape {
+            factor: 4.0,
+            original_context: 32,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            log_mul: 0.0,
+            temperature_scale: 0.0,
+        }),
+        ftype: FileType::Mxfp4Moe,
+        sha256: "7350704d6f608aaee9099d79bde06a54d1e20d982b2c8c93c0c764bc1d124b75",
     },
 ];
 
 /// The sliding-window part of a tiny shape.
 pub struct TinySwa {
     pub window: usize,
-    pub pattern: usize,
+    /// `attention.sliding_window_pattern` (absent: the architecture's default).
+    pub pattern: Option<usize>,
     pub global_rope_base: f32,
-    pub global_rope_linear: f32,
+    /// Linear RoPE scaling of the global layers.
+    pub global_rope_linear: Option<f32>,
 }
 
 /// Standard deviation of the tiny shapes' weight matrices (about 1/sqrt(64), so activations keep
@@ -164,9 +203,9 @@ impl Tiny {
             output_sd: TINY_OUTPUT_SD,
             swa: self.swa.as_ref().map(|s| SwaShape {
                 window: s.window,
-                pattern: Some(s.pattern),
+                pattern: s.pattern,
             }),
-            rope_scale_linear: self.swa.as_ref().map(|s| s.global_rope_linear),
+            rope_scale_linear: self.swa.as_ref().and_then(|s| s.global_rope_linear),
             yarn: self.yarn,
         }
     }
@@ -182,7 +221,7 @@ pub fn dir() -> PathBuf {
     paths::models_dir().join("tiny")
 }
 
-/// Synthesizes every tiny shape as Q8_0 into [`dir`] (unless present with the right hash) and
+/// Synthesizes every tiny shape (Q8_0, gpt-oss MXFP4_MOE) into [`dir`] (unless present with the right hash) and
 /// checks each file's sha256. Returns their paths.
 pub fn write_all() -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir())?;
@@ -190,7 +229,7 @@ pub fn write_all() -> Result<Vec<PathBuf>> {
     for t in TINY {
         let path = dir().join(format!("{}.gguf", t.name));
         if !(path.exists() && sha256_of(&path)? == t.sha256) {
-            super::synthesize(&t.shape(), FileType::Q8_0, TINY_SEED, &path)?;
+            super::synthesize(&t.shape(), t.ftype, TINY_SEED, &path)?;
         }
         let got = sha256_of(&path)?;
         if got != t.sha256 {

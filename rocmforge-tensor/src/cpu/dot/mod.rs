@@ -18,6 +18,7 @@ pub(crate) mod kquant;
 pub(crate) mod kquant_high;
 mod kquant_low;
 pub(crate) mod legacy;
+mod mxfp4;
 
 use half::f16;
 use rocmforge_gguf::GgmlType;
@@ -67,7 +68,7 @@ pub(crate) fn family(ty: GgmlType) -> Option<Family> {
     use GgmlType::*;
     match ty {
         F32 | F16 | BF16 => Some(Family::Float),
-        Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Some(Family::Legacy { q8_1: false }),
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | MXFP4 => Some(Family::Legacy { q8_1: false }),
         Q4_1 | Q5_1 => Some(Family::Legacy { q8_1: true }),
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS => Some(Family::K),
         _ => None,
@@ -83,6 +84,7 @@ pub(crate) fn unpack_legacy(ty: GgmlType, row: &[u8], out: &mut LegacyRow) {
         GgmlType::Q5_1 => legacy::unpack_q5_1(row, out),
         GgmlType::Q8_0 => legacy::unpack_q8_0(row, out),
         GgmlType::IQ4_NL => iq4::unpack_iq4_nl(row, out),
+        GgmlType::MXFP4 => mxfp4::unpack_mxfp4(row, out),
         _ => {}
     }
 }
