@@ -511,6 +511,7 @@ struct Geometry {
 }
 
 impl Geometry {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         ctx: &MatmulContext,
         float: bool,
