@@ -28,9 +28,15 @@ impl Uploader for HostCopy {
         shape: Vec<usize>,
         bytes: &[u8],
     ) -> TensorResult<Vec<u8>> {
-        let elements = shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        // A zero dimension anywhere makes an empty tensor, even after dimensions whose product
+        // alone would overflow (as the parser counts it).
+        let elements = if shape.contains(&0) {
+            Some(0)
+        } else {
+            shape
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        };
         assert_eq!(
             elements.and_then(|n| ty.bytes_for(n)),
             Some(bytes.len() as u64),
