@@ -23,7 +23,7 @@
 template <class T, int NT, int R>
 RF_DEVICE void rf_mmvq_rows(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,
                             const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,
-                            float* out, rf_u32 tpr, float* red) {
+                            float* out, rf_u32 tpr, float* red, rf_u32 add) {
     constexpr int QPC = T::QB_PER_CHUNK;
     constexpr int CPB = T::BLOCK_VALUES / (32 * QPC);
     const rf_u32 tid = RF_TID_X;
@@ -70,7 +70,10 @@ RF_DEVICE void rf_mmvq_rows(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u3
             if (row0 + r < rows) {
 #pragma unroll
                 for (int t = 0; t < NT; ++t) {
-                    if ((rf_u32)t < nt) out[(rf_u64)t * rows + row0 + r] = acc[r * NT + t];
+                    if ((rf_u32)t < nt) {
+                        float* o = out + (rf_u64)t * rows + row0 + r;
+                        *o = add != 0u ? *o + acc[r * NT + t] : acc[r * NT + t];
+                    }
                 }
             }
         }
@@ -81,19 +84,19 @@ RF_DEVICE void rf_mmvq_rows(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u3
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvq_##name##_n##NT##_r##R(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks, \
                                     const rf_i8* aqs, const float* ads, rf_u32 cols,              \
-                                    rf_u32 n_tokens, float* out, rf_u32 tpr) {                    \
+                                    rf_u32 n_tokens, float* out, rf_u32 tpr, rf_u32 acc) {        \
         __shared__ float red[R * NT * (RF_MMV_THREADS / RF_WARP_SIZE)];                           \
         rf_mmvq_rows<T, NT, R>(w, row_bytes, rows, chunks, aqs, ads, cols, n_tokens, out, tpr,   \
-                               red);                                                              \
+                               red, acc);                                                         \
     }
 
 #define RF_MMVQ_KERNEL_NT(name, T, NT)                                                            \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvq_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,        \
                              const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,    \
-                             float* out, rf_u32 tpr) {                                            \
+                             float* out, rf_u32 tpr, rf_u32 acc) {                                \
         __shared__ float red[NT * (RF_MMV_THREADS / RF_WARP_SIZE)];                               \
-        rf_mmvq<T, NT>(w, row_bytes, rows, chunks, aqs, ads, cols, n_tokens, out, tpr, red);      \
+        rf_mmvq<T, NT>(w, row_bytes, rows, chunks, aqs, ads, cols, n_tokens, out, tpr, red, acc); \
     }
 #define RF_MMVQ_KERNEL(name, T)   \
     RF_MMVQ_KERNEL_NT(name, T, 1) \
@@ -195,7 +198,7 @@ struct rf_wbf16 {
 template <class W, int NT>
 RF_DEVICE void rf_mmvf(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks, rf_u32 vec,
                        const float* x, rf_u32 cols, rf_u32 n_tokens, float* out, rf_u32 tpr,
-                       float* red) {
+                       float* red, rf_u32 add) {
     const rf_u32 tid = RF_TID_X;
     const rf_u32 row = RF_BID_X * (RF_MMV_THREADS / tpr) + tid / tpr;
     const rf_u32 lane = tid % tpr;
@@ -233,16 +236,16 @@ RF_DEVICE void rf_mmvf(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chu
             }
         }
     }
-    rf_mmv_reduce_store<NT>(acc, tpr, row, rows, t0, nt, out, red);
+    rf_mmv_reduce_store<NT>(acc, tpr, row, rows, t0, nt, out, red, add);
 }
 
 #define RF_MMVF_KERNEL_NT(name, W, NT)                                                            \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvf_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,        \
                              rf_u32 vec, const float* x, rf_u32 cols, rf_u32 n_tokens, float* out, \
-                             rf_u32 tpr) {                                                        \
+                             rf_u32 tpr, rf_u32 acc) {                                            \
         __shared__ float red[NT * (RF_MMV_THREADS / RF_WARP_SIZE)];                               \
-        rf_mmvf<W, NT>(w, row_bytes, rows, chunks, vec, x, cols, n_tokens, out, tpr, red);        \
+        rf_mmvf<W, NT>(w, row_bytes, rows, chunks, vec, x, cols, n_tokens, out, tpr, red, acc);   \
     }
 #define RF_MMVF_KERNEL(name, W)        \
     RF_MMVF_KERNEL_NT(name, W, 1)      \

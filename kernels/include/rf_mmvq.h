@@ -39,15 +39,19 @@ RF_DEVICE void rf_mmv_reduce(float* acc, rf_u32 tpr, float* red) {
 }
 
 // Sums each row's partial results over its tpr threads and writes them.
+// With `add` non-zero the sums are added to out (a residual add; each element has one writer).
 template <int NT>
 RF_DEVICE void rf_mmv_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 rows, rf_u32 t0,
-                                   rf_u32 nt, float* out, float* red) {
+                                   rf_u32 nt, float* out, float* red, rf_u32 add = 0u) {
     rf_mmv_reduce<NT>(acc, tpr, red);
     const rf_u32 tid = RF_TID_X;
     if (tid % tpr == 0 && row < rows) {
 #pragma unroll
         for (int t = 0; t < NT; ++t) {
-            if ((rf_u32)t < nt) out[(rf_u64)(t0 + t) * rows + row] = acc[t];
+            if ((rf_u32)t < nt) {
+                float* o = out + (rf_u64)(t0 + t) * rows + row;
+                *o = add != 0u ? *o + acc[t] : acc[t];
+            }
         }
     }
 }
@@ -103,7 +107,7 @@ RF_DEVICE void rf_mmvq_row(const rf_u8* wrow, rf_u32 chunks, const rf_i8* aqs, c
 template <class T, int NT>
 RF_DEVICE void rf_mmvq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,
                        const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,
-                       float* out, rf_u32 tpr, float* red) {
+                       float* out, rf_u32 tpr, float* red, rf_u32 add = 0u) {
     const rf_u32 tid = RF_TID_X;
     const rf_u32 row = RF_BID_X * (RF_MMV_THREADS / tpr) + tid / tpr;
     const rf_u32 lane = tid % tpr;
@@ -115,5 +119,5 @@ RF_DEVICE void rf_mmvq(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chu
     if (row < rows) {
         rf_mmvq_row<T, NT>(w + (rf_u64)row * row_bytes, chunks, aqs, ads, cols, nt, lane, tpr, acc);
     }
-    rf_mmv_reduce_store<NT>(acc, tpr, row, rows, t0, nt, out, red);
+    rf_mmv_reduce_store<NT>(acc, tpr, row, rows, t0, nt, out, red, add);
 }

@@ -74,6 +74,57 @@ struct rf_act_layout {
     static RF_MEMBER rf_u32 slot(rf_u32 ab) { return (ab / QPC) * CHUNK_BYTES + (ab % QPC) * 48; }
 };
 
+// An RMS norm the staging applies to the f32 activations first (the one-launch form of
+// rms_norm_f32 followed by a matvec): v = (x * s_t) * w[c] with s_t = 1 / sqrt(mean_c(x^2) + eps)
+// per token, as rms_norm_f32 computes it (its sum of squares in another order). `w` null: no
+// norm. Block 0 also writes the normed rows to `out` ([nt][cols], when not null), so the normed
+// activations stay available to later launches.
+struct rf_act_norm {
+    const float* w;
+    float eps;
+    float* out;
+};
+
+// Per-token scales s_t of `norm` into sc[0..nt) (shared; all threads take part; block barrier
+// at the end). cols is a multiple of 4.
+RF_DEVICE void rf_norm_scales(const float* x, rf_u32 cols, rf_u32 nt, const rf_act_norm& norm,
+                              float* sc) {
+    __shared__ float red[8][RF_MMV_WARPS];
+    const rf_u32 tid = RF_TID_X, lane = tid % RF_WARP_SIZE, warp = tid / RF_WARP_SIZE;
+    const rf_u32 quads = cols / 4;
+    float part[8];
+#pragma unroll
+    for (int t = 0; t < 8; ++t) {
+        part[t] = 0.0f;
+        if ((rf_u32)t < nt) {
+            const rf_u32x4* xr = (const rf_u32x4*)(x + (rf_u64)t * cols);
+            for (rf_u32 q = tid; q < quads; q += RF_MMV_THREADS) {
+                const rf_u32x4 r = xr[q];
+                const float a = __builtin_bit_cast(float, r.x), b = __builtin_bit_cast(float, r.y);
+                const float c = __builtin_bit_cast(float, r.z), d = __builtin_bit_cast(float, r.w);
+                part[t] += a * a + b * b + c * c + d * d;
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < 8; ++t) {
+        if ((rf_u32)t < nt) {
+            float v = part[t];
+#pragma unroll
+            for (int m = RF_WARP_SIZE / 2; m > 0; m >>= 1) v += rf_shfl_xor_f32(v, m);
+            if (lane == 0) red[t][warp] = v;
+        }
+    }
+    rf_sync_block();
+    if (tid < nt) {
+        double sum = 0.0;
+        for (rf_u32 k = 0; k < (rf_u32)RF_MMV_WARPS; ++k) sum += (double)red[tid][k];
+        const float mean = (float)(sum / (double)cols);
+        sc[tid] = 1.0f / rf_sqrtf(mean + norm.eps);
+    }
+    rf_sync_block();
+}
+
 // Fills the slots of nt tokens (token stride `ts` bytes). Eight lanes per 32-value block, four
 // values each, four blocks per lane group in flight. Ends with a block barrier.
 // Source: f32 activations `x` (quantized here with exactly the arithmetic of quantize_q8_1_f32),
@@ -81,10 +132,14 @@ struct rf_act_layout {
 // producer (qs [nt][cols], then (d, s) pairs at `ads`).
 template <int QPC>
 RF_DEVICE void rf_stage_q8_1(const float* x, const rf_i8* aqs, const float* ads, rf_u32 cols,
-                             rf_u32 nt, rf_u32 ts, rf_u8* sa) {
+                             rf_u32 nt, rf_u32 ts, rf_u8* sa, const rf_act_norm& norm) {
     constexpr rf_u32 GROUPS = RF_MMV_THREADS / 8, UNR = 4;
     const rf_u32 tid = RF_TID_X, l8 = tid & 7u;
     const rf_u32 nblk = cols / 32, total = nt * nblk;
+    __shared__ float nsc[8];
+    const bool normed = aqs == nullptr && norm.w != nullptr;
+    if (normed) rf_norm_scales(x, cols, nt, norm, nsc);
+    float* const nout = normed && RF_BID_X == 0 ? norm.out : nullptr;
     const rf_u32 warp_first = (tid / RF_WARP_SIZE) * (RF_WARP_SIZE / 8);
     for (rf_u32 base = 0; base + warp_first < total; base += UNR * GROUPS) {
         rf_u32x4 raw[UNR];
@@ -119,8 +174,24 @@ RF_DEVICE void rf_stage_q8_1(const float* x, const rf_i8* aqs, const float* ads,
                 d = dsv[u][0];
                 s = dsv[u][1];
             } else {
-                const float v[4] = {__builtin_bit_cast(float, raw[u].x), __builtin_bit_cast(float, raw[u].y),
-                                    __builtin_bit_cast(float, raw[u].z), __builtin_bit_cast(float, raw[u].w)};
+                float v[4] = {__builtin_bit_cast(float, raw[u].x), __builtin_bit_cast(float, raw[u].y),
+                              __builtin_bit_cast(float, raw[u].z), __builtin_bit_cast(float, raw[u].w)};
+                if (normed && i < total) {
+                    const rf_u32 t = i / nblk, c = 32 * (i - t * nblk) + 4 * l8;
+                    const rf_u32x4 wq = *(const rf_u32x4*)(norm.w + c);
+                    const float wv[4] = {__builtin_bit_cast(float, wq.x), __builtin_bit_cast(float, wq.y),
+                                         __builtin_bit_cast(float, wq.z), __builtin_bit_cast(float, wq.w)};
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) v[k] = (v[k] * nsc[t]) * wv[k];
+                    if (nout != nullptr) {
+                        rf_u32x4 o;
+                        o.x = __builtin_bit_cast(rf_u32, v[0]);
+                        o.y = __builtin_bit_cast(rf_u32, v[1]);
+                        o.z = __builtin_bit_cast(rf_u32, v[2]);
+                        o.w = __builtin_bit_cast(rf_u32, v[3]);
+                        *(rf_u32x4*)(nout + 32 * (rf_u64)i + 4 * l8) = o;
+                    }
+                }
                 float amax = v[0] < 0.0f ? -v[0] : v[0];
 #pragma unroll
                 for (int k = 1; k < 4; ++k) {
@@ -242,6 +313,8 @@ struct rf_mv_set {
     const rf_u8 *w0, *w1, *w2;
     float *out0, *out1, *out2;
     rf_u32 rows0, rows1, rows2;
+    // Non-zero: out_i[t][row] += the product (a residual add; each element has one writer).
+    rf_u32 acc;
     // Segment of job row r (0, 1 or 2) and the row within it.
     RF_MEMBER int seg(rf_u32 r, rf_u32* lr) const {
         if (r < rows0) { *lr = r; return 0; }
@@ -275,7 +348,8 @@ template <class T, int NT, bool GLU>
 RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunks, const float* x,
                               const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,
                               rf_u32 rpw, rf_u8* smem,
-                              rf_u32x4 (*wbuf)[rf_step<T>::PPL * RF_WARP_SIZE]) {
+                              rf_u32x4 (*wbuf)[rf_step<T>::PPL * RF_WARP_SIZE],
+                              const rf_act_norm& norm) {
     using S = rf_step<T>;
     const rf_u32 tid = RF_TID_X, lane = tid % RF_WARP_SIZE, warp = tid / RF_WARP_SIZE;
     const rf_u32 nt = n_tokens < (rf_u32)NT ? n_tokens : (rf_u32)NT;
@@ -311,7 +385,7 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
                             wm + (rf_u64)seg_rows * row_bytes, lane, pf, &nx_off, &nx_np);
     };
     if (r < groups) prefetch(r, 0);
-    rf_stage_q8_1<S::QPC>(x, aqs, ads, cols, nt, ts, smem);
+    rf_stage_q8_1<S::QPC>(x, aqs, ads, cols, nt, ts, smem, norm);
 
     float acc[NT], gate[NT];
 #pragma unroll
@@ -370,7 +444,8 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
                     rf_u32 lr = cr * R;
                     const int sg = GLU ? 0 : m.seg(cr * R, &lr);
                     const rf_u32 seg_rows = GLU ? m.rows0 : m.rows(sg);
-                    m.out(sg)[(rf_u64)t * seg_rows + lr + grp] = GLU ? (g / (1.0f + rf_expf(-g))) * v : v;
+                    float* o = m.out(sg) + (rf_u64)t * seg_rows + lr + grp;
+                    *o = GLU ? (g / (1.0f + rf_expf(-g))) * v : (m.acc != 0u ? *o + v : v);
                 }
             }
         }
@@ -379,48 +454,55 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
 
 // mmvqs_*: from f32 activations; mmvqm_*: the same for up to three weights (q, k, v) in one
 // launch; mmvqg_*: the same for a gate/up pair, writing silu(gate) * up (rf_mv_set above);
-// mmvqa_*: from a q8_1 activation buffer (aqs, ads).
+// mmvqa_*: from a q8_1 activation buffer (aqs, ads). After `rpw`: the norm of the f32
+// activations (nw null: none; rf_act_norm: weight, eps, normed rows out) where the kernel
+// stages f32 activations, and `acc` (non-zero: out += the product) where one weight is written.
 #define RF_MMVQS_KERNEL_NT(name, T, NT)                                                           \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqs_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
                               const float* x, rf_u32 cols, rf_u32 n_tokens, float* out,           \
-                              rf_u32 rpw) {                                                       \
+                              rf_u32 rpw, const float* nw, float eps, float* normed, rf_u32 acc) { \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
-        const rf_mv_set m = {w, nullptr, nullptr, out, nullptr, nullptr, rows, 0u, 0u};           \
+        const rf_mv_set m = {w, nullptr, nullptr, out, nullptr, nullptr, rows, 0u, 0u, acc};      \
+        const rf_act_norm nm = {nw, eps, normed};                                                 \
         rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,   \
-                                     rpw, (rf_u8*)rf_smem, wbuf);                                 \
+                                     rpw, (rf_u8*)rf_smem, wbuf, nm);                             \
     }                                                                                             \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqm_##name##_n##NT(const rf_u8* w0, const rf_u8* w1, const rf_u8* w2,                  \
                               rf_u64 row_bytes, rf_u32 rows0, rf_u32 rows1, rf_u32 rows2,         \
                               rf_u32 chunks, const float* x, rf_u32 cols, rf_u32 n_tokens,        \
-                              float* out0, float* out1, float* out2, rf_u32 rpw) {                \
+                              float* out0, float* out1, float* out2, rf_u32 rpw, const float* nw, \
+                              float eps, float* normed) {                                         \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
-        const rf_mv_set m = {w0, w1, w2, out0, out1, out2, rows0, rows1, rows2};                  \
+        const rf_mv_set m = {w0, w1, w2, out0, out1, out2, rows0, rows1, rows2, 0u};              \
+        const rf_act_norm nm = {nw, eps, normed};                                                 \
         rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,   \
-                                     rpw, (rf_u8*)rf_smem, wbuf);                                 \
+                                     rpw, (rf_u8*)rf_smem, wbuf, nm);                             \
     }                                                                                             \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqg_##name##_n##NT(const rf_u8* w, const rf_u8* w2, rf_u64 row_bytes, rf_u32 rows,     \
                               rf_u32 chunks, const float* x, rf_u32 cols, rf_u32 n_tokens,        \
-                              float* out, rf_u32 rpw) {                                           \
+                              float* out, rf_u32 rpw, const float* nw, float eps, float* normed) { \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
-        const rf_mv_set m = {w, w2, nullptr, out, nullptr, nullptr, rows, 0u, 0u};               \
+        const rf_mv_set m = {w, w2, nullptr, out, nullptr, nullptr, rows, 0u, 0u, 0u};           \
+        const rf_act_norm nm = {nw, eps, normed};                                                 \
         rf_mmvq_staged<T, NT, true>(m, row_bytes, chunks, x, nullptr, nullptr, cols, n_tokens,    \
-                                    rpw, (rf_u8*)rf_smem, wbuf);                                  \
+                                    rpw, (rf_u8*)rf_smem, wbuf, nm);                              \
     }                                                                                             \
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvqa_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
                               const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,   \
-                              float* out, rf_u32 rpw) {                                           \
+                              float* out, rf_u32 rpw, rf_u32 acc) {                               \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ rf_u32x4 wbuf[RF_MMV_WARPS][rf_step<T>::PPL * RF_WARP_SIZE];                   \
-        const rf_mv_set m = {w, nullptr, nullptr, out, nullptr, nullptr, rows, 0u, 0u};           \
+        const rf_mv_set m = {w, nullptr, nullptr, out, nullptr, nullptr, rows, 0u, 0u, acc};      \
+        const rf_act_norm nm = {nullptr, 0.0f, nullptr};                                          \
         rf_mmvq_staged<T, NT, false>(m, row_bytes, chunks, nullptr, aqs, ads, cols, n_tokens,     \
-                                     rpw, (rf_u8*)rf_smem, wbuf);                                 \
+                                     rpw, (rf_u8*)rf_smem, wbuf, nm);                             \
     }
 #define RF_MMVQS_KERNEL(name, T)   \
     RF_MMVQS_KERNEL_NT(name, T, 1) \
@@ -433,9 +515,14 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
 // F16 / BF16 weights. Activations rounded (mode 1: f16, mode 2: bf16, as round_act_f32) into sx
 // [nt][cols] 16-bit values; cols a multiple of 8. Ends with a block barrier.
 template <int MODE>
-RF_DEVICE void rf_stage_round16(const float* x, rf_u32 cols, rf_u32 nt, rf_u32* sx) {
+RF_DEVICE void rf_stage_round16(const float* x, rf_u32 cols, rf_u32 nt, rf_u32* sx,
+                                const rf_act_norm& norm) {
     constexpr rf_u32 UNR = 4;
     const rf_u32 quads = nt * cols / 4;
+    __shared__ float nsc[8];
+    const bool normed = norm.w != nullptr;
+    if (normed) rf_norm_scales(x, cols, nt, norm, nsc);
+    float* const nout = normed && RF_BID_X == 0 ? norm.out : nullptr;
     for (rf_u32 base = RF_TID_X; base < quads; base += UNR * RF_MMV_THREADS) {
         rf_u32x4 raw[UNR];
 #pragma unroll
@@ -447,7 +534,22 @@ RF_DEVICE void rf_stage_round16(const float* x, rf_u32 cols, rf_u32 nt, rf_u32* 
         for (rf_u32 u = 0; u < UNR; ++u) {
             const rf_u32 i = base + u * RF_MMV_THREADS;
             if (i < quads) {
-                const rf_u32 v[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+                rf_u32 v[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+                if (normed) {
+                    const rf_u32 t = i / (cols / 4), c = 4 * (i - t * (cols / 4));
+                    const rf_u32x4 wq = *(const rf_u32x4*)(norm.w + c);
+                    const rf_u32 wv[4] = {wq.x, wq.y, wq.z, wq.w};
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) {
+                        const float f = (__builtin_bit_cast(float, v[k]) * nsc[t]) * __builtin_bit_cast(float, wv[k]);
+                        v[k] = __builtin_bit_cast(rf_u32, f);
+                    }
+                    if (nout != nullptr) {
+                        rf_u32x4 o;
+                        o.x = v[0]; o.y = v[1]; o.z = v[2]; o.w = v[3];
+                        ((rf_u32x4*)nout)[i] = o;
+                    }
+                }
                 rf_u32 h[4];
 #pragma unroll
                 for (int k = 0; k < 4; ++k) {
@@ -471,7 +573,7 @@ RF_DEVICE float rf_w16_to_f32(rf_u32 bits) {
 // warps when tpr > RF_WARP_SIZE) and writes them.
 template <int NT>
 RF_DEVICE void rf_mmvs_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 rows, rf_u32 nt,
-                                    float* out, float* red) {
+                                    float* out, float* red, rf_u32 add) {
 #pragma unroll
     for (int m = RF_WARP_SIZE / 2; m > 0; m >>= 1) {
         if ((rf_u32)m < tpr) {
@@ -501,7 +603,10 @@ RF_DEVICE void rf_mmvs_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 r
     if (tid % tpr == 0 && row < rows) {
 #pragma unroll
         for (int t = 0; t < NT; ++t) {
-            if ((rf_u32)t < nt) out[(rf_u64)t * rows + row] = acc[t];
+            if ((rf_u32)t < nt) {
+                float* o = out + (rf_u64)t * rows + row;
+                *o = add != 0u ? *o + acc[t] : acc[t];
+            }
         }
     }
 }
@@ -509,10 +614,11 @@ RF_DEVICE void rf_mmvs_reduce_store(float* acc, rf_u32 tpr, rf_u32 row, rf_u32 r
 template <int MODE, int NT>
 RF_DEVICE void rf_mmvf_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,
                               const float* x, rf_u32 cols, rf_u32 n_tokens, float* out,
-                              rf_u32 tpr, rf_u32* sx, float* red) {
+                              rf_u32 tpr, rf_u32* sx, float* red, const rf_act_norm& norm,
+                              rf_u32 add) {
     const rf_u32 tid = RF_TID_X, lane = tid % tpr;
     const rf_u32 nt = n_tokens < (rf_u32)NT ? n_tokens : (rf_u32)NT;
-    rf_stage_round16<MODE>(x, cols, nt, sx);
+    rf_stage_round16<MODE>(x, cols, nt, sx, norm);
     const rf_u32 rpb = RF_MMV_THREADS / tpr;
     constexpr int UNR = 4;
     for (rf_u32 base = RF_BID_X * rpb; base < rows; base += RF_GDIM_X * rpb) {
@@ -558,7 +664,7 @@ RF_DEVICE void rf_mmvf_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
                 }
             }
         }
-        rf_mmvs_reduce_store<NT>(acc, tpr, row, rows, nt, out, red);
+        rf_mmvs_reduce_store<NT>(acc, tpr, row, rows, nt, out, red, add);
     }
 }
 
@@ -566,11 +672,12 @@ RF_DEVICE void rf_mmvf_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
     RF_KERNEL(RF_MMV_THREADS)                                                                     \
     void mmvfs_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,       \
                               const float* x, rf_u32 cols, rf_u32 n_tokens, float* out,           \
-                              rf_u32 tpr) {                                                       \
+                              rf_u32 tpr, const float* nw, float eps, float* normed, rf_u32 acc) { \
         RF_DYNAMIC_SHARED(rf_u32x4, rf_smem);                                                     \
         __shared__ float red[NT * RF_MMV_WARPS];                                                  \
+        const rf_act_norm nm = {nw, eps, normed};                                                 \
         rf_mmvf_staged<MODE, NT>(w, row_bytes, rows, chunks, x, cols, n_tokens, out, tpr,         \
-                                 (rf_u32*)rf_smem, red);                                          \
+                                 (rf_u32*)rf_smem, red, nm, acc);                                 \
     }
 #define RF_MMVFS_KERNEL(name, MODE)   \
     RF_MMVFS_KERNEL_NT(name, MODE, 1) \

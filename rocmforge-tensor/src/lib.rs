@@ -45,6 +45,7 @@ pub mod cpu;
 pub mod device_tensor;
 pub mod devices;
 pub mod error;
+mod fused_ops;
 pub mod hip;
 pub mod lazy;
 pub mod loader;

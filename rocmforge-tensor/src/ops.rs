@@ -11,6 +11,7 @@ pub use crate::batch_kv::{attention_batch, kv_append_batch, rope_kv_append_batch
 use crate::cpu::{self, AttentionParams, RopeParams, WeightView};
 pub use crate::cpu::{SampleParams, SampleRow};
 use crate::error::{TensorError, TensorResult};
+pub use crate::fused_ops::{matmul_add, rms_norm_matmul_many, rms_norm_matmul_swiglu};
 use crate::hip;
 pub use crate::moe_ops::{matmul_id, matmul_id_swiglu, moe_route, moe_weighted_sum};
 pub use crate::sample_ops::{Sampled, sample_rows};
@@ -20,7 +21,10 @@ fn shape_err(op: &'static str, what: String) -> TensorError {
     TensorError::Shape { op, what }
 }
 
-fn hip_weight<'a>(op: &'static str, w: &Weight<'a>) -> TensorResult<&'a crate::DeviceTensor> {
+pub(crate) fn hip_weight<'a>(
+    op: &'static str,
+    w: &Weight<'a>,
+) -> TensorResult<&'a crate::DeviceTensor> {
     match w {
         Weight::Hip(t) => Ok(t),
         _ => Err(TensorError::Backend {
@@ -564,56 +568,92 @@ pub fn matmul_many(
     n_tokens: usize,
     jobs: &mut [(&Weight, &mut Tensor)],
 ) -> TensorResult<()> {
-    const OP: &str = "matmul_many";
     let mut i = 0;
     while i < jobs.len() {
-        let mut j = i + 1;
-        if let (Backend::Hip(ops), Weight::Hip(first)) = (be, jobs[i].0) {
-            let same = |w: &Weight| match w {
-                Weight::Hip(t) => t.dtype() == first.dtype() && t.cols() == first.cols(),
-                _ => false,
-            };
-            while j < jobs.len() && j - i < 3 && same(jobs[j].0) {
-                j += 1;
+        let j = group_end(be, jobs, i);
+        if !(j - i >= 2 && hip_group(be, x, None, n_tokens, &mut jobs[i..j])?) {
+            for (w, out) in jobs[i..j].iter_mut() {
+                matmul(be, w, x, n_tokens, out)?;
             }
-            if j - i >= 2 {
-                let group = &mut jobs[i..j];
-                let mut ws = Vec::with_capacity(group.len());
-                let mut rows = Vec::with_capacity(group.len());
-                for (w, _) in group.iter() {
-                    let t = hip_weight(OP, w)?;
-                    ws.push(t.bytes_buffer().ok_or_else(|| {
-                        TensorError::Backend {
-                            op: OP,
-                            what: "GPU weights must be uploaded as raw bytes (GgufLoader does)"
-                                .to_string(),
-                        }
-                    })?);
-                    rows.push(t.rows());
-                }
-                let xb = x.hip(OP)?.f32_buffer(OP)?;
-                let mut outs = Vec::with_capacity(group.len());
-                for (_, out) in group.iter_mut() {
-                    outs.push(out.hip_mut(OP)?.f32_buffer_mut(OP)?);
-                }
-                let (ty, cols) = (first.dtype(), first.cols());
-                let done = ops.with_matmul(|ctx, stream| {
-                    hip::matmul::matmul_multi(
-                        ctx, &ws, &rows, ty, cols, xb, n_tokens, &mut outs, stream,
-                    )
-                })?;
-                if done {
-                    i = j;
-                    continue;
-                }
-            }
-        }
-        for (w, out) in jobs[i..j].iter_mut() {
-            matmul(be, w, x, n_tokens, out)?;
         }
         i = j;
     }
     Ok(())
+}
+
+/// The end of the group of [`matmul_many`]'s jobs that starts at `i`: up to three consecutive GPU
+/// weights of the same type and columns (one job elsewhere).
+pub(crate) fn group_end(be: &Backend, jobs: &[(&Weight, &mut Tensor)], i: usize) -> usize {
+    let mut j = i + 1;
+    if let (Backend::Hip(_), Some((Weight::Hip(first), _))) = (be, jobs.get(i)) {
+        let same = |w: &Weight| match w {
+            Weight::Hip(t) => t.dtype() == first.dtype() && t.cols() == first.cols(),
+            _ => false,
+        };
+        while j < jobs.len() && j - i < 3 && same(jobs[j].0) {
+            j += 1;
+        }
+    }
+    j
+}
+
+/// One launch for a group of GPU weights of the same type and columns with the same
+/// activations (`hip::matmul::matmul_multi` for two or three, the one-launch matvec for one),
+/// the activations normed first where `norm` is given; `false` (nothing done) where those
+/// kernels do not serve the shapes or the backend is the CPU.
+pub(crate) fn hip_group(
+    be: &Backend,
+    x: &Tensor,
+    norm: Option<(&Weight, f32, &mut Tensor)>,
+    n_tokens: usize,
+    group: &mut [(&Weight, &mut Tensor)],
+) -> TensorResult<bool> {
+    const OP: &str = "matmul_many";
+    let (Backend::Hip(ops), Some((Weight::Hip(first), _))) = (be, group.first()) else {
+        return Ok(false);
+    };
+    let mut ws = Vec::with_capacity(group.len());
+    let mut rows = Vec::with_capacity(group.len());
+    for (w, _) in group.iter() {
+        let t = hip_weight(OP, w)?;
+        ws.push(t.bytes_buffer().ok_or_else(|| TensorError::Backend {
+            op: OP,
+            what: "GPU weights must be uploaded as raw bytes (GgufLoader does)".to_string(),
+        })?);
+        rows.push(t.rows());
+    }
+    let xb = x.hip(OP)?.f32_buffer(OP)?;
+    let mut outs = Vec::with_capacity(group.len());
+    for (_, out) in group.iter_mut() {
+        outs.push(out.hip_mut(OP)?.f32_buffer_mut(OP)?);
+    }
+    let mut norm = match norm {
+        Some((w, eps, normed)) => Some(hip::matmul::NormBuffers {
+            weight: hip_weight(OP, w)?.f32_buffer(OP)?,
+            eps,
+            out: normed.hip_mut(OP)?.f32_buffer_mut(OP)?,
+        }),
+        None => None,
+    };
+    let (ty, cols) = (first.dtype(), first.cols());
+    ops.with_matmul(|ctx, stream| match (outs.as_mut_slice(), norm.as_mut()) {
+        ([out], Some(n)) => {
+            hip::matmul::matmul_normed(ctx, ws[0], ty, rows[0], cols, xb, n, n_tokens, out, stream)
+        }
+        ([_], None) => Ok(false),
+        (outs, n) => hip::matmul::matmul_multi(
+            ctx,
+            &ws,
+            &rows,
+            ty,
+            cols,
+            xb,
+            n_tokens,
+            outs,
+            stream,
+            n.map(|n| &*n),
+        ),
+    })
 }
 
 /// SwiGLU feed-forward input: `out = silu(x · gateᵀ) * (x · upᵀ)` (`[n_tokens][rows]`) for
@@ -632,34 +672,59 @@ pub fn matmul_swiglu(
     up_out: &mut Tensor,
     out: &mut Tensor,
 ) -> TensorResult<()> {
-    const OP: &str = "matmul_swiglu";
-    if let (Backend::Hip(ops), Weight::Hip(g), Weight::Hip(u)) = (be, gate, up) {
-        let same = g.dtype() == u.dtype() && g.rows() == u.rows() && g.cols() == u.cols();
-        if let (true, Some(gb), Some(ub)) = (same, g.bytes_buffer(), u.bytes_buffer()) {
-            let xb = x.hip(OP)?.f32_buffer(OP)?;
-            let ob = out.hip_mut(OP)?.f32_buffer_mut(OP)?;
-            let done = ops.with_matmul(|ctx, stream| {
-                hip::matmul::matmul_swiglu(
-                    ctx,
-                    gb,
-                    ub,
-                    g.dtype(),
-                    g.rows(),
-                    g.cols(),
-                    xb,
-                    n_tokens,
-                    ob,
-                    stream,
-                )
-            })?;
-            if done {
-                return Ok(());
-            }
-        }
+    if swiglu_one_launch(be, gate, up, x, None, n_tokens, out)? {
+        return Ok(());
     }
     matmul(be, gate, x, n_tokens, gate_out)?;
     matmul(be, up, x, n_tokens, up_out)?;
     silu_mul(be, gate_out, up_out, out)
+}
+
+/// [`matmul_swiglu`] in one launch on a GPU (`hip::matmul::matmul_swiglu`), the activations
+/// normed first where `norm` (weight, eps, normed rows out) is given; `false` (nothing done)
+/// where that kernel does not serve the pair or the backend is the CPU.
+pub(crate) fn swiglu_one_launch(
+    be: &Backend,
+    gate: &Weight,
+    up: &Weight,
+    x: &Tensor,
+    norm: Option<(&Weight, f32, &mut Tensor)>,
+    n_tokens: usize,
+    out: &mut Tensor,
+) -> TensorResult<bool> {
+    const OP: &str = "matmul_swiglu";
+    let (Backend::Hip(ops), Weight::Hip(g), Weight::Hip(u)) = (be, gate, up) else {
+        return Ok(false);
+    };
+    let same = g.dtype() == u.dtype() && g.rows() == u.rows() && g.cols() == u.cols();
+    let (true, Some(gb), Some(ub)) = (same, g.bytes_buffer(), u.bytes_buffer()) else {
+        return Ok(false);
+    };
+    let xb = x.hip(OP)?.f32_buffer(OP)?;
+    let ob = out.hip_mut(OP)?.f32_buffer_mut(OP)?;
+    let norm = match norm {
+        Some((w, eps, normed)) => Some(hip::matmul::NormBuffers {
+            weight: hip_weight(OP, w)?.f32_buffer(OP)?,
+            eps,
+            out: normed.hip_mut(OP)?.f32_buffer_mut(OP)?,
+        }),
+        None => None,
+    };
+    ops.with_matmul(|ctx, stream| {
+        hip::matmul::matmul_swiglu(
+            ctx,
+            gb,
+            ub,
+            g.dtype(),
+            g.rows(),
+            g.cols(),
+            xb,
+            n_tokens,
+            ob,
+            stream,
+            norm.as_ref(),
+        )
+    })
 }
 
 /// Writes the rows of `src` (F32 `[n][row_len]`) into `cache` (F16 `[capacity][row_len]`) at

@@ -26,10 +26,15 @@
 //! weight allows it, so the sums may run in another order than alone).
 //!
 //! The batched-decode tile kernels (`mmqt`, both builds) at 9..=100 tokens: `gpu_matmul/mmqt.rs`.
+//! The residual add in the matvec's store and the RMS norm in its activations
+//! (`matmul_add`, `matmul_normed`, and the norm of `matmul_multi` / `matmul_swiglu`):
+//! `gpu_matmul/fused_residual.rs`.
 //! The shapes above with more than 8 tokens run `matmul`'s default choice (`mmqt` where its
 //! table says) and, in the two-launch mode, the older `mmq` kernels.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "gpu_matmul/fused_residual.rs"]
+mod fused_residual;
 #[path = "gpu_matmul/mmqt.rs"]
 mod mmqt;
 
@@ -343,6 +348,7 @@ fn run_swiglu_case(
         n_tokens,
         &mut out,
         &gpu.stream,
+        None,
     );
     gpu.ctx.set_fused_matvec(FusedMode::Auto);
     if !done.map_err(|e| e.to_string())? {
@@ -430,6 +436,7 @@ fn run_multi_case(
         n_tokens,
         &mut out_refs,
         &gpu.stream,
+        None,
     );
     gpu.ctx.set_fused_matvec(FusedMode::Auto);
     if !done.map_err(|e| e.to_string())? {
@@ -711,6 +718,9 @@ fn main() {
         }
     }
     let (p, f) = mmqt::run_all(&mut gpu, &mut seed);
+    passed += p;
+    failed += f;
+    let (p, f) = fused_residual::run_all(&mut gpu, &mut seed);
     passed += p;
     failed += f;
     for (name, r) in error_cases(&mut gpu) {

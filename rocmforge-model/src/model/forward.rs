@@ -55,6 +55,14 @@ impl RowsOut {
     }
 }
 
+/// Where a block finds its input: normed in `s.normed`, or the residual stream `s.x` that
+/// the block norms itself inside its first matmul.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    Normed,
+    Residual,
+}
+
 /// One sequence's rows in a forward call: rows `row..row + n` of the batch, and its cache.
 struct SeqRows<'a> {
     cache: &'a mut KvCache,
@@ -395,16 +403,22 @@ impl Model {
         if let Some(f) = c.embd_scale {
             ops::scale(be, &mut s.x, f)?;
         }
-        // Each block's residual add is fused with the norm that follows it (the MLP's, the
-        // next block's, the output norm), so `s.normed` always holds the next input.
-        if let Some(first) = w.layers.first() {
-            ops::rms_norm(be, &s.x, &first.norm1.get(), c.rms_eps, &mut s.normed)?;
-        }
         let observer = self
             .observer
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        // A block's input norm runs inside its first matmul where the block before ended in a
+        // plain residual add (itself then inside that block's last matmul: `matmul_add`);
+        // otherwise the residual add is fused with the norm that follows it (the MLP's, the
+        // next block's, the output norm) and `s.normed` holds the next input. An observer
+        // reads every block's normed input before the block runs, so it gets the latter.
+        let fuse = observer.is_none();
+        let mut input = Input::Residual;
+        if !fuse && let Some(first) = w.layers.first() {
+            ops::rms_norm(be, &s.x, &first.norm1.get(), c.rms_eps, &mut s.normed)?;
+            input = Input::Normed;
+        }
         let n = s.n;
         let see = |(il, site): (usize, MatmulSite), t: &Tensor, cols: usize| -> ModelResult<()> {
             if let Some(o) = &observer {
@@ -415,14 +429,14 @@ impl Model {
         };
         for (il, layer) in w.layers.iter().enumerate() {
             see((il, MatmulSite::AttnIn), &s.normed, c.n_embd)?;
-            self.attention_block(il, layer, kv, s)?;
+            input = self.attention_block(il, layer, kv, s, input, fuse)?;
             see((il, MatmulSite::AttnOut), &s.attn, c.n_heads * c.head_dim)?;
             see((il, MatmulSite::FfnIn), &s.normed, c.n_embd)?;
             let next_norm = match w.layers.get(il + 1) {
-                Some(next) => &next.norm1,
-                None => &w.output_norm,
+                Some(next) => (&next.norm1, fuse),
+                None => (&w.output_norm, false),
             };
-            self.mlp_block(layer, next_norm, s)?;
+            input = self.mlp_block(layer, next_norm, s, input)?;
             if matches!(layer.ffn, Ffn::Dense { .. }) {
                 see((il, MatmulSite::FfnDown), &s.hidden, c.n_ff)?;
             }
@@ -503,22 +517,32 @@ impl Model {
         Ok(())
     }
 
+    /// The attention block on `input`; returns how the MLP block gets its input.
     fn attention_block(
         &self,
         il: usize,
         l: &LayerWeights,
         kv: &mut BatchKv<'_>,
         s: &mut Scratch,
-    ) -> ModelResult<()> {
+        input: Input,
+        fuse: bool,
+    ) -> ModelResult<Input> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
         let file = self.plan.loader().file();
         let (wq, wk, wv) = (l.q.get(file), l.k.get(file), l.v.get(file));
-        ops::matmul_many(
-            be,
-            &s.normed,
-            n,
-            &mut [(&wq, &mut s.q), (&wk, &mut s.k), (&wv, &mut s.v)],
-        )?;
+        let mut qkv = [(&wq, &mut s.q), (&wk, &mut s.k), (&wv, &mut s.v)];
+        match input {
+            Input::Normed => ops::matmul_many(be, &s.normed, n, &mut qkv)?,
+            Input::Residual => ops::rms_norm_matmul_many(
+                be,
+                &s.x,
+                &l.norm1.get(),
+                c.rms_eps,
+                &mut s.normed,
+                n,
+                &mut qkv,
+            )?,
+        }
         if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
             // (Models with q/k norms have no q/k/v biases: checked at load.)
             self.norm_in_place(&mut s.q, &mut s.q_tmp, qn)?;
@@ -553,6 +577,11 @@ impl Model {
             ops::attn_temperature(be, &mut s.q, &s.positions, c.q_dim(), t.scale, t.floor)?;
         }
         ops::attention_batch(be, il, &s.q, kv, &shape, l.sinks.as_ref(), &mut s.attn)?;
+        let plain_end = l.o_bias.is_none() && l.post_attn_norm.is_none();
+        if fuse && plain_end && self.mlp_takes_residual(l) {
+            ops::matmul_add(be, &l.o.get(file), &s.attn, n, &mut s.proj, &mut s.x)?;
+            return Ok(Input::Residual);
+        }
         ops::matmul(be, &l.o.get(file), &s.attn, n, &mut s.proj)?;
         if let Some(b) = &l.o_bias {
             ops::add_bias(be, &mut s.proj, b, c.n_embd, None)?;
@@ -568,14 +597,53 @@ impl Model {
             c.rms_eps,
             &mut s.normed,
         )?;
-        Ok(())
+        Ok(Input::Normed)
     }
 
-    /// The MLP on `s.normed`; its output is added to `s.x` and `s.normed` becomes
-    /// `rms_norm(s.x) * next_norm`.
-    fn mlp_block(&self, l: &LayerWeights, next_norm: &Vector, s: &mut Scratch) -> ModelResult<()> {
+    /// Whether the MLP block of `l` norms its input inside its first matmul (a dense SwiGLU).
+    fn mlp_takes_residual(&self, l: &LayerWeights) -> bool {
+        matches!(l.ffn, Ffn::Dense { .. }) && !self.plan.config.arch.gelu_gate()
+    }
+
+    /// The MLP on `input`; its output is added to `s.x`. With `next.1` (the next block norms
+    /// its input itself) and a plain end, the add is the down projection's (`matmul_add`);
+    /// otherwise `s.normed` becomes `rms_norm(s.x) * next.0`. Returns the next block's input.
+    fn mlp_block(
+        &self,
+        l: &LayerWeights,
+        next: (&Vector, bool),
+        s: &mut Scratch,
+        input: Input,
+    ) -> ModelResult<Input> {
         let (be, c, n) = (&self.backend, &self.plan.config, s.n);
         let file = self.plan.loader().file();
+        let (next_norm, next_fuses) = next;
+        if input == Input::Residual && !self.mlp_takes_residual(l) {
+            ops::rms_norm(be, &s.x, &l.norm2.get(), c.rms_eps, &mut s.normed)?;
+        }
+        if let (Ffn::Dense { gate, up, down }, Input::Residual) = (&l.ffn, input)
+            && self.mlp_takes_residual(l)
+        {
+            ops::rms_norm_matmul_swiglu(
+                be,
+                &s.x,
+                &l.norm2.get(),
+                c.rms_eps,
+                &mut s.normed,
+                &gate.get(file),
+                &up.get(file),
+                n,
+                &mut s.gate,
+                &mut s.up,
+                &mut s.hidden,
+            )?;
+            if next_fuses && l.post_ffn_norm.is_none() {
+                ops::matmul_add(be, &down.get(file), &s.hidden, n, &mut s.proj, &mut s.x)?;
+                return Ok(Input::Residual);
+            }
+            ops::matmul(be, &down.get(file), &s.hidden, n, &mut s.proj)?;
+            return self.mlp_end(l, next_norm, s);
+        }
         match &l.ffn {
             Ffn::Dense { gate, up, down } if c.arch.gelu_gate() => {
                 ops::matmul(be, &gate.get(file), &s.normed, n, &mut s.gate)?;
@@ -604,6 +672,13 @@ impl Model {
                 bias,
             } => self.moe_ffn(router, gate, up, down, bias.as_deref(), s)?,
         }
+        self.mlp_end(l, next_norm, s)
+    }
+
+    /// The MLP's output in `s.proj` (post-FFN norm where the model has one) added to `s.x`,
+    /// and `s.normed = rms_norm(s.x) * next_norm`.
+    fn mlp_end(&self, l: &LayerWeights, next_norm: &Vector, s: &mut Scratch) -> ModelResult<Input> {
+        let (be, c) = (&self.backend, &self.plan.config);
         if let Some(post) = &l.post_ffn_norm {
             self.norm_in_place(&mut s.proj, &mut s.proj_tmp, post)?;
         }
@@ -615,7 +690,7 @@ impl Model {
             c.rms_eps,
             &mut s.normed,
         )?;
-        Ok(())
+        Ok(Input::Normed)
     }
 
     /// The mixture of experts on `s.normed` into `s.proj`: router logits, softmax top-k (ids

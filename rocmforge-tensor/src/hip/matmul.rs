@@ -27,6 +27,7 @@ use std::sync::Arc;
 use rocmforge_gguf::GgmlType;
 use rocmforge_hip::{DeviceBuffer, HipBackend, HipFunction, HipModule, HipStream, LaunchConfig};
 
+use super::matvec_fused::{Extras, NormIn};
 use super::quantize_act::{Q8_1Layout, quantize_q8_1};
 use crate::error::{TensorError, TensorResult};
 
@@ -472,14 +473,48 @@ pub fn matmul(
     // shape fits its shared memory; else the two-launch kernels below.
     if n_tokens <= MATVEC_MAX_TOKENS
         && super::matvec_fused::try_matvec(
-            ctx, w, ty, rows, cols, row_bytes, x, n_tokens, out, stream,
+            ctx,
+            w,
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            x,
+            n_tokens,
+            out,
+            stream,
+            Extras::default(),
         )?
     {
         return Ok(());
     }
+    two_launch(
+        ctx, k, ty, tiled, w, row_bytes, rows, cols, x, n_tokens, out, stream, false,
+    )
+}
+
+/// The two-launch kernels of [`matmul`]: q8_1 quantization then `mmvq` / `mmq` (quantized), or
+/// `mmvf` / `mmf` (float); `accumulate` (matvec kernels only, not `tiled`) adds the product to
+/// `out`.
+#[allow(clippy::too_many_arguments)]
+fn two_launch(
+    ctx: &mut MatmulContext,
+    k: Kind,
+    ty: GgmlType,
+    tiled: bool,
+    w: &DeviceBuffer<u8>,
+    row_bytes: usize,
+    rows: usize,
+    cols: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+    accumulate: bool,
+) -> TensorResult<()> {
     if k.chunk_values == 0 {
         return matmul_float(
-            ctx, ty, tiled, w, row_bytes, rows, cols, x, n_tokens, out, stream,
+            ctx, ty, tiled, w, row_bytes, rows, cols, x, n_tokens, out, stream, accumulate,
         );
     }
     let cus = ctx.backend.info().compute_units as usize;
@@ -502,7 +537,115 @@ pub fn matmul(
         n_tokens,
         geo,
     };
-    launch_quantized(&f, tiled, &shape, w, aqs, ads, out, stream)
+    launch_quantized(&f, tiled, &shape, w, aqs, ads, out, stream, accumulate)
+}
+
+/// `out += x · Wᵀ` (the residual add in the matvec's store: each output has one writer) for
+/// decode-sized batches (1..=[`MATVEC_MAX_TOKENS`] tokens), on the one-launch kernels where
+/// they serve the shape, else the two-launch matvec kernels. Returns `false` without doing
+/// anything for larger batches (the caller runs [`matmul`] and an add).
+///
+/// Errors: as [`matmul`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_add(
+    ctx: &mut MatmulContext,
+    w: &DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<bool> {
+    let k = kind(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+    let row_bytes = check(ty, rows, cols, w, x, n_tokens, out)?;
+    if n_tokens == 0 || rows == 0 {
+        return Ok(true);
+    }
+    if n_tokens > MATVEC_MAX_TOKENS {
+        return Ok(false);
+    }
+    let extras = Extras {
+        norm: None,
+        accumulate: true,
+    };
+    if !super::matvec_fused::try_matvec(
+        ctx, w, ty, rows, cols, row_bytes, x, n_tokens, out, stream, extras,
+    )? {
+        two_launch(
+            ctx, k, ty, false, w, row_bytes, rows, cols, x, n_tokens, out, stream, true,
+        )?;
+    }
+    Ok(true)
+}
+
+/// Checks a norm's buffers for `n_tokens` rows of `cols` values: its weight holds `cols` values
+/// and its output `n_tokens * cols`.
+fn check_norm(norm: &NormBuffers<'_>, cols: usize, n_tokens: usize) -> TensorResult<NormIn> {
+    let fits = norm.weight.len() >= cols
+        && n_tokens
+            .checked_mul(cols)
+            .is_some_and(|n| n <= norm.out.len());
+    if !fits {
+        return Err(TensorError::Shape {
+            op: OP,
+            what: format!(
+                "norm of {n_tokens} x {cols}: weight of {} values, output of {}",
+                norm.weight.len(),
+                norm.out.len()
+            ),
+        });
+    }
+    Ok(NormIn {
+        weight: norm.weight.device_ptr(),
+        eps: norm.eps,
+        out: norm.out.device_ptr(),
+    })
+}
+
+/// The buffers of an RMS norm fused into a matvec's activations (see [`NormIn`]).
+#[derive(Debug)]
+pub struct NormBuffers<'a> {
+    /// The norm's weight (`cols` values).
+    pub weight: &'a DeviceBuffer<f32>,
+    /// Added to the mean square.
+    pub eps: f32,
+    /// The normed activations (`[n_tokens][cols]`), written.
+    pub out: &'a mut DeviceBuffer<f32>,
+}
+
+/// `normed = rms_norm(x) * norm.weight` and `out = normed · Wᵀ` in one launch, where the
+/// one-launch decode kernels serve the shape (1..=8 tokens); `false` without doing anything
+/// otherwise (the caller runs the norm and [`matmul`]).
+///
+/// Errors: as [`matmul`], or a norm's buffers too small.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_normed(
+    ctx: &mut MatmulContext,
+    w: &DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    x: &DeviceBuffer<f32>,
+    norm: &NormBuffers<'_>,
+    n_tokens: usize,
+    out: &mut DeviceBuffer<f32>,
+    stream: &HipStream,
+) -> TensorResult<bool> {
+    kind(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
+    let row_bytes = check(ty, rows, cols, w, x, n_tokens, out)?;
+    let norm = check_norm(norm, cols, n_tokens)?;
+    if n_tokens == 0 || rows == 0 || n_tokens > MATVEC_MAX_TOKENS {
+        return Ok(false);
+    }
+    let extras = Extras {
+        norm: Some(norm),
+        accumulate: false,
+    };
+    super::matvec_fused::try_matvec(
+        ctx, w, ty, rows, cols, row_bytes, x, n_tokens, out, stream, extras,
+    )
 }
 
 /// SwiGLU projection `out[t][r] = silu(gate[r] · x[t]) * (up[r] · x[t])` in one launch, for a
@@ -524,17 +667,19 @@ pub fn matmul_swiglu(
     n_tokens: usize,
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
+    norm: Option<&NormBuffers<'_>>,
 ) -> TensorResult<bool> {
     if kind(ty).is_none_or(|k| k.chunk_values == 0) {
         return Ok(false);
     }
     let row_bytes = check(ty, rows, cols, gate, x, n_tokens, out)?;
     check(ty, rows, cols, up, x, n_tokens, out)?;
+    let norm = norm.map(|n| check_norm(n, cols, n_tokens)).transpose()?;
     if n_tokens == 0 || rows == 0 {
         return Ok(false);
     }
     super::matvec_fused::try_matvec_glu(
-        ctx, gate, up, ty, rows, cols, row_bytes, x, n_tokens, out, stream,
+        ctx, gate, up, ty, rows, cols, row_bytes, x, n_tokens, out, stream, norm,
     )
 }
 
@@ -558,6 +703,7 @@ pub fn matmul_multi(
     n_tokens: usize,
     outs: &mut [&mut DeviceBuffer<f32>],
     stream: &HipStream,
+    norm: Option<&NormBuffers<'_>>,
 ) -> TensorResult<bool> {
     if ws.len() != rows.len() || ws.len() != outs.len() {
         return Err(TensorError::Shape {
@@ -577,8 +723,9 @@ pub fn matmul_multi(
     for i in 0..ws.len() {
         row_bytes = check(ty, rows[i], cols, ws[i], x, n_tokens, outs[i])?;
     }
+    let norm = norm.map(|n| check_norm(n, cols, n_tokens)).transpose()?;
     let takes = |r: usize| super::matmul_mmqt::takes(ctx, ty, n_tokens, r * row_bytes);
-    if rows.iter().all(|&r| takes(r)) {
+    if norm.is_none() && rows.iter().all(|&r| takes(r)) {
         // Batched decode: the activations quantized once, one tile launch per weight.
         let (aqs, ads) = ctx.quantize_rows(x, n_tokens, cols, stream)?;
         for ((w, &r), out) in ws.iter().zip(rows).zip(outs.iter_mut()) {
@@ -595,7 +742,7 @@ pub fn matmul_multi(
         return Ok(true);
     }
     super::matvec_fused::try_matvec_multi(
-        ctx, ws, rows, ty, cols, row_bytes, x, n_tokens, outs, stream,
+        ctx, ws, rows, ty, cols, row_bytes, x, n_tokens, outs, stream, norm,
     )
 }
 
@@ -656,7 +803,7 @@ pub fn matmul_q8_1(
     let tiled = n_tokens > MATVEC_MAX_TOKENS;
     if n_tokens <= MATVEC_MAX_TOKENS
         && super::matvec_fused::try_matvec_q8_1(
-            ctx, w, ty, rows, cols, row_bytes, aqs, ads, n_tokens, out, stream,
+            ctx, w, ty, rows, cols, row_bytes, aqs, ads, n_tokens, out, stream, false,
         )?
     {
         return Ok(());
@@ -680,7 +827,7 @@ pub fn matmul_q8_1(
         n_tokens,
         geo,
     };
-    launch_quantized(&f, tiled, &shape, w, aqs, ads, out, stream)
+    launch_quantized(&f, tiled, &shape, w, aqs, ads, out, stream, false)
 }
 
 /// Sizes of a quantized matmul, checked by the caller.
@@ -704,6 +851,7 @@ fn launch_quantized(
     ads: rocmforge_hip::DevicePtr,
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
+    accumulate: bool,
 ) -> TensorResult<()> {
     let QuantizedShape {
         row_bytes,
@@ -743,14 +891,14 @@ fn launch_quantized(
         }
         return Ok(());
     }
-    let (chunks32, tpr32) = (geo.chunks as u32, geo.tpr as u32);
+    let (chunks32, tpr32, acc32) = (geo.chunks as u32, geo.tpr as u32, u32::from(accumulate));
     let cfg = LaunchConfig {
         grid_dim: (grid_u32(geo.blocks(rows))?, 1, 1),
         block_dim: (MMV_THREADS as u32, 1, 1),
         shared_mem_bytes: 0,
     };
     // SAFETY: `mmvq_<type>_n<NT>[_r<R>](const u8* w, u64 row_bytes, u32 rows, u32 chunks,
-    // const i8* aqs, const float* ads, u32 cols, u32 n_tokens, float* out, u32 tpr)`; sizes
+    // const i8* aqs, const float* ads, u32 cols, u32 n_tokens, float* out, u32 tpr, u32 acc)`; sizes
     // checked above, n_tokens <= NT <= 8 fits one grid row, tpr is a power of two dividing the
     // block size, and the grid covers rows in blocks of R * 256 / tpr (`MatvecGeometry`); the
     // kernels bound every row.
@@ -767,6 +915,7 @@ fn launch_quantized(
             .arg(&nt32)
             .arg(&*out)
             .arg(&tpr32)
+            .arg(&acc32)
             .launch(cfg)?;
     }
     Ok(())
@@ -786,6 +935,7 @@ fn matmul_float(
     n_tokens: usize,
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
+    accumulate: bool,
 ) -> TensorResult<()> {
     let (rows32, cols32, nt32) = (rows as u32, cols as u32, n_tokens as u32);
     let row_bytes64 = row_bytes as u64;
@@ -855,13 +1005,14 @@ fn matmul_float(
     let chunks = if vec { cols / 8 } else { cols };
     let tpr = threads_per_row(chunks);
     let (chunks32, vec32, tpr32) = (chunks as u32, u32::from(vec), tpr as u32);
+    let acc32 = u32::from(accumulate);
     let cfg = LaunchConfig {
         grid_dim: (grid_u32(rows.div_ceil(MMV_THREADS / tpr))?, 1, 1),
         block_dim: (MMV_THREADS as u32, 1, 1),
         shared_mem_bytes: 0,
     };
     // SAFETY: `mmvf_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks, u32 vec,
-    // const float* x, u32 cols, u32 n_tokens, float* out, u32 tpr)`; sizes checked by the
+    // const float* x, u32 cols, u32 n_tokens, float* out, u32 tpr, u32 acc)`; sizes checked by the
     // caller (`act` is `x` or its rounded copy, n_tokens * cols values); `vec` only when
     // cols % 8 == 0, so rows and activations are 16-byte aligned.
     unsafe {
@@ -877,6 +1028,7 @@ fn matmul_float(
             .arg(&nt32)
             .arg(&*out)
             .arg(&tpr32)
+            .arg(&acc32)
             .launch(cfg)?;
     }
     Ok(())

@@ -57,6 +57,41 @@ pub enum FusedMode {
     Never,
 }
 
+/// An RMS norm the one-launch kernels apply to their f32 activations before the product
+/// (`rf_act_norm` in the kernel): `normed = (x * s) * weight`, `s = 1 / sqrt(mean(x²) + eps)`
+/// per token; the normed rows are also written to `out` (`[n_tokens][cols]`), so later launches
+/// can read them.
+#[derive(Debug, Clone, Copy)]
+pub struct NormIn {
+    /// The norm's weight (`cols` f32 values, 16-byte aligned).
+    pub weight: DevicePtr,
+    /// Added to the mean square.
+    pub eps: f32,
+    /// Where the normed rows go (`n_tokens * cols` f32 values, 16-byte aligned).
+    pub out: DevicePtr,
+}
+
+impl NormIn {
+    fn aligned(&self) -> bool {
+        self.weight.0 % 16 == 0 && self.out.0 % 16 == 0
+    }
+    /// The kernel arguments: weight (null without a norm), eps, normed rows out.
+    fn args(norm: Option<NormIn>) -> (DevicePtr, f32, DevicePtr) {
+        norm.map_or((DevicePtr(0), 0.0, DevicePtr(0)), |n| {
+            (n.weight, n.eps, n.out)
+        })
+    }
+}
+
+/// What a one-launch matvec does besides the product.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    /// Norm the f32 activations first.
+    pub norm: Option<NormIn>,
+    /// Add the product to the output (`out += x · Wᵀ`) instead of storing it.
+    pub accumulate: bool,
+}
+
 /// The fused kernels of one [`MatmulContext`], loaded on first use.
 #[derive(Debug)]
 pub struct FusedSlot {
@@ -245,6 +280,7 @@ struct Call<'a> {
     n_tokens: usize,
     ws: &'a [&'a DeviceBuffer<u8>],
     x: &'a DeviceBuffer<f32>,
+    norm: Option<NormIn>,
 }
 
 /// The kernel and geometry for `call` when the one-launch kernels serve it (the mode, the token
@@ -267,6 +303,7 @@ fn plan(ctx: &mut MatmulContext, call: &Call<'_>) -> TensorResult<Option<(HipFun
         || call.n_tokens > super::matmul::MATVEC_MAX_TOKENS
         || call.ws.iter().any(|w| w.device_ptr().0 % 16 != 0)
         || call.x.device_ptr().0 % 16 != 0
+        || call.norm.is_some_and(|n| !n.aligned())
     {
         return Ok(None);
     }
@@ -314,6 +351,7 @@ pub(crate) fn try_matvec(
     n_tokens: usize,
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
+    extras: Extras,
 ) -> TensorResult<bool> {
     let call = Call {
         ty,
@@ -325,19 +363,24 @@ pub(crate) fn try_matvec(
         n_tokens,
         ws: &[w],
         x,
+        norm: extras.norm,
     };
     let Some((f, g)) = plan(ctx, &call)? else {
         return Ok(false);
     };
     let float = stem(ty).is_some_and(|(_, chunk_values)| chunk_values == 0);
     let row_bytes64 = row_bytes as u64;
+    let (nw, eps, normed) = NormIn::args(extras.norm);
+    let acc = u32::from(extras.accumulate);
     // SAFETY: `mmvqs_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
-    // const float* x, u32 cols, u32 n_tokens, float* out, u32 rpw)` /
-    // `mmvfs_<type>_n<NT>(..., float* out, u32 tpr)`. `matmul` checked that `w` holds
-    // rows * row_bytes bytes, `x` n_tokens * cols values and `out` n_tokens * rows values; both
-    // pointers are 16-byte aligned (checked above); n_tokens <= NT of the variant; the dynamic
-    // shared memory holds the staged activations of n_tokens tokens (`shared_bytes`); the
-    // kernels bound every row, chunk and token.
+    // const float* x, u32 cols, u32 n_tokens, float* out, u32 rpw, const float* nw, float eps,
+    // float* normed, u32 acc)` / `mmvfs_<type>_n<NT>(..., float* out, u32 tpr, <the same four>)`.
+    // `matmul` checked that `w` holds rows * row_bytes bytes, `x` n_tokens * cols values and
+    // `out` n_tokens * rows values; the pointers are 16-byte aligned (checked above, the norm's
+    // too); a norm's weight holds cols values and its output n_tokens * cols (checked by the
+    // caller); n_tokens <= NT of the variant; the dynamic shared memory holds the staged
+    // activations of n_tokens tokens (`shared_bytes`); the kernels bound every row, chunk and
+    // token.
     unsafe {
         stream
             .launch_builder(&f)
@@ -350,6 +393,10 @@ pub(crate) fn try_matvec(
             .arg(&g.n_tokens)
             .arg(&*out)
             .arg(if float { &g.tpr } else { &g.rpw })
+            .arg(&nw)
+            .arg(&eps)
+            .arg(&normed)
+            .arg(&acc)
             .launch(g.cfg)?;
     }
     Ok(true)
@@ -372,6 +419,7 @@ pub(crate) fn try_matvec_glu(
     n_tokens: usize,
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
+    norm: Option<NormIn>,
 ) -> TensorResult<bool> {
     let call = Call {
         ty,
@@ -383,13 +431,16 @@ pub(crate) fn try_matvec_glu(
         n_tokens,
         ws: &[gate, up],
         x,
+        norm,
     };
     let Some((f, g)) = plan(ctx, &call)? else {
         return Ok(false);
     };
     let row_bytes64 = row_bytes as u64;
+    let (nw, eps, normed) = NormIn::args(norm);
     // SAFETY: `mmvqg_<type>_n<NT>(const u8* w, const u8* w2, u64 row_bytes, u32 rows,
-    // u32 chunks, const float* x, u32 cols, u32 n_tokens, float* out, u32 rpw)`. The caller checked that
+    // u32 chunks, const float* x, u32 cols, u32 n_tokens, float* out, u32 rpw, const float* nw,
+    // float eps, float* normed)` (a norm's buffers checked by the caller). The caller checked that
     // `gate` and `up` each hold rows * row_bytes bytes, `x` n_tokens * cols values and `out`
     // n_tokens * rows values; the pointers are 16-byte aligned (checked above); n_tokens <= NT;
     // the dynamic shared memory holds the staged activations of n_tokens tokens.
@@ -406,6 +457,9 @@ pub(crate) fn try_matvec_glu(
             .arg(&g.n_tokens)
             .arg(&*out)
             .arg(&g.rpw)
+            .arg(&nw)
+            .arg(&eps)
+            .arg(&normed)
             .launch(g.cfg)?;
     }
     Ok(true)
@@ -428,6 +482,7 @@ pub(crate) fn try_matvec_multi(
     n_tokens: usize,
     outs: &mut [&mut DeviceBuffer<f32>],
     stream: &HipStream,
+    norm: Option<NormIn>,
 ) -> TensorResult<bool> {
     let n = ws.len();
     if !(2..=3).contains(&n) || rows.len() != n || outs.len() != n {
@@ -443,11 +498,13 @@ pub(crate) fn try_matvec_multi(
         n_tokens,
         ws,
         x,
+        norm,
     };
     let Some((f, g)) = plan(ctx, &call)? else {
         return Ok(false);
     };
     let row_bytes64 = row_bytes as u64;
+    let (nw, eps, normed) = NormIn::args(norm);
     let to_u32 = |v: usize| {
         u32::try_from(v).map_err(|_| TensorError::Shape {
             op: OP,
@@ -470,7 +527,8 @@ pub(crate) fn try_matvec_multi(
     );
     // SAFETY: `mmvqm_<type>_n<NT>(const u8* w0, const u8* w1, const u8* w2, u64 row_bytes,
     // u32 rows0, u32 rows1, u32 rows2, u32 chunks, const float* x, u32 cols, u32 n_tokens,
-    // float* out0, float* out1, float* out2, u32 rpw)`. The caller checked that each weight holds its
+    // float* out0, float* out1, float* out2, u32 rpw, const float* nw, float eps,
+    // float* normed)` (a norm's buffers checked by the caller). The caller checked that each weight holds its
     // rows * row_bytes bytes, `x` n_tokens * cols values and each output n_tokens * its rows
     // values; a missing third segment has 0 rows, so its pointers are never used; the weight
     // pointers are 16-byte aligned (checked above); n_tokens <= NT; the dynamic shared memory
@@ -493,6 +551,9 @@ pub(crate) fn try_matvec_multi(
             .arg(&o1)
             .arg(&o2)
             .arg(&g.rpw)
+            .arg(&nw)
+            .arg(&eps)
+            .arg(&normed)
             .launch(g.cfg)?;
     }
     Ok(true)
@@ -583,6 +644,7 @@ pub(crate) fn try_matvec_q8_1(
     n_tokens: usize,
     out: &mut DeviceBuffer<f32>,
     stream: &HipStream,
+    accumulate: bool,
 ) -> TensorResult<bool> {
     let Some((_, chunk_values)) = stem(ty).filter(|s| s.1 > 0) else {
         return Ok(false);
@@ -613,8 +675,9 @@ pub(crate) fn try_matvec_q8_1(
     let rpw = rows_per_step(ty, chunk_values, warp, row_bytes, &[rows]);
     let g = Geometry::new(ctx, false, chunk_values, rows, cols, n_tokens, shared, rpw)?;
     let row_bytes64 = row_bytes as u64;
+    let acc = u32::from(accumulate);
     // SAFETY: `mmvqa_<type>_n<NT>(const u8* w, u64 row_bytes, u32 rows, u32 chunks,
-    // const i8* aqs, const float* ads, u32 cols, u32 n_tokens, float* out, u32 rpw)`. The caller checked
+    // const i8* aqs, const float* ads, u32 cols, u32 n_tokens, float* out, u32 rpw, u32 acc)`. The caller checked
     // that `w` holds rows * row_bytes bytes, the q8_1 buffer n_tokens * cols values and their
     // scale pairs at `ads`, and `out` n_tokens * rows values; alignment checked above;
     // n_tokens <= NT; the dynamic shared memory holds n_tokens staged tokens.
@@ -631,6 +694,7 @@ pub(crate) fn try_matvec_q8_1(
             .arg(&g.n_tokens)
             .arg(&*out)
             .arg(&g.rpw)
+            .arg(&acc)
             .launch(g.cfg)?;
     }
     Ok(true)
