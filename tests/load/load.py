@@ -15,6 +15,11 @@ time to first token p50/p99, aggregate generated tokens/s, and the server's resi
 (VmRSS of --pid or of the server it started) sampled every second. At the end it waits for
 /metrics to show `rocmforge_active_sequences 0` (the disconnected clients' sequences freed).
 
+With --system-words N, every request starts with the same system message of N words (a chat
+system prompt; about 1.3 tokens a word for English-like text), and the report adds the prompt
+tokens the server prefilled against those it reused from cached prefixes (/metrics deltas), to
+show prefix reuse under load.
+
 With --schema-fraction F, the first round(F * clients) clients send every request with a
 `response_format` `json_schema` (SCHEMA below: free-length strings, so the constrained answers run
 as long as the unconstrained ones), to compare constrained against unconstrained load.
@@ -119,9 +124,24 @@ SCHEMA = {
 }
 
 
-def one_stream(host, port, prompt, max_tokens, disconnect_after, totals, schema=False):
+# Words of --system-words' shared system message (deterministic, English-like).
+SYSTEM_VOCAB = ("you are a careful assistant for a small company that sells garden tools and "
+                "answers questions about orders returns delivery times prices and the care of "
+                "plants keep every answer short polite and accurate never invent an order number "
+                "ask when something is unclear").split()
+
+
+def system_text(n_words):
+    return " ".join(SYSTEM_VOCAB[(i * 7 + i // len(SYSTEM_VOCAB)) % len(SYSTEM_VOCAB)]
+                    for i in range(n_words))
+
+
+def one_stream(host, port, prompt, max_tokens, disconnect_after, totals, schema=False, system=None):
+    messages = [{"role": "user", "content": prompt}]
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
     request = {
-        "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+        "messages": messages, "max_tokens": max_tokens,
         "temperature": 0.7, "stream": True, "stream_options": {"include_usage": True},
     }
     if schema:
@@ -189,7 +209,7 @@ def client_loop(i, host, port, until, args, totals):
         disconnect = 3 if args.disconnect_every and (i + n) % args.disconnect_every == 0 else 0
         schema = i < round(args.schema_fraction * args.clients)
         one_stream(host, port, PROMPTS[(i + n) % len(PROMPTS)], args.max_tokens, disconnect, totals,
-                   schema)
+                   schema, args.system)
 
 
 def percentile(values, p):
@@ -218,7 +238,10 @@ def main():
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--schema-fraction", type=float, default=0.0,
                     help="fraction of the clients whose requests carry a json_schema response_format")
+    ap.add_argument("--system-words", type=int, default=0,
+                    help="a shared system message of this many words in every request")
     args = ap.parse_args()
+    args.system = system_text(args.system_words) if args.system_words > 0 else None
     if not 0.0 <= args.schema_fraction <= 1.0:
         raise SystemExit("--schema-fraction must be between 0 and 1")
     if args.seconds > 600 or args.clients > 256:
@@ -250,6 +273,7 @@ def main():
 
 
 def run(args, base, host, port, pid):
+    before = metrics(base)
     totals = Totals()
     samples = []
     start = time.monotonic()
@@ -292,6 +316,11 @@ def run(args, base, host, port, pid):
         "rss_mb_after_warmup_max": round(max(after), 1) if after else None,
         "rss_mb_last": round(rss[-1], 1) if rss else None,
         "rss_samples_mb": [round(r, 1) for r in rss[:: max(1, len(rss) // 12)]],
+        "system_words": args.system_words,
+        "prompt_tokens_prefilled": m.get("prompt_tokens_total", 0) - before.get("prompt_tokens_total", 0),
+        "prompt_tokens_reused": (m.get("prefix_reused_tokens_total", 0)
+                                 - before.get("prefix_reused_tokens_total", 0)),
+        "prefix_hits": m.get("prefix_cache_hits_total", 0) - before.get("prefix_cache_hits_total", 0),
         "metrics_after": {k: m.get(k) for k in (
             "active_sequences", "queue_depth", "requests_total", "requests_completed_total",
             "requests_cancelled_total", "requests_failed_total", "http_responses_5xx_total")},
