@@ -14,6 +14,41 @@
 
 #define ATT_THREADS 128
 #define ATT_MAX_HEAD_DIM 512
+
+// Where the keys (or values) of one sequence live. Every attention body reads its K and V rows
+// through kv_row(), so one body serves a contiguous cache and a paged one:
+// - kv_contig: token-major rows at base + j * stride (stride = n_kv_heads * head_dim values);
+// - kv_paged: the paged cache of rocmforge-tensor's KvPool. Token j lives in block
+//   blocks[j / RF_KV_BLOCK] (a device address), at row j % RF_KV_BLOCK of the layer's K or V
+//   part, which starts `off` bytes into the block (off also carries the KV head's offset).
+// RF_KV_BLOCK (tokens per block) is KV_BLOCK_TOKENS in rocmforge-tensor/src/kv_pool.rs; it is a
+// multiple of every key tile here (FA_BK, the warp-wide tiles of the split kernel), though each
+// key's address is computed on its own, so a tile may straddle blocks.
+#define RF_KV_BLOCK 64
+struct kv_contig {
+    const rf_half* base;
+    rf_u64 stride;
+};
+struct kv_paged {
+    const rf_u64* blocks;
+    rf_u64 off;
+    rf_u64 stride;
+};
+RF_DEVICE const rf_half* kv_row(const kv_contig& a, rf_u32 j) {
+    return a.base + (rf_u64)j * a.stride;
+}
+RF_DEVICE const rf_half* kv_row(const kv_paged& a, rf_u32 j) {
+    return (const rf_half*)(a.blocks[j / RF_KV_BLOCK] + a.off) + (rf_u64)(j % RF_KV_BLOCK) * a.stride;
+}
+// The same source moved to KV head `kvh` (head_dim values further into each row).
+RF_DEVICE kv_contig kv_at_head(kv_contig a, rf_u32 kvh, rf_u32 head_dim) {
+    a.base += (rf_u64)kvh * head_dim;
+    return a;
+}
+RF_DEVICE kv_paged kv_at_head(kv_paged a, rf_u32 kvh, rf_u32 head_dim) {
+    a.off += (rf_u64)kvh * head_dim * sizeof(rf_half);
+    return a;
+}
 #define ATT_ACC (ATT_MAX_HEAD_DIM / ATT_THREADS)
 
 RF_DEVICE float att_block_max(float v, float* scratch) {
@@ -47,7 +82,8 @@ RF_DEVICE float att_out_scale(float m, float l, const float* sinks, rf_u32 head,
 
 // One query head's attention over keys first..visible of k/v: the body of attention_f16 and
 // attention_rows_f16 (one block of ATT_THREADS threads).
-RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half* v, float* orow,
+template <typename KV>
+RF_DEVICE void att_one_query(const float* qrow, KV k, KV v, float* orow,
                              rf_u32 first, rf_u32 visible, rf_u32 head, rf_u32 n_heads,
                              rf_u32 n_kv_heads, rf_u32 head_dim, float scale,
                              const float* sinks) {
@@ -57,7 +93,8 @@ RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half*
     __shared__ float sum_scratch[ATT_THREADS / RF_WARP_SIZE];
     const rf_u32 t = RF_TID_X;
     const rf_u32 kv_head = head / (n_heads / n_kv_heads);
-    const rf_u64 kv_stride = (rf_u64)n_kv_heads * head_dim;
+    k = kv_at_head(k, kv_head, head_dim);
+    v = kv_at_head(v, kv_head, head_dim);
     for (rf_u32 d = t; d < head_dim; d += ATT_THREADS) q16[d] = rf_half_to_f32(rf_f32_to_half(qrow[d]));
     rf_sync_block();
 
@@ -70,7 +107,7 @@ RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half*
         const rf_u32 j = j0 + t;
         float s = -__builtin_huge_valf();
         if (j < visible) {
-            const rf_half* krow = k + (rf_u64)j * kv_stride + (rf_u64)kv_head * head_dim;
+            const rf_half* krow = kv_row(k, j);
             float dot = 0.0f;
             for (rf_u32 d = 0; d < head_dim; ++d) dot += q16[d] * rf_half_to_f32(krow[d]);
             s = dot * scale;
@@ -86,7 +123,7 @@ RF_DEVICE void att_one_query(const float* qrow, const rf_half* k, const rf_half*
         const rf_u32 n_tile = visible - j0 < ATT_THREADS ? visible - j0 : ATT_THREADS;
         for (rf_u32 jj = 0; jj < n_tile; ++jj) {
             const float w = probs[jj];
-            const rf_half* vrow = v + (rf_u64)(j0 + jj) * kv_stride + (rf_u64)kv_head * head_dim;
+            const rf_half* vrow = kv_row(v, j0 + jj);
 #pragma unroll
             for (int a = 0; a < ATT_ACC; ++a) {
                 const rf_u32 d = t + (rf_u32)a * ATT_THREADS;
@@ -112,24 +149,45 @@ RF_KERNEL(ATT_THREADS) void attention_f16(const float* q, const rf_half* k, cons
     const rf_u32 head = RF_BID_X, qi = RF_BID_Y;
     const rf_u64 at = ((rf_u64)qi * n_heads + head) * head_dim;
     const rf_u32 visible = n_kv + qi + 1 > n_q ? n_kv + qi + 1 - n_q : 0;
-    att_one_query(q + at, k, v, out + at, att_first_key(visible, window), visible, head, n_heads,
-                  n_kv_heads, head_dim, scale, sinks);
+    const rf_u64 stride = (rf_u64)n_kv_heads * head_dim;
+    att_one_query(q + at, kv_contig{k, stride}, kv_contig{v, stride}, out + at,
+                  att_first_key(visible, window), visible, head, n_heads, n_kv_heads, head_dim,
+                  scale, sinks);
+}
+
+// attention_f16 over a paged cache (one sequence): its block table `blocks`, the layer's K and
+// V parts at k_off / v_off bytes into each block.
+RF_KERNEL(ATT_THREADS) void attention_paged_f16(const float* q, const rf_u64* blocks, rf_u64 k_off,
+                                                rf_u64 v_off, float* out, rf_u32 n_q, rf_u32 n_kv,
+                                                rf_u32 n_heads, rf_u32 n_kv_heads,
+                                                rf_u32 head_dim, float scale, rf_u32 window,
+                                                const float* sinks) {
+    const rf_u32 head = RF_BID_X, qi = RF_BID_Y;
+    const rf_u64 at = ((rf_u64)qi * n_heads + head) * head_dim;
+    const rf_u32 visible = n_kv + qi + 1 > n_q ? n_kv + qi + 1 - n_q : 0;
+    const rf_u64 stride = (rf_u64)n_kv_heads * head_dim;
+    att_one_query(q + at, kv_paged{blocks, k_off, stride}, kv_paged{blocks, v_off, stride},
+                  out + at, att_first_key(visible, window), visible, head, n_heads, n_kv_heads,
+                  head_dim, scale, sinks);
 }
 
 // Ragged batch: query i (block y = i) is row rows[i] of q and out, and attends over the first
-// lens[i] keys of its own sequence's caches at k_base[i] / v_base[i] (device addresses), the
-// last `window` of them with a window. One launch serves every decoding sequence of a batch,
-// each with its own cache and length.
-RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* k_base,
-                                               const rf_u64* v_base, const rf_u32* rows,
-                                               const rf_u32* lens, float* out, rf_u32 n_heads,
-                                               rf_u32 n_kv_heads, rf_u32 head_dim, float scale,
-                                               rf_u32 window, const float* sinks) {
+// lens[i] keys of its own sequence's paged cache (block table at blocks + i * table_stride; the
+// layer's K and V parts at k_off / v_off bytes into each block), the last `window` of them with
+// a window. One launch serves every decoding sequence of a batch, each with its own cache and
+// length.
+RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* blocks,
+                                               rf_u32 table_stride, rf_u64 k_off, rf_u64 v_off,
+                                               const rf_u32* rows, const rf_u32* lens, float* out,
+                                               rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim,
+                                               float scale, rf_u32 window, const float* sinks) {
     const rf_u32 head = RF_BID_X, i = RF_BID_Y;
     const rf_u64 at = ((rf_u64)rows[i] * n_heads + head) * head_dim;
-    att_one_query(q + at, (const rf_half*)k_base[i], (const rf_half*)v_base[i], out + at,
-                  att_first_key(lens[i], window), lens[i], head, n_heads, n_kv_heads, head_dim,
-                  scale, sinks);
+    const rf_u64 stride = (rf_u64)n_kv_heads * head_dim;
+    const rf_u64* table = blocks + (rf_u64)i * table_stride;
+    att_one_query(q + at, kv_paged{table, k_off, stride}, kv_paged{table, v_off, stride},
+                  out + at, att_first_key(lens[i], window), lens[i], head, n_heads, n_kv_heads,
+                  head_dim, scale, sinks);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,8 +229,8 @@ RF_DEVICE rf_u32 as_splits(rf_u32 len, rf_u32 n_split) {
 }
 
 template <int HD, int GC, int PAIRS>
-RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* vb, float* part,
-                          rf_u32 n_split, rf_u32 head_dim_rt, rf_u64 kv_stride, float scale,
+RF_DEVICE void as_partial(const float* qrow, kv_paged kb, kv_paged vb, float* part,
+                          rf_u32 n_split, rf_u32 head_dim_rt, float scale,
                           rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
     const rf_u32 head_dim = HD > 0 ? (rf_u32)HD : head_dim_rt;
     const rf_u32 lane = RF_TID_X;
@@ -195,7 +253,7 @@ RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* v
 #pragma unroll
         for (int g = 0; g < GC; ++g) s[g] = 0.0f;
         if (j < c1) {
-            const rf_half* kr = kb + (rf_u64)j * kv_stride;
+            const rf_half* kr = kv_row(kb, j);
             if (vec8) {
 #pragma unroll 4
                 for (rf_u32 d = 0; d < head_dim; d += 8) {
@@ -238,7 +296,7 @@ RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* v
         const rf_u32 n_tile = c1 - j0 < RF_WARP_SIZE ? c1 - j0 : RF_WARP_SIZE;
 #pragma unroll 8
         for (rf_u32 jj = 0; jj < n_tile; ++jj) {
-            const rf_half* vr = vb + (rf_u64)(j0 + jj) * kv_stride;
+            const rf_half* vr = kv_row(vb, j0 + jj);
 #pragma unroll
             for (int pr = 0; pr < PAIRS; ++pr) {
                 const rf_u32 d = 2u * (lane + (rf_u32)pr * RF_WARP_SIZE);
@@ -276,10 +334,10 @@ RF_DEVICE void as_partial(const float* qrow, const rf_half* kb, const rf_half* v
 }
 
 template <int HD, int PAIRS>
-RF_DEVICE void as_partial_gc(rf_u32 gc, const float* qrow, const rf_half* kb, const rf_half* vb,
-                             float* part, rf_u32 n_split, rf_u32 head_dim, rf_u64 kv_stride,
-                             float scale, rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
-#define AS_ARGS qrow, kb, vb, part, n_split, head_dim, kv_stride, scale, c0, c1, q_sh, p_sh
+RF_DEVICE void as_partial_gc(rf_u32 gc, const float* qrow, kv_paged kb, kv_paged vb,
+                             float* part, rf_u32 n_split, rf_u32 head_dim, float scale,
+                             rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
+#define AS_ARGS qrow, kb, vb, part, n_split, head_dim, scale, c0, c1, q_sh, p_sh
     switch (gc) {
         case 1: as_partial<HD, 1, PAIRS>(AS_ARGS); break;
         case 2: as_partial<HD, 2, PAIRS>(AS_ARGS); break;
@@ -296,8 +354,9 @@ RF_DEVICE void as_partial_gc(rf_u32 gc, const float* qrow, const rf_half* kb, co
 // Dimension pairs per lane for a head of HD values.
 #define AS_PAIRS(hd) (((hd) + 2 * RF_WARP_SIZE - 1) / (2 * RF_WARP_SIZE))
 
-RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u64* k_base,
-                                                      const rf_u64* v_base, const rf_u32* rows,
+RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u64* blocks,
+                                                      rf_u32 table_stride, rf_u64 k_off,
+                                                      rf_u64 v_off, const rf_u32* rows,
                                                       const rf_u32* lens, float* part,
                                                       rf_u32 n_heads, rf_u32 n_kv_heads,
                                                       rf_u32 head_dim, float scale,
@@ -320,12 +379,13 @@ RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u
     const rf_u32 c1 = c0 + cs < len ? c0 + cs : len;
     const rf_u64 kv_stride = (rf_u64)n_kv_heads * head_dim;
     const float* qrow = q + ((rf_u64)rows[i] * n_heads + h0) * head_dim;
-    const rf_half* kb = (const rf_half*)k_base[i] + (rf_u64)kvh * head_dim;
-    const rf_half* vb = (const rf_half*)v_base[i] + (rf_u64)kvh * head_dim;
+    const rf_u64* table = blocks + (rf_u64)i * table_stride;
+    const kv_paged kb = kv_at_head(kv_paged{table, k_off, kv_stride}, kvh, head_dim);
+    const kv_paged vb = kv_at_head(kv_paged{table, v_off, kv_stride}, kvh, head_dim);
     float* part0 = part + (((rf_u64)i * n_heads + h0) * n_split + x) * ((rf_u64)head_dim + 2);
 #define AS_CALL(HD, PAIRS) \
-    as_partial_gc<HD, PAIRS>(gc, qrow, kb, vb, part0, n_split, head_dim, kv_stride, scale, c0, \
-                             c1, q_sh, p_sh)
+    as_partial_gc<HD, PAIRS>(gc, qrow, kb, vb, part0, n_split, head_dim, scale, c0, c1, q_sh, \
+                             p_sh)
     if (head_dim == 64) {
         AS_CALL(64, AS_PAIRS(64));
     } else if (head_dim == 128) {
@@ -393,8 +453,9 @@ RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Prefill: attention_prefill_f16_hd<HD>, same arguments and semantics as attention_f16 (the
-// sliding window included), for head_dim = HD (64, 96 or 128) and many queries. Flash-attention tiling: one block of
+// Prefill: attention_prefill_f16_hd<HD> (same arguments and semantics as attention_f16, the
+// sliding window included) and attention_prefill_paged_f16_hd<HD> (attention_paged_f16's), for
+// head_dim = HD (64, 96 or 128) and many queries. Flash-attention tiling: one block of
 // FA_THREADS threads per (head, tile of FA_BQ queries); the block walks the visible keys in
 // tiles of FA_BK, staging the tile's K (as f32) and V (f16) in shared memory once for all its
 // queries, with the online softmax of attention_f16 per query row.
@@ -428,8 +489,8 @@ RF_DEVICE void fa_axpy2(float* acc, float p, rf_u32 w) {
     acc[1] += p * fa_h(w >> 16);
 }
 
-template <int HD>
-RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half* v, float* out,
+template <int HD, typename KV>
+RF_DEVICE void attention_prefill(const float* q, KV k, KV v, float* out,
                                  rf_u32 n_q, rf_u32 n_kv, rf_u32 n_heads, rf_u32 n_kv_heads,
                                  float scale, rf_u32 window, const float* sinks) {
     constexpr int QK_STRIDE = HD + 4;  // floats per staged Q / K row
@@ -444,7 +505,8 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
     const rf_u32 head = RF_BID_X;
     const rf_u32 q0 = (RF_GDIM_Y - 1 - RF_BID_Y) * FA_BQ;  // heaviest tiles first
     const rf_u32 kv_head = head / (n_heads / n_kv_heads);
-    const rf_u64 kv_stride = (rf_u64)n_kv_heads * HD;
+    k = kv_at_head(k, kv_head, HD);
+    v = kv_at_head(v, kv_head, HD);
     const rf_u32 q_end = q0 + FA_BQ < n_q ? q0 + FA_BQ : n_q;
     // Query i sees keys 0 .. n_kv - n_q + i (inclusive): the first `visible(i)` keys; keys
     // 0..kv_end are visible to some query of the tile.
@@ -476,13 +538,13 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
             const rf_u32 r = i / HD, d = i % HD;
             const rf_u32 j = j0 + r;
             ks[r * QK_STRIDE + d] =
-                j < n_kv ? rf_half_to_f32(k[(rf_u64)j * kv_stride + (rf_u64)kv_head * HD + d]) : 0.0f;
+                j < n_kv ? rf_half_to_f32(kv_row(k, j)[d]) : 0.0f;
         }
         for (rf_u32 i = t; i < FA_BK * HD / 8; i += FA_THREADS) {
             const rf_u32 r = i / (HD / 8), c8 = i % (HD / 8);
             const rf_u32 j = j0 + r;
             const rf_u32 jc = j < n_kv ? j : n_kv - 1;  // n_kv >= 1 here (kv_end > 0)
-            fa_u32x4 w = *(const fa_u32x4*)(v + (rf_u64)jc * kv_stride + (rf_u64)kv_head * HD + 8 * c8);
+            fa_u32x4 w = *(const fa_u32x4*)(kv_row(v, jc) + 8 * c8);
             if (j >= n_kv) {  // rows past the cache's end are zero, never junk
                 w.x = 0u;
                 w.y = 0u;
@@ -571,8 +633,18 @@ RF_DEVICE void attention_prefill(const float* q, const rf_half* k, const rf_half
         rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, float scale, rf_u32 window,          \
         const float* sinks) {                                                                     \
         (void)head_dim;                                                                           \
-        attention_prefill<HD>(q, k, v, out, n_q, n_kv, n_heads, n_kv_heads, scale, window,        \
-                              sinks);                                                             \
+        const rf_u64 stride = (rf_u64)n_kv_heads * HD;                                            \
+        attention_prefill<HD>(q, kv_contig{k, stride}, kv_contig{v, stride}, out, n_q, n_kv,       \
+                              n_heads, n_kv_heads, scale, window, sinks);                         \
+    }                                                                                             \
+    RF_KERNEL(FA_THREADS) void attention_prefill_paged_f16_hd##HD(                                \
+        const float* q, const rf_u64* blocks, rf_u64 k_off, rf_u64 v_off, float* out, rf_u32 n_q, \
+        rf_u32 n_kv, rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, float scale,             \
+        rf_u32 window, const float* sinks) {                                                      \
+        (void)head_dim;                                                                           \
+        const rf_u64 stride = (rf_u64)n_kv_heads * HD;                                            \
+        attention_prefill<HD>(q, kv_paged{blocks, k_off, stride}, kv_paged{blocks, v_off, stride}, \
+                              out, n_q, n_kv, n_heads, n_kv_heads, scale, window, sinks);         \
     }
 
 RF_ATTENTION_PREFILL(64)

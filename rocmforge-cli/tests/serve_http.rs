@@ -313,6 +313,11 @@ fn routes_streaming_and_hostile_requests() {
     assert!(server.metric("prefix_cache_hits_total") >= 1.0);
     assert!(server.metric("prefix_reused_tokens_total") >= 16.0);
     assert!(server.metric("prefix_cache_bytes") > 0.0);
+    // The kept prefixes hold KV blocks (the active sequences none); the pool's storage covers
+    // them, and the budget has room left.
+    assert!(server.metric("kv_blocks_used") >= 1.0);
+    assert!(server.metric("kv_blocks_free") >= 1.0);
+    assert!(server.metric("kv_pool_bytes") > 0.0);
     assert_eq!(server.metric("http_responses_5xx_total"), 0.0);
     assert_eq!(server.metric("active_sequences"), 0.0);
 }

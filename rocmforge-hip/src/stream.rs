@@ -175,6 +175,89 @@ impl HipStream {
         }
     }
 
+    /// Queues a copy of `n` elements of `src` from element `src_at` over those of `dst` from
+    /// element `dst_at` (device to device, both of this stream's device). Safe: both ranges are
+    /// checked to lie inside their buffers, and dropping either buffer waits for the work queued
+    /// before it. Within one buffer, see [`HipStream::memcpy_dtod_within`].
+    pub fn memcpy_dtod_range<T: DeviceRepr>(
+        &self,
+        src: &DeviceBuffer<T>,
+        src_at: usize,
+        dst: &mut DeviceBuffer<T>,
+        dst_at: usize,
+        n: usize,
+    ) -> HipResult<()> {
+        let fits = |at: usize, len: usize| at.checked_add(n).is_some_and(|end| end <= len);
+        if !fits(src_at, src.len()) || !fits(dst_at, dst.len()) {
+            return Err(HipError::LengthMismatch {
+                op: "memcpy_dtod_range",
+                expected: n,
+                actual: src
+                    .len()
+                    .saturating_sub(src_at)
+                    .min(dst.len().saturating_sub(dst_at)),
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        self.backend.bind()?;
+        let size = std::mem::size_of::<T>();
+        // SAFETY: both ranges lie inside their allocations (checked above), so the offsets stay
+        // inside them; the allocations outlive the copy because dropping a DeviceBuffer waits
+        // for the work queued before it.
+        unsafe {
+            result::memory::dtod(
+                dst.device_ptr().0 + (dst_at * size) as u64,
+                src.device_ptr().0 + (src_at * size) as u64,
+                n * size,
+                Some(self.raw),
+            )
+        }
+    }
+
+    /// Queues a copy of `n` elements of `buf` from element `src_at` over those from `dst_at`
+    /// (ranges inside the buffer that do not overlap, both checked).
+    pub fn memcpy_dtod_within<T: DeviceRepr>(
+        &self,
+        buf: &mut DeviceBuffer<T>,
+        src_at: usize,
+        dst_at: usize,
+        n: usize,
+    ) -> HipResult<()> {
+        let end = |at: usize| at.checked_add(n).filter(|&e| e <= buf.len());
+        let (Some(src_end), Some(dst_end)) = (end(src_at), end(dst_at)) else {
+            return Err(HipError::LengthMismatch {
+                op: "memcpy_dtod_within",
+                expected: n,
+                actual: buf.len().saturating_sub(src_at.max(dst_at)),
+            });
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if src_at < dst_end && dst_at < src_end {
+            return Err(HipError::LengthMismatch {
+                op: "memcpy_dtod_within (overlapping ranges)",
+                expected: n,
+                actual: src_at.abs_diff(dst_at),
+            });
+        }
+        self.backend.bind()?;
+        let size = std::mem::size_of::<T>();
+        let base = buf.device_ptr().0;
+        // SAFETY: both ranges lie inside the allocation and do not overlap (checked above); the
+        // allocation outlives the copy because dropping a DeviceBuffer waits for queued work.
+        unsafe {
+            result::memory::dtod(
+                base + (dst_at * size) as u64,
+                base + (src_at * size) as u64,
+                n * size,
+                Some(self.raw),
+            )
+        }
+    }
+
     /// Queues a device-to-host copy.
     ///
     /// # Safety

@@ -49,8 +49,13 @@ pub trait BatchModel {
         &self,
         segments: &mut [Segment<'_, Self::Cache>],
     ) -> ModelResult<Vec<Option<Vec<f32>>>>;
-    /// Makes `dst` hold the first `n` tokens of `src` (a shared prompt prefix computed once);
-    /// `false` when this model cannot (then nothing changed).
+    /// The KV pool's block counts, for a model with a paged cache.
+    fn kv_blocks(&self) -> Option<rocmforge_tensor::KvPoolStats> {
+        None
+    }
+    /// Makes `dst` hold the first `n` tokens of `src` (a shared prompt prefix computed once:
+    /// the [`Model`] shares its blocks, copying none); `false` when this model cannot (then
+    /// nothing changed).
     fn copy_prefix(&self, src: &Self::Cache, dst: &mut Self::Cache, n: usize) -> ModelResult<bool> {
         let _ = (src, dst, n);
         Ok(false)
@@ -153,8 +158,11 @@ impl BatchModel for Model {
         self.forward_batch_sampled(segments, rows, raw)
     }
     fn copy_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
-        dst.copy_prefix_from(self.backend(), src, n)?;
+        dst.share_prefix_from(src, n)?;
         Ok(true)
+    }
+    fn kv_blocks(&self) -> Option<rocmforge_tensor::KvPoolStats> {
+        Some(self.kv_pool_stats())
     }
     fn embed(
         &self,

@@ -1,37 +1,36 @@
-//! A ragged batch's KV caches: [`BatchKv`] says, for one batched step, which rows of the batch
-//! belong to which sequence and where in that sequence's per-layer caches they go. Built once
-//! per step; then [`rope_kv_append_batch`] (or [`kv_append_batch`]) and [`attention_batch`] run
-//! each layer's KV append and attention for the whole batch.
+//! A ragged batch's paged KV caches: [`BatchKv`] says, for one batched step, which rows of the
+//! batch belong to which sequence, that sequence's block table in the [`KvPool`] and where its
+//! new tokens go. Built once per step; then [`rope_kv_append_batch`] (or [`kv_append_batch`])
+//! and [`attention_batch`] run each layer's KV append and attention for the whole batch, every
+//! read and write going through the block tables.
 //!
 //! On a GPU the biases + RoPE + append is one launch for every row of the batch, and the
 //! attention of every decoding sequence (one new token) is split over its keys
 //! (`attention_rows_split_f16` + combine: two launches for all of them, each query reading its
-//! own cache through an address table uploaded once per step); prefill chunks take the tiled
-//! flash-attention kernel per chunk. On the CPU each sequence runs the row ops in turn.
-
-use rocmforge_gguf::GgmlType;
+//! own cache through its block table, uploaded once per step); prefill chunks take the tiled
+//! flash-attention kernel per chunk (`attention_prefill_paged_f16_hd<D>`). On the CPU each
+//! sequence runs the row ops in turn over [`KvPool::rows`].
 
 use crate::backend::Backend;
-use crate::cpu::{AttentionParams, RopeParams};
+use crate::cpu::{self, AttentionParams, RopeParams};
 use crate::error::{TensorError, TensorResult};
 use crate::hip;
+use crate::kv_pool::{KV_BLOCK_TOKENS, KvPool};
 use crate::ops;
 use crate::tensor::{Ids, Tensor};
 
-/// One sequence's part of a batch: its caches (one K and one V tensor per layer, F16
-/// `[capacity][kv_dim]`), its rows `row..row + n` of the batch, and the cache row `start` that
-/// its first new token takes.
-#[derive(Debug)]
+/// One sequence's part of a batch: its block table (block ids of the pool in position order,
+/// covering at least `start + n` tokens), its rows `row..row + n` of the batch, and the
+/// position `start` that its first new token takes.
+#[derive(Debug, Clone, Copy)]
 pub struct SeqKv<'a> {
-    /// K cache of every layer.
-    pub k: &'a mut [Tensor],
-    /// V cache of every layer.
-    pub v: &'a mut [Tensor],
+    /// The sequence's block table.
+    pub blocks: &'a [u32],
     /// First batch row of the sequence.
     pub row: usize,
     /// Its number of new tokens (rows).
     pub n: usize,
-    /// Tokens already in its cache (the first new token's cache row).
+    /// Tokens already in its cache (the first new token's position).
     pub start: usize,
 }
 
@@ -51,6 +50,21 @@ pub struct HeadShape {
     pub window: Option<usize>,
 }
 
+impl HeadShape {
+    /// The attention sizes of sequence `s` (its new tokens over all its tokens).
+    pub fn params(&self, s: &SeqKv<'_>) -> AttentionParams {
+        AttentionParams {
+            n_q_tokens: s.n,
+            n_kv_tokens: s.start + s.n,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            scale: self.scale,
+            window: self.window,
+        }
+    }
+}
+
 /// Reusable device memory for the address tables of [`BatchKv`] (GPU; nothing on the CPU):
 /// keep one per stream of batched steps so that no step allocates.
 #[derive(Debug, Default)]
@@ -58,13 +72,13 @@ pub struct KvTableBuffers {
     hip: Option<hip::batch_kv::TableBuffers>,
 }
 
-/// The sequences of one batched step and, on a GPU, the address tables of their cache rows
-/// (in the [`KvTableBuffers`] it borrows).
+/// The sequences of one batched step, the pool holding their blocks and, on a GPU, the
+/// address tables of their blocks and new rows (in the [`KvTableBuffers`] it borrows).
 #[derive(Debug)]
 pub struct BatchKv<'a> {
+    pool: &'a mut KvPool,
     seqs: Vec<SeqKv<'a>>,
     n_rows: usize,
-    n_layers: usize,
     tables: Option<hip::batch_kv::KvTables>,
     _buffers: std::marker::PhantomData<&'a mut KvTableBuffers>,
 }
@@ -77,12 +91,13 @@ fn shape_err(what: String) -> TensorError {
 }
 
 impl<'a> BatchKv<'a> {
-    /// Checks the sequences (contiguous rows from 0, caches of `n_layers` layers with room for
-    /// their tokens) and, on a GPU, uploads the address tables of the step.
+    /// Checks the sequences (contiguous rows from 0; block tables of blocks in use, covering
+    /// their tokens, and not shared where the new tokens go) and, on a GPU, uploads the step's
+    /// tables.
     pub fn new(
         be: &Backend,
+        pool: &'a mut KvPool,
         seqs: Vec<SeqKv<'a>>,
-        n_layers: usize,
         buffers: &'a mut KvTableBuffers,
     ) -> TensorResult<Self> {
         let mut next_row = 0;
@@ -94,41 +109,36 @@ impl<'a> BatchKv<'a> {
                 )));
             }
             next_row += s.n;
-            if s.k.len() != n_layers || s.v.len() != n_layers {
+            let end = s.start.checked_add(s.n);
+            if end.is_none_or(|e| e > s.blocks.len() * KV_BLOCK_TOKENS) {
                 return Err(shape_err(format!(
-                    "sequence {i} has {} K and {} V layers, the model {n_layers}",
-                    s.k.len(),
-                    s.v.len()
+                    "sequence {i}: positions {}..+{} beyond its {} blocks",
+                    s.start,
+                    s.n,
+                    s.blocks.len()
                 )));
             }
-            for t in s.k.iter().chain(s.v.iter()) {
-                let capacity = t.shape().first().copied().unwrap_or(0);
-                if t.dtype() != GgmlType::F16
-                    || s.start.checked_add(s.n).is_none_or(|e| e > capacity)
-                {
-                    return Err(shape_err(format!(
-                        "sequence {i}: rows {}..+{} of a {} cache {:?}",
-                        s.start,
-                        s.n,
-                        t.dtype(),
-                        t.shape()
-                    )));
-                }
+            pool.check_blocks(s.blocks)?;
+            let written = s.start / KV_BLOCK_TOKENS..(s.start + s.n).div_ceil(KV_BLOCK_TOKENS);
+            if let Some(b) = s.blocks[written].iter().find(|&&b| pool.refcount(b) > 1) {
+                return Err(shape_err(format!(
+                    "sequence {i} would write into block {b}, which other sequences share"
+                )));
             }
         }
         let tables = match be {
             Backend::Cpu => None,
             Backend::Hip(ops) => Some(hip::batch_kv::KvTables::new(
                 ops,
+                pool,
                 &seqs,
-                n_layers,
                 &mut buffers.hip,
             )?),
         };
         Ok(BatchKv {
+            pool,
             seqs,
             n_rows: next_row,
-            n_layers,
             tables,
             _buffers: std::marker::PhantomData,
         })
@@ -144,11 +154,21 @@ impl<'a> BatchKv<'a> {
         &self.seqs
     }
 
+    /// What a captured step bakes into its launches besides the tables' contents: the tables'
+    /// device addresses and the block tables' stride (GPU; `None` on the CPU). A step captured
+    /// under another key must be captured again.
+    pub fn graph_key(&self) -> Option<(u64, u64, usize)> {
+        self.tables.as_ref().map(|t| t.graph_key())
+    }
+
     fn check_layer(&self, layer: usize) -> TensorResult<()> {
-        if layer < self.n_layers {
+        if layer < self.pool.n_layers() {
             Ok(())
         } else {
-            Err(shape_err(format!("layer {layer} of {}", self.n_layers)))
+            Err(shape_err(format!(
+                "layer {layer} of {}",
+                self.pool.n_layers()
+            )))
         }
     }
 }
@@ -168,14 +188,35 @@ pub fn kv_append_batch(
             let (kd, vd) = (k.hip("kv_append_batch")?, v.hip("kv_append_batch")?);
             tables.append(ops, layer, kd, vd, kv.n_rows)
         }
-        _ => {
-            for s in kv.seqs.iter_mut() {
-                ops::kv_append_rows(be, k, s.row, s.n, &mut s.k[layer], s.start)?;
-                ops::kv_append_rows(be, v, s.row, s.n, &mut s.v[layer], s.start)?;
+        _ => append_cpu(layer, k, v, kv),
+    }
+}
+
+/// The CPU body of [`kv_append_batch`]: each row rounded to f16 into its block.
+fn append_cpu(layer: usize, k: &Tensor, v: &Tensor, kv: &mut BatchKv<'_>) -> TensorResult<()> {
+    const OP: &str = "kv_append_batch";
+    let width = kv.pool.width();
+    for (src, value) in [(k, false), (v, true)] {
+        let src = src.cpu_f32(OP)?;
+        if src.len() != kv.n_rows * width {
+            return Err(shape_err(format!(
+                "{} values for {} rows of {width}",
+                src.len(),
+                kv.n_rows
+            )));
+        }
+        for s in &kv.seqs {
+            for i in 0..s.n {
+                let (c, r) = kv.pool.row_of(s.blocks, layer, value, s.start + i)?;
+                let chunk = kv.pool.chunks_mut()[c].cpu_f16_mut(OP)?;
+                let from = &src[(s.row + i) * width..(s.row + i + 1) * width];
+                for (d, &x) in chunk[r * width..(r + 1) * width].iter_mut().zip(from) {
+                    *d = half::f16::from_f32(x);
+                }
             }
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// The attention prologue of a batch: `q`, `k` and `v` (F32 `[n_rows][..]`) plus their biases
@@ -270,46 +311,34 @@ pub fn attention_batch(
             kv.n_rows
         )));
     }
-    let params = |s: &SeqKv<'_>| AttentionParams {
-        n_q_tokens: s.n,
-        n_kv_tokens: s.start + s.n,
-        n_heads: shape.n_heads,
-        n_kv_heads: shape.n_kv_heads,
-        head_dim: shape.head_dim,
-        scale: shape.scale,
-        window: shape.window,
-    };
     match (be, &kv.tables) {
         (Backend::Hip(ops), Some(tables)) => {
             let (qd, od) = (q.hip("attention_batch")?, out.hip_mut("attention_batch")?);
             let sinks_d = sinks.map(|s| s.hip("attention_batch")).transpose()?;
-            tables.attention_decode_rows(ops, layer, qd, shape, sinks_d, od)?;
-            for s in kv.seqs.iter().filter(|s| s.n > 1) {
-                hip::attention::attention_rows(
-                    ops,
-                    qd,
-                    s.row,
-                    s.k[layer].hip("attention_batch")?,
-                    s.v[layer].hip("attention_batch")?,
-                    &params(s),
-                    sinks_d,
-                    od,
-                )?;
-            }
-            Ok(())
+            tables.attention(ops, &kv.seqs, layer, qd, shape, sinks_d, od)
         }
         _ => {
+            const OP: &str = "attention_batch";
+            let qs = q.cpu_f32(OP)?;
+            let sinks = sinks.map(|s| s.cpu_f32(OP)).transpose()?;
+            if sinks.is_some_and(|s| s.len() != shape.n_heads) {
+                return Err(shape_err(format!("sinks for {} heads", shape.n_heads)));
+            }
+            let o = out.cpu_f32_mut(OP)?;
             for s in kv.seqs.iter() {
-                ops::attention_rows(
-                    be,
-                    q,
-                    s.row,
-                    &s.k[layer],
-                    &s.v[layer],
-                    &params(s),
-                    sinks,
-                    out,
-                )?;
+                let p = shape.params(s);
+                if p.n_kv_heads * p.head_dim != kv.pool.width()
+                    || p.n_kv_heads == 0
+                    || p.n_heads % p.n_kv_heads != 0
+                {
+                    return Err(shape_err(format!(
+                        "{shape:?} over KV rows of {}",
+                        kv.pool.width()
+                    )));
+                }
+                let rows = kv.pool.rows(s.blocks, layer)?;
+                let range = s.row * width..(s.row + s.n) * width;
+                cpu::attention_over(&qs[range.clone()], &rows, &p, sinks, &mut o[range]);
             }
             Ok(())
         }

@@ -48,6 +48,17 @@ pub enum TensorError {
         needed: usize,
         free: usize,
     },
+    /// A paged KV cache needed a block and its pool had none left (every block of the budget
+    /// held by sequences or kept prefixes).
+    #[error(
+        "KV cache full: {what} needs a block of {block_tokens} tokens, and all {max_blocks} blocks \
+         of the KV pool are in use"
+    )]
+    KvBlocksExhausted {
+        what: String,
+        block_tokens: usize,
+        max_blocks: usize,
+    },
     /// Operands that live on different backends (CPU and GPU) or that have the wrong dtype.
     #[error("{op}: {what}")]
     Backend { op: &'static str, what: String },

@@ -47,6 +47,7 @@ pub mod devices;
 pub mod error;
 mod fused_ops;
 pub mod hip;
+pub mod kv_pool;
 pub mod lazy;
 pub mod loader;
 mod moe_ops;
@@ -61,6 +62,7 @@ pub use batch_kv::{
 };
 pub use device_tensor::DeviceTensor;
 pub use error::{TensorError, TensorResult};
+pub use kv_pool::{KV_BLOCK_TOKENS, KvPool, KvPoolStats, PagedRows};
 pub use lazy::LazyTensor;
 pub use loader::{GgufLoader, HipUploader, LoaderStats, Uploader};
 pub use tensor::{HostData, HostTensor, Ids, Tensor, Weight};

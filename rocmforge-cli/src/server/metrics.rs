@@ -99,6 +99,27 @@ pub fn render(state: &Shared) -> String {
     );
     metric(
         &mut out,
+        "kv_blocks_used",
+        "gauge",
+        "KV cache blocks held by sequences and kept prefixes (a shared block counted once).",
+        c(m.kv_blocks_used),
+    );
+    metric(
+        &mut out,
+        "kv_blocks_free",
+        "gauge",
+        "KV cache blocks the budget still allows.",
+        c(m.kv_blocks_free),
+    );
+    metric(
+        &mut out,
+        "kv_pool_bytes",
+        "gauge",
+        "Bytes of KV block storage allocated (grows with the tokens held, up to the budget).",
+        c(m.kv_pool_bytes),
+    );
+    metric(
+        &mut out,
         "prefix_cache_hits_total",
         "counter",
         "Requests that started from a cached prompt prefix.",
@@ -108,7 +129,7 @@ pub fn render(state: &Shared) -> String {
         &mut out,
         "prefix_reused_tokens_total",
         "counter",
-        "Prompt tokens copied from cached prefixes instead of prefilled.",
+        "Prompt tokens taken from cached prefixes (KV blocks shared) instead of prefilled.",
         c(m.prefix_reused_tokens),
     );
     metric(

@@ -15,7 +15,7 @@ use super::{MatmulSite, Model};
 use crate::batch::Segment;
 use crate::error::{ModelError, ModelResult};
 use crate::forward::LogitsFor;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{self, KvCache};
 use crate::weights::{Ffn, LayerWeights, Mat, MoeBias, Vector};
 
 /// gpt-oss's clamped SwiGLU (llama.cpp's `LLM_FFN_SWIGLU_OAI_MOE`): sigmoid slope and clamp.
@@ -304,18 +304,23 @@ impl Model {
             && seqs.iter().all(|q| q.n == 1)
             && matches!(be, Backend::Hip(_))
             && self.graphs.enabled();
+        let mut pool = kv_cache::lock(self.kv_pool());
+        // Every sequence's blocks for its new tokens (new ones, private copies of shared ones)
+        // before anything runs: out of blocks is an error with nothing computed.
+        for seq in seqs.iter_mut() {
+            seq.cache.reserve(&mut pool, seq.n)?;
+        }
         let kv_seqs = seqs
-            .iter_mut()
+            .iter()
             .map(|seq| SeqKv {
                 start: seq.cache.len(),
-                k: &mut seq.cache.k,
-                v: &mut seq.cache.v,
+                blocks: seq.cache.blocks(),
                 row: seq.row,
                 n: seq.n,
             })
             .collect();
         let mut tables = std::mem::take(&mut s.kv_tables);
-        let ran = BatchKv::new(be, kv_seqs, w.layers.len(), &mut tables)
+        let ran = BatchKv::new(be, &mut pool, kv_seqs, &mut tables)
             .map_err(ModelError::from)
             .and_then(|mut kv| {
                 if graphable {
@@ -325,6 +330,7 @@ impl Model {
                 }
             });
         s.kv_tables = tables;
+        drop(pool);
         ran?;
         for seq in seqs.iter_mut() {
             seq.cache.commit(seq.n)?;
@@ -465,8 +471,12 @@ impl Model {
             return self.record_step(s, kv, true);
         };
         let generation = rocmforge_tensor::hip::scratch_generation();
-        if s.graph.state == GraphState::Ready && s.graph.generation != generation {
-            // A matmul scratch was reallocated since the capture: capture again.
+        let kv_key = kv.graph_key();
+        if s.graph.state == GraphState::Ready
+            && (s.graph.generation != generation || s.graph.kv_key != kv_key)
+        {
+            // A matmul scratch was reallocated since the capture, or the KV tables moved or
+            // their block tables outgrew the captured stride: capture again.
             s.graph.exec = None;
             s.graph.state = GraphState::Warm;
         }
@@ -490,6 +500,7 @@ impl Model {
                         s.graph.exec = Some(exec);
                         s.graph.state = GraphState::Ready;
                         s.graph.generation = generation;
+                        s.graph.kv_key = kv_key;
                     }
                     (recorded, ended) => {
                         let why = recorded.err().map(|e| e.to_string());

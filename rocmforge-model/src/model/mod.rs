@@ -22,9 +22,10 @@ use rocmforge_tensor::{Backend, GgufLoader};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, ModelResult};
 use crate::forward::{rope_params, rope_params_local};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{self, KvCache, SharedPool};
 use crate::plan::ExecutionPlan;
 use crate::weights::{self, LOAD_HEADROOM_BYTES, Weights, weight_bytes};
+use rocmforge_tensor::{KV_BLOCK_TOKENS, KvPool, KvPoolStats};
 use scratch::Scratch;
 
 /// A model over one backend: weights resolved at load (read in place from the file on the CPU,
@@ -42,6 +43,8 @@ pub struct Model {
     graphs: scratch::GraphSwitch,
     /// Sees each matrix product's input when set ([`Model::set_matmul_observer`]).
     observer: observe::ObserverSlot,
+    /// The paged KV storage every cache of this model takes its blocks from.
+    kv_pool: SharedPool,
 }
 
 /// Batch sizes whose activations the forward keeps allocated.
@@ -138,7 +141,12 @@ impl Model {
         );
         let rope = rope_params(&plan.config);
         let rope_local = rope_params_local(&plan.config);
+        // No budget until the caller sets one ([`Model::set_kv_budget`]): blocks are taken as
+        // tokens arrive, bounded by memory.
+        let c = &plan.config;
+        let kv_pool = KvPool::new(&backend, c.n_layers.max(1), c.k_dim(), usize::MAX)?;
         Ok(Model {
+            kv_pool: Arc::new(Mutex::new(kv_pool)),
             plan,
             backend,
             rope,
@@ -165,9 +173,30 @@ impl Model {
         &self.backend
     }
 
-    /// A fresh KV cache for `ctx` tokens on the model's backend.
+    /// A fresh KV cache for at most `ctx` tokens on the model's backend (no memory is taken
+    /// until tokens arrive: its blocks come from the model's pool).
     pub fn new_cache(&self, ctx: usize) -> ModelResult<KvCache> {
-        KvCache::new(&self.backend, &self.plan.config, ctx)
+        KvCache::new(&self.kv_pool, ctx)
+    }
+
+    /// The KV pool's blocks: in use, free under the budget, allocated, and their size.
+    pub fn kv_pool_stats(&self) -> KvPoolStats {
+        kv_cache::lock(&self.kv_pool).stats()
+    }
+
+    /// Caps the KV blocks all caches together may hold to what `tokens` tokens of one
+    /// sequence each for `sequences` sequences would take (whole blocks per sequence): beyond
+    /// it a cache that needs a block gets a clear error. Returns the cap in blocks.
+    pub fn set_kv_budget(&self, tokens: usize, sequences: usize) -> usize {
+        let blocks = tokens
+            .div_ceil(KV_BLOCK_TOKENS)
+            .saturating_mul(sequences.max(1));
+        kv_cache::lock(&self.kv_pool).set_max_blocks(blocks);
+        blocks
+    }
+
+    pub(crate) fn kv_pool(&self) -> &SharedPool {
+        &self.kv_pool
     }
 
     /// Bytes of KV cache one token of one sequence takes (all layers, keys and values).

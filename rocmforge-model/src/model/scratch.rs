@@ -66,6 +66,8 @@ pub(crate) struct StepGraph {
     pub exec: Option<rocmforge_hip::HipGraphExec>,
     /// `rocmforge_tensor::hip::scratch_generation()` when `exec` was captured.
     pub generation: u64,
+    /// The KV tables' [`rocmforge_tensor::BatchKv::graph_key`] when `exec` was captured.
+    pub kv_key: Option<(u64, u64, usize)>,
 }
 
 /// Activations for a batch of `n` tokens.
@@ -142,6 +144,7 @@ impl Scratch {
                 state: GraphState::Cold,
                 exec: None,
                 generation: 0,
+                kv_key: None,
             },
             n,
             positions: be.ids(&vec![0; n])?,

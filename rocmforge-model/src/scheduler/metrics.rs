@@ -20,6 +20,9 @@ pub struct EngineMetrics {
     pub(crate) prefix_reused_tokens: AtomicU64,
     pub(crate) prefix_cache_bytes: AtomicU64,
     pub(crate) sampled_on_host: AtomicU64,
+    pub(crate) kv_blocks_used: AtomicU64,
+    pub(crate) kv_blocks_free: AtomicU64,
+    pub(crate) kv_pool_bytes: AtomicU64,
     /// f64 bits: exponentially smoothed tokens per second of the batched steps.
     pub(crate) tokens_per_s: AtomicU64,
 }
@@ -47,11 +50,18 @@ pub struct MetricsSnapshot {
     pub active_sequences: u64,
     /// Batched forward steps run.
     pub steps: u64,
-    /// Bytes of KV cache held by the active sequences.
+    /// Bytes of KV blocks held by the active sequences (a block shared by several counted
+    /// for each).
     pub kv_cache_bytes: u64,
+    /// KV blocks held by sequences or kept prefixes (a shared block counted once).
+    pub kv_blocks_used: u64,
+    /// KV blocks the budget still allows.
+    pub kv_blocks_free: u64,
+    /// Bytes of KV block storage allocated (grows with the tokens held, up to the budget).
+    pub kv_pool_bytes: u64,
     /// Requests that started from a cached prompt prefix.
     pub prefix_hits: u64,
-    /// Prompt tokens copied from cached prefixes instead of prefilled.
+    /// Prompt tokens taken from cached prefixes (their KV blocks shared) instead of prefilled.
     pub prefix_reused_tokens: u64,
     /// Bytes of KV cache kept for prefix reuse.
     pub prefix_cache_bytes: u64,
@@ -78,6 +88,9 @@ impl EngineMetrics {
             active_sequences: get(&self.active),
             steps: get(&self.steps),
             kv_cache_bytes: get(&self.kv_bytes),
+            kv_blocks_used: get(&self.kv_blocks_used),
+            kv_blocks_free: get(&self.kv_blocks_free),
+            kv_pool_bytes: get(&self.kv_pool_bytes),
             prefix_hits: get(&self.prefix_hits),
             prefix_reused_tokens: get(&self.prefix_reused_tokens),
             prefix_cache_bytes: get(&self.prefix_cache_bytes),

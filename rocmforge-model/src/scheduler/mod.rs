@@ -114,6 +114,12 @@ pub(crate) fn run_worker(
                 );
             }
             ctx.config.ctx = fits;
+            // The KV blocks all sequences and kept prefixes may hold together: what
+            // `max_batch + prefix_cache` full-length sequences would take (the batch's part fits
+            // the device, above; kept prefixes beyond free memory are evicted when a step runs
+            // out of it, as out of blocks).
+            let blocks = model.set_kv_budget(fits, c.max_batch + c.prefix_cache);
+            tracing::info!(blocks, "KV block budget");
             serve(model, ctx);
         }
         Err(e) => {
@@ -485,6 +491,14 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             &self.metrics.prefix_cache_bytes,
             self.prefix.size_bytes() as u64,
         );
+        if let Some(kv) = self.model.kv_blocks() {
+            EngineMetrics::set(&self.metrics.kv_blocks_used, kv.used as u64);
+            EngineMetrics::set(&self.metrics.kv_blocks_free, kv.free as u64);
+            EngineMetrics::set(
+                &self.metrics.kv_pool_bytes,
+                (kv.allocated * kv.block_bytes) as u64,
+            );
+        }
     }
 }
 
@@ -541,13 +555,14 @@ fn run_step<M: BatchModel>(
     model.forward_segments_sampled(segments, rows, raw)
 }
 
-/// Whether a failed step ran out of device memory.
+/// Whether a failed step ran out of device memory or of KV blocks.
 fn is_out_of_memory(e: &ModelError) -> bool {
     use rocmforge_tensor::TensorError;
     matches!(
         e,
         ModelError::Tensor(
             TensorError::OutOfDeviceMemory { .. }
+                | TensorError::KvBlocksExhausted { .. }
                 | TensorError::Hip(rocmforge_hip::HipError::OutOfMemory { .. })
         )
     )

@@ -49,6 +49,32 @@ impl AttentionParams {
     }
 }
 
+/// Where attention reads a sequence's keys and values: token `t`'s row of every KV head
+/// (`n_kv_heads * head_dim` values). A contiguous cache is one implementation, the paged cache
+/// of [`crate::kv_pool::KvPool`] another.
+pub trait KvRows: Sync {
+    /// The keys of token `t`.
+    fn key(&self, t: usize) -> &[f16];
+    /// The values of token `t`.
+    fn value(&self, t: usize) -> &[f16];
+}
+
+/// Token-major contiguous K and V caches with rows of `width` values.
+struct Contiguous<'a> {
+    k: &'a [f16],
+    v: &'a [f16],
+    width: usize,
+}
+
+impl KvRows for Contiguous<'_> {
+    fn key(&self, t: usize) -> &[f16] {
+        &self.k[t * self.width..(t + 1) * self.width]
+    }
+    fn value(&self, t: usize) -> &[f16] {
+        &self.v[t * self.width..(t + 1) * self.width]
+    }
+}
+
 /// Scratch of one attention row: the f16-rounded query and the scores.
 struct RowScratch {
     q16: Vec<f32>,
@@ -60,8 +86,7 @@ struct RowScratch {
 #[allow(clippy::too_many_arguments)]
 fn attend_row(
     qh: &[f32],
-    k_cache: &[f16],
-    v_cache: &[f16],
+    kv: &dyn KvRows,
     kvh: usize,
     p: &AttentionParams,
     i: usize,
@@ -81,20 +106,17 @@ fn attend_row(
         *d = f16::from_f32(x).to_f32();
     }
     let first = p.first_key(visible);
-    // Row `t` of kv head `kvh` in a token-major cache.
-    let row = |t: usize| {
-        let start = (t * p.n_kv_heads + kvh) * hd;
-        start..start + hd
-    };
+    // Kv head `kvh` of a token's row.
+    let head = kvh * hd..(kvh + 1) * hd;
     let sc = &mut s.scores[..visible - first];
     for (t, score) in (first..visible).zip(sc.iter_mut()) {
-        *score = dot_f32_f16(&s.q16, &k_cache[row(t)]) * p.scale;
+        *score = dot_f32_f16(&s.q16, &kv.key(t)[head.clone()]) * p.scale;
     }
     softmax_with_sink(sc, sink);
     // ggml converts the probabilities to f16 for the product with V (f16).
     for (t, &prob) in (first..visible).zip(sc.iter()) {
         let w = f16::from_f32(prob).to_f32();
-        axpy_f16(out, w, &v_cache[row(t)]);
+        axpy_f16(out, w, &kv.value(t)[head.clone()]);
     }
 }
 
@@ -133,7 +155,34 @@ pub fn attention_with_sinks(
     sinks: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    if !p.fits(q.len(), k_cache.len(), v_cache.len(), out.len())
+    if !p.fits(q.len(), k_cache.len(), v_cache.len(), out.len()) {
+        return;
+    }
+    let kv = Contiguous {
+        k: k_cache,
+        v: v_cache,
+        width: p.n_kv_heads * p.head_dim,
+    };
+    attention_over(q, &kv, p, sinks, out);
+}
+
+/// [`attention_with_sinks`] over keys and values read through `kv` (a paged cache), which must
+/// hold the first `p.n_kv_tokens` tokens with rows of `n_kv_heads * head_dim` values. `q`
+/// or `out` shorter than `p` describes, a row of another width, or a bad head ratio leaves `out`
+/// unchanged.
+pub fn attention_over(
+    q: &[f32],
+    kv: &dyn KvRows,
+    p: &AttentionParams,
+    sinks: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let width = p.n_kv_heads * p.head_dim;
+    let rows_ok = p.n_kv_tokens == 0
+        || (kv.key(p.n_kv_tokens - 1).len() == width && kv.value(p.n_kv_tokens - 1).len() == width);
+    let kv_len = p.n_kv_tokens * width;
+    if !p.fits(q.len(), kv_len, kv_len, out.len())
+        || !rows_ok
         || sinks.is_some_and(|s| s.len() < p.n_heads)
     {
         return;
@@ -152,6 +201,6 @@ pub fn attention_with_sinks(
             let (i, head) = (row / p.n_heads, row % p.n_heads);
             let sink = sinks.map(|s| s[head]);
             let qh = &q[row * hd..(row + 1) * hd];
-            attend_row(qh, k_cache, v_cache, head / group, p, i, sink, s, o);
+            attend_row(qh, kv, head / group, p, i, sink, s, o);
         });
 }

@@ -25,7 +25,7 @@ mod sample;
 mod softmax;
 mod weight;
 
-pub use attention::{AttentionParams, attention, attention_with_sinks};
+pub use attention::{AttentionParams, KvRows, attention, attention_over, attention_with_sinks};
 pub use attention_flash::attention_flash_f16;
 pub use dot::dequantize_row;
 pub use elementwise::{

@@ -22,14 +22,29 @@ pub const PREFILL_MIN_QUERIES: usize = 16;
 const PREFILL_THREADS: u32 = 128;
 const PREFILL_QUERIES_PER_BLOCK: u32 = 32;
 
-/// The tiled prefill kernel for `head_dim`, if there is one.
-fn prefill_kernel(head_dim: usize) -> Option<&'static str> {
-    match head_dim {
-        64 => Some("attention_prefill_f16_hd64"),
-        96 => Some("attention_prefill_f16_hd96"),
-        128 => Some("attention_prefill_f16_hd128"),
+/// The tiled prefill kernel for `head_dim` (its paged entry point with `paged`), if there is
+/// one.
+fn prefill_kernel(head_dim: usize, paged: bool) -> Option<&'static str> {
+    match (head_dim, paged) {
+        (64, false) => Some("attention_prefill_f16_hd64"),
+        (96, false) => Some("attention_prefill_f16_hd96"),
+        (128, false) => Some("attention_prefill_f16_hd128"),
+        (64, true) => Some("attention_prefill_paged_f16_hd64"),
+        (96, true) => Some("attention_prefill_paged_f16_hd96"),
+        (128, true) => Some("attention_prefill_paged_f16_hd128"),
         _ => None,
     }
+}
+
+/// Where a launch reads the keys and values: two contiguous caches, or a paged cache (a block
+/// table on the device and the layer's K and V byte offsets inside each block).
+enum KvSource<'a> {
+    Contiguous(&'a DeviceTensor, &'a DeviceTensor),
+    Paged {
+        table: DevicePtr,
+        k_off: u64,
+        v_off: u64,
+    },
 }
 
 /// A sliding window as the kernels take it: its length, 0 for none (a window of 0 keys, or
@@ -81,21 +96,9 @@ pub(crate) fn sinks_ptr(
     }
 }
 
-/// [`attention`] of the `p.n_q_tokens` query rows starting at row `row` of `q` (rows of
-/// `n_heads * head_dim`), written to the same rows of `out`: one sequence of a batch, without a
-/// copy. The tiled prefill kernel serves a row range as it serves a whole tensor. `sinks`
-/// (F32 `[n_heads]`) joins each head's softmax denominators.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_rows(
-    ops: &HipOps,
-    q: &DeviceTensor,
-    row: usize,
-    k_cache: &DeviceTensor,
-    v_cache: &DeviceTensor,
-    p: &AttentionParams,
-    sinks: Option<&DeviceTensor>,
-    out: &mut DeviceTensor,
-) -> TensorResult<()> {
+/// Checks the head shape (a whole group ratio, a head the kernels take) and that the queries
+/// are the last keys.
+fn check_params(p: &AttentionParams) -> TensorResult<()> {
     const OP: &str = "attention";
     if p.n_kv_heads == 0
         || p.head_dim == 0
@@ -119,10 +122,26 @@ pub fn attention_rows(
             ),
         });
     }
-    let width = p.n_heads * p.head_dim;
-    let pq = f32_rows_ptr(OP, q, width, row, p.n_q_tokens)?;
-    let po = f32_rows_ptr(OP, out, width, row, p.n_q_tokens)?;
-    let q_len = p.n_q_tokens * width;
+    Ok(())
+}
+
+/// [`attention`] of the `p.n_q_tokens` query rows starting at row `row` of `q` (rows of
+/// `n_heads * head_dim`), written to the same rows of `out`: one sequence of a batch, without a
+/// copy. The tiled prefill kernel serves a row range as it serves a whole tensor. `sinks`
+/// (F32 `[n_heads]`) joins each head's softmax denominators.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_rows(
+    ops: &HipOps,
+    q: &DeviceTensor,
+    row: usize,
+    k_cache: &DeviceTensor,
+    v_cache: &DeviceTensor,
+    p: &AttentionParams,
+    sinks: Option<&DeviceTensor>,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "attention";
+    check_params(p)?;
     let kv_len = p.n_kv_tokens * p.n_kv_heads * p.head_dim;
     for (what, c) in [("k_cache", k_cache), ("v_cache", v_cache)] {
         c.expect_dtype(OP, GgmlType::F16)?;
@@ -132,16 +151,72 @@ pub fn attention_rows(
                 what: format!("{what} {:?} holds fewer than {kv_len} values", c.shape()),
             });
         }
+        check_device(OP, ops, c)?;
     }
-    for t in [q, k_cache, v_cache, &*out] {
+    launch(
+        ops,
+        q,
+        row,
+        KvSource::Contiguous(k_cache, v_cache),
+        p,
+        sinks,
+        out,
+    )
+}
+
+/// [`attention_rows`] over a paged cache: `table` is the device address of the sequence's block
+/// table, whose blocks (of a [`crate::KvPool`] on this device) cover its first `p.n_kv_tokens`
+/// tokens; the layer's keys and values sit `k_off` / `v_off` bytes into each block.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_paged_rows(
+    ops: &HipOps,
+    q: &DeviceTensor,
+    row: usize,
+    table: DevicePtr,
+    k_off: u64,
+    v_off: u64,
+    p: &AttentionParams,
+    sinks: Option<&DeviceTensor>,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    check_params(p)?;
+    let kv = KvSource::Paged {
+        table,
+        k_off,
+        v_off,
+    };
+    launch(ops, q, row, kv, p, sinks, out)
+}
+
+/// The kernel launch of [`attention_rows`] and [`attention_paged_rows`] (head shapes checked
+/// by the caller).
+fn launch(
+    ops: &HipOps,
+    q: &DeviceTensor,
+    row: usize,
+    kv: KvSource<'_>,
+    p: &AttentionParams,
+    sinks: Option<&DeviceTensor>,
+    out: &mut DeviceTensor,
+) -> TensorResult<()> {
+    const OP: &str = "attention";
+    let width = p.n_heads * p.head_dim;
+    let pq = f32_rows_ptr(OP, q, width, row, p.n_q_tokens)?;
+    let po = f32_rows_ptr(OP, out, width, row, p.n_q_tokens)?;
+    for t in [q, &*out] {
         check_device(OP, ops, t)?;
     }
-    if q_len == 0 {
+    if p.n_q_tokens == 0 {
         return Ok(());
     }
-    let prefill = prefill_kernel(p.head_dim).filter(|_| p.n_q_tokens >= PREFILL_MIN_QUERIES);
-    let f = ops.function("attention", prefill.unwrap_or("attention_f16"))?;
-    let (pk, pv) = (k_cache.device_ptr(), v_cache.device_ptr());
+    let paged = matches!(kv, KvSource::Paged { .. });
+    let prefill = prefill_kernel(p.head_dim, paged).filter(|_| p.n_q_tokens >= PREFILL_MIN_QUERIES);
+    let plain = if paged {
+        "attention_paged_f16"
+    } else {
+        "attention_f16"
+    };
+    let f = ops.function("attention", prefill.unwrap_or(plain))?;
     let (nq, nkv) = (
         to_u32(OP, "n_q_tokens", p.n_q_tokens)?,
         to_u32(OP, "n_kv_tokens", p.n_kv_tokens)?,
@@ -167,7 +242,22 @@ pub fn attention_rows(
         },
     };
     let mut l = ops.stream().launch_builder(&f);
-    l.arg(&pq).arg(&pk).arg(&pv).arg(&po);
+    l.arg(&pq);
+    let (pk, pv);
+    match kv {
+        KvSource::Contiguous(k, v) => {
+            (pk, pv) = (k.device_ptr(), v.device_ptr());
+            l.arg(&pk).arg(&pv);
+        }
+        KvSource::Paged {
+            ref table,
+            ref k_off,
+            ref v_off,
+        } => {
+            l.arg(table).arg(k_off).arg(v_off);
+        }
+    }
+    l.arg(&po);
     l.arg(&nq)
         .arg(&nkv)
         .arg(&nh)
@@ -177,8 +267,11 @@ pub fn attention_rows(
         .arg(&window)
         .arg(&psink);
     // SAFETY: the arguments match attention_f16's parameters (and attention_prefill_f16_hd<D>'s,
-    // which are the same, chosen only for head_dim == D); q and out hold n_q * n_heads *
-    // head_dim f32 from their row `row` on, the caches at least n_kv * n_kv_heads * head_dim f16 (checked); head_dim <=
+    // which are the same, chosen only for head_dim == D), or with a paged source those of
+    // attention_paged_f16 / attention_prefill_paged_f16_hd<D> (a block table whose blocks cover
+    // n_kv tokens: attention_paged_rows's contract); q and out hold n_q * n_heads *
+    // head_dim f32 from their row `row` on, contiguous caches at least n_kv * n_kv_heads *
+    // head_dim f16 (checked by attention_rows); head_dim <=
     // MAX_HEAD_DIM (the kernel's shared arrays); the grid matches the kernel chosen; sinks is
     // null or holds n_heads f32 on this device (checked).
     unsafe { l.launch(cfg)? };

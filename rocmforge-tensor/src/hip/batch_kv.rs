@@ -12,6 +12,7 @@ use crate::batch_kv::{HeadShape, SeqKv};
 use crate::cpu::RopeParams;
 use crate::device_tensor::DeviceTensor;
 use crate::error::{TensorError, TensorResult};
+use crate::kv_pool::{KV_BLOCK_TOKENS, KvPool};
 
 const OP: &str = "batch_kv";
 /// Threads per block of `attention_rows_f16` (`ATT_THREADS` in kernels/attention.hip).
@@ -109,68 +110,81 @@ impl Drop for TableBuffers {
     }
 }
 
-/// Per layer: the address of every batch row's K and V cache row (append), and for each
-/// decoding sequence the base of its K and V caches (attention); the decoding sequences' batch
-/// rows and visible lengths. The addresses point into a [`TableBuffers`] that the owning
-/// [`crate::batch_kv::BatchKv`] borrows for as long as it lives.
+/// Per layer: the address of every batch row's K and V cache row (append); the block table of
+/// every sequence as device addresses of its blocks (decoding sequences first, `stride` entries
+/// each); the decoding sequences' batch rows and visible lengths. The addresses point into a
+/// [`TableBuffers`] that the owning [`crate::batch_kv::BatchKv`] borrows for as long as it
+/// lives.
 #[derive(Debug)]
 pub(crate) struct KvTables {
-    /// `[k_dst: layers × rows][v_dst: layers × rows][k_base: layers × dec][v_base: layers × dec]`.
+    /// `[k_dst: layers × rows][v_dst: layers × rows][block tables: seqs × stride]`.
     ptrs: DevicePtr,
     /// `[rows: dec][lens: dec]`.
     idx: DevicePtr,
     n_rows: usize,
     n_layers: usize,
     n_dec: usize,
-    k_width: usize,
-    v_width: usize,
+    width: usize,
+    /// Entries per block table (a power of two, so that a captured step stays valid while the
+    /// sequences grow within it).
+    stride: usize,
+    /// Each sequence's block table: its index among the tables (in the order of the batch).
+    table_of: Vec<usize>,
+    /// Byte offsets of each layer's K and V parts inside a block.
+    offsets: Vec<(u64, u64)>,
 }
 
-fn width_of(t: &DeviceTensor) -> usize {
-    t.cols()
-}
+/// Smallest block-table stride: tables shorter than this many blocks share one stride.
+const MIN_TABLE_STRIDE: usize = 16;
 
 impl KvTables {
     pub(crate) fn new(
         ops: &HipOps,
+        pool: &KvPool,
         seqs: &[SeqKv<'_>],
-        n_layers: usize,
         buffers: &mut Option<TableBuffers>,
     ) -> TensorResult<Self> {
+        let n_layers = pool.n_layers();
+        let width = pool.width();
         let n_rows: usize = seqs.iter().map(|s| s.n).sum();
         let n_dec = seqs.iter().filter(|s| s.n == 1).count();
-        let mut widths = None;
-        let mut ptrs = vec![0u64; 2 * n_layers * (n_rows + n_dec)];
-        let (kd0, vd0) = (0, n_layers * n_rows);
-        let (kb0, vb0) = (
-            2 * n_layers * n_rows,
-            2 * n_layers * n_rows + n_layers * n_dec,
-        );
-        for il in 0..n_layers {
-            let (mut r, mut d) = (0, 0);
-            for s in seqs {
-                let (kt, vt) = (s.k[il].hip(OP)?, s.v[il].hip(OP)?);
-                check_device(OP, ops, kt)?;
-                check_device(OP, ops, vt)?;
-                let w = (width_of(kt), width_of(vt));
-                if *widths.get_or_insert(w) != w {
-                    return Err(TensorError::Shape {
-                        op: OP,
-                        what: format!("caches of widths {w:?} and {widths:?} in one batch"),
-                    });
+        let needed = |s: &SeqKv<'_>| (s.start + s.n).div_ceil(KV_BLOCK_TOKENS);
+        let stride = seqs
+            .iter()
+            .map(needed)
+            .max()
+            .unwrap_or(1)
+            .next_power_of_two()
+            .max(MIN_TABLE_STRIDE);
+        let tab0 = 2 * n_layers * n_rows;
+        let mut ptrs = vec![0u64; tab0 + seqs.len() * stride];
+        // Decoding sequences' tables first (the decode kernels index them by decode slot).
+        let mut table_of = vec![0; seqs.len()];
+        let mut next = 0;
+        for pass_dec in [true, false] {
+            for (i, s) in seqs.iter().enumerate() {
+                if (s.n == 1) == pass_dec {
+                    table_of[i] = next;
+                    next += 1;
                 }
-                let (kb, vb) = (kt.device_ptr().0, vt.device_ptr().0);
-                for i in 0..s.n {
-                    let at = (s.start + i) as u64;
-                    ptrs[kd0 + il * n_rows + r] = kb + at * (w.0 as u64) * 2;
-                    ptrs[vd0 + il * n_rows + r] = vb + at * (w.1 as u64) * 2;
-                    r += 1;
+            }
+        }
+        let mut r = 0;
+        for (i, s) in seqs.iter().enumerate() {
+            let base = tab0 + table_of[i] * stride;
+            for (b, &id) in s.blocks[..needed(s)].iter().enumerate() {
+                ptrs[base + b] = pool.block_address(id)?;
+            }
+            for t in 0..s.n {
+                let p = s.start + t;
+                let block = ptrs[base + p / KV_BLOCK_TOKENS];
+                let in_block = (p % KV_BLOCK_TOKENS * width * 2) as u64;
+                for il in 0..n_layers {
+                    let (ko, vo) = pool.layer_offsets(il);
+                    ptrs[il * n_rows + r] = block + ko + in_block;
+                    ptrs[(n_layers + il) * n_rows + r] = block + vo + in_block;
                 }
-                if s.n == 1 {
-                    ptrs[kb0 + il * n_dec + d] = kb;
-                    ptrs[vb0 + il * n_dec + d] = vb;
-                    d += 1;
-                }
+                r += 1;
             }
         }
         let mut idx = Vec::with_capacity(2 * n_dec);
@@ -180,7 +194,6 @@ impl KvTables {
         for s in seqs.iter().filter(|s| s.n == 1) {
             idx.push(to_u32(OP, "length", s.start + 1)?);
         }
-        let (k_width, v_width) = widths.unwrap_or((0, 0));
         let (ptrs, idx) = TableBuffers::upload(buffers, ops, &ptrs, &idx)?;
         Ok(KvTables {
             ptrs,
@@ -188,9 +201,21 @@ impl KvTables {
             n_rows,
             n_layers,
             n_dec,
-            k_width,
-            v_width,
+            width,
+            stride,
+            table_of,
+            offsets: (0..n_layers).map(|l| pool.layer_offsets(l)).collect(),
         })
+    }
+
+    /// The tables' device addresses and the block tables' stride.
+    pub(crate) fn graph_key(&self) -> (u64, u64, usize) {
+        (self.ptrs.0, self.idx.0, self.stride)
+    }
+
+    /// The device address of table `t` (in table order).
+    fn table(&self, t: usize) -> TensorResult<DevicePtr> {
+        self.ptr(2 * self.n_layers * self.n_rows + t * self.stride)
     }
 
     fn ptr(&self, index: usize) -> TensorResult<DevicePtr> {
@@ -226,8 +251,8 @@ impl KvTables {
         let f = ops.function("kv_cache", "kv_append_rows_f16")?;
         let nr = to_u32(OP, "n_rows", n_rows)?;
         let halves = [
-            (k, self.k_width, layer * self.n_rows),
-            (v, self.v_width, (self.n_layers + layer) * self.n_rows),
+            (k, self.width, layer * self.n_rows),
+            (v, self.width, (self.n_layers + layer) * self.n_rows),
         ];
         for (src, width, at) in halves {
             check_f32(OP, "src", src, n_rows * width)?;
@@ -237,8 +262,9 @@ impl KvTables {
             l.arg(&ps).arg(&pd).arg(&rl).arg(&nr);
             // SAFETY: (const float* src, const u64* dst, u32 row_len, u32 n_rows) matches
             // kv_append_rows_f16; src holds n_rows * row_len f32 (checked), the table holds
-            // n_rows addresses from `at`, each the start of a row of row_len f16 inside a cache
-            // of this device that BatchKv checked has room for it and borrows mutably.
+            // n_rows addresses from `at`, each the start of a row of row_len f16 inside a block
+            // of the pool (on this device) that BatchKv checked is in use by that row's
+            // sequence alone and borrows mutably.
             unsafe { l.launch(grid_1d(n_rows * width, 256))? };
         }
         Ok(())
@@ -263,16 +289,12 @@ impl KvTables {
         const OP: &str = "rope_kv_append_batch";
         let kv_width = shape.n_kv_heads * shape.head_dim;
         let q_width = shape.n_heads * shape.head_dim;
-        if layer >= self.n_layers
-            || kv_width != self.k_width
-            || kv_width != self.v_width
-            || positions.len() < self.n_rows
-        {
+        if layer >= self.n_layers || kv_width != self.width || positions.len() < self.n_rows {
             return Err(TensorError::Shape {
                 op: OP,
                 what: format!(
                     "{shape:?} at layer {layer} over caches of width {} ({} positions for {} rows)",
-                    self.k_width,
+                    self.width,
                     positions.len(),
                     self.n_rows
                 ),
@@ -331,16 +353,39 @@ impl KvTables {
         Ok(())
     }
 
-    /// The attention of every decoding sequence's query row, one launch for all of them.
-    pub(crate) fn attention_decode_rows(
+    /// The attention of every row of the batch: each prefilling sequence's rows (more than one
+    /// new token) by the paged attention kernel over its block table, one launch per sequence;
+    /// then every decoding sequence's query row, one launch for all of them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attention(
         &self,
         ops: &HipOps,
+        seqs: &[SeqKv<'_>],
         layer: usize,
         q: &DeviceTensor,
         shape: &HeadShape,
         sinks: Option<&DeviceTensor>,
         out: &mut DeviceTensor,
     ) -> TensorResult<()> {
+        let Some(&(k_off, v_off)) = self.offsets.get(layer) else {
+            return Err(TensorError::Shape {
+                op: OP,
+                what: format!("layer {layer} of {}", self.n_layers),
+            });
+        };
+        if shape.n_kv_heads * shape.head_dim != self.width {
+            return Err(TensorError::Shape {
+                op: OP,
+                what: format!("{shape:?} over caches of width {}", self.width),
+            });
+        }
+        for (i, s) in seqs.iter().enumerate().filter(|(_, s)| s.n > 1) {
+            let table = self.table(self.table_of[i])?;
+            let p = shape.params(s);
+            super::attention::attention_paged_rows(
+                ops, q, s.row, table, k_off, v_off, &p, sinks, out,
+            )?;
+        }
         if self.n_dec == 0 {
             return Ok(());
         }
@@ -351,14 +396,13 @@ impl KvTables {
             || !group_ok
             || shape.head_dim == 0
             || shape.head_dim > MAX_HEAD_DIM
-            || kv_width != self.k_width
-            || kv_width != self.v_width
+            || kv_width != self.width
         {
             return Err(TensorError::Shape {
                 op: OP,
                 what: format!(
                     "{shape:?} at layer {layer} over caches of width {}",
-                    self.k_width
+                    self.width
                 ),
             });
         }
@@ -367,9 +411,8 @@ impl KvTables {
         check_f32(OP, "out", out, self.n_rows * width)?;
         check_device(OP, ops, q)?;
         check_device(OP, ops, out)?;
-        let kb = self.ptr(2 * self.n_layers * self.n_rows + layer * self.n_dec)?;
-        let vb =
-            self.ptr(2 * self.n_layers * self.n_rows + (self.n_layers + layer) * self.n_dec)?;
+        let blocks = self.table(0)?;
+        let ts = to_u32(OP, "table stride", self.stride)?;
         let rows = self.idx;
         let lens = rows
             .byte_offset(self.n_dec * 4)
@@ -402,8 +445,10 @@ impl KvTables {
             };
             let mut l = ops.stream().launch_builder(&f);
             l.arg(&pq)
-                .arg(&kb)
-                .arg(&vb)
+                .arg(&blocks)
+                .arg(&ts)
+                .arg(&k_off)
+                .arg(&v_off)
                 .arg(&rows)
                 .arg(&lens)
                 .arg(&part);
@@ -415,9 +460,10 @@ impl KvTables {
                 .arg(&window);
             // SAFETY: the arguments match attention_rows_split_f16's parameters; one block is
             // one warp (the kernel's size); q holds n_rows rows of n_heads * head_dim f32
-            // (checked) and every rows[i] < n_rows; k_base/v_base hold n_dec cache addresses
-            // of this device whose first lens[i] rows of n_kv_heads * head_dim f16 exist
-            // (BatchKv checked the room; this step's append wrote row lens[i] - 1); head_dim is
+            // (checked) and every rows[i] < n_rows; blocks holds n_dec block tables of `ts`
+            // entries, each the device addresses of blocks of the pool covering the sequence's
+            // first lens[i] tokens (BatchKv checked them; this step's append wrote token
+            // lens[i] - 1), k_off/v_off inside a block; head_dim is
             // even and at most the kernel's maximum; part holds n_dec * n_heads * n_split *
             // (head_dim + 2) f32 (allocated above).
             unsafe { l.launch(cfg)? };
@@ -452,7 +498,8 @@ impl KvTables {
             shared_mem_bytes: 0,
         };
         let mut l = ops.stream().launch_builder(&f);
-        l.arg(&pq).arg(&kb).arg(&vb).arg(&rows).arg(&lens).arg(&po);
+        l.arg(&pq).arg(&blocks).arg(&ts).arg(&k_off).arg(&v_off);
+        l.arg(&rows).arg(&lens).arg(&po);
         l.arg(&nh)
             .arg(&nkvh)
             .arg(&hd)
@@ -462,9 +509,9 @@ impl KvTables {
         // SAFETY: the arguments match attention_rows_f16's parameters (sinks null or n_heads
         // f32 on this device, checked); q and out hold n_rows
         // rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows (built from the
-        // sequences' rows); k_base/v_base hold n_dec cache addresses of this device whose first
-        // lens[i] rows of n_kv_heads * head_dim f16 exist (BatchKv checked the room, and the
-        // append of this step wrote row lens[i] - 1); head_dim <= MAX_HEAD_DIM.
+        // sequences' rows); blocks holds n_dec block tables of `ts` entries whose blocks (of
+        // this device's pool) cover each sequence's first lens[i] tokens (BatchKv checked, and
+        // the append of this step wrote token lens[i] - 1); head_dim <= MAX_HEAD_DIM.
         unsafe { l.launch(cfg)? };
         Ok(())
     }

@@ -1,19 +1,40 @@
-//! A ragged batch's KV append and attention (one launch per layer for every sequence on the GPU)
-//! against the CPU running each sequence's row ops: decode rows and prefill chunks mixed, odd
-//! head dims, GQA, caches holding earlier tokens.
+//! A ragged batch's KV append and attention through paged block tables (one launch per layer
+//! for every sequence on the GPU) against the CPU running each sequence's row ops: decode rows
+//! and prefill chunks mixed, odd head dims, GQA, caches holding earlier tokens, block tables in
+//! shuffled (non-contiguous) order, and a block shared by two sequences.
 
 use half::f16;
-use rocmforge_gguf::GgmlType;
 use rocmforge_tensor::cpu::{RopeMode, RopeParams};
-use rocmforge_tensor::{BatchKv, HeadShape, KvTableBuffers, SeqKv, Tensor, TensorResult, ops};
+use rocmforge_tensor::{
+    BatchKv, HeadShape, KV_BLOCK_TOKENS, KvPool, KvTableBuffers, SeqKv, Tensor, TensorResult, ops,
+};
 
 use crate::elementwise::{both, out};
 use crate::support::{Ctx, e};
 
 const LAYERS: usize = 2;
 
-/// One sequence: cache capacity, tokens already held (random contents), new tokens.
+/// One sequence: table capacity in tokens, tokens already held (random contents), new tokens.
 type Seq = (usize, usize, usize);
+
+/// Each sequence's block table: every block of the pool handed out in the order `data.perm`
+/// (shuffled), and, where two sequences both hold a full first block, the later one's first
+/// block replaced by the first one's (shared, refcount 2).
+fn tables(pool: &mut KvPool, seqs: &[Seq], perm: &[usize]) -> TensorResult<Vec<Vec<u32>>> {
+    let counts: Vec<usize> = seqs
+        .iter()
+        .map(|&(cap, held, new)| cap.max(held + new).div_ceil(KV_BLOCK_TOKENS))
+        .collect();
+    let total: usize = counts.iter().sum();
+    let ids: Vec<u32> = (0..total)
+        .map(|_| pool.alloc("test"))
+        .collect::<TensorResult<_>>()?;
+    let mut shuffled = perm.iter().map(|&i| ids[i]);
+    Ok(counts
+        .iter()
+        .map(|&n| shuffled.by_ref().take(n).collect())
+        .collect())
+}
 
 fn run(
     ctx: &Ctx,
@@ -24,28 +45,58 @@ fn run(
 ) -> TensorResult<Vec<f32>> {
     let kv_dim = shape.n_kv_heads * shape.head_dim;
     let n_rows: usize = seqs.iter().map(|s| s.2).sum();
-    let mut caches: Vec<(Vec<Tensor>, Vec<Tensor>)> = Vec::new();
-    for (i, &(cap, _, _)) in seqs.iter().enumerate() {
-        let mk = |d: &[Vec<f16>]| -> TensorResult<Vec<Tensor>> {
-            (0..LAYERS)
-                .map(|l| be.from_f16(vec![cap, kv_dim], &d[l]))
-                .collect()
-        };
-        caches.push((mk(&data.k_old[i])?, mk(&data.v_old[i])?));
+    let mut pool = KvPool::new(be, LAYERS, kv_dim, 1 << 20)?;
+    let mut tabs = tables(&mut pool, seqs, &data.perm)?;
+    // The tokens already held, written through the tables (the CPU and GPU appends are
+    // compared by the pool contents returned below).
+    let mut row = 0;
+    let old: Vec<SeqKv<'_>> = seqs
+        .iter()
+        .zip(&tabs)
+        .filter(|(s, _)| s.1 > 0)
+        .map(|(&(_, held, _), blocks)| {
+            row += held;
+            SeqKv {
+                blocks,
+                row: row - held,
+                n: held,
+                start: 0,
+            }
+        })
+        .collect();
+    if row > 0 {
+        let mut tables = KvTableBuffers::default();
+        let mut kv = BatchKv::new(be, &mut pool, old, &mut tables)?;
+        for layer in 0..LAYERS {
+            let k = be.from_f32(vec![row, kv_dim], &data.k_old[layer][..row * kv_dim])?;
+            let v = be.from_f32(vec![row, kv_dim], &data.v_old[layer][..row * kv_dim])?;
+            ops::kv_append_batch(be, layer, &k, &v, &mut kv)?;
+        }
+    }
+    // Share the first full block of the first sequence holding one with every later one.
+    let full: Vec<usize> = (0..seqs.len())
+        .filter(|&i| seqs[i].1 >= KV_BLOCK_TOKENS)
+        .collect();
+    if let Some((&first, rest)) = full.split_first() {
+        let shared = tabs[first][0];
+        for &j in rest {
+            pool.retain(shared)?;
+            pool.release(tabs[j][0])?;
+            tabs[j][0] = shared;
+        }
     }
     let k = be.from_f32(vec![n_rows, kv_dim], &data.k)?;
     let v = be.from_f32(vec![n_rows, kv_dim], &data.v)?;
     let q = be.from_f32(vec![n_rows, shape.n_heads * shape.head_dim], &data.q)?;
     let mut o = out(ctx, be, vec![n_rows, shape.n_heads * shape.head_dim])?;
     let mut row = 0;
-    let kv_seqs = caches
-        .iter_mut()
+    let kv_seqs = tabs
+        .iter()
         .zip(seqs)
-        .map(|((kc, vc), &(_, start, n))| {
+        .map(|(blocks, &(_, start, n))| {
             row += n;
             SeqKv {
-                k: kc,
-                v: vc,
+                blocks,
                 row: row - n,
                 n,
                 start,
@@ -53,7 +104,7 @@ fn run(
         })
         .collect();
     let mut tables = KvTableBuffers::default();
-    let mut kv = BatchKv::new(be, kv_seqs, LAYERS, &mut tables)?;
+    let mut kv = BatchKv::new(be, &mut pool, kv_seqs, &mut tables)?;
     // Layer 0: the plain append; layer 1: biases + RoPE (NeoX, a partial rotation when the
     // head has room) + append in one call, at each row's own position.
     ops::kv_append_batch(be, 0, &k, &v, &mut kv)?;
@@ -99,17 +150,22 @@ fn run(
     drop(kv);
     let mut all = o.to_f32_vec()?;
     all.extend(q.to_f32_vec()?);
-    for (kc, vc) in &caches {
-        for t in kc.iter().chain(vc) {
-            all.extend(t.to_f32_vec()?);
+    for (blocks, &(_, held, new)) in tabs.iter().zip(seqs) {
+        for layer in 0..LAYERS {
+            for value in [false, true] {
+                all.extend(pool.to_f32(blocks, layer, value, held + new)?);
+            }
         }
     }
     Ok(all)
 }
 
 struct Data {
-    k_old: Vec<Vec<Vec<f16>>>,
-    v_old: Vec<Vec<Vec<f16>>>,
+    /// Per layer: the held tokens' keys and values, every sequence's in turn.
+    k_old: Vec<Vec<f32>>,
+    v_old: Vec<Vec<f32>>,
+    /// The order the pool's blocks are handed to the tables.
+    perm: Vec<usize>,
     k: Vec<f32>,
     v: Vec<f32>,
     q: Vec<f32>,
@@ -158,19 +214,21 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
     for (((n_heads, n_kv_heads, head_dim), seqs), window, with_sinks) in windowed {
         let kv_dim = n_kv_heads * head_dim;
         let n_rows: usize = seqs.iter().map(|s| s.2).sum();
-        let old = |cap: usize| -> Vec<Vec<f16>> {
-            (0..LAYERS)
-                .map(|_| {
-                    ctx.randn(cap * kv_dim, 1.0)
-                        .iter()
-                        .map(|&x| f16::from_f32(x))
-                        .collect()
-                })
-                .collect()
-        };
+        let held: usize = seqs.iter().map(|s| s.1).sum();
+        let old =
+            || -> Vec<Vec<f32>> { (0..LAYERS).map(|_| ctx.randn(held * kv_dim, 1.0)).collect() };
+        let n_blocks: usize = seqs
+            .iter()
+            .map(|&(cap, held, new)| cap.max(held + new).div_ceil(KV_BLOCK_TOKENS))
+            .sum();
+        let mut perm: Vec<usize> = (0..n_blocks).collect();
+        for i in (1..n_blocks).rev() {
+            perm.swap(i, ctx.below(i as u64 + 1) as usize);
+        }
         let data = Data {
-            k_old: seqs.iter().map(|s| old(s.0)).collect(),
-            v_old: seqs.iter().map(|s| old(s.0)).collect(),
+            k_old: old(),
+            v_old: old(),
+            perm,
             k: ctx.randn(n_rows * kv_dim, 1.0),
             v: ctx.randn(n_rows * kv_dim, 1.0),
             q: ctx.randn(n_rows * n_heads * head_dim, 1.0),
@@ -198,19 +256,92 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
             2e-3,
         )?;
     }
-    // A sequence whose new rows do not fit its cache is an error, not a write past its end.
+    // A sequence whose new rows do not fit its table, or that would write into a block
+    // another sequence shares, is an error, not a write past its end or into the other's keys.
     let be = &ctx.gpu;
-    let mut k = vec![be.zeros(GgmlType::F16, vec![4, 8]).map_err(e)?];
-    let mut v = vec![be.zeros(GgmlType::F16, vec![4, 8]).map_err(e)?];
-    let seq = SeqKv {
-        k: &mut k,
-        v: &mut v,
+    let mut pool = KvPool::new(be, 1, 8, 4).map_err(e)?;
+    let blocks = [pool.alloc("a").map_err(e)?];
+    let past_end = SeqKv {
+        blocks: &blocks,
         row: 0,
         n: 2,
+        start: KV_BLOCK_TOKENS - 1,
+    };
+    let mut t = KvTableBuffers::default();
+    if BatchKv::new(be, &mut pool, vec![past_end], &mut t).is_ok() {
+        return Err("a batch past a table's end must be an error".to_string());
+    }
+    pool.retain(blocks[0]).map_err(e)?;
+    let shared = SeqKv {
+        blocks: &blocks,
+        row: 0,
+        n: 1,
         start: 3,
     };
-    if BatchKv::new(be, vec![seq], 1, &mut KvTableBuffers::default()).is_ok() {
-        return Err("a batch past a cache's end must be an error".to_string());
+    if BatchKv::new(be, &mut pool, vec![shared], &mut t).is_ok() {
+        return Err("a write into a shared block must be an error".to_string());
+    }
+    Ok(())
+}
+
+/// `KvPool::copy_block` (copy-on-write of a shared block): a block's every row copied over
+/// another's, within one chunk and across chunks, exactly; the other blocks untouched.
+pub fn copy_block(ctx: &Ctx) -> Result<(), String> {
+    // Chunks of 2 blocks: block 2 is copied over block 0 across chunks; of 4: within one.
+    let (layers, width) = (2usize, 3 * 64 + 8);
+    for chunk_blocks in [2usize, 4] {
+        let n_blocks = 3;
+        let per_block = layers * 2 * KV_BLOCK_TOKENS * width;
+        let rows: Vec<f32> = ctx.randn(n_blocks * per_block, 1.0);
+        let (c, g) = both(ctx, |be| {
+            let mut pool =
+                KvPool::new(be, layers, width, n_blocks)?.with_chunk_blocks(chunk_blocks);
+            let ids: Vec<u32> = (0..n_blocks)
+                .map(|_| pool.alloc("test"))
+                .collect::<TensorResult<_>>()?;
+            // Fill every block through the append path (f16-rounded).
+            let mut t = KvTableBuffers::default();
+            let seqs = ids
+                .iter()
+                .enumerate()
+                .map(|(i, b)| SeqKv {
+                    blocks: std::slice::from_ref(b),
+                    row: i * KV_BLOCK_TOKENS,
+                    n: KV_BLOCK_TOKENS,
+                    start: 0,
+                })
+                .collect();
+            let mut kv = BatchKv::new(be, &mut pool, seqs, &mut t)?;
+            let n = n_blocks * KV_BLOCK_TOKENS;
+            for layer in 0..layers {
+                let at = |value: usize| (2 * layer + value) * n * width;
+                let k = be.from_f32(vec![n, width], &rows[at(0)..at(0) + n * width])?;
+                let v = be.from_f32(vec![n, width], &rows[at(1)..at(1) + n * width])?;
+                ops::kv_append_batch(be, layer, &k, &v, &mut kv)?;
+            }
+            drop(kv);
+            pool.copy_block(ids[2], ids[0])?;
+            let mut all = Vec::new();
+            for id in &ids {
+                for layer in 0..layers {
+                    for value in [false, true] {
+                        all.extend(pool.to_f32(&[*id], layer, value, KV_BLOCK_TOKENS)?);
+                    }
+                }
+            }
+            Ok(all)
+        })?;
+        let third = c.len() / 3;
+        if c[..third] != c[2 * third..] || c[third..2 * third] == c[..third] {
+            return Err("CPU copy_block: block 0 must equal block 2, block 1 stay".to_string());
+        }
+        ctx.check(
+            "KvPool::copy_block (exact)",
+            &format!("{layers} layers x {width}, chunks of {chunk_blocks} blocks"),
+            &c,
+            &g,
+            0.0,
+        )?;
     }
     Ok(())
 }

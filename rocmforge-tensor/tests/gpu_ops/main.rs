@@ -54,6 +54,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("attention_decode_prefill_gqa_sinks", attention::attention),
     ("ragged_batch_kv_append_attention", batch_kv::ragged_batch),
     ("copy_rows_f16", batch_kv::copy_rows),
+    ("kv_pool_copy_block", batch_kv::copy_block),
     ("argmax_top_k", argmax::argmax_and_top_k),
     ("sample_rows_vs_cpu_chain", sample::sample_rows),
     ("sample_rows_finish_on_host", sample::finish_on_host_flag),
