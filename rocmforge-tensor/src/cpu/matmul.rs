@@ -286,6 +286,7 @@ fn legacy_decode(
 ) {
     const _: () = assert!(ROWS_PER_TASK % avx2::ROWS == 0);
     let row = |r: usize| &w.data[r * row_bytes..(r + 1) * row_bytes];
+    let asum = avx2::block_sums(act);
     out.par_chunks_mut(ROWS_PER_TASK)
         .enumerate()
         .for_each(|(c, chunk)| {
@@ -293,7 +294,7 @@ fn legacy_decode(
                 let r0 = c * ROWS_PER_TASK + i * avx2::ROWS;
                 // A short last batch repeats its first row in the missing places.
                 let rows = std::array::from_fn(|k| row(if k < res.len() { r0 + k } else { r0 }));
-                avx2::legacy_rows(isa, kind, rows, act, res);
+                avx2::legacy_rows(isa, kind, rows, act, &asum, res);
             }
         });
 }

@@ -5,6 +5,7 @@
 
 use std::arch::x86_64::*;
 
+use super::rows8;
 use super::{LegacyKind, ROWS, TILE, dot_i8_i8, dot_u8_i8, f16_at, load16, load32, load32_i8};
 use crate::cpu::dot::QK;
 use crate::cpu::quantize_act::Q8Blocks;
@@ -143,12 +144,18 @@ fn sum8(p: &[__m256i; 8]) -> __m256i {
 
 /// See [`super::legacy_rows`].
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn rows(kind: LegacyKind, rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+pub(super) fn rows(
+    kind: LegacyKind,
+    rows: [&[u8]; ROWS],
+    act: &Q8Blocks,
+    asum: &[i32],
+    out: &mut [f32],
+) {
     match kind {
-        LegacyKind::Q4_0 => rows_1::<Q4_0>(rows, act, out),
-        LegacyKind::Q4_1 => rows_1::<Q4_1>(rows, act, out),
-        LegacyKind::Q5_0 => rows_1::<Q5_0>(rows, act, out),
-        LegacyKind::Q5_1 => rows_1::<Q5_1>(rows, act, out),
+        LegacyKind::Q4_0 => rows8::rows::<Q4_0>(rows, act, asum, out),
+        LegacyKind::Q4_1 => rows8::rows::<Q4_1>(rows, act, asum, out),
+        LegacyKind::Q5_0 => rows8::rows::<Q5_0>(rows, act, asum, out),
+        LegacyKind::Q5_1 => rows8::rows::<Q5_1>(rows, act, asum, out),
         LegacyKind::Q8_0 => rows_1::<Q8_0>(rows, act, out),
     }
 }
@@ -177,13 +184,37 @@ fn rows_1<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
         let sums = _mm256_cvtepi32_ps(sum8(&p));
         // SAFETY: `dw` and `mw` are 8 readable f32; `loadu` has no alignment requirement.
         let (dv, mv) = unsafe { (_mm256_loadu_ps(dw.as_ptr()), _mm256_loadu_ps(mw.as_ptr())) };
-        let scale = _mm256_mul_ps(dv, _mm256_set1_ps(ad));
-        let mut term = _mm256_mul_ps(scale, sums);
-        if has_min(K) {
-            term = _mm256_add_ps(term, _mm256_mul_ps(mv, _mm256_set1_ps(act.s[b])));
-        }
-        acc = _mm256_add_ps(acc, term);
+        let sa = if has_min(K) { act.s[b] } else { 0.0 };
+        acc = add_terms::<K>(acc, dv, mv, ad, sa, sums);
     }
+    store_rows(acc, out);
+}
+
+/// One block's f32 terms of eight rows added to their running sums `acc`, lane by lane
+/// with the scalar path's operations: `acc + ((d_w * d_a) * sum (+ m_w * s_a))`, where
+/// `sums` holds the rows' exact integer block sums (as f32), `dw` / `mw` their scales.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn add_terms<const K: u8>(
+    acc: __m256,
+    dw: __m256,
+    mw: __m256,
+    ad: f32,
+    sa: f32,
+    sums: __m256,
+) -> __m256 {
+    let scale = _mm256_mul_ps(dw, _mm256_set1_ps(ad));
+    let mut term = _mm256_mul_ps(scale, sums);
+    if has_min(K) {
+        term = _mm256_add_ps(term, _mm256_mul_ps(mw, _mm256_set1_ps(sa)));
+    }
+    _mm256_add_ps(acc, term)
+}
+
+/// The first `out.len()` (at most [`ROWS`]) lanes of `acc` into `out`.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn store_rows(acc: __m256, out: &mut [f32]) {
     let mut lanes = [0.0f32; ROWS];
     // SAFETY: `lanes` is 8 writable f32; `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
