@@ -16,7 +16,7 @@
 mod float;
 mod kquant;
 pub(super) mod legacy;
-mod rows8;
+pub(super) mod rows8;
 mod tiled;
 
 use std::arch::x86_64::*;
@@ -167,7 +167,7 @@ pub(crate) fn axpy_f16(_: Avx2, acc: &mut [f32], w: f32, x: &[half::f16]) {
 /// The 32 bytes at the start of `b` (panics if shorter: callers pass whole blocks).
 #[target_feature(enable = "avx2")]
 #[inline]
-fn load32(b: &[u8]) -> __m256i {
+pub(in crate::cpu::dot) fn load32(b: &[u8]) -> __m256i {
     let b = &b[..32];
     // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
@@ -185,7 +185,7 @@ fn load32_i8(b: &[i8]) -> __m256i {
 /// The 16 bytes at the start of `b`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn load16(b: &[u8]) -> __m128i {
+pub(in crate::cpu::dot) fn load16(b: &[u8]) -> __m128i {
     let b = &b[..16];
     // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm_loadu_si128(b.as_ptr().cast()) }

@@ -65,6 +65,7 @@ macro_rules! transpose {
         ]
     }};
 }
+pub(in crate::cpu::dot) use transpose;
 
 /// Per block of one token's activations, the sum of its 32 quantized values (what the
 /// symmetric formats' offset is multiplied with).
@@ -137,7 +138,7 @@ pub(in crate::cpu::dot) fn rows<const K: u8>(
 /// The low and the high f16 of each 32-bit lane of `v`, widened to f32 (lane order kept).
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
-fn halves_to_f32(v: __m256i) -> (__m256, __m256) {
+pub(in crate::cpu::dot) fn halves_to_f32(v: __m256i) -> (__m256, __m256) {
     // Per 128-bit half: the four low halves, then the four high halves.
     let split = _mm256_setr_epi8(
         0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7,
