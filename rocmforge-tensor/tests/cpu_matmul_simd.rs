@@ -152,3 +152,68 @@ fn f16_rows_with_a_tail_of_odd_columns() {
         }
     }
 }
+
+#[test]
+fn decode_rows_in_batches_of_eight_cut_unevenly() {
+    // One token takes the 8-row decode kernels (rows transposed in registers); row counts
+    // below, at and above multiples of 8 and of the 32-row tasks, each type's block counts.
+    let mut rng = Rng::new(0xdec0de);
+    for ty in MATMUL_TYPES {
+        for (rows, blocks) in [(8, 1), (9, 2), (15, 3), (31, 4), (32, 1), (41, 5), (67, 2)] {
+            check(ty, rows, blocks, 1, &mut rng);
+        }
+    }
+}
+
+/// Every legacy format's largest unsigned values against activations all at +127 or all
+/// at -127 (the most the decode kernels' 16-bit partial sums must hold), and the smallest
+/// values: the bits of the portable path.
+#[test]
+fn decode_rows_at_the_extremes_of_the_partial_sums() {
+    use half::f16;
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+    ] {
+        let (rows, cols) = (11, 4 * 32);
+        for fill in [0xffu8, 0x00, 0x80, 0x7f] {
+            let mut data = vec![fill; rows * cols / 32 * ty.type_size()];
+            for blk in data.chunks_exact_mut(ty.type_size()) {
+                blk[0..2].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+                if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                    blk[2..4].copy_from_slice(&f16::from_f32(-0.25).to_le_bytes());
+                }
+            }
+            let w = WeightView {
+                ty,
+                data: &data,
+                rows,
+                cols,
+            };
+            for sign in [1.0f32, -1.0] {
+                let x = vec![sign * 3.0; cols];
+                let (mut simd, mut portable) = (vec![0.0; rows], vec![0.0; rows]);
+                matmul_with(CpuKernels::Avx2, &w, &x, 1, &mut simd).unwrap();
+                matmul_portable(&w, &x, 1, &mut portable).unwrap();
+                let (mut reference, mut dflt) = (vec![0.0; rows], vec![0.0; rows]);
+                matmul_f32_reference(&w, &x, 1, &mut reference).unwrap();
+                matmul(&w, &x, 1, &mut dflt).unwrap();
+                for r in 0..rows {
+                    let what = format!("{ty} fill {fill:#x} sign {sign} row {r}");
+                    assert_eq!(simd[r].to_bits(), portable[r].to_bits(), "{what}");
+                    assert_eq!(dflt[r].to_bits(), portable[r].to_bits(), "{what}");
+                    let scale = reference[r].abs().max(1.0);
+                    assert!(
+                        (simd[r] - reference[r]).abs() / scale < 1e-2,
+                        "{what}: {} vs reference {}",
+                        simd[r],
+                        reference[r]
+                    );
+                }
+            }
+        }
+    }
+}

@@ -241,7 +241,11 @@ fn matmul_legacy(
         LegacyKind::of(w.ty),
     ) {
         if n_tokens == 1 {
-            legacy_decode(isa, kind, w, row_bytes, &act, out);
+            // Q8_0 rows through `vpdpbusd` on CPUs with AVX-512 VNNI (same bits).
+            let vnni = (kernels >= CpuKernels::Avx512Vnni && kind == LegacyKind::Q8_0)
+                .then(avx512::Vnni::detect)
+                .flatten();
+            legacy_decode(isa, vnni, kind, w, row_bytes, &act, out);
             return;
         }
         let tiled = avx2::tile_q8(&act, n_tokens, w.cols);
@@ -274,10 +278,12 @@ fn matmul_legacy(
 }
 
 /// One token against every row of a 32-element format: [`avx2::ROWS`] rows per kernel
-/// call, in parallel over chunks of [`ROWS_PER_TASK`] rows.
+/// call (the VNNI kernel for Q8_0 when `vnni` is given), in parallel over chunks of
+/// [`ROWS_PER_TASK`] rows.
 #[cfg(target_arch = "x86_64")]
 fn legacy_decode(
     isa: avx2::Avx2,
+    vnni: Option<avx512::Vnni>,
     kind: LegacyKind,
     w: &WeightView,
     row_bytes: usize,
@@ -286,6 +292,7 @@ fn legacy_decode(
 ) {
     const _: () = assert!(ROWS_PER_TASK % avx2::ROWS == 0);
     let row = |r: usize| &w.data[r * row_bytes..(r + 1) * row_bytes];
+    let asum = avx2::block_sums(act);
     out.par_chunks_mut(ROWS_PER_TASK)
         .enumerate()
         .for_each(|(c, chunk)| {
@@ -293,7 +300,10 @@ fn legacy_decode(
                 let r0 = c * ROWS_PER_TASK + i * avx2::ROWS;
                 // A short last batch repeats its first row in the missing places.
                 let rows = std::array::from_fn(|k| row(if k < res.len() { r0 + k } else { r0 }));
-                avx2::legacy_rows(isa, kind, rows, act, res);
+                match vnni {
+                    Some(v) => avx512::q8_0_rows(v, rows, act, &asum, res),
+                    None => avx2::legacy_rows(isa, kind, rows, act, &asum, res),
+                }
             }
         });
 }

@@ -5,6 +5,7 @@
 
 use std::arch::x86_64::*;
 
+use super::rows8::{self, halves_to_f32, transpose};
 use super::{LegacyKind, ROWS, TILE, dot_i8_i8, dot_u8_i8, f16_at, load16, load32, load32_i8};
 use crate::cpu::dot::QK;
 use crate::cpu::quantize_act::Q8Blocks;
@@ -131,7 +132,7 @@ fn sum4(p: [__m256i; 4]) -> __m128i {
 /// The sums of the eight i32 lanes of each of `p[0..8]`, in lanes 0..8.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn sum8(p: &[__m256i; 8]) -> __m256i {
+pub(in crate::cpu::dot) fn sum8(p: &[__m256i; 8]) -> __m256i {
     let lo = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
     let hi = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
     // lo = [rows 0-3 of lanes 0-3 | rows 0-3 of lanes 4-7], hi the same for rows 4-7.
@@ -143,47 +144,68 @@ fn sum8(p: &[__m256i; 8]) -> __m256i {
 
 /// See [`super::legacy_rows`].
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn rows(kind: LegacyKind, rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+pub(super) fn rows(
+    kind: LegacyKind,
+    rows: [&[u8]; ROWS],
+    act: &Q8Blocks,
+    asum: &[i32],
+    out: &mut [f32],
+) {
     match kind {
-        LegacyKind::Q4_0 => rows_1::<Q4_0>(rows, act, out),
-        LegacyKind::Q4_1 => rows_1::<Q4_1>(rows, act, out),
-        LegacyKind::Q5_0 => rows_1::<Q5_0>(rows, act, out),
-        LegacyKind::Q5_1 => rows_1::<Q5_1>(rows, act, out),
-        LegacyKind::Q8_0 => rows_1::<Q8_0>(rows, act, out),
+        LegacyKind::Q4_0 => rows8::rows::<Q4_0>(rows, act, asum, out),
+        LegacyKind::Q4_1 => rows8::rows::<Q4_1>(rows, act, asum, out),
+        LegacyKind::Q5_0 => rows8::rows::<Q5_0>(rows, act, asum, out),
+        LegacyKind::Q5_1 => rows8::rows::<Q5_1>(rows, act, asum, out),
+        LegacyKind::Q8_0 => rows_q8_0(rows, act, out),
     }
 }
 
-/// [`ROWS`] rows against one token: per block the exact integer sums of the rows side by
-/// side in eight i32 lanes, then each row's f32 term added to its lane in block order with
-/// the scalar path's operations (the bits of the portable path and of the tiles above).
+/// [`ROWS`] Q8_0 rows against one token: per block the exact integer sums of the rows side
+/// by side in eight i32 lanes (a horizontal-sum tree), the rows' `d` from one transpose of
+/// their block heads, then each row's f32 term added to its lane in block order with the
+/// scalar path's operations (the bits of the portable path and of the tiles above).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_1<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
-    let bb = block_bytes(K);
+fn rows_q8_0(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+    let bb = block_bytes(Q8_0);
     let mut acc = _mm256_setzero_ps();
     let mut p = [_mm256_setzero_si256(); ROWS];
-    let (mut dw, mut mw) = ([0.0f32; ROWS], [0.0f32; ROWS]);
     for (b, (aq, &ad)) in act.qs.chunks_exact(QK).zip(&act.d).enumerate() {
         let a = load32_i8(aq);
         for r in 0..ROWS {
-            let (w, d, m) = decode::<K>(&rows[r][b * bb..]);
-            p[r] = if has_min(K) {
-                dot_u8_i8(w, a)
-            } else {
-                dot_i8_i8(w, a)
-            };
-            dw[r] = d;
-            mw[r] = m;
+            p[r] = dot_i8_i8(load32(&rows[r][b * bb + 2..]), a);
         }
         let sums = _mm256_cvtepi32_ps(sum8(&p));
-        // SAFETY: `dw` and `mw` are 8 readable f32; `loadu` has no alignment requirement.
-        let (dv, mv) = unsafe { (_mm256_loadu_ps(dw.as_ptr()), _mm256_loadu_ps(mw.as_ptr())) };
-        let scale = _mm256_mul_ps(dv, _mm256_set1_ps(ad));
-        let mut term = _mm256_mul_ps(scale, sums);
-        if has_min(K) {
-            term = _mm256_add_ps(term, _mm256_mul_ps(mv, _mm256_set1_ps(act.s[b])));
-        }
-        acc = _mm256_add_ps(acc, term);
+        let (dw, _) = halves_to_f32(transpose!(rows, b * bb)[0]);
+        acc = add_terms::<Q8_0>(acc, dw, dw, ad, 0.0, sums);
     }
+    store_rows(acc, out);
+}
+
+/// One block's f32 terms of eight rows added to their running sums `acc`, lane by lane
+/// with the scalar path's operations: `acc + ((d_w * d_a) * sum (+ m_w * s_a))`, where
+/// `sums` holds the rows' exact integer block sums (as f32), `dw` / `mw` their scales.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(in crate::cpu::dot) fn add_terms<const K: u8>(
+    acc: __m256,
+    dw: __m256,
+    mw: __m256,
+    ad: f32,
+    sa: f32,
+    sums: __m256,
+) -> __m256 {
+    let scale = _mm256_mul_ps(dw, _mm256_set1_ps(ad));
+    let mut term = _mm256_mul_ps(scale, sums);
+    if has_min(K) {
+        term = _mm256_add_ps(term, _mm256_mul_ps(mw, _mm256_set1_ps(sa)));
+    }
+    _mm256_add_ps(acc, term)
+}
+
+/// The first `out.len()` (at most [`ROWS`]) lanes of `acc` into `out`.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(in crate::cpu::dot) fn store_rows(acc: __m256, out: &mut [f32]) {
     let mut lanes = [0.0f32; ROWS];
     // SAFETY: `lanes` is 8 writable f32; `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };

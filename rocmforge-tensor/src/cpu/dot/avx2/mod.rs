@@ -16,6 +16,7 @@
 mod float;
 mod kquant;
 pub(super) mod legacy;
+pub(super) mod rows8;
 mod tiled;
 
 use std::arch::x86_64::*;
@@ -109,18 +110,26 @@ pub(crate) fn legacy_row(
     unsafe { legacy::row(kind, row, act, cols, t0, out) }
 }
 
+/// Per block of one token's Q8_0 / Q8_1 activations, the sum of its quantized values
+/// (what [`legacy_rows`] takes as `asum`).
+pub(crate) fn block_sums(act: &Q8Blocks) -> Vec<i32> {
+    rows8::block_sums(act)
+}
+
 /// `out[i] = rows[i] · token 0` for up to [`ROWS`] rows of a 32-element format (each
-/// holding `cols` elements: `act` is one token's Q8_0 / Q8_1 blocks); `out.len()` says how
-/// many rows count (a shorter batch repeats one of its rows to fill `rows`).
+/// holding `cols` elements: `act` is one token's Q8_0 / Q8_1 blocks, `asum` its
+/// [`block_sums`]); `out.len()` says how many rows count (a shorter batch repeats one of
+/// its rows to fill `rows`).
 pub(crate) fn legacy_rows(
     _: Avx2,
     kind: LegacyKind,
     rows: [&[u8]; ROWS],
     act: &Q8Blocks,
+    asum: &[i32],
     out: &mut [f32],
 ) {
     // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
-    unsafe { legacy::rows(kind, rows, act, out) }
+    unsafe { legacy::rows(kind, rows, act, asum, out) }
 }
 
 /// As [`legacy_row`] for the K-quants against Q8_K activations regrouped by [`tile_q8k`].
@@ -158,7 +167,7 @@ pub(crate) fn axpy_f16(_: Avx2, acc: &mut [f32], w: f32, x: &[half::f16]) {
 /// The 32 bytes at the start of `b` (panics if shorter: callers pass whole blocks).
 #[target_feature(enable = "avx2")]
 #[inline]
-fn load32(b: &[u8]) -> __m256i {
+pub(in crate::cpu::dot) fn load32(b: &[u8]) -> __m256i {
     let b = &b[..32];
     // SAFETY: `b` is 32 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
@@ -176,7 +185,7 @@ fn load32_i8(b: &[i8]) -> __m256i {
 /// The 16 bytes at the start of `b`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn load16(b: &[u8]) -> __m128i {
+pub(in crate::cpu::dot) fn load16(b: &[u8]) -> __m128i {
     let b = &b[..16];
     // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
     unsafe { _mm_loadu_si128(b.as_ptr().cast()) }

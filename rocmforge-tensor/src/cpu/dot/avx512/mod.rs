@@ -1,6 +1,7 @@
-//! AVX-512 VNNI kernels (x86-64 only): the quantized prefill as a GEMM over row panels.
-//! (Decode stays on the AVX2 row kernels: a 512-bit VNNI row kernel, four rows and two
-//! blocks per register, measured 25-35% slower per token on this Ice Lake server.)
+//! AVX-512 VNNI kernels (x86-64 only): the quantized prefill as a GEMM over row panels, and
+//! Q8_0 decode rows on 256-bit registers (`rows_q8`). (The other formats' decode stays on
+//! the AVX2 row kernels: a 512-bit VNNI row kernel, four rows and two blocks per register,
+//! measured 25-35% slower per token on this Ice Lake server.)
 //!
 //! A panel is 16 weight rows decoded once into unsigned bytes and interleaved so that one
 //! 512-bit register holds four consecutive values of each of the 16 rows: `vpdpbusd`
@@ -15,10 +16,11 @@
 //! AVX-512 F/BW/VL/VNNI and the AVX2 kernels' features on the running CPU.
 
 mod gemm_legacy;
+mod rows_q8;
 
 use std::sync::OnceLock;
 
-use super::avx2::{Avx2, LegacyKind};
+use super::avx2::{Avx2, LegacyKind, ROWS};
 use crate::cpu::quantize_act::Q8Blocks;
 
 /// Proof that the running CPU has AVX-512 F, BW, VL and VNNI besides AVX2, FMA and F16C.
@@ -65,4 +67,18 @@ pub(crate) fn legacy_gemm(
     out: &mut [f32],
 ) -> bool {
     gemm_legacy::gemm(w, act, n_tokens, out)
+}
+
+/// As [`super::avx2::legacy_rows`] for Q8_0 rows (same bits), with `vpdpbusd` on 256-bit
+/// registers.
+pub(crate) fn q8_0_rows(
+    _: Vnni,
+    rows: [&[u8]; ROWS],
+    act: &Q8Blocks,
+    asum: &[i32],
+    out: &mut [f32],
+) {
+    // SAFETY: a `Vnni` token exists only when AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C
+    // were detected.
+    unsafe { rows_q8::rows(rows, act, asum, out) }
 }
