@@ -7,7 +7,7 @@
 mod serve_support;
 
 use serde_json::{Value, json};
-use serve_support::{MODEL_ID, Server, chat_body};
+use serve_support::{MODEL_ID, Server, chat_body, chunks};
 
 /// The id of a token whose text is `piece` (the piece must be one token).
 fn token_id(server: &Server, piece: &str) -> u64 {
@@ -134,17 +134,6 @@ fn logit_bias_forces_and_bans_tokens() {
             .assert_error(400);
         assert_eq!(e["param"], "logit_bias", "{bad}: {e}");
     }
-}
-
-/// The chunks of an SSE body (without `[DONE]`, which must end it).
-fn chunks(r: &serve_support::Response) -> Vec<Value> {
-    assert_eq!(r.status, 200, "{}", r.text());
-    let data = r.sse_data();
-    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    data[..data.len() - 1]
-        .iter()
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
 }
 
 /// Per choice index: the streamed text (chat `delta.content` or completions `text`) and its

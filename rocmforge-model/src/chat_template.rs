@@ -5,16 +5,21 @@
 //! Python-style string methods (`.strip()`, `.startswith()`, ...), and the helpers templates call:
 //! `raise_exception(msg)` and `strftime_now(fmt)`. The variables are `messages` (each with `role` and
 //! `content`; assistant messages may carry `tool_calls`, tool messages `tool_call_id` and `name`),
-//! `add_generation_prompt`, `bos_token`, `eos_token` and, when a request offers them, `tools`. A model without a template gets
-//! ChatML.
+//! `add_generation_prompt`, `bos_token`, `eos_token` and, when a request offers them, `tools`;
+//! assistant messages may carry their reasoning (`reasoning_content`), and extra variables
+//! (`reasoning_effort`, a request's `chat_template_kwargs`) join the context as llama.cpp adds
+//! them. `tojson` is Python's `json.dumps` as `transformers` defines it for chat templates (no
+//! HTML escaping, keys in their order). gpt-oss's harmony template gets its messages as llama.cpp
+//! adapts them ([`harmony`]). A model without a template gets ChatML.
 
+pub mod harmony;
 mod time;
-
-use std::collections::BTreeMap;
+mod tojson;
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::Serialize;
+use serde_json::{Map, Value as Json};
 
 use crate::tokenizer::{Tokenizer, TokenizerError, TokenizerResult};
 
@@ -41,6 +46,10 @@ pub struct ChatMessage {
     /// A `tool` message's function name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An assistant message's reasoning (OpenAI-style `reasoning_content`; harmony templates
+    /// read it as `thinking`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 impl ChatMessage {
@@ -52,6 +61,7 @@ impl ChatMessage {
             tool_calls: None,
             tool_call_id: None,
             name: None,
+            reasoning_content: None,
         }
     }
 
@@ -70,8 +80,17 @@ impl ChatMessage {
         Self::new("assistant", content)
     }
 
-    fn to_value(&self) -> Value {
-        Value::from(minijinja::value::Serde(self))
+    /// The message as the template `source` gets it.
+    fn to_json(&self, harmony: bool) -> Json {
+        let map = match serde_json::to_value(self) {
+            Ok(Json::Object(m)) => m,
+            _ => Map::new(),
+        };
+        Json::Object(if harmony {
+            harmony::adapt_message(map)
+        } else {
+            map
+        })
     }
 }
 
@@ -127,6 +146,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson::tojson);
         env.add_template_owned(TEMPLATE_NAME, source.clone())
             .map_err(|e| template_error(&e))?;
         Ok(Self {
@@ -183,24 +203,59 @@ impl ChatTemplate {
     pub fn render_with_tools(
         &self,
         messages: &[ChatMessage],
-        tools: Option<&serde_json::Value>,
+        tools: Option<&Json>,
         add_generation_prompt: bool,
+    ) -> TokenizerResult<String> {
+        self.render_with_context(messages, tools, add_generation_prompt, &Map::new())
+    }
+
+    /// Whether this is gpt-oss's harmony template.
+    pub fn is_harmony(&self) -> bool {
+        harmony::is_harmony(&self.source)
+    }
+
+    /// The variables the template sees: `messages` (adapted for harmony templates), `tools`
+    /// (`null` without), `add_generation_prompt`, `bos_token`, `eos_token`, then `extra`
+    /// (e.g. `reasoning_effort`), which overrides any of them as llama.cpp's extra context does.
+    pub fn context(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&Json>,
+        add_generation_prompt: bool,
+        extra: &Map<String, Json>,
+    ) -> Json {
+        let harmony = self.is_harmony();
+        let messages: Vec<Json> = messages.iter().map(|m| m.to_json(harmony)).collect();
+        let mut ctx = Map::new();
+        ctx.insert("messages".into(), Json::Array(messages));
+        ctx.insert("tools".into(), tools.cloned().unwrap_or(Json::Null));
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Json::Bool(add_generation_prompt),
+        );
+        ctx.insert("bos_token".into(), Json::String(self.bos_token.clone()));
+        ctx.insert("eos_token".into(), Json::String(self.eos_token.clone()));
+        for (k, v) in extra {
+            ctx.insert(k.clone(), v.clone());
+        }
+        Json::Object(ctx)
+    }
+
+    /// [`ChatTemplate::render_with_tools`] with extra variables (see [`ChatTemplate::context`]).
+    pub fn render_with_context(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&Json>,
+        add_generation_prompt: bool,
+        extra: &Map<String, Json>,
     ) -> TokenizerResult<String> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| template_error(&e))?;
-        let messages: Vec<Value> = messages.iter().map(ChatMessage::to_value).collect();
-        let ctx = BTreeMap::from([
-            ("messages", Value::from(messages)),
-            ("add_generation_prompt", Value::from(add_generation_prompt)),
-            ("bos_token", Value::from(self.bos_token.as_str())),
-            ("eos_token", Value::from(self.eos_token.as_str())),
-            (
-                "tools",
-                tools.map_or(Value::from(()), |t| Value::from(minijinja::value::Serde(t))),
-            ),
-        ]);
-        template.render(ctx).map_err(|e| template_error(&e))
+        let ctx = self.context(messages, tools, add_generation_prompt, extra);
+        template
+            .render(Value::from(minijinja::value::Serde(&ctx)))
+            .map_err(|e| template_error(&e))
     }
 }

@@ -7,8 +7,13 @@ same text as the non-streamed answer at temperature 0; 8 concurrent requests; n 
 gives three copies of that answer; logit_bias forces and bans tokens; bad inputs get
 4xx errors with OpenAI's error body; structured output (5 bounded JSON schemas x 20 seeds, each
 answer validated by the `jsonschema` package; json_object; streamed); tool calls (required, named,
-none; the round trip request -> tool_calls -> tool message -> answer, streamed and not); the server
-still serves afterwards; SIGTERM exits 0.
+none; the round trip request -> tool_calls -> tool message -> answer, streamed and not);
+`reasoning_effort` and an assistant turn's `reasoning_content` accepted (SmolLM2's template reads
+neither: same answer); the server still serves afterwards; SIGTERM exits 0. With --harmony-model
+(the tiny gpt-oss copy `cargo xtask models` writes), a second server checks gpt-oss's harmony
+format: a required call comes back as tool_calls (streamed arguments add up to the non-streamed
+ones) and an analysis + final answer (written by a grammar over the marker tokens) as
+`reasoning_content` + `content`, streamed as `delta.reasoning_content` / `delta.content`.
 Exits non-zero on the first failure. Everything is bounded (small max_tokens, timeouts).
 """
 
@@ -131,9 +136,10 @@ def check_n_stream(client, expected):
     print("n=3 streamed: three copies of the answer, one finish_reason each")
 
 
-def tokenize(base, text):
+def tokenize(base, text, parse_special=False):
     req = urllib.request.Request(base.rstrip("/").removesuffix("/v1") + "/tokenize",
-                                 data=json.dumps({"content": text, "add_special": False}).encode(),
+                                 data=json.dumps({"content": text, "add_special": False,
+                                                  "parse_special": parse_special}).encode(),
                                  headers={"content-type": "application/json"})
     return json.load(urllib.request.urlopen(req, timeout=60))["tokens"]
 
@@ -415,11 +421,93 @@ def check_tools(client):
     assert err["param"] == "tool_choice", err
 
 
+def check_reasoning_fields(client, expected):
+    """reasoning_effort reaches the template as a variable and an assistant turn's
+    reasoning_content goes back through it; SmolLM2's template reads neither."""
+    r = chat(client, "What is the capital of France?", reasoning_effort="low")
+    assert r.choices[0].message.content == expected, (r, expected)
+    history = [{"role": "user", "content": "Hi"},
+               {"role": "assistant", "content": "Hello!", "reasoning_content": "Greet back."},
+               {"role": "user", "content": "What is the capital of France?"}]
+    r = client.chat.completions.create(model=MODEL_ID, messages=history, max_tokens=8,
+                                       temperature=0)
+    assert r.choices[0].message.content, r
+    err = expect_status(400, lambda: chat(client, "hi", extra_body={"chat_template_kwargs": "x"}))
+    assert err["param"] == "chat_template_kwargs", err
+    print("reasoning_effort / reasoning_content / chat_template_kwargs: accepted, checked")
+
+
+def harmony_stream(r):
+    """The reasoning, content and calls a client rebuilds from a streamed harmony answer."""
+    reasoning, content, calls, finish = [], [], {}, []
+    for chunk in r:
+        for c in chunk.choices:
+            extra = c.delta.model_extra or {}
+            if extra.get("reasoning_content"):
+                reasoning.append(extra["reasoning_content"])
+            if c.delta.content:
+                content.append(c.delta.content)
+            for t in c.delta.tool_calls or []:
+                if t.index not in calls:
+                    assert t.id and t.function.name, t
+                    calls[t.index] = {"name": t.function.name, "arguments": "", "pieces": 0}
+                if t.function.arguments:
+                    calls[t.index]["arguments"] += t.function.arguments
+                    calls[t.index]["pieces"] += 1
+            if c.finish_reason:
+                finish.append(c.finish_reason)
+    return reasoning, "".join(content), [calls[k] for k in sorted(calls)], finish
+
+
+def check_harmony(binary, model):
+    proc, base = start_server(binary, model)
+    try:
+        client = openai.OpenAI(base_url=base, api_key="unused", timeout=300, max_retries=0)
+        model_id = client.models.list().data[0].id
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        kw = dict(model=model_id, messages=question, tools=TOOLS[:1], tool_choice="required",
+                  max_tokens=120, temperature=0, reasoning_effort="low")
+        r = client.chat.completions.create(**kw)
+        c = r.choices[0]
+        assert c.finish_reason == "tool_calls" and c.message.content is None, r
+        call = c.message.tool_calls[0]
+        assert call.function.name == "get_weather", call
+        jsonschema.validate(json.loads(call.function.arguments), WEATHER)
+        _, content, calls, finish = harmony_stream(client.chat.completions.create(stream=True, **kw))
+        assert finish == ["tool_calls"] and not content, (finish, content)
+        assert calls[0]["arguments"] == call.function.arguments, (calls, call)
+        assert calls[0]["pieces"] > 1, calls
+        ids = {m: tokenize(base, m, parse_special=True) for m in
+               ("<|channel|>", "<|message|>", "<|end|>", "<|start|>")}
+        assert all(len(v) == 1 for v in ids.values()), ids
+        t = {m.strip("<|>"): f"<[{v[0]}]>" for m, v in ids.items()}
+        grammar = (f'start: {t["channel"]} "analysis" {t["message"]} THINK {t["end"]} {t["start"]} '
+                   f'"assistant" {t["channel"]} "final" {t["message"]} ANSWER\n'
+                   'THINK: /[a-z]{6,12}( [a-z]{2,8}){2,4}/\nANSWER: /[A-Z][a-z]{3,10}!/\n')
+        kw = dict(model=model_id, messages=[{"role": "user", "content": "Hi"}], max_tokens=120,
+                  temperature=0, extra_body={"grammar": grammar})
+        r = client.chat.completions.create(**kw)
+        m = r.choices[0].message
+        reasoning = (m.model_extra or {}).get("reasoning_content")
+        assert reasoning and m.content and m.content.endswith("!"), r
+        assert r.choices[0].finish_reason == "stop", r
+        pieces, content, calls, finish = harmony_stream(
+            client.chat.completions.create(stream=True, **kw))
+        assert "".join(pieces) == reasoning and len(pieces) > 1, (pieces, reasoning)
+        assert content == m.content and not calls and finish == ["stop"], (content, finish)
+        print(f"harmony: {call.function.name}({call.function.arguments}); "
+              f"reasoning {reasoning!r}, content {m.content!r}; streamed alike")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main():
     global MODEL_ID
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--model", required=True)
+    ap.add_argument("--harmony-model", help="the harmony copy of the tiny gpt-oss model")
     args = ap.parse_args()
     proc, base = start_server(args.bin, args.model)
     try:
@@ -436,10 +524,13 @@ def main():
         check_bad_inputs(client, base)
         check_json_schema(client)
         check_tools(client)
+        check_reasoning_fields(client, text)
         assert check_chat(client) == text, "answers changed after the bad inputs"
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         assert code == 0, f"exit code {code} after SIGTERM"
+        if args.harmony_model:
+            check_harmony(args.bin, args.harmony_model)
         print("openai client test: OK")
     finally:
         if proc.poll() is None:

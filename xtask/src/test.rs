@@ -71,7 +71,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .arg("--bin")
             .arg(target.join("debug").join("rocmforge"))
             .arg("--model")
-            .arg(root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")),
+            .arg(root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .arg("--harmony-model")
+            .arg(crate::synth::tiny_dir().join(crate::synth::harmony::FILE)),
     )?;
     // Issue 17: an installed binary carries its kernels and runs from anywhere; a downstream
     // crate uses the library by path.

@@ -1,4 +1,4 @@
-//! The Python virtual environment (`.venv/`) holding the test oracles (`gguf==0.19.0`).
+//! The Python virtual environment (`.venv/`) holding the test oracles (`gguf`, `openai`, `jsonschema`, `jinja2`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,7 +8,12 @@ use anyhow::{Context, Result};
 use crate::{paths, process};
 
 /// Pinned Python packages the tests use as independent oracles.
-const PACKAGES: &[&str] = &["gguf==0.19.0", "openai==3.57.0", "jsonschema==4.26.0"];
+const PACKAGES: &[&str] = &[
+    "gguf==0.19.0",
+    "openai==3.57.0",
+    "jsonschema==4.26.0",
+    "jinja2==3.1.6",
+];
 
 /// Path of the venv's interpreter.
 pub fn python() -> PathBuf {
@@ -24,7 +29,7 @@ pub fn ensure() -> Result<PathBuf> {
             .context("creating the Python venv needs python3 with the venv module (Debian: apt-get install python3-venv)")?;
     }
     let have_all = Command::new(&py)
-        .args(["-c", "import gguf, numpy, openai, jsonschema"])
+        .args(["-c", "import gguf, numpy, openai, jsonschema, jinja2"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_all {

@@ -1,5 +1,8 @@
 //! `rocmforge chat`: an interactive conversation in the terminal (or over piped stdin) with the
 //! model's chat template, the history of the conversation, streamed answers, `/reset`, `/exit`.
+//! With gpt-oss's harmony template the answer's channels are read as they come: the reasoning
+//! goes to stderr (unless `--quiet`), the final answer to stdout, and the history keeps them
+//! apart (the template refuses channel markers in a message's content).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,6 +15,7 @@ use rocmforge_model::engine::{Engine, EngineConfig, EngineEvent, EngineRequest};
 use rocmforge_model::{GenerateParams, SamplingParams};
 
 use crate::progress::BytesBar;
+use crate::server::tools::{AnswerDelta, AnswerStream, ToolFormat, read_answer};
 
 /// Arguments of `rocmforge chat`.
 #[derive(Debug, clap::Args)]
@@ -80,17 +84,40 @@ fn prompt_ids(
     }
 }
 
-/// Streams one answer to stdout; returns its text.
-fn answer(engine: &Engine, prompt: Vec<u32>, params: &GenerateParams) -> anyhow::Result<String> {
+/// Streams one answer to stdout (a harmony answer's reasoning to stderr unless `quiet`);
+/// returns its text.
+fn answer(
+    engine: &Engine,
+    prompt: Vec<u32>,
+    params: &GenerateParams,
+    harmony: bool,
+    quiet: bool,
+) -> anyhow::Result<String> {
     let (tx, rx) = mpsc::channel();
     engine.submit(EngineRequest::new(prompt, params.clone(), Box::new(tx)))?;
     let mut out = std::io::stdout().lock();
+    let mut reader = harmony.then(|| AnswerStream::new(ToolFormat::Harmony, false));
+    let show = |deltas: Vec<AnswerDelta>, out: &mut std::io::StdoutLock| -> std::io::Result<()> {
+        for d in deltas {
+            match d {
+                AnswerDelta::Content(t) => out.write_all(t.as_bytes())?,
+                AnswerDelta::Reasoning(t) if !quiet => eprint!("{t}"),
+                AnswerDelta::Reasoning(_) | AnswerDelta::Call(_) => {}
+            }
+        }
+        out.flush()
+    };
     let mut text = String::new();
     for event in rx {
         match event {
             EngineEvent::Text(piece) => {
-                out.write_all(piece.as_bytes())?;
-                out.flush()?;
+                match reader.as_mut() {
+                    Some(r) => show(r.push(&piece), &mut out)?,
+                    None => {
+                        out.write_all(piece.as_bytes())?;
+                        out.flush()?;
+                    }
+                }
                 text.push_str(&piece);
             }
             EngineEvent::Finished { .. } => break,
@@ -98,8 +125,23 @@ fn answer(engine: &Engine, prompt: Vec<u32>, params: &GenerateParams) -> anyhow:
             EngineEvent::Failed(message) => bail!("generation failed: {message}"),
         }
     }
+    if let Some(r) = reader.as_mut() {
+        show(r.finish().0, &mut out)?;
+    }
     writeln!(out)?;
     Ok(text)
+}
+
+/// The assistant turn the history keeps of an answer: a harmony answer's final text as its
+/// content and its analysis as its reasoning.
+fn assistant_turn(text: String, harmony: bool) -> ChatMessage {
+    if !harmony {
+        return ChatMessage::assistant(text);
+    }
+    let parsed = read_answer(ToolFormat::Harmony, false, &text);
+    let mut m = ChatMessage::assistant(parsed.content.unwrap_or_default());
+    m.reasoning_content = parsed.reasoning;
+    m
 }
 
 /// Runs `rocmforge chat`.
@@ -175,9 +217,42 @@ pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let text = answer(&engine, prompt, &params)?;
-        conv.turns.push(ChatMessage::assistant(text));
+        let harmony = template.is_harmony();
+        let text = answer(&engine, prompt, &params, harmony, args.quiet)?;
+        conv.turns.push(assistant_turn(text, harmony));
     }
     engine.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A harmony answer kept raw would make gpt-oss's template refuse the next turn; kept as
+    /// llama.cpp keeps it (final text, reasoning apart) the conversation goes on.
+    #[test]
+    fn a_harmony_answer_goes_back_as_content_and_reasoning() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../rocmforge-model/tests/data/chat/gpt-oss.jinja");
+        let template = ChatTemplate::new(std::fs::read_to_string(path).unwrap(), "", "").unwrap();
+        let text = "<|channel|>analysis<|message|>Greet.<|end|><|start|>assistant<|channel|>final<|message|>Hello!";
+        let raw = [
+            ChatMessage::user("Hi"),
+            ChatMessage::assistant(text),
+            ChatMessage::user("Bye"),
+        ];
+        assert!(template.render(&raw, true).is_err());
+        let turn = assistant_turn(text.to_string(), true);
+        assert_eq!(turn.content, "Hello!");
+        assert_eq!(turn.reasoning_content.as_deref(), Some("Greet."));
+        let kept = [ChatMessage::user("Hi"), turn, ChatMessage::user("Bye")];
+        let out = template.render(&kept, true).unwrap();
+        assert!(
+            out.contains("<|start|>assistant<|channel|>final<|message|>Hello!<|end|><|start|>user<|message|>Bye"),
+            "{out}"
+        );
+    }
 }

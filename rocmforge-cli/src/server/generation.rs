@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::logprobs;
 use super::params::{Checked, ModelLimits, check};
 use super::sink;
-use super::stream::{ChunkOptions, Kind, sse_response};
+use super::stream::{AnswerParsing, ChunkOptions, Kind, sse_response};
 use super::structured;
 use super::tools::{self, ToolFormat};
 use super::types::{ChatRequest, CompletionRequest, RequestMessage, UsageBody};
@@ -89,6 +89,16 @@ fn chat_messages(req: &ChatRequest) -> Result<Vec<ChatMessage>, ApiError> {
             message.tool_calls = template_tool_calls(i, m.tool_calls.as_ref())?;
             message.tool_call_id = m.tool_call_id.clone();
             message.name = m.name.clone();
+            message.reasoning_content = match &m.reasoning_content {
+                None | Some(Value::Null) => None,
+                Some(Value::String(r)) => Some(r.clone()),
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        Some(&format!("messages[{i}].reasoning_content")),
+                        "reasoning_content must be a string",
+                    ));
+                }
+            };
             Ok(message)
         })
         .collect()
@@ -118,6 +128,37 @@ fn template_tool_calls(i: usize, calls: Option<&Value>) -> Result<Option<Value>,
         }
     }
     Ok(Some(Value::Array(out)))
+}
+
+/// The extra chat-template variables of a request: `chat_template_kwargs`, then
+/// `reasoning_effort` (dropped when `none`, as llama-server drops it).
+fn template_extra(req: &ChatRequest) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let mut extra = match &req.chat_template_kwargs {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some("chat_template_kwargs"),
+                "chat_template_kwargs must be an object",
+            ));
+        }
+    };
+    match &req.reasoning_effort {
+        None | Some(Value::Null) => {}
+        Some(Value::String(e)) if e == "none" || e.is_empty() => {
+            extra.remove("reasoning_effort");
+        }
+        Some(Value::String(e)) => {
+            extra.insert("reasoning_effort".to_string(), json!(e));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some("reasoning_effort"),
+                "reasoning_effort must be a string (low, medium, high, ...)",
+            ));
+        }
+    }
+    Ok(extra)
 }
 
 /// What the served model bounds a request by.
@@ -194,21 +235,23 @@ async fn collect(
 struct Shaping {
     /// The grammar every sequence's output must match.
     constraint: Option<Constraint>,
-    /// Tools were offered: the answer is parsed for calls in this format.
-    tools: Option<ToolFormat>,
+    /// The answer is read in this format (tools offered, or a harmony template), and
+    /// whether calls are read.
+    answer: Option<(ToolFormat, bool)>,
 }
 
-/// A chat choice's `message`: the text, or the parsed tool calls.
-fn chat_message(text: String, tools: Option<ToolFormat>, call_ids: &str) -> (Value, bool) {
-    let Some(format) = tools else {
+/// A chat choice's `message`: the text, or the text, reasoning and tool calls read from it.
+fn chat_message(text: String, answer: Option<(ToolFormat, bool)>, call_ids: &str) -> (Value, bool) {
+    let Some((format, calls_allowed)) = answer else {
         return (json!({"role": "assistant", "content": text}), false);
     };
-    let parsed = tools::parse_answer(format, &text);
+    let parsed = tools::read_answer(format, calls_allowed, &text);
     if parsed.calls.is_empty() {
-        return (
-            json!({"role": "assistant", "content": parsed.content.unwrap_or(text)}),
-            false,
-        );
+        let mut message = json!({"role": "assistant", "content": parsed.content.unwrap_or(text)});
+        if let Some(r) = parsed.reasoning {
+            message["reasoning_content"] = json!(r);
+        }
+        return (message, false);
     }
     let calls: Vec<Value> = parsed
         .calls
@@ -220,10 +263,11 @@ fn chat_message(text: String, tools: Option<ToolFormat>, call_ids: &str) -> (Val
                    "function": {"name": c.name, "arguments": c.arguments}})
         })
         .collect();
-    (
-        json!({"role": "assistant", "content": parsed.content, "tool_calls": calls}),
-        true,
-    )
+    let mut message = json!({"role": "assistant", "content": parsed.content, "tool_calls": calls});
+    if let Some(r) = parsed.reasoning {
+        message["reasoning_content"] = json!(r);
+    }
+    (message, true)
 }
 
 /// Runs a checked request and answers it (JSON or SSE). `n` completions are `n` sequences of
@@ -276,7 +320,11 @@ async fn answer(
             ChunkOptions {
                 include_usage: checked.include_usage,
                 logprobs: checked.logprobs.is_some(),
-                tools: shaping.tools.map(|f| (f, format!("call_{serial}"))),
+                answer: shaping.answer.map(|(format, calls)| AnswerParsing {
+                    format,
+                    calls,
+                    id_prefix: format!("call_{serial}"),
+                }),
             },
             receivers,
         );
@@ -301,7 +349,7 @@ async fn answer(
         choices.push(match kind {
             Kind::Chat => {
                 let ids = format!("call_{serial}_{index}");
-                let (message, called) = chat_message(done.text, shaping.tools, &ids);
+                let (message, called) = chat_message(done.text, shaping.answer, &ids);
                 let finish = match (called, done.reason) {
                     (true, FinishReason::EndOfGeneration | FinishReason::StopString) => {
                         "tool_calls"
@@ -369,9 +417,10 @@ pub async fn chat(State(state): State<Shared>, req: Request) -> Response {
             offered.as_ref(),
             &state.template,
         );
+        let extra = template_extra(&req)?;
         let text = state
             .template
-            .render_with_tools(&messages, offered.as_ref().map(|t| &t.raw), true)
+            .render_with_context(&messages, offered.as_ref().map(|t| &t.raw), true, &extra)
             .map_err(|e| ApiError::invalid(Some("messages"), format!("chat template: {e}")))?;
         let grammar = match &offered {
             Some(t) => tools::constraint_for(format, t, state.engine.tokenizer()).map(|grammar| {
@@ -387,10 +436,9 @@ pub async fn chat(State(state): State<Shared>, req: Request) -> Response {
             Some(g) => Some(structured::compile(&state, g).await?),
             None => None,
         };
-        let shaping = Shaping {
-            constraint,
-            tools: offered.map(|_| format),
-        };
+        let answer = (offered.is_some() || format == ToolFormat::Harmony)
+            .then_some((format, offered.is_some()));
+        let shaping = Shaping { constraint, answer };
         Ok::<_, ApiError>((prompt, checked, shaping))
     }
     .await;
@@ -436,7 +484,7 @@ pub async fn completions(State(state): State<Shared>, req: Request) -> Response 
         };
         let shaping = Shaping {
             constraint,
-            tools: None,
+            answer: None,
         };
         Ok::<_, ApiError>((prompt, checked, shaping))
     }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::error::ApiError;
 use super::generation::finish_reason_name;
 use super::logprobs;
-use super::tools::{self, ToolFormat};
+use super::tools::{self, AnswerDelta, ToolFormat};
 use super::types::UsageBody;
 
 /// Which endpoint's format.
@@ -58,9 +58,9 @@ struct Choice {
     held: Vec<TokenLogprob>,
     /// Byte offset of the next token in the generated text (completions' `text_offset`).
     offset: usize,
-    /// Tools were offered: the answer read for calls as it comes (its text is kept for the
-    /// parser at the end).
-    calls: Option<tools::CallStream>,
+    /// The answer read for reasoning and calls as it comes (tools offered, or a harmony
+    /// template).
+    answer: Option<tools::AnswerStream>,
     /// Its `Finished` event has been read.
     finished: bool,
 }
@@ -81,35 +81,39 @@ struct ChunkStream {
     usage: UsageBody,
     pending: VecDeque<Event>,
     done: bool,
-    /// Tools were offered: each call is sent as its parts are generated (a delta with the id,
-    /// type and name, then the arguments as written); the rest of the text is parsed at the
-    /// end and sent as content (format and the prefix of the call ids; choice `i`'s calls are
-    /// `<prefix>_<i>_<k>`).
-    tools: Option<(ToolFormat, String)>,
+    /// How answers are read: content, reasoning and each call sent as their parts are
+    /// generated (a call: a delta with the id, type and name, then the arguments as written);
+    /// what the parser finds at the end that was not sent goes then.
+    answer: Option<AnswerParsing>,
 }
 
-/// Bytes of arguments per `tool_calls` delta sent from the parsed answer.
-const ARGUMENT_PIECE: usize = 24;
-
-/// `text` cut into pieces of about `n` bytes on character boundaries.
-fn pieces(text: &str, n: usize) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let mut end = (start + n).min(text.len());
-        while !text.is_char_boundary(end) {
-            end += 1;
-        }
-        out.push(&text[start..end]);
-        start = end;
-    }
-    out
+/// How a chat answer is read, when it is: tools were offered, or the template is harmony.
+#[derive(Debug, Clone)]
+pub struct AnswerParsing {
+    /// The model family's format.
+    pub format: ToolFormat,
+    /// Tools were offered (calls are read; harmony drops calls otherwise).
+    pub calls: bool,
+    /// The prefix of call ids: choice `i`'s calls are `<prefix>_<i>_<k>`.
+    pub id_prefix: String,
 }
 
 impl ChunkStream {
     fn chunk(
         &mut self,
         index: usize,
+        text: Option<&str>,
+        role: bool,
+        finish: Option<&str>,
+    ) -> Event {
+        self.chunk_with(index, "content", text, role, finish)
+    }
+
+    /// A chunk whose delta carries `text` under `field` (`content` or `reasoning_content`).
+    fn chunk_with(
+        &mut self,
+        index: usize,
+        field: &str,
         text: Option<&str>,
         role: bool,
         finish: Option<&str>,
@@ -130,7 +134,7 @@ impl ChunkStream {
                     delta.insert("role".to_string(), json!("assistant"));
                 }
                 if let Some(t) = text {
-                    delta.insert("content".to_string(), json!(t));
+                    delta.insert(field.to_string(), json!(t));
                 }
                 json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
@@ -148,79 +152,40 @@ impl ChunkStream {
         self.event(vec![choice], None)
     }
 
-    /// The chunk of a call delta of choice `index`.
-    fn call_delta(&mut self, index: usize, delta: tools::CallDelta) -> Option<Event> {
-        let (format, prefix) = self.tools.clone()?;
+    /// The chunk of one delta of choice `index`'s answer.
+    fn answer_delta(&mut self, index: usize, delta: AnswerDelta) -> Option<Event> {
+        let parsing = self.answer.clone()?;
         let call = match delta {
-            tools::CallDelta::Head { k, name, id } => {
-                let ids = format!("{prefix}_{index}");
-                let id = tools::call_id(format, &ids, k, id.as_deref());
+            AnswerDelta::Content(t) => return Some(self.chunk(index, Some(&t), false, None)),
+            AnswerDelta::Reasoning(t) => {
+                return Some(self.chunk_with(index, "reasoning_content", Some(&t), false, None));
+            }
+            AnswerDelta::Call(tools::CallDelta::Head { k, name, id }) => {
+                let ids = format!("{}_{index}", parsing.id_prefix);
+                let id = tools::call_id(parsing.format, &ids, k, id.as_deref());
                 json!({"index": k, "id": id, "type": "function",
                        "function": {"name": name, "arguments": ""}})
             }
-            tools::CallDelta::Args { k, piece } => {
+            AnswerDelta::Call(tools::CallDelta::Args { k, piece }) => {
                 json!({"index": k, "function": {"arguments": piece}})
             }
         };
         Some(self.tool_delta(index, call))
     }
 
-    /// At choice `index`'s end: parses its whole text and sends what the stream has not: the
-    /// content, calls (or the rest of their arguments) the streamed reading missed. Returns
+    /// At choice `index`'s end: sends what its answer's reader held back or missed. Returns
     /// whether it called.
-    fn release_tool_calls(&mut self, index: usize) -> bool {
-        let Some((format, prefix)) = self.tools.clone() else {
+    fn release_answer(&mut self, index: usize) -> bool {
+        let Some(mut answer) = self.choices.get_mut(index).and_then(|c| c.answer.take()) else {
             return false;
         };
-        let Some(stream) = self.choices.get_mut(index).and_then(|c| c.calls.take()) else {
-            return false;
-        };
-        let text = stream.text().to_string();
-        let parsed = tools::parse_answer(format, &text);
-        if parsed.calls.is_empty() {
-            if stream.calls_sent() > 0 {
-                // A call cut short (the token limit): its deltas are out, as far as it went.
-                return true;
-            }
-            let content = parsed.content.unwrap_or(text);
-            if !content.is_empty() {
-                let e = self.chunk(index, Some(&content), false, None);
-                self.pending.push_back(e);
-            }
-            return false;
-        }
-        if let Some(content) = parsed.content {
-            let e = self.chunk(index, Some(&content), false, None);
-            self.pending.push_back(e);
-        }
-        let ids = format!("{prefix}_{index}");
-        for (k, call) in parsed.calls.iter().enumerate() {
-            let rest = if stream.head_sent(k) {
-                match call.arguments.strip_prefix(stream.sent(k)) {
-                    Some(rest) => rest,
-                    None => {
-                        tracing::warn!(
-                            call = k,
-                            "streamed tool-call arguments differ from the parsed ones"
-                        );
-                        ""
-                    }
-                }
-            } else {
-                let id = tools::call_id(format, &ids, k, call.id.as_deref());
-                let head = json!({"index": k, "id": id, "type": "function",
-                                  "function": {"name": call.name, "arguments": ""}});
-                let e = self.tool_delta(index, head);
-                self.pending.push_back(e);
-                &call.arguments
-            };
-            for piece in pieces(rest, ARGUMENT_PIECE) {
-                let e =
-                    self.tool_delta(index, json!({"index": k, "function": {"arguments": piece}}));
+        let (deltas, called) = answer.finish();
+        for d in deltas {
+            if let Some(e) = self.answer_delta(index, d) {
                 self.pending.push_back(e);
             }
         }
-        true
+        called
     }
 
     fn event(&self, choices: Vec<Value>, usage: Option<UsageBody>) -> Event {
@@ -269,13 +234,13 @@ impl ChunkStream {
             }
             let (i, event) = self.recv_any().await;
             match event {
-                Some(EngineEvent::Text(t)) if self.tools.is_some() => {
-                    let deltas = match self.choices[i].calls.as_mut() {
-                        Some(calls) => calls.push(&t),
+                Some(EngineEvent::Text(t)) if self.answer.is_some() => {
+                    let deltas = match self.choices[i].answer.as_mut() {
+                        Some(answer) => answer.push(&t),
                         None => Vec::new(),
                     };
                     for d in deltas {
-                        if let Some(e) = self.call_delta(i, d) {
+                        if let Some(e) = self.answer_delta(i, d) {
                             self.pending.push_back(e);
                         }
                     }
@@ -283,7 +248,7 @@ impl ChunkStream {
                 Some(EngineEvent::Text(t)) => return Some(self.chunk(i, Some(&t), false, None)),
                 Some(EngineEvent::Logprob(lp)) => self.choices[i].held.push(lp),
                 Some(EngineEvent::Finished { reason, usage }) => {
-                    let called = self.release_tool_calls(i);
+                    let called = self.release_answer(i);
                     let finish = match (called, reason) {
                         (true, FinishReason::EndOfGeneration | FinishReason::StopString) => {
                             "tool_calls"
@@ -334,9 +299,8 @@ pub struct ChunkOptions {
     pub include_usage: bool,
     /// Each chunk carries its tokens' log-probabilities.
     pub logprobs: bool,
-    /// Tools were offered: each answer is parsed in this format and its calls streamed as
-    /// `tool_calls` deltas, with ids `<prefix>_<choice>_<k>`.
-    pub tools: Option<(ToolFormat, String)>,
+    /// Each answer is read in this format as it comes (see [`AnswerParsing`]).
+    pub answer: Option<AnswerParsing>,
 }
 
 /// The streamed answer of the choices whose events `receivers` give (choice `i` reads
@@ -353,7 +317,7 @@ pub fn sse_response(
     let ChunkOptions {
         include_usage,
         logprobs,
-        tools,
+        answer,
     } = options;
     let choices: Vec<Choice> = receivers
         .into_iter()
@@ -361,7 +325,9 @@ pub fn sse_response(
             rx,
             held: Vec::new(),
             offset: 0,
-            calls: tools.as_ref().map(|(f, _)| tools::CallStream::new(*f)),
+            answer: answer
+                .as_ref()
+                .map(|a| tools::AnswerStream::new(a.format, a.calls)),
             finished: false,
         })
         .collect();
@@ -381,7 +347,7 @@ pub fn sse_response(
             total_tokens: 0,
         },
         pending: VecDeque::new(),
-        tools,
+        answer,
     };
     if kind == Kind::Chat {
         for i in 0..state.choices.len() {

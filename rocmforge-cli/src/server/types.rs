@@ -86,6 +86,9 @@ pub struct RequestMessage {
     pub tool_call_id: Option<String>,
     /// A `tool` message's function name.
     pub name: Option<String>,
+    /// An assistant message's reasoning, as this server returns it (passed to the template;
+    /// harmony templates read it as `thinking`).
+    pub reasoning_content: Option<serde_json::Value>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -93,6 +96,11 @@ pub struct RequestMessage {
 pub struct ChatRequest {
     /// The conversation.
     pub messages: Vec<RequestMessage>,
+    /// OpenAI's reasoning effort (`low`, `medium`, `high`, ...), given to the chat template as
+    /// `reasoning_effort` (gpt-oss's reads it); `none` gives nothing, as in llama-server.
+    pub reasoning_effort: Option<serde_json::Value>,
+    /// llama-server's extra chat-template variables (an object).
+    pub chat_template_kwargs: Option<serde_json::Value>,
     /// The shared fields.
     #[serde(flatten)]
     pub common: CommonFields,

@@ -44,16 +44,13 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables for the server process.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_model(&model(), extra, env)
+    }
+
+    /// [`Server::start_with_env`] serving the model file `model`.
+    pub fn start_model(model: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rocmforge"))
-            .args([
-                "serve",
-                "--model",
-                &model(),
-                "--port",
-                "0",
-                "--device",
-                "cpu",
-            ])
+            .args(["serve", "--model", model, "--port", "0", "--device", "cpu"])
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -240,6 +237,17 @@ impl Response {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// The JSON chunks of a streamed 200 answer, checking that it ends with `[DONE]`.
+pub fn chunks(r: &Response) -> Vec<serde_json::Value> {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let data = r.sse_data();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
 }
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {

@@ -43,7 +43,12 @@ const EOG_TEXTS: &[&str] = &[
     "<|endoftext|>",
     "<|eom_id|>",
     "<EOT>",
+    "<|return|>",
+    "<|call|>",
 ];
+/// gpt-oss's harmony markers, which llama.cpp always renders (user-defined tokens) so that the
+/// answer's channels can be parsed.
+const HARMONY_RENDERED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
 
 fn check_len<T>(key: &str, v: &[T], n: usize) -> TokenizerResult<()> {
     if v.is_empty() || v.len() == n {
@@ -63,6 +68,30 @@ fn find_and_mark_control(vocab: &mut Vocab, texts: &[&str]) -> Option<u32> {
         e.ty = TokenType::Control;
     }
     Some(id)
+}
+
+fn set_user_defined(vocab: &mut Vocab, id: u32) {
+    if let Some(e) = vocab.get_mut(id) {
+        e.ty = TokenType::UserDefined;
+    }
+}
+
+/// llama.cpp's rules for gpt-oss's o200k_harmony vocabulary (`llama-vocab.cpp`): the harmony
+/// markers render as text, and where both `<|return|>` and `<|call|>` end generation, `<|end|>`
+/// (which only closes one message of an answer) does not, and renders as text too.
+fn harmony_markers(vocab: &mut Vocab, eog: &mut BTreeSet<u32>) {
+    for text in HARMONY_RENDERED {
+        if let Some(id) = vocab.id_of(text) {
+            set_user_defined(vocab, id);
+        }
+    }
+    let in_eog = |text: &str| vocab.id_of(text).filter(|id| eog.contains(id));
+    if let (Some(_), Some(_), Some(end)) =
+        (in_eog("<|return|>"), in_eog("<|call|>"), in_eog("<|end|>"))
+    {
+        eog.remove(&end);
+        set_user_defined(vocab, end);
+    }
 }
 
 impl Tokenizer {
@@ -168,6 +197,7 @@ impl Tokenizer {
         eog.extend(ids.eos);
         eog.extend(ids.eot);
         eog.extend(ids.eom);
+        harmony_markers(&mut vocab, &mut eog);
 
         let special_order = special_match_order(&vocab);
         let name = data.model_name.as_deref().unwrap_or("").to_lowercase();

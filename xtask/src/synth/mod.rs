@@ -3,6 +3,7 @@
 //! by tensor (the 8B F16 file is 16 GB). Built for speed: every tensor is generated and
 //! quantized in parallel over row ranges (rayon) while the previous one is written.
 
+pub mod harmony;
 mod mix;
 mod random;
 mod shape;
@@ -20,7 +21,7 @@ use rocmforge_gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue, quants};
 
 pub use mix::{FileType, tensor_type};
 pub use shape::{Kind, Shape, TensorSpec, VocabSource};
-pub use tiny::{TINY, write_all as write_tiny_models};
+pub use tiny::{TINY, dir as tiny_dir, write_all as write_tiny_models};
 
 /// Standard deviation of the random weight matrices.
 pub(crate) const WEIGHT_SD: f32 = 0.02;

@@ -242,6 +242,10 @@ pub fn write_all() -> Result<Vec<PathBuf>> {
         }
         out.push(path);
     }
+    // The server tests' harmony copy of the gpt-oss one (small: rewritten every time).
+    let harmony = dir().join(super::harmony::FILE);
+    super::harmony::write_copy(&dir().join("tiny-gpt-oss.gguf"), &harmony)?;
+    out.push(harmony);
     eprintln!("xtask: tiny CI models ready in {}", dir().display());
     Ok(out)
 }

@@ -68,7 +68,7 @@ fn marker(format: ToolFormat) -> Option<&'static str> {
     match format {
         ToolFormat::Hermes => Some("<tool_call>"),
         ToolFormat::Mistral => Some("[TOOL_CALLS]"),
-        ToolFormat::Llama3 | ToolFormat::Generic => None,
+        ToolFormat::Llama3 | ToolFormat::Generic | ToolFormat::Harmony => None,
     }
 }
 
@@ -82,6 +82,8 @@ fn is_call(format: ToolFormat, path: &[Step]) -> bool {
             [Step::Key(k), Step::Index(_)] => k == "tool_calls",
             _ => false,
         },
+        // Read by `super::harmony`.
+        ToolFormat::Harmony => false,
     }
 }
 
@@ -273,12 +275,23 @@ impl CallStream {
                 match (key.as_str(), token) {
                     ("name", Token::Str { raw, .. }) => {
                         self.calls[k].name = serde_json::from_str(raw).ok();
+                        if format == ToolFormat::Mistral && self.calls[k].id.is_some() {
+                            self.send_head(k, out);
+                        }
                     }
                     ("id", Token::Str { raw, .. }) => {
                         self.calls[k].id = serde_json::from_str(raw).ok();
+                        if format == ToolFormat::Mistral {
+                            self.send_head(k, out);
+                        }
                     }
                     ("arguments" | "parameters", token) => {
-                        self.send_head(k, out);
+                        // Mistral writes its own id, often after the arguments: the head (and
+                        // the arguments) wait for it or for the end of the call, so that the
+                        // streamed id is the model's, as in the non-streamed answer.
+                        if format != ToolFormat::Mistral {
+                            self.send_head(k, out);
+                        }
                         match token {
                             Token::Open(_) => {
                                 self.capture = Some(Capture { depth });

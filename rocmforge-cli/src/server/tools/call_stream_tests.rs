@@ -117,12 +117,14 @@ fn native_formats_stream_their_calls() {
         "  {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}",
         1,
     );
-    // Mistral writes the id after the arguments: the stream's head has none (the caller
-    // makes one).
+    // Mistral writes the id after the arguments: the head waits for it (the arguments come
+    // with it), so the streamed id is the model's; a call without an id sends its head at its
+    // end (the caller makes the id, as for the non-streamed answer).
     let text = "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"q\": 1}, \"id\": \"abcdefghi\"}, {\"name\": \"b\", \"arguments\": {}}]";
     streams_like_the_parser(ToolFormat::Mistral, text, 2);
     let (calls, _) = stream(ToolFormat::Mistral, text, 1);
-    assert_eq!(calls[0].1, None);
+    assert_eq!(calls[0].1.as_deref(), Some("abcdefghi"));
+    assert_eq!(calls[1].1, None);
     // An id written before the arguments comes with the head.
     let (calls, _) = stream(
         ToolFormat::Mistral,

@@ -17,6 +17,9 @@ pub enum ToolFormat {
     Llama3,
     /// Mistral: `[TOOL_CALLS][{"name", "arguments"}, ...]`.
     Mistral,
+    /// gpt-oss's harmony: `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{..}`
+    /// (see `super::harmony`); its template renders `tools` and `tool_calls` itself.
+    Harmony,
     /// llama-server's generic format for templates without tool support: the tools are
     /// described in a system message and the answer is `{"tool_call": {...}}` or
     /// `{"response": ...}`.
@@ -27,7 +30,9 @@ impl ToolFormat {
     /// The format of the chat template `source`, recognised by the markers llama-server
     /// looks for.
     pub fn of_template(source: &str) -> Self {
-        if source.contains("[TOOL_CALLS]") {
+        if rocmforge_model::chat_template::harmony::is_harmony(source) {
+            ToolFormat::Harmony
+        } else if source.contains("[TOOL_CALLS]") {
             ToolFormat::Mistral
         } else if source.contains("<tool_call>") {
             ToolFormat::Hermes
@@ -102,15 +107,21 @@ pub fn constraint_for(
             any_call(&calls, "arguments")
         )),
         ToolFormat::Mistral => {
-            // Mistral's calls carry their own 9-character id, which its templates check.
+            // Mistral's calls carry their own 9-character id, which its templates check; it
+            // comes before the arguments so that a stream can send it with the call's head.
             let with_id: Vec<Value> = calls
                 .iter()
                 .map(|t| {
-                    let mut s = call_schema(t, "arguments");
-                    s["properties"]["id"] =
-                        json!({"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"});
-                    s["required"] = json!(["name", "arguments", "id"]);
-                    s
+                    json!({
+                        "type": "object",
+                        "properties": {
+                            "name": {"const": t.name},
+                            "id": {"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"},
+                            "arguments": t.parameters,
+                        },
+                        "required": ["name", "id", "arguments"],
+                        "additionalProperties": false,
+                    })
                 })
                 .collect();
             let items = match with_id.as_slice() {
@@ -124,8 +135,50 @@ pub fn constraint_for(
             };
             Grammar::Lark(format!("start: {marker} calls\ncalls: %json {list}\n"))
         }
+        ToolFormat::Harmony => harmony_grammar(&calls, tokenizer),
         ToolFormat::Generic => return None,
     })
+}
+
+/// `text` as a Lark string literal (JSON's escapes).
+fn lark_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// A harmony marker in a Lark grammar: its token where the vocabulary has one, else its text.
+fn lark_marker(tokenizer: &Tokenizer, text: &str) -> String {
+    match tokenizer.token_id(text) {
+        Some(id) => format!("<[{id}]>"),
+        None => lark_string(text),
+    }
+}
+
+/// A `required` or named call in harmony: straight to the commentary channel, one of the
+/// callable functions with arguments that match its schema (`<|call|>` then ends generation).
+/// The arguments are laid out as the template writes past calls (`{"a": 1, "b": 2}`: no other
+/// whitespace, so a model cannot pad them without end).
+fn harmony_grammar(calls: &[&Tool], tokenizer: &Tokenizer) -> Grammar {
+    let channel = lark_marker(tokenizer, "<|channel|>");
+    let constrain = lark_marker(tokenizer, "<|constrain|>");
+    let message = lark_marker(tokenizer, "<|message|>");
+    let mut lark = String::from("start: ");
+    let names: Vec<String> = (0..calls.len()).map(|i| format!("call_{i}")).collect();
+    lark.push_str(&names.join(" | "));
+    lark.push('\n');
+    for (i, tool) in calls.iter().enumerate() {
+        let head = lark_string(&format!("commentary to=functions.{} ", tool.name));
+        let mut schema = tool.parameters.clone();
+        if let Value::Object(m) = &mut schema {
+            m.insert(
+                "x-guidance".to_string(),
+                json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+            );
+        }
+        lark.push_str(&format!(
+            "call_{i}: {channel} {head} {constrain} \"json\" {message} args_{i}\nargs_{i}: %json {schema}\n"
+        ));
+    }
+    Grammar::Lark(lark)
 }
 
 /// The system text of the generic format: the tools and the answer's JSON schema.

@@ -6,15 +6,19 @@
 //! Hermes/Qwen `<tool_call>{json}</tool_call>`, Llama 3.x `{"name", "parameters"}`, Mistral
 //! `[TOOL_CALLS][{...}]`, and llama-server's generic JSON format for templates without tool
 //! support (the tools described in a system message; the model answers
-//! `{"tool_call": {"name", "arguments"}}` or `{"response": ...}`, always under a grammar).
-//! gpt-oss's harmony format is not implemented: such templates get the generic format.
+//! `{"tool_call": {"name", "arguments"}}` or `{"response": ...}`, always under a grammar), and
+//! gpt-oss's harmony channels ([`harmony`]: reasoning, content and calls; read for every chat
+//! answer of a harmony template, tools or not).
 
+mod answer_stream;
 mod call_stream;
 mod format;
+mod harmony;
 mod json_scan;
 mod parse;
 
-pub use call_stream::{CallDelta, CallStream};
+pub use answer_stream::{AnswerDelta, AnswerStream, read_answer};
+pub use call_stream::CallDelta;
 pub use format::{ToolFormat, constraint_for, prompt_messages};
 pub use parse::parse_answer;
 

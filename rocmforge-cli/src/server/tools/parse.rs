@@ -1,4 +1,4 @@
-//! Reading tool calls out of a model's answer, per [`ToolFormat`].
+//! Reading tool calls (and harmony's reasoning) out of a model's answer, per [`ToolFormat`].
 
 use serde_json::Value;
 
@@ -20,6 +20,8 @@ pub struct ToolCall {
 pub struct ParsedAnswer {
     /// The text for the user (`content`); `None` when the answer is only calls.
     pub content: Option<String>,
+    /// The reasoning (harmony's `analysis` channel), if any.
+    pub reasoning: Option<String>,
     /// The calls, in order.
     pub calls: Vec<ToolCall>,
 }
@@ -41,14 +43,16 @@ fn call_of(v: &Value) -> Option<ToolCall> {
     })
 }
 
+/// The text beside calls: `None` when blank, else without trailing blanks (a stream sends it as
+/// it comes, so what begins it stays).
 fn text_or_none(s: &str) -> Option<String> {
-    let t = s.trim();
-    (!t.is_empty()).then(|| t.to_string())
+    (!s.trim().is_empty()).then(|| s.trim_end().to_string())
 }
 
 fn plain(text: &str) -> ParsedAnswer {
     ParsedAnswer {
         content: Some(text.to_string()),
+        reasoning: None,
         calls: Vec::new(),
     }
 }
@@ -60,6 +64,7 @@ fn generic(text: &str) -> ParsedAnswer {
     if let Some(call) = v.get("tool_call").and_then(call_of) {
         return ParsedAnswer {
             content: None,
+            reasoning: None,
             calls: vec![call],
         };
     }
@@ -68,6 +73,7 @@ fn generic(text: &str) -> ParsedAnswer {
         if !calls.is_empty() {
             return ParsedAnswer {
                 content: None,
+                reasoning: None,
                 calls,
             };
         }
@@ -111,6 +117,7 @@ fn hermes(text: &str) -> ParsedAnswer {
         } else {
             text_or_none(&content)
         },
+        reasoning: None,
         calls,
     }
 }
@@ -126,6 +133,7 @@ fn llama3(text: &str) -> ParsedAnswer {
         {
             return ParsedAnswer {
                 content: None,
+                reasoning: None,
                 calls: vec![call],
             };
         }
@@ -145,6 +153,7 @@ fn mistral(text: &str) -> ParsedAnswer {
             if !calls.is_empty() {
                 return ParsedAnswer {
                     content: text_or_none(before),
+                    reasoning: None,
                     calls,
                 };
             }
@@ -161,5 +170,6 @@ pub fn parse_answer(format: ToolFormat, text: &str) -> ParsedAnswer {
         ToolFormat::Hermes => hermes(text),
         ToolFormat::Llama3 => llama3(text),
         ToolFormat::Mistral => mistral(text),
+        ToolFormat::Harmony => super::harmony::parse(text, true),
     }
 }

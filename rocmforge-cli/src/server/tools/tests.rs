@@ -229,8 +229,14 @@ fn each_family_grammar_accepts_its_call_and_the_call_parses() {
         (ToolFormat::Llama3, call("parameters")),
         (
             ToolFormat::Mistral,
-            // Mistral's call carries its 9-character id.
-            "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, \"id\": \"a1b2c3d4e\"}]".to_string(),
+            // Mistral's call carries its 9-character id, before the arguments (so that a
+            // stream sends the model's id with the call's head).
+            "[TOOL_CALLS][{\"name\": \"get_weather\", \"id\": \"a1b2c3d4e\", \"arguments\": {\"city\": \"Paris\"}}]".to_string(),
+        ),
+        (
+            // No harmony markers in this vocabulary: the grammar spells them.
+            ToolFormat::Harmony,
+            "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}".to_string(),
         ),
         (
             ToolFormat::Generic,
