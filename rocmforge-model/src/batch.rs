@@ -56,7 +56,12 @@ pub trait BatchModel {
     /// Makes `dst` hold the first `n` tokens of `src` (a shared prompt prefix computed once:
     /// the [`Model`] shares its blocks, copying none); `false` when this model cannot (then
     /// nothing changed).
-    fn copy_prefix(&self, src: &Self::Cache, dst: &mut Self::Cache, n: usize) -> ModelResult<bool> {
+    fn share_prefix(
+        &self,
+        src: &Self::Cache,
+        dst: &mut Self::Cache,
+        n: usize,
+    ) -> ModelResult<bool> {
         let _ = (src, dst, n);
         Ok(false)
     }
@@ -157,7 +162,7 @@ impl BatchModel for Model {
     ) -> ModelResult<Vec<Option<SampledToken>>> {
         self.forward_batch_sampled(segments, rows, raw)
     }
-    fn copy_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
+    fn share_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
         dst.share_prefix_from(src, n)?;
         Ok(true)
     }
