@@ -49,6 +49,12 @@ pub trait BatchModel {
         &self,
         segments: &mut [Segment<'_, Self::Cache>],
     ) -> ModelResult<Vec<Option<Vec<f32>>>>;
+    /// Makes `cache` ready to take `n` more tokens (a paged cache takes its blocks now): out of
+    /// blocks is an error before any step runs. The default has nothing to take.
+    fn reserve(&self, cache: &mut Self::Cache, n: usize) -> ModelResult<()> {
+        let _ = (cache, n);
+        Ok(())
+    }
     /// The KV pool's block counts, for a model with a paged cache.
     fn kv_blocks(&self) -> Option<rocmforge_tensor::KvPoolStats> {
         None
@@ -168,6 +174,9 @@ impl BatchModel for Model {
     }
     fn kv_blocks(&self) -> Option<rocmforge_tensor::KvPoolStats> {
         Some(self.kv_pool_stats())
+    }
+    fn reserve(&self, cache: &mut KvCache, n: usize) -> ModelResult<()> {
+        cache.reserve(&mut crate::kv_cache::lock(self.kv_pool()), n)
     }
     fn embed(
         &self,

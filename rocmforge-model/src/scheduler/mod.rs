@@ -327,7 +327,8 @@ impl<'t, M: BatchModel> Worker<'t, M> {
     fn step(&mut self) {
         let started = Instant::now();
         let mut budget = self.config.prefill_chunk;
-        let waits = self.share_live_prompts();
+        let mut waits = self.share_live_prompts();
+        self.reserve_kv(&mut waits);
         let mut plan: Vec<Part> = Vec::new();
         for (i, seq) in self.active.iter_mut().enumerate() {
             if seq.decoding {
@@ -479,6 +480,40 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         self.active = kept;
         self.metrics
             .record_step(n_tokens, started.elapsed().as_secs_f64());
+    }
+
+    /// Gives every sequence that runs this step the KV blocks of its tokens (a decode token, or
+    /// at most a prefill chunk), evicting kept prefixes oldest first when the pool is short; a
+    /// sequence that still gets none fails alone with the pool's error, and leaves the step
+    /// (its entry of `waits` too).
+    fn reserve_kv(&mut self, waits: &mut Vec<bool>) {
+        let mut starved = Vec::new();
+        for (i, seq) in self.active.iter_mut().enumerate() {
+            let n = if seq.decoding {
+                1
+            } else if waits[i] {
+                0
+            } else {
+                seq.prompt_left().min(self.config.prefill_chunk)
+            };
+            loop {
+                match self.model.reserve(&mut seq.cache, n) {
+                    Ok(()) => break,
+                    Err(e) if is_out_of_kv_blocks(&e) && self.prefix.evict_oldest() => {
+                        tracing::debug!("out of KV blocks: freed the oldest kept prefix");
+                    }
+                    Err(e) => {
+                        starved.push((i, e.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+        for (i, message) in starved.into_iter().rev() {
+            tracing::warn!(error = %message, "a sequence got no KV block");
+            waits.remove(i);
+            self.fail_members(&[i], &message);
+        }
     }
 
     fn fail_members(&mut self, members: &[usize], message: &str) {
