@@ -49,6 +49,12 @@ pub trait BatchModel {
         &self,
         segments: &mut [Segment<'_, Self::Cache>],
     ) -> ModelResult<Vec<Option<Vec<f32>>>>;
+    /// Makes `cache` ready to take `n` more tokens (a paged cache takes its blocks now): out of
+    /// blocks is an error before any step runs. The default has nothing to take.
+    fn reserve(&self, cache: &mut Self::Cache, n: usize) -> ModelResult<()> {
+        let _ = (cache, n);
+        Ok(())
+    }
     /// The KV pool's block counts, for a model with a paged cache.
     fn kv_blocks(&self) -> Option<rocmforge_tensor::KvPoolStats> {
         None
@@ -56,7 +62,12 @@ pub trait BatchModel {
     /// Makes `dst` hold the first `n` tokens of `src` (a shared prompt prefix computed once:
     /// the [`Model`] shares its blocks, copying none); `false` when this model cannot (then
     /// nothing changed).
-    fn copy_prefix(&self, src: &Self::Cache, dst: &mut Self::Cache, n: usize) -> ModelResult<bool> {
+    fn share_prefix(
+        &self,
+        src: &Self::Cache,
+        dst: &mut Self::Cache,
+        n: usize,
+    ) -> ModelResult<bool> {
         let _ = (src, dst, n);
         Ok(false)
     }
@@ -157,12 +168,15 @@ impl BatchModel for Model {
     ) -> ModelResult<Vec<Option<SampledToken>>> {
         self.forward_batch_sampled(segments, rows, raw)
     }
-    fn copy_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
+    fn share_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
         dst.share_prefix_from(src, n)?;
         Ok(true)
     }
     fn kv_blocks(&self) -> Option<rocmforge_tensor::KvPoolStats> {
         Some(self.kv_pool_stats())
+    }
+    fn reserve(&self, cache: &mut KvCache, n: usize) -> ModelResult<()> {
+        cache.reserve(&mut crate::kv_cache::lock(self.kv_pool()), n)
     }
     fn embed(
         &self,

@@ -148,6 +148,9 @@ impl KvCache {
     /// (what was taken stays, for a retry).
     pub(crate) fn reserve(&mut self, pool: &mut KvPool, n_new: usize) -> ModelResult<()> {
         self.check_room(n_new)?;
+        if n_new == 0 {
+            return Ok(());
+        }
         let end = self.len + n_new;
         let first = self.len / KV_BLOCK_TOKENS;
         let what = format!("a sequence growing to {end} tokens");

@@ -381,6 +381,50 @@ fn decode_graph_long_context_matches_prefill(c: &Ctx, _: &Model) -> Check {
     )
 }
 
+/// 1,100 tokens fed one at a time with and without the decode graph: the paged cache's block
+/// table outgrows the captured stride (16 blocks = 1,024 tokens) and the graph must be captured
+/// again; the logits of every step from 1,000 on are the launch-by-launch ones.
+fn decode_graph_recaptured_as_block_tables_grow(c: &Ctx, _: &Model) -> Check {
+    let ids = c.tok.encode(&c.text, true, false).unwrap();
+    let n = ids.len().min(1100);
+    if n <= 1030 {
+        return Err(format!("the test text gives only {n} tokens"));
+    }
+    let run = |graphs: bool| -> Result<Vec<Vec<f32>>, String> {
+        c.gpu.set_decode_graph(graphs);
+        let mut cache = c.gpu.new_cache(n).map_err(|e| e.to_string())?;
+        let mut late = Vec::new();
+        for (i, &t) in ids[..n].iter().enumerate() {
+            let l = c
+                .gpu
+                .forward(&mut cache, &[t], i, LogitsFor::Last)
+                .map_err(|e| e.to_string())?;
+            if i >= 1000 {
+                late.push(l);
+            }
+        }
+        Ok(late)
+    };
+    let off = run(false);
+    let on = run(true);
+    let replaying = c.gpu.decode_graph_replaying();
+    c.gpu.set_decode_graph(true);
+    let (off, on) = (off?, on?);
+    let worst = off
+        .iter()
+        .zip(&on)
+        .map(|(a, b)| rel_err(b, a))
+        .fold(0.0f64, f64::max);
+    let blocks = c.gpu.kv_pool_stats();
+    ensure(
+        replaying && worst <= 1e-6 && off.len() == on.len(),
+        format!(
+            "{n} tokens, steps 1000..{n}: worst rel diff graph vs launches {worst:.2e}, graph \
+             replayed: {replaying}; KV pool {blocks:?}"
+        ),
+    )
+}
+
 fn speed(c: &Ctx, cpu: &Model) -> Check {
     let ids = c.tok.encode(&c.text, true, false).unwrap();
     let prompt = &ids[..128];
@@ -716,6 +760,10 @@ fn main() -> ExitCode {
             .collect::<Result<_, _>>()?;
             sampled_step::sampled_step_checks(&c.gpu, &prompts)
         }),
+        (
+            "decode_graph_recaptured_as_block_tables_grow",
+            decode_graph_recaptured_as_block_tables_grow,
+        ),
         (
             "decode_graph_greedy_equals_launches",
             decode_graph_greedy_equals_launches,

@@ -23,7 +23,7 @@ use crate::tensor::Tensor;
 pub const KV_BLOCK_TOKENS: usize = 64;
 
 /// Bytes of storage one chunk aims at (whole blocks; at least one block).
-const CHUNK_BYTES: usize = 64 << 20;
+const CHUNK_BYTES: usize = 16 << 20;
 
 /// Where a block lives: its chunk and its index in that chunk.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +105,7 @@ impl KvPool {
         })
     }
 
-    /// The pool with chunks of `n` blocks (at least one) instead of about 64 MiB: for tests of
+    /// The pool with chunks of `n` blocks (at least one) instead of about 16 MiB: for tests of
     /// blocks in different chunks, and for tuning.
     pub fn with_chunk_blocks(mut self, n: usize) -> Self {
         self.blocks_per_chunk = n.max(1);

@@ -42,7 +42,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub prefill_chunk: usize,
     /// Finished requests' KV caches kept for prompt-prefix reuse (a shared system prompt or
-    /// the earlier turns of a conversation are copied, not prefilled again); 0 = off.
+    /// the earlier turns of a conversation share their KV blocks, not prefilled again); 0 = off.
     #[arg(long, default_value_t = 8)]
     pub prefix_cache: usize,
     /// Require `Authorization: Bearer KEY` on every route but /health.

@@ -292,13 +292,13 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         }
     }
 
-    /// Copies into `cache` the longest prefix of `prompt` a kept cache holds; returns the
+    /// Shares with `cache` the longest prefix of `prompt` a kept cache holds; returns the
     /// tokens reused (0: none, the whole prompt is prefilled).
     fn reuse_prefix(&mut self, prompt: &[u32], cache: &mut M::Cache) -> usize {
         let Some((src, n)) = self.prefix.lookup(prompt) else {
             return 0;
         };
-        match self.model.copy_prefix(src, cache, n) {
+        match self.model.share_prefix(src, cache, n) {
             Ok(true) => {
                 EngineMetrics::add(&self.metrics.prefix_hits, 1);
                 EngineMetrics::add(&self.metrics.prefix_reused_tokens, n as u64);
@@ -306,7 +306,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             }
             Ok(false) => 0,
             Err(e) => {
-                tracing::warn!(error = %e, "copying a cached prompt prefix failed; prefilling it");
+                tracing::warn!(error = %e, "sharing a cached prompt prefix failed; prefilling it");
                 0
             }
         }
@@ -327,7 +327,8 @@ impl<'t, M: BatchModel> Worker<'t, M> {
     fn step(&mut self) {
         let started = Instant::now();
         let mut budget = self.config.prefill_chunk;
-        let waits = self.share_live_prompts();
+        let mut waits = self.share_live_prompts();
+        self.reserve_kv(&mut waits);
         let mut plan: Vec<Part> = Vec::new();
         for (i, seq) in self.active.iter_mut().enumerate() {
             if seq.decoding {
@@ -393,8 +394,15 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         };
         #[cfg(not(any(test, feature = "fault-injection")))]
         let result = run_step(&self.model, &mut segments, &rows, &raw);
-        // Out of memory with caches kept for prefix reuse: free them and run the step again
-        // (a failed step commits nothing to the caches, so it can simply be repeated).
+        // Out of KV blocks with caches kept for prefix reuse: free them oldest first until the
+        // step gets its blocks (it fails before computing anything); out of device memory: free
+        // them all. Then run the step again (a failed step commits nothing to the caches, so it
+        // can simply be repeated).
+        let mut result = result;
+        while matches!(&result, Err(e) if is_out_of_kv_blocks(e)) && self.prefix.evict_oldest() {
+            tracing::debug!("step out of KV blocks: freed the oldest kept prefix, retrying");
+            result = run_step(&self.model, &mut segments, &rows, &raw);
+        }
         let result = match result {
             Err(e) if is_out_of_memory(&e) && self.prefix.clear() > 0 => {
                 tracing::warn!(error = %e, "step out of memory: freed the prefix cache, retrying");
@@ -472,6 +480,40 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         self.active = kept;
         self.metrics
             .record_step(n_tokens, started.elapsed().as_secs_f64());
+    }
+
+    /// Gives every sequence that runs this step the KV blocks of its tokens (a decode token, or
+    /// at most a prefill chunk), evicting kept prefixes oldest first when the pool is short; a
+    /// sequence that still gets none fails alone with the pool's error, and leaves the step
+    /// (its entry of `waits` too).
+    fn reserve_kv(&mut self, waits: &mut Vec<bool>) {
+        let mut starved = Vec::new();
+        for (i, seq) in self.active.iter_mut().enumerate() {
+            let n = if seq.decoding {
+                1
+            } else if waits[i] {
+                0
+            } else {
+                seq.prompt_left().min(self.config.prefill_chunk)
+            };
+            loop {
+                match self.model.reserve(&mut seq.cache, n) {
+                    Ok(()) => break,
+                    Err(e) if is_out_of_kv_blocks(&e) && self.prefix.evict_oldest() => {
+                        tracing::debug!("out of KV blocks: freed the oldest kept prefix");
+                    }
+                    Err(e) => {
+                        starved.push((i, e.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+        for (i, message) in starved.into_iter().rev() {
+            tracing::warn!(error = %message, "a sequence got no KV block");
+            waits.remove(i);
+            self.fail_members(&[i], &message);
+        }
     }
 
     fn fail_members(&mut self, members: &[usize], message: &str) {
@@ -553,6 +595,14 @@ fn run_step<M: BatchModel>(
     raw: &[bool],
 ) -> ModelResult<Vec<Option<SampledToken>>> {
     model.forward_segments_sampled(segments, rows, raw)
+}
+
+/// Whether a failed step found no free KV block.
+fn is_out_of_kv_blocks(e: &ModelError) -> bool {
+    matches!(
+        e,
+        ModelError::Tensor(rocmforge_tensor::TensorError::KvBlocksExhausted { .. })
+    )
 }
 
 /// Whether a failed step ran out of device memory or of KV blocks.

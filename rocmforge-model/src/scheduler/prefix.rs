@@ -1,7 +1,7 @@
 //! The prompt-prefix cache of the engine: KV caches of finished sequences with the tokens they
 //! hold, most recently used last. A new request whose prompt starts with the tokens of an entry
-//! (a shared system prompt, the earlier turns of a conversation) gets those keys and values
-//! copied instead of prefilled again. Entries go first-in-first-out beyond the entry limit and
+//! (a shared system prompt, the earlier turns of a conversation) shares those keys and values
+//! (the paged cache's blocks) instead of prefilling them again. Entries go first-in-first-out beyond the entry limit and
 //! whenever a new sequence's cache cannot be allocated.
 
 use crate::generate::SequenceCache;

@@ -1,7 +1,7 @@
 //! Prompts shared by live sequences: the `n` choices of one request, or clients sending the same
 //! system prompt at once. A sequence that has not started and whose prompt begins like that of
-//! another active sequence waits while that one prefills the shared tokens, then copies their keys
-//! and values instead of computing them again (what the prefix cache does for finished
+//! another active sequence waits while that one prefills the shared tokens, then shares their keys
+//! and values (KV blocks) instead of computing them again (what the prefix cache does for finished
 //! sequences, done for running ones).
 
 use super::Worker;
@@ -11,7 +11,7 @@ use crate::batch::BatchModel;
 use crate::generate::SequenceCache;
 
 impl<M: BatchModel> Worker<'_, M> {
-    /// Copies shared prompt prefixes from sequences that have computed them into sequences that
+    /// Shares prompt prefixes of sequences that have computed them with sequences that
     /// have not started; returns, per active sequence, whether it waits this step for another
     /// one to get further through the prompt they share.
     pub(super) fn share_live_prompts(&mut self) -> Vec<bool> {
@@ -47,7 +47,7 @@ impl<M: BatchModel> Worker<'_, M> {
                 let (head, tail) = self.active.split_at_mut(j);
                 (&tail[0], &mut head[i])
             };
-            match self.model.copy_prefix(&src.cache, &mut dst.cache, shared) {
+            match self.model.share_prefix(&src.cache, &mut dst.cache, shared) {
                 Ok(true) => {
                     dst.prefilled = shared;
                     EngineMetrics::add(&self.metrics.prefix_hits, 1);
@@ -56,12 +56,12 @@ impl<M: BatchModel> Worker<'_, M> {
                         id = dst.id,
                         from = src.id,
                         shared,
-                        "live prompt prefix copied"
+                        "live prompt prefix shared"
                     );
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "copying a live prompt prefix failed; prefilling it");
+                    tracing::warn!(error = %e, "sharing a live prompt prefix failed; prefilling it");
                 }
             }
         }

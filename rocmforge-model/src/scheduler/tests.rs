@@ -28,6 +28,15 @@ fn model_file() -> GgufFile {
     GgufFile::open(&path).unwrap()
 }
 
+/// The test model on the CPU.
+fn cpu_model() -> Model {
+    Model::from_file(
+        std::sync::Arc::new(model_file()),
+        rocmforge_tensor::Backend::Cpu,
+    )
+    .unwrap()
+}
+
 /// Waits (bounded) until the counters satisfy `ok`: they are updated right after the last
 /// event of a request is sent.
 fn settle(engine: &Engine, ok: impl Fn(&crate::engine::MetricsSnapshot) -> bool) {
@@ -46,11 +55,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn ragged_batch_equals_sequences_run_alone() {
-    let model = Model::from_file(
-        std::sync::Arc::new(model_file()),
-        rocmforge_tensor::Backend::Cpu,
-    )
-    .unwrap();
+    let model = cpu_model();
     let a: Vec<u32> = vec![1, 504, 3458, 282, 260, 2114, 30];
     let b: Vec<u32> = vec![1, 19556, 28, 957];
     // Alone: prefill a and b, then one decode token each.
@@ -147,11 +152,7 @@ fn ragged_batch_equals_sequences_run_alone() {
 fn engine_batch_gives_each_request_its_greedy_generation() {
     let file = model_file();
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
-    let model = Model::from_file(
-        std::sync::Arc::new(model_file()),
-        rocmforge_tensor::Backend::Cpu,
-    )
-    .unwrap();
+    let model = cpu_model();
     let prompts = ["The capital of France is", "1, 2, 3,", "Once upon a time"];
     let params = GenerateParams {
         max_tokens: 6,
@@ -247,11 +248,7 @@ fn engine_batch_gives_each_request_its_greedy_generation() {
 fn constrained_and_free_sequences_share_a_batch() {
     let file = model_file();
     let tokenizer = std::sync::Arc::new(Tokenizer::from_gguf(&file).unwrap());
-    let model = Model::from_file(
-        std::sync::Arc::new(model_file()),
-        rocmforge_tensor::Backend::Cpu,
-    )
-    .unwrap();
+    let model = cpu_model();
     let prompt = "The capital of France is";
     let params = GenerateParams {
         max_tokens: 8,
@@ -478,11 +475,7 @@ fn an_injected_step_fault_fails_its_batch_and_the_worker_keeps_serving() {
     let file = model_file();
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
     let metrics = EngineMetrics::default();
-    let model = Model::from_file(
-        std::sync::Arc::new(model_file()),
-        rocmforge_tensor::Backend::Cpu,
-    )
-    .unwrap();
+    let model = cpu_model();
     let mut worker = worker_with_fault(model, &tokenizer, &metrics, StepFault::Every(2));
     let a = admit(&mut worker, 1, "The capital of France is");
     let b = admit(&mut worker, 2, "1, 2, 3,");
@@ -519,11 +512,7 @@ fn an_injected_device_fault_fails_the_batch_and_marks_the_device_lost() {
     let file = model_file();
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
     let metrics = EngineMetrics::default();
-    let model = Model::from_file(
-        std::sync::Arc::new(model_file()),
-        rocmforge_tensor::Backend::Cpu,
-    )
-    .unwrap();
+    let model = cpu_model();
     let mut worker = worker_with_fault(model, &tokenizer, &metrics, StepFault::Device);
     let a = admit(&mut worker, 1, "Say hi.");
 
@@ -537,14 +526,18 @@ fn an_injected_device_fault_fails_the_batch_and_marks_the_device_lost() {
 }
 
 /// Requests sharing a long prompt prefix (a system prompt), and a second turn that continues
-/// a finished conversation: the shared tokens are copied from the kept caches, not prefilled
+/// a finished conversation: the shared tokens are shared with the kept caches (their KV blocks), not prefilled
 /// again (the metrics count them), and every answer equals the one computed from scratch.
 #[test]
 fn prompt_prefixes_are_reused_and_answers_unchanged() {
     let file = model_file();
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    // Longer than a KV block (64 tokens), so that the conversations share whole blocks.
     let system = "You are a helpful assistant who answers questions about geography, history \
-                  and science in one short sentence, without any preamble.";
+                  and science in one short sentence, without any preamble. You never ask \
+                  questions back, never apologise, never repeat the question, never add notes, \
+                  and you always name the place or the person first. Answers are in English, \
+                  plain text, no lists, no markdown, no emojis, no quotes, no citations.";
     let prompts = [
         format!("{system} Question: What is the capital of France? Answer:"),
         format!("{system} Question: What is the capital of Italy? Answer:"),
@@ -558,7 +551,7 @@ fn prompt_prefixes_are_reused_and_answers_unchanged() {
         let config = EngineConfig {
             max_batch: 1,
             max_queue: 8,
-            ctx: 128,
+            ctx: 256,
             prefill_chunk: 16,
             prefix_cache,
         };
@@ -608,6 +601,20 @@ fn prompt_prefixes_are_reused_and_answers_unchanged() {
         m_reused.prompt_tokens + m_reused.prefix_reused_tokens
     );
     assert!(m_reused.prefix_cache_bytes > 0);
+    // The kept conversations share the blocks of the system prompt: the pool holds fewer
+    // blocks than the entries together (no copy of a full block), and nothing is held once no
+    // entry is kept.
+    let c = crate::config::ModelConfig::from_gguf(&file).unwrap();
+    let block_bytes = c.n_layers * 2 * rocmforge_tensor::KV_BLOCK_TOKENS * c.k_dim() * 2;
+    assert!(shared_system >= rocmforge_tensor::KV_BLOCK_TOKENS);
+    let held_by_entries = m_reused.prefix_cache_bytes as usize / block_bytes;
+    assert!(
+        (m_reused.kv_blocks_used as usize) < held_by_entries,
+        "{} blocks in the pool for entries holding {held_by_entries}: {m_reused:?}",
+        m_reused.kv_blocks_used
+    );
+    assert_eq!(m_plain.kv_blocks_used, 0, "{m_plain:?}");
+    assert!(m_plain.kv_pool_bytes > 0 && m_plain.kv_blocks_free > 0);
 }
 
 /// A step that runs out of device memory while finished caches are kept for prefix reuse frees
@@ -617,11 +624,7 @@ fn out_of_memory_frees_the_prefix_cache_and_the_step_runs_again() {
     let file = model_file();
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
     let metrics = EngineMetrics::default();
-    let model = Model::from_file(
-        std::sync::Arc::new(model_file()),
-        rocmforge_tensor::Backend::Cpu,
-    )
-    .unwrap();
+    let model = cpu_model();
     let prompt = "A long enough prompt: one, two, three, four, five, six, seven, eight, nine, ten";
     let never = StepFault::OutOfMemoryAt(u64::MAX);
     let mut worker = worker_with_fault_and_prefix(model, &tokenizer, &metrics, never, 4);
@@ -658,19 +661,14 @@ fn out_of_memory_frees_the_prefix_cache_and_the_step_runs_again() {
 }
 
 /// Sequences admitted together with the same prompt (a request's `n` choices): the first
-/// prefills it, the others wait and copy its keys and values, running only their last prompt
-/// token; every answer equals the one computed alone, and the metrics count the copies.
+/// prefills it, the others wait and share its keys and values (KV blocks), running only their
+/// last prompt token; every answer equals the one computed alone, and the metrics count the
+/// shares.
 #[test]
 fn live_sequences_sharing_a_prompt_prefill_it_once() {
     let file = model_file();
     let tokenizer = Tokenizer::from_gguf(&file).unwrap();
-    let open = || {
-        Model::from_file(
-            std::sync::Arc::new(model_file()),
-            rocmforge_tensor::Backend::Cpu,
-        )
-        .unwrap()
-    };
+    let open = || cpu_model();
     let shared = "Every answer starts from this prompt: one, two, three, four, five, six, seven";
     let other = "A different prompt about the weather in Paris in the spring, briefly";
     let text = |rx: &mpsc::Receiver<EngineEvent>| -> String {
@@ -720,5 +718,129 @@ fn live_sequences_sharing_a_prompt_prefill_it_once() {
     assert_eq!(
         alone_metrics.snapshot().prompt_tokens as usize,
         n_shared + n_other
+    );
+}
+
+/// A sequence that needs a KV block when the budget's blocks are all held gets a clear error,
+/// nothing of its step committed; the sequences holding blocks run on, and the blocks they give
+/// back serve it.
+#[test]
+fn a_sequence_without_a_kv_block_gets_a_clear_error() {
+    let model = cpu_model();
+    assert_eq!(model.set_kv_budget(64, 1), 1);
+    let prompt: Vec<u32> = vec![1, 504, 3458, 282, 260, 2114, 30];
+    let mut a = model.new_cache(128).unwrap();
+    let mut b = model.new_cache(128).unwrap();
+    let alone = model.forward(&mut a, &prompt, 0, LogitsFor::Last).unwrap();
+    let err = model
+        .forward(&mut b, &prompt, 0, LogitsFor::Last)
+        .unwrap_err();
+    assert!(err.to_string().contains("KV cache full"), "{err}");
+    assert_eq!(b.len(), 0);
+    model
+        .forward(&mut a, &[28], prompt.len(), LogitsFor::Last)
+        .unwrap();
+    drop(a);
+    let again = model.forward(&mut b, &prompt, 0, LogitsFor::Last).unwrap();
+    assert_eq!(alone, again);
+}
+
+/// The memory the paged cache takes for sequences sharing a system prompt, from the pool's real
+/// allocations, against what contiguous caches of the same context would take.
+#[test]
+fn kv_memory_follows_the_tokens_held_and_shared_prefixes_are_stored_once() {
+    let model = cpu_model();
+    let (n_seqs, ctx, shared, own) = (8usize, 2048usize, 80usize, 20usize);
+    let system: Vec<u32> = (0..shared as u32).map(|i| 100 + i).collect();
+    let mut first = model.new_cache(ctx).unwrap();
+    model
+        .forward(&mut first, &system, 0, LogitsFor::Last)
+        .unwrap();
+    let mut caches = Vec::new();
+    for s in 0..n_seqs {
+        let mut c = model.new_cache(ctx).unwrap();
+        c.share_prefix_from(&first, shared).unwrap();
+        let tail: Vec<u32> = (0..own as u32).map(|i| 1000 + 37 * s as u32 + i).collect();
+        model
+            .forward(&mut c, &tail, shared, LogitsFor::Last)
+            .unwrap();
+        caches.push(c);
+    }
+    let st = model.kv_pool_stats();
+    let per_block = st.block_bytes;
+    let contiguous = n_seqs * ctx * model.kv_bytes_per_token();
+    let paged_used = st.used * per_block;
+    // The system prompt's first block is stored once (held by `first` and all 8); each
+    // sequence has its own copy of the partly shared second block.
+    assert_eq!(st.used, 1 + 1 + n_seqs, "{st:?}");
+    assert!(paged_used * 10 < contiguous);
+    eprintln!(
+        "KV memory, {n_seqs} sequences of {} tokens ({shared} shared) at ctx {ctx}: paged {} \
+         blocks = {paged_used} bytes ({} bytes of storage allocated), contiguous {contiguous} \
+         bytes",
+        shared + own,
+        st.used,
+        st.allocated * per_block
+    );
+}
+
+/// When a sequence finds no free KV block, kept prefixes are evicted oldest first until it
+/// gets its blocks; with nothing left to evict that sequence fails alone with the clear error
+/// (no crash), the others run on, and the engine serves the next request.
+#[test]
+fn out_of_kv_blocks_evicts_kept_prefixes_oldest_first_then_fails_cleanly() {
+    let file = model_file();
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let metrics = EngineMetrics::default();
+    let model = cpu_model();
+    // Two blocks in all: each short request takes one.
+    model.set_kv_budget(64, 2);
+    let never = StepFault::OutOfMemoryAt(u64::MAX);
+    let mut worker = worker_with_fault_and_prefix(model, &tokenizer, &metrics, never, 4);
+    let run = |worker: &mut Worker<'_, Model>, id: u64, prompt: &str| {
+        let rx = admit(worker, id, prompt);
+        while !worker.active.is_empty() {
+            worker.step();
+        }
+        rx
+    };
+    let prompts = [
+        "The first prompt, about the sea and the ships that sail on it.",
+        "A second prompt, about mountains, snow and the people who climb.",
+        "Third: a prompt about deserts, their sand, heat and long nights.",
+    ];
+    for (i, p) in prompts.iter().enumerate() {
+        let rx = run(&mut worker, i as u64, p);
+        assert!(
+            rx.try_iter()
+                .any(|e| matches!(e, EngineEvent::Finished { .. })),
+            "request {i}"
+        );
+    }
+    // The third needed the block of the first (evicted); the second's is kept.
+    let m = metrics.snapshot();
+    assert_eq!((m.completed, m.failed), (3, 0), "{m:?}");
+    assert_eq!(worker.prefix.clear(), 2);
+    // Two sequences in one step with a budget of one block: nothing to evict, the second one
+    // fails alone with the pool's error; the first runs to its end.
+    worker.model.set_kv_budget(64, 1);
+    let a = admit(&mut worker, 10, prompts[1]);
+    let b = admit(&mut worker, 11, prompts[2]);
+    while !worker.active.is_empty() {
+        worker.step();
+    }
+    let msg = failure(&b);
+    assert!(msg.contains("KV cache full"), "{msg}");
+    assert!(
+        a.try_iter()
+            .any(|e| matches!(e, EngineEvent::Finished { .. }))
+    );
+    let m = metrics.snapshot();
+    assert_eq!((m.completed, m.failed), (4, 1), "{m:?}");
+    // The engine goes on: a short request runs.
+    let rx = run(&mut worker, 12, prompts[0]);
+    assert!(
+        rx.try_iter()
+            .any(|e| matches!(e, EngineEvent::Finished { .. }))
     );
 }
