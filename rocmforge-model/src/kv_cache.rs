@@ -187,6 +187,8 @@ mod tests {
             embd_scale: None,
             final_logit_softcap: None,
             attn_temperature: None,
+            long_rope: None,
+            rope_attn_factor: 1.0,
         }
     }
 
