@@ -1,5 +1,6 @@
 // Rotary position embedding in place on x[n_tokens][n_heads][head_dim], like the CPU op (ggml's
-// rope_f32): theta of pair i = pos * theta_scale^i built by repeated f32 multiplication, times
+// rope_f32): theta of pair i = pos * theta_scale^i built by repeated f32 multiplication, divided
+// by freq_factors[i] when given (Phi-3's LongRoPE factors, Llama 3's rope_freqs), times
 // freq_scale, with YaRN's ramp when ext_factor != 0; cos and sin times mscale. Only the first
 // n_rot values of each head rotate. mode 0: adjacent pairs (x[2i], x[2i+1]); mode 1: NeoX halves
 // (x[i], x[i + n_rot/2]). One thread per (token, head, pair).
@@ -60,14 +61,15 @@ RF_DEVICE void sincos_f64(double x, double* s, double* c) {
     else { *s = -cr; *c = sr; }
 }
 
-// cos and sin (times mscale) of the angle of pair `pair` at position `pos`. corr0/corr1: YaRN
-// correction dims (host-computed); mscale: attn_factor (times YaRN's magnitude correction when
-// ext_factor != 0), host-computed.
-RF_DEVICE void rope_cos_sin(rf_u32 pos, rf_u32 pair, float theta_scale, float freq_scale,
-                            float ext_factor, float corr0, float corr1, float mscale, float* c,
-                            float* s) {
+// cos and sin (times mscale) of the angle of pair `pair` at position `pos`. ff: the pair's
+// frequency divisor (null: 1); corr0/corr1: YaRN correction dims (host-computed); mscale:
+// attn_factor (times YaRN's magnitude correction when ext_factor != 0), host-computed.
+RF_DEVICE void rope_cos_sin(rf_u32 pos, rf_u32 pair, const float* ff, float theta_scale,
+                            float freq_scale, float ext_factor, float corr0, float corr1,
+                            float mscale, float* c, float* s) {
     float theta_extrap = (float)pos;
     for (rf_u32 i = 0; i < pair; ++i) theta_extrap = mul_rn(theta_extrap, theta_scale);
+    if (ff) theta_extrap = theta_extrap / ff[pair];
     const float theta_interp = mul_rn(freq_scale, theta_extrap);
     float theta = theta_interp;
     if (ext_factor != 0.0f) {
@@ -84,8 +86,9 @@ RF_DEVICE void rope_cos_sin(rf_u32 pos, rf_u32 pair, float theta_scale, float fr
     *s = mul_rn((float)sd, mscale);
 }
 
-// positions[t]: the position of token t.
-RF_KERNEL(256) void rope_f32(float* x, const rf_u32* positions, rf_u32 n_tokens, rf_u32 n_heads,
+// positions[t]: the position of token t; freq_factors: null or n_rot/2 divisors.
+RF_KERNEL(256) void rope_f32(float* x, const rf_u32* positions, const float* freq_factors,
+                             rf_u32 n_tokens, rf_u32 n_heads,
                              rf_u32 head_dim, rf_u32 n_rot, rf_u32 mode, float theta_scale,
                              float freq_scale, float ext_factor, float corr0, float corr1,
                              float mscale) {
@@ -96,8 +99,8 @@ RF_KERNEL(256) void rope_f32(float* x, const rf_u32* positions, rf_u32 n_tokens,
         const rf_u64 th = idx / half;  // token * n_heads + head
         const rf_u32 token = (rf_u32)(th / n_heads);
         float c, s;
-        rope_cos_sin(positions[token], pair, theta_scale, freq_scale, ext_factor, corr0, corr1,
-                     mscale, &c, &s);
+        rope_cos_sin(positions[token], pair, freq_factors, theta_scale, freq_scale, ext_factor,
+                     corr0, corr1, mscale, &c, &s);
         float* h = x + th * head_dim;
         const rf_u32 a = mode == 0 ? 2 * pair : pair;
         const rf_u32 b = mode == 0 ? 2 * pair + 1 : pair + half;
@@ -116,8 +119,8 @@ RF_KERNEL(256) void rope_f32(float* x, const rf_u32* positions, rf_u32 n_tokens,
 // (head_dim - n_rot) unrotated values, the same per KV head, then the V row.
 RF_DEVICE void rkv_head_item(const float* h, const float* bias, float* out_f32, rf_half* out_f16,
                              rf_u32 e, rf_u32 half, rf_u32 n_rot, rf_u32 mode, rf_u32 pos,
-                             float theta_scale, float freq_scale, float ext_factor, float corr0,
-                             float corr1, float mscale) {
+                             const float* ff, float theta_scale, float freq_scale,
+                             float ext_factor, float corr0, float corr1, float mscale) {
     if (e >= half) {  // past the rotated dimensions: bias added, copied
         const rf_u32 d = n_rot + (e - half);
         const float x = bias ? h[d] + bias[d] : h[d];
@@ -125,7 +128,7 @@ RF_DEVICE void rkv_head_item(const float* h, const float* bias, float* out_f32, 
         return;
     }
     float c, s;
-    rope_cos_sin(pos, e, theta_scale, freq_scale, ext_factor, corr0, corr1, mscale, &c, &s);
+    rope_cos_sin(pos, e, ff, theta_scale, freq_scale, ext_factor, corr0, corr1, mscale, &c, &s);
     const rf_u32 a = mode == 0 ? 2 * e : e;
     const rf_u32 b = mode == 0 ? 2 * e + 1 : e + half;
     const float x0 = bias ? h[a] + bias[a] : h[a];
@@ -142,7 +145,8 @@ RF_DEVICE void rkv_head_item(const float* h, const float* bias, float* out_f32, 
 
 RF_KERNEL(256) void rope_kv_append_rows_f32(
     float* q, const float* k, const float* v, const float* bq, const float* bk, const float* bv,
-    const rf_u32* positions, const rf_u64* k_dst, const rf_u64* v_dst, rf_u32 n_tokens,
+    const rf_u32* positions, const float* freq_factors, const rf_u64* k_dst, const rf_u64* v_dst,
+    rf_u32 n_tokens,
     rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, rf_u32 n_rot, rf_u32 mode,
     float theta_scale, float freq_scale, float ext_factor, float corr0, float corr1,
     float mscale) {
@@ -161,7 +165,8 @@ RF_KERNEL(256) void rope_kv_append_rows_f32(
             const rf_u32 head = item / per_head, e = item % per_head;
             float* h = q + ((rf_u64)token * n_heads + head) * head_dim;
             rkv_head_item(h, bq ? bq + (rf_u64)head * head_dim : 0, h, 0, e, half, n_rot, mode,
-                          pos, theta_scale, freq_scale, ext_factor, corr0, corr1, mscale);
+                          pos, freq_factors, theta_scale, freq_scale, ext_factor, corr0, corr1,
+                          mscale);
             continue;
         }
         item -= q_items;
@@ -170,7 +175,8 @@ RF_KERNEL(256) void rope_kv_append_rows_f32(
             const float* h = k + ((rf_u64)token * n_kv_heads + head) * head_dim;
             rf_half* dst = (rf_half*)k_dst[token] + (rf_u64)head * head_dim;
             rkv_head_item(h, bk ? bk + (rf_u64)head * head_dim : 0, 0, dst, e, half, n_rot, mode,
-                          pos, theta_scale, freq_scale, ext_factor, corr0, corr1, mscale);
+                          pos, freq_factors, theta_scale, freq_scale, ext_factor, corr0, corr1,
+                          mscale);
             continue;
         }
         item -= k_items;

@@ -13,6 +13,10 @@
 //! (tests/data/llama_quantize_smollm2_imatrix.json; its `source` says how it was made): this
 //! exercises the weighted searches of Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, IQ4_NL and Q5_0 and the
 //! rules an imatrix changes (IQ4_XS keeps ffn_down of the first layers).
+//!
+//! MXFP4_MOE (gpt-oss's mix: 3-D expert tensors MXFP4, every other weight Q8_0) on the tiny F16
+//! gpt-oss that `cargo xtask models` synthesizes (`models/tiny/tiny-gpt-oss-f16.gguf`) against
+//! llama-quantize's output from the same file (tests/data/llama_quantize_tiny_gpt_oss.json).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -50,18 +54,31 @@ fn data(name: &str) -> PathBuf {
 /// Quantizes the test model (through F32) to every mix of `reference` with `extra` options and
 /// compares each tensor's type and bytes with the reference's.
 fn check_against(reference: &str, n_mixes: usize, tag: &str, extra: &[&str]) {
-    let reference: serde_json::Value = serde_json::from_str(reference).unwrap();
     let dir = std::env::temp_dir().join(format!("rocmforge-qref-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f32_file = dir.join("smollm2-f32.gguf");
     // The test model is Q4_1: decoding it to F32 needs no --allow-requantize.
     quantize(&model_path(), &f32_file, "F32", &[]);
+    check_input_against(&f32_file, &dir, reference, n_mixes, tag, extra);
+}
+
+/// Quantizes `input` to every mix of `reference` (in `dir`, removed afterwards) and compares
+/// each tensor's type and bytes with the reference's.
+fn check_input_against(
+    input: &Path,
+    dir: &Path,
+    reference: &str,
+    n_mixes: usize,
+    tag: &str,
+    extra: &[&str],
+) {
+    let reference: serde_json::Value = serde_json::from_str(reference).unwrap();
     let mixes = reference["mixes"].as_object().unwrap();
     assert_eq!(mixes.len(), n_mixes);
     let mut report = Vec::new();
     for (mix, tensors) in mixes {
         let out = dir.join(format!("{mix}.gguf"));
-        quantize(&f32_file, &out, mix, extra);
+        quantize(input, &out, mix, extra);
         let file = GgufFile::open(&out).unwrap();
         let want = tensors.as_object().unwrap();
         assert_eq!(file.tensors().len(), want.len(), "{mix}: tensor count");
@@ -87,7 +104,7 @@ fn check_against(reference: &str, n_mixes: usize, tag: &str, extra: &[&str]) {
         );
         std::fs::remove_file(&out).unwrap();
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
     assert!(report.is_empty(), "{}", report.join("\n"));
 }
 
@@ -122,5 +139,28 @@ fn pure_q2_k_with_an_imatrix_equals_llama_quantize_tensor_for_tensor() {
         1,
         "imatrix-pure",
         &["--pure", "--imatrix", imatrix.to_str().unwrap()],
+    );
+}
+
+/// MXFP4_MOE on the tiny F16 gpt-oss: experts MXFP4; attention matrices, token embedding and
+/// output Q8_0; norms, biases, sinks and the router (F32) as they are.
+#[test]
+fn mxfp4_moe_equals_llama_quantize_tensor_for_tensor() {
+    let input =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/tiny/tiny-gpt-oss-f16.gguf");
+    assert!(
+        input.exists(),
+        "{} is missing (run `cargo xtask models`, which synthesizes the tiny models)",
+        input.display()
+    );
+    let dir = std::env::temp_dir().join(format!("rocmforge-qref-mxfp4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    check_input_against(
+        &input,
+        &dir,
+        include_str!("data/llama_quantize_tiny_gpt_oss.json"),
+        1,
+        "tiny-gpt-oss",
+        &[],
     );
 }

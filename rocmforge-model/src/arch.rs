@@ -31,6 +31,12 @@ pub enum Architecture {
     /// NeoX RoPE; a mixture of experts whose router has a bias and whose weights are the softmax
     /// of the chosen experts' logits, experts with biases and a clamped SwiGLU (`swiglu_oai`).
     GptOss,
+    /// Phi-3 / Phi-4 (dense): llama's blocks with a fused `attn_qkv` and a fused gate+up
+    /// `ffn_up` (gate the first half), NeoX RoPE, and LongRoPE ("su"): per-pair frequency
+    /// divisors `rope_factors_long` / `rope_factors_short` chosen by the context, with the
+    /// file's `rope.scaling.attn_factor`. A sliding window in the file is ignored, as llama.cpp
+    /// 0.5.0 ignores it for phi3.
+    Phi3,
 }
 
 /// How RoPE pairs up the dimensions of a head.
@@ -44,8 +50,8 @@ pub enum RopeStyle {
 
 impl Architecture {
     /// Every architecture name accepted in `general.architecture`.
-    pub const SUPPORTED: [&'static str; 8] = [
-        "llama", "qwen2", "qwen3", "glm4", "qwen3moe", "gemma3", "mistral3", "gpt-oss",
+    pub const SUPPORTED: [&'static str; 9] = [
+        "llama", "qwen2", "qwen3", "glm4", "qwen3moe", "gemma3", "mistral3", "gpt-oss", "phi3",
     ];
 
     /// Parses `general.architecture`; an unknown name is an error listing the supported ones.
@@ -59,6 +65,7 @@ impl Architecture {
             "gemma3" => Ok(Self::Gemma3),
             "mistral3" => Ok(Self::Mistral3),
             "gpt-oss" => Ok(Self::GptOss),
+            "phi3" => Ok(Self::Phi3),
             other => Err(ModelError::UnsupportedArchitecture {
                 name: other.to_string(),
                 supported: Self::SUPPORTED.join(", "),
@@ -77,6 +84,7 @@ impl Architecture {
             Self::Gemma3 => "gemma3",
             Self::Mistral3 => "mistral3",
             Self::GptOss => "gpt-oss",
+            Self::Phi3 => "phi3",
         }
     }
 
@@ -84,9 +92,12 @@ impl Architecture {
     pub fn rope_style(self) -> RopeStyle {
         match self {
             Self::Llama | Self::Glm4 | Self::Mistral3 => RopeStyle::Adjacent,
-            Self::Qwen2 | Self::Qwen3 | Self::Qwen3Moe | Self::Gemma3 | Self::GptOss => {
-                RopeStyle::HalfSplit
-            }
+            Self::Qwen2
+            | Self::Qwen3
+            | Self::Qwen3Moe
+            | Self::Gemma3
+            | Self::GptOss
+            | Self::Phi3 => RopeStyle::HalfSplit,
         }
     }
 
@@ -109,6 +120,12 @@ impl Architecture {
     /// Whether the attention and MLP outputs are RMS-normed before the residual add.
     pub fn has_post_norms(self) -> bool {
         matches!(self, Self::Glm4 | Self::Gemma3)
+    }
+
+    /// Whether the file may hold LongRoPE factors (`rope_factors_long.weight` and
+    /// `rope_factors_short.weight`), as llama.cpp loads them for phi3.
+    pub fn reads_long_rope(self) -> bool {
+        matches!(self, Self::Phi3)
     }
 
     /// Whether the MLP's gate goes through GELU (tanh approximation) instead of SiLU.
@@ -193,5 +210,6 @@ mod tests {
         assert_eq!(Architecture::Gemma3.rope_style(), RopeStyle::HalfSplit);
         assert_eq!(Architecture::Mistral3.rope_style(), RopeStyle::Adjacent);
         assert_eq!(Architecture::GptOss.rope_style(), RopeStyle::HalfSplit);
+        assert_eq!(Architecture::Phi3.rope_style(), RopeStyle::HalfSplit);
     }
 }

@@ -101,6 +101,13 @@ pub struct ChatTemplate {
     source: String,
     bos_token: String,
     eos_token: String,
+    /// Whether the template prints a leading `system` message (llama.cpp's
+    /// `supports_system_role`); when it does not, the system text is folded into the next
+    /// message (`system + "\n" + next`), as llama.cpp does.
+    system_role: bool,
+    /// Whether a leading BOS text is removed from the rendered prompt because the tokenizer adds
+    /// BOS itself (llama.cpp's `add_bos`): [`ChatTemplate::for_tokenizer`] sets it.
+    strip_bos: bool,
 }
 
 fn template_error(e: &Error) -> TokenizerError {
@@ -149,12 +156,25 @@ impl ChatTemplate {
         env.add_filter("tojson", tojson::tojson);
         env.add_template_owned(TEMPLATE_NAME, source.clone())
             .map_err(|e| template_error(&e))?;
-        Ok(Self {
+        let mut t = Self {
             env,
             source,
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
-        })
+            system_role: true,
+            strip_bos: false,
+        };
+        // llama.cpp's probe: a system message whose text the template never prints is not
+        // supported (a template that fails on the probe is taken to support it).
+        const PROBE: &str = "System message";
+        let probe = [
+            ChatMessage::system(PROBE),
+            ChatMessage::user("User message"),
+        ];
+        if let Ok(out) = t.render(&probe, false) {
+            t.system_role = out.contains(PROBE);
+        }
+        Ok(t)
     }
 
     /// ChatML with the given BOS / EOS texts.
@@ -175,11 +195,13 @@ impl ChatTemplate {
         };
         let bos = text_of(tokenizer.bos_id());
         let eos = text_of(tokenizer.eos_id());
-        Self::new(
+        let mut t = Self::new(
             tokenizer.chat_template().unwrap_or(CHATML_TEMPLATE),
             bos,
             eos,
-        )
+        )?;
+        t.strip_bos = tokenizer.add_bos();
+        Ok(t)
     }
 
     /// The template source.
@@ -253,9 +275,26 @@ impl ChatTemplate {
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| template_error(&e))?;
+        // A template with no system role gets the system text folded into the next message
+        // (llama.cpp's way), not silently dropped.
+        let folded;
+        let messages = match messages {
+            [first, second, rest @ ..] if !self.system_role && first.role == "system" => {
+                let mut merged = second.clone();
+                merged.content = format!("{}\n{}", first.content, second.content);
+                folded = [std::slice::from_ref(&merged), rest].concat();
+                &folded[..]
+            }
+            [first, rest @ ..] if !self.system_role && first.role == "system" => rest,
+            all => all,
+        };
         let ctx = self.context(messages, tools, add_generation_prompt, extra);
-        template
+        let out = template
             .render(Value::from(minijinja::value::Serde(&ctx)))
-            .map_err(|e| template_error(&e))
+            .map_err(|e| template_error(&e))?;
+        Ok(match out.strip_prefix(self.bos_token.as_str()) {
+            Some(rest) if self.strip_bos && !self.bos_token.is_empty() => rest.to_string(),
+            _ => out,
+        })
     }
 }

@@ -70,6 +70,21 @@ pub struct AttnTemperature {
     pub floor: u32,
 }
 
+/// Phi-3's LongRoPE ("su" scaling): per-pair frequency divisors, `rope_factors_long.weight`
+/// when a sequence's context is longer than `original_context`, else
+/// `rope_factors_short.weight` (llama.cpp's `get_rope_factors`, by the context of each
+/// sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongRope {
+    /// `{arch}.rope.scaling.original_context_length`, else the training context.
+    pub original_context: usize,
+}
+
+/// The tensors of Phi-3's LongRoPE factors.
+pub const ROPE_FACTORS_LONG: &str = "rope_factors_long.weight";
+/// See [`ROPE_FACTORS_LONG`].
+pub const ROPE_FACTORS_SHORT: &str = "rope_factors_short.weight";
+
 /// Largest expert count accepted (the device router's limit; real models have at most 256).
 pub const MAX_EXPERTS: usize = 1024;
 
@@ -116,6 +131,11 @@ pub struct ModelConfig {
     pub final_logit_softcap: Option<f32>,
     /// Attention temperature (mistral3 files with `attention.temperature_scale`).
     pub attn_temperature: Option<AttnTemperature>,
+    /// LongRoPE frequency factors (phi3 files with `rope_factors_long` / `_short`).
+    pub long_rope: Option<LongRope>,
+    /// `{arch}.rope.scaling.attn_factor` (1 when absent): RoPE's cos and sin are scaled by it
+    /// on every layer (llama.cpp's `rope_attn_factor`; Phi-3's LongRoPE magnitude).
+    pub rope_attn_factor: f32,
 }
 
 fn key(arch: Architecture, suffix: &str) -> String {
@@ -366,6 +386,56 @@ fn attn_temperature(
     Ok(Some(AttnTemperature { scale, floor }))
 }
 
+/// LongRoPE when the architecture reads it and the file has its factors (both tensors, or
+/// neither).
+fn long_rope(
+    file: &GgufFile,
+    arch: Architecture,
+    context_length: usize,
+) -> ModelResult<Option<LongRope>> {
+    if !arch.reads_long_rope() {
+        return Ok(None);
+    }
+    let long = file.tensor(ROPE_FACTORS_LONG).is_some();
+    let short = file.tensor(ROPE_FACTORS_SHORT).is_some();
+    match (long, short) {
+        (false, false) => Ok(None),
+        (true, true) => {
+            let orig_key = key(arch, "rope.scaling.original_context_length");
+            let original_context = match optional_usize(file.metadata(), &orig_key)? {
+                Some(v) => positive(&orig_key, v)?,
+                None => context_length,
+            };
+            Ok(Some(LongRope { original_context }))
+        }
+        (true, false) | (false, true) => Err(ModelError::MissingTensor {
+            name: format!(
+                "{} (the file has {}: LongRoPE needs both)",
+                if long {
+                    ROPE_FACTORS_SHORT
+                } else {
+                    ROPE_FACTORS_LONG
+                },
+                if long {
+                    ROPE_FACTORS_LONG
+                } else {
+                    ROPE_FACTORS_SHORT
+                }
+            ),
+        }),
+    }
+}
+
+/// `{arch}.rope.scaling.attn_factor`, 1 when absent.
+fn rope_attn_factor(md: &Metadata, arch: Architecture) -> ModelResult<f32> {
+    let k = key(arch, "rope.scaling.attn_factor");
+    match md.opt_f32(&k)? {
+        None => Ok(1.0),
+        Some(f) if f.is_finite() && f > 0.0 => Ok(f),
+        Some(f) => Err(invalid(&k, format!("{f} is not a positive number"))),
+    }
+}
+
 /// Largest array of per-layer flags accepted (llama.cpp's `LLAMA_MAX_LAYERS`).
 pub const MAX_LAYER_FLAGS: usize = 512;
 
@@ -455,6 +525,7 @@ impl ModelConfig {
             Some(c) => return Err(invalid(&softcap_key, format!("{c} is not positive"))),
         };
         let attn_temperature = attn_temperature(md, arch, context_length)?;
+        let long_rope = long_rope(file, arch, context_length)?;
         Ok(Self {
             arch,
             n_layers,
@@ -476,6 +547,8 @@ impl ModelConfig {
             embd_scale: arch.scales_embedding().then(|| (n_embd as f32).sqrt()),
             final_logit_softcap,
             attn_temperature,
+            long_rope,
+            rope_attn_factor: rope_attn_factor(md, arch)?,
         })
     }
 

@@ -18,9 +18,20 @@ pub enum LogitsFor {
 }
 
 pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
+    // The file's `rope.scaling.attn_factor` (Phi-3's LongRoPE magnitude) scales cos and sin as
+    // ggml's attn_factor does: without YaRN, through a ramp-less YaRN (ext_factor 0).
+    let magnitude = |attn_factor: f32| {
+        (attn_factor != 1.0).then_some(YarnParams {
+            ext_factor: 0.0,
+            attn_factor,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            n_ctx_orig: u32::try_from(c.context_length).unwrap_or(u32::MAX),
+        })
+    };
     let (freq_scale, yarn) = match c.rope_scaling {
-        RopeScaling::None => (1.0, None),
-        RopeScaling::Linear { factor } => (1.0 / factor, None),
+        RopeScaling::None => (1.0, magnitude(c.rope_attn_factor)),
+        RopeScaling::Linear { factor } => (1.0 / factor, magnitude(c.rope_attn_factor)),
         // llama.cpp's YaRN: full ramp, betas from the file (32 / 1 by default); its attention
         // factor cancels the 0.1·ln(factor) magnitude correction ggml adds itself, and with a
         // log multiplier m becomes mscale(f, 1) / mscale(f, m) / (1 + 0.1·ln f).
@@ -34,7 +45,7 @@ pub(crate) fn rope_params(c: &ModelConfig) -> RopeParams {
             1.0 / factor,
             Some(YarnParams {
                 ext_factor: 1.0,
-                attn_factor: yarn_attn_factor(factor, log_mul),
+                attn_factor: yarn_attn_factor(factor, log_mul) * c.rope_attn_factor,
                 beta_fast,
                 beta_slow,
                 n_ctx_orig: original_context,

@@ -52,7 +52,7 @@ pub mod weights;
 
 pub use arch::Architecture;
 pub use chat_template::{ChatMessage, ChatTemplate};
-pub use config::{AttnTemperature, ModelConfig, MoeConfig, RopeScaling, SlidingWindow};
+pub use config::{AttnTemperature, LongRope, ModelConfig, MoeConfig, RopeScaling, SlidingWindow};
 pub use embedding::Pooling;
 pub use error::{ModelError, ModelResult};
 pub use eval::{GreedyRun, Perplexity, for_each_chunk, greedy, perplexity, predict_next};

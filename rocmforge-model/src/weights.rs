@@ -18,7 +18,7 @@ use rocmforge_gguf::quants::dequantize_to_vec;
 use rocmforge_gguf::{GgmlType, GgufFile, TensorInfo};
 use rocmforge_tensor::{Backend, DeviceTensor, Tensor, TensorError, Weight};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT};
 use crate::error::{ModelError, ModelResult};
 use crate::layer_plan::{LayerPlan, QkvPlan};
 use crate::plan::ExecutionPlan;
@@ -98,6 +98,13 @@ pub(crate) enum Ffn {
     },
 }
 
+/// Phi-3's LongRoPE frequency divisors `[n_rot / 2]`, f32 on the backend.
+#[derive(Debug)]
+pub(crate) struct RopeFactors {
+    pub long: Tensor,
+    pub short: Tensor,
+}
+
 /// Every weight of the model.
 #[derive(Debug)]
 pub(crate) struct Weights {
@@ -105,6 +112,8 @@ pub(crate) struct Weights {
     pub embedding: Mat,
     pub output_norm: Vector,
     pub lm_head: Mat,
+    /// The LongRoPE factors, when the configuration has them.
+    pub rope_factors: Option<RopeFactors>,
 }
 
 impl Mat {
@@ -550,10 +559,18 @@ pub(crate) fn load(
             (e, h)
         }
     };
+    let rope_factors = match c.long_rope {
+        Some(_) => Some(RopeFactors {
+            long: ld.bias_tensor(ROPE_FACTORS_LONG, c.n_rot / 2, 1)?,
+            short: ld.bias_tensor(ROPE_FACTORS_SHORT, c.n_rot / 2, 1)?,
+        }),
+        None => None,
+    };
     Ok(Weights {
         layers,
         embedding,
         output_norm,
         lm_head,
+        rope_factors,
     })
 }

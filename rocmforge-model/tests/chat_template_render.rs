@@ -82,11 +82,29 @@ fn rendered_prompt_tokenizes_with_special_tokens() {
     assert_eq!(&ids[ids.len() - 4..], [1, 520, 9531, 198]);
 }
 
+/// The conversation llama.cpp renders as its "chat template example".
+fn example_conversation() -> [ChatMessage; 4] {
+    [
+        ChatMessage::system("You are a helpful assistant"),
+        ChatMessage::user("Hello"),
+        ChatMessage::assistant("Hi there"),
+        ChatMessage::user("How are you?"),
+    ]
+}
+
+/// Phi-3's template (from its vocabulary) as llama.cpp 0.5.0 renders it
+/// (tests/data/chat/README.md): it has no system role, so the system text is folded into the
+/// first user message; the `<s>` it prints is dropped since the tokenizer adds BOS itself.
 #[test]
-fn phi3_template_prints_bos_from_the_vocabulary() {
+fn phi3_template_renders_as_llama_cpp() {
     let tmpl = ChatTemplate::for_tokenizer(&vocab("phi-3")).unwrap();
     let out = tmpl.render(&[ChatMessage::user("Hi")], true).unwrap();
-    assert_eq!(out, "<s><|user|>\nHi<|end|>\n<|assistant|>\n");
+    assert_eq!(out, "<|user|>\nHi<|end|>\n<|assistant|>\n");
+    let example = example_conversation();
+    assert_eq!(
+        tmpl.render(&example, true).unwrap(),
+        chat_data("phi3-example.llama-cpp.txt")
+    );
 }
 
 #[test]
@@ -193,12 +211,7 @@ fn chat_data(name: &str) -> String {
 fn gemma3_template_renders_as_llama_cpp() {
     let tmpl =
         ChatTemplate::new(chat_data("gemma3.jinja"), "<|endoftext|>", "<|endoftext|>").unwrap();
-    let example = [
-        ChatMessage::system("You are a helpful assistant"),
-        ChatMessage::user("Hello"),
-        ChatMessage::assistant("Hi there"),
-        ChatMessage::user("How are you?"),
-    ];
+    let example = example_conversation();
     assert_eq!(
         tmpl.render(&example, true).unwrap(),
         chat_data("gemma3-example.llama-cpp.txt")

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rocmforge_gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue};
-use rocmforge_model::{Architecture, ModelConfig, ModelError, RopeScaling};
+use rocmforge_model::{Architecture, LongRope, ModelConfig, ModelError, RopeScaling};
 
 fn file_with(arch: &str, extra: &[(&str, MetadataValue)]) -> GgufFile {
     let mut w = GgufWriter::new();
@@ -432,4 +432,80 @@ fn gpt_oss_alternates_local_and_global_layers_with_yarn_on_both() {
             log_mul: 0.0,
         }
     );
+}
+
+/// A phi3 file with LongRoPE factor tensors (`long`, `short` present or not) and `extra` keys.
+fn phi3_file(long: bool, short: bool, extra: &[(&str, MetadataValue)]) -> GgufFile {
+    let u = MetadataValue::U32;
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", MetadataValue::String("phi3".into()));
+    for (key, v) in [
+        ("block_count", u(1)),
+        ("embedding_length", u(64)),
+        ("feed_forward_length", u(128)),
+        ("attention.head_count", u(4)),
+        ("context_length", u(131_072)),
+        // Ignored, as llama.cpp 0.5.0 ignores phi3's window.
+        ("attention.sliding_window", u(262_144)),
+    ] {
+        w.add_metadata(&format!("phi3.{key}"), v);
+    }
+    for (key, v) in extra {
+        w.add_metadata(key, v.clone());
+    }
+    for (name, present) in [
+        ("rope_factors_long.weight", long),
+        ("rope_factors_short.weight", short),
+    ] {
+        if present {
+            w.add_tensor(name, &[8], GgmlType::F32, vec![0u8; 8 * 4])
+                .unwrap();
+        }
+    }
+    with_layers(w, 1)
+}
+
+#[test]
+fn phi3_reads_long_rope_and_its_attention_factor_and_ignores_the_window() {
+    let c = ModelConfig::from_gguf(&phi3_file(
+        true,
+        true,
+        &[
+            (
+                "phi3.rope.scaling.original_context_length",
+                MetadataValue::U32(4096),
+            ),
+            ("phi3.rope.scaling.attn_factor", MetadataValue::F32(1.19)),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(c.arch, Architecture::Phi3);
+    assert_eq!(
+        c.long_rope,
+        Some(LongRope {
+            original_context: 4096
+        })
+    );
+    assert_eq!(c.rope_attn_factor, 1.19);
+    assert_eq!(c.rope_scaling, RopeScaling::None);
+    assert_eq!(c.swa, None);
+    assert_eq!(c.layer_window(0), None);
+
+    // Without the original context key: the training context; without factors: no LongRoPE.
+    let c = ModelConfig::from_gguf(&phi3_file(true, true, &[])).unwrap();
+    assert_eq!(c.long_rope.map(|l| l.original_context), Some(131_072));
+    assert_eq!(c.rope_attn_factor, 1.0);
+    let c = ModelConfig::from_gguf(&phi3_file(false, false, &[])).unwrap();
+    assert_eq!(c.long_rope, None);
+
+    // One set of factors without the other is refused, naming the missing tensor.
+    let err = ModelConfig::from_gguf(&phi3_file(true, false, &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rope_factors_short.weight"), "{err}");
+    let bad = [("phi3.rope.scaling.attn_factor", MetadataValue::F32(-1.0))];
+    let err = ModelConfig::from_gguf(&phi3_file(true, true, &bad))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rope.scaling.attn_factor"), "{err}");
 }

@@ -7,7 +7,8 @@
 //! output, final logit soft-capping) and mistral3 (YaRN with its beta and log-multiplier keys,
 //! the attention temperature growing every 4 positions) and gpt-oss (MXFP4 experts with biases,
 //! a router bias, 4 of 8 experts used, clamped SwiGLU, attention sinks, q/k/v/output biases,
-//! a 3-key sliding window on the even layer, YaRN on both)
+//! a 3-key sliding window on the even layer, YaRN on both) and phi3 (fused qkv without bias,
+//! fused gate/up, LongRoPE frequency factors with an attention factor)
 //! run by [`Model`] on the GPU — prefill, decode and a ragged batch — against the same `Model`
 //! on the CPU backend; and the device-memory limits: a model that cannot fit fails before any
 //! upload, and the KV cache is capped to the free memory instead of failing.
@@ -67,6 +68,23 @@ fn tiny(arch: &str) -> Vec<u8> {
         0.0,
     );
     add(&mut w, "output_norm.weight".into(), vec![EMBD], 0.2, 1.0);
+    if arch == "phi3" {
+        let pairs = HEAD_DIM / 2;
+        add(
+            &mut w,
+            "rope_factors_long.weight".into(),
+            vec![pairs],
+            4.0,
+            5.0,
+        );
+        add(
+            &mut w,
+            "rope_factors_short.weight".into(),
+            vec![pairs],
+            0.2,
+            1.2,
+        );
+    }
     if arch != "llama" && arch != "gemma3" {
         add(&mut w, "output.weight".into(), vec![EMBD, VOCAB], 0.5, 0.0);
     }
@@ -84,7 +102,11 @@ fn tiny(arch: &str) -> Vec<u8> {
         if !moe {
             add(&mut w, n("ffn_down.weight"), vec![FF, EMBD], 0.3, 0.0);
         }
-        if arch == "glm4" {
+        if arch == "phi3" {
+            let qkv = vec![EMBD, qd + 2 * kd];
+            add(&mut w, n("attn_qkv.weight"), qkv, 0.3, 0.0);
+            add(&mut w, n("ffn_up.weight"), vec![EMBD, 2 * FF], 0.3, 0.0);
+        } else if arch == "glm4" {
             add(
                 &mut w,
                 n("attn_qkv.weight"),
@@ -120,7 +142,7 @@ fn tiny(arch: &str) -> Vec<u8> {
             add(&mut w, up, vec![EMBD, FF_EXP, EXPERTS], 0.3, 0.0);
             let down = n("ffn_down_exps.weight");
             add(&mut w, down, vec![FF_EXP, EMBD, EXPERTS], 0.3, 0.0);
-        } else if arch != "glm4" {
+        } else if arch != "glm4" && arch != "phi3" {
             add(&mut w, n("ffn_gate.weight"), vec![EMBD, FF], 0.3, 0.0);
             add(&mut w, n("ffn_up.weight"), vec![EMBD, FF], 0.3, 0.0);
         }
@@ -208,6 +230,18 @@ fn tiny(arch: &str) -> Vec<u8> {
     }
     if arch == "gpt-oss" {
         w.add_metadata(&format!("{arch}.attention.sliding_window"), u(3));
+    }
+    if arch == "phi3" {
+        // LongRoPE over an original context of 4: caches longer than that take the long
+        // factors (1 to 9), the attention factor scales cos and sin.
+        w.add_metadata(
+            &format!("{arch}.rope.scaling.original_context_length"),
+            u(4),
+        );
+        w.add_metadata(
+            &format!("{arch}.rope.scaling.attn_factor"),
+            MetadataValue::F32(1.3),
+        );
     }
     if arch == "gemma3" {
         // Layer 0 local (3 keys, base 20 000), layer 1 global (base 1e6, linear scaling 4);
@@ -366,7 +400,7 @@ fn memory_limits() -> Check {
 
 fn main() -> ExitCode {
     type Test = fn() -> Check;
-    let tests: [(&str, Test); 9] = [
+    let tests: [(&str, Test); 10] = [
         ("llama_tied_output_matches_cpu", || {
             arch_matches_cpu("llama")
         }),
@@ -387,6 +421,7 @@ fn main() -> ExitCode {
         ("gpt_oss_mxfp4_sinks_swiglu_oai_match_cpu", || {
             arch_matches_cpu("gpt-oss")
         }),
+        ("phi3_fused_longrope_match_cpu", || arch_matches_cpu("phi3")),
         ("memory_limits", memory_limits),
     ];
     let (mut passed, mut failed) = (0, 0);

@@ -222,8 +222,9 @@ fn append_cpu(layer: usize, k: &Tensor, v: &Tensor, kv: &mut BatchKv<'_>) -> Ten
 /// The attention prologue of a batch: `q`, `k` and `v` (F32 `[n_rows][..]`) plus their biases
 /// (`bias[0..3]`, each `[width]` or absent), RoPE on q and k at each row's position, and k and
 /// v written into every sequence's layer-`layer` caches at its rows `start..start + n`, rounded
-/// to f16. One launch on a GPU (q is roped in place; k and v are left as they are); on the CPU
-/// the steps run one after the other on `q`, `k` and `v` in place.
+/// to f16. `freq_factors` (F32 `[n_rot / 2]`, Phi-3's LongRoPE factors) divide each pair's
+/// angle when given. One launch on a GPU (q is roped in place; k and v are left as they are);
+/// on the CPU the steps run one after the other on `q`, `k` and `v` in place.
 #[allow(clippy::too_many_arguments)]
 pub fn rope_kv_append_batch(
     be: &Backend,
@@ -235,6 +236,7 @@ pub fn rope_kv_append_batch(
     shape: &HeadShape,
     positions: &Ids,
     rope: &RopeParams,
+    freq_factors: Option<&Tensor>,
     kv: &mut BatchKv<'_>,
 ) -> TensorResult<()> {
     const OP: &str = "rope_kv_append_batch";
@@ -256,6 +258,7 @@ pub fn rope_kv_append_batch(
                 shape,
                 pos,
                 rope,
+                freq_factors.map(|f| f.hip(OP)).transpose()?,
             )
         }
         (Backend::Cpu, None, Ids::Cpu(_)) => {
@@ -277,8 +280,9 @@ pub fn rope_kv_append_batch(
                     }
                 }
             }
-            ops::rope_positions(be, q, shape.n_heads, shape.head_dim, positions, rope)?;
-            ops::rope_positions(be, k, shape.n_kv_heads, shape.head_dim, positions, rope)?;
+            let (nh, nkv, hd) = (shape.n_heads, shape.n_kv_heads, shape.head_dim);
+            ops::rope_positions(be, q, nh, hd, positions, rope, freq_factors)?;
+            ops::rope_positions(be, k, nkv, hd, positions, rope, freq_factors)?;
             kv_append_batch(be, layer, k, v, kv)
         }
         _ => Err(TensorError::Backend {

@@ -340,7 +340,9 @@ pub fn gelu(be: &Backend, x: &mut Tensor) -> TensorResult<()> {
     }
 }
 
-/// RoPE in place on `x` (`[n_tokens][n_heads][head_dim]`), token `t` at `positions[t]`.
+/// RoPE in place on `x` (`[n_tokens][n_heads][head_dim]`), token `t` at `positions[t]`; with
+/// `freq_factors` (F32, one per rotated pair: Phi-3's LongRoPE factors) each pair's angle is
+/// divided by its factor.
 pub fn rope(
     be: &Backend,
     x: &mut Tensor,
@@ -348,14 +350,21 @@ pub fn rope(
     head_dim: usize,
     positions: &[u32],
     p: &RopeParams,
+    freq_factors: Option<&Tensor>,
 ) -> TensorResult<()> {
     const OP: &str = "rope";
     let n_tokens = positions.len();
     match be {
         Backend::Cpu => {
+            let ff = cpu_freq_factors(OP, freq_factors, p, head_dim)?;
             let xs = x.cpu_f32_mut(OP)?;
             same_len(OP, xs.len(), n_tokens * n_heads * head_dim)?;
-            cpu::rope(xs, n_tokens, n_heads, head_dim, positions, p);
+            match ff {
+                Some(ff) => {
+                    cpu::rope_with_freq_factors(xs, n_tokens, n_heads, head_dim, positions, p, ff)
+                }
+                None => cpu::rope(xs, n_tokens, n_heads, head_dim, positions, p),
+            }
             Ok(())
         }
         Backend::Hip(ops) => hip::rope::rope(
@@ -366,8 +375,30 @@ pub fn rope(
             head_dim,
             positions,
             p,
+            freq_factors.map(|f| f.hip(OP)).transpose()?,
         ),
     }
+}
+
+/// The host values of RoPE frequency factors, checked to hold one per rotated pair.
+fn cpu_freq_factors<'a>(
+    op: &'static str,
+    freq_factors: Option<&'a Tensor>,
+    p: &RopeParams,
+    head_dim: usize,
+) -> TensorResult<Option<&'a [f32]>> {
+    let Some(f) = freq_factors else {
+        return Ok(None);
+    };
+    let f = f.cpu_f32(op)?;
+    let pairs = (p.n_rot.min(head_dim) & !1) / 2;
+    if f.len() != pairs {
+        return Err(TensorError::Shape {
+            op,
+            what: format!("{} frequency factors for {pairs} rotated pairs", f.len()),
+        });
+    }
+    Ok(Some(f))
 }
 
 /// [`rope`] with the positions already where the backend reads them (one upload per batch,
@@ -379,10 +410,11 @@ pub fn rope_positions(
     head_dim: usize,
     positions: &Ids,
     p: &RopeParams,
+    freq_factors: Option<&Tensor>,
 ) -> TensorResult<()> {
     const OP: &str = "rope";
     match (be, positions) {
-        (Backend::Cpu, Ids::Cpu(pos)) => rope(be, x, n_heads, head_dim, pos, p),
+        (Backend::Cpu, Ids::Cpu(pos)) => rope(be, x, n_heads, head_dim, pos, p, freq_factors),
         (Backend::Hip(ops), Ids::Hip(pos)) => hip::rope::rope_device_positions(
             ops,
             x.hip_mut(OP)?,
@@ -391,6 +423,7 @@ pub fn rope_positions(
             head_dim,
             pos,
             p,
+            freq_factors.map(|f| f.hip(OP)).transpose()?,
         ),
         _ => Err(TensorError::Backend {
             op: OP,

@@ -295,6 +295,20 @@ impl Model {
         }
         s.positions.set(positions)?;
         s.tokens.set(tokens)?;
+        // LongRoPE takes its long factors when a sequence's context is beyond the original one
+        // (llama.cpp: by the context of the sequence); a captured step is recaptured when the
+        // choice changes.
+        let rope_long = c.long_rope.is_some_and(|lr| {
+            seqs.iter()
+                .any(|q| q.cache.capacity() > lr.original_context)
+        });
+        if rope_long != s.rope_long {
+            s.rope_long = rope_long;
+            if s.graph.state == GraphState::Ready {
+                s.graph.exec = None;
+                s.graph.state = GraphState::Warm;
+            }
+        }
         let n_out = out_rows.len();
         let every_row = n_out == s.n && out_rows.iter().enumerate().all(|(i, &r)| r as usize == i);
         // A step of decoding sequences only, every row's logits wanted: on a GPU it is recorded
@@ -572,6 +586,14 @@ impl Model {
             _ => &self.rope,
         };
         let [bq, bk, bv] = &l.bias;
+        let freq_factors = self
+            .weights
+            .rope_factors
+            .as_ref()
+            .map(|f| match s.rope_long {
+                true => &f.long,
+                false => &f.short,
+            });
         ops::rope_kv_append_batch(
             be,
             il,
@@ -582,6 +604,7 @@ impl Model {
             &shape,
             &s.positions,
             rope,
+            freq_factors,
             kv,
         )?;
         if let Some(t) = c.attn_temperature {

@@ -102,6 +102,9 @@ pub(crate) struct Scratch {
     pub kv_tables: KvTableBuffers,
     /// The mixture-of-experts activations (MoE architectures only).
     pub moe: Option<MoeScratch>,
+    /// Whether this step's RoPE takes the long LongRoPE factors (a sequence's context is
+    /// beyond the original one) rather than the short ones.
+    pub rope_long: bool,
 }
 
 /// Activations of a mixture-of-experts feed-forward over `n` tokens, `k` experts each.
@@ -181,6 +184,7 @@ impl Scratch {
                     })
                 })
                 .transpose()?,
+            rope_long: false,
         })
     }
 }

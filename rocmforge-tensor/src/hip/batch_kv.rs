@@ -285,6 +285,7 @@ impl KvTables {
         shape: &HeadShape,
         positions: &DeviceBuffer<u32>,
         rope: &RopeParams,
+        freq_factors: Option<&DeviceTensor>,
     ) -> TensorResult<()> {
         const OP: &str = "rope_kv_append_batch";
         let kv_width = shape.n_kv_heads * shape.head_dim;
@@ -320,6 +321,7 @@ impl KvTables {
         let a = RopeArgs::new(rope, shape.head_dim);
         let per_head = a.n_rot / 2 + (shape.head_dim - a.n_rot);
         let per_token = (shape.n_heads + shape.n_kv_heads) * per_head + kv_width;
+        let pf = super::rope::freq_factors_ptr(OP, ops, freq_factors, a.n_rot)?;
         let f = ops.function("rope", "rope_kv_append_rows_f32")?;
         let kd = self.ptr(layer * self.n_rows)?;
         let vd = self.ptr((self.n_layers + layer) * self.n_rows)?;
@@ -335,7 +337,7 @@ impl KvTables {
         let mut l = ops.stream().launch_builder(&f);
         l.arg(&pq).arg(&pk).arg(&pv);
         l.arg(&bias_ptrs[0]).arg(&bias_ptrs[1]).arg(&bias_ptrs[2]);
-        l.arg(&pp).arg(&kd).arg(&vd);
+        l.arg(&pp).arg(&pf).arg(&kd).arg(&vd);
         l.arg(&nt)
             .arg(&nh)
             .arg(&nkvh)
@@ -348,7 +350,8 @@ impl KvTables {
         // bias is null or holds its width (checked), positions at least n_rows u32 (checked);
         // the tables hold n_rows K and V row addresses of this layer, each the start of a row
         // of kv width f16 inside a cache of this device with room for it (BatchKv checked and
-        // borrows them mutably); n_rot <= head_dim.
+        // borrows them mutably); n_rot <= head_dim; pf is null or holds n_rot / 2 f32
+        // on this device (checked).
         unsafe { l.launch(grid_1d(self.n_rows * per_token, 256))? };
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Launch of `kernels/rope.hip`: RoPE in place, adjacent pairs or NeoX halves, partial rotation,
 //! linear scaling and YaRN, with the CPU op's parameters.
 
-use rocmforge_hip::DeviceBuffer;
+use rocmforge_hip::{DeviceBuffer, DevicePtr};
 
 use super::{HipOps, check_device, check_f32, grid_1d, to_u32};
 use crate::cpu::{RopeMode, RopeParams, YarnParams};
@@ -21,9 +21,11 @@ fn corr_dims(n_dims: usize, y: &YarnParams, base: f32) -> [f32; 2] {
     [start.max(0.0), end.min(n_dims as f32 - 1.0)]
 }
 
-/// Applies RoPE to `x` (F32 `[n_tokens][n_heads][head_dim]`), token `t` at `positions[t]`.
-/// The positions are copied to the device first (a synchronous copy); see
+/// Applies RoPE to `x` (F32 `[n_tokens][n_heads][head_dim]`), token `t` at `positions[t]`,
+/// each pair's angle divided by its entry of `freq_factors` (F32, at least `n_rot / 2`) when
+/// given. The positions are copied to the device first (a synchronous copy); see
 /// [`rope_device_positions`] for positions already on the device (graph capture).
+#[allow(clippy::too_many_arguments)]
 pub fn rope(
     ops: &HipOps,
     x: &mut DeviceTensor,
@@ -32,6 +34,7 @@ pub fn rope(
     head_dim: usize,
     positions: &[u32],
     p: &RopeParams,
+    freq_factors: Option<&DeviceTensor>,
 ) -> TensorResult<()> {
     if positions.len() != n_tokens {
         return Err(TensorError::Shape {
@@ -43,11 +46,28 @@ pub fn rope(
         return Ok(());
     }
     let pos = ops.backend().htod(positions)?;
-    rope_device_positions(ops, x, n_tokens, n_heads, head_dim, &pos, p)
+    rope_device_positions(ops, x, n_tokens, n_heads, head_dim, &pos, p, freq_factors)
+}
+
+/// The device address of RoPE frequency factors (null when absent), checked to hold one F32
+/// divisor for each of the `n_rot / 2` rotated pairs.
+pub(crate) fn freq_factors_ptr(
+    op: &'static str,
+    ops: &HipOps,
+    freq_factors: Option<&DeviceTensor>,
+    n_rot: usize,
+) -> TensorResult<DevicePtr> {
+    let Some(f) = freq_factors else {
+        return Ok(DevicePtr(0));
+    };
+    check_device(op, ops, f)?;
+    check_f32(op, "freq_factors", f, n_rot / 2)?;
+    Ok(f.device_ptr())
 }
 
 /// [`rope`] with the positions in device memory (`positions.len() >= n_tokens`): no host
 /// copy, so it can be captured in a graph.
+#[allow(clippy::too_many_arguments)]
 pub fn rope_device_positions(
     ops: &HipOps,
     x: &mut DeviceTensor,
@@ -56,6 +76,7 @@ pub fn rope_device_positions(
     head_dim: usize,
     positions: &DeviceBuffer<u32>,
     p: &RopeParams,
+    freq_factors: Option<&DeviceTensor>,
 ) -> TensorResult<()> {
     const OP: &str = "rope";
     let len = n_tokens * n_heads * head_dim;
@@ -72,6 +93,7 @@ pub fn rope_device_positions(
         return Ok(());
     }
     let n_rot = a.n_rot;
+    let pf = freq_factors_ptr(OP, ops, freq_factors, n_rot)?;
     let f = ops.function("rope", "rope_f32")?;
     let px = x.device_ptr();
     let (nt, nh, hd, nr) = (
@@ -83,6 +105,7 @@ pub fn rope_device_positions(
     let mut l = ops.stream().launch_builder(&f);
     l.arg(&px)
         .arg(positions)
+        .arg(&pf)
         .arg(&nt)
         .arg(&nh)
         .arg(&hd)
@@ -91,7 +114,7 @@ pub fn rope_device_positions(
     a.push_scalars(&mut l);
     // SAFETY: the arguments match rope_f32's parameters in order and type; x holds
     // n_tokens * n_heads * head_dim f32 and positions at least n_tokens u32 (checked);
-    // n_rot <= head_dim.
+    // n_rot <= head_dim; pf is null or holds n_rot / 2 f32 on this device (checked).
     unsafe { l.launch(grid_1d(n_tokens * n_heads * (n_rot / 2), 256))? };
     Ok(())
 }

@@ -128,6 +128,11 @@ fn run(
         .iter()
         .map(|d| be.from_f32(vec![d.len()], d))
         .collect::<TensorResult<_>>()?;
+    let ff = data
+        .freq_factors
+        .as_ref()
+        .map(|f| be.from_f32(vec![rope.n_rot / 2], &f[..rope.n_rot / 2]))
+        .transpose()?;
     let (mut q, mut k, mut v) = (q, k, v);
     ops::rope_kv_append_batch(
         be,
@@ -139,6 +144,7 @@ fn run(
         shape,
         &pos,
         &rope,
+        ff.as_ref(),
         &mut kv,
     )?;
     let sinks = data
@@ -174,6 +180,9 @@ struct Data {
     bv: Vec<f32>,
     /// Per-head attention sinks (gpt-oss), when the case has them.
     sinks: Option<Vec<f32>>,
+    /// RoPE frequency divisors (Phi-3's LongRoPE), at least one per rotated pair, when the case
+    /// has them.
+    freq_factors: Option<Vec<f32>>,
 }
 
 pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
@@ -236,6 +245,12 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
             bk: ctx.randn(kv_dim, 0.5),
             bv: ctx.randn(kv_dim, 0.5),
             sinks: with_sinks.then(|| ctx.randn(n_heads, 3.0)),
+            // (The cases with sinks also take frequency factors, from 1 to 41.)
+            freq_factors: with_sinks.then(|| {
+                (0..head_dim / 2)
+                    .map(|j| 1.0 + 40.0 * (j as f32 / (head_dim / 2) as f32).powi(3))
+                    .collect()
+            }),
         };
         let shape = HeadShape {
             n_heads,
@@ -249,7 +264,7 @@ pub fn ragged_batch(ctx: &Ctx) -> Result<(), String> {
             "attention_batch + kv_append_batch + rope_kv_append_batch",
             &format!(
                 "{n_heads}/{n_kv_heads}x{head_dim}, seqs {seqs:?}, window {window:?}, sinks \
-                 {with_sinks}"
+                 and freq factors {with_sinks}"
             ),
             &c,
             &g,

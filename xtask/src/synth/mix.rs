@@ -88,7 +88,8 @@ pub fn tensor_type(ftype: FileType, t: &TensorSpec, n_layers: usize, tied: bool)
     }
     let is_output = t.kind == Kind::Output || (tied && t.kind == Kind::TokenEmbd);
     let more_bits = t.layer.is_some_and(|l| use_more_bits(l, n_layers));
-    let more_bits_kind = matches!(t.kind, Kind::AttnV | Kind::FfnDown);
+    // (A fused attn_qkv counts as attn_v, as llama-quantize's `category_is_attn_v`.)
+    let more_bits_kind = matches!(t.kind, Kind::AttnV | Kind::AttnQkv | Kind::FfnDown);
     let chosen = if (is_output && base != GgmlType::Q8_0)
         || (ftype == FileType::Q4KM && more_bits && more_bits_kind)
     {

@@ -30,9 +30,9 @@ const TASK_ELEMENTS: usize = 1 << 15;
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, gpt-oss-20b, or a tiny CI
-    /// shape (tiny-llama, tiny-qwen3, tiny-qwen3moe-kl, tiny-gemma3, tiny-mistral3,
-    /// tiny-gpt-oss, tiny-qwen3moe).
+    /// llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, gpt-oss-20b, phi3-mini, or
+    /// a tiny CI shape (tiny-llama, tiny-qwen3, tiny-qwen3moe-kl, tiny-gemma3, tiny-mistral3,
+    /// tiny-gpt-oss, tiny-phi3, tiny-qwen3moe).
     #[arg(long)]
     pub shape: String,
     /// Q4_K_M, Q4_0, Q8_0, F16 or MXFP4_MOE (experts MXFP4, other matrices Q8_0).
@@ -70,7 +70,7 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         let tiny: Vec<&str> = TINY.iter().map(|t| t.name).collect();
         anyhow!(
             "unknown --shape {} (llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, \
-             gpt-oss-20b, {})",
+             gpt-oss-20b, phi3-mini, {})",
             args.shape,
             tiny.join(", ")
         )
@@ -181,6 +181,18 @@ fn model_metadata(w: &mut GgufWriter, shape: &Shape, ftype: FileType) -> Result<
             );
         }
     }
+    if let Some(lr) = shape.long_rope {
+        // As the Phi-3 converter writes it: no scaling type, the original context and the
+        // attention factor.
+        w.add_metadata(
+            &format!("{a}.rope.scaling.original_context_length"),
+            u(lr.original_context),
+        );
+        w.add_metadata(
+            &format!("{a}.rope.scaling.attn_factor"),
+            MetadataValue::F32(lr.attn_factor(shape.context)),
+        );
+    }
     if let Some(m) = shape.moe {
         w.add_metadata(&format!("{a}.expert_count"), u(m.n_expert));
         w.add_metadata(&format!("{a}.expert_used_count"), u(m.n_expert_used));
@@ -201,8 +213,22 @@ fn model_metadata(w: &mut GgufWriter, shape: &Shape, ftype: FileType) -> Result<
     Ok(())
 }
 
-/// The bytes of tensor `t` in type `ty`: random values generated and quantized in parallel.
-fn tensor_bytes(t: &TensorSpec, ty: GgmlType, seed: u64, weight_sd: f32) -> Result<Vec<u8>> {
+/// The bytes of tensor `t` of `shape` in type `ty`: random values generated and quantized in
+/// parallel (LongRoPE factors: the shape's fixed values).
+fn tensor_bytes(
+    shape: &Shape,
+    t: &TensorSpec,
+    ty: GgmlType,
+    seed: u64,
+    weight_sd: f32,
+) -> Result<Vec<u8>> {
+    if let (Kind::RopeFactors { long }, Some(lr)) = (t.kind, shape.long_rope) {
+        let values = lr.factors(long, t.n_elements());
+        let mut out = vec![0u8; ty.bytes_for(values.len() as u64).unwrap_or(0) as usize];
+        quants::quantize_into(ty, &values, &mut out)
+            .with_context(|| format!("writing {} as {ty}", t.name))?;
+        return Ok(out);
+    }
     let row = t.row_len();
     let rows = t.n_elements() / row.max(1);
     let row_bytes =
@@ -263,7 +289,7 @@ pub fn synthesize(shape: &Shape, ftype: FileType, seed: u64, out: &Path) -> Resu
         } else {
             shape.weight_sd
         };
-        match tensor_bytes(t, ty, seed, sd) {
+        match tensor_bytes(shape, t, ty, seed, sd) {
             Ok(data) => {
                 if tx.send((t.name.clone(), data)).is_err() {
                     break; // the writer failed; its error is reported below

@@ -52,6 +52,38 @@ pub struct Shape {
     pub rope_scale_linear: Option<f32>,
     /// `rope.scaling.type = yarn` with its keys, and the attention temperature (mistral3).
     pub yarn: Option<YarnShape>,
+    /// Phi-3's LongRoPE: `rope_factors_long` / `rope_factors_short` and their keys.
+    pub long_rope: Option<LongRopeShape>,
+}
+
+/// Phi-3's LongRoPE ("su") as its converter writes it: `rope.scaling.original_context_length`,
+/// `rope.scaling.attn_factor = sqrt(1 + ln(context / original) / ln(original))` and per-pair
+/// frequency divisors (long: growing from 1 to `1 + long_max` over the pairs, as Phi-3's long
+/// factors grow; short: from 1 to `1 + short_max`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LongRopeShape {
+    pub original_context: usize,
+    pub long_max: f32,
+    pub short_max: f32,
+}
+
+impl LongRopeShape {
+    /// The converter's attention factor for a model of `context` positions.
+    pub fn attn_factor(&self, context: usize) -> f32 {
+        let scale = context as f64 / self.original_context as f64;
+        if scale <= 1.0 {
+            return 1.0;
+        }
+        (1.0 + scale.ln() / (self.original_context as f64).ln()).sqrt() as f32
+    }
+
+    /// The `pairs` divisors of the long (or short) factors.
+    pub fn factors(&self, long: bool, pairs: usize) -> Vec<f32> {
+        let max = if long { self.long_max } else { self.short_max };
+        (0..pairs)
+            .map(|i| 1.0 + max * (i as f32 / pairs.max(2).saturating_sub(1) as f32).powi(2))
+            .collect()
+    }
 }
 
 /// YaRN keys of a shape (and mistral3's `attention.temperature_scale`).
@@ -118,6 +150,7 @@ impl Shape {
             swa: None,
             rope_scale_linear: None,
             yarn: None,
+            long_rope: None,
         }
     }
 
@@ -146,6 +179,7 @@ impl Shape {
             swa: None,
             rope_scale_linear: None,
             yarn: None,
+            long_rope: None,
         }
     }
 
@@ -178,6 +212,7 @@ impl Shape {
             swa: None,
             rope_scale_linear: None,
             yarn: None,
+            long_rope: None,
         }
     }
 
@@ -231,6 +266,7 @@ impl Shape {
             }),
             rope_scale_linear: Some(8.0),
             yarn: None,
+            long_rope: None,
         }
     }
 
@@ -296,6 +332,46 @@ impl Shape {
                 log_mul: 0.0,
                 temperature_scale: 0.0,
             }),
+            long_rope: None,
+        }
+    }
+
+    /// Phi-3-mini-128k (3.8B): 32 blocks of 3072, 32 heads of 96 (no GQA), FFN 8192 (gate and
+    /// up fused), fused qkv, LongRoPE over an original context of 4096, the Phi-3 vocabulary
+    /// padded to 32,064 rows, untied output.
+    pub fn phi3_mini() -> Shape {
+        Shape {
+            name: "synthetic phi3-mini",
+            arch: "phi3",
+            vocab: 32_064,
+            n_layers: 32,
+            dim: 3072,
+            ffn: 8192,
+            n_heads: 32,
+            n_kv_heads: 32,
+            qkv_bias: false,
+            qk_norm: false,
+            tied_output: false,
+            rope_base: 10_000.0,
+            rms_eps: 1e-5,
+            context: 131_072,
+            tokenizer: Some(VocabSource::File(vocab_file("ggml-vocab-phi-3.gguf"))),
+            head_dim_override: None,
+            moe: None,
+            weight_sd: super::WEIGHT_SD,
+            output_sd: super::WEIGHT_SD,
+            // (Phi-3-mini-128k's config says 262,144; llama.cpp ignores phi3's window.)
+            swa: Some(SwaShape {
+                window: 262_144,
+                pattern: None,
+            }),
+            rope_scale_linear: None,
+            yarn: None,
+            long_rope: Some(LongRopeShape {
+                original_context: 4096,
+                long_max: 40.0,
+                short_max: 0.5,
+            }),
         }
     }
 
@@ -309,6 +385,7 @@ impl Shape {
             "gemma3-4b" => Some(Shape::gemma3_4b()),
             "gemma3-1b" => Some(Shape::gemma3_1b()),
             "gpt-oss-20b" => Some(Shape::gpt_oss_20b()),
+            "phi3-mini" => Some(Shape::phi3_mini()),
             _ => super::tiny::Tiny::by_name(name),
         }
     }
@@ -324,6 +401,11 @@ impl Shape {
         self.arch == "gpt-oss"
     }
 
+    /// Phi-3's block: one `attn_qkv` and one `ffn_up` holding gate and up (gate first).
+    pub fn fused(&self) -> bool {
+        self.arch == "phi3"
+    }
+
     pub fn head_dim(&self) -> usize {
         self.head_dim_override.unwrap_or(self.dim / self.n_heads)
     }
@@ -332,20 +414,39 @@ impl Shape {
     pub fn tensors(&self) -> Vec<TensorSpec> {
         let (d, hd) = (self.dim, self.head_dim());
         let (qd, kd) = (self.n_heads * hd, self.n_kv_heads * hd);
-        let mut out = vec![TensorSpec::new(
+        let mut out = Vec::new();
+        if self.long_rope.is_some() {
+            let pairs = self.head_dim() / 2;
+            for (name, long) in [
+                ("rope_factors_long.weight", true),
+                ("rope_factors_short.weight", false),
+            ] {
+                out.push(TensorSpec::new(
+                    name.into(),
+                    Kind::RopeFactors { long },
+                    None,
+                    &[pairs],
+                ));
+            }
+        }
+        out.push(TensorSpec::new(
             "token_embd.weight".into(),
             Kind::TokenEmbd,
             None,
             &[d, self.vocab],
-        )];
+        ));
         for l in 0..self.n_layers {
             let t = |s: &str, kind: Kind, dims: &[usize]| {
                 TensorSpec::new(format!("blk.{l}.{s}"), kind, Some(l), dims)
             };
             out.push(t("attn_norm.weight", Kind::Norm, &[d]));
-            out.push(t("attn_q.weight", Kind::AttnQ, &[d, qd]));
-            out.push(t("attn_k.weight", Kind::AttnK, &[d, kd]));
-            out.push(t("attn_v.weight", Kind::AttnV, &[d, kd]));
+            if self.fused() {
+                out.push(t("attn_qkv.weight", Kind::AttnQkv, &[d, qd + 2 * kd]));
+            } else {
+                out.push(t("attn_q.weight", Kind::AttnQ, &[d, qd]));
+                out.push(t("attn_k.weight", Kind::AttnK, &[d, kd]));
+                out.push(t("attn_v.weight", Kind::AttnV, &[d, kd]));
+            }
             if self.qkv_bias {
                 out.push(t("attn_q.bias", Kind::Bias, &[qd]));
                 out.push(t("attn_k.bias", Kind::Bias, &[kd]));
@@ -379,6 +480,10 @@ impl Shape {
                         out.push(t("ffn_up_exps.bias", Kind::Bias, &[f, e]));
                         out.push(t("ffn_down_exps.bias", Kind::Bias, &[d, e]));
                     }
+                }
+                None if self.fused() => {
+                    out.push(t("ffn_up.weight", Kind::FfnUp, &[d, 2 * self.ffn]));
+                    out.push(t("ffn_down.weight", Kind::FfnDown, &[self.ffn, d]));
                 }
                 None => {
                     out.push(t("ffn_gate.weight", Kind::FfnGate, &[d, self.ffn]));
@@ -416,6 +521,8 @@ pub enum Kind {
     AttnQ,
     AttnK,
     AttnV,
+    /// A fused q/k/v projection (phi3).
+    AttnQkv,
     AttnOutput,
     FfnGate,
     FfnUp,
@@ -426,6 +533,10 @@ pub enum Kind {
     Router,
     /// gpt-oss's attention sinks (one logit per head, F32, standard deviation 1).
     Sink,
+    /// Phi-3's LongRoPE frequency divisors (F32, [`LongRopeShape::factors`]).
+    RopeFactors {
+        long: bool,
+    },
 }
 
 /// One tensor of a shape.

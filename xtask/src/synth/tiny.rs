@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use super::mix::FileType;
-use super::shape::{MoeShape, Shape, SwaShape, VocabSource, YarnShape};
+use super::shape::{LongRopeShape, MoeShape, Shape, SwaShape, VocabSource, YarnShape};
 use crate::models::sha256_of;
 use crate::paths;
 
@@ -37,6 +37,8 @@ pub struct Tiny {
     pub swa: Option<TinySwa>,
     /// YaRN and the attention temperature (mistral3).
     pub yarn: Option<YarnShape>,
+    /// LongRoPE (phi3).
+    pub long_rope: Option<LongRopeShape>,
     /// The file type (Q8_0; gpt-oss: MXFP4 experts as ggml-org's files store them).
     pub ftype: FileType,
     /// sha256 of the Q8_0 file with seed 42: synthesis must stay bit-identical, since the
@@ -55,6 +57,7 @@ pub const TINY: &[Tiny] = &[
         n_layers: 2,
         swa: None,
         yarn: None,
+        long_rope: None,
         ftype: FileType::Q8_0,
         sha256: "ac75923961b721945ed8ebd4d9c5a1f823674a6785e52e459db66c2ea30175c0",
     },
@@ -67,6 +70,7 @@ pub const TINY: &[Tiny] = &[
         n_layers: 2,
         swa: None,
         yarn: None,
+        long_rope: None,
         ftype: FileType::Q8_0,
         sha256: "be8f290de9d946f264d120204980d771d9c3ab61ab42652c46a2dd8ed3ee80a3",
     },
@@ -83,6 +87,7 @@ pub const TINY: &[Tiny] = &[
         n_layers: 2,
         swa: None,
         yarn: None,
+        long_rope: None,
         ftype: FileType::Q8_0,
         sha256: "a143d9d62101cdf328ef4d1be02ec789663924fe8d34d909ff965a470f221d89",
     },
@@ -103,6 +108,7 @@ pub const TINY: &[Tiny] = &[
             global_rope_linear: Some(8.0),
         }),
         yarn: None,
+        long_rope: None,
         ftype: FileType::Q8_0,
         sha256: "6aeb4abe2cfd3cc8db162c91281dd6025c016a5c7eed8a813ef075f20be14009",
     },
@@ -124,40 +130,98 @@ pub const TINY: &[Tiny] = &[
             log_mul: 1.0,
             temperature_scale: 0.5,
         }),
+        long_rope: None,
         ftype: FileType::Q8_0,
         sha256: "162859202a254599f023905b6a0b096c7dcc0913638762afdfc04e72ad51c8f0",
     },
+    TINY_GPT_OSS,
     Tiny {
-        name: "tiny-gpt-oss",
-        arch: "gpt-oss",
-        qkv_bias: true,
+        name: "tiny-phi3",
+        arch: "phi3",
+        qkv_bias: false,
         qk_norm: false,
-        moe: Some(MoeShape {
-            n_expert: 8,
-            n_expert_used: 4,
-            ffn_exp: 64,
-        }),
-        // Local, global, local (llama.cpp's default pattern for gpt-oss: even layers local),
-        // a window of 8 keys; YaRN 4x over 32 on every layer with the default betas.
-        n_layers: 3,
+        moe: None,
+        // Fused attn_qkv and gate+up (the architecture's layout, `Shape::fused`). A sliding
+        // window of 8 keys in the file, which llama.cpp ignores for phi3.
+        n_layers: 2,
         swa: Some(TinySwa {
             window: 8,
             pattern: None,
             global_rope_base: 10_000.0,
             global_rope_linear: None,
         }),
-        yarn: Some(YarnShape {
-            factor: 4.0,
+        yarn: None,
+        // LongRoPE over an original context of 32: the 128-token chunks take the long factors
+        // (1 to 9); attention factor sqrt(1 + ln(512 / 32) / ln 32) = 1.34.
+        long_rope: Some(LongRopeShape {
             original_context: 32,
-            beta_fast: 32.0,
-            beta_slow: 1.0,
-            log_mul: 0.0,
-            temperature_scale: 0.0,
+            long_max: 8.0,
+            short_max: 0.5,
         }),
-        ftype: FileType::Mxfp4Moe,
-        sha256: "7350704d6f608aaee9099d79bde06a54d1e20d982b2c8c93c0c764bc1d124b75",
+        ftype: FileType::Q8_0,
+        sha256: "54e1176bd8cafb0e056dd334d95677b6b453c9a73723443dcfbc60db6823f4de",
+    },
+    Tiny {
+        name: "tiny-phi3-short",
+        arch: "phi3",
+        qkv_bias: false,
+        qk_norm: false,
+        moe: None,
+        n_layers: 2,
+        swa: None,
+        yarn: None,
+        // The same with an original context of 256: 128-token chunks take the short factors
+        // (1 to 3 here, so that taking the long ones instead shows); attention factor
+        // sqrt(1 + ln 2 / ln 256) = 1.06.
+        long_rope: Some(LongRopeShape {
+            original_context: 256,
+            long_max: 8.0,
+            short_max: 2.0,
+        }),
+        ftype: FileType::Q8_0,
+        sha256: "4829cc12eddfcbd5db07ddeb1b3e56828a1ec9089b56a2d4b4f062943aff2827",
+    },
+    // F16: the input of the MXFP4_MOE quantize test (rocmforge-cli/tests), not a KL oracle.
+    Tiny {
+        name: "tiny-gpt-oss-f16",
+        ftype: FileType::F16,
+        sha256: "54c5d138735b0696cc20e2112827fe331c3710b44940a0487e54fe36d84843c5",
+        ..TINY_GPT_OSS
     },
 ];
+
+/// tiny-gpt-oss (also the F16 input of the MXFP4_MOE quantize test).
+const TINY_GPT_OSS: Tiny = Tiny {
+    name: "tiny-gpt-oss",
+    arch: "gpt-oss",
+    qkv_bias: true,
+    qk_norm: false,
+    moe: Some(MoeShape {
+        n_expert: 8,
+        n_expert_used: 4,
+        ffn_exp: 64,
+    }),
+    // Local, global, local (llama.cpp's default pattern for gpt-oss: even layers local),
+    // a window of 8 keys; YaRN 4x over 32 on every layer with the default betas.
+    n_layers: 3,
+    swa: Some(TinySwa {
+        window: 8,
+        pattern: None,
+        global_rope_base: 10_000.0,
+        global_rope_linear: None,
+    }),
+    yarn: Some(YarnShape {
+        factor: 4.0,
+        original_context: 32,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        log_mul: 0.0,
+        temperature_scale: 0.0,
+    }),
+    long_rope: None,
+    ftype: FileType::Mxfp4Moe,
+    sha256: "7350704d6f608aaee9099d79bde06a54d1e20d982b2c8c93c0c764bc1d124b75",
+};
 
 /// The sliding-window part of a tiny shape.
 pub struct TinySwa {
@@ -179,7 +243,14 @@ impl Tiny {
     /// The shape: `n_layers` blocks of width 64, 4 heads (2 KV heads) of 16, FFN 128.
     pub fn shape(&self) -> Shape {
         Shape {
-            name: self.name,
+            // llama.cpp gives special tokens Phi-3's attributes when `general.name` contains
+            // "phi3" or "phi-3", and then needs `<s>`, `</s>` and `<unk>` in the vocabulary,
+            // which the tiny one lacks: the tiny phi3 files are named around it.
+            name: match self.name {
+                "tiny-phi3" => "tiny-phi_3",
+                "tiny-phi3-short" => "tiny-phi_3-short",
+                n => n,
+            },
             arch: self.arch,
             vocab: super::vocab::TINY_VOCAB,
             n_layers: self.n_layers,
@@ -207,6 +278,7 @@ impl Tiny {
             }),
             rope_scale_linear: self.swa.as_ref().and_then(|s| s.global_rope_linear),
             yarn: self.yarn,
+            long_rope: self.long_rope,
         }
     }
 

@@ -28,11 +28,13 @@ pub enum Mix {
     Q6_K,
     IQ4_NL,
     IQ4_XS,
+    /// gpt-oss's mix (ggml-org's files): 3-D expert tensors MXFP4, every other weight Q8_0.
+    MXFP4_MOE,
 }
 
 impl Mix {
     /// Every mix, in llama-quantize's order of its list.
-    pub const ALL: [Mix; 20] = [
+    pub const ALL: [Mix; 21] = [
         Mix::Q4_0,
         Mix::Q4_1,
         Mix::Q5_0,
@@ -50,6 +52,7 @@ impl Mix {
         Mix::Q5_K_M,
         Mix::Q6_K,
         Mix::Q8_0,
+        Mix::MXFP4_MOE,
         Mix::F16,
         Mix::BF16,
         Mix::F32,
@@ -78,6 +81,7 @@ impl Mix {
             Mix::Q6_K => "Q6_K",
             Mix::IQ4_NL => "IQ4_NL",
             Mix::IQ4_XS => "IQ4_XS",
+            Mix::MXFP4_MOE => "MXFP4_MOE",
         }
     }
 
@@ -104,6 +108,7 @@ impl Mix {
             Mix::IQ4_NL => 25,
             Mix::IQ4_XS => 30,
             Mix::BF16 => 32,
+            Mix::MXFP4_MOE => 38,
         }
     }
 
@@ -126,6 +131,7 @@ impl Mix {
             Mix::Q6_K => T::Q6_K,
             Mix::IQ4_NL => T::IQ4_NL,
             Mix::IQ4_XS => T::IQ4_XS,
+            Mix::MXFP4_MOE => T::MXFP4,
         }
     }
 
@@ -163,6 +169,8 @@ mod tests {
         assert_eq!(Mix::Q4_K_M.file_type(), 15);
         assert_eq!(Mix::Q5_K_M.file_type(), 17);
         assert_eq!(Mix::IQ4_XS.file_type(), 30);
+        assert_eq!(Mix::parse("mxfp4_moe"), Some(Mix::MXFP4_MOE));
+        assert_eq!(Mix::MXFP4_MOE.file_type(), 38);
         assert_eq!(Mix::Q3_K_L.default_type(), GgmlType::Q3_K);
     }
 }

@@ -35,7 +35,8 @@ pub struct QuantizeArgs {
     /// The GGUF file to write.
     pub output: PathBuf,
     /// The mix, as llama-quantize names it: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q2_K,
-    /// Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0, F16, BF16, F32.
+    /// Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0,
+    /// MXFP4_MOE (experts MXFP4, the rest Q8_0), F16, BF16, F32.
     #[arg(value_name = "MIX")]
     pub ty: String,
     /// Every quantized weight in the mix's default type (no per-tensor rules).

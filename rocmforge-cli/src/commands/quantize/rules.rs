@@ -157,8 +157,12 @@ impl Rules {
             return default;
         }
         let row = info.dims.first().copied().unwrap_or(0);
+        // ggml's ne[2] > 1: a 3-D tensor of experts.
+        let experts = info.dims.get(2).is_some_and(|&d| d > 1);
         let ty = if self.opts.pure {
             default
+        } else if self.mix == Mix::MXFP4_MOE {
+            self.mxfp4_moe_type(cat, experts)
         } else {
             self.mixed_type(cat, layer, row, default)
         };
@@ -182,6 +186,18 @@ impl Rules {
             other => other,
         };
         if fits(next) { next } else { T::F16 }
+    }
+
+    /// MXFP4_MOE's rule (llama-quantize's): the output (and a tied token embedding) Q8_0 unless
+    /// `--output-tensor-type` says otherwise, experts MXFP4, every other weight Q8_0 (the
+    /// token embedding included: the rule comes before the token-embedding one there).
+    fn mxfp4_moe_type(&self, cat: Category, experts: bool) -> GgmlType {
+        let is_output = cat == Category::Output || (self.tied && cat == Category::TokenEmbd);
+        match (is_output, self.opts.output_type) {
+            (true, Some(o)) => o,
+            (false, _) if experts => GgmlType::MXFP4,
+            _ => GgmlType::Q8_0,
+        }
     }
 
     /// The mix's rules for a tensor of category `cat` (llama-quantize's, for the mixes here).
@@ -426,6 +442,36 @@ mod tests {
         assert_eq!(get(&v, "blk.0.ffn_down.weight"), Some(GgmlType::Q5_1));
         let v = types(Mix::Q5_0, Options::default(), &ts, 16);
         assert_eq!(get(&v, "blk.0.ffn_down.weight"), Some(GgmlType::Q5_0));
+    }
+
+    #[test]
+    fn mxfp4_moe_gives_experts_mxfp4_and_the_rest_q8_0() {
+        let mut ts = model(2, 256);
+        ts.push(info("blk.0.ffn_gate_exps.weight", &[256, 64, 8]));
+        ts.push(info("blk.0.ffn_down_exps.weight", &[64, 256, 8]));
+        ts.push(info("blk.0.ffn_gate_inp.weight", &[256, 8]));
+        ts.push(info("blk.0.ffn_gate_exps.bias", &[64, 8]));
+        ts.push(info("blk.1.ffn_down_exps.weight", &[100, 256, 8]));
+        let v = types(Mix::MXFP4_MOE, Options::default(), &ts, 2);
+        assert_eq!(get(&v, "blk.0.ffn_gate_exps.weight"), Some(GgmlType::MXFP4));
+        assert_eq!(get(&v, "blk.0.ffn_down_exps.weight"), Some(GgmlType::MXFP4));
+        // Rows of 100 values are not whole 32-value blocks: F16, as llama-quantize.
+        assert_eq!(get(&v, "blk.1.ffn_down_exps.weight"), Some(GgmlType::F16));
+        for name in [
+            "blk.0.attn_v.weight",
+            "blk.1.ffn_down.weight",
+            "token_embd.weight",
+        ] {
+            assert_eq!(get(&v, name), Some(GgmlType::Q8_0), "{name}");
+        }
+        assert_eq!(get(&v, "blk.0.ffn_gate_inp.weight"), Some(GgmlType::F32));
+        assert_eq!(get(&v, "blk.0.ffn_gate_exps.bias"), Some(GgmlType::F32));
+        let o = Options {
+            output_type: Some(GgmlType::Q6_K),
+            ..Options::default()
+        };
+        let v = types(Mix::MXFP4_MOE, o, &ts, 2);
+        assert_eq!(get(&v, "token_embd.weight"), Some(GgmlType::Q6_K));
     }
 
     #[test]
