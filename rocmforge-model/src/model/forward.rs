@@ -433,7 +433,7 @@ impl Model {
         // otherwise the residual add is fused with the norm that follows it (the MLP's, the
         // next block's, the output norm) and `s.normed` holds the next input. An observer
         // reads every block's normed input before the block runs, so it gets the latter.
-        let fuse = observer.is_none();
+        let fuse = observer.is_none() && self.fuse_residual;
         let mut input = Input::Residual;
         if !fuse && let Some(first) = w.layers.first() {
             ops::rms_norm(be, &s.x, &first.norm1.get(), c.rms_eps, &mut s.normed)?;

@@ -45,6 +45,10 @@ pub struct Model {
     observer: observe::ObserverSlot,
     /// The paged KV storage every cache of this model takes its blocks from.
     kv_pool: SharedPool,
+    /// Whether a block's input norm runs inside its first matmul and its output projection adds
+    /// to the residual in its store (`forward.rs`); off with `ROCMFORGE_FUSE_RESIDUAL=0` (the
+    /// separate norm and add launches, for comparisons).
+    fuse_residual: bool,
 }
 
 /// Batch sizes whose activations the forward keeps allocated.
@@ -154,6 +158,7 @@ impl Model {
             weights,
             pool: Mutex::new(Vec::new()),
             graphs: Default::default(),
+            fuse_residual: !std::env::var("ROCMFORGE_FUSE_RESIDUAL").is_ok_and(|v| v.trim() == "0"),
             observer: Default::default(),
         })
     }
