@@ -662,7 +662,7 @@ pub(crate) fn hip_group(
     }
     let mut norm = match norm {
         Some((w, eps, normed)) => Some(hip::matmul::NormBuffers {
-            weight: hip_weight(OP, w)?.f32_buffer(OP)?,
+            weight: hip_weight(OP, w)?,
             eps,
             out: normed.hip_mut(OP)?.f32_buffer_mut(OP)?,
         }),
@@ -737,7 +737,7 @@ pub(crate) fn swiglu_one_launch(
     let ob = out.hip_mut(OP)?.f32_buffer_mut(OP)?;
     let norm = match norm {
         Some((w, eps, normed)) => Some(hip::matmul::NormBuffers {
-            weight: hip_weight(OP, w)?.f32_buffer(OP)?,
+            weight: hip_weight(OP, w)?,
             eps,
             out: normed.hip_mut(OP)?.f32_buffer_mut(OP)?,
         }),

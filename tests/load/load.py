@@ -49,9 +49,9 @@ PROMPTS = [
 ]
 
 
-def start_server(binary, model, ctx, max_batch, max_queue):
+def start_server(binary, model, device, ctx, max_batch, max_queue):
     proc = subprocess.Popen(
-        [binary, "serve", "--model", model, "--port", "0", "--device", "cpu", "--ctx", str(ctx),
+        [binary, "serve", "--model", model, "--port", "0", "--device", device, "--ctx", str(ctx),
          "--max-batch", str(max_batch), "--max-queue", str(max_queue)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
@@ -230,6 +230,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--device", default="cpu", help="the server's --device (cpu, gpu, gpu:N)")
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--disconnect-every", type=int, default=5)
     ap.add_argument("--warmup", type=float, default=None,
@@ -253,7 +254,7 @@ def main():
     else:
         if not (args.bin and args.model):
             raise SystemExit("give --url, or --bin and --model")
-        proc, base = start_server(args.bin, args.model, args.ctx, args.max_batch,
+        proc, base = start_server(args.bin, args.model, args.device, args.ctx, args.max_batch,
                                   max(64, 2 * args.clients))
         pid = proc.pid
     u = urllib.parse.urlparse(base)

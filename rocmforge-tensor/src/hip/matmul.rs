@@ -30,6 +30,7 @@ use rocmforge_hip::{DeviceBuffer, HipBackend, HipFunction, HipModule, HipStream,
 use super::matvec_fused::{Extras, NormIn};
 use super::quantize_act::{Q8_1Layout, quantize_q8_1};
 use crate::error::{TensorError, TensorResult};
+use crate::device_tensor::DeviceTensor;
 
 /// Largest token count served by the matrix-vector kernels.
 pub const MATVEC_MAX_TOKENS: usize = 8;
@@ -583,7 +584,8 @@ pub fn matmul_add(
 /// Checks a norm's buffers for `n_tokens` rows of `cols` values: its weight holds `cols` values
 /// and its output `n_tokens * cols`.
 fn check_norm(norm: &NormBuffers<'_>, cols: usize, n_tokens: usize) -> TensorResult<NormIn> {
-    let fits = norm.weight.len() >= cols
+    norm.weight.expect_dtype(OP, GgmlType::F32)?;
+    let fits = norm.weight.n_elements() >= cols
         && n_tokens
             .checked_mul(cols)
             .is_some_and(|n| n <= norm.out.len());
@@ -592,7 +594,7 @@ fn check_norm(norm: &NormBuffers<'_>, cols: usize, n_tokens: usize) -> TensorRes
             op: OP,
             what: format!(
                 "norm of {n_tokens} x {cols}: weight of {} values, output of {}",
-                norm.weight.len(),
+                norm.weight.n_elements(),
                 norm.out.len()
             ),
         });
@@ -607,8 +609,9 @@ fn check_norm(norm: &NormBuffers<'_>, cols: usize, n_tokens: usize) -> TensorRes
 /// The buffers of an RMS norm fused into a matvec's activations (see [`NormIn`]).
 #[derive(Debug)]
 pub struct NormBuffers<'a> {
-    /// The norm's weight (`cols` values).
-    pub weight: &'a DeviceBuffer<f32>,
+    /// The norm's weight: `cols` F32 values, typed storage or the file's raw bytes (as
+    /// `GgufLoader` uploads them).
+    pub weight: &'a DeviceTensor,
     /// Added to the mean square.
     pub eps: f32,
     /// The normed activations (`[n_tokens][cols]`), written.

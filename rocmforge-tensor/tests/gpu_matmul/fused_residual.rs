@@ -9,6 +9,7 @@
 
 use rocmforge_gguf::GgmlType;
 use rocmforge_gguf::quants::quantize;
+use rocmforge_tensor::DeviceTensor;
 use rocmforge_tensor::cpu::{WeightView, matmul as cpu_matmul};
 use rocmforge_tensor::hip::matmul::{
     NormBuffers, matmul_add, matmul_multi, matmul_normed, matmul_swiglu,
@@ -162,7 +163,10 @@ fn run_norm_case(
     };
     let e = |e: rocmforge_hip::HipError| e.to_string();
     let x_dev = gpu.backend.htod(&x).map_err(e)?;
-    let nw_dev = gpu.backend.htod(&nw).map_err(e)?;
+    // The norm weight as `GgufLoader` uploads it: the file's raw bytes, dtype F32.
+    let nw_bytes: Vec<u8> = nw.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let nw_dev = DeviceTensor::from_raw_bytes(&gpu.backend, GgmlType::F32, vec![cols], &nw_bytes)
+        .map_err(|e| e.to_string())?;
     let mut normed_dev = gpu.backend.alloc::<f32>(n_tokens * cols).map_err(e)?;
     normed_dev.memset_bytes(0xff).map_err(e)?;
     let mut w_dev = Vec::new();
