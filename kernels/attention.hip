@@ -191,26 +191,29 @@ RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* blo
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decode rows of a ragged batch, split over the keys ("flash-decoding"): attention_rows_split_f16
-// then attention_rows_combine_f32, the same arguments and result as attention_rows_f16 for head
-// dimensions that are even and at most AS_MAX_HD.
+// Decode rows of a ragged batch, split over the keys ("flash-decoding"), in one launch:
+// attention_rows_split_f16 takes attention_rows_f16's arguments and gives its result for head
+// dimensions that are even and at most AS_MAX_HD (plus a partials scratch and a zeroed counter
+// per (sequence, head chunk)).
 //
-// Pass 1: grid (n_split, n_kv_heads * ceil(group / AS_GC), n_dec), one warp per block. Sequence
-// i of length len attends to keys first..len (first = len - window with a sliding window, else
-// 0): it uses the first as_splits(len - first) = min(n_split, ceil((len - first) / RF_WARP_SIZE))
-// splits (at least one warp-wide tile of keys each), of cs = ceil((len - first) / splits) keys;
-// the other blocks return at once. The grid depends only on the batch and the model, never on
-// the lengths, so a captured step replays as the caches grow. Block (x, y, i) takes the query
-// heads of one KV head (at most AS_GC of its group, so K and V are read once for them) over keys
-// first + x*cs .. min(first + (x+1)*cs, len). Lanes take one key each for the scores (the query in shared memory, K rows
-// read as 16-byte vectors when head_dim % 8 == 0), an online softmax per head over tiles of
-// RF_WARP_SIZE keys, then lanes split the head dimension (two values each) for the weighted sum
-// of V. The block writes its unnormalised sum, its maximum m and its sum l of exp(s - m) per head
-// to part[(i * n_heads + h) * n_split + x] (head_dim + 2 floats).
-// Pass 2: one block per (head, sequence) rescales the used splits to the largest m (weights
-// computed once in shared memory) and divides by the total l (no visible key: zeros, as
-// attention_rows_f16). HD > 0 instantiates a fixed head dimension (loops fully unrolled); HD = 0
-// takes head_dim at run time.
+// Pass 1: grid (n_split, n_kv_heads * ceil(group / AS_GC), n_dec), blocks of AS_GC warps (the
+// host launches min(group, AS_GC)). Sequence i of length len attends to keys first..len (first =
+// len - window with a sliding window, else 0): it uses the first as_splits(len - first) =
+// min(n_split, ceil((len - first) / RF_WARP_SIZE)) splits (at least one warp-wide tile of keys
+// each), of cs = ceil((len - first) / splits) keys; the other blocks return at once. The grid
+// depends only on the batch and the model, never on the lengths, so a captured step replays as
+// the caches grow. Block (x, y, i) takes the query heads of one KV head (at most AS_GC of its
+// group) over keys first + x*cs .. min(first + (x+1)*cs, len), warp w query head h0 + w (the
+// block's warps read the same K and V rows: the first to ask brings them into the caches for the
+// others, and each warp's chain of dependent loads and reductions serves one head, not AS_GC).
+// Lanes take one key each for the scores (the query in the warp's shared memory, K rows read as
+// 16-byte vectors when head_dim % 8 == 0), an online softmax over tiles of RF_WARP_SIZE keys,
+// then lanes split the head dimension (two values each) for the weighted sum of V. The warp
+// writes its unnormalised sum, its maximum m and its sum l of exp(s - m) to
+// part[(i * n_heads + h) * n_split + x] (head_dim + 2 floats).
+// Pass 2: the block that finishes a (sequence, head chunk) last (a device-wide counter, reset by
+// that block) combines its heads' partials: one warp per head (as_combine). HD > 0 instantiates
+// a fixed head dimension (loops fully unrolled); HD = 0 takes head_dim at run time.
 #define AS_GC 8
 #define AS_MAX_HD 256
 #define AS_MAX_SPLIT 64
@@ -228,165 +231,164 @@ RF_DEVICE rf_u32 as_splits(rf_u32 len, rf_u32 n_split) {
     return s > 0 ? s : 1;
 }
 
-template <int HD, int GC, int PAIRS>
+// One warp's share of pass 1: query head `qrow` over keys c0..c1 (q_sh: head_dim floats and
+// p_sh: RF_WARP_SIZE floats of this warp's own shared memory; only warp barriers).
+template <int HD, int PAIRS>
 RF_DEVICE void as_partial(const float* qrow, kv_paged kb, kv_paged vb, float* part,
-                          rf_u32 n_split, rf_u32 head_dim_rt, float scale,
-                          rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
+                          rf_u32 head_dim_rt, float scale, rf_u32 c0, rf_u32 c1, float* q_sh,
+                          float* p_sh) {
     const rf_u32 head_dim = HD > 0 ? (rf_u32)HD : head_dim_rt;
-    const rf_u32 lane = RF_TID_X;
-    for (rf_u32 x = lane; x < GC * head_dim; x += RF_WARP_SIZE)
+    const rf_u32 lane = RF_TID_X % RF_WARP_SIZE;
+    for (rf_u32 x = lane; x < head_dim; x += RF_WARP_SIZE)
         q_sh[x] = rf_half_to_f32(rf_f32_to_half(qrow[x]));
-    rf_sync_block();
+    rf_sync_warp();
 
-    float m[GC], l[GC], acc[GC][2 * PAIRS];
+    float m = -__builtin_huge_valf(), l = 0.0f, acc[2 * PAIRS];
 #pragma unroll
-    for (int g = 0; g < GC; ++g) {
-        m[g] = -__builtin_huge_valf();
-        l[g] = 0.0f;
-#pragma unroll
-        for (int a = 0; a < 2 * PAIRS; ++a) acc[g][a] = 0.0f;
-    }
+    for (int a = 0; a < 2 * PAIRS; ++a) acc[a] = 0.0f;
     const bool vec8 = (head_dim % 8u) == 0;
     for (rf_u32 j0 = c0; j0 < c1; j0 += RF_WARP_SIZE) {  // uniform over the warp
         const rf_u32 j = j0 + lane;
-        float s[GC];
-#pragma unroll
-        for (int g = 0; g < GC; ++g) s[g] = 0.0f;
+        float s = 0.0f;
         if (j < c1) {
             const rf_half* kr = kv_row(kb, j);
             if (vec8) {
 #pragma unroll 4
                 for (rf_u32 d = 0; d < head_dim; d += 8) {
                     const as_h8 raw = *(const as_h8*)(kr + d);
-                    float kf[8];
 #pragma unroll
-                    for (int e = 0; e < 8; ++e) kf[e] = rf_half_to_f32(raw.h[e]);
-#pragma unroll
-                    for (int g = 0; g < GC; ++g) {
-                        const float* qg = q_sh + g * head_dim + d;
-#pragma unroll
-                        for (int e = 0; e < 8; ++e) s[g] += qg[e] * kf[e];
-                    }
+                    for (int e = 0; e < 8; ++e) s += q_sh[d + e] * rf_half_to_f32(raw.h[e]);
                 }
             } else {
 #pragma unroll 4
                 for (rf_u32 d = 0; d < head_dim; d += 2) {
                     const as_h2 raw = *(const as_h2*)(kr + d);
-                    const float k0 = rf_half_to_f32(raw.a), k1 = rf_half_to_f32(raw.b);
-#pragma unroll
-                    for (int g = 0; g < GC; ++g)
-                        s[g] += q_sh[g * head_dim + d] * k0 + q_sh[g * head_dim + d + 1] * k1;
+                    s += q_sh[d] * rf_half_to_f32(raw.a) + q_sh[d + 1] * rf_half_to_f32(raw.b);
                 }
             }
         }
+        const float sc = j < c1 ? s * scale : -__builtin_huge_valf();
+        const float mx = rf_warp_max_f32(sc);  // finite: key j0 < c1 is in the tile
+        const float m_new = m > mx ? m : mx;
+        const float corr = rf_expf(m - m_new);  // 0 while m is -inf
+        const float p = j < c1 ? rf_expf(sc - m_new) : 0.0f;
+        l = l * corr + rf_warp_sum_f32(p);
 #pragma unroll
-        for (int g = 0; g < GC; ++g) {
-            const float sc = j < c1 ? s[g] * scale : -__builtin_huge_valf();
-            const float mx = rf_warp_max_f32(sc);  // finite: key j0 < c1 is in the tile
-            const float m_new = m[g] > mx ? m[g] : mx;
-            const float corr = rf_expf(m[g] - m_new);  // 0 while m[g] is -inf
-            const float p = j < c1 ? rf_expf(sc - m_new) : 0.0f;
-            l[g] = l[g] * corr + rf_warp_sum_f32(p);
-#pragma unroll
-            for (int a = 0; a < 2 * PAIRS; ++a) acc[g][a] *= corr;
-            p_sh[g * RF_WARP_SIZE + lane] = p;
-            m[g] = m_new;
-        }
-        rf_sync_block();  // p_sh[] written by every lane
+        for (int a = 0; a < 2 * PAIRS; ++a) acc[a] *= corr;
+        p_sh[lane] = p;
+        m = m_new;
+        rf_sync_warp();  // p_sh[] written by every lane
         const rf_u32 n_tile = c1 - j0 < RF_WARP_SIZE ? c1 - j0 : RF_WARP_SIZE;
 #pragma unroll 8
         for (rf_u32 jj = 0; jj < n_tile; ++jj) {
             const rf_half* vr = kv_row(vb, j0 + jj);
+            const float w = p_sh[jj];
 #pragma unroll
             for (int pr = 0; pr < PAIRS; ++pr) {
                 const rf_u32 d = 2u * (lane + (rf_u32)pr * RF_WARP_SIZE);
                 if (d < head_dim) {
                     const as_h2 raw = *(const as_h2*)(vr + d);
-                    const float v0 = rf_half_to_f32(raw.a), v1 = rf_half_to_f32(raw.b);
-#pragma unroll
-                    for (int g = 0; g < GC; ++g) {
-                        const float w = p_sh[g * RF_WARP_SIZE + jj];
-                        acc[g][2 * pr] += w * v0;
-                        acc[g][2 * pr + 1] += w * v1;
-                    }
+                    acc[2 * pr] += w * rf_half_to_f32(raw.a);
+                    acc[2 * pr + 1] += w * rf_half_to_f32(raw.b);
                 }
             }
         }
-        rf_sync_block();  // p_sh[] is rewritten by the next tile
+        rf_sync_warp();  // p_sh[] is rewritten by the next tile
     }
-    const rf_u64 stride = (rf_u64)head_dim + 2;
 #pragma unroll
-    for (int g = 0; g < GC; ++g) {
-        float* slot = part + (rf_u64)g * n_split * stride;
-#pragma unroll
-        for (int pr = 0; pr < PAIRS; ++pr) {
-            const rf_u32 d = 2u * (lane + (rf_u32)pr * RF_WARP_SIZE);
-            if (d < head_dim) {
-                slot[d] = acc[g][2 * pr];
-                slot[d + 1] = acc[g][2 * pr + 1];
-            }
-        }
-        if (lane == 0) {
-            slot[head_dim] = m[g];
-            slot[head_dim + 1] = l[g];
+    for (int pr = 0; pr < PAIRS; ++pr) {
+        const rf_u32 d = 2u * (lane + (rf_u32)pr * RF_WARP_SIZE);
+        if (d < head_dim) {
+            part[d] = acc[2 * pr];
+            part[d + 1] = acc[2 * pr + 1];
         }
     }
-}
-
-template <int HD, int PAIRS>
-RF_DEVICE void as_partial_gc(rf_u32 gc, const float* qrow, kv_paged kb, kv_paged vb,
-                             float* part, rf_u32 n_split, rf_u32 head_dim, float scale,
-                             rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
-#define AS_ARGS qrow, kb, vb, part, n_split, head_dim, scale, c0, c1, q_sh, p_sh
-    switch (gc) {
-        case 1: as_partial<HD, 1, PAIRS>(AS_ARGS); break;
-        case 2: as_partial<HD, 2, PAIRS>(AS_ARGS); break;
-        case 3: as_partial<HD, 3, PAIRS>(AS_ARGS); break;
-        case 4: as_partial<HD, 4, PAIRS>(AS_ARGS); break;
-        case 5: as_partial<HD, 5, PAIRS>(AS_ARGS); break;
-        case 6: as_partial<HD, 6, PAIRS>(AS_ARGS); break;
-        case 7: as_partial<HD, 7, PAIRS>(AS_ARGS); break;
-        default: as_partial<HD, 8, PAIRS>(AS_ARGS); break;
+    if (lane == 0) {
+        part[head_dim] = m;
+        part[head_dim + 1] = l;
     }
-#undef AS_ARGS
 }
 
 // Dimension pairs per lane for a head of HD values.
 #define AS_PAIRS(hd) (((hd) + 2 * RF_WARP_SIZE - 1) / (2 * RF_WARP_SIZE))
 
-RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u64* blocks,
-                                                      rf_u32 table_stride, rf_u64 k_off,
-                                                      rf_u64 v_off, const rf_u32* rows,
-                                                      const rf_u32* lens, float* part,
-                                                      rf_u32 n_heads, rf_u32 n_kv_heads,
-                                                      rf_u32 head_dim, float scale,
-                                                      rf_u32 n_split, rf_u32 window) {
-    // Declared here, not in as_partial: every instantiation would get its own copy.
+// Pass 2 for query head h of sequence i by one warp: rescales the used splits to the largest m
+// (an attention sink joins the maximum and the denominator, with no value of its own) and
+// divides by the total l (no visible key: zeros, as attention_rows_f16). The partials were
+// written by other blocks: read through volatile loads (no stale cache line).
+RF_DEVICE void as_combine(const float* part, rf_u32 i, rf_u32 h, rf_u32 row, float* out,
+                          rf_u32 n_heads, rf_u32 head_dim, rf_u32 n_split, rf_u32 splits,
+                          const float* sinks, float* w_sh) {
+    const rf_u32 lane = RF_TID_X % RF_WARP_SIZE;
+    const rf_u64 stride = (rf_u64)head_dim + 2;
+    const volatile float* p = part + ((rf_u64)i * n_heads + h) * n_split * stride;
+    float* o = out + ((rf_u64)row * n_heads + h) * head_dim;
+    float big = -__builtin_huge_valf();
+    for (rf_u32 s = lane; s < splits; s += RF_WARP_SIZE) {
+        const float ms = p[s * stride + head_dim];
+        big = ms > big ? ms : big;
+    }
+    big = rf_warp_max_f32(big);
+    if (sinks) big = sinks[h] > big ? sinks[h] : big;
+    float den = 0.0f;
+    for (rf_u32 s = lane; s < splits; s += RF_WARP_SIZE) {
+        const float ms = p[s * stride + head_dim];
+        // A split without keys (m = -inf) weighs 0; so does every split when none has keys.
+        const float w = ms == -__builtin_huge_valf() ? 0.0f : rf_expf(ms - big);
+        w_sh[s] = w;
+        den += w * p[s * stride + head_dim + 1];
+    }
+    den = rf_warp_sum_f32(den);
+    if (sinks) den += rf_expf(sinks[h] - big);
+    rf_sync_warp();  // w_sh[] written by every lane
+    const float inv = den > 0.0f ? 1.0f / den : 0.0f;
+    for (rf_u32 d = lane; d < head_dim; d += RF_WARP_SIZE) {
+        float num = 0.0f;
+#pragma unroll 4
+        for (rf_u32 s = 0; s < splits; ++s) num += w_sh[s] * p[s * stride + d];
+        o[d] = num * inv;
+    }
+}
+
+RF_KERNEL(RF_WARP_SIZE * AS_GC) void attention_rows_split_f16(const float* q, const rf_u64* blocks,
+                                                              rf_u32 table_stride, rf_u64 k_off,
+                                                              rf_u64 v_off, const rf_u32* rows,
+                                                              const rf_u32* lens, float* part,
+                                                              rf_u32 n_heads, rf_u32 n_kv_heads,
+                                                              rf_u32 head_dim, float scale,
+                                                              rf_u32 n_split, rf_u32 window,
+                                                              float* out, const float* sinks,
+                                                              rf_u32* counters) {
     __shared__ float q_sh[AS_GC * AS_MAX_HD];
     __shared__ float p_sh[AS_GC * RF_WARP_SIZE];
-    const rf_u32 x = RF_BID_X, i = RF_BID_Z;
+    __shared__ float w_sh[AS_GC * AS_MAX_SPLIT];
+    __shared__ rf_u32 last_sh;
+    const rf_u32 x = RF_BID_X, i = RF_BID_Z, warp = RF_TID_X / RF_WARP_SIZE;
     const rf_u32 len = lens[i];
     const rf_u32 first = att_first_key(len, window);
     const rf_u32 splits = as_splits(len - first, n_split);
-    if (x >= splits) return;  // the whole block; no barrier was reached
     const rf_u32 group = n_heads / n_kv_heads;
     const rf_u32 n_gc = (group + AS_GC - 1) / AS_GC;
     const rf_u32 kvh = RF_BID_Y / n_gc, gchunk = RF_BID_Y % n_gc;
     const rf_u32 h0 = kvh * group + gchunk * AS_GC;
     const rf_u32 gc = group - gchunk * AS_GC < AS_GC ? group - gchunk * AS_GC : AS_GC;
+    if (x >= splits) return;  // the whole block, before any barrier
+    const rf_u32 h = h0 + (warp < gc ? warp : 0);  // warps past gc only join the barriers
     const rf_u32 cs = (len - first + splits - 1) / splits;
     const rf_u32 c0 = first + x * cs < len ? first + x * cs : len;
     const rf_u32 c1 = c0 + cs < len ? c0 + cs : len;
     const rf_u64 kv_stride = (rf_u64)n_kv_heads * head_dim;
-    const float* qrow = q + ((rf_u64)rows[i] * n_heads + h0) * head_dim;
+    const float* qrow = q + ((rf_u64)rows[i] * n_heads + h) * head_dim;
     const rf_u64* table = blocks + (rf_u64)i * table_stride;
     const kv_paged kb = kv_at_head(kv_paged{table, k_off, kv_stride}, kvh, head_dim);
     const kv_paged vb = kv_at_head(kv_paged{table, v_off, kv_stride}, kvh, head_dim);
-    float* part0 = part + (((rf_u64)i * n_heads + h0) * n_split + x) * ((rf_u64)head_dim + 2);
-#define AS_CALL(HD, PAIRS) \
-    as_partial_gc<HD, PAIRS>(gc, qrow, kb, vb, part0, n_split, head_dim, scale, c0, c1, q_sh, \
-                             p_sh)
-    if (head_dim == 64) {
+    float* slot = part + (((rf_u64)i * n_heads + h) * n_split + x) * ((rf_u64)head_dim + 2);
+    float* qs = q_sh + warp * AS_MAX_HD;
+    float* ps = p_sh + warp * RF_WARP_SIZE;
+#define AS_CALL(HD, PAIRS) as_partial<HD, PAIRS>(qrow, kb, vb, slot, head_dim, scale, c0, c1, qs, ps)
+    if (warp >= gc) {
+        // no head of its own
+    } else if (head_dim == 64) {
         AS_CALL(64, AS_PAIRS(64));
     } else if (head_dim == 128) {
         AS_CALL(128, AS_PAIRS(128));
@@ -403,53 +405,22 @@ RF_KERNEL(RF_WARP_SIZE) void attention_rows_split_f16(const float* q, const rf_u
         }
     }
 #undef AS_CALL
-}
-
-#define AS_COMBINE_THREADS 128
-
-RF_KERNEL(AS_COMBINE_THREADS) void attention_rows_combine_f32(const float* part,
-                                                              const rf_u32* rows,
-                                                              const rf_u32* lens, float* out,
-                                                              rf_u32 n_heads, rf_u32 head_dim,
-                                                              rf_u32 n_split, rf_u32 window,
-                                                              const float* sinks) {
-    __shared__ float w_sh[AS_MAX_SPLIT];
-    __shared__ float den_sh;
-    const rf_u32 h = RF_BID_X, i = RF_BID_Y, t = RF_TID_X;
-    // The split count of pass 1 (<= n_split <= AS_MAX_SPLIT).
-    const rf_u32 splits = as_splits(lens[i] - att_first_key(lens[i], window), n_split);
-    const rf_u64 stride = (rf_u64)head_dim + 2;
-    const float* p = part + ((rf_u64)i * n_heads + h) * n_split * stride;
-    float* o = out + ((rf_u64)rows[i] * n_heads + h) * head_dim;
-    if (t < RF_WARP_SIZE) {  // warp 0: the weights exp(m_s - M) and the total l
-        float big = -__builtin_huge_valf();
-        for (rf_u32 s = t; s < splits; s += RF_WARP_SIZE) {
-            const float ms = p[s * stride + head_dim];
-            big = ms > big ? ms : big;
-        }
-        big = rf_warp_max_f32(big);
-        // An attention sink joins the maximum and the denominator (no value of its own).
-        if (sinks) big = sinks[h] > big ? sinks[h] : big;
-        float den = 0.0f;
-        for (rf_u32 s = t; s < splits; s += RF_WARP_SIZE) {
-            const float ms = p[s * stride + head_dim];
-            // A split without keys (m = -inf) weighs 0; so does every split when none has keys.
-            const float w = ms == -__builtin_huge_valf() ? 0.0f : rf_expf(ms - big);
-            w_sh[s] = w;
-            den += w * p[s * stride + head_dim + 1];
-        }
-        den = rf_warp_sum_f32(den);
-        if (sinks) den += rf_expf(sinks[h] - big);
-        if (t == 0) den_sh = den;
+    // Pass 2 in the block that finishes last for (sequence i, this head chunk): the counter of
+    // the chunk counts finished blocks (reset by the last one, so every launch, replays
+    // included, starts from 0).
+    rf_fence_device();  // this thread's partials before the count
+    rf_sync_block();
+    if (RF_TID_X == 0) {
+        rf_u32* c = counters + (rf_u64)i * RF_GDIM_Y + RF_BID_Y;
+        const rf_u32 done = rf_atomic_add_u32(c, 1u) + 1u;
+        last_sh = done == splits ? 1u : 0u;
+        if (done == splits) *c = 0u;
     }
     rf_sync_block();
-    const float inv = den_sh > 0.0f ? 1.0f / den_sh : 0.0f;
-    for (rf_u32 d = t; d < head_dim; d += RF_BDIM_X) {
-        float num = 0.0f;
-#pragma unroll 4
-        for (rf_u32 s = 0; s < splits; ++s) num += w_sh[s] * p[s * stride + d];
-        o[d] = num * inv;
-    }
+    if (last_sh == 0u || warp >= gc) return;
+    rf_fence_device();  // the other blocks' partials after their counts
+    as_combine(part, i, h, rows[i], out, n_heads, head_dim, n_split, splits, sinks,
+               w_sh + warp * AS_MAX_SPLIT);
 }
 
 // ---------------------------------------------------------------------------------------------

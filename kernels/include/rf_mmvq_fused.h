@@ -32,19 +32,6 @@ struct __attribute__((aligned(8))) rf_u32x2 {
     rf_u32 x, y;
 };
 
-// Orders a warp's shared-memory accesses (all lanes take part).
-RF_DEVICE void rf_sync_warp() {
-#if defined(RF_AMD)
-    __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
-    __builtin_amdgcn_wave_barrier();
-    __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
-#elif defined(RF_CLANG_NVPTX)
-    __nvvm_bar_warp_sync(0xffffffffu);
-#else
-    __syncwarp();
-#endif
-}
-
 RF_DEVICE int rf_round_half_away(float v) {
 #if defined(RF_NVCC)
     return (int)roundf(v);

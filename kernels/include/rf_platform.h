@@ -135,6 +135,41 @@ RF_DEVICE void rf_sync_block() { __syncthreads(); }
 RF_DEVICE rf_u32 rf_lane_id() { return threadIdx.x % 32u; }
 #endif
 
+// Orders a warp's shared-memory accesses (all lanes take part).
+RF_DEVICE void rf_sync_warp() {
+#if defined(RF_AMD)
+    __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
+    __builtin_amdgcn_wave_barrier();
+    __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
+#elif defined(RF_CLANG_NVPTX)
+    __nvvm_bar_warp_sync(0xffffffffu);
+#else
+    __syncwarp();
+#endif
+}
+
+// Device-wide fence: this thread's global writes before it are visible to every block of the
+// grid before its global writes after it (and, on the reading side, later reads see what other
+// blocks wrote before their own fence and atomic).
+RF_DEVICE void rf_fence_device() {
+#if defined(RF_AMD)
+    __builtin_amdgcn_fence(__ATOMIC_SEQ_CST, "agent");
+#elif defined(RF_CLANG_NVPTX)
+    __nvvm_membar_gl();
+#else
+    __threadfence();
+#endif
+}
+
+// Atomic add on a global u32 (device scope); returns the old value.
+RF_DEVICE rf_u32 rf_atomic_add_u32(rf_u32* p, rf_u32 v) {
+#if defined(RF_NVCC)
+    return atomicAdd(p, v);
+#else
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+#endif
+}
+
 // Butterfly shuffle: the value held by lane (lane ^ mask) of the same warp. All lanes take part.
 #if defined(RF_AMD)
 RF_DEVICE int rf_shfl_xor_i32(int v, int mask) {

@@ -6,7 +6,7 @@
 //!
 //! On a GPU the biases + RoPE + append is one launch for every row of the batch, and the
 //! attention of every decoding sequence (one new token) is split over its keys
-//! (`attention_rows_split_f16` + combine: two launches for all of them, each query reading its
+//! (`attention_rows_split_f16`: one launch for all of them, combined in it, each query reading its
 //! own cache through its block table, uploaded once per step); prefill chunks take the tiled
 //! flash-attention kernel per chunk (`attention_prefill_paged_f16_hd<D>`). On the CPU each
 //! sequence runs the row ops in turn over [`KvPool::rows`].

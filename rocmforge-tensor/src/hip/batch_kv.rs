@@ -1,7 +1,8 @@
 //! The device side of [`crate::batch_kv::BatchKv`]: address tables of a step's cache rows and
 //! the launches over them: `kv_append_rows_f16`, `rope_kv_append_rows_f32` (biases + RoPE +
-//! append), and the decode attention (`attention_rows_split_f16` + `attention_rows_combine_f32`,
-//! or `attention_rows_f16` for head dims the split kernel does not take).
+//! append), and the decode attention (`attention_rows_split_f16`, split over the keys and
+//! combined by each head chunk's last block in the same launch, or `attention_rows_f16` for head
+//! dims the split kernel does not take).
 
 use rocmforge_hip::{DeviceBuffer, DevicePtr, HipEvent, LaunchConfig, PinnedHostBuffer};
 
@@ -17,12 +18,11 @@ use crate::kv_pool::{KV_BLOCK_TOKENS, KvPool};
 const OP: &str = "batch_kv";
 /// Threads per block of `attention_rows_f16` (`ATT_THREADS` in kernels/attention.hip).
 const ATTENTION_THREADS: u32 = 128;
-/// `attention_rows_split_f16` (kernels/attention.hip): query heads per block (`AS_GC`), largest
-/// head dimension (`AS_MAX_HD`); threads of `attention_rows_combine_f32`.
+/// `attention_rows_split_f16` (kernels/attention.hip): query heads (warps) per block (`AS_GC`), largest
+/// head dimension (`AS_MAX_HD`).
 const SPLIT_GROUP: usize = 8;
 const SPLIT_MAX_HEAD_DIM: usize = 256;
-const COMBINE_THREADS: u32 = 128;
-/// Blocks (one warp each) per compute unit the split attention aims for, and its most splits
+/// Blocks (a warp per query head of one KV head) per compute unit the split attention aims for, and its most splits
 /// (`AS_MAX_SPLIT`; a sequence uses at most one split per warp-wide tile of its keys).
 const SPLIT_BLOCKS_PER_CU: usize = 4;
 const SPLIT_MAX: usize = 64;
@@ -439,11 +439,15 @@ impl KvTables {
             let n_split = target.div_ceil(y_blocks * self.n_dec).clamp(1, SPLIT_MAX);
             let floats = self.n_dec * shape.n_heads * n_split * (shape.head_dim + 2);
             let part = ops.attention_partials(floats)?;
+            let counters = ops.attention_counters(self.n_dec * y_blocks)?;
             let ns = to_u32(OP, "n_split", n_split)?;
             let f = ops.function("attention", "attention_rows_split_f16")?;
+            // One warp per query head of the block's KV head (at most SPLIT_GROUP).
+            let warp = ops.backend().info().warp_size.max(1);
+            let split_threads = warp * to_u32(OP, "group", group.clamp(1, SPLIT_GROUP))?;
             let cfg = LaunchConfig {
                 grid_dim: (ns, to_u32(OP, "KV head blocks", y_blocks)?, n_dec),
-                block_dim: (ops.backend().info().warp_size.max(1), 1, 1),
+                block_dim: (split_threads, 1, 1),
                 shared_mem_bytes: 0,
             };
             let mut l = ops.stream().launch_builder(&f);
@@ -460,37 +464,20 @@ impl KvTables {
                 .arg(&hd)
                 .arg(&shape.scale)
                 .arg(&ns)
-                .arg(&window);
-            // SAFETY: the arguments match attention_rows_split_f16's parameters; one block is
-            // one warp (the kernel's size); q holds n_rows rows of n_heads * head_dim f32
-            // (checked) and every rows[i] < n_rows; blocks holds n_dec block tables of `ts`
-            // entries, each the device addresses of blocks of the pool covering the sequence's
-            // first lens[i] tokens (BatchKv checked them; this step's append wrote token
-            // lens[i] - 1), k_off/v_off inside a block; head_dim is
-            // even and at most the kernel's maximum; part holds n_dec * n_heads * n_split *
-            // (head_dim + 2) f32 (allocated above).
-            unsafe { l.launch(cfg)? };
-            let f = ops.function("attention", "attention_rows_combine_f32")?;
-            let cfg = LaunchConfig {
-                grid_dim: (nh, n_dec, 1),
-                block_dim: (COMBINE_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            let mut l = ops.stream().launch_builder(&f);
-            l.arg(&part)
-                .arg(&rows)
-                .arg(&lens)
-                .arg(&po)
-                .arg(&nh)
-                .arg(&hd)
-                .arg(&ns)
                 .arg(&window)
-                .arg(&psink);
-            // SAFETY: the arguments match attention_rows_combine_f32's parameters (sinks null or
-            // n_heads f32 on this device, checked); part holds
-            // the partials the launch above wrote for the splits each sequence uses (the same
-            // count from the same lens and window, at most n_split <= the kernel's AS_MAX_SPLIT), out holds
-            // n_rows rows of n_heads * head_dim f32 (checked) and every rows[i] < n_rows.
+                .arg(&po)
+                .arg(&psink)
+                .arg(&counters);
+            // SAFETY: the arguments match attention_rows_split_f16's parameters; a block is
+            // min(group, SPLIT_GROUP) warps (the kernel's maximum is SPLIT_GROUP warps); q and
+            // out hold n_rows rows of n_heads * head_dim f32 (checked) and every rows[i] <
+            // n_rows; blocks holds n_dec block tables of `ts` entries, each the device
+            // addresses of blocks of the pool covering the sequence's first lens[i] tokens
+            // (BatchKv checked them; this step's append wrote token lens[i] - 1), k_off/v_off
+            // inside a block; head_dim is even and at most the kernel's maximum; n_split <= its
+            // AS_MAX_SPLIT; part holds n_dec * n_heads * n_split * (head_dim + 2) f32 and
+            // counters n_dec * y_blocks zeroed u32 (allocated above; each launch leaves them
+            // zero); sinks null or n_heads f32 on this device (checked).
             unsafe { l.launch(cfg)? };
             return Ok(());
         }

@@ -29,8 +29,8 @@ use rocmforge_hip::{DeviceBuffer, HipBackend, HipFunction, HipModule, HipStream,
 
 use super::matvec_fused::{Extras, NormIn};
 use super::quantize_act::{Q8_1Layout, quantize_q8_1};
-use crate::error::{TensorError, TensorResult};
 use crate::device_tensor::DeviceTensor;
+use crate::error::{TensorError, TensorResult};
 
 /// Largest token count served by the matrix-vector kernels.
 pub const MATVEC_MAX_TOKENS: usize = 8;

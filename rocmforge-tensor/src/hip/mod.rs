@@ -45,6 +45,8 @@ pub struct HipOps {
     matmul: Mutex<Option<matmul::MatmulContext>>,
     /// Per-split partial results of the decode attention (`batch_kv.rs`), grown on demand.
     attention_partials: Mutex<Option<rocmforge_hip::DeviceBuffer<f32>>>,
+    /// The decode attention's finished-block counters (zero between launches), grown on demand.
+    attention_counters: Mutex<Option<rocmforge_hip::DeviceBuffer<u32>>>,
     /// Inputs and working copy of `sample_rows` (`sample.rs`), grown on demand.
     sample: Mutex<Option<sample::SampleBuffers>>,
 }
@@ -58,6 +60,7 @@ impl HipOps {
             functions: Mutex::new(HashMap::new()),
             matmul: Mutex::new(None),
             attention_partials: Mutex::new(None),
+            attention_counters: Mutex::new(None),
             sample: Mutex::new(None),
         })
     }
@@ -127,6 +130,30 @@ impl HipOps {
             .map(|b| b.device_ptr())
             .ok_or(TensorError::Backend {
                 op: "hip::attention_partials",
+                what: "scratch missing after allocation".to_string(),
+            })
+    }
+
+    /// The device address of at least `n` u32 counters for the split decode attention, zero
+    /// when allocated; each launch leaves them zero again (the kernel's last block resets its
+    /// counter). A reallocation bumps [`scratch_generation`], as for the partials.
+    pub(crate) fn attention_counters(&self, n: usize) -> TensorResult<rocmforge_hip::DevicePtr> {
+        let mut slot = self
+            .attention_counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_none_or(|b| b.len() < n) {
+            *slot = None; // free the old one before allocating the new one
+            let mut buffer = self.backend.alloc::<u32>(n.max(1))?;
+            buffer.memset_bytes(0)?;
+            let buffer = slot.insert(buffer);
+            bump_scratch_generation();
+            return Ok(buffer.device_ptr());
+        }
+        slot.as_ref()
+            .map(|b| b.device_ptr())
+            .ok_or(TensorError::Backend {
+                op: "hip::attention_counters",
                 what: "scratch missing after allocation".to_string(),
             })
     }
