@@ -600,10 +600,13 @@ fn main() {
                 }
             }
         }
-        // Short rows taken 4 (1000 rows above) or 2 (1002) at a time by the one-launch kernels.
+        // Short rows taken 4 (4400 rows) or 2 (2202) at a time by the one-launch kernels: enough
+        // groups of rows to fill a GPU of up to 132 compute units at that rate (a smaller
+        // matrix takes one row per warp step).
         for &cols in &col_choices(ty) {
             for n_tokens in [1usize, 8] {
-                shapes.push((1002, cols, n_tokens));
+                shapes.push((4400, cols, n_tokens));
+                shapes.push((2202, cols, n_tokens));
             }
         }
         // Rows of several steps of the one-launch kernels, an odd number of blocks (rows not

@@ -188,14 +188,18 @@ fn wanted(
 /// kernels: rows short enough that several fit one step of `rf_step` (the kernel's ~3 KB per
 /// 32 lanes of whole blocks) are taken several at a time, each by a group of lanes, so a warp
 /// keeps more bytes in flight and walks fewer steps; every weight's rows must be a multiple of
-/// it (a group never straddles two weights). The kernel checks the same and falls back to one
-/// row, so this only has to agree with it to be fast.
+/// it (a group never straddles two weights). A matrix too small to give every warp of the grid
+/// a group at that rate (fewer than `min_groups` = warps per block x compute units) keeps fewer
+/// rows per step: its blocks then spread over more of the GPU instead of a few compute units
+/// each walking four rows. The kernel checks the same and falls back to one row, so this only
+/// has to agree with it to be fast.
 fn rows_per_step(
     ty: GgmlType,
     chunk_values: usize,
     warp: usize,
     row_bytes: usize,
     seg_rows: &[usize],
+    min_groups: usize,
 ) -> usize {
     let (block_values, block_bytes) = (ty.block_size(), ty.type_size());
     if chunk_values == 0 || block_values < chunk_values || warp == 0 {
@@ -206,9 +210,15 @@ fn rows_per_step(
     let budget = 3000 * warp / 32;
     let runs = (budget / (run_bytes + 32)).max(1);
     let step_bytes = runs * run_bytes;
+    let rows: usize = seg_rows.iter().sum();
     [4, 2]
         .into_iter()
-        .find(|&r| r * row_bytes <= step_bytes && r <= warp && seg_rows.iter().all(|&n| n % r == 0))
+        .find(|&r| {
+            r * row_bytes <= step_bytes
+                && r <= warp
+                && seg_rows.iter().all(|&n| n % r == 0)
+                && rows / r >= min_groups
+        })
         .unwrap_or(1)
 }
 
@@ -317,12 +327,16 @@ fn plan(ctx: &mut MatmulContext, call: &Call<'_>) -> TensorResult<Option<(HipFun
     let rpw = if float {
         1
     } else {
+        let info = ctx.backend().info();
+        let warp = (info.warp_size as usize).max(1);
+        let fill = THREADS / warp * (info.compute_units as usize).max(1);
         rows_per_step(
             call.ty,
             chunk_values,
-            ctx.backend().info().warp_size as usize,
+            warp,
             call.row_bytes,
             call.seg_rows,
+            fill,
         )
     };
     let g = Geometry::new(
@@ -672,8 +686,10 @@ pub(crate) fn try_matvec_q8_1(
     let backend = Arc::clone(ctx.backend());
     let nt = super::matmul::matvec_variant(n_tokens);
     let f = ctx.fused.function(&backend, ty, nt, Variant::FromQ8_1)?;
-    let warp = ctx.backend().info().warp_size as usize;
-    let rpw = rows_per_step(ty, chunk_values, warp, row_bytes, &[rows]);
+    let info = ctx.backend().info();
+    let warp = (info.warp_size as usize).max(1);
+    let fill = THREADS / warp * (info.compute_units as usize).max(1);
+    let rpw = rows_per_step(ty, chunk_values, warp, row_bytes, &[rows], fill);
     let g = Geometry::new(ctx, false, chunk_values, rows, cols, n_tokens, shared, rpw)?;
     let row_bytes64 = row_bytes as u64;
     let acc = u32::from(accumulate);
@@ -774,16 +790,30 @@ mod tests {
     fn short_rows_go_several_per_step_when_every_weight_allows() {
         use GgmlType::*;
         // Qwen2.5-0.5B's 896-wide rows: Q5_0 616 bytes (4 per ~2.8 KB step), Q8_0 952 (2).
-        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[4864]), 4);
-        assert_eq!(rows_per_step(Q8_0, 32, 32, 952, &[896]), 2);
-        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[896, 128, 128]), 4);
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[4864], 1), 4);
+        assert_eq!(rows_per_step(Q8_0, 32, 32, 952, &[896], 1), 2);
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[896, 128, 128], 1), 4);
         // A weight whose rows are not a multiple keeps the others at its rate.
-        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[896, 130]), 2);
-        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[45, 16]), 1);
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[896, 130], 1), 2);
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[45, 16], 1), 1);
         // Llama-3-8B rows fill a step already; a wave64 step is twice as large.
-        assert_eq!(rows_per_step(Q4_K, 64, 32, 2304, &[4096]), 1);
-        assert_eq!(rows_per_step(Q4_K, 64, 64, 2304, &[4096]), 2);
-        assert_eq!(rows_per_step(Q6_K, 128, 32, 3360, &[896]), 1);
+        assert_eq!(rows_per_step(Q4_K, 64, 32, 2304, &[4096], 1), 1);
+        assert_eq!(rows_per_step(Q4_K, 64, 64, 2304, &[4096], 1), 2);
+        assert_eq!(rows_per_step(Q6_K, 128, 32, 3360, &[896], 1), 1);
+    }
+
+    #[test]
+    fn small_matrices_spread_over_the_gpu_before_taking_rows_several_at_a_time() {
+        use GgmlType::*;
+        // An H100: 8 warps a block x 132 SMs = 1056 warps to fill.
+        let fill = 8 * 132;
+        // Qwen2.5-0.5B gate/up (4864 rows): 1216 groups of 4 still fill it.
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[4864], fill), 4);
+        // q/o (896 rows) and q/k/v (1152): one row per step, 896 / 1152 warps.
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[896], fill), 1);
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[896, 128, 128], fill), 1);
+        // Enough rows for two at a time but not four.
+        assert_eq!(rows_per_step(Q5_0, 32, 32, 616, &[2304], fill), 2);
     }
 
     #[test]
