@@ -9,6 +9,9 @@
 //!     vocab/            the tokenizers synth-model copies
 //!     kernels/ kernels-src/ build-cubins.sh   as in gpu-bundle/ (NVIDIA targets unless
 //!                       ROCMFORGE_PLATFORM is set)
+//!     llama-src.tgz     with `--llama`: llama.cpp's source (tools/llama_src.py, ~3.5 MB), built
+//!                       there in the background while ROCmForge's rows run, then measured on
+//!                       the same files: the table's ratios come from the same call
 //!   ```
 //! - without `--gpu`: a CPU smoke test of the same rows' 0.5B models (-p 64 -n 16 -r 1).
 
@@ -35,11 +38,22 @@ pub struct BenchArgs {
     /// Output folder of the bundle (default: bench-bundle/ in the repository root).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// Also bundle llama.cpp's source (from the package index) so that run.sh builds it and
+    /// measures llama.cpp on the same files in the same call.
+    #[arg(long)]
+    pub llama: bool,
+    /// With --llama: an llama_cpp_python-*.tar.gz already downloaded (else pip fetches it).
+    #[arg(long)]
+    pub llama_sdist: Option<PathBuf>,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.gpu {
-        bundle(args.out_dir.clone()).map(|_| ())
+        let out = bundle(args.out_dir.clone())?;
+        if args.llama {
+            bundle_llama_src(&out, args.llama_sdist.as_deref())?;
+        }
+        Ok(())
     } else {
         cpu_smoke()
     }
@@ -126,6 +140,23 @@ pub fn bundle(out_dir: Option<PathBuf>) -> Result<PathBuf> {
         out.display()
     );
     Ok(out)
+}
+
+/// Writes `llama-src.tgz` into the bundle with tools/llama_src.py.
+fn bundle_llama_src(out: &Path, sdist: Option<&Path>) -> Result<()> {
+    let script = paths::repo_root().join("tools/llama_src.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).arg(out.join("llama-src.tgz"));
+    if let Some(sdist) = sdist {
+        cmd.arg("--sdist").arg(sdist);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start python3 {}", script.display()))?;
+    if !status.success() {
+        bail!("{} failed ({status})", script.display());
+    }
+    Ok(())
 }
 
 /// Without a GPU: the 0.5B rows on the CPU with -p 64 -n 16 -r 1, same files and report.

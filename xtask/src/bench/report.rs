@@ -1,8 +1,10 @@
 //! `xtask bench-report`: reads what `run.sh` left in its work folder (`<tag>-<key>.json`,
 //! the JSON line of `rocmforge bench`; `<tag>-<key>.status`, its exit status;
-//! `<tag>.synth_s`, the synthesis time) and prints issue 7's table with our numbers, the
-//! ratio to llama.cpp and the share of the decode floor; writes `bench-results.json` and
-//! `bench-results.md`.
+//! `<tag>.synth_s`, the synthesis time; `<tag>-<key>.llama.json`, llama-bench's `-o json`
+//! output for the same file and arguments when the bundle built llama.cpp in the call) and
+//! prints issue 7's table with our numbers, the ratio to llama.cpp (its number from the same
+//! call where there is one, else the recorded reference, and the table says which) and the
+//! share of the decode floor; writes `bench-results.json` and `bench-results.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -75,6 +77,28 @@ pub fn outcome(results: &Path, row: &Row) -> (Outcome, Option<Value>) {
     (outcome, Some(v))
 }
 
+/// llama.cpp's rate for `row` from llama-bench's JSON in `results` (the same call, the same
+/// file and arguments), if run.sh ran it: the entry with the row's prompt (prefill) or
+/// generated (decode) tokens and depth. llama-bench writes one entry per test.
+pub fn llama_same_call(results: &Path, row: &Row) -> Option<(f64, f64)> {
+    let i = &row.invocation;
+    let path = results.join(format!("{}-{}.llama.json", i.model.tag, i.key));
+    let text = std::fs::read_to_string(path).ok()?;
+    let tests: Value = serde_json::from_str(&text).ok()?;
+    let (n_prompt, n_gen) = match row.metric {
+        Metric::Prefill => (i.n_prompt, 0),
+        Metric::Decode => (0, i.n_gen),
+    };
+    let field = |t: &Value, k: &str| t[k].as_u64().unwrap_or(0);
+    tests.as_array()?.iter().find_map(|t| {
+        let matches = field(t, "n_prompt") == n_prompt as u64
+            && field(t, "n_gen") == n_gen as u64
+            && field(t, "n_depth") == i.depth as u64;
+        let mean = t["avg_ts"].as_f64().filter(|m| m.is_finite() && *m > 0.0)?;
+        matches.then(|| (mean, t["stddev_ts"].as_f64().unwrap_or(0.0)))
+    })
+}
+
 fn thousands(x: f64) -> String {
     let s = format!("{:.0}", x);
     let mut out = String::new();
@@ -90,19 +114,24 @@ fn thousands(x: f64) -> String {
 /// The markdown table and the JSON array of every row.
 pub fn build(results: &Path) -> (String, Value) {
     let mut md = String::from(
-        "| model | test | llama.cpp t/s | ROCmForge t/s | ratio | decode floor t/s | % of floor |\n\
-         |---|---|---:|---:|---:|---:|---:|\n",
+        "| model | test | llama.cpp t/s | llama.cpp from | ROCmForge t/s | ratio | decode floor t/s | % of floor |\n\
+         |---|---|---:|---|---:|---:|---:|---:|\n",
     );
     let mut all = Vec::new();
     for row in rows::rows() {
         let m = row.invocation.model;
         let (outcome, raw) = outcome(results, &row);
+        let same_call = llama_same_call(results, &row);
+        let (reference, source) = match same_call {
+            Some((mean, _)) => (mean, "same call"),
+            None => (row.reference, "recorded"),
+        };
         let floor =
             (row.metric == Metric::Decode).then(|| rows::decode_floor(&m, row.invocation.depth));
         let (ours, ratio, pct) = match &outcome {
             Outcome::Measured { mean, sd } => (
                 format!("{} ± {}", thousands(*mean), thousands(*sd)),
-                format!("{:.2}×", mean / row.reference),
+                format!("{:.2}×", mean / reference),
                 floor.map_or("—".to_string(), |f| format!("{:.0}%", 100.0 * mean / f)),
             ),
             Outcome::Missing(why) => (why.clone(), "—".to_string(), "—".to_string()),
@@ -110,17 +139,20 @@ pub fn build(results: &Path) -> (String, Value) {
         let floor_s = floor.map_or("—".to_string(), thousands);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {ours} | {ratio} | {floor_s} | {pct} |",
+            "| {} | {} | {} | {source} | {ours} | {ratio} | {floor_s} | {pct} |",
             m.label,
             row.test_name(),
-            thousands(row.reference)
+            thousands(reference)
         );
         let synth_s = std::fs::read_to_string(results.join(format!("{}.synth_s", m.tag)))
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok());
         all.push(json!({
             "model": m.label, "tag": m.tag, "test": row.test_name(),
-            "llama_cpp_tokens_per_s": row.reference,
+            "llama_cpp_tokens_per_s": reference,
+            "llama_cpp_sd": same_call.map(|(_, sd)| sd),
+            "llama_cpp_source": source,
+            "llama_cpp_recorded_tokens_per_s": row.reference,
             "tokens_per_s_mean": match &outcome { Outcome::Measured { mean, .. } => json!(mean), Outcome::Missing(_) => Value::Null },
             "tokens_per_s_sd": match &outcome { Outcome::Measured { sd, .. } => json!(sd), Outcome::Missing(_) => Value::Null },
             "missing": match &outcome { Outcome::Missing(w) => json!(w), Outcome::Measured { .. } => Value::Null },

@@ -5,6 +5,11 @@
 # Synthesizes each model into $TMPDIR (default /tmp), runs `rocmforge bench` for its rows,
 # deletes the model, and prints the table (t/s, llama.cpp's number, ratio, % of the decode
 # floor). Results: bench-results.{json,md} and bench.log in $OUT (else bench-bundle/results).
+# With llama-src.tgz in the bundle (`cargo xtask bench --gpu --llama`) and nvcc here, llama.cpp is
+# built in the background on all cores but four (ROCmForge's runs are pinned to those four) and
+# `llama-bench` runs on each file with the same -p/-n/-d as its ROCmForge rows (a file waits,
+# kept, until the build is done, unless the disk runs short): the table's ratios then come from
+# the same call; rows without one fall back to the recorded reference, marked as such.
 # Environment: RF_BENCH_BUDGET (seconds for everything, default 540: rows that would start
 # later are reported as skipped), RF_BENCH_REPS (default 3), RF_BENCH_DEVICE (default gpu).
 set -u
@@ -43,13 +48,64 @@ t0=$(date +%s)
 bash "$here/build-cubins.sh" "$work/nvcc" 2>&1 | tee -a "$log"
 say "cubins: $(( $(date +%s) - t0 )) s"
 
+# llama.cpp for the same-call ratios.
+llama_bin="$work/llama/llama.cpp/build/bin/llama-bench"
+pin=()
+llama_state=none
+ncpu=$(nproc 2>/dev/null || echo 1)
+if [ -f "$here/llama-src.tgz" ] && command -v nvcc >/dev/null 2>&1 && [ "$ncpu" -ge 8 ]; then
+  cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')"
+  mkdir -p "$work/llama" && tar xzf "$here/llama-src.tgz" -C "$work/llama"
+  build_cores="0-$(( ncpu - 5 ))"
+  pin=(taskset -c "$(( ncpu - 4 ))-$(( ncpu - 1 ))")
+  (
+    cd "$work/llama/llama.cpp" &&
+      taskset -c "$build_cores" cmake -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${cap:-90}" \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+        -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release >"$work/llama/cmake.log" 2>&1 &&
+      taskset -c "$build_cores" cmake --build build -j "$(( ncpu - 4 ))" --target llama-bench \
+        >"$work/llama/build.log" 2>&1
+    echo $? >"$work/llama/done"
+  ) &
+  llama_state=building
+  say "llama.cpp: building on cores $build_cores; ROCmForge pinned to ${pin[*]:2}"
+fi
+llama_ready() { [ -f "$work/llama/done" ] && [ "$(cat "$work/llama/done")" = 0 ] && [ -x "$llama_bin" ]; }
+# llama-bench on a model's file for each of its rows (args from rows.tsv), then the file goes.
+llama_rows() {
+  local tag="$1" t sh ty key np ng depth
+  while IFS=$'\t' read -r t sh ty key np ng depth; do
+    [ "$t" = "$tag" ] || continue
+    local left=$(( budget - $(elapsed) ))
+    [ "$left" -le 5 ] && { say "--- llama.cpp $tag $key: skipped (time budget)"; continue; }
+    local la=(-m "$work/$tag.gguf" -p "$np" -n "$ng" -fa 1 -ngl 99 -r "$reps" -o json)
+    [ "$depth" -gt 0 ] && la+=(-d "$depth")
+    timeout "$left" ${pin[@]+"${pin[@]}"} "$llama_bin" "${la[@]}" >"$work/$tag-$key.llama.json" 2>"$work/$tag-$key.llama.err"
+    local rc=$?
+    say "--- llama.cpp $tag $key: exit $rc ($(grep -o '"avg_ts": [0-9.]*' "$work/$tag-$key.llama.json" | tr '\n' ' '))"
+  done <"$work/rows.tsv"
+}
+pending=()
+# A model's ROCmForge rows are done: measure llama.cpp on it now, or keep it for later.
+finish_model() {
+  local tag="$1"
+  if [ "$llama_state" = building ] && llama_ready; then llama_state=ready; fi
+  if [ "$llama_state" = ready ]; then
+    llama_rows "$tag"
+  elif [ "$llama_state" = building ] && [ "$(df -Pk "$work" | awk 'NR==2 {print $4}')" -gt 20000000 ]; then
+    pending+=("$tag")
+    return
+  fi
+  rm -f "$work/$tag.gguf"
+}
+
 "$here/bin/xtask" bench-rows >"$work/rows.tsv"
 prev=""
 while IFS=$'\t' read -r tag shape type key np ng depth; do
   selected "$tag" || continue
   model="$work/$tag.gguf"
   if [ "$tag" != "$prev" ]; then
-    [ -n "$prev" ] && rm -f "$work/$prev.gguf"
+    [ -n "$prev" ] && finish_model "$prev"
     prev="$tag"
     if [ "$(elapsed)" -ge "$budget" ]; then
       say "--- $tag: skipped (time budget, $(elapsed) s used)"
@@ -70,12 +126,20 @@ while IFS=$'\t' read -r tag shape type key np ng depth; do
   args=(bench --model "$model" -p "$np" -n "$ng" -r "$reps" --device "$device" --json --quiet)
   [ "$depth" -gt 0 ] && args+=(--depth "$depth")
   t0=$(date +%s)
-  timeout "$left" "$here/bin/rocmforge" "${args[@]}" >"$stem.json" 2>"$stem.err"
+  timeout "$left" ${pin[@]+"${pin[@]}"} "$here/bin/rocmforge" "${args[@]}" >"$stem.json" 2>"$stem.err"
   echo $? >"$stem.status"
   say "--- $tag $key: exit $(cat "$stem.status") in $(( $(date +%s) - t0 )) s: $(tail -c 600 "$stem.json")"
   tail -n 5 "$stem.err" | tee -a "$log"
 done <"$work/rows.tsv"
-[ -n "$prev" ] && rm -f "$work/$prev.gguf"
+[ -n "$prev" ] && finish_model "$prev"
+if [ "${#pending[@]}" -gt 0 ]; then
+  while [ "$llama_state" = building ] && ! [ -f "$work/llama/done" ] && [ "$(elapsed)" -lt "$budget" ]; do sleep 5; done
+  if llama_ready; then llama_state=ready; else say "llama.cpp: build $( [ -f "$work/llama/done" ] && echo "failed (see $work/llama/build.log)" || echo "unfinished") at $(elapsed) s"; tail -n 5 "$work/llama/build.log" 2>/dev/null | tee -a "$log"; fi
+  for tag in "${pending[@]}"; do
+    [ "$llama_state" = ready ] && llama_rows "$tag"
+    rm -f "$work/$tag.gguf"
+  done
+fi
 
 machine="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)"
 "$here/bin/xtask" bench-report --results "$work" --out "$out" --machine "${machine:-$(uname -n)}, $(date -u +%F)" | tee -a "$log"

@@ -64,11 +64,11 @@ fn report_fills_measured_rows_and_names_the_missing() {
     assert_eq!(lines.len(), 2 + 14);
     assert_eq!(
         lines[2],
-        "| 8B Q4_K_M | pp512 | 9,298 | 9,298 ± 12 | 1.00× | — | — |"
+        "| 8B Q4_K_M | pp512 | 9,298 | recorded | 9,298 ± 12 | 1.00× | — | — |"
     );
     assert_eq!(
         lines[3],
-        "| 8B Q4_K_M | tg128 | 268 | 402 ± 2 | 1.50× | 650 | 62% |"
+        "| 8B Q4_K_M | tg128 | 268 | recorded | 402 ± 2 | 1.50× | 650 | 62% |"
     );
     assert!(lines[4].contains("failed (exit 1)"), "{}", lines[4]);
     assert!(lines[8].contains("skipped (time budget)"), "{}", lines[8]);
@@ -78,4 +78,51 @@ fn report_fills_measured_rows_and_names_the_missing() {
     assert_eq!(rows[1]["synth_seconds"], 41.0);
     assert!(rows[2]["tokens_per_s_mean"].is_null());
     assert_eq!(rows::rows()[1].metric, Metric::Decode);
+}
+
+#[test]
+fn report_takes_llama_cpp_from_the_same_call_where_run_sh_measured_it() {
+    let dir = std::env::temp_dir().join(format!("xtask-bench-llama-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("0.5b-q4_k_m-base.json"),
+        r#"{"pp":{"tokens_per_s_mean":69000.0,"tokens_per_s_sd":500.0},"tg":{"tokens_per_s_mean":630.0,"tokens_per_s_sd":3.0}}"#,
+    )
+    .unwrap();
+    // llama-bench -o json: one entry per test (abridged to the fields the report reads).
+    std::fs::write(
+        dir.join("0.5b-q4_k_m-base.llama.json"),
+        r#"[
+  {"model_type": "qwen2 1B Q4_K - Medium", "n_prompt": 512, "n_gen": 0, "n_depth": 0, "avg_ts": 44134.24, "stddev_ts": 14578.55},
+  {"model_type": "qwen2 1B Q4_K - Medium", "n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 901.34, "stddev_ts": 8.08}
+]"#,
+    )
+    .unwrap();
+    // A depth that does not match the row is not taken.
+    std::fs::write(
+        dir.join("8b-q4_k_m-d4096.llama.json"),
+        r#"[{"n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 271.1, "stddev_ts": 0.3}]"#,
+    )
+    .unwrap();
+    let (md, json) = report::build(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let lines: Vec<&str> = md.lines().collect();
+    assert_eq!(
+        lines[2 + 10],
+        "| 0.5B Q4_K_M | pp512 | 44,134 | same call | 69,000 ± 500 | 1.56× | — | — |"
+    );
+    assert_eq!(
+        lines[2 + 11],
+        "| 0.5B Q4_K_M | tg128 | 901 | same call | 630 ± 3 | 0.70× | 7,656 | 8% |"
+    );
+    assert!(
+        lines[2 + 12].contains("| 246 | recorded |"),
+        "{}",
+        lines[2 + 12]
+    );
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows[11]["llama_cpp_source"], "same call");
+    assert_eq!(rows[11]["llama_cpp_tokens_per_s"], 901.34);
+    assert_eq!(rows[11]["llama_cpp_recorded_tokens_per_s"], 863.0);
+    assert_eq!(rows[12]["llama_cpp_source"], "recorded");
 }
