@@ -280,6 +280,19 @@ fn llama3_rope_factors_follow_the_converter() {
     // (1 / ((1 - s) / 8 + s) with s = (8192 / (2π·500000^(29/64)) - 1) / 3.)
     assert!((f[29] - 1.2075).abs() < 1e-3, "{}", f[29]);
 
+    // The real shape writes them first, F32 [64], beside Llama-3-8B's tensors.
+    let s = Shape::by_name("llama3.1-8b").unwrap();
+    let first = &s.tensors()[0];
+    assert_eq!(
+        (first.name.as_str(), first.dims.as_slice()),
+        ("rope_freqs.weight", &[64u64][..])
+    );
+    assert_eq!(
+        type_of(&s, FileType::Q4KM, "rope_freqs.weight"),
+        GgmlType::F32
+    );
+    assert_eq!(s.tensors().len(), Shape::llama3_8b().tensors().len() + 1);
+
     let shape = Shape::by_name("tiny-llama3").unwrap();
     assert_eq!(shape.rope_base, 500_000.0);
     let path = std::env::temp_dir().join(format!("xtask-synth-{}-l3.gguf", std::process::id()));
