@@ -128,6 +128,13 @@ impl Architecture {
         matches!(self, Self::Phi3)
     }
 
+    /// Whether the file may hold Llama 3's RoPE frequency factors (`rope_freqs.weight`, one
+    /// divisor per rotated pair for every layer), as llama.cpp loads them for llama and
+    /// mistral3.
+    pub fn reads_rope_freqs(self) -> bool {
+        matches!(self, Self::Llama | Self::Mistral3)
+    }
+
     /// Whether the MLP's gate goes through GELU (tanh approximation) instead of SiLU.
     pub fn gelu_gate(self) -> bool {
         matches!(self, Self::Gemma3)

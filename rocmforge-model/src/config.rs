@@ -85,6 +85,12 @@ pub const ROPE_FACTORS_LONG: &str = "rope_factors_long.weight";
 /// See [`ROPE_FACTORS_LONG`].
 pub const ROPE_FACTORS_SHORT: &str = "rope_factors_short.weight";
 
+/// The tensor of Llama 3's RoPE frequency factors: `n_rot / 2` F32 divisors of the pairs'
+/// angles, the same on every layer and at every context (llama.cpp's `LLM_TENSOR_ROPE_FREQS`,
+/// passed as `freq_factors` to every layer's `ggml_rope_ext`). Llama 3.1 / 3.2 converters write
+/// it in place of a `rope.scaling.type`.
+pub const ROPE_FREQS: &str = "rope_freqs.weight";
+
 /// Largest expert count accepted (the device router's limit; real models have at most 256).
 pub const MAX_EXPERTS: usize = 1024;
 
@@ -133,6 +139,9 @@ pub struct ModelConfig {
     pub attn_temperature: Option<AttnTemperature>,
     /// LongRoPE frequency factors (phi3 files with `rope_factors_long` / `_short`).
     pub long_rope: Option<LongRope>,
+    /// Whether [`ROPE_FREQS`] divides every layer's RoPE angles (llama and mistral3 files that
+    /// have it).
+    pub rope_freqs: bool,
     /// `{arch}.rope.scaling.attn_factor` (1 when absent): RoPE's cos and sin are scaled by it
     /// on every layer (llama.cpp's `rope_attn_factor`; Phi-3's LongRoPE magnitude).
     pub rope_attn_factor: f32,
@@ -238,6 +247,15 @@ fn rope_scaling(md: &Metadata, arch: Architecture) -> ModelResult<RopeScaling> {
                 log_mul: tuning("rope.scaling.yarn_log_multiplier", 0.0)?,
             })
         }
+        // llama.cpp stops on this name too: Llama 3's converter writes no type, and the factors
+        // as the `rope_freqs.weight` tensor.
+        "llama3" => Err(invalid(
+            &type_key,
+            format!(
+                "'llama3' is not a GGUF scaling type (llama.cpp refuses it too): Llama 3.1 files \
+                 carry their scaling as the {ROPE_FREQS} tensor and no {type_key}"
+            ),
+        )),
         other => Err(invalid(
             &type_key,
             format!("unknown scaling '{other}' (supported: none, linear, yarn)"),
@@ -426,6 +444,25 @@ fn long_rope(
     }
 }
 
+/// Whether the file's [`ROPE_FREQS`] applies: for the architectures llama.cpp loads it for. A
+/// file of another architecture that holds it is refused, as llama.cpp refuses a tensor it does
+/// not use (rather than running without the factors and giving other logits).
+fn rope_freqs(file: &GgufFile, arch: Architecture) -> ModelResult<bool> {
+    if file.tensor(ROPE_FREQS).is_none() {
+        return Ok(false);
+    }
+    if arch.reads_rope_freqs() {
+        return Ok(true);
+    }
+    Err(invalid(
+        ROPE_FREQS,
+        format!(
+            "RoPE frequency factors in a {} file: llama.cpp uses them for llama and mistral3 only",
+            arch.name()
+        ),
+    ))
+}
+
 /// `{arch}.rope.scaling.attn_factor`, 1 when absent.
 fn rope_attn_factor(md: &Metadata, arch: Architecture) -> ModelResult<f32> {
     let k = key(arch, "rope.scaling.attn_factor");
@@ -526,6 +563,7 @@ impl ModelConfig {
         };
         let attn_temperature = attn_temperature(md, arch, context_length)?;
         let long_rope = long_rope(file, arch, context_length)?;
+        let rope_freqs = rope_freqs(file, arch)?;
         Ok(Self {
             arch,
             n_layers,
@@ -548,6 +586,7 @@ impl ModelConfig {
             final_logit_softcap,
             attn_temperature,
             long_rope,
+            rope_freqs,
             rope_attn_factor: rope_attn_factor(md, arch)?,
         })
     }

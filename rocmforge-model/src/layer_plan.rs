@@ -125,13 +125,12 @@ impl LayerPlan {
                 "ffn_up.bias",
                 "ffn_down.bias",
                 "ffn_gate_inp.weight",
-                "rope_freqs.weight",
             ] {
                 if file.tensor(&n(t)).is_some() {
                     return Err(ModelError::InvalidConfig {
                         key: n(t),
-                        reason: "mistral3 with this tensor (output/MLP biases, experts or RoPE \
-                                 frequency factors) is not supported yet"
+                        reason: "mistral3 with this tensor (output/MLP biases or experts) is not \
+                                 supported yet"
                             .to_string(),
                     });
                 }

@@ -44,6 +44,7 @@ pub mod layer_plan;
 pub mod model;
 pub mod plan;
 pub mod rng;
+mod rope_factors;
 pub mod sampler;
 pub mod scheduler;
 pub mod stop;

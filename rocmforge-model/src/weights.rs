@@ -18,10 +18,11 @@ use rocmforge_gguf::quants::dequantize_to_vec;
 use rocmforge_gguf::{GgmlType, GgufFile, TensorInfo};
 use rocmforge_tensor::{Backend, DeviceTensor, Tensor, TensorError, Weight};
 
-use crate::config::{ModelConfig, ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT};
+use crate::config::ModelConfig;
 use crate::error::{ModelError, ModelResult};
 use crate::layer_plan::{LayerPlan, QkvPlan};
 use crate::plan::ExecutionPlan;
+use crate::rope_factors::RopeFactors;
 
 /// Device memory kept free beyond the weights for activations and the first KV caches.
 pub const LOAD_HEADROOM_BYTES: usize = 64 << 20;
@@ -98,13 +99,6 @@ pub(crate) enum Ffn {
     },
 }
 
-/// Phi-3's LongRoPE frequency divisors `[n_rot / 2]`, f32 on the backend.
-#[derive(Debug)]
-pub(crate) struct RopeFactors {
-    pub long: Tensor,
-    pub short: Tensor,
-}
-
 /// Every weight of the model.
 #[derive(Debug)]
 pub(crate) struct Weights {
@@ -112,7 +106,7 @@ pub(crate) struct Weights {
     pub embedding: Mat,
     pub output_norm: Vector,
     pub lm_head: Mat,
-    /// The LongRoPE factors, when the configuration has them.
+    /// The RoPE frequency factors (Llama 3's or LongRoPE's), when the configuration has them.
     pub rope_factors: Option<RopeFactors>,
 }
 
@@ -151,7 +145,7 @@ impl Vector {
 }
 
 /// Trailing 1-dims are equivalent to absent ones.
-fn check_dims(info: &TensorInfo, expected: &[usize]) -> ModelResult<()> {
+pub(crate) fn check_dims(info: &TensorInfo, expected: &[usize]) -> ModelResult<()> {
     let expected: Vec<u64> = expected.iter().map(|&d| d as u64).collect();
     let mut found = info.dims.clone();
     while found.len() > expected.len() && found.last() == Some(&1) {
@@ -559,13 +553,7 @@ pub(crate) fn load(
             (e, h)
         }
     };
-    let rope_factors = match c.long_rope {
-        Some(_) => Some(RopeFactors {
-            long: ld.bias_tensor(ROPE_FACTORS_LONG, c.n_rot / 2, 1)?,
-            short: ld.bias_tensor(ROPE_FACTORS_SHORT, c.n_rot / 2, 1)?,
-        }),
-        None => None,
-    };
+    let rope_factors = RopeFactors::load(ld.file, c, ld.backend)?;
     Ok(Weights {
         layers,
         embedding,

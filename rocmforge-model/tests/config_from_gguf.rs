@@ -5,6 +5,16 @@ use rocmforge_gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue};
 use rocmforge_model::{Architecture, LongRope, ModelConfig, ModelError, RopeScaling};
 
 fn file_with(arch: &str, extra: &[(&str, MetadataValue)]) -> GgufFile {
+    file_with_factors(arch, extra, None)
+}
+
+/// [`file_with`] plus, when given, a RoPE factor tensor of that name (`[8]`, F32: one per pair
+/// of the 16-wide heads).
+fn file_with_factors(
+    arch: &str,
+    extra: &[(&str, MetadataValue)],
+    factors: Option<&str>,
+) -> GgufFile {
     let mut w = GgufWriter::new();
     w.add_metadata("general.architecture", MetadataValue::String(arch.into()));
     let k = |s: &str| format!("{arch}.{s}");
@@ -19,6 +29,10 @@ fn file_with(arch: &str, extra: &[(&str, MetadataValue)]) -> GgufFile {
     let embd: Vec<u8> = vec![0u8; 64 * 10 * 4];
     w.add_tensor("token_embd.weight", &[64, 10], GgmlType::F32, embd)
         .unwrap();
+    if let Some(name) = factors {
+        w.add_tensor(name, &[8], GgmlType::F32, vec![0u8; 8 * 4])
+            .unwrap();
+    }
     GgufFile::from_bytes("config-test.gguf", w.to_bytes().unwrap()).unwrap()
 }
 
@@ -508,4 +522,48 @@ fn phi3_reads_long_rope_and_its_attention_factor_and_ignores_the_window() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("rope.scaling.attn_factor"), "{err}");
+}
+
+/// A file of `arch` as Llama 3.1's converter writes one: `rope.freq_base` 500 000, no scaling
+/// keys (plus `extra`), and `rope_freqs.weight` when `freqs`.
+fn llama31_file(arch: &str, freqs: bool, extra: &[(&str, MetadataValue)]) -> GgufFile {
+    let base = format!("{arch}.rope.freq_base");
+    let mut keys = vec![(base.as_str(), MetadataValue::F32(500_000.0))];
+    keys.extend_from_slice(extra);
+    file_with_factors(arch, &keys, freqs.then_some("rope_freqs.weight"))
+}
+
+#[test]
+fn llama31_reads_its_rope_base_and_rope_freqs() {
+    for arch in ["llama", "mistral3"] {
+        let c = ModelConfig::from_gguf(&llama31_file(arch, true, &[])).unwrap();
+        assert_eq!(c.rope_freq_base, 500_000.0, "{arch}");
+        assert!(c.rope_freqs, "{arch}");
+        assert_eq!(c.rope_scaling, RopeScaling::None, "{arch}");
+        assert_eq!(c.long_rope, None, "{arch}");
+        let c = ModelConfig::from_gguf(&llama31_file(arch, false, &[])).unwrap();
+        assert!(!c.rope_freqs, "{arch}");
+    }
+    // Architectures llama.cpp loads no rope_freqs for refuse a file that has it.
+    for arch in ["qwen2", "qwen3", "phi3"] {
+        let err = ModelConfig::from_gguf(&llama31_file(arch, true, &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rope_freqs.weight") && err.contains(arch),
+            "{err}"
+        );
+    }
+    // A 'llama3' scaling type (llama.cpp stops on it too) says where the scaling belongs.
+    let t = [(
+        "llama.rope.scaling.type",
+        MetadataValue::String("llama3".into()),
+    )];
+    let err = ModelConfig::from_gguf(&llama31_file("llama", true, &t))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("llama.rope.scaling.type") && err.contains("rope_freqs.weight"),
+        "{err}"
+    );
 }

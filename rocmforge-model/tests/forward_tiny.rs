@@ -21,10 +21,15 @@ struct Spec {
     n_rot: usize,
     vocab: usize,
     tied: bool,
+    /// Llama 3's `rope_freqs.weight` ([`FREQ_FACTORS`]).
+    rope_freqs: bool,
 }
 
 const EPS: f32 = 1e-5;
 const BASE: f32 = 10_000.0;
+/// The `rope_freqs.weight` of the llama spec with factors: one per pair of its 8 rotated
+/// dimensions, each different (Llama 3.1's run from 1 to 8).
+const FREQ_FACTORS: [f32; 4] = [1.0, 2.5, 4.0, 8.0];
 
 type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
@@ -35,6 +40,15 @@ fn random(rng: &mut SeededRng, n: usize, scale: f32) -> Vec<f32> {
 }
 
 fn build(spec: Spec) -> (GgufFile, Tensors) {
+    let t = tensors(spec);
+    let file = write(spec, &t, None);
+    (file, t)
+}
+
+/// A `rope_freqs.weight` written as given (dims, type, bytes), to test the checks.
+type RawTensor<'a> = (&'a [u64], GgmlType, Vec<u8>);
+
+fn tensors(spec: Spec) -> Tensors {
     let mut rng = SeededRng::new(1234);
     let mut t: Tensors = BTreeMap::new();
     let (e, f, hd) = (spec.n_embd, spec.n_ff, spec.head_dim);
@@ -93,6 +107,16 @@ fn build(spec: Spec) -> (GgufFile, Tensors) {
             add(&mut t, n("attn_k_norm.weight"), vec![hd], 0.2, 1.0);
         }
     }
+    if spec.rope_freqs {
+        let v = FREQ_FACTORS.to_vec();
+        t.insert("rope_freqs.weight".into(), (vec![v.len()], v));
+    }
+    t
+}
+
+/// The GGUF file of `spec` with tensors `t` (F32), and `raw_freqs` as `rope_freqs.weight`.
+fn write(spec: Spec, t: &Tensors, raw_freqs: Option<RawTensor<'_>>) -> GgufFile {
+    let (e, f, hd) = (spec.n_embd, spec.n_ff, spec.head_dim);
     let mut w = GgufWriter::new();
     let a = spec.arch;
     let u = |v: usize| MetadataValue::U32(v as u32);
@@ -109,13 +133,15 @@ fn build(spec: Spec) -> (GgufFile, Tensors) {
         &format!("{a}.attention.layer_norm_rms_epsilon"),
         MetadataValue::F32(EPS),
     );
-    for (name, (dims, data)) in &t {
+    for (name, (dims, data)) in t {
         let dims: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
         let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         w.add_tensor(name, &dims, GgmlType::F32, bytes).unwrap();
     }
-    let file = GgufFile::from_bytes("tiny.gguf", w.to_bytes().unwrap()).unwrap();
-    (file, t)
+    if let Some((dims, ty, bytes)) = raw_freqs {
+        w.add_tensor("rope_freqs.weight", dims, ty, bytes).unwrap();
+    }
+    GgufFile::from_bytes("tiny.gguf", w.to_bytes().unwrap()).unwrap()
 }
 
 // ---- the naive reference, in f64 ----
@@ -138,9 +164,11 @@ fn rms_norm(x: &[f64], w: &[f64]) -> Vec<f64> {
     x.iter().zip(w).map(|(v, w)| v * s * w).collect()
 }
 
-fn rope(head: &mut [f64], pos: usize, n_rot: usize, neox: bool) {
+/// RoPE of one head; `factors`: Llama 3's divisors, `theta_i / factors[i]`.
+fn rope(head: &mut [f64], pos: usize, n_rot: usize, neox: bool, factors: Option<&[f64]>) {
     for i in 0..n_rot / 2 {
-        let theta = pos as f64 * f64::from(BASE).powf(-2.0 * i as f64 / n_rot as f64);
+        let theta = pos as f64 * f64::from(BASE).powf(-2.0 * i as f64 / n_rot as f64)
+            / factors.map_or(1.0, |f| f[i]);
         let (a, b) = if neox {
             (i, i + n_rot / 2)
         } else {
@@ -156,6 +184,8 @@ fn reference(spec: Spec, t: &Tensors, tokens: &[u32]) -> Vec<Vec<f64>> {
     let (e, hd, f) = (spec.n_embd, spec.head_dim, spec.n_ff);
     let (qd, kd) = (spec.n_heads * hd, spec.n_kv * hd);
     let neox = matches!(spec.arch, "qwen2" | "qwen3");
+    let factors = spec.rope_freqs.then(|| vector(t, "rope_freqs.weight"));
+    let factors = factors.as_deref();
     let emb = vector(t, "token_embd.weight");
     let mut xs: Vec<Vec<f64>> = tokens
         .iter()
@@ -206,10 +236,10 @@ fn reference(spec: Spec, t: &Tensors, tokens: &[u32]) -> Vec<Vec<f64>> {
                 }
             }
             for head in q.chunks_mut(hd) {
-                rope(head, pos, spec.n_rot, neox);
+                rope(head, pos, spec.n_rot, neox, factors);
             }
             for head in k.chunks_mut(hd) {
-                rope(head, pos, spec.n_rot, neox);
+                rope(head, pos, spec.n_rot, neox, factors);
             }
             v.truncate(kd);
             qs.push(q);
@@ -289,11 +319,24 @@ fn spec(arch: &'static str) -> Spec {
         n_rot: if arch == "glm4" { 4 } else { 8 },
         vocab: 40,
         tied: arch == "llama",
+        rope_freqs: false,
     }
 }
 
 fn check_arch(arch: &'static str) {
-    let s = spec(arch);
+    check_spec(spec(arch));
+}
+
+/// The largest difference between two sets of logits.
+fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+}
+
+fn check_spec(s: Spec) {
+    let arch = s.arch;
     let (file, tensors) = build(s);
     let model = Model::from_file(
         std::sync::Arc::new(file.clone()),
@@ -361,6 +404,85 @@ fn qwen3_qk_norms_match_reference() {
 #[test]
 fn glm4_fused_partial_rotary_post_norms_match_reference() {
     check_arch("glm4");
+}
+
+/// Llama 3's `rope_freqs.weight`: every layer's RoPE angle of pair `i` is `theta_i / f[i]`, for
+/// queries and keys, in prefill and decode (against the f64 reference that divides so).
+#[test]
+fn llama3_rope_freqs_divide_every_layers_angles() {
+    let s = Spec {
+        rope_freqs: true,
+        ..spec("llama")
+    };
+    // The factors matter here: the reference without them is several times check_spec's
+    // tolerance (1e-2 of the scale) away from the one with them (measured: 7 %).
+    let t = tensors(s);
+    let tokens = [3u32, 17, 0, 39, 8, 8, 21];
+    let with = reference(s, &t, &tokens);
+    let without = reference(
+        Spec {
+            rope_freqs: false,
+            ..s
+        },
+        &t,
+        &tokens,
+    );
+    let scale = with.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+    let gap = max_diff(&with, &without);
+    assert!(
+        gap > 5e-2 * scale,
+        "the factors move the logits by only {gap} (scale {scale})"
+    );
+    check_spec(s);
+}
+
+/// `rope_freqs.weight` of the wrong size or type, or with a factor that cannot divide an angle,
+/// is refused by name; a file of an architecture that does not use it is refused too.
+#[test]
+fn bad_rope_freqs_are_refused_by_name() {
+    let s = spec("llama");
+    let t = tensors(s);
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let cases: Vec<(RawTensor<'_>, &str)> = vec![
+        ((&[5], GgmlType::F32, f32_bytes(&[1.0; 5])), "dims [5]"),
+        (
+            (&[4, 2], GgmlType::F32, f32_bytes(&[1.0; 8])),
+            "dims [4, 2]",
+        ),
+        ((&[4], GgmlType::F16, [0x00, 0x3c].repeat(4)), "F32"),
+        (
+            (&[4], GgmlType::F32, f32_bytes(&[1.0, 0.0, 2.0, 3.0])),
+            "factor 1 is 0",
+        ),
+        (
+            (&[4], GgmlType::F32, f32_bytes(&[1.0, 2.0, f32::NAN, 3.0])),
+            "factor 2 is NaN",
+        ),
+    ];
+    for (raw, want) in cases {
+        let file = write(s, &t, Some(raw));
+        let err = Model::from_file(std::sync::Arc::new(file), rocmforge_tensor::Backend::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rope_freqs.weight") && err.contains(want),
+            "expected '{want}': {err}"
+        );
+    }
+    // qwen3 (llama.cpp loads no rope_freqs for it): refused, not silently ignored.
+    let q = spec("qwen3");
+    let file = write(
+        q,
+        &tensors(q),
+        Some((&[4], GgmlType::F32, f32_bytes(&[1.0; 4]))),
+    );
+    let err = Model::from_file(std::sync::Arc::new(file), rocmforge_tensor::Backend::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rope_freqs.weight") && err.contains("qwen3"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! GPU suite of the architectures (harness-free; needs a GPU and the compiled kernels):
-//! tiny random F32 models of llama (tied output), qwen2 (q/k/v biases, NeoX RoPE), qwen3
+//! tiny random F32 models of llama (tied output, Llama 3's `rope_freqs` factors), qwen2 (q/k/v biases, NeoX RoPE), qwen3
 //! (q/k norms), glm4 (fused qkv with bias, fused gate/up, partial rotary, post norms) and
 //! qwen3moe (a router and 8 Q8_0 experts, 2 used per token: routing and the expert matvec on
 //! the device) and gemma3 (a local layer with a 3-key sliding window and its own RoPE base, a
@@ -68,6 +68,16 @@ fn tiny(arch: &str) -> Vec<u8> {
         0.0,
     );
     add(&mut w, "output_norm.weight".into(), vec![EMBD], 0.2, 1.0);
+    if arch == "llama" {
+        // Llama 3's RoPE frequency factors (1 to 7), the same on both layers.
+        add(
+            &mut w,
+            "rope_freqs.weight".into(),
+            vec![HEAD_DIM / 2],
+            3.0,
+            4.0,
+        );
+    }
     if arch == "phi3" {
         let pairs = HEAD_DIM / 2;
         add(
@@ -401,7 +411,7 @@ fn memory_limits() -> Check {
 fn main() -> ExitCode {
     type Test = fn() -> Check;
     let tests: [(&str, Test); 10] = [
-        ("llama_tied_output_matches_cpu", || {
+        ("llama_tied_output_rope_freqs_match_cpu", || {
             arch_matches_cpu("llama")
         }),
         ("qwen2_biases_neox_match_cpu", || arch_matches_cpu("qwen2")),

@@ -590,10 +590,7 @@ impl Model {
             .weights
             .rope_factors
             .as_ref()
-            .map(|f| match s.rope_long {
-                true => &f.long,
-                false => &f.short,
-            });
+            .map(|f| f.pick(s.rope_long));
         ops::rope_kv_append_batch(
             be,
             il,

@@ -30,9 +30,9 @@ const TASK_ELEMENTS: usize = 1 << 15;
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, gpt-oss-20b, phi3-mini, or
-    /// a tiny CI shape (tiny-llama, tiny-qwen3, tiny-qwen3moe-kl, tiny-gemma3, tiny-mistral3,
-    /// tiny-gpt-oss, tiny-phi3, tiny-qwen3moe).
+    /// llama3-8b, llama3.1-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, gpt-oss-20b,
+    /// phi3-mini, or a tiny CI shape (tiny-llama, tiny-llama3, tiny-qwen3, tiny-qwen3moe-kl,
+    /// tiny-gemma3, tiny-mistral3, tiny-gpt-oss, tiny-phi3, tiny-qwen3moe).
     #[arg(long)]
     pub shape: String,
     /// Q4_K_M, Q4_0, Q8_0, F16 or MXFP4_MOE (experts MXFP4, other matrices Q8_0).
@@ -69,8 +69,8 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     let mut shape = Shape::by_name(&args.shape).ok_or_else(|| {
         let tiny: Vec<&str> = TINY.iter().map(|t| t.name).collect();
         anyhow!(
-            "unknown --shape {} (llama3-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, gemma3-1b, \
-             gpt-oss-20b, phi3-mini, {})",
+            "unknown --shape {} (llama3-8b, llama3.1-8b, qwen2.5-0.5b, qwen3-30b-a3b, gemma3-4b, \
+             gemma3-1b, gpt-oss-20b, phi3-mini, {})",
             args.shape,
             tiny.join(", ")
         )
@@ -214,7 +214,7 @@ fn model_metadata(w: &mut GgufWriter, shape: &Shape, ftype: FileType) -> Result<
 }
 
 /// The bytes of tensor `t` of `shape` in type `ty`: random values generated and quantized in
-/// parallel (LongRoPE factors: the shape's fixed values).
+/// parallel (RoPE frequency factors: the shape's fixed values).
 fn tensor_bytes(
     shape: &Shape,
     t: &TensorSpec,
@@ -222,8 +222,12 @@ fn tensor_bytes(
     seed: u64,
     weight_sd: f32,
 ) -> Result<Vec<u8>> {
-    if let (Kind::RopeFactors { long }, Some(lr)) = (t.kind, shape.long_rope) {
-        let values = lr.factors(long, t.n_elements());
+    let fixed = match (t.kind, shape.long_rope, shape.llama3_rope) {
+        (Kind::RopeFactors { long }, Some(lr), _) => Some(lr.factors(long, t.n_elements())),
+        (Kind::RopeFreqs, _, Some(l3)) => Some(l3.factors(shape.rope_base, shape.head_dim())),
+        _ => None,
+    };
+    if let Some(values) = fixed {
         let mut out = vec![0u8; ty.bytes_for(values.len() as u64).unwrap_or(0) as usize];
         quants::quantize_into(ty, &values, &mut out)
             .with_context(|| format!("writing {} as {ty}", t.name))?;

@@ -54,6 +54,56 @@ pub struct Shape {
     pub yarn: Option<YarnShape>,
     /// Phi-3's LongRoPE: `rope_factors_long` / `rope_factors_short` and their keys.
     pub long_rope: Option<LongRopeShape>,
+    /// Llama 3.1's RoPE scaling: the `rope_freqs.weight` tensor.
+    pub llama3_rope: Option<Llama3RopeShape>,
+}
+
+/// Llama 3.1's RoPE scaling (HF `rope_type: llama3`) as its converter writes it: no scaling keys,
+/// one tensor `rope_freqs.weight` of `head_dim / 2` F32 divisors of the pairs' angles — 1 for
+/// wavelengths under `original_context / high_freq_factor`, `factor` for those over
+/// `original_context / low_freq_factor`, a smooth blend between.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Llama3RopeShape {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_context: usize,
+}
+
+impl Llama3RopeShape {
+    /// Llama 3.1's own values (factor 8, low 1, high 4, original context 8192).
+    pub const LLAMA_31: Llama3RopeShape = Llama3RopeShape {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_context: 8192,
+    };
+
+    /// The divisors of the `head_dim / 2` pairs for RoPE base `base`.
+    pub fn factors(&self, base: f32, head_dim: usize) -> Vec<f32> {
+        let ctx = self.original_context as f64;
+        let (low, high) = (
+            f64::from(self.low_freq_factor),
+            f64::from(self.high_freq_factor),
+        );
+        let (low_wavelen, high_wavelen) = (ctx / low, ctx / high);
+        let factor = f64::from(self.factor);
+        (0..head_dim / 2)
+            .map(|i| {
+                let freq = f64::from(base).powf(-((2 * i) as f64) / head_dim as f64);
+                let wavelen = 2.0 * std::f64::consts::PI / freq;
+                let f = if wavelen < high_wavelen {
+                    1.0
+                } else if wavelen > low_wavelen {
+                    factor
+                } else {
+                    let smooth = (ctx / wavelen - low) / (high - low);
+                    1.0 / ((1.0 - smooth) / factor + smooth)
+                };
+                f as f32
+            })
+            .collect()
+    }
 }
 
 /// Phi-3's LongRoPE ("su") as its converter writes it: `rope.scaling.original_context_length`,
@@ -151,6 +201,17 @@ impl Shape {
             rope_scale_linear: None,
             yarn: None,
             long_rope: None,
+            llama3_rope: None,
+        }
+    }
+
+    /// Llama-3.1-8B: Llama-3-8B with Llama 3.1's RoPE scaling (`rope_freqs.weight`) and context.
+    pub fn llama31_8b() -> Shape {
+        Shape {
+            name: "synthetic llama3.1-8b",
+            context: 131_072,
+            llama3_rope: Some(Llama3RopeShape::LLAMA_31),
+            ..Shape::llama3_8b()
         }
     }
 
@@ -180,6 +241,7 @@ impl Shape {
             rope_scale_linear: None,
             yarn: None,
             long_rope: None,
+            llama3_rope: None,
         }
     }
 
@@ -213,6 +275,7 @@ impl Shape {
             rope_scale_linear: None,
             yarn: None,
             long_rope: None,
+            llama3_rope: None,
         }
     }
 
@@ -267,6 +330,7 @@ impl Shape {
             rope_scale_linear: Some(8.0),
             yarn: None,
             long_rope: None,
+            llama3_rope: None,
         }
     }
 
@@ -333,6 +397,7 @@ impl Shape {
                 temperature_scale: 0.0,
             }),
             long_rope: None,
+            llama3_rope: None,
         }
     }
 
@@ -372,6 +437,7 @@ impl Shape {
                 long_max: 40.0,
                 short_max: 0.5,
             }),
+            llama3_rope: None,
         }
     }
 
@@ -379,6 +445,7 @@ impl Shape {
     pub fn by_name(name: &str) -> Option<Shape> {
         match name {
             "llama3-8b" => Some(Shape::llama3_8b()),
+            "llama3.1-8b" => Some(Shape::llama31_8b()),
             "qwen2.5-0.5b" => Some(Shape::qwen25_05b()),
             "qwen3-30b-a3b" => Some(Shape::qwen3_30b_a3b()),
             "tiny-qwen3moe" => Some(Shape::tiny_qwen3moe()),
@@ -415,6 +482,15 @@ impl Shape {
         let (d, hd) = (self.dim, self.head_dim());
         let (qd, kd) = (self.n_heads * hd, self.n_kv_heads * hd);
         let mut out = Vec::new();
+        if self.llama3_rope.is_some() {
+            // (First, as the converter writes its generated tensors.)
+            out.push(TensorSpec::new(
+                "rope_freqs.weight".into(),
+                Kind::RopeFreqs,
+                None,
+                &[hd / 2],
+            ));
+        }
         if self.long_rope.is_some() {
             let pairs = self.head_dim() / 2;
             for (name, long) in [
@@ -537,6 +613,8 @@ pub enum Kind {
     RopeFactors {
         long: bool,
     },
+    /// Llama 3.1's RoPE frequency divisors (F32, [`Llama3RopeShape::factors`]).
+    RopeFreqs,
 }
 
 /// One tensor of a shape.

@@ -7,6 +7,7 @@ use rocmforge_model::LogitsFor;
 use rocmforge_model::Model;
 
 use super::mix::use_more_bits;
+use super::shape::Llama3RopeShape;
 use super::*;
 
 fn type_of(shape: &Shape, ftype: FileType, name: &str) -> GgmlType {
@@ -262,4 +263,54 @@ fn gpt_oss_20b_mxfp4_moe_types_and_size() {
     // ggml-org's gpt-oss-20b-mxfp4.gguf is 12.1 GB (Hugging Face's listing).
     let gb = file_bytes(&s, m) as f64 / 1e9;
     assert!((gb - 12.1).abs() < 0.2, "{gb:.3} GB");
+}
+
+/// Llama 3.1's RoPE factors as its converter computes them, and the tiny-llama3 file carrying
+/// them as an F32 `rope_freqs.weight` read by the model.
+#[test]
+fn llama3_rope_factors_follow_the_converter() {
+    // Llama-3.1-8B (head 128, base 500 000, factor 8 over 8192): wavelengths 2π·500000^(i/64)
+    // under 2048 keep 1 (pairs 0..=28), over 8192 take 8 (pairs 35..=63), pairs 29..=34 blend,
+    // rising.
+    let f = Llama3RopeShape::LLAMA_31.factors(500_000.0, 128);
+    assert_eq!(f.len(), 64);
+    assert!(f[..29].iter().all(|&v| v == 1.0), "{f:?}");
+    assert!(f[35..].iter().all(|&v| v == 8.0), "{f:?}");
+    assert!(f[28..36].windows(2).all(|w| w[0] < w[1]), "{f:?}");
+    // (1 / ((1 - s) / 8 + s) with s = (8192 / (2π·500000^(29/64)) - 1) / 3.)
+    assert!((f[29] - 1.2075).abs() < 1e-3, "{}", f[29]);
+
+    // The real shape writes them first, F32 [64], beside Llama-3-8B's tensors.
+    let s = Shape::by_name("llama3.1-8b").unwrap();
+    let first = &s.tensors()[0];
+    assert_eq!(
+        (first.name.as_str(), first.dims.as_slice()),
+        ("rope_freqs.weight", &[64u64][..])
+    );
+    assert_eq!(
+        type_of(&s, FileType::Q4KM, "rope_freqs.weight"),
+        GgmlType::F32
+    );
+    assert_eq!(s.tensors().len(), Shape::llama3_8b().tensors().len() + 1);
+
+    let shape = Shape::by_name("tiny-llama3").unwrap();
+    assert_eq!(shape.rope_base, 500_000.0);
+    let path = std::env::temp_dir().join(format!("xtask-synth-{}-l3.gguf", std::process::id()));
+    synthesize(&shape, FileType::Q8_0, 42, &path).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let info = file.tensor("rope_freqs.weight").unwrap();
+    assert_eq!(
+        (info.ty, info.dims.as_slice()),
+        (GgmlType::F32, &[8u64][..])
+    );
+    let got = rocmforge_gguf::quants::dequantize_to_vec(info.ty, file.tensor_data(info)).unwrap();
+    // Original context 64: pair 0 (wavelength 6.3) 1, pair 1 (32.4) blended, the rest 8.
+    assert_eq!(got[0], 1.0);
+    assert!((got[1] - 2.4423).abs() < 1e-3, "{got:?}");
+    assert!(got[2..].iter().all(|&v| v == 8.0), "{got:?}");
+    assert!(file.metadata().get("llama.rope.scaling.type").is_none());
+    let model = Model::from_file(std::sync::Arc::new(file), rocmforge_model::Backend::Cpu).unwrap();
+    assert!(model.config().rope_freqs);
+    assert_eq!(model.config().rope_freq_base, 500_000.0);
 }

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use super::mix::FileType;
-use super::shape::{LongRopeShape, MoeShape, Shape, SwaShape, VocabSource, YarnShape};
+use super::shape::{
+    Llama3RopeShape, LongRopeShape, MoeShape, Shape, SwaShape, VocabSource, YarnShape,
+};
 use crate::models::sha256_of;
 use crate::paths;
 
@@ -39,6 +41,8 @@ pub struct Tiny {
     pub yarn: Option<YarnShape>,
     /// LongRoPE (phi3).
     pub long_rope: Option<LongRopeShape>,
+    /// Llama 3.1's RoPE scaling (`rope_freqs.weight`), with Llama 3's base 500 000.
+    pub llama3_rope: Option<Llama3RopeShape>,
     /// The file type (Q8_0; gpt-oss: MXFP4 experts as ggml-org's files store them).
     pub ftype: FileType,
     /// sha256 of the Q8_0 file with seed 42: synthesis must stay bit-identical, since the
@@ -48,19 +52,7 @@ pub struct Tiny {
 
 /// Every tiny shape CI checks.
 pub const TINY: &[Tiny] = &[
-    Tiny {
-        name: "tiny-llama",
-        arch: "llama",
-        qkv_bias: false,
-        qk_norm: false,
-        moe: None,
-        n_layers: 2,
-        swa: None,
-        yarn: None,
-        long_rope: None,
-        ftype: FileType::Q8_0,
-        sha256: "ac75923961b721945ed8ebd4d9c5a1f823674a6785e52e459db66c2ea30175c0",
-    },
+    TINY_LLAMA,
     Tiny {
         name: "tiny-qwen3",
         arch: "qwen3",
@@ -71,6 +63,7 @@ pub const TINY: &[Tiny] = &[
         swa: None,
         yarn: None,
         long_rope: None,
+        llama3_rope: None,
         ftype: FileType::Q8_0,
         sha256: "be8f290de9d946f264d120204980d771d9c3ab61ab42652c46a2dd8ed3ee80a3",
     },
@@ -88,6 +81,7 @@ pub const TINY: &[Tiny] = &[
         swa: None,
         yarn: None,
         long_rope: None,
+        llama3_rope: None,
         ftype: FileType::Q8_0,
         sha256: "a143d9d62101cdf328ef4d1be02ec789663924fe8d34d909ff965a470f221d89",
     },
@@ -109,6 +103,7 @@ pub const TINY: &[Tiny] = &[
         }),
         yarn: None,
         long_rope: None,
+        llama3_rope: None,
         ftype: FileType::Q8_0,
         sha256: "6aeb4abe2cfd3cc8db162c91281dd6025c016a5c7eed8a813ef075f20be14009",
     },
@@ -131,8 +126,21 @@ pub const TINY: &[Tiny] = &[
             temperature_scale: 0.5,
         }),
         long_rope: None,
+        llama3_rope: None,
         ftype: FileType::Q8_0,
         sha256: "162859202a254599f023905b6a0b096c7dcc0913638762afdfc04e72ad51c8f0",
+    },
+    Tiny {
+        name: "tiny-llama3",
+        // Llama 3.1's scaling (factor 8, low 1, high 4) over an original context of 64, base
+        // 500 000: the 8 pairs of a 16-wide head get the divisors 1, 2.44, then 8 (one pair
+        // unscaled, one blended, six at the full factor), all inside the 128-token chunks.
+        llama3_rope: Some(Llama3RopeShape {
+            original_context: 64,
+            ..Llama3RopeShape::LLAMA_31
+        }),
+        sha256: "7923531c2639d49f21eadc2256e5fd0fb3d96307478c80f7109b2f9bd9efb748",
+        ..TINY_LLAMA
     },
     TINY_GPT_OSS,
     Tiny {
@@ -158,6 +166,7 @@ pub const TINY: &[Tiny] = &[
             long_max: 8.0,
             short_max: 0.5,
         }),
+        llama3_rope: None,
         ftype: FileType::Q8_0,
         sha256: "54e1176bd8cafb0e056dd334d95677b6b453c9a73723443dcfbc60db6823f4de",
     },
@@ -178,6 +187,7 @@ pub const TINY: &[Tiny] = &[
             long_max: 8.0,
             short_max: 2.0,
         }),
+        llama3_rope: None,
         ftype: FileType::Q8_0,
         sha256: "4829cc12eddfcbd5db07ddeb1b3e56828a1ec9089b56a2d4b4f062943aff2827",
     },
@@ -189,6 +199,22 @@ pub const TINY: &[Tiny] = &[
         ..TINY_GPT_OSS
     },
 ];
+
+/// tiny-llama (also the base of tiny-llama3).
+const TINY_LLAMA: Tiny = Tiny {
+    name: "tiny-llama",
+    arch: "llama",
+    qkv_bias: false,
+    qk_norm: false,
+    moe: None,
+    n_layers: 2,
+    swa: None,
+    yarn: None,
+    long_rope: None,
+    llama3_rope: None,
+    ftype: FileType::Q8_0,
+    sha256: "ac75923961b721945ed8ebd4d9c5a1f823674a6785e52e459db66c2ea30175c0",
+};
 
 /// tiny-gpt-oss (also the F16 input of the MXFP4_MOE quantize test).
 const TINY_GPT_OSS: Tiny = Tiny {
@@ -219,6 +245,7 @@ const TINY_GPT_OSS: Tiny = Tiny {
         temperature_scale: 0.0,
     }),
     long_rope: None,
+    llama3_rope: None,
     ftype: FileType::Mxfp4Moe,
     sha256: "7350704d6f608aaee9099d79bde06a54d1e20d982b2c8c93c0c764bc1d124b75",
 };
@@ -264,7 +291,11 @@ impl Tiny {
             // embedding of the output's scale, times sqrt(n_embd), would swamp the residual
             // stream and the model would mostly predict the token it was given.)
             tied_output: false,
-            rope_base: self.swa.as_ref().map_or(10_000.0, |s| s.global_rope_base),
+            rope_base: match (&self.swa, self.llama3_rope) {
+                (Some(s), _) => s.global_rope_base,
+                (None, Some(_)) => 500_000.0,
+                (None, None) => 10_000.0,
+            },
             rms_eps: 1e-5,
             context: 512,
             tokenizer: Some(VocabSource::TinyByteBpe),
@@ -279,6 +310,7 @@ impl Tiny {
             rope_scale_linear: self.swa.as_ref().and_then(|s| s.global_rope_linear),
             yarn: self.yarn,
             long_rope: self.long_rope,
+            llama3_rope: self.llama3_rope,
         }
     }
 
