@@ -67,12 +67,31 @@ fn harmony_answers_through_the_server() {
         .unwrap()
         .to_string();
 
-    // A required call: the harmony grammar writes it, the parser reads it.
+    let tokens = |text: &str| -> Vec<u64> {
+        let r = s.post(
+            "/tokenize",
+            &json!({"content": text, "add_special": false, "parse_special": true}).to_string(),
+        );
+        let ids = r.json()["tokens"].as_array().unwrap().clone();
+        ids.iter().map(|t| t.as_u64().unwrap()).collect()
+    };
+    let id = |text: &str| -> u64 {
+        let ids = tokens(text);
+        assert_eq!(ids.len(), 1, "{text}: {ids:?}");
+        ids[0]
+    };
+
+    // A required call: the harmony grammar writes it, the parser reads it. The grammar lets
+    // reasoning messages come first (tools::tests covers that path); these random weights
+    // would reason until max_tokens, so a logit bias against the first token of "analysis"
+    // (after `<|channel|>`, the grammar's only other choice is "commentary") takes the call.
+    let analysis = tokens("analysis")[0];
+    assert_ne!(analysis, tokens("commentary")[0]);
     let tool_body = |stream: bool| {
         json!({"model": model, "max_tokens": 120, "temperature": 0, "stream": stream,
                "messages": [{"role": "user", "content": "Weather in Paris?"}],
                "tools": weather_tools(), "tool_choice": "required",
-               "reasoning_effort": "low"})
+               "reasoning_effort": "low", "logit_bias": {analysis.to_string(): -100}})
         .to_string()
     };
     let whole = s.post("/v1/chat/completions", &tool_body(false));
@@ -103,15 +122,6 @@ fn harmony_answers_through_the_server() {
     assert_eq!(finish_reasons(&c), vec!["tool_calls"]);
 
     // Reasoning then a final message, written by a grammar over the marker tokens.
-    let id = |text: &str| -> u64 {
-        let r = s.post(
-            "/tokenize",
-            &json!({"content": text, "add_special": false, "parse_special": true}).to_string(),
-        );
-        let ids = r.json()["tokens"].as_array().unwrap().clone();
-        assert_eq!(ids.len(), 1, "{text}: {ids:?}");
-        ids[0].as_u64().unwrap()
-    };
     let (ch, msg, end, start) = (
         id("<|channel|>"),
         id("<|message|>"),

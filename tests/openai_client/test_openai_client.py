@@ -465,8 +465,14 @@ def check_harmony(binary, model):
         client = openai.OpenAI(base_url=base, api_key="unused", timeout=300, max_retries=0)
         model_id = client.models.list().data[0].id
         question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        # The required call's grammar lets reasoning come first; these random weights would
+        # reason until max_tokens, so a bias against the first token of "analysis" (the
+        # grammar's other choice is "commentary") takes the call.
+        analysis = tokenize(base, "analysis", parse_special=True)[0]
+        assert analysis != tokenize(base, "commentary", parse_special=True)[0]
         kw = dict(model=model_id, messages=question, tools=TOOLS[:1], tool_choice="required",
-                  max_tokens=120, temperature=0, reasoning_effort="low")
+                  max_tokens=120, temperature=0, reasoning_effort="low",
+                  logit_bias={str(analysis): -100})
         r = client.chat.completions.create(**kw)
         c = r.choices[0]
         assert c.finish_reason == "tool_calls" and c.message.content is None, r

@@ -153,18 +153,33 @@ fn lark_marker(tokenizer: &Tokenizer, text: &str) -> String {
     }
 }
 
-/// A `required` or named call in harmony: straight to the commentary channel, one of the
-/// callable functions with arguments that match its schema (`<|call|>` then ends generation).
-/// The arguments are laid out as the template writes past calls (`{"a": 1, "b": 2}`: no other
+/// A `required` or named call in harmony: any number of reasoning messages first (as
+/// llama.cpp's gpt-oss grammar allows: `analysis` channel, free text, `<|end|>`, then the next
+/// message's `<|start|>assistant`), then the commentary channel with one of the callable
+/// functions and arguments that match its schema (`<|call|>` then ends generation). The
+/// arguments are laid out as the template writes past calls (`{"a": 1, "b": 2}`: no other
 /// whitespace, so a model cannot pad them without end).
 fn harmony_grammar(calls: &[&Tool], tokenizer: &Tokenizer) -> Grammar {
     let channel = lark_marker(tokenizer, "<|channel|>");
     let constrain = lark_marker(tokenizer, "<|constrain|>");
     let message = lark_marker(tokenizer, "<|message|>");
-    let mut lark = String::from("start: ");
+    let end = lark_marker(tokenizer, "<|end|>");
+    let start = lark_marker(tokenizer, "<|start|>");
+    // Free reasoning text ends where the model writes the `<|end|>` token; a vocabulary
+    // without the marker tokens (every harmony model has them) would have to spell `<|end|>`
+    // inside text the reasoning could go on matching, so it gets the call alone.
+    let markers = ["<|channel|>", "<|message|>", "<|end|>", "<|start|>"];
+    let mut lark = if markers.iter().all(|m| tokenizer.token_id(m).is_some()) {
+        format!(
+            "start: analysis* call\n\
+             analysis: {channel} \"analysis\" {message} REASONING {end} {start} \"assistant\"\n\
+             REASONING: /(?s:.*)/\n"
+        )
+    } else {
+        String::from("start: call\n")
+    };
     let names: Vec<String> = (0..calls.len()).map(|i| format!("call_{i}")).collect();
-    lark.push_str(&names.join(" | "));
-    lark.push('\n');
+    lark.push_str(&format!("call: {}\n", names.join(" | ")));
     for (i, tool) in calls.iter().enumerate() {
         let head = lark_string(&format!("commentary to=functions.{} ", tool.name));
         let mut schema = tool.parameters.clone();

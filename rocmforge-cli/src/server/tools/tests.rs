@@ -275,3 +275,65 @@ fn each_family_grammar_accepts_its_call_and_the_call_parses() {
         .try_for_each(|t| c.accept(t));
     assert!(refused.is_err());
 }
+
+/// gpt-oss with a `required` or named call: reasoning messages may come first (as llama.cpp's
+/// gpt-oss grammar allows), ended by the `<|end|>` token and the next `<|start|>assistant`;
+/// the call still has to follow, and the answer parses into the reasoning and the call.
+#[test]
+fn harmony_grammar_lets_reasoning_come_before_the_required_call() {
+    use std::sync::Arc;
+
+    use rocmforge_model::constraint::GrammarCompiler;
+
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/tiny/tiny-gpt-oss-harmony.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing (run `cargo xtask models`)",
+        path.display()
+    );
+    let file = rocmforge_gguf::GgufFile::open(&path).unwrap();
+    let tok = Arc::new(rocmforge_model::Tokenizer::from_gguf(&file).unwrap());
+    for marker in ["<|channel|>", "<|message|>", "<|end|>", "<|start|>"] {
+        assert!(tok.token_id(marker).is_some(), "{marker}");
+    }
+    let compiler = GrammarCompiler::new(tok.clone()).unwrap();
+    let tools = weather();
+    let call = "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}";
+    let thought = "<|channel|>analysis<|message|>The user wants the weather; <b>call</b> the tool.<|end|><|start|>assistant";
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    for choice in [json!("required"), named] {
+        let req = requested(Some(&tools), Some(&choice)).unwrap().unwrap();
+        let grammar = constraint_for(ToolFormat::Harmony, &req, &tok).unwrap();
+        let feed = |text: &str| -> Result<bool, String> {
+            let mut c = compiler.compile(&grammar).map_err(|e| e.to_string())?;
+            for t in tok.encode(text, false, true).map_err(|e| e.to_string())? {
+                c.accept(t).map_err(|e| e.to_string())?;
+            }
+            Ok(c.is_complete())
+        };
+        // Straight to the call, one reasoning message first, or two.
+        for text in [
+            call.to_string(),
+            format!("{thought}{call}"),
+            format!("{thought}{thought}{call}"),
+        ] {
+            assert_eq!(feed(&text), Ok(true), "{choice}: {text}");
+            let parsed = parse_answer(ToolFormat::Harmony, &text);
+            assert_eq!(parsed.calls.len(), 1, "{text}");
+            assert_eq!(parsed.calls[0].name, "get_weather");
+        }
+        let parsed = parse_answer(ToolFormat::Harmony, &format!("{thought}{call}"));
+        assert!(
+            parsed
+                .reasoning
+                .as_deref()
+                .is_some_and(|r| r.contains("call</b> the tool")),
+            "{parsed:?}"
+        );
+        // Reasoning alone never completes the answer, and a final message instead of the
+        // call is refused.
+        assert_eq!(feed(thought), Ok(false));
+        assert!(feed(&format!("{thought}<|channel|>final<|message|>Sunny.")).is_err());
+    }
+}
