@@ -466,13 +466,13 @@ def check_harmony(binary, model):
         model_id = client.models.list().data[0].id
         question = [{"role": "user", "content": "What is the weather in Paris?"}]
         # The required call's grammar lets reasoning come first; these random weights would
-        # reason until max_tokens, so a bias against the first token of "analysis" (the
-        # grammar's other choice is "commentary") takes the call.
-        analysis = tokenize(base, "analysis", parse_special=True)[0]
-        assert analysis != tokenize(base, "commentary", parse_special=True)[0]
+        # reason until max_tokens, so a bias against every token that can start "analysis"
+        # (its single-token prefixes; the grammar's other choice starts with "c") takes the call.
+        prefixes = [tokenize(base, "analysis"[:n], parse_special=True) for n in range(1, 9)]
+        no_analysis = {str(t[0]): -100 for t in prefixes if len(t) == 1}
+        assert no_analysis, prefixes
         kw = dict(model=model_id, messages=question, tools=TOOLS[:1], tool_choice="required",
-                  max_tokens=120, temperature=0, reasoning_effort="low",
-                  logit_bias={str(analysis): -100})
+                  max_tokens=120, temperature=0, reasoning_effort="low", logit_bias=no_analysis)
         r = client.chat.completions.create(**kw)
         c = r.choices[0]
         assert c.finish_reason == "tool_calls" and c.message.content is None, r

@@ -429,7 +429,20 @@ pub async fn chat(State(state): State<Shared>, req: Request) -> Response {
                     field: "tools",
                 }
             }),
-            None => asked,
+            // A harmony model writes structured output in its final channel, after any
+            // reasoning (a request's own Lark grammar is kept as sent).
+            None => asked.map(|a| {
+                let wrapped = (format == ToolFormat::Harmony)
+                    .then(|| tools::harmony_structured(&a.grammar, state.engine.tokenizer()))
+                    .flatten();
+                match wrapped {
+                    Some(grammar) => structured::Requested {
+                        grammar,
+                        field: a.field,
+                    },
+                    None => a,
+                }
+            }),
         };
         let prompt = tokenize(&state, text, checked.params.max_tokens).await?;
         let constraint = match grammar {

@@ -153,6 +153,51 @@ fn lark_marker(tokenizer: &Tokenizer, text: &str) -> String {
     }
 }
 
+/// The Lark rules of one harmony reasoning message (`analysis`: the analysis channel, free
+/// text to the `<|end|>` token, then the next message's `<|start|>assistant`), or `None` where
+/// the vocabulary lacks the marker tokens: the free text ends where the model writes the
+/// `<|end|>` token, and a spelled `<|end|>` would be text the reasoning could go on matching
+/// (every harmony model has the tokens).
+fn harmony_reasoning_rules(tokenizer: &Tokenizer) -> Option<String> {
+    let markers = ["<|channel|>", "<|message|>", "<|end|>", "<|start|>"];
+    if !markers.iter().all(|m| tokenizer.token_id(m).is_some()) {
+        return None;
+    }
+    let channel = lark_marker(tokenizer, "<|channel|>");
+    let message = lark_marker(tokenizer, "<|message|>");
+    let end = lark_marker(tokenizer, "<|end|>");
+    let start = lark_marker(tokenizer, "<|start|>");
+    Some(format!(
+        "analysis: {channel} \"analysis\" {message} REASONING {end} {start} \"assistant\"\n\
+         REASONING: /(?s:.*)/\n"
+    ))
+}
+
+/// Structured output (`response_format` / `json_schema`) for a harmony (gpt-oss) model, as
+/// llama.cpp's gpt-oss grammar has it: reasoning messages may come first, then the `final`
+/// channel holds the JSON document (`<|channel|>final<|message|>{...}`), which the harmony
+/// parser returns as the content. `None` (the grammar stays as asked) where the vocabulary
+/// lacks the marker tokens or the grammar is a request's own Lark text.
+pub fn harmony_structured(grammar: &Grammar, tokenizer: &Tokenizer) -> Option<Grammar> {
+    let mut schema = match grammar {
+        Grammar::JsonSchema(Value::Object(m)) => Value::Object(m.clone()),
+        Grammar::JsonSchema(_) => json!({}),
+        Grammar::JsonObject => json!({"type": "object"}),
+        Grammar::Lark(_) => return None,
+    };
+    let rules = harmony_reasoning_rules(tokenizer)?;
+    if let Value::Object(m) = &mut schema {
+        m.entry("x-guidance").or_insert_with(
+            || json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+        );
+    }
+    let channel = lark_marker(tokenizer, "<|channel|>");
+    let message = lark_marker(tokenizer, "<|message|>");
+    Some(Grammar::Lark(format!(
+        "start: analysis* {channel} \"final\" {message} answer\n{rules}answer: %json {schema}\n"
+    )))
+}
+
 /// A `required` or named call in harmony: any number of reasoning messages first (as
 /// llama.cpp's gpt-oss grammar allows: `analysis` channel, free text, `<|end|>`, then the next
 /// message's `<|start|>assistant`), then the commentary channel with one of the callable
@@ -163,20 +208,9 @@ fn harmony_grammar(calls: &[&Tool], tokenizer: &Tokenizer) -> Grammar {
     let channel = lark_marker(tokenizer, "<|channel|>");
     let constrain = lark_marker(tokenizer, "<|constrain|>");
     let message = lark_marker(tokenizer, "<|message|>");
-    let end = lark_marker(tokenizer, "<|end|>");
-    let start = lark_marker(tokenizer, "<|start|>");
-    // Free reasoning text ends where the model writes the `<|end|>` token; a vocabulary
-    // without the marker tokens (every harmony model has them) would have to spell `<|end|>`
-    // inside text the reasoning could go on matching, so it gets the call alone.
-    let markers = ["<|channel|>", "<|message|>", "<|end|>", "<|start|>"];
-    let mut lark = if markers.iter().all(|m| tokenizer.token_id(m).is_some()) {
-        format!(
-            "start: analysis* call\n\
-             analysis: {channel} \"analysis\" {message} REASONING {end} {start} \"assistant\"\n\
-             REASONING: /(?s:.*)/\n"
-        )
-    } else {
-        String::from("start: call\n")
+    let mut lark = match harmony_reasoning_rules(tokenizer) {
+        Some(rules) => format!("start: analysis* call\n{rules}"),
+        None => String::from("start: call\n"),
     };
     let names: Vec<String> = (0..calls.len()).map(|i| format!("call_{i}")).collect();
     lark.push_str(&format!("call: {}\n", names.join(" | ")));

@@ -19,7 +19,7 @@ mod parse;
 
 pub use answer_stream::{AnswerDelta, AnswerStream, read_answer};
 pub use call_stream::CallDelta;
-pub use format::{ToolFormat, constraint_for, prompt_messages};
+pub use format::{ToolFormat, constraint_for, harmony_structured, prompt_messages};
 pub use parse::parse_answer;
 
 use serde_json::Value;

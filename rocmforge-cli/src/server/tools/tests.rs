@@ -337,3 +337,65 @@ fn harmony_grammar_lets_reasoning_come_before_the_required_call() {
         assert!(feed(&format!("{thought}<|channel|>final<|message|>Sunny.")).is_err());
     }
 }
+
+/// Structured output for gpt-oss: the JSON goes in the final channel, after any reasoning;
+/// the harmony parser returns it as the content. A request's own Lark grammar is not wrapped.
+#[test]
+fn harmony_structured_output_is_the_final_channel_after_any_reasoning() {
+    use std::sync::Arc;
+
+    use rocmforge_model::constraint::{Grammar, GrammarCompiler};
+
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/tiny/tiny-gpt-oss-harmony.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing (run `cargo xtask models`)",
+        path.display()
+    );
+    let file = rocmforge_gguf::GgufFile::open(&path).unwrap();
+    let tok = Arc::new(rocmforge_model::Tokenizer::from_gguf(&file).unwrap());
+    let compiler = GrammarCompiler::new(tok.clone()).unwrap();
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+                        "required": ["city"], "additionalProperties": false});
+    let answer = "<|channel|>final<|message|>{\"city\": \"Paris\"}";
+    let thought = "<|channel|>analysis<|message|>Answer in JSON.<|end|><|start|>assistant";
+    for asked in [Grammar::JsonSchema(schema), Grammar::JsonObject] {
+        let grammar = harmony_structured(&asked, &tok).unwrap();
+        let feed = |text: &str| -> Result<bool, String> {
+            let mut c = compiler.compile(&grammar).map_err(|e| e.to_string())?;
+            for t in tok.encode(text, false, true).map_err(|e| e.to_string())? {
+                c.accept(t).map_err(|e| e.to_string())?;
+            }
+            Ok(c.is_complete())
+        };
+        for text in [answer.to_string(), format!("{thought}{answer}")] {
+            assert_eq!(feed(&text), Ok(true), "{asked:?}: {text}");
+            let parsed = parse_answer(ToolFormat::Harmony, &text);
+            assert_eq!(parsed.content.as_deref(), Some("{\"city\": \"Paris\"}"));
+        }
+        // Bare JSON, or JSON in the commentary channel, is refused.
+        assert!(feed("{\"city\": \"Paris\"}").is_err());
+        assert!(feed("<|channel|>commentary<|message|>{").is_err());
+    }
+    // The schema is still enforced inside the channel.
+    let strict = harmony_structured(
+        &Grammar::JsonSchema(
+            json!({"type": "object", "properties": {"n": {"type": "integer"}},
+                                    "required": ["n"], "additionalProperties": false}),
+        ),
+        &tok,
+    )
+    .unwrap();
+    let mut c = compiler.compile(&strict).unwrap();
+    let refused = tok
+        .encode(answer, false, true)
+        .unwrap()
+        .into_iter()
+        .try_for_each(|t| c.accept(t));
+    assert!(refused.is_err());
+    assert_eq!(
+        harmony_structured(&Grammar::Lark("start: \"x\"".into()), &tok),
+        None
+    );
+}
