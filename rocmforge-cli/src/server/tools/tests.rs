@@ -276,15 +276,8 @@ fn each_family_grammar_accepts_its_call_and_the_call_parses() {
     assert!(refused.is_err());
 }
 
-/// gpt-oss with a `required` or named call: reasoning messages may come first (as llama.cpp's
-/// gpt-oss grammar allows), ended by the `<|end|>` token and the next `<|start|>assistant`;
-/// the call still has to follow, and the answer parses into the reasoning and the call.
-#[test]
-fn harmony_grammar_lets_reasoning_come_before_the_required_call() {
-    use std::sync::Arc;
-
-    use rocmforge_model::constraint::GrammarCompiler;
-
+/// The tiny gpt-oss model's tokenizer (harmony's marker tokens included).
+fn harmony_tokenizer() -> std::sync::Arc<rocmforge_model::Tokenizer> {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../models/tiny/tiny-gpt-oss-harmony.gguf");
     assert!(
@@ -293,7 +286,17 @@ fn harmony_grammar_lets_reasoning_come_before_the_required_call() {
         path.display()
     );
     let file = rocmforge_gguf::GgufFile::open(&path).unwrap();
-    let tok = Arc::new(rocmforge_model::Tokenizer::from_gguf(&file).unwrap());
+    std::sync::Arc::new(rocmforge_model::Tokenizer::from_gguf(&file).unwrap())
+}
+
+/// gpt-oss with a `required` or named call: reasoning messages may come first (as llama.cpp's
+/// gpt-oss grammar allows), ended by the `<|end|>` token and the next `<|start|>assistant`;
+/// the call still has to follow, and the answer parses into the reasoning and the call.
+#[test]
+fn harmony_grammar_lets_reasoning_come_before_the_required_call() {
+    use rocmforge_model::constraint::GrammarCompiler;
+
+    let tok = harmony_tokenizer();
     for marker in ["<|channel|>", "<|message|>", "<|end|>", "<|start|>"] {
         assert!(tok.token_id(marker).is_some(), "{marker}");
     }
@@ -342,19 +345,9 @@ fn harmony_grammar_lets_reasoning_come_before_the_required_call() {
 /// the harmony parser returns it as the content. A request's own Lark grammar is not wrapped.
 #[test]
 fn harmony_structured_output_is_the_final_channel_after_any_reasoning() {
-    use std::sync::Arc;
-
     use rocmforge_model::constraint::{Grammar, GrammarCompiler};
 
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/tiny/tiny-gpt-oss-harmony.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing (run `cargo xtask models`)",
-        path.display()
-    );
-    let file = rocmforge_gguf::GgufFile::open(&path).unwrap();
-    let tok = Arc::new(rocmforge_model::Tokenizer::from_gguf(&file).unwrap());
+    let tok = harmony_tokenizer();
     let compiler = GrammarCompiler::new(tok.clone()).unwrap();
     let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
                         "required": ["city"], "additionalProperties": false});
