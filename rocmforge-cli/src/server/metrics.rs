@@ -94,7 +94,7 @@ pub fn render(state: &Shared) -> String {
         &mut out,
         "kv_cache_bytes",
         "gauge",
-        "KV cache bytes held by active sequences.",
+        "KV cache bytes in active sequences' block tables, summed over sequences (a block shared by several counts once per holder; kv_blocks_used counts distinct blocks).",
         c(m.kv_cache_bytes),
     );
     metric(
@@ -136,7 +136,7 @@ pub fn render(state: &Shared) -> String {
         &mut out,
         "prefix_cache_bytes",
         "gauge",
-        "KV cache bytes kept for prompt-prefix reuse.",
+        "KV cache bytes in the prefix cache's entries, summed over entries (blocks shared with sequences or other entries count again; kv_blocks_used counts distinct blocks).",
         c(m.prefix_cache_bytes),
     );
     metric(
