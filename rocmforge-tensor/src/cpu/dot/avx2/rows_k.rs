@@ -100,8 +100,8 @@ pub(super) fn rows(
     out: &mut [f32],
 ) {
     match kind {
-        KKind::Q4K => rows_q45_k::<false>(rows, act, sums, out),
-        KKind::Q5K => rows_q45_k::<true>(rows, act, sums, out),
+        KKind::Q4K => rows_q45_k::<false, 144>(rows, act, sums, out),
+        KKind::Q5K => rows_q45_k::<true, 176>(rows, act, sums, out),
         KKind::Q6K => rows_q6_k(rows, act, sums, out),
     }
 }
@@ -111,13 +111,14 @@ pub(super) fn rows(
 /// 32 of them holding sub-block `2c` in their low nibbles and `2c + 1` in their high
 /// nibbles (Q5_K: the fifth bit of value `l` of sub-block `s` is bit `s` of `qh[l]`).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_q45_k<const FIVE: bool>(
+fn rows_q45_k<const FIVE: bool, const BLOCK: usize>(
     rows: [&[u8]; ROWS],
     act: &Q8KBlocks,
     sums: &[i32],
     out: &mut [f32],
 ) {
-    let (block, qs_at) = if FIVE { (176, 48) } else { (144, 16) };
+    let qs_at = if FIVE { 48 } else { 16 };
+    let chunks = rows.map(|r| r.as_chunks::<BLOCK>().0);
     let low = _mm256_set1_epi8(0x0f);
     let one = _mm256_set1_epi8(1);
     let (k1, k2, k3) = (
@@ -128,8 +129,9 @@ fn rows_q45_k<const FIVE: bool>(
     let mut acc = _mm256_setzero_ps();
     let blocks = act.qs.chunks_exact(QK_K).zip(&act.d);
     for (b, ((aq, &ad), ps)) in blocks.zip(sums.chunks_exact(SUMS_PER_BLOCK)).enumerate() {
-        let at = b * block;
-        let head = transpose!(rows, at);
+        // This block of each row, as arrays: offsets below their length need no checks.
+        let blk = chunks.map(|c| &c[b]);
+        let head = transpose!(blk, 0);
         let (dv, mv) = halves_to_f32(head[0]);
         let (u0, u1, u2) = (head[1], head[2], head[3]);
         // ggml's unpacking of the 6-bit scales (sc) and mins (m): sc 0-3, sc 4-7, m 0-3, m 4-7.
@@ -152,7 +154,7 @@ fn rows_q45_k<const FIVE: bool>(
             msum = _mm256_add_epi32(msum, _mm256_add_epi32(m02, m13));
         }
         let qh = if FIVE {
-            [transpose!(rows, at + 16), transpose!(rows, at + 32)]
+            [transpose!(blk, 16), transpose!(blk, 32)]
         } else {
             [[_mm256_setzero_si256(); 4]; 2]
         };
@@ -161,22 +163,26 @@ fn rows_q45_k<const FIVE: bool>(
             let s = sc[c / 2];
             let j = 2 * (c % 2) as i8;
             let (slo, shi) = (byte_u16x2(s, j), byte_u16x2(s, j + 1));
+            // Q5_K: the fifth bits of sub-blocks 2c and 2c + 1.
+            let bit_lo = _mm256_set1_epi8(1 << (2 * c));
+            let bit_hi = _mm256_set1_epi8(1 << (2 * c + 1));
             for (g, qhg) in qh.iter().enumerate() {
                 // 16-bit sums of 8 products (sub-block 2c from the low nibbles, 2c + 1 from
                 // the high ones) of at most 31 * 127 each per i16 lane: below 2^15.
                 let (mut lo16, mut hi16) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                let p = transpose!(rows, at + qs_at + 32 * c + 16 * g);
+                let p = transpose!(blk, qs_at + 32 * c + 16 * g);
                 for k in 0..4 {
                     let pos = 64 * c + 16 * g + 4 * k;
                     let mut lo = _mm256_and_si256(p[k], low);
                     let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(p[k]), low);
                     if FIVE {
-                        let bit = |n: usize| {
-                            let v = _mm256_srl_epi16(qhg[k], _mm_cvtsi32_si128(n as i32));
-                            _mm256_slli_epi16::<4>(_mm256_and_si256(v, one))
+                        // Bit `m` of each byte of `qh` as 0x10: (qh & m) min 1, times 16.
+                        let bit = |m: __m256i| {
+                            let v = _mm256_min_epu8(_mm256_and_si256(qhg[k], m), one);
+                            _mm256_slli_epi16::<4>(v)
                         };
-                        lo = _mm256_or_si256(lo, bit(2 * c));
-                        hi = _mm256_or_si256(hi, bit(2 * c + 1));
+                        lo = _mm256_or_si256(lo, bit(bit_lo));
+                        hi = _mm256_or_si256(hi, bit(bit_hi));
                     }
                     let plo = _mm256_maddubs_epi16(lo, broadcast4(&aq[pos..]));
                     let phi = _mm256_maddubs_epi16(hi, broadcast4(&aq[pos + 32..]));
@@ -200,7 +206,7 @@ fn rows_q45_k<const FIVE: bool>(
 /// The f16 `d` of eight rows' blocks at byte `at`, widened to f32, row `r` in lane `r`.
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
-fn d_of_rows(rows: [&[u8]; ROWS], at: usize) -> __m256 {
+fn d_of_rows<const N: usize>(rows: [&[u8; N]; ROWS], at: usize) -> __m256 {
     let h = |r: usize| i16::from_le_bytes([rows[r][at], rows[r][at + 1]]);
     _mm256_cvtph_ps(_mm_setr_epi16(
         h(0),
@@ -222,13 +228,14 @@ fn d_of_rows(rows: [&[u8]; ROWS], at: usize) -> __m256 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn rows_q6_k(rows: [&[u8]; ROWS], act: &Q8KBlocks, sums: &[i32], out: &mut [f32]) {
     const BLOCK: usize = 210;
-    let low = _mm256_set1_epi8(0x0f);
+    let chunks = rows.map(|r| r.as_chunks::<BLOCK>().0);
     let mut acc = _mm256_setzero_ps();
     let blocks = act.qs.chunks_exact(QK_K).zip(&act.d);
     for (b, ((aq, &ad), bs)) in blocks.zip(sums.chunks_exact(SUMS_PER_BLOCK)).enumerate() {
-        let at = b * BLOCK;
+        // This block of each row, as arrays: offsets below their length need no checks.
+        let blk = chunks.map(|c| &c[b]);
         // Scales 4k .. 4k + 4 of every row in register k.
-        let sc = transpose!(rows, at + 192);
+        let sc = transpose!(blk, 192);
         let mut off = _mm256_setzero_si256();
         for (k, &s) in sc.iter().enumerate() {
             let s02 = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(s));
@@ -237,42 +244,35 @@ fn rows_q6_k(rows: [&[u8]; ROWS], act: &Q8KBlocks, sums: &[i32], out: &mut [f32]
             let p13 = _mm256_madd_epi16(s13, _mm256_set1_epi32(bs[2 * k + 1]));
             off = _mm256_add_epi32(off, _mm256_add_epi32(p02, p13));
         }
-        let scale = |s: usize| byte_i16x2(sc[s / 4], (s % 4) as i8);
         let mut isum = _mm256_setzero_si256();
         for n in 0..2 {
             for g in 0..2 {
                 // Positions l = 16g .. 16g + 16 of half n: sub-blocks 8n + g + 2i for the
                 // four values i of each byte.
-                let qa = transpose!(rows, at + 64 * n + 16 * g);
-                let qb = transpose!(rows, at + 64 * n + 32 + 16 * g);
-                let qh = transpose!(rows, at + 128 + 32 * n + 16 * g);
-                for i in 0..4 {
-                    let q = if i % 2 == 0 { &qa } else { &qb };
-                    // Two 16-bit sums of 4 products of at most 63 * 127 each: below 2^15.
-                    let mut part = [_mm256_setzero_si256(); 2];
-                    for k in 0..4 {
-                        let nib = if i < 2 {
-                            _mm256_and_si256(q[k], low)
-                        } else {
-                            _mm256_and_si256(_mm256_srli_epi16::<4>(q[k]), low)
-                        };
-                        let high = high_bits(qh[k], i);
-                        let v = _mm256_or_si256(nib, high);
-                        let pos = 128 * n + 32 * i + 16 * g + 4 * k;
-                        let p = _mm256_maddubs_epi16(v, broadcast4(&aq[pos..]));
-                        part[k / 2] = _mm256_add_epi16(part[k / 2], p);
+                let qa = transpose!(blk, 64 * n + 16 * g);
+                let qb = transpose!(blk, 64 * n + 32 + 16 * g);
+                let qh = transpose!(blk, 128 + 32 * n + 16 * g);
+                let s = [0, 1, 2, 3].map(|i| {
+                    let sub = 8 * n + g + 2 * i;
+                    byte_i16x2(sc[sub / 4], (sub % 4) as i8)
+                });
+                let a = &aq[128 * n + 16 * g..];
+                // Per value i, a 16-bit sum of 4 products of at most 63 * 127 (two bytes
+                // k, k + 1): below 2^15.
+                for k in [0, 2] {
+                    let v0 = values_q6(qa[k], qb[k], qh[k]);
+                    let v1 = values_q6(qa[k + 1], qb[k + 1], qh[k + 1]);
+                    for i in 0..4 {
+                        let p0 = _mm256_maddubs_epi16(v0[i], broadcast4(&a[32 * i + 4 * k..]));
+                        let p1 = _mm256_maddubs_epi16(v1[i], broadcast4(&a[32 * i + 4 * k + 4..]));
+                        let t = _mm256_madd_epi16(_mm256_add_epi16(p0, p1), s[i]);
+                        isum = _mm256_add_epi32(isum, t);
                     }
-                    let s = scale(8 * n + g + 2 * i);
-                    let sum = _mm256_add_epi32(
-                        _mm256_madd_epi16(part[0], s),
-                        _mm256_madd_epi16(part[1], s),
-                    );
-                    isum = _mm256_add_epi32(isum, sum);
                 }
             }
         }
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<5>(off));
-        let dv = d_of_rows(rows, at + 208);
+        let dv = d_of_rows(blk, 208);
         let term = _mm256_mul_ps(
             _mm256_mul_ps(dv, _mm256_set1_ps(ad)),
             _mm256_cvtepi32_ps(isum),
@@ -282,15 +282,29 @@ fn rows_q6_k(rows: [&[u8]; ROWS], act: &Q8KBlocks, sums: &[i32], out: &mut [f32]
     store_rows(acc, out);
 }
 
-/// Bits `2i, 2i + 1` of each byte of `qh` as bits 4 and 5.
+/// The four unsigned 6-bit values of each byte position of Q6_K's `ql[l]` (`qa`),
+/// `ql[l + 32]` (`qb`) and `qh[l]` (`qh`): elements `l`, `l + 32`, `l + 64`, `l + 96`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn high_bits(qh: __m256i, i: usize) -> __m256i {
+fn values_q6(qa: __m256i, qb: __m256i, qh: __m256i) -> [__m256i; 4] {
+    let low = _mm256_set1_epi8(0x0f);
     let m = _mm256_set1_epi8(0x30);
-    match i {
-        0 => _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m),
-        1 => _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m),
-        2 => _mm256_and_si256(qh, m),
-        _ => _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m),
-    }
+    [
+        _mm256_or_si256(
+            _mm256_and_si256(qa, low),
+            _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(qb, low),
+            _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(qa), low),
+            _mm256_and_si256(qh, m),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(qb), low),
+            _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m),
+        ),
+    ]
 }
