@@ -165,26 +165,35 @@ fn decode_rows_in_batches_of_eight_cut_unevenly() {
     }
 }
 
-/// Every legacy format's largest unsigned values against activations all at +127 or all
-/// at -127 (the most the decode kernels' 16-bit partial sums must hold), and the smallest
-/// values: the bits of the portable path.
+/// The decode rows (eight rows transposed in registers, the K-quants' scales unpacked for
+/// eight rows at once) at the extremes: every quant and scale byte at 0xff, 0x00, 0x80 or
+/// 0x7f (Q4_K / Q5_K: values 15 / 31 with scale and min 63; Q6_K: scales -1, 0, -128, 127),
+/// or random bytes, against activations all at +127 or all at -127 (the most the 16-bit
+/// partial sums must hold): the bits of the portable path at every level.
 #[test]
 fn decode_rows_at_the_extremes_of_the_partial_sums() {
     use half::f16;
-    for ty in [
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q8_0,
-    ] {
-        let (rows, cols) = (11, 4 * 32);
-        for fill in [0xffu8, 0x00, 0x80, 0x7f] {
-            let mut data = vec![fill; rows * cols / 32 * ty.type_size()];
+    let mut rng = Rng::new(0x6b6b);
+    // Type, byte offset of `d` and of the f16 min / dmin in a block.
+    let types = [
+        (GgmlType::Q4_0, 0, None),
+        (GgmlType::Q4_1, 0, Some(2)),
+        (GgmlType::Q5_0, 0, None),
+        (GgmlType::Q5_1, 0, Some(2)),
+        (GgmlType::Q8_0, 0, None),
+        (GgmlType::Q4_K, 0, Some(2)),
+        (GgmlType::Q5_K, 0, Some(2)),
+        (GgmlType::Q6_K, 208, None),
+    ];
+    for (ty, d_at, m_at) in types {
+        let (rows, cols) = (13, 3 * 256);
+        let n = rows * cols / ty.block_size() * ty.type_size();
+        for fill in [Some(0xffu8), Some(0x00), Some(0x80), Some(0x7f), None] {
+            let mut data = fill.map_or_else(|| rng.bytes(n), |f| vec![f; n]);
             for blk in data.chunks_exact_mut(ty.type_size()) {
-                blk[0..2].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
-                if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
-                    blk[2..4].copy_from_slice(&f16::from_f32(-0.25).to_le_bytes());
+                blk[d_at..d_at + 2].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+                if let Some(m) = m_at {
+                    blk[m..m + 2].copy_from_slice(&f16::from_f32(-0.25).to_le_bytes());
                 }
             }
             let w = WeightView {
@@ -195,25 +204,37 @@ fn decode_rows_at_the_extremes_of_the_partial_sums() {
             };
             for sign in [1.0f32, -1.0] {
                 let x = vec![sign * 3.0; cols];
-                let (mut simd, mut portable) = (vec![0.0; rows], vec![0.0; rows]);
-                matmul_with(CpuKernels::Avx2, &w, &x, 1, &mut simd).unwrap();
+                let (mut portable, mut reference) = (vec![0.0; rows], vec![0.0; rows]);
                 matmul_portable(&w, &x, 1, &mut portable).unwrap();
-                let (mut reference, mut dflt) = (vec![0.0; rows], vec![0.0; rows]);
                 matmul_f32_reference(&w, &x, 1, &mut reference).unwrap();
-                matmul(&w, &x, 1, &mut dflt).unwrap();
-                for r in 0..rows {
-                    let what = format!("{ty} fill {fill:#x} sign {sign} row {r}");
-                    assert_eq!(simd[r].to_bits(), portable[r].to_bits(), "{what}");
-                    assert_eq!(dflt[r].to_bits(), portable[r].to_bits(), "{what}");
-                    let scale = reference[r].abs().max(1.0);
-                    assert!(
-                        (simd[r] - reference[r]).abs() / scale < 1e-2,
-                        "{what}: {} vs reference {}",
-                        simd[r],
-                        reference[r]
-                    );
+                for kernels in [CpuKernels::Avx2, CpuKernels::Avx512Vnni] {
+                    let mut simd = vec![0.0; rows];
+                    matmul_with(kernels, &w, &x, 1, &mut simd).unwrap();
+                    for r in 0..rows {
+                        let what = format!("{ty} {kernels:?} fill {fill:?} sign {sign} row {r}");
+                        assert_eq!(simd[r].to_bits(), portable[r].to_bits(), "{what}");
+                        let scale = reference[r].abs().max(1.0);
+                        assert!(
+                            (simd[r] - reference[r]).abs() / scale < 1e-2,
+                            "{what}: {} vs reference {}",
+                            simd[r],
+                            reference[r]
+                        );
+                    }
                 }
             }
+        }
+    }
+}
+
+/// The K-quants' decode rows over a whole 0.5B-model row (7 or 19 super-blocks: 1792 and
+/// 4864 columns) and row counts around the 8-row batches and 32-row tasks.
+#[test]
+fn k_decode_rows_over_model_widths() {
+    let mut rng = Rng::new(0x4b0d);
+    for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        for (rows, blocks) in [(33, 7), (7, 19), (65, 2)] {
+            check(ty, rows, blocks, 1, &mut rng);
         }
     }
 }

@@ -278,8 +278,7 @@ fn matmul_legacy(
 }
 
 /// One token against every row of a 32-element format: [`avx2::ROWS`] rows per kernel
-/// call (the VNNI kernel for Q8_0 when `vnni` is given), in parallel over chunks of
-/// [`ROWS_PER_TASK`] rows.
+/// call (the VNNI kernel for Q8_0 when `vnni` is given).
 #[cfg(target_arch = "x86_64")]
 fn legacy_decode(
     isa: avx2::Avx2,
@@ -290,20 +289,30 @@ fn legacy_decode(
     act: &super::quantize_act::Q8Blocks,
     out: &mut [f32],
 ) {
+    let asum = avx2::block_sums(act);
+    decode_rows(w, row_bytes, out, |rows, res| match vnni {
+        Some(v) => avx512::q8_0_rows(v, rows, act, &asum, res),
+        None => avx2::legacy_rows(isa, kind, rows, act, &asum, res),
+    });
+}
+
+/// Runs `body(rows, results)` for every batch of [`avx2::ROWS`] consecutive weight rows (a
+/// short last batch repeats its first row in the missing places; `results.len()` says how
+/// many count), in parallel over chunks of [`ROWS_PER_TASK`] rows.
+#[cfg(target_arch = "x86_64")]
+fn decode_rows<B>(w: &WeightView, row_bytes: usize, out: &mut [f32], body: B)
+where
+    B: Fn([&[u8]; avx2::ROWS], &mut [f32]) + Sync + Send,
+{
     const _: () = assert!(ROWS_PER_TASK % avx2::ROWS == 0);
     let row = |r: usize| &w.data[r * row_bytes..(r + 1) * row_bytes];
-    let asum = avx2::block_sums(act);
     out.par_chunks_mut(ROWS_PER_TASK)
         .enumerate()
         .for_each(|(c, chunk)| {
             for (i, res) in chunk.chunks_mut(avx2::ROWS).enumerate() {
                 let r0 = c * ROWS_PER_TASK + i * avx2::ROWS;
-                // A short last batch repeats its first row in the missing places.
                 let rows = std::array::from_fn(|k| row(if k < res.len() { r0 + k } else { r0 }));
-                match vnni {
-                    Some(v) => avx512::q8_0_rows(v, rows, act, &asum, res),
-                    None => avx2::legacy_rows(isa, kind, rows, act, &asum, res),
-                }
+                body(rows, res);
             }
         });
 }
@@ -324,8 +333,16 @@ fn matmul_k(
         avx2::Avx2::detect(),
         KKind::of(w.ty),
     ) {
-        let tiled = (n_tokens > 1).then(|| avx2::tile_q8k(&act, n_tokens, w.cols));
-        let act = tiled.as_ref().unwrap_or(&act);
+        if n_tokens == 1 {
+            // Eight rows at a time, their sums side by side (same bits as the tiles).
+            let sums = avx2::k_act_sums(kind, &act);
+            decode_rows(w, row_bytes, out, |rows, res| {
+                avx2::k_rows(isa, kind, rows, &act, &sums, res)
+            });
+            return;
+        }
+        let tiled = avx2::tile_q8k(&act, n_tokens, w.cols);
+        let act = &tiled;
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
             avx2::k_row(isa, kind, row, act, w.cols, t0, res)
         });

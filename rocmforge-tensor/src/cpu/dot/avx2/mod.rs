@@ -6,8 +6,8 @@
 //! integer sums equal the scalar path's exactly, and the f32 block terms are formed and
 //! added in the scalar path's order: every kernel gives the portable path's bits, whatever
 //! the number of tokens (a prompt run in one piece, in chunks or token by token gives the
-//! same logits). One token (decode) takes [`legacy_rows`]: [`ROWS`] rows at a time, their
-//! integer sums side by side in one register.
+//! same logits). One token (decode) takes [`legacy_rows`] / [`k_rows`]: [`ROWS`] rows at
+//! a time, their integer sums side by side in one register.
 //!
 //! The kernels are `#[target_feature]` functions. They are reached only through the
 //! functions of this module, which take an [`Avx2`] token: a value that exists only after
@@ -17,6 +17,7 @@ mod float;
 mod kquant;
 pub(super) mod legacy;
 pub(super) mod rows8;
+mod rows_k;
 mod tiled;
 
 use std::arch::x86_64::*;
@@ -130,6 +131,26 @@ pub(crate) fn legacy_rows(
 ) {
     // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
     unsafe { legacy::rows(kind, rows, act, asum, out) }
+}
+
+/// Per super-block of one token's Q8_K activations, its block sums packed as the
+/// [`k_rows`] kernel of `kind` reads them.
+pub(crate) fn k_act_sums(kind: KKind, act: &Q8KBlocks) -> Vec<i32> {
+    rows_k::act_sums(kind, act)
+}
+
+/// As [`legacy_rows`] for up to [`ROWS`] rows of a K-quant against one token's Q8_K
+/// blocks `act` (`sums` = [`k_act_sums`] of `act` for `kind`): the portable path's bits.
+pub(crate) fn k_rows(
+    _: Avx2,
+    kind: KKind,
+    rows: [&[u8]; ROWS],
+    act: &Q8KBlocks,
+    sums: &[i32],
+    out: &mut [f32],
+) {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { rows_k::rows(kind, rows, act, sums, out) }
 }
 
 /// As [`legacy_row`] for the K-quants against Q8_K activations regrouped by [`tile_q8k`].

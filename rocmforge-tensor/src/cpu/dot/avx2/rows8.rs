@@ -155,7 +155,7 @@ pub(in crate::cpu::dot) fn halves_to_f32(v: __m256i) -> (__m256, __m256) {
 /// The four bytes at the start of `a` repeated in every 32-bit lane.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn broadcast4(a: &[i8]) -> __m256i {
+pub(in crate::cpu::dot) fn broadcast4(a: &[i8]) -> __m256i {
     _mm256_set1_epi32(i32::from_le_bytes([
         a[0] as u8, a[1] as u8, a[2] as u8, a[3] as u8,
     ]))
