@@ -63,6 +63,7 @@ pub fn outcome(results: &Path, row: &Row) -> (Outcome, Option<Value>) {
     let part = match row.metric {
         Metric::Prefill => &v["pp"],
         Metric::Decode => &v["tg"],
+        Metric::Batched => &v["batched_tg"],
     };
     let outcome = match (
         part["tokens_per_s_mean"].as_f64(),
@@ -77,17 +78,28 @@ pub fn outcome(results: &Path, row: &Row) -> (Outcome, Option<Value>) {
     (outcome, Some(v))
 }
 
-/// llama.cpp's rate for `row` from llama-bench's JSON in `results` (the same call, the same
-/// file and arguments), if run.sh ran it: the entry with the row's prompt (prefill) or
-/// generated (decode) tokens and depth. llama-bench writes one entry per test.
+/// llama.cpp's rate for `row` from the same call, if run.sh measured it: llama-bench's JSON
+/// (`<tag>-<key>.llama.json`, one entry per test: the entry with the row's prompt (prefill) or
+/// generated (decode) tokens and depth), or for a batched row llama-batched-bench's JSON lines
+/// (`<tag>-<key>.llama.jsonl`: the line of the row's stream count, its `speed_tg`).
 pub fn llama_same_call(results: &Path, row: &Row) -> Option<(f64, f64)> {
     let i = &row.invocation;
-    let path = results.join(format!("{}-{}.llama.json", i.model.tag, i.key));
-    let text = std::fs::read_to_string(path).ok()?;
+    let stem = format!("{}-{}", i.model.tag, i.key);
+    if row.metric == Metric::Batched {
+        let text = std::fs::read_to_string(results.join(format!("{stem}.llama.jsonl"))).ok()?;
+        return text.lines().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            let rate = v["speed_tg"]
+                .as_f64()
+                .filter(|r| r.is_finite() && *r > 0.0)?;
+            (v["pl"].as_u64() == Some(i.streams as u64)).then_some((rate, 0.0))
+        });
+    }
+    let text = std::fs::read_to_string(results.join(format!("{stem}.llama.json"))).ok()?;
     let tests: Value = serde_json::from_str(&text).ok()?;
     let (n_prompt, n_gen) = match row.metric {
         Metric::Prefill => (i.n_prompt, 0),
-        Metric::Decode => (0, i.n_gen),
+        _ => (0, i.n_gen),
     };
     let field = |t: &Value, k: &str| t[k].as_u64().unwrap_or(0);
     tests.as_array()?.iter().find_map(|t| {

@@ -29,6 +29,8 @@ pub struct Invocation {
     pub n_gen: usize,
     /// Tokens already in the KV cache before the measured runs (llama-bench's -d).
     pub depth: usize,
+    /// Sequences decoded together (`--concurrency`; 1: the single-sequence rows).
+    pub streams: usize,
 }
 
 /// Which of an invocation's rates a row reports.
@@ -36,6 +38,8 @@ pub struct Invocation {
 pub enum Metric {
     Prefill,
     Decode,
+    /// Aggregate decode of the invocation's `streams` sequences (issue 12's batched rows).
+    Batched,
 }
 
 /// One number of the issue's table.
@@ -86,6 +90,16 @@ fn inv(tag: &str, key: &'static str, n_prompt: usize, n_gen: usize, depth: usize
         n_prompt,
         n_gen,
         depth,
+        streams: 1,
+    }
+}
+
+/// Issue 12's batched rows: `streams` sequences of a 16-token prompt after 128 cached tokens,
+/// 128 tokens each, one repetition (llama.cpp: `llama-batched-bench -npp 128 -ntg 128`).
+fn batched(tag: &str, key: &'static str, streams: usize) -> Invocation {
+    Invocation {
+        streams,
+        ..inv(tag, key, 16, 128, 128)
     }
 }
 
@@ -98,13 +112,17 @@ pub fn invocations() -> Vec<Invocation> {
             out.push(inv(m.tag, "pp2048", 2048, 16, 0));
             out.push(inv(m.tag, "d4096", 512, 128, 4096));
         }
+        if m.tag == "8b-q4_k_m" || m.tag == "0.5b-q4_k_m" {
+            out.push(batched(m.tag, "c8", 8));
+            out.push(batched(m.tag, "c32", 32));
+        }
     }
     out
 }
 
 /// The issue's table, in its order.
 pub fn rows() -> Vec<Row> {
-    let table: [(&str, &str, Metric, f64); 14] = [
+    let table: [(&str, &str, Metric, f64); 18] = [
         ("8b-q4_k_m", "base", Metric::Prefill, 9298.0),
         ("8b-q4_k_m", "base", Metric::Decode, 268.0),
         ("8b-q4_0", "base", Metric::Prefill, 10843.0),
@@ -119,6 +137,11 @@ pub fn rows() -> Vec<Row> {
         ("0.5b-q4_k_m", "base", Metric::Decode, 863.0),
         ("8b-q4_k_m", "d4096", Metric::Decode, 246.0),
         ("8b-q4_k_m", "pp2048", Metric::Prefill, 9682.0),
+        // Issue 12's table (llama-batched-bench S_TG, same H100, 2026-12-06).
+        ("0.5b-q4_k_m", "c8", Metric::Batched, 3877.0),
+        ("0.5b-q4_k_m", "c32", Metric::Batched, 7395.0),
+        ("8b-q4_k_m", "c8", Metric::Batched, 970.0),
+        ("8b-q4_k_m", "c32", Metric::Batched, 3312.0),
     ];
     let all = invocations();
     table
@@ -141,6 +164,7 @@ impl Row {
         let base = match self.metric {
             Metric::Prefill => format!("pp{}", i.n_prompt),
             Metric::Decode => format!("tg{}", i.n_gen),
+            Metric::Batched => return format!("tg{} x{} streams", i.n_gen, i.streams),
         };
         if i.depth > 0 {
             format!("{base} @ d{}", i.depth)
@@ -175,20 +199,21 @@ pub fn decode_floor(m: &Model, depth: usize) -> f64 {
 }
 
 /// The invocations as tab-separated lines for `run.sh`:
-/// `tag shape type key n_prompt n_gen depth`.
+/// `tag shape type key n_prompt n_gen depth streams`.
 pub fn invocations_tsv() -> String {
     invocations()
         .iter()
         .map(|i| {
             format!(
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 i.model.tag,
                 i.model.shape,
                 i.model.ftype.name(),
                 i.key,
                 i.n_prompt,
                 i.n_gen,
-                i.depth
+                i.depth,
+                i.streams
             )
         })
         .collect()

@@ -63,7 +63,7 @@ if [ -f "$here/llama-src.tgz" ] && command -v nvcc >/dev/null 2>&1 && [ "$ncpu" 
       taskset -c "$build_cores" cmake -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${cap:-90}" \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
         -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release >"$work/llama/cmake.log" 2>&1 &&
-      taskset -c "$build_cores" cmake --build build -j "$(( ncpu - 4 ))" --target llama-bench \
+      taskset -c "$build_cores" cmake --build build -j "$(( ncpu - 4 ))" --target llama-bench llama-batched-bench \
         >"$work/llama/build.log" 2>&1
     echo $? >"$work/llama/done"
   ) &
@@ -71,18 +71,29 @@ if [ -f "$here/llama-src.tgz" ] && command -v nvcc >/dev/null 2>&1 && [ "$ncpu" 
   say "llama.cpp: building on cores $build_cores; ROCmForge pinned to ${pin[*]:2}"
 fi
 llama_ready() { [ -f "$work/llama/done" ] && [ "$(cat "$work/llama/done")" = 0 ] && [ -x "$llama_bin" ]; }
-# llama-bench on a model's file for each of its rows (args from rows.tsv), then the file goes.
+# llama-bench on a model's file for each of its rows (args from rows.tsv), then the file goes;
+# batched rows (streams > 1) take llama-batched-bench (-npp 128 -ntg 128, S_TG).
 llama_rows() {
-  local tag="$1" t sh ty key np ng depth
-  while IFS=$'\t' read -r t sh ty key np ng depth; do
+  local tag="$1" t sh ty key np ng depth streams
+  while IFS=$'\t' read -r t sh ty key np ng depth streams; do
     [ "$t" = "$tag" ] || continue
     local left=$(( budget - $(elapsed) ))
     [ "$left" -le 5 ] && { say "--- llama.cpp $tag $key: skipped (time budget)"; continue; }
+    local stem="$work/$tag-$key" rc
+    if [ "${streams:-1}" -gt 1 ]; then
+      timeout "$left" ${pin[@]+"${pin[@]}"} "${llama_bin%-bench}-batched-bench" -m "$work/$tag.gguf" \
+        -c $(( streams * 300 )) -npp 128 -ntg "$ng" -npl "$streams" -fa on -ngl 99 \
+        --output-format jsonl >"$stem.llama.jsonl" 2>"$stem.llama.err"
+      rc=$?
+      grep '"speed_tg"' "$stem.llama.err" >>"$stem.llama.jsonl"  # its LOG may go to stderr
+      say "--- llama.cpp $tag $key: exit $rc ($(grep -o '"speed_tg": [0-9.]*' "$stem.llama.jsonl" | head -n1))"
+      continue
+    fi
     local la=(-m "$work/$tag.gguf" -p "$np" -n "$ng" -fa 1 -ngl 99 -r "$reps" -o json)
     [ "$depth" -gt 0 ] && la+=(-d "$depth")
-    timeout "$left" ${pin[@]+"${pin[@]}"} "$llama_bin" "${la[@]}" >"$work/$tag-$key.llama.json" 2>"$work/$tag-$key.llama.err"
-    local rc=$?
-    say "--- llama.cpp $tag $key: exit $rc ($(grep -o '"avg_ts": [0-9.]*' "$work/$tag-$key.llama.json" | tr '\n' ' '))"
+    timeout "$left" ${pin[@]+"${pin[@]}"} "$llama_bin" "${la[@]}" >"$stem.llama.json" 2>"$stem.llama.err"
+    rc=$?
+    say "--- llama.cpp $tag $key: exit $rc ($(grep -o '"avg_ts": [0-9.]*' "$stem.llama.json" | tr '\n' ' '))"
   done <"$work/rows.tsv"
 }
 pending=()
@@ -101,7 +112,7 @@ finish_model() {
 
 "$here/bin/xtask" bench-rows >"$work/rows.tsv"
 prev=""
-while IFS=$'\t' read -r tag shape type key np ng depth; do
+while IFS=$'\t' read -r tag shape type key np ng depth streams; do
   selected "$tag" || continue
   model="$work/$tag.gguf"
   if [ "$tag" != "$prev" ]; then
@@ -125,6 +136,8 @@ while IFS=$'\t' read -r tag shape type key np ng depth; do
   fi
   args=(bench --model "$model" -p "$np" -n "$ng" -r "$reps" --device "$device" --json --quiet)
   [ "$depth" -gt 0 ] && args+=(--depth "$depth")
+  [ "${streams:-1}" -gt 1 ] && args=(bench --model "$model" -p "$np" -n "$ng" -r 1 --depth "$depth" \
+    --concurrency "$streams" --device "$device" --json --quiet)
   t0=$(date +%s)
   timeout "$left" ${pin[@]+"${pin[@]}"} "$here/bin/rocmforge" "${args[@]}" >"$stem.json" 2>"$stem.err"
   echo $? >"$stem.status"

@@ -5,9 +5,9 @@ use super::report;
 use super::rows::{self, Metric};
 
 #[test]
-fn the_table_has_issue_7s_fourteen_numbers() {
+fn the_table_has_issue_7s_fourteen_numbers_and_issue_12s_four_batched_ones() {
     let rows = rows::rows();
-    assert_eq!(rows.len(), 14);
+    assert_eq!(rows.len(), 18);
     let names: Vec<String> = rows
         .iter()
         .map(|r| format!("{} {}", r.invocation.model.label, r.test_name()))
@@ -15,10 +15,12 @@ fn the_table_has_issue_7s_fourteen_numbers() {
     assert_eq!(names[0], "8B Q4_K_M pp512");
     assert_eq!(names[12], "8B Q4_K_M tg128 @ d4096");
     assert_eq!(names[13], "8B Q4_K_M pp2048");
-    assert_eq!(rows::invocations_tsv().lines().count(), 8);
-    assert!(
-        rows::invocations_tsv().contains("8b-q4_k_m\tllama3-8b\tQ4_K_M\td4096\t512\t128\t4096\n")
-    );
+    assert_eq!(names[14], "0.5B Q4_K_M tg128 x8 streams");
+    assert_eq!(names[17], "8B Q4_K_M tg128 x32 streams");
+    assert_eq!(rows::invocations_tsv().lines().count(), 12);
+    let tsv = rows::invocations_tsv();
+    assert!(tsv.contains("8b-q4_k_m\tllama3-8b\tQ4_K_M\td4096\t512\t128\t4096\t1\n"));
+    assert!(tsv.contains("0.5b-q4_k_m\tqwen2.5-0.5b\tQ4_K_M\tc32\t16\t128\t128\t32\n"));
 }
 
 #[test]
@@ -61,7 +63,7 @@ fn report_fills_measured_rows_and_names_the_missing() {
     let (md, json) = report::build(&dir);
     std::fs::remove_dir_all(&dir).unwrap();
     let lines: Vec<&str> = md.lines().collect();
-    assert_eq!(lines.len(), 2 + 14);
+    assert_eq!(lines.len(), 2 + 18);
     assert_eq!(
         lines[2],
         "| 8B Q4_K_M | pp512 | 9,298 | recorded | 9,298 ± 12 | 1.00× | — | — |"
@@ -96,6 +98,17 @@ fn report_takes_llama_cpp_from_the_same_call_where_run_sh_measured_it() {
   {"model_type": "qwen2 1B Q4_K - Medium", "n_prompt": 512, "n_gen": 0, "n_depth": 0, "avg_ts": 44134.24, "stddev_ts": 14578.55},
   {"model_type": "qwen2 1B Q4_K - Medium", "n_prompt": 0, "n_gen": 128, "n_depth": 0, "avg_ts": 901.34, "stddev_ts": 8.08}
 ]"#,
+    )
+    .unwrap();
+    // llama-batched-bench's JSON lines: the line of the row's stream count.
+    std::fs::write(
+        dir.join("0.5b-q4_k_m-c8.json"),
+        r#"{"tg":{"tokens_per_s_mean":600.0},"batched_tg":{"sequences":8,"tokens_per_s_mean":3081.0,"tokens_per_s_sd":0.0}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("0.5b-q4_k_m-c8.llama.jsonl"),
+        "{\"pp\": 128, \"tg\": 128, \"pl\": 32, \"speed_tg\": 7300.4}\n{\"pp\": 128, \"tg\": 128, \"pl\": 8, \"speed_tg\": 3967.38}\n",
     )
     .unwrap();
     // A depth that does not match the row is not taken.
