@@ -125,6 +125,12 @@ pub const BUILD_CUBINS_SH: &str = include_str!("build_cubins.sh");
 /// `build-cubins.sh`, which builds cubins for the NVIDIA GPU it runs on.
 pub(crate) fn bundle_kernels(out: &Path, args: &KernelArgs) -> Result<()> {
     kernels::build_kernels(args)?;
+    bundle_kernel_sources(out)
+}
+
+/// Puts `kernels-src/` and `build-cubins.sh` in `out` (no prebuilt images: the NVIDIA host
+/// builds cubins with nvcc).
+pub(crate) fn bundle_kernel_sources(out: &Path) -> Result<()> {
     copy_kernel_sources(&out.join("kernels-src"))?;
     std::fs::write(out.join("build-cubins.sh"), BUILD_CUBINS_SH)
         .with_context(|| format!("writing {}/build-cubins.sh", out.display()))

@@ -7,8 +7,10 @@
 //!     bin/rocmforge     the release CLI (stripped)
 //!     bin/xtask         this tool, release (stripped): synth-model, bench-rows, bench-report
 //!     vocab/            the tokenizers synth-model copies
-//!     kernels/ kernels-src/ build-cubins.sh   as in gpu-bundle/ (NVIDIA targets unless
-//!                       ROCMFORGE_PLATFORM is set)
+//!     kernels-src/ build-cubins.sh   as in gpu-bundle/: the NVIDIA host builds cubins with
+//!                       nvcc (run.sh stops without them); the binary embeds no kernels. With
+//!                       ROCMFORGE_PLATFORM set: also kernels/ for those targets and a binary
+//!                       with embedded kernels (too large to travel to the GPU machine whole)
 //!     llama-src.tgz     with `--llama`: llama.cpp's source (tools/llama_src.py, ~3.5 MB), built
 //!                       there in the background while ROCmForge's rows run, then measured on
 //!                       the same files: the table's ratios come from the same call
@@ -27,7 +29,7 @@ use clap::Args;
 pub use report::ReportArgs;
 
 use crate::gpu_bundle::{self, cargo, copy_file, executables, json_output};
-use crate::kernels::{KernelArgs, PlatformChoice};
+use crate::kernels::KernelArgs;
 use crate::{paths, synth};
 
 #[derive(Args, Debug, Clone)]
@@ -69,9 +71,14 @@ pub fn report(args: &ReportArgs) -> Result<()> {
     report::run(args)
 }
 
-/// Builds the release binary `bin` of package `package`; returns its path.
-fn release_binary(package: &str, bin: &str) -> Result<PathBuf> {
-    let msgs = json_output(cargo().args([
+/// Builds the release binary `bin` of package `package` (without embedded kernel images when
+/// `no_embed`); returns its path.
+fn release_binary(package: &str, bin: &str, no_embed: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    if no_embed {
+        cmd.env("ROCMFORGE_NO_EMBED_KERNELS", "1");
+    }
+    let msgs = json_output(cmd.args([
         "build",
         "--release",
         "--message-format=json",
@@ -113,8 +120,13 @@ pub fn bundle(out_dir: Option<PathBuf>) -> Result<PathBuf> {
         }
         std::fs::remove_dir_all(&out).with_context(|| format!("removing old {}", out.display()))?;
     }
-    let rocmforge = release_binary("rocmforge-cli", "rocmforge")?;
-    let xtask = release_binary("xtask", "xtask")?;
+    // The table is an H100 table: NVIDIA unless ROCMFORGE_PLATFORM says otherwise, and then
+    // the bundle carries kernel sources only (nvcc builds cubins on the GPU host) and a binary
+    // without embedded images, so that it stays under the 64 MiB that travel there (the PTX
+    // of every family and the embedded images are ~90 and ~28 MB).
+    let nvidia = std::env::var_os("ROCMFORGE_PLATFORM").is_none();
+    let rocmforge = release_binary("rocmforge-cli", "rocmforge", nvidia)?;
+    let xtask = release_binary("xtask", "xtask", nvidia)?;
     copy_stripped(&rocmforge, &out.join("bin/rocmforge"))?;
     copy_stripped(&xtask, &out.join("bin/xtask"))?;
     for shape in ["llama3-8b", "qwen2.5-0.5b"] {
@@ -125,13 +137,11 @@ pub fn bundle(out_dir: Option<PathBuf>) -> Result<PathBuf> {
             copy_file(&file, &out.join("vocab").join(name))?;
         }
     }
-    // The table is an H100 table: NVIDIA targets unless ROCMFORGE_PLATFORM says otherwise
-    // (the AMD code objects would take most of the 64 MiB that travels to the GPU machine).
-    let mut kernel_args = KernelArgs::from_env(Some(out.join("kernels")));
-    if std::env::var_os("ROCMFORGE_PLATFORM").is_none() {
-        kernel_args.platform = PlatformChoice::Nvidia;
+    if nvidia {
+        gpu_bundle::bundle_kernel_sources(&out)?;
+    } else {
+        gpu_bundle::bundle_kernels(&out, &KernelArgs::from_env(Some(out.join("kernels"))))?;
     }
-    gpu_bundle::bundle_kernels(&out, &kernel_args)?;
     std::fs::write(out.join("run.sh"), include_str!("run.sh"))
         .with_context(|| format!("writing {}/run.sh", out.display()))?;
     eprintln!(
@@ -161,7 +171,7 @@ fn bundle_llama_src(out: &Path, sdist: Option<&Path>) -> Result<()> {
 
 /// Without a GPU: the 0.5B rows on the CPU with -p 64 -n 16 -r 1, same files and report.
 fn cpu_smoke() -> Result<()> {
-    let rocmforge = release_binary("rocmforge-cli", "rocmforge")?;
+    let rocmforge = release_binary("rocmforge-cli", "rocmforge", false)?;
     let work = std::env::temp_dir().join(format!("rocmforge-bench-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let result = smoke_rows(&rocmforge, &work);

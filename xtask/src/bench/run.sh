@@ -47,6 +47,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 t0=$(date +%s)
 bash "$here/build-cubins.sh" "$work/nvcc" 2>&1 | tee -a "$log"
 say "cubins: $(( $(date +%s) - t0 )) s"
+if [ "$device" != cpu ] && ! ls "$here"/kernels/*/*/* >/dev/null 2>&1; then
+  say "no kernel images: this bundle carries kernel sources only and this host has no nvcc (or no NVIDIA GPU); build the bundle with ROCMFORGE_PLATFORM=<targets> for prebuilt images"
+  exit 1
+fi
 
 # llama.cpp for the same-call ratios.
 llama_bin="$work/llama/llama.cpp/build/bin/llama-bench"
