@@ -184,6 +184,14 @@ fn wanted(
     }
 }
 
+/// The device's warp size and the warps a grid of the one-launch kernels needs to give every
+/// compute unit a block (`rows_per_step`'s `min_groups`).
+fn warp_fill(ctx: &MatmulContext) -> (usize, usize) {
+    let info = ctx.backend().info();
+    let warp = (info.warp_size as usize).clamp(1, THREADS);
+    (warp, THREADS / warp * (info.compute_units as usize).max(1))
+}
+
 /// Largest number of weight rows per warp step (`RF_MMV_MAX_RPW` = 4 at most) for the quantized
 /// kernels: rows short enough that several fit one step of `rf_step` (the kernel's ~3 KB per
 /// 32 lanes of whole blocks) are taken several at a time, each by a group of lanes, so a warp
@@ -327,9 +335,7 @@ fn plan(ctx: &mut MatmulContext, call: &Call<'_>) -> TensorResult<Option<(HipFun
     let rpw = if float {
         1
     } else {
-        let info = ctx.backend().info();
-        let warp = (info.warp_size as usize).max(1);
-        let fill = THREADS / warp * (info.compute_units as usize).max(1);
+        let (warp, fill) = warp_fill(ctx);
         rows_per_step(
             call.ty,
             chunk_values,
@@ -686,9 +692,7 @@ pub(crate) fn try_matvec_q8_1(
     let backend = Arc::clone(ctx.backend());
     let nt = super::matmul::matvec_variant(n_tokens);
     let f = ctx.fused.function(&backend, ty, nt, Variant::FromQ8_1)?;
-    let info = ctx.backend().info();
-    let warp = (info.warp_size as usize).max(1);
-    let fill = THREADS / warp * (info.compute_units as usize).max(1);
+    let (warp, fill) = warp_fill(ctx);
     let rpw = rows_per_step(ty, chunk_values, warp, row_bytes, &[rows], fill);
     let g = Geometry::new(ctx, false, chunk_values, rows, cols, n_tokens, shared, rpw)?;
     let row_bytes64 = row_bytes as u64;

@@ -116,44 +116,46 @@ impl HipOps {
         &self,
         floats: usize,
     ) -> TensorResult<rocmforge_hip::DevicePtr> {
-        let mut slot = self
-            .attention_partials
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slot.as_ref().is_none_or(|b| b.len() < floats) {
-            *slot = None; // free the old one before allocating the new one
-            let buffer = slot.insert(self.backend.alloc::<f32>(floats.max(1))?);
-            bump_scratch_generation();
-            return Ok(buffer.device_ptr());
-        }
-        slot.as_ref()
-            .map(|b| b.device_ptr())
-            .ok_or(TensorError::Backend {
-                op: "hip::attention_partials",
-                what: "scratch missing after allocation".to_string(),
-            })
+        self.grown_scratch(
+            &self.attention_partials,
+            floats,
+            false,
+            "hip::attention_partials",
+        )
     }
 
     /// The device address of at least `n` u32 counters for the split decode attention, zero
     /// when allocated; each launch leaves them zero again (the kernel's last block resets its
     /// counter). A reallocation bumps [`scratch_generation`], as for the partials.
     pub(crate) fn attention_counters(&self, n: usize) -> TensorResult<rocmforge_hip::DevicePtr> {
-        let mut slot = self
-            .attention_counters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slot.as_ref().is_none_or(|b| b.len() < n) {
-            *slot = None; // free the old one before allocating the new one
-            let mut buffer = self.backend.alloc::<u32>(n.max(1))?;
-            buffer.memset_bytes(0)?;
-            let buffer = slot.insert(buffer);
+        self.grown_scratch(&self.attention_counters, n, true, "hip::attention_counters")
+    }
+
+    /// A scratch of at least `len` elements in `slot`, reallocated (the old one freed first,
+    /// the new one zeroed when `zeroed`) when too small; a reallocation bumps
+    /// [`scratch_generation`].
+    fn grown_scratch<T: rocmforge_hip::DeviceRepr>(
+        &self,
+        slot: &Mutex<Option<rocmforge_hip::DeviceBuffer<T>>>,
+        len: usize,
+        zeroed: bool,
+        op: &'static str,
+    ) -> TensorResult<rocmforge_hip::DevicePtr> {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_none_or(|b| b.len() < len) {
+            *slot = None;
+            let buffer = if zeroed {
+                self.backend.alloc_zeros::<T>(len.max(1))?
+            } else {
+                self.backend.alloc::<T>(len.max(1))?
+            };
             bump_scratch_generation();
-            return Ok(buffer.device_ptr());
+            return Ok(slot.insert(buffer).device_ptr());
         }
         slot.as_ref()
             .map(|b| b.device_ptr())
             .ok_or(TensorError::Backend {
-                op: "hip::attention_counters",
+                op,
                 what: "scratch missing after allocation".to_string(),
             })
     }
