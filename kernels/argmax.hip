@@ -50,6 +50,7 @@ RF_DEVICE Key block_best(Key k, float* sv, rf_u32* sc, rf_u32* si, rf_u32* sok) 
 
 // out[0] = index of the largest non-NaN value (first on ties); 0 when every value is NaN or n = 0.
 RF_KERNEL(ARGMAX_THREADS) void argmax_f32(const float* x, rf_u32 n, rf_u32* out) {
+    RF_GRID_DEP_BEGIN();
     __shared__ float sv[ARGMAX_THREADS];
     __shared__ rf_u32 sc[ARGMAX_THREADS], si[ARGMAX_THREADS], sok[ARGMAX_THREADS];
     Key best = {0.0f, 0u, 0u, 0u};
@@ -64,6 +65,7 @@ RF_KERNEL(ARGMAX_THREADS) void argmax_f32(const float* x, rf_u32 n, rf_u32* out)
 // out[r] = argmax of row r of x ([n_rows][row_len]), one block per row (grid.x = n_rows), with
 // argmax_f32's order.
 RF_KERNEL(ARGMAX_THREADS) void argmax_rows_f32(const float* x, rf_u32 row_len, rf_u32* out) {
+    RF_GRID_DEP_BEGIN();
     __shared__ float sv[ARGMAX_THREADS];
     __shared__ rf_u32 sc[ARGMAX_THREADS], si[ARGMAX_THREADS], sok[ARGMAX_THREADS];
     const float* row = x + (rf_u64)RF_BID_X * row_len;
@@ -80,6 +82,7 @@ RF_KERNEL(ARGMAX_THREADS) void argmax_rows_f32(const float* x, rf_u32 row_len, r
 // Round r picks the best key strictly after round r-1's pick in the order.
 RF_KERNEL(ARGMAX_THREADS) void top_k_f32(const float* x, rf_u32 n, rf_u32 k, rf_u32* out_idx,
                                          float* out_val) {
+    RF_GRID_DEP_BEGIN();
     __shared__ float sv[ARGMAX_THREADS];
     __shared__ rf_u32 sc[ARGMAX_THREADS], si[ARGMAX_THREADS], sok[ARGMAX_THREADS];
     Key prev = {0.0f, 0u, 0u, 0u};

@@ -146,6 +146,7 @@ RF_KERNEL(ATT_THREADS) void attention_f16(const float* q, const rf_half* k, cons
                                           float* out, rf_u32 n_q, rf_u32 n_kv, rf_u32 n_heads,
                                           rf_u32 n_kv_heads, rf_u32 head_dim, float scale,
                                           rf_u32 window, const float* sinks) {
+    RF_GRID_DEP_BEGIN();
     const rf_u32 head = RF_BID_X, qi = RF_BID_Y;
     const rf_u64 at = ((rf_u64)qi * n_heads + head) * head_dim;
     const rf_u32 visible = n_kv + qi + 1 > n_q ? n_kv + qi + 1 - n_q : 0;
@@ -162,6 +163,7 @@ RF_KERNEL(ATT_THREADS) void attention_paged_f16(const float* q, const rf_u64* bl
                                                 rf_u32 n_heads, rf_u32 n_kv_heads,
                                                 rf_u32 head_dim, float scale, rf_u32 window,
                                                 const float* sinks) {
+    RF_GRID_DEP_BEGIN();
     const rf_u32 head = RF_BID_X, qi = RF_BID_Y;
     const rf_u64 at = ((rf_u64)qi * n_heads + head) * head_dim;
     const rf_u32 visible = n_kv + qi + 1 > n_q ? n_kv + qi + 1 - n_q : 0;
@@ -181,6 +183,7 @@ RF_KERNEL(ATT_THREADS) void attention_rows_f16(const float* q, const rf_u64* blo
                                                const rf_u32* rows, const rf_u32* lens, float* out,
                                                rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim,
                                                float scale, rf_u32 window, const float* sinks) {
+    RF_GRID_DEP_BEGIN();
     const rf_u32 head = RF_BID_X, i = RF_BID_Y;
     const rf_u64 at = ((rf_u64)rows[i] * n_heads + head) * head_dim;
     const rf_u64 stride = (rf_u64)n_kv_heads * head_dim;
@@ -359,6 +362,7 @@ RF_KERNEL(RF_WARP_SIZE * AS_GC) void attention_rows_split_f16(const float* q, co
                                                               rf_u32 n_split, rf_u32 window,
                                                               float* out, const float* sinks,
                                                               rf_u32* counters) {
+    RF_GRID_DEP_BEGIN();
     __shared__ float q_sh[AS_GC * AS_MAX_HD];
     __shared__ float p_sh[AS_GC * RF_WARP_SIZE];
     __shared__ float w_sh[AS_GC * AS_MAX_SPLIT];
@@ -603,6 +607,7 @@ RF_DEVICE void attention_prefill(const float* q, KV k, KV v, float* out,
         const float* q, const rf_half* k, const rf_half* v, float* out, rf_u32 n_q, rf_u32 n_kv,  \
         rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, float scale, rf_u32 window,          \
         const float* sinks) {                                                                     \
+        RF_GRID_DEP_BEGIN();                                                                  \
         (void)head_dim;                                                                           \
         const rf_u64 stride = (rf_u64)n_kv_heads * HD;                                            \
         attention_prefill<HD>(q, kv_contig{k, stride}, kv_contig{v, stride}, out, n_q, n_kv,       \
@@ -612,6 +617,7 @@ RF_DEVICE void attention_prefill(const float* q, KV k, KV v, float* out,
         const float* q, const rf_u64* blocks, rf_u64 k_off, rf_u64 v_off, float* out, rf_u32 n_q, \
         rf_u32 n_kv, rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, float scale,             \
         rf_u32 window, const float* sinks) {                                                      \
+        RF_GRID_DEP_BEGIN();                                                                  \
         (void)head_dim;                                                                           \
         const rf_u64 stride = (rf_u64)n_kv_heads * HD;                                            \
         attention_prefill<HD>(q, kv_paged{blocks, k_off, stride}, kv_paged{blocks, v_off, stride}, \

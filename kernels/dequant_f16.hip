@@ -87,6 +87,7 @@ RF_DEVICE void dequant_f16(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32
 #define RF_DEQUANT_F16(name, T)                                                                 \
     RF_KERNEL(DQ_THREADS) void dequant_f16_##name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, \
                                                   rf_u32 cols, rf_half* out) {                  \
+        RF_GRID_DEP_BEGIN();                                                                  \
         dequant_f16<T>(w, row_bytes, rows, cols, out);                                          \
     }
 
@@ -105,17 +106,20 @@ RF_DEQUANT_F16(q5_k, rf_q5_k)
 RF_DEQUANT_F16(q6_k, rf_q6_k)
 
 RF_KERNEL(DQ_THREADS) void to_f16_f32(const float* x, rf_half* out, rf_u64 n) {
+    RF_GRID_DEP_BEGIN();
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
         out[i] = rf_f32_to_half(rf_saturate_f16(x[i]));
     }
 }
 
 RF_KERNEL(DQ_THREADS) void to_f16_bf16(const unsigned short* x, rf_half* out, rf_u64 n) {
+    RF_GRID_DEP_BEGIN();
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
         out[i] = rf_f32_to_half(rf_saturate_f16(rf_bf16_to_f32(x[i])));
     }
 }
 
 RF_KERNEL(DQ_THREADS) void copy_f16(const rf_half* x, rf_half* out, rf_u64 n) {
+    RF_GRID_DEP_BEGIN();
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) out[i] = x[i];
 }

@@ -122,6 +122,7 @@ RF_DEVICE float deq_q6_k(const rf_u8* row, rf_u32 j) {
 #define EMBEDDING_KERNEL(NAME, DEQ)                                                               \
     RF_KERNEL(256) void NAME(const rf_u8* table, const rf_u32* ids, float* out, rf_u32 cols,     \
                              rf_u64 row_bytes) {                                                  \
+        RF_GRID_DEP_BEGIN();                                                                  \
         const rf_u8* row = table + (rf_u64)ids[RF_BID_X] * row_bytes;                             \
         float* o = out + (rf_u64)RF_BID_X * cols;                                                 \
         for (rf_u32 c = RF_TID_X; c < cols; c += RF_BDIM_X) o[c] = DEQ(row, c);                   \
@@ -145,6 +146,7 @@ EMBEDDING_KERNEL(embedding_q6_k, deq_q6_k)
 #define EMBEDDING_AT_KERNEL(NAME, DEQ)                                                            \
     RF_KERNEL(256) void NAME(const rf_u8* table, const rf_u32* ids, float* out, rf_u32 cols,     \
                              rf_u64 row_bytes, rf_u32 rows) {                                     \
+        RF_GRID_DEP_BEGIN();                                                                  \
         const rf_u32 id = ids[RF_BID_X];                                                          \
         float* o = out + (rf_u64)RF_BID_X * cols;                                                 \
         if (id >= rows) {                                                                         \

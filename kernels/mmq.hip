@@ -13,6 +13,7 @@
     RF_KERNEL(RF_MMQ_THREADS)                                                                     \
     void mmq_##name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols, const rf_i8* aqs, \
                     const float* ads, rf_u32 n_tokens, float* out) {                              \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ rf_qb sw[RF_MMQ_ROWS][RF_MMQ_KBLOCKS];                                         \
         __shared__ rf_q8 sa[RF_MMQ_TOKENS][RF_MMQ_KBLOCKS];                                       \
         const rf_u32 t0 = RF_BID_Y * RF_MMQ_TOKENS, left = n_tokens - t0;                          \
@@ -98,6 +99,7 @@ RF_DEVICE void rf_mmf(int ty, const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
     RF_KERNEL(RF_MMQ_THREADS)                                                                     \
     void mmf_##name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols, const float* x,   \
                     rf_u32 n_tokens, float* out) {                                                \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ float ws[RF_MMQ_ROWS][RF_MMF_K + 1];                                           \
         __shared__ float xs[RF_MMQ_TOKENS][RF_MMF_K + 1];                                         \
         rf_mmf(TY, w, row_bytes, rows, cols, x, n_tokens, out, ws, xs);                           \

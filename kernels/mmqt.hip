@@ -5,6 +5,7 @@
 
 RF_KERNEL(256)
 void mmqt_reduce_f32(const float* part, rf_u32 splits, rf_u64 n, float* out) {
+    RF_GRID_DEP_BEGIN();
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
         float v = 0.0f;
         for (rf_u32 z = 0; z < splits; ++z) v += part[z * n + i];

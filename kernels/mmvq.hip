@@ -85,6 +85,7 @@ RF_DEVICE void rf_mmvq_rows(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u3
     void mmvq_##name##_n##NT##_r##R(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks, \
                                     const rf_i8* aqs, const float* ads, rf_u32 cols,              \
                                     rf_u32 n_tokens, float* out, rf_u32 tpr, rf_u32 acc) {        \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ float red[R * NT * (RF_MMV_THREADS / RF_WARP_SIZE)];                           \
         rf_mmvq_rows<T, NT, R>(w, row_bytes, rows, chunks, aqs, ads, cols, n_tokens, out, tpr,   \
                                red, acc);                                                         \
@@ -95,6 +96,7 @@ RF_DEVICE void rf_mmvq_rows(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u3
     void mmvq_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,        \
                              const rf_i8* aqs, const float* ads, rf_u32 cols, rf_u32 n_tokens,    \
                              float* out, rf_u32 tpr, rf_u32 acc) {                                \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ float red[NT * (RF_MMV_THREADS / RF_WARP_SIZE)];                               \
         rf_mmvq<T, NT>(w, row_bytes, rows, chunks, aqs, ads, cols, n_tokens, out, tpr, red, acc); \
     }
@@ -244,6 +246,7 @@ RF_DEVICE void rf_mmvf(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chu
     void mmvf_##name##_n##NT(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 chunks,        \
                              rf_u32 vec, const float* x, rf_u32 cols, rf_u32 n_tokens, float* out, \
                              rf_u32 tpr, rf_u32 acc) {                                            \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ float red[NT * (RF_MMV_THREADS / RF_WARP_SIZE)];                               \
         rf_mmvf<W, NT>(w, row_bytes, rows, chunks, vec, x, cols, n_tokens, out, tpr, red, acc);   \
     }

@@ -19,6 +19,7 @@
 RF_KERNEL(RF_WARP_SIZE)
 void moe_route_f32(const float* logits, rf_u32 n_expert, rf_u32 k, rf_u32 normalize, rf_u32* ids,
                    float* weights) {
+    RF_GRID_DEP_BEGIN();
     __shared__ float vals[RF_MOE_MAX_EXPERTS];
     const rf_u32 t = RF_BID_X, lane = RF_TID_X;
     const float* row = logits + (rf_u64)t * n_expert;
@@ -71,6 +72,7 @@ void moe_route_f32(const float* logits, rf_u32 n_expert, rf_u32 k, rf_u32 normal
 RF_KERNEL(256)
 void moe_weighted_sum_f32(const float* y, const float* w, rf_u32 k, rf_u32 width, rf_u32 n_tokens,
                           float* out) {
+    RF_GRID_DEP_BEGIN();
     const rf_u64 n = (rf_u64)n_tokens * width;
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
         const rf_u64 t = i / width, c = i % width;
@@ -91,6 +93,7 @@ void moe_weighted_sum_f32(const float* y, const float* w, rf_u32 k, rf_u32 width
                         const rf_i8* aqs, const float* ads, rf_u32 cols, const rf_u32* ids,       \
                         rf_u32 n_expert, rf_u32 k, rf_u32 x_per_slot, float* out, rf_u32 tpr,     \
                         rf_u32 slot0) {                                                           \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ float red[RF_MMV_THREADS / RF_WARP_SIZE];                                      \
         const rf_u32 slot = slot0 + RF_BID_Y, e = ids[slot];                                      \
         float* o = out + (rf_u64)slot * rows;                                                     \
@@ -114,6 +117,7 @@ void moe_weighted_sum_f32(const float* y, const float* w, rf_u32 k, rf_u32 width
                             rf_u32 chunks, const rf_i8* aqs, const float* ads, rf_u32 cols,       \
                             const rf_u32* ids, rf_u32 n_expert, rf_u32 k, float* out, rf_u32 tpr, \
                             rf_u32 slot0) {                                                       \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ float red[2 * RF_MMV_THREADS / RF_WARP_SIZE];                                  \
         const rf_u32 slot = slot0 + RF_BID_Y, e = ids[slot], tid = RF_TID_X;                      \
         const rf_u32 row = RF_BID_X * (RF_MMV_THREADS / tpr) + tid / tpr;                         \
@@ -178,6 +182,7 @@ RF_MMVQ_ID_GLU_KERNEL(iq4_xs, rf_iq4_xs)
 RF_KERNEL(RF_MOE_GROUP_THREADS)
 void moe_group_slots(const rf_u32* ids, rf_u32 n_slots, rf_u32 n_expert, rf_u32* counts,
                      rf_u32* perm) {
+    RF_GRID_DEP_BEGIN();
     __shared__ rf_u32 scan[RF_MOE_GROUP_THREADS];
     const rf_u32 g = RF_BID_X, tid = RF_TID_X;
     rf_u32* out = perm + (rf_u64)g * n_slots;
@@ -209,6 +214,7 @@ void moe_group_slots(const rf_u32* ids, rf_u32 n_slots, rf_u32 n_expert, rf_u32*
 // Launch: one block of one thread.
 RF_KERNEL(1)
 void moe_tile_table(const rf_u32* counts, rf_u32 n_groups, rf_u32* tile_first) {
+    RF_GRID_DEP_BEGIN();
     rf_u32 t = 0;
     for (rf_u32 g = 0; g < n_groups; ++g) {
         tile_first[g] = t;
@@ -256,6 +262,7 @@ RF_DEVICE void rf_mmq_id(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 c
                        const rf_i8* aqs, const float* ads, const rf_u32* counts,                  \
                        const rf_u32* perm, const rf_u32* tile_first, rf_u32 n_expert,             \
                        rf_u32 n_slots, rf_u32 act_div, float* out) {                              \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ rf_qb sw[RF_MMQ_ROWS][RF_MMQ_KBLOCKS];                                         \
         __shared__ rf_q8 sa[RF_MMQ_TOKENS][RF_MMQ_KBLOCKS];                                       \
         rf_mmq_id<T>(w, row_bytes, rows, cols, aqs, ads, counts, perm, tile_first, n_expert,      \

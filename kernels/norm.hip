@@ -32,6 +32,7 @@ RF_DEVICE double block_sum_f64(double v, double* scratch) {
 
 RF_KERNEL(NORM_THREADS) void rms_norm_f32(const float* x, const float* weight, float* out, rf_u32 n,
                                           float eps) {
+    RF_GRID_DEP_BEGIN();
     __shared__ double scratch[NORM_THREADS / RF_WARP_SIZE];
     const float* xr = x + (rf_u64)RF_BID_X * n;
     float* yr = out + (rf_u64)RF_BID_X * n;
@@ -51,6 +52,7 @@ RF_KERNEL(NORM_THREADS) void rms_norm_f32(const float* x, const float* weight, f
 // next norm in one launch). Each thread reads back only the elements it wrote.
 RF_KERNEL(NORM_THREADS) void add_rms_norm_f32(float* x, const float* delta, const float* weight,
                                               float* out, rf_u32 n, float eps) {
+    RF_GRID_DEP_BEGIN();
     __shared__ double scratch[NORM_THREADS / RF_WARP_SIZE];
     float* xr = x + (rf_u64)RF_BID_X * n;
     const float* dr = delta + (rf_u64)RF_BID_X * n;
@@ -71,6 +73,7 @@ RF_KERNEL(NORM_THREADS) void add_rms_norm_f32(float* x, const float* delta, cons
 // bias may be null (has_bias = 0).
 RF_KERNEL(NORM_THREADS) void layer_norm_f32(const float* x, const float* weight, const float* bias,
                                             float* out, rf_u32 n, float eps, rf_u32 has_bias) {
+    RF_GRID_DEP_BEGIN();
     __shared__ double scratch[NORM_THREADS / RF_WARP_SIZE];
     const float* xr = x + (rf_u64)RF_BID_X * n;
     float* yr = out + (rf_u64)RF_BID_X * n;
@@ -101,6 +104,7 @@ RF_KERNEL(NORM_THREADS) void add_rms_norm_q8_1_f32(float* x, const float* residu
                                                    const float* weight, float* out,
                                                    signed char* qs, float* ds, rf_u32 n,
                                                    float eps, rf_u32 has_res) {
+    RF_GRID_DEP_BEGIN();
     __shared__ double scratch[NORM_THREADS / RF_WARP_SIZE];
     float* xr = x + (rf_u64)RF_BID_X * n;
     float* yr = out + (rf_u64)RF_BID_X * n;

@@ -8,6 +8,7 @@
 #include "rf_platform.h"
 
 RF_KERNEL(256) void quantize_q8_1_f32(const float* x, signed char* qs, float* ds, rf_u64 total) {
+    RF_GRID_DEP_BEGIN();
     const rf_u64 i = RF_GLOBAL_ID_X;
     // total is a multiple of 32, so each group of 32 lanes is either wholly in range or out.
     if (i >= total) return;
@@ -41,6 +42,7 @@ RF_KERNEL(256) void quantize_q8_1_f32(const float* x, signed char* qs, float* ds
 // y = x rounded through f16 (mode 1) or bf16 (mode 2, nearest even), widened back to f32: the
 // activations of the F16 / BF16 matvec kernels, rounded once instead of once per weight row.
 RF_KERNEL(256) void round_act_f32(const float* x, float* y, rf_u64 n, rf_u32 mode) {
+    RF_GRID_DEP_BEGIN();
     for (rf_u64 i = RF_GLOBAL_ID_X; i < n; i += RF_GRID_STRIDE_X) {
         const float v = x[i];
         y[i] = mode == 1 ? rf_half_to_f32(rf_f32_to_half(v)) : rf_bf16_to_f32(rf_f32_to_bf16(v));

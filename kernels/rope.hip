@@ -92,6 +92,7 @@ RF_KERNEL(256) void rope_f32(float* x, const rf_u32* positions, const float* fre
                              rf_u32 head_dim, rf_u32 n_rot, rf_u32 mode, float theta_scale,
                              float freq_scale, float ext_factor, float corr0, float corr1,
                              float mscale) {
+    RF_GRID_DEP_BEGIN();
     const rf_u32 half = n_rot / 2;
     const rf_u64 total = (rf_u64)n_tokens * n_heads * half;
     for (rf_u64 idx = RF_GLOBAL_ID_X; idx < total; idx += RF_GRID_STRIDE_X) {
@@ -150,6 +151,7 @@ RF_KERNEL(256) void rope_kv_append_rows_f32(
     rf_u32 n_heads, rf_u32 n_kv_heads, rf_u32 head_dim, rf_u32 n_rot, rf_u32 mode,
     float theta_scale, float freq_scale, float ext_factor, float corr0, float corr1,
     float mscale) {
+    RF_GRID_DEP_BEGIN();
     const rf_u32 half = n_rot / 2;
     const rf_u32 per_head = half + (head_dim - n_rot);
     const rf_u32 q_items = n_heads * per_head;

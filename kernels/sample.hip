@@ -187,6 +187,7 @@ RF_KERNEL(SAMPLE_THREADS) void sample_rows_f32(
     const float* pen_offsets,   // their offsets (count * frequency + presence)
     const rf_u32* masks,        // allowed-token bit masks, ceil(n / 32) words per masked row
     rf_u32* out) {
+    RF_GRID_DEP_BEGIN();
     __shared__ Shared sh;
     const rf_u32 t = RF_TID_X, B = RF_BDIM_X, r = RF_BID_X;
     const float* row = logits + (rf_u64)r * n;

@@ -28,6 +28,7 @@ RF_DEVICE float block_max_f32(float v, float* scratch) {
 }
 
 RF_KERNEL(SOFTMAX_THREADS) void softmax_f32(float* x, rf_u32 n) {
+    RF_GRID_DEP_BEGIN();
     __shared__ float fscratch[SOFTMAX_THREADS / RF_WARP_SIZE];
     __shared__ double dscratch[SOFTMAX_THREADS / RF_WARP_SIZE];
     float* row = x + (rf_u64)RF_BID_X * n;

@@ -216,6 +216,7 @@ RF_DEVICE void rf_mmqt(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 col
     void name(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_u32 cols, const rf_i8* aqs,    \
               const float* ads, rf_u32 n_tokens, float* out, rf_u32 split_blocks,              \
               rf_u64 split_stride) {                                                           \
+        RF_GRID_DEP_BEGIN();                                                                  \
         __shared__ __attribute__((aligned(16))) rf_i8 sw[RF_MMQT_ROWS * RF_MMQT_STRIDE];       \
         __shared__ __attribute__((aligned(16))) rf_i8 sa[NT * RF_MMQT_STRIDE];                 \
         __shared__ float swf[RF_MMQT_KBLOCKS * rf_mmqt_layout<T>::NW * RF_MMQT_ROWS];          \

@@ -372,6 +372,9 @@ RF_DEVICE void rf_mmvq_staged(const rf_mv_set& m, rf_u64 row_bytes, rf_u32 chunk
                             wm + (rf_u64)seg_rows * row_bytes, lane, pf, &nx_off, &nx_np);
     };
     if (r < groups) prefetch(r, 0);
+    // Weights only so far: a dependent launch waits here for the kernel before it (rf_platform.h).
+    RF_GRID_DEP_WAIT();
+    RF_GRID_DEP_LAUNCH();
     rf_stage_q8_1<S::QPC>(x, aqs, ads, cols, nt, ts, smem, norm);
 
     float acc[NT], gate[NT];
@@ -605,6 +608,7 @@ RF_DEVICE void rf_mmvf_staged(const rf_u8* w, rf_u64 row_bytes, rf_u32 rows, rf_
                               rf_u32 add) {
     const rf_u32 tid = RF_TID_X, lane = tid % tpr;
     const rf_u32 nt = n_tokens < (rf_u32)NT ? n_tokens : (rf_u32)NT;
+    RF_GRID_DEP_BEGIN();
     rf_stage_round16<MODE>(x, cols, nt, sx, norm);
     const rf_u32 rpb = RF_MMV_THREADS / tpr;
     constexpr int UNR = 4;

@@ -52,6 +52,30 @@ typedef int rf_i32;
 #define RF_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 
 // ---------------------------------------------------------------------------------------------
+// Programmatic dependent launch (NVIDIA sm_90 and later, nvcc images only). A kernel the host
+// launches as dependent (rocmforge-hip's `LaunchArgs::dependent`) may start while the kernel
+// before it on the stream still runs: before RF_GRID_DEP_WAIT() it may read only data no kernel
+// writes (weights) and must write nothing; after it, everything the earlier kernels wrote is
+// visible. RF_GRID_DEP_LAUNCH() lets the next dependent kernel start (its blocks then wait in
+// RF_GRID_DEP_WAIT until this kernel has finished). Both are no-ops elsewhere (AMD, PTX for
+// older GPUs), and the module-level `rf_grid_dependency` symbol tells the host that the image's
+// kernels wait: the host launches dependent only kernels of images that have it.
+#if defined(RF_NVCC) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define RF_GRID_DEP_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define RF_GRID_DEP_LAUNCH() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+extern "C" __device__ __attribute__((used)) int rf_grid_dependency = 1;
+#else
+#define RF_GRID_DEP_WAIT() ((void)0)
+#define RF_GRID_DEP_LAUNCH() ((void)0)
+#endif
+// Both at once, at the top of a kernel that reads its inputs from the start.
+#define RF_GRID_DEP_BEGIN() \
+    do {                     \
+        RF_GRID_DEP_WAIT();  \
+        RF_GRID_DEP_LAUNCH(); \
+    } while (0)
+
+// ---------------------------------------------------------------------------------------------
 // Warp size
 #if defined(RF_AMD)
 #if defined(__AMDGCN_WAVEFRONT_SIZE__)

@@ -2,6 +2,7 @@
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 use crate::buffer::DeviceBuffer;
 use crate::error::{HipError, HipResult};
@@ -88,7 +89,15 @@ pub struct LaunchArgs<'a> {
     stream: &'a HipStream,
     function: &'a HipFunction,
     values: ArgValues,
+    dependent: bool,
     _borrows: PhantomData<&'a ()>,
+}
+
+/// Whether dependent launches are allowed: `ROCMFORGE_PDL=0` turns them off (for A/B timing and
+/// for ruling them out when a result looks wrong).
+fn dependent_launch_allowed() -> bool {
+    static ALLOWED: OnceLock<bool> = OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var("ROCMFORGE_PDL").map_or(true, |v| v.trim() != "0"))
 }
 
 impl<'a> LaunchArgs<'a> {
@@ -97,6 +106,7 @@ impl<'a> LaunchArgs<'a> {
             stream,
             function,
             values: ArgValues::default(),
+            dependent: false,
             _borrows: PhantomData,
         }
     }
@@ -105,6 +115,19 @@ impl<'a> LaunchArgs<'a> {
     /// written; the kernel receives its device address). Borrows last until the builder is gone.
     pub fn arg<A: KernelArg + 'a>(&mut self, value: A) -> &mut Self {
         value.push_arg(&mut self.values);
+        self
+    }
+
+    /// Launches the kernel dependent on the previous kernel of the stream (NVIDIA's
+    /// programmatic dependent launch) where its image supports it
+    /// ([`crate::HipModule::supports_dependent_launch`]) and `ROCMFORGE_PDL` is not `0`: it may
+    /// then start, and read constant data such as weights, while that kernel still runs, which
+    /// hides the launch latency between the small kernels of a decode step. Elsewhere (AMD,
+    /// images without the waits) a normal launch. Part of [`Self::launch`]'s safety promise:
+    /// the kernel calls `RF_GRID_DEP_WAIT` (`rf_platform.h`) before it reads anything an
+    /// earlier launch writes and before it writes anything.
+    pub fn dependent(&mut self) -> &mut Self {
+        self.dependent = true;
         self
     }
 
@@ -135,10 +158,20 @@ impl<'a> LaunchArgs<'a> {
             block: b,
             shared_mem_bytes: cfg.shared_mem_bytes,
         };
+        let dependent = self.dependent
+            && self.function.module().supports_dependent_launch()
+            && dependent_launch_allowed();
         // SAFETY: each pointer addresses one argument slot alive for the call; matching the
-        // kernel's signature and staying in bounds are the caller's promise.
+        // kernel's signature, staying in bounds and (when dependent) waiting for the previous
+        // kernel before touching its data are the caller's promise.
         unsafe {
-            result::module::launch(self.function.raw(), dims, self.stream.raw(), &mut pointers)
+            result::module::launch(
+                self.function.raw(),
+                dims,
+                self.stream.raw(),
+                &mut pointers,
+                dependent,
+            )
         }
     }
 }

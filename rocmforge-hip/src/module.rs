@@ -13,6 +13,10 @@ pub struct HipModule {
     raw: RawHandle,
     source: String,
     backend: Arc<HipBackend>,
+    /// The image's kernels wait for their predecessor where they must (NVIDIA images built for
+    /// sm_90 or later define `rf_grid_dependency`; see `rf_platform.h`), so launches that ask
+    /// for it may be dependent.
+    dependent_launch: bool,
 }
 
 /// A kernel of a module. Keeps its module loaded.
@@ -62,10 +66,14 @@ impl HipModule {
         } else {
             result::module::load_data(image)?
         };
+        let dependent_launch = backend.platform() == Platform::Nvidia
+            && result::module::has_global(raw, c"rf_grid_dependency");
+        tracing::debug!(source, dependent_launch, "kernel module loaded");
         Ok(Arc::new(HipModule {
             raw,
             source: source.to_string(),
             backend: Arc::clone(backend),
+            dependent_launch,
         }))
     }
 
@@ -87,6 +95,12 @@ impl HipModule {
             name: name.to_string(),
             module: Arc::clone(self),
         })
+    }
+
+    /// Whether its kernels may be launched dependent ([`crate::LaunchArgs::dependent`] takes
+    /// effect): an NVIDIA image whose kernels wait for their predecessor.
+    pub fn supports_dependent_launch(&self) -> bool {
+        self.dependent_launch
     }
 
     /// The backend the module is loaded on.

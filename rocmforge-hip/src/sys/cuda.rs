@@ -9,7 +9,8 @@ use core::ffi::{c_char, c_int, c_uint, c_void};
 
 pub use cudarc::driver::sys::{
     CUcontext, CUdevice, CUdevice_attribute, CUdeviceptr, CUevent, CUfunction,
-    CUfunction_attribute, CUgraph, CUgraphExec, CUmodule, CUstream, CUstreamCaptureMode,
+    CUfunction_attribute, CUgraph, CUgraphExec, CUlaunchAttribute, CUlaunchAttributeID,
+    CUlaunchConfig, CUmodule, CUstream, CUstreamCaptureMode,
 };
 
 /// A CUDA status code as returned (0 is success).
@@ -97,7 +98,9 @@ driver_table! {
     cuModuleLoadData: fn(*mut CUmodule, *const c_void);
     cuModuleUnload: fn(CUmodule);
     cuModuleGetFunction: fn(*mut CUfunction, CUmodule, *const c_char);
+    cuModuleGetGlobal_v2: fn(*mut CUdeviceptr, *mut usize, CUmodule, *const c_char);
     cuLaunchKernel: fn(CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, CUstream, *mut *mut c_void, *mut *mut c_void);
+    cuLaunchKernelEx: fn(*const CUlaunchConfig, CUfunction, *mut *mut c_void, *mut *mut c_void);
     cuFuncSetAttribute: fn(CUfunction, CUfunction_attribute, c_int);
     cuStreamBeginCapture_v2: fn(CUstream, CUstreamCaptureMode);
     cuStreamEndCapture: fn(CUstream, *mut CUgraph);

@@ -23,6 +23,7 @@ pub fn argmax(ops: &HipOps, x: &DeviceTensor) -> TensorResult<usize> {
     let f = ops.function("argmax", "argmax_f32")?;
     let (px, n32) = (x.device_ptr(), to_u32(OP, "n", n)?);
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px).arg(&n32).arg(&out);
     // SAFETY: (const float* x, u32 n, u32* out) matches; x holds n f32, out one u32.
     unsafe { l.launch(ONE_BLOCK)? };
@@ -68,6 +69,7 @@ pub fn argmax_rows(
         ..ONE_BLOCK
     };
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px).arg(&len32).arg(&po);
     // SAFETY: (const float* x, u32 row_len, u32* out) matches argmax_rows_f32; x holds
     // n_rows * row_len f32 (checked), out at least n_rows u32 (checked), one block per row.
@@ -90,6 +92,7 @@ pub fn top_k(ops: &HipOps, x: &DeviceTensor, k: usize) -> TensorResult<Vec<(usiz
     let f = ops.function("argmax", "top_k_f32")?;
     let (px, n32, k32) = (x.device_ptr(), to_u32(OP, "n", n)?, to_u32(OP, "k", k)?);
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px).arg(&n32).arg(&k32).arg(&idx).arg(&val);
     // SAFETY: (const float*, u32 n, u32 k, u32* idx, float* val) matches; k <= n; idx and val
     // hold k entries.

@@ -259,6 +259,7 @@ impl KvTables {
             check_device(OP, ops, src)?;
             let (ps, pd, rl) = (src.device_ptr(), self.ptr(at)?, to_u32(OP, "width", width)?);
             let mut l = ops.stream().launch_builder(&f);
+            l.dependent();
             l.arg(&ps).arg(&pd).arg(&rl).arg(&nr);
             // SAFETY: (const float* src, const u64* dst, u32 row_len, u32 n_rows) matches
             // kv_append_rows_f16; src holds n_rows * row_len f32 (checked), the table holds
@@ -335,6 +336,7 @@ impl KvTables {
             to_u32(OP, "n_rot", a.n_rot)?,
         );
         let mut l = ops.stream().launch_builder(&f);
+        l.dependent();
         l.arg(&pq).arg(&pk).arg(&pv);
         l.arg(&bias_ptrs[0]).arg(&bias_ptrs[1]).arg(&bias_ptrs[2]);
         l.arg(&pp).arg(&pf).arg(&kd).arg(&vd);
@@ -451,6 +453,7 @@ impl KvTables {
                 shared_mem_bytes: 0,
             };
             let mut l = ops.stream().launch_builder(&f);
+            l.dependent();
             l.arg(&pq)
                 .arg(&blocks)
                 .arg(&ts)
@@ -488,6 +491,7 @@ impl KvTables {
             shared_mem_bytes: 0,
         };
         let mut l = ops.stream().launch_builder(&f);
+        l.dependent();
         l.arg(&pq).arg(&blocks).arg(&ts).arg(&k_off).arg(&v_off);
         l.arg(&rows).arg(&lens).arg(&po);
         l.arg(&nh)

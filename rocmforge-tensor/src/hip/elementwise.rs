@@ -28,6 +28,7 @@ fn binary_in_place(
     let f = ops.function(FAMILY, name)?;
     let (pa, pb, n32) = (a.device_ptr(), b.device_ptr(), to_u32(op, "n", n)?);
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&pa).arg(&pb).arg(&n32);
     // SAFETY: (float* a, const float* b, u32 n) matches the kernel; both hold n f32 (checked).
     unsafe { l.launch(grid_1d(n, 256))? };
@@ -78,6 +79,7 @@ pub fn add_bias(
     let pi = ids.map_or(DevicePtr(0), |i| i.device_ptr());
     let (c32, n32) = (to_u32(OP, "cols", cols)?, to_u32(OP, "n", n)?);
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&py).arg(&pb).arg(&pi).arg(&c32).arg(&n32);
     // SAFETY: (float*, const float*, const u32*, u32, u32) matches add_bias_f32; y holds n f32
     // in rows of cols, bias whole rows of cols f32, ids null (then bias is one row) or at least
@@ -108,6 +110,7 @@ fn scalar_in_place(
     let f = ops.function(FAMILY, name)?;
     let (pa, n32) = (a.device_ptr(), to_u32(op, "n", n)?);
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&pa).arg(&s).arg(&n32);
     // SAFETY: (float* a, float s, u32 n) matches the kernel; a holds n f32.
     unsafe { l.launch(grid_1d(n, 256))? };
@@ -154,6 +157,7 @@ pub fn attn_temperature(
     let (pq, pp) = (q.device_ptr(), positions.device_ptr());
     let (w32, n32) = (to_u32(OP, "width", width)?, to_u32(OP, "n", n)?);
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&pq)
         .arg(&pp)
         .arg(&w32)
@@ -233,6 +237,7 @@ fn gated(
         (gate.device_ptr(), up.device_ptr(), out.device_ptr());
     let n32 = to_u32(op, "n", n)?;
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&pg).arg(&pu).arg(&po).arg(&n32);
     if let Some((a, b)) = &params {
         l.arg(a).arg(b);
@@ -256,6 +261,7 @@ pub fn gelu(ops: &HipOps, x: &mut DeviceTensor) -> TensorResult<()> {
     let f = ops.function(FAMILY, "gelu_f32")?;
     let (px, n32) = (x.device_ptr(), to_u32(OP, "n", n)?);
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px).arg(&n32);
     // SAFETY: (float* x, u32 n) matches the kernel; x holds n f32.
     unsafe { l.launch(grid_1d(n, 256))? };
@@ -302,6 +308,7 @@ pub fn silu_mul_q8_1(
         shared_mem_bytes: 0,
     };
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&pg).arg(&pu).arg(&po).arg(&qs).arg(&ds).arg(&n32);
     // SAFETY: (const float* gate, const float* up, float* out, i8* qs, float* ds, u32 n)
     // matches; the three tensors hold n f32 and q8 n values as q8_1 (checked); one thread per

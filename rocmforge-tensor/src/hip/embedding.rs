@@ -65,6 +65,7 @@ pub fn embedding(
         shared_mem_bytes: 0,
     };
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&pt).arg(&d_ids).arg(&po).arg(&c).arg(&row_bytes);
     // SAFETY: (const u8* table, const u32* ids, float* out, u32 cols, u64 row_bytes) matches;
     // every id < rows (checked), so each block reads one row of row_bytes inside the table, and
@@ -109,6 +110,7 @@ pub fn embedding_at(
         shared_mem_bytes: 0,
     };
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&pt).arg(ids).arg(&po).arg(&c).arg(&row_bytes).arg(&r);
     // SAFETY: (const u8* table, const u32* ids, float* out, u32 cols, u64 row_bytes, u32 rows)
     // matches; ids holds n entries (checked); the kernel reads a table row only for an id

@@ -61,6 +61,7 @@ pub fn kv_append_rows(
         to_u32(OP, "start_row", start_row)?,
     );
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&ps).arg(&pc).arg(&rl).arg(&nr).arg(&sr);
     // SAFETY: (const float*, rf_half*, u32, u32, u32) matches; rows start_row..start_row+n_rows
     // lie inside the cache and `ps` points at n_rows * row_len f32 inside src (both checked).
@@ -105,6 +106,7 @@ pub fn kv_append_at(
         to_u32(OP, "capacity", capacity)?,
     );
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&ps)
         .arg(&pc)
         .arg(&rl)

@@ -908,6 +908,7 @@ fn launch_quantized(
     unsafe {
         stream
             .launch_builder(f)
+            .dependent()
             .arg(w)
             .arg(&row_bytes64)
             .arg(&rows32)
@@ -996,6 +997,7 @@ fn matmul_float(
         unsafe {
             stream
                 .launch_builder(&round)
+                .dependent()
                 .arg(x)
                 .arg(&y)
                 .arg(&n64)
@@ -1021,6 +1023,7 @@ fn matmul_float(
     unsafe {
         stream
             .launch_builder(&f)
+            .dependent()
             .arg(w)
             .arg(&row_bytes64)
             .arg(&rows32)

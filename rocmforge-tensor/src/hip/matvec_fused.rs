@@ -405,6 +405,7 @@ pub(crate) fn try_matvec(
     unsafe {
         stream
             .launch_builder(&f)
+            .dependent()
             .arg(w)
             .arg(&row_bytes64)
             .arg(&g.rows)
@@ -468,6 +469,7 @@ pub(crate) fn try_matvec_glu(
     unsafe {
         stream
             .launch_builder(&f)
+            .dependent()
             .arg(gate)
             .arg(up)
             .arg(&row_bytes64)
@@ -557,6 +559,7 @@ pub(crate) fn try_matvec_multi(
     unsafe {
         stream
             .launch_builder(&f)
+            .dependent()
             .arg(&w0)
             .arg(&w1)
             .arg(&w2)
@@ -705,6 +708,7 @@ pub(crate) fn try_matvec_q8_1(
     unsafe {
         stream
             .launch_builder(&f)
+            .dependent()
             .arg(w)
             .arg(&row_bytes64)
             .arg(&g.rows)

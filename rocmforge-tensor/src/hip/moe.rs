@@ -83,6 +83,7 @@ pub fn moe_route(
     let (pl, pi, pw) = (logits.device_ptr(), ids.device_ptr(), weights.device_ptr());
     let (ne, k32, norm) = (n_expert as u32, k as u32, u32::from(normalize));
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&pl).arg(&ne).arg(&k32).arg(&norm).arg(&pi).arg(&pw);
     // SAFETY: `moe_route_f32(const float* logits, u32 n_expert, u32 k, u32 normalize, u32* ids,
     // float* weights)`; logits hold n_tokens * n_expert f32, ids and weights at least
@@ -130,6 +131,7 @@ pub fn moe_weighted_sum(
         to_u32(OP, "tokens", n_tokens)?,
     );
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&py).arg(&pw).arg(&k32).arg(&w32).arg(&n32).arg(&po);
     // SAFETY: `moe_weighted_sum_f32(const float* y, const float* w, u32 k, u32 width,
     // u32 n_tokens, float* out)`; sizes checked above; grid-stride over n_tokens * width.
@@ -297,6 +299,7 @@ impl<'a> ExpertMatmul<'a> {
             };
             let slot0 = first as u32;
             let mut l = ops.stream().launch_builder(f);
+            l.dependent();
             for p in w {
                 l.arg(p);
             }

@@ -59,6 +59,7 @@ pub fn rms_norm(
     let (px, pw, po) = (x.device_ptr(), weight.device_ptr(), out.device_ptr());
     let n = to_u32(OP, "n", weight.n_elements())?;
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px).arg(&pw).arg(&po).arg(&n).arg(&eps);
     // SAFETY: (const float* x, const float* w, float* out, u32 n, float eps) matches; x and out
     // hold rows * n f32, w holds n (checked); one block per row.
@@ -91,6 +92,7 @@ pub fn add_rms_norm(
     );
     let n = to_u32(OP, "n", weight.n_elements())?;
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px).arg(&pd).arg(&pw).arg(&po).arg(&n).arg(&eps);
     // SAFETY: (float* x, const float* delta, const float* w, float* out, u32 n, float eps)
     // matches add_rms_norm_f32; x, delta and out hold rows * n f32, w holds n (checked); x is
@@ -123,6 +125,7 @@ pub fn layer_norm(
     let has_bias = u32::from(bias.is_some());
     let n = to_u32(OP, "n", weight.n_elements())?;
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px)
         .arg(&pw)
         .arg(&pb)
@@ -173,6 +176,7 @@ pub fn add_rms_norm_q8_1(
     let has_res = u32::from(residual.is_some());
     let n32 = to_u32(OP, "n", n)?;
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px)
         .arg(&pr)
         .arg(&pw)

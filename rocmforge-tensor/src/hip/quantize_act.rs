@@ -105,6 +105,7 @@ pub fn quantize_q8_1(
     unsafe {
         stream
             .launch_builder(quantize)
+            .dependent()
             .arg(x)
             .arg(&qs)
             .arg(&ds)

@@ -103,6 +103,7 @@ pub fn rope_device_positions(
         to_u32(OP, "n_rot", n_rot)?,
     );
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px)
         .arg(positions)
         .arg(&pf)

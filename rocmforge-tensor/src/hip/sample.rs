@@ -213,6 +213,7 @@ pub fn sample_rows_queued(
         shared_mem_bytes: 0,
     };
     let mut l = ops.stream().launch_builder(&f);
+    l.dependent();
     l.arg(&px).arg(&n32).arg(&ps).arg(&pf).arg(&pu).arg(&pun);
     l.arg(&ppt).arg(&ppo).arg(&pm).arg(&po);
     // SAFETY: the arguments match sample_rows_f32 (const float*, u32, float*, const float*,
