@@ -12,6 +12,8 @@
 # the same call; rows without one fall back to the recorded reference, marked as such.
 # Environment: RF_BENCH_BUDGET (seconds for everything, default 540: rows that would start
 # later are reported as skipped), RF_BENCH_REPS (default 3), RF_BENCH_DEVICE (default gpu).
+# The llama.cpp build goes to $TMPDIR/rocmforge-llama and is reused when a finished build is
+# there (a second call on a still-warm machine starts measuring at once).
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:-$here/results}"
@@ -53,28 +55,32 @@ if [ "$device" != cpu ] && ! ls "$here"/kernels/*/*/* >/dev/null 2>&1; then
 fi
 
 # llama.cpp for the same-call ratios.
-llama_bin="$work/llama/llama.cpp/build/bin/llama-bench"
+llama_dir="${TMPDIR:-/tmp}/rocmforge-llama"
+llama_bin="$llama_dir/llama.cpp/build/bin/llama-bench"
 pin=()
 llama_state=none
 ncpu=$(nproc 2>/dev/null || echo 1)
-if [ -f "$here/llama-src.tgz" ] && command -v nvcc >/dev/null 2>&1 && [ "$ncpu" -ge 8 ]; then
+[ "$ncpu" -ge 8 ] && pin=(taskset -c "$(( ncpu - 4 ))-$(( ncpu - 1 ))")
+if [ -f "$llama_dir/done" ] && [ "$(cat "$llama_dir/done")" = 0 ] && [ -x "$llama_bin" ]; then
+  llama_state=ready
+  say "llama.cpp: reusing the build in $llama_dir"
+elif [ -f "$here/llama-src.tgz" ] && command -v nvcc >/dev/null 2>&1 && [ "$ncpu" -ge 8 ]; then
   cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')"
-  mkdir -p "$work/llama" && tar xzf "$here/llama-src.tgz" -C "$work/llama"
+  rm -rf "$llama_dir" && mkdir -p "$llama_dir" && tar xzf "$here/llama-src.tgz" -C "$llama_dir"
   build_cores="0-$(( ncpu - 5 ))"
-  pin=(taskset -c "$(( ncpu - 4 ))-$(( ncpu - 1 ))")
   (
-    cd "$work/llama/llama.cpp" &&
+    cd "$llama_dir/llama.cpp" &&
       taskset -c "$build_cores" cmake -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${cap:-90}" \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-        -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release >"$work/llama/cmake.log" 2>&1 &&
+        -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release >"$llama_dir/cmake.log" 2>&1 &&
       taskset -c "$build_cores" cmake --build build -j "$(( ncpu - 4 ))" --target llama-bench llama-batched-bench \
-        >"$work/llama/build.log" 2>&1
-    echo $? >"$work/llama/done"
+        >"$llama_dir/build.log" 2>&1
+    echo $? >"$llama_dir/done"
   ) &
   llama_state=building
   say "llama.cpp: building on cores $build_cores; ROCmForge pinned to ${pin[*]:2}"
 fi
-llama_ready() { [ -f "$work/llama/done" ] && [ "$(cat "$work/llama/done")" = 0 ] && [ -x "$llama_bin" ]; }
+llama_ready() { [ -f "$llama_dir/done" ] && [ "$(cat "$llama_dir/done")" = 0 ] && [ -x "$llama_bin" ]; }
 # llama-bench on a model's file for each of its rows (args from rows.tsv), then the file goes;
 # batched rows (streams > 1) take llama-batched-bench (-npp 128 -ntg 128, S_TG).
 llama_rows() {
@@ -150,8 +156,8 @@ while IFS=$'\t' read -r tag shape type key np ng depth streams; do
 done <"$work/rows.tsv"
 [ -n "$prev" ] && finish_model "$prev"
 if [ "${#pending[@]}" -gt 0 ]; then
-  while [ "$llama_state" = building ] && ! [ -f "$work/llama/done" ] && [ "$(elapsed)" -lt "$budget" ]; do sleep 5; done
-  if llama_ready; then llama_state=ready; else say "llama.cpp: build $( [ -f "$work/llama/done" ] && echo "failed (see $work/llama/build.log)" || echo "unfinished") at $(elapsed) s"; tail -n 5 "$work/llama/build.log" 2>/dev/null | tee -a "$log"; fi
+  while [ "$llama_state" = building ] && ! [ -f "$llama_dir/done" ] && [ "$(elapsed)" -lt "$budget" ]; do sleep 5; done
+  if llama_ready; then llama_state=ready; else say "llama.cpp: build $( [ -f "$llama_dir/done" ] && echo "failed (see $llama_dir/build.log)" || echo "unfinished") at $(elapsed) s"; tail -n 5 "$llama_dir/build.log" 2>/dev/null | tee -a "$log"; fi
   for tag in "${pending[@]}"; do
     [ "$llama_state" = ready ] && llama_rows "$tag"
     rm -f "$work/$tag.gguf"
