@@ -16,6 +16,7 @@ mod attention_flash;
 mod dot;
 mod elementwise;
 mod embedding;
+mod hot_team;
 mod matmul;
 mod moe;
 mod norm;
@@ -32,6 +33,7 @@ pub use elementwise::{
     add, add_bias, attn_temperature, gelu, gelu_mul, mul, scale, silu_mul, softcap, swiglu_oai,
 };
 pub use embedding::embedding;
+pub use hot_team::run_with_hot_team;
 pub use matmul::{
     CpuKernels, PANEL_GEMM_TYPES, matmul, matmul_f32_reference, matmul_portable, matmul_with,
 };
