@@ -13,6 +13,8 @@
 
 mod attention;
 mod attention_flash;
+#[cfg(target_arch = "x86_64")]
+mod decode;
 mod dot;
 mod elementwise;
 mod embedding;
@@ -35,7 +37,8 @@ pub use elementwise::{
 pub use embedding::embedding;
 pub use hot_team::run_with_hot_team;
 pub use matmul::{
-    CpuKernels, PANEL_GEMM_TYPES, matmul, matmul_f32_reference, matmul_portable, matmul_with,
+    CpuKernels, PANEL_GEMM_TYPES, matmul, matmul_f32_reference, matmul_many, matmul_portable,
+    matmul_with,
 };
 pub use moe::{MIN_WEIGHT_SUM, MatmulIdShape, matmul_id, moe_route, moe_weighted_sum};
 pub use norm::{layer_norm, rms_norm};
