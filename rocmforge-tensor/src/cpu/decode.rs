@@ -32,6 +32,12 @@ enum Kernel {
 }
 
 impl Kernel {
+    fn isa(self) -> Avx2 {
+        match self {
+            Kernel::Legacy { isa, .. } | Kernel::K { isa, .. } => isa,
+        }
+    }
+
     /// The decode kernel of `ty` at `kernels`, if the running CPU has one.
     fn of(w: &WeightView, kernels: CpuKernels) -> Option<Kernel> {
         if kernels < CpuKernels::Avx2 {
@@ -158,6 +164,15 @@ pub(super) fn decode_many(
             for (i, res) in chunk.chunks_mut(avx2::ROWS).enumerate() {
                 let r0 = first + i * avx2::ROWS;
                 let rows = std::array::from_fn(|j| row(if j < res.len() { r0 + j } else { r0 }));
+                // The next batch's rows while the kernel reads these (it reads the 8 rows'
+                // blocks interleaved, which the hardware prefetcher follows poorly).
+                let next = (r0 + avx2::ROWS) * row_bytes;
+                if let Some(bytes) = w
+                    .data
+                    .get(next..(next + avx2::ROWS * row_bytes).min(w.data.len()))
+                {
+                    avx2::prefetch(k.isa(), bytes);
+                }
                 acts.run(k, rows, res);
             }
         });
