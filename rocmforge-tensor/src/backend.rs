@@ -25,10 +25,14 @@ impl Backend {
     /// thread of rayon's pool: each op's parallel loop then starts on a pool thread, which
     /// takes its share of the work, instead of being handed over from outside the pool and
     /// waited for (one hand-over per step instead of one per op, the decode cost at small
-    /// widths). Elsewhere, and when already on a pool thread, `f` runs here.
+    /// widths); the pool's other threads stay hot for the step
+    /// ([`crate::cpu::run_with_hot_team`]). Elsewhere, and when already on a pool thread, `f`
+    /// runs here.
     pub fn run_step<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match self {
-            Backend::Cpu if rayon::current_thread_index().is_none() => rayon::scope(|_| f()),
+            Backend::Cpu if rayon::current_thread_index().is_none() => {
+                rayon::scope(|_| crate::cpu::run_with_hot_team(f))
+            }
             _ => f(),
         }
     }

@@ -593,14 +593,18 @@ pub fn matmul(
 
 /// Several weights multiplied with the same activations: `jobs[i].1 = x · jobs[i].0ᵀ` (the q, k
 /// and v projections). On the GPU, consecutive weights of the same quantized type and columns
-/// share one launch for decode-sized batches (`hip::matmul::matmul_multi`); everything else runs
-/// [`matmul`] per weight (the same values up to float summation order).
+/// share one launch for decode-sized batches (`hip::matmul::matmul_multi`); on the CPU all the
+/// weights' rows run in one parallel loop ([`cpu::matmul_many`], [`matmul`]'s bits); everything
+/// else runs [`matmul`] per weight (the same values up to float summation order).
 pub fn matmul_many(
     be: &Backend,
     x: &Tensor,
     n_tokens: usize,
     jobs: &mut [(&Weight, &mut Tensor)],
 ) -> TensorResult<()> {
+    if cpu_many(be, x, n_tokens, jobs)? {
+        return Ok(());
+    }
     let mut i = 0;
     while i < jobs.len() {
         let j = group_end(be, jobs, i);
@@ -612,6 +616,29 @@ pub fn matmul_many(
         i = j;
     }
     Ok(())
+}
+
+/// [`cpu::matmul_many`] (one parallel loop for a token's products with all the weights) where
+/// the backend is the CPU and every weight a host view; `false` (nothing done) otherwise.
+fn cpu_many(
+    be: &Backend,
+    x: &Tensor,
+    n_tokens: usize,
+    jobs: &mut [(&Weight, &mut Tensor)],
+) -> TensorResult<bool> {
+    const OP: &str = "matmul_many";
+    if !matches!(be, Backend::Cpu) {
+        return Ok(false);
+    }
+    let mut views = Vec::with_capacity(jobs.len());
+    for (w, out) in jobs.iter_mut() {
+        let Weight::Cpu(view) = *w else {
+            return Ok(false);
+        };
+        views.push((view, out.cpu_f32_mut(OP)?));
+    }
+    cpu::matmul_many(&mut views, x.cpu_f32(OP)?, n_tokens)?;
+    Ok(true)
 }
 
 /// The end of the group of [`matmul_many`]'s jobs that starts at `i`: up to three consecutive GPU
@@ -692,7 +719,8 @@ pub(crate) fn hip_group(
 /// SwiGLU feed-forward input: `out = silu(x · gateᵀ) * (x · upᵀ)` (`[n_tokens][rows]`) for
 /// gate and up weights of the same shape. On the GPU, a gate/up pair of the same quantized type
 /// takes one launch for decode-sized batches (`hip::matmul::matmul_swiglu`); every other case
-/// runs the two matmuls into `gate_out` / `up_out` and [`silu_mul`] (the same values up to float
+/// runs the two matmuls into `gate_out` / `up_out` (on the CPU in one parallel loop,
+/// [`cpu::matmul_many`]) and [`silu_mul`] (the same values up to float
 /// summation order).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_swiglu(
@@ -708,8 +736,15 @@ pub fn matmul_swiglu(
     if swiglu_one_launch(be, gate, up, x, None, n_tokens, out)? {
         return Ok(());
     }
-    matmul(be, gate, x, n_tokens, gate_out)?;
-    matmul(be, up, x, n_tokens, up_out)?;
+    if !cpu_many(
+        be,
+        x,
+        n_tokens,
+        &mut [(gate, &mut *gate_out), (up, &mut *up_out)],
+    )? {
+        matmul(be, gate, x, n_tokens, gate_out)?;
+        matmul(be, up, x, n_tokens, up_out)?;
+    }
     silu_mul(be, gate_out, up_out, out)
 }
 

@@ -24,7 +24,7 @@ pub const PANEL_GEMM_TYPES: [GgmlType; 5] = [
 ];
 
 /// Weight rows per rayon task.
-const ROWS_PER_TASK: usize = 32;
+pub(super) const ROWS_PER_TASK: usize = 32;
 /// Tokens whose activations are kept hot while a row is unpacked once for all of them.
 const TOKENS_PER_GROUP: usize = 16;
 // The SIMD kernels cut each group into tiles that line up with their activation layout.
@@ -240,14 +240,6 @@ fn matmul_legacy(
         avx2::Avx2::detect(),
         LegacyKind::of(w.ty),
     ) {
-        if n_tokens == 1 {
-            // Q8_0 rows through `vpdpbusd` on CPUs with AVX-512 VNNI (same bits).
-            let vnni = (kernels >= CpuKernels::Avx512Vnni && kind == LegacyKind::Q8_0)
-                .then(avx512::Vnni::detect)
-                .flatten();
-            legacy_decode(isa, vnni, kind, w, row_bytes, &act, out);
-            return;
-        }
         let tiled = avx2::tile_q8(&act, n_tokens, w.cols);
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
             avx2::legacy_row(isa, kind, row, &tiled, w.cols, t0, res)
@@ -277,46 +269,6 @@ fn matmul_legacy(
     });
 }
 
-/// One token against every row of a 32-element format: [`avx2::ROWS`] rows per kernel
-/// call (the VNNI kernel for Q8_0 when `vnni` is given).
-#[cfg(target_arch = "x86_64")]
-fn legacy_decode(
-    isa: avx2::Avx2,
-    vnni: Option<avx512::Vnni>,
-    kind: LegacyKind,
-    w: &WeightView,
-    row_bytes: usize,
-    act: &super::quantize_act::Q8Blocks,
-    out: &mut [f32],
-) {
-    let asum = avx2::block_sums(act);
-    decode_rows(w, row_bytes, out, |rows, res| match vnni {
-        Some(v) => avx512::q8_0_rows(v, rows, act, &asum, res),
-        None => avx2::legacy_rows(isa, kind, rows, act, &asum, res),
-    });
-}
-
-/// Runs `body(rows, results)` for every batch of [`avx2::ROWS`] consecutive weight rows (a
-/// short last batch repeats its first row in the missing places; `results.len()` says how
-/// many count), in parallel over chunks of [`ROWS_PER_TASK`] rows.
-#[cfg(target_arch = "x86_64")]
-fn decode_rows<B>(w: &WeightView, row_bytes: usize, out: &mut [f32], body: B)
-where
-    B: Fn([&[u8]; avx2::ROWS], &mut [f32]) + Sync + Send,
-{
-    const _: () = assert!(ROWS_PER_TASK % avx2::ROWS == 0);
-    let row = |r: usize| &w.data[r * row_bytes..(r + 1) * row_bytes];
-    out.par_chunks_mut(ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            for (i, res) in chunk.chunks_mut(avx2::ROWS).enumerate() {
-                let r0 = c * ROWS_PER_TASK + i * avx2::ROWS;
-                let rows = std::array::from_fn(|k| row(if k < res.len() { r0 + k } else { r0 }));
-                body(rows, res);
-            }
-        });
-}
-
 /// 256-element formats against Q8_K activations.
 fn matmul_k(
     w: &WeightView,
@@ -333,14 +285,6 @@ fn matmul_k(
         avx2::Avx2::detect(),
         KKind::of(w.ty),
     ) {
-        if n_tokens == 1 {
-            // Eight rows at a time, their sums side by side (same bits as the tiles).
-            let sums = avx2::k_act_sums(kind, &act);
-            decode_rows(w, row_bytes, out, |rows, res| {
-                avx2::k_rows(isa, kind, rows, &act, &sums, res)
-            });
-            return;
-        }
         let tiled = avx2::tile_q8k(&act, n_tokens, w.cols);
         let act = &tiled;
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
@@ -435,10 +379,44 @@ fn matmul_path(
     if n_tokens == 0 || w.rows == 0 {
         return Ok(());
     }
+    // One token: the decode rows (eight rows at a time, the tiles' bits).
+    #[cfg(target_arch = "x86_64")]
+    if n_tokens == 1 && super::decode::decode_many(kernels, x, &mut [(w, row_bytes, &mut *out)]) {
+        return Ok(());
+    }
     match fam {
         Family::Float => matmul_float(w, row_bytes, x, n_tokens, out, kernels),
         Family::Legacy { q8_1 } => matmul_legacy(w, row_bytes, q8_1, x, n_tokens, out, kernels),
         Family::K => matmul_k(w, row_bytes, x, n_tokens, out, kernels),
+    }
+    Ok(())
+}
+
+/// Several weights with the same activations: `jobs[i].1 = x · jobs[i].0ᵀ` (a block's q, k and
+/// v projections, or its gate and up), each as [`matmul`] gives it (the same bits). One token
+/// runs every row of every weight in one parallel loop, its activations quantized once per
+/// scheme; more tokens, and weights without decode rows, run [`matmul`] per weight.
+///
+/// Errors: as [`matmul`], for any of the weights (nothing is written then).
+pub fn matmul_many(
+    jobs: &mut [(&WeightView, &mut [f32])],
+    x: &[f32],
+    n_tokens: usize,
+) -> TensorResult<()> {
+    const OP: &str = "matmul_many";
+    let kernels = default_kernels();
+    let mut checked = Vec::with_capacity(jobs.len());
+    for (w, out) in jobs.iter_mut() {
+        dot::family(w.ty).ok_or(TensorError::UnsupportedType { op: OP, ty: w.ty })?;
+        let row_bytes = check(OP, w, x, n_tokens, out)?;
+        checked.push((&**w, row_bytes, &mut **out));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if n_tokens == 1 && super::decode::decode_many(kernels, x, &mut checked) {
+        return Ok(());
+    }
+    for (w, _, out) in checked {
+        matmul_path(OP, w, x, n_tokens, out, kernels)?;
     }
     Ok(())
 }

@@ -13,9 +13,12 @@
 
 mod attention;
 mod attention_flash;
+#[cfg(target_arch = "x86_64")]
+mod decode;
 mod dot;
 mod elementwise;
 mod embedding;
+mod hot_team;
 mod matmul;
 mod moe;
 mod norm;
@@ -32,8 +35,10 @@ pub use elementwise::{
     add, add_bias, attn_temperature, gelu, gelu_mul, mul, scale, silu_mul, softcap, swiglu_oai,
 };
 pub use embedding::embedding;
+pub use hot_team::run_with_hot_team;
 pub use matmul::{
-    CpuKernels, PANEL_GEMM_TYPES, matmul, matmul_f32_reference, matmul_portable, matmul_with,
+    CpuKernels, PANEL_GEMM_TYPES, matmul, matmul_f32_reference, matmul_many, matmul_portable,
+    matmul_with,
 };
 pub use moe::{MIN_WEIGHT_SUM, MatmulIdShape, matmul_id, moe_route, moe_weighted_sum};
 pub use norm::{layer_norm, rms_norm};

@@ -111,6 +111,16 @@ pub(crate) fn legacy_row(
     unsafe { legacy::row(kind, row, act, cols, t0, out) }
 }
 
+/// Asks for every cache line of `bytes` to be brought into the caches (a hint: no result
+/// depends on it).
+pub(crate) fn prefetch(_: Avx2, bytes: &[u8]) {
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch never faults and reads nothing the program sees; the address is
+        // inside `bytes` anyway. (SSE, which the `Avx2` token implies.)
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+}
+
 /// Per block of one token's Q8_0 / Q8_1 activations, the sum of its quantized values
 /// (what [`legacy_rows`] takes as `asum`).
 pub(crate) fn block_sums(act: &Q8Blocks) -> Vec<i32> {
