@@ -1,9 +1,11 @@
-//! Every kernel the tensor crate launches is launched dependent (`LaunchArgs::dependent`: on
-//! NVIDIA sm_90 images it may start before the kernel before it has finished), which is only
-//! correct when the kernel waits for its predecessor (`RF_GRID_DEP_WAIT`, `rf_platform.h`)
-//! before it reads an earlier launch's output or writes anything. This test reads the kernel
-//! sources and fails for any kernel whose body does not begin with `RF_GRID_DEP_BEGIN()` or go
-//! through one of the staged matvec bodies that wait after their first weight loads.
+//! The tensor crate launches the decode path's kernels dependent (`LaunchArgs::dependent`: on
+//! NVIDIA sm_90 images such a kernel may start before the kernel before it has finished; the
+//! tiled GEMMs, prefill attention, dequant and softmax launch normally, measured faster so),
+//! which is only correct when the kernel waits for its predecessor (`RF_GRID_DEP_WAIT`,
+//! `rf_platform.h`) before it reads an earlier launch's output or writes anything. Every kernel
+//! waits, so any launch site may be made dependent: this test reads the kernel sources and
+//! fails for any kernel whose body does not begin with `RF_GRID_DEP_BEGIN()` or go through one
+//! of the staged matvec bodies that wait after their first weight loads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
