@@ -13,6 +13,9 @@ mkdir -p "$here/kernels/nvidia/sm_$cap"
 pids=()
 for src in "$here"/kernels-src/*.hip; do
   name="$(basename "$src" .hip)"
+  # Built earlier in this call from the same sources: keep it.
+  cubin="$here/kernels/nvidia/sm_$cap/$name.cubin"
+  [ "$cubin" -nt "$src" ] && [ -z "$(find "$here/kernels-src/include" -newer "$cubin" -print -quit)" ] && continue
   (
     if ! "$nvcc_bin" -cubin -arch="sm_$cap" -O3 -std=c++17 -x cu -I "$here/kernels-src/include" \
          -o "$here/kernels/nvidia/sm_$cap/$name.cubin" "$src" 2>"$logs/nvcc-$name.log"; then

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # ROCmForge's issue-7 benchmark, bundled by `cargo xtask bench --gpu`.
 # Usage: bash bench-bundle/run.sh [all | 0.5b | 8b | TAG...]   (default: all)
+#        bash bench-bundle/run.sh --start-llama   (only start llama.cpp's build in the background:
+#        other work can run first; a later run.sh in the same call waits for that build)
 #   TAGs: see `bin/xtask bench-rows` (0.5b-q8_0, 0.5b-q4_k_m, 8b-q4_0, 8b-q4_k_m, 8b-q8_0, 8b-f16).
 # Synthesizes each model into $TMPDIR (default /tmp), runs `rocmforge bench` for its rows,
 # deletes the model, and prints the table (t/s, llama.cpp's number, ratio, % of the decode
@@ -30,6 +32,8 @@ export ROCMFORGE_KERNEL_DIR="$here/kernels"
 say() { echo "$*" | tee -a "$log"; }
 elapsed() { echo $(( $(date +%s) - start )); }
 
+start_only=0
+[ "${1:-}" = --start-llama ] && { start_only=1; shift; }
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(all)
 selected() {
@@ -46,14 +50,6 @@ selected() {
 
 say "=== $(date -u +%FT%TZ) rows: ${want[*]}; budget ${budget}s; reps $reps; device $device"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null | tee -a "$log"
-t0=$(date +%s)
-bash "$here/build-cubins.sh" "$work/nvcc" 2>&1 | tee -a "$log"
-say "cubins: $(( $(date +%s) - t0 )) s"
-if [ "$device" != cpu ] && ! ls "$here"/kernels/*/*/* >/dev/null 2>&1; then
-  say "no kernel images: this bundle carries kernel sources only and this host has no nvcc (or no NVIDIA GPU); build the bundle with ROCMFORGE_PLATFORM=<targets> for prebuilt images"
-  exit 1
-fi
-
 # llama.cpp for the same-call ratios.
 llama_dir="${TMPDIR:-/tmp}/rocmforge-llama"
 llama_bin="$llama_dir/llama.cpp/build/bin/llama-bench"
@@ -64,6 +60,10 @@ ncpu=$(nproc 2>/dev/null || echo 1)
 if [ -f "$llama_dir/done" ] && [ "$(cat "$llama_dir/done")" = 0 ] && [ -x "$llama_bin" ]; then
   llama_state=ready
   say "llama.cpp: reusing the build in $llama_dir"
+elif [ ! -f "$llama_dir/done" ] && [ -f "$llama_dir/pid" ] && kill -0 "$(cat "$llama_dir/pid")" 2>/dev/null; then
+  # Started earlier in this call (`run.sh --start-llama`), still building: wait for it.
+  llama_state=building
+  say "llama.cpp: a build started earlier is running (pid $(cat "$llama_dir/pid")); ROCmForge pinned to ${pin[*]:2}"
 elif [ -f "$here/llama-src.tgz" ] && command -v nvcc >/dev/null 2>&1 && [ "$ncpu" -ge 8 ]; then
   cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')"
   rm -rf "$llama_dir" && mkdir -p "$llama_dir" && tar xzf "$here/llama-src.tgz" -C "$llama_dir"
@@ -77,9 +77,22 @@ elif [ -f "$here/llama-src.tgz" ] && command -v nvcc >/dev/null 2>&1 && [ "$ncpu
         >"$llama_dir/build.log" 2>&1
     echo $? >"$llama_dir/done"
   ) &
+  echo $! >"$llama_dir/pid"
   llama_state=building
   say "llama.cpp: building on cores $build_cores; ROCmForge pinned to ${pin[*]:2}"
 fi
+if [ "$start_only" = 1 ]; then
+  say "llama.cpp: --start-llama: state $llama_state; the next run.sh in this call waits for it"
+  exit 0
+fi
+t0=$(date +%s)
+bash "$here/build-cubins.sh" "$work/nvcc" 2>&1 | tee -a "$log"
+say "cubins: $(( $(date +%s) - t0 )) s"
+if [ "$device" != cpu ] && ! ls "$here"/kernels/*/*/* >/dev/null 2>&1; then
+  say "no kernel images: this bundle carries kernel sources only and this host has no nvcc (or no NVIDIA GPU); build the bundle with ROCMFORGE_PLATFORM=<targets> for prebuilt images"
+  exit 1
+fi
+
 llama_ready() { [ -f "$llama_dir/done" ] && [ "$(cat "$llama_dir/done")" = 0 ] && [ -x "$llama_bin" ]; }
 # llama-bench on a model's file for each of its rows (args from rows.tsv), then the file goes;
 # batched rows (streams > 1) take llama-batched-bench (-npp 128 -ntg 128, S_TG).
