@@ -26,6 +26,9 @@
 //! (default 4), and Qwen2.5-0.5B q/o, gate/up and down (Q8_0; Q4_K where the columns allow) at
 //! 16, 32 and 64 tokens, mmqt and BLAS.
 //!
+//! `RF_BENCH_SMALL_ONLY=1`: only decode batches of 2, 4 and 8 tokens, the matvec kernels
+//! beside the tile kernels (`bench_matmul_small.md`).
+//!
 //! With `$OUT` set the tables are also written to `$OUT/bench_matmul.md` and
 //! `$OUT/bench_matmul.json`. `RF_BENCH_QUICK=1` runs fewer shapes; `RF_BENCH_TAG` names the
 //! files (`bench_matmul-<tag>.*`) so that two builds can be compared in one run;
@@ -372,6 +375,20 @@ fn main() -> BenchResult<()> {
         copy / 1e9
     );
     println!("{header}");
+    if std::env::var("RF_BENCH_SMALL_ONLY").is_ok_and(|v| v == "1") {
+        let small = small_batch_rows(&mut b)?;
+        let text = format!("{}\n{}", table(&small, copy), small_summary(&small));
+        println!("{text}");
+        if let Ok(dir) = std::env::var("OUT") {
+            let tag = std::env::var("RF_BENCH_TAG").map_or(String::new(), |t| format!("-{t}"));
+            let dir = std::path::Path::new(&dir);
+            std::fs::write(
+                dir.join(format!("bench_matmul_small{tag}.md")),
+                format!("{header}\n\n{text}"),
+            )?;
+        }
+        return Ok(());
+    }
     let batched_only = std::env::var("RF_BENCH_BATCHED_ONLY").is_ok_and(|v| v == "1");
     let mmqt_only = std::env::var("RF_BENCH_MMQT_ONLY").is_ok_and(|v| v == "1");
     let mut results = Vec::new();
@@ -421,6 +438,64 @@ fn main() -> BenchResult<()> {
         )?;
     }
     Ok(())
+}
+
+/// Decode batches of 2, 4 and 8 tokens: the matvec kernels `matmul` picks today beside the
+/// tile kernels (`ROCMFORGE_MMQT_FROM` would send them there), for the Llama-3-8B and
+/// Qwen2.5-0.5B projections in the types of their Q4_K_M files.
+fn small_batch_rows(b: &mut Bench) -> BenchResult<Vec<Row>> {
+    let mut rows = Vec::new();
+    let cases = [
+        (SHAPES[0], GgmlType::Q4_K),
+        (SHAPES[1], GgmlType::Q4_K),
+        (SHAPES[2], GgmlType::Q4_K),
+        (SHAPES[3], GgmlType::Q6_K),
+        (SHAPES[3], GgmlType::Q4_K),
+        (SHAPES[5], GgmlType::Q8_0),
+        (SHAPES[7], GgmlType::Q8_0),
+        (SHAPES[8], GgmlType::Q8_0),
+    ];
+    for ((name, r, c), ty) in cases {
+        for n in [2usize, 4, 8] {
+            for (path, mode) in [
+                ("matvec", MmqtMode::Table),
+                ("mmqt", MmqtMode::Always(MmqtKernel::TensorCore)),
+            ] {
+                b.ctx.set_mmqt(mode);
+                let row = b.case(name, r, c, ty, n);
+                b.ctx.set_mmqt(MmqtMode::Table);
+                if let Some(mut row) = row? {
+                    row.path = path;
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// matvec against mmqt per shape, type and token count: µs per call in a graph and the ratio.
+fn small_summary(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| shape | type | tokens | matvec us | mmqt us | matvec / mmqt |\n|---|---|---|---|---|---|\n",
+    );
+    for m in rows.iter().filter(|r| r.path == "matvec") {
+        if let Some(t) = rows.iter().find(|r| {
+            r.path == "mmqt" && r.shape == m.shape && r.ty == m.ty && r.n_tokens == m.n_tokens
+        }) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.2} |",
+                m.shape,
+                m.ty,
+                m.n_tokens,
+                m.us_graph,
+                t.us_graph,
+                m.us_graph / t.us_graph
+            );
+        }
+    }
+    s
 }
 
 /// The batched-decode tile kernels beside the BLAS path (Llama-3-8B shapes).

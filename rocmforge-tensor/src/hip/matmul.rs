@@ -564,7 +564,9 @@ pub fn matmul_add(
     if n_tokens == 0 || rows == 0 {
         return Ok(true);
     }
-    if n_tokens > MATVEC_MAX_TOKENS {
+    if n_tokens > MATVEC_MAX_TOKENS
+        || super::matmul_mmqt::takes(ctx, ty, n_tokens, rows.saturating_mul(row_bytes))
+    {
         return Ok(false);
     }
     let extras = Extras {
@@ -639,7 +641,11 @@ pub fn matmul_normed(
     kind(ty).ok_or(TensorError::UnsupportedType { op: OP, ty })?;
     let row_bytes = check(ty, rows, cols, w, x, n_tokens, out)?;
     let norm = check_norm(norm, cols, n_tokens)?;
-    if n_tokens == 0 || rows == 0 || n_tokens > MATVEC_MAX_TOKENS {
+    if n_tokens == 0
+        || rows == 0
+        || n_tokens > MATVEC_MAX_TOKENS
+        || super::matmul_mmqt::takes(ctx, ty, n_tokens, rows.saturating_mul(row_bytes))
+    {
         return Ok(false);
     }
     let extras = Extras {
@@ -678,7 +684,10 @@ pub fn matmul_swiglu(
     let row_bytes = check(ty, rows, cols, gate, x, n_tokens, out)?;
     check(ty, rows, cols, up, x, n_tokens, out)?;
     let norm = norm.map(|n| check_norm(n, cols, n_tokens)).transpose()?;
-    if n_tokens == 0 || rows == 0 {
+    if n_tokens == 0
+        || rows == 0
+        || super::matmul_mmqt::takes(ctx, ty, n_tokens, rows.saturating_mul(row_bytes))
+    {
         return Ok(false);
     }
     super::matvec_fused::try_matvec_glu(
@@ -727,8 +736,13 @@ pub fn matmul_multi(
         row_bytes = check(ty, rows[i], cols, ws[i], x, n_tokens, outs[i])?;
     }
     let norm = norm.map(|n| check_norm(n, cols, n_tokens)).transpose()?;
-    let takes = |r: usize| super::matmul_mmqt::takes(ctx, ty, n_tokens, r * row_bytes);
-    if norm.is_none() && rows.iter().all(|&r| takes(r)) {
+    let takes =
+        |r: usize| super::matmul_mmqt::takes(ctx, ty, n_tokens, r.saturating_mul(row_bytes));
+    if rows.iter().all(|&r| takes(r)) {
+        if norm.is_some() {
+            // The caller norms first, then comes back here without the norm.
+            return Ok(false);
+        }
         // Batched decode: the activations quantized once, one tile launch per weight.
         let (aqs, ads) = ctx.quantize_rows(x, n_tokens, cols, stream)?;
         for ((w, &r), out) in ws.iter().zip(rows).zip(outs.iter_mut()) {

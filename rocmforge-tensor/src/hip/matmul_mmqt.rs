@@ -9,6 +9,8 @@
 //! an entry to 0 to keep that type on the BLAS path; raise it where the kernel measures faster
 //! (`examples/bench_matmul.rs` prints both); [`MMQT_MIN_WEIGHT_BYTES`] keeps small weights on
 //! the BLAS path. `ROCMFORGE_MMQT=0` turns the kernels off at run time (for comparisons);
+//! `ROCMFORGE_MMQT_FROM=N` (2..=9) sends batches of N..=8 tokens to them too, instead of the
+//! one-launch matvec kernels (for comparisons; [`MatmulContext::set_mmqt_from`]);
 //! [`MatmulContext::set_mmqt`] selects them for tests and benchmarks.
 //!
 //! Shapes with few 64-row blocks (4096 rows: 64 blocks on a 132-CU H100) are split along the
@@ -32,6 +34,16 @@ const MMQT_ROWS: usize = 64;
 const MMQT_THREADS: u32 = 128;
 const MMQT_SMALL_TOKENS: usize = 32;
 const MMQT_TOKENS: usize = 64;
+
+/// The smallest batch [`MmqtMode::Table`] sends to the tile kernels: `ROCMFORGE_MMQT_FROM`
+/// (2..=`MATVEC_MAX_TOKENS + 1`) when set, else `MATVEC_MAX_TOKENS + 1` (one token always
+/// keeps the matvec kernels).
+fn default_from() -> usize {
+    std::env::var("ROCMFORGE_MMQT_FROM")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(MATVEC_MAX_TOKENS + 1, |n| n.clamp(2, MATVEC_MAX_TOKENS + 1))
+}
 
 /// Tokens per block for `n_tokens` tokens (`force`: the tile a benchmark asked for).
 fn token_tile(n_tokens: usize, force: Option<usize>) -> usize {
@@ -116,13 +128,14 @@ fn choose(
     n_tokens: usize,
     bytes: usize,
     min_bytes: usize,
+    from: usize,
 ) -> Option<MmqtKernel> {
     match mode {
         MmqtMode::Never => None,
         MmqtMode::Always(k) => supports(ty).then_some(k),
         MmqtMode::Table => MMQT_MAX_TOKENS
             .iter()
-            .any(|&(t, max)| t == ty && n_tokens > MATVEC_MAX_TOKENS && n_tokens <= max)
+            .any(|&(t, max)| t == ty && n_tokens >= from && n_tokens <= max)
             .then_some(MmqtKernel::TensorCore)
             .filter(|_| bytes >= min_bytes),
     }
@@ -159,6 +172,8 @@ pub fn split_k(
 pub(crate) struct MmqtSlot {
     mode: MmqtMode,
     min_bytes: usize,
+    /// The smallest batch the table sends here ([`default_from`]).
+    from: usize,
     blocks_per_cu: Option<usize>,
     /// Kernel families loaded so far: `mmqt_<type>` per weight type, `mmqt` (the reduction).
     modules: HashMap<String, Arc<HipModule>>,
@@ -174,6 +189,7 @@ impl Default for MmqtSlot {
         MmqtSlot {
             mode: MmqtMode::default(),
             min_bytes: MMQT_MIN_WEIGHT_BYTES,
+            from: default_from(),
             blocks_per_cu: None,
             token_tile: None,
             modules: HashMap::new(),
@@ -195,6 +211,12 @@ impl MatmulContext {
     /// [`MMQT_MIN_WEIGHT_BYTES`]). For benchmarks.
     pub fn set_mmqt_min_weight_bytes(&mut self, bytes: Option<usize>) {
         self.mmqt.min_bytes = bytes.unwrap_or(MMQT_MIN_WEIGHT_BYTES);
+    }
+
+    /// The smallest batch [`MmqtMode::Table`] sends to the tile kernels (`None`: the default,
+    /// `ROCMFORGE_MMQT_FROM` or `MATVEC_MAX_TOKENS + 1`; clamped to 2..=that). For benchmarks.
+    pub fn set_mmqt_from(&mut self, tokens: Option<usize>) {
+        self.mmqt.from = tokens.map_or_else(default_from, |n| n.clamp(2, MATVEC_MAX_TOKENS + 1));
     }
 
     /// Thread blocks per compute unit the column split aims for (`None`: the default
@@ -276,7 +298,15 @@ impl MatmulContext {
 /// Whether [`try_matmul`] runs `n_tokens` tokens of a `ty` weight of `bytes` bytes (the
 /// context's mode and the table).
 pub(crate) fn takes(ctx: &MatmulContext, ty: GgmlType, n_tokens: usize, bytes: usize) -> bool {
-    choose(ctx.mmqt.mode, ty, n_tokens, bytes, ctx.mmqt.min_bytes).is_some()
+    choose(
+        ctx.mmqt.mode,
+        ty,
+        n_tokens,
+        bytes,
+        ctx.mmqt.min_bytes,
+        ctx.mmqt.from,
+    )
+    .is_some()
 }
 
 /// A quantized weight as `matmul` checked it.
@@ -322,6 +352,7 @@ pub(crate) fn try_matmul(
         n_tokens,
         bytes,
         ctx.mmqt.min_bytes,
+        ctx.mmqt.from,
     ) else {
         return Ok(false);
     };
@@ -455,13 +486,37 @@ mod tests {
         }
     }
 
+    /// [`choose`] with the default smallest batch.
+    fn pick(
+        mode: MmqtMode,
+        ty: GgmlType,
+        n: usize,
+        bytes: usize,
+        min_bytes: usize,
+    ) -> Option<MmqtKernel> {
+        choose(mode, ty, n, bytes, min_bytes, MATVEC_MAX_TOKENS + 1)
+    }
+
+    #[test]
+    fn a_lower_smallest_batch_sends_small_batches_to_the_tiles() {
+        let m = MmqtMode::Table;
+        for n in 2..=MATVEC_MAX_TOKENS {
+            assert_eq!(
+                choose(m, GgmlType::Q4_K, n, 1 << 20, 0, 2),
+                Some(MmqtKernel::TensorCore)
+            );
+            assert_eq!(choose(m, GgmlType::Q4_K, n, 1 << 20, 0, n + 1), None);
+        }
+        assert_eq!(choose(m, GgmlType::Q4_K, 1, 1 << 20, 0, 2), None);
+    }
+
     #[test]
     fn small_weights_can_be_left_to_the_blas() {
         let m = MmqtMode::Table;
-        assert_eq!(choose(m, GgmlType::Q8_0, 32, 999, 1000), None);
-        assert!(choose(m, GgmlType::Q8_0, 32, 1000, 1000).is_some());
+        assert_eq!(pick(m, GgmlType::Q8_0, 32, 999, 1000), None);
+        assert!(pick(m, GgmlType::Q8_0, 32, 1000, 1000).is_some());
         let always = MmqtMode::Always(MmqtKernel::TensorCore);
-        assert!(choose(always, GgmlType::Q8_0, 32, 999, 1000).is_some());
+        assert!(pick(always, GgmlType::Q8_0, 32, 999, 1000).is_some());
     }
 
     #[test]
@@ -483,20 +538,16 @@ mod tests {
             GgmlType::Q8_0,
             GgmlType::Q4_0,
         ] {
-            assert_eq!(
-                choose(m, ty, 8, 1 << 20, MMQT_MIN_WEIGHT_BYTES),
-                None,
-                "{ty}"
-            );
+            assert_eq!(pick(m, ty, 8, 1 << 20, MMQT_MIN_WEIGHT_BYTES), None, "{ty}");
             for n in [9, 16, 32, 33, 64] {
                 assert_eq!(
-                    choose(m, ty, n, 1 << 20, MMQT_MIN_WEIGHT_BYTES),
+                    pick(m, ty, n, 1 << 20, MMQT_MIN_WEIGHT_BYTES),
                     Some(MmqtKernel::TensorCore),
                     "{ty} {n}"
                 );
             }
             assert_eq!(
-                choose(m, ty, 65, 1 << 20, MMQT_MIN_WEIGHT_BYTES),
+                pick(m, ty, 65, 1 << 20, MMQT_MIN_WEIGHT_BYTES),
                 None,
                 "{ty}"
             );
@@ -504,14 +555,14 @@ mod tests {
         // No kernel for these: the BLAS path or the float kernels.
         for ty in [GgmlType::Q2_K, GgmlType::F16, GgmlType::F32, GgmlType::BF16] {
             assert!(!supports(ty));
-            assert_eq!(choose(m, ty, 32, 1 << 20, MMQT_MIN_WEIGHT_BYTES), None);
+            assert_eq!(pick(m, ty, 32, 1 << 20, MMQT_MIN_WEIGHT_BYTES), None);
             assert_eq!(
-                choose(MmqtMode::Always(MmqtKernel::Portable), ty, 32, 0, 0),
+                pick(MmqtMode::Always(MmqtKernel::Portable), ty, 32, 0, 0),
                 None
             );
         }
         assert_eq!(
-            choose(
+            pick(
                 MmqtMode::Never,
                 GgmlType::Q4_K,
                 32,
@@ -521,7 +572,7 @@ mod tests {
             None
         );
         assert_eq!(
-            choose(
+            pick(
                 MmqtMode::Always(MmqtKernel::Portable),
                 GgmlType::Q6_K,
                 3,

@@ -1,6 +1,7 @@
 //! The batched-decode tile kernels (`mmqt_<type>` on tensor cores, `mmqt_<type>_dp4a`
 //! portable) against the CPU matmul: every type they serve, the token counts around their
-//! 8-token tiles and 64-token blocks (9..=64, and 65 / 100 for a second block of tokens), odd
+//! 8-token tiles and 64-token blocks (9..=64, and 65 / 100 for a second block of tokens; 2, 5
+//! and 8, the decode batches `ROCMFORGE_MMQT_FROM` can send them), odd
 //! row counts (1, 37, 257 and 4160: partial 64-row blocks and 16-row groups), and columns of
 //! several super-blocks (for the 32-value formats also a step of 8 blocks cut short). Each
 //! case runs the tensor-core build through `matmul` (with the column split and token tile
@@ -52,6 +53,10 @@ pub fn shapes(ty: GgmlType) -> Vec<(usize, usize, usize)> {
     v.push((4160, cols_b, 64));
     v.push((37, cols_a, 65));
     v.push((257, cols_b, 100));
+    // Decode-sized batches (`matmul` sends them here with ROCMFORGE_MMQT_FROM below 9).
+    v.push((37, cols_b, 2));
+    v.push((257, cols_a, 5));
+    v.push((4160, cols_b, 8));
     v
 }
 
