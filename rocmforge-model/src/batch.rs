@@ -59,6 +59,11 @@ pub trait BatchModel {
     fn kv_blocks(&self) -> Option<rocmforge_tensor::KvPoolStats> {
         None
     }
+    /// Returns KV storage no sequence uses (the engine calls this when it goes idle); the
+    /// bytes returned. The default has none.
+    fn trim_kv(&self) -> usize {
+        0
+    }
     /// Makes `dst` hold the first `n` tokens of `src` (a shared prompt prefix computed once:
     /// the [`Model`] shares its blocks, copying none); `false` when this model cannot (then
     /// nothing changed).
@@ -174,6 +179,9 @@ impl BatchModel for Model {
     }
     fn kv_blocks(&self) -> Option<rocmforge_tensor::KvPoolStats> {
         Some(self.kv_pool_stats())
+    }
+    fn trim_kv(&self) -> usize {
+        self.trim_kv_pool()
     }
     fn reserve(&self, cache: &mut KvCache, n: usize) -> ModelResult<()> {
         cache.reserve(&mut crate::kv_cache::lock(self.kv_pool()), n)

@@ -208,7 +208,7 @@ fn append_cpu(layer: usize, k: &Tensor, v: &Tensor, kv: &mut BatchKv<'_>) -> Ten
         for s in &kv.seqs {
             for i in 0..s.n {
                 let (c, r) = kv.pool.row_of(s.blocks, layer, value, s.start + i)?;
-                let chunk = kv.pool.chunks_mut()[c].cpu_f16_mut(OP)?;
+                let chunk = kv.pool.chunk_tensor_mut(c)?.cpu_f16_mut(OP)?;
                 let from = &src[(s.row + i) * width..(s.row + i + 1) * width];
                 for (d, &x) in chunk[r * width..(r + 1) * width].iter_mut().zip(from) {
                     *d = half::f16::from_f32(x);

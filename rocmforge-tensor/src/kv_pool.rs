@@ -8,7 +8,9 @@
 //! (`B = KV_BLOCK_TOKENS`). So one block table serves every layer: a kernel finds token `p` of
 //! layer `l` at block `table[p / B]`, row `p % B` of the layer's K or V part (a fixed byte
 //! offset into the block). Storage is allocated in chunks of whole blocks as blocks are first
-//! needed, up to the pool's budget of blocks; freed blocks are reused, chunks are kept.
+//! needed, up to the pool's budget of blocks; freed blocks are reused. [`KvPool::trim`] returns
+//! the storage of every chunk whose blocks are all free (the engine calls it when it goes
+//! idle); such a chunk is allocated again, with the same block ids, before any new one.
 
 use half::f16;
 use rocmforge_gguf::GgmlType;
@@ -57,7 +59,10 @@ pub struct KvPool {
     width: usize,
     max_blocks: usize,
     blocks_per_chunk: usize,
-    chunks: Vec<Tensor>,
+    /// Storage of each chunk; `None` once [`KvPool::trim`] returned it.
+    chunks: Vec<Option<Tensor>>,
+    /// The block ids of each chunk (consecutive).
+    chunk_ids: Vec<std::ops::Range<u32>>,
     slots: Vec<Slot>,
     refs: Vec<u32>,
     free: Vec<u32>,
@@ -98,6 +103,7 @@ impl KvPool {
             max_blocks,
             blocks_per_chunk,
             chunks: Vec::new(),
+            chunk_ids: Vec::new(),
             slots: Vec::new(),
             refs: Vec::new(),
             free: Vec::new(),
@@ -151,8 +157,34 @@ impl KvPool {
             used: self.used,
             free: self.max_blocks.saturating_sub(self.used),
             max_blocks: self.max_blocks,
-            allocated: self.slots.len(),
+            allocated: self
+                .chunks
+                .iter()
+                .zip(&self.chunk_ids)
+                .filter(|(c, _)| c.is_some())
+                .map(|(_, ids)| ids.len())
+                .sum(),
         }
+    }
+
+    /// Returns the storage of every chunk whose blocks are all free (their ids leave the free
+    /// list until the chunk is allocated again); the bytes returned.
+    pub fn trim(&mut self) -> usize {
+        let mut returned = 0;
+        for (c, ids) in self.chunk_ids.iter().enumerate() {
+            let idle = ids.clone().all(|id| self.refs[id as usize] == 0);
+            if idle && self.chunks[c].take().is_some() {
+                returned += ids.len() * self.block_bytes();
+                self.free.retain(|id| !ids.contains(id));
+            }
+        }
+        if returned > 0 {
+            tracing::debug!(
+                bytes = returned,
+                "kv pool: returned the storage of idle chunks"
+            );
+        }
+        returned
     }
 
     /// A block for `what` (a sequence; named in the error), reference count 1; contents are
@@ -168,11 +200,44 @@ impl KvPool {
         }
         let id = match self.free.pop() {
             Some(id) => id,
-            None => self.grow()?,
+            None => match self.chunks.iter().position(Option::is_none) {
+                Some(c) => self.revive(c)?,
+                None => self.grow()?,
+            },
         };
         self.refs[id as usize] = 1;
         self.used += 1;
         Ok(id)
+    }
+
+    /// Allocates the storage of chunk `c` again (returned by [`KvPool::trim`]); returns its
+    /// first block (the others join the free list).
+    fn revive(&mut self, c: usize) -> TensorResult<u32> {
+        let ids = self.chunk_ids[c].clone();
+        let chunk = self.backend.zeros(
+            GgmlType::F16,
+            vec![ids.len() * self.rows_per_block(), self.width],
+        )?;
+        self.chunks[c] = Some(chunk);
+        for id in ids.clone().skip(1).rev() {
+            self.free.push(id);
+        }
+        Ok(ids.start)
+    }
+
+    /// The storage of chunk `c` (an error once returned: no block of it is in use then).
+    fn chunk(&self, c: usize) -> TensorResult<&Tensor> {
+        self.chunks
+            .get(c)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| err(format!("KV chunk {c} holds no storage (returned)")))
+    }
+
+    fn chunk_mut(&mut self, c: usize) -> TensorResult<&mut Tensor> {
+        self.chunks
+            .get_mut(c)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| err(format!("KV chunk {c} holds no storage (returned)")))
     }
 
     /// Allocates one more chunk; returns its first block (the others join the free list).
@@ -186,7 +251,9 @@ impl KvPool {
             .backend
             .zeros(GgmlType::F16, vec![n * self.rows_per_block(), self.width])?;
         let c = u32::try_from(self.chunks.len()).map_err(|_| err("too many chunks".into()))?;
-        self.chunks.push(chunk);
+        self.chunks.push(Some(chunk));
+        let (lo, hi) = (first as u32, (first + n) as u32);
+        self.chunk_ids.push(lo..hi);
         for index in 0..n as u32 {
             self.slots.push(Slot { chunk: c, index });
             self.refs.push(0);
@@ -257,12 +324,18 @@ impl KvPool {
         match &self.backend {
             Backend::Cpu => {
                 if s.chunk == d.chunk {
-                    let c = self.chunks[s.chunk as usize].cpu_f16_mut(OP)?;
+                    let c = self.chunk_mut(s.chunk as usize)?.cpu_f16_mut(OP)?;
                     c.copy_within(s_at..s_at + n, d_at);
                 } else {
                     let (lo, hi) = (s.chunk.min(d.chunk), s.chunk.max(d.chunk));
                     let (a, b) = self.chunks.split_at_mut(hi as usize);
-                    let (low, high) = (a[lo as usize].cpu_f16_mut(OP)?, b[0].cpu_f16_mut(OP)?);
+                    let gone = || {
+                        err(format!(
+                            "copying block {src} to {dst}: a chunk holds no storage"
+                        ))
+                    };
+                    let low = a[lo as usize].as_mut().ok_or_else(gone)?.cpu_f16_mut(OP)?;
+                    let high = b[0].as_mut().ok_or_else(gone)?.cpu_f16_mut(OP)?;
                     let (from, to) = if s.chunk < d.chunk {
                         (&low[s_at..s_at + n], &mut high[d_at..d_at + n])
                     } else {
@@ -274,13 +347,20 @@ impl KvPool {
             }
             Backend::Hip(ops) => {
                 if s.chunk == d.chunk {
-                    let c = self.chunks[s.chunk as usize].hip_mut(OP)?;
+                    let ops = ops.clone();
+                    let c = self.chunk_mut(s.chunk as usize)?.hip_mut(OP)?;
                     let buf = c.f16_buffer_mut(OP)?;
                     Ok(ops.stream().memcpy_dtod_within(buf, s_at, d_at, n)?)
                 } else {
                     let (lo, hi) = (s.chunk.min(d.chunk), s.chunk.max(d.chunk));
                     let (a, b) = self.chunks.split_at_mut(hi as usize);
-                    let (low, high) = (&mut a[lo as usize], &mut b[0]);
+                    let gone = || {
+                        err(format!(
+                            "copying block {src} to {dst}: a chunk holds no storage"
+                        ))
+                    };
+                    let low = a[lo as usize].as_mut().ok_or_else(gone)?;
+                    let high = b[0].as_mut().ok_or_else(gone)?;
                     let (from, to) = if s.chunk < d.chunk {
                         (low, high)
                     } else {
@@ -315,15 +395,15 @@ impl KvPool {
         Ok((s.chunk as usize, row))
     }
 
-    /// The chunk tensors, for writing (CPU append).
-    pub(crate) fn chunks_mut(&mut self) -> &mut [Tensor] {
-        &mut self.chunks
+    /// Chunk `c`'s tensor, for writing (CPU append).
+    pub(crate) fn chunk_tensor_mut(&mut self, c: usize) -> TensorResult<&mut Tensor> {
+        self.chunk_mut(c)
     }
 
     /// The device address of block `id` (GPU).
     pub(crate) fn block_address(&self, id: u32) -> TensorResult<u64> {
         let s = self.slot(id)?;
-        let t = self.chunks[s.chunk as usize].hip("kv_pool")?;
+        let t = self.chunk(s.chunk as usize)?.hip("kv_pool")?;
         Ok(t.device_ptr().0 + (s.index as usize * self.block_bytes()) as u64)
     }
 
@@ -338,7 +418,10 @@ impl KvPool {
         let chunks = self
             .chunks
             .iter()
-            .map(|c| c.cpu_f16("kv_pool rows"))
+            .map(|c| {
+                c.as_ref()
+                    .map_or(Ok(&[][..]), |c| c.cpu_f16("kv_pool rows"))
+            })
             .collect::<TensorResult<Vec<_>>>()?;
         self.check_blocks(blocks)?;
         if layer >= self.n_layers {
@@ -365,7 +448,7 @@ impl KvPool {
         let host: Vec<Vec<f32>> = self
             .chunks
             .iter()
-            .map(Tensor::to_f32_vec)
+            .map(|c| c.as_ref().map_or(Ok(Vec::new()), Tensor::to_f32_vec))
             .collect::<TensorResult<_>>()?;
         for p in 0..n {
             let (c, r) = self.row_of(blocks, layer, value, p)?;

@@ -293,3 +293,66 @@ fn copy_block_copies_every_row_across_and_within_chunks() {
         }
     }
 }
+
+#[test]
+fn trim_returns_idle_chunks_and_they_come_back_with_their_ids() {
+    let be = Backend::Cpu;
+    let mut rng = Rng(11);
+    let mut pool = KvPool::new(&be, 2, 4, 6).unwrap().with_chunk_blocks(2);
+    let bytes = pool.block_bytes();
+    let a = pool.alloc("a").unwrap();
+    let b = pool.alloc("b").unwrap();
+    let c = pool.alloc("c").unwrap();
+    assert_eq!(pool.stats().allocated, 4, "two chunks of two blocks");
+    assert_eq!(pool.trim(), 0, "every chunk holds a block in use");
+    pool.release(c).unwrap();
+    assert_eq!(pool.trim(), 2 * bytes, "the second chunk is idle");
+    assert_eq!(pool.stats().allocated, 2);
+    assert_eq!((pool.stats().used, pool.stats().free), (2, 4));
+    // The first chunk's blocks still hold their rows.
+    let table = [a];
+    let mut t = KvTableBuffers::default();
+    let seqs = vec![SeqKv {
+        blocks: &table,
+        row: 0,
+        n: 5,
+        start: 0,
+    }];
+    let mut kv = BatchKv::new(&be, &mut pool, seqs, &mut t).unwrap();
+    let k = rng.vec(5 * 4);
+    let v = rng.vec(5 * 4);
+    let (kt, vt) = (
+        be.from_f32(vec![5, 4], &k).unwrap(),
+        be.from_f32(vec![5, 4], &v).unwrap(),
+    );
+    ops::kv_append_batch(&be, 1, &kt, &vt, &mut kv).unwrap();
+    drop(kv);
+    let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&x| f16::from_f32(x).to_f32()).collect() };
+    assert_eq!(pool.to_f32(&table, 1, false, 5).unwrap(), round(&k));
+    assert_eq!(pool.trim(), 0);
+    assert_eq!(pool.to_f32(&table, 1, true, 5).unwrap(), round(&v));
+    // The next two blocks come from the returned chunk, allocated again.
+    let d = pool.alloc("d").unwrap();
+    let e = pool.alloc("e").unwrap();
+    let mut ids = [d, e];
+    ids.sort_unstable();
+    let mut second = [c, c ^ 1];
+    second.sort_unstable();
+    assert_eq!(ids, second, "the returned chunk's ids");
+    assert_eq!(pool.stats().allocated, 4);
+    pool.copy_block(a, d).unwrap();
+    assert_eq!(pool.to_f32(&[d], 1, false, 5).unwrap(), round(&k));
+    // A third chunk only after those.
+    let f = pool.alloc("f").unwrap();
+    assert!(f >= 4);
+    for id in [a, b, d, e, f] {
+        pool.release(id).unwrap();
+    }
+    assert_eq!(pool.trim(), 6 * bytes);
+    assert_eq!(pool.stats().allocated, 0);
+    assert_eq!(pool.stats().used, 0);
+    // And it works after everything went back.
+    let g = pool.alloc("g").unwrap();
+    assert_eq!(pool.stats().allocated, 2);
+    pool.release(g).unwrap();
+}

@@ -189,6 +189,13 @@ impl Model {
         kv_cache::lock(&self.kv_pool).stats()
     }
 
+    /// Returns the KV pool's storage that holds no block in use (whole chunks; see
+    /// [`KvPool::trim`]) to the backend; the bytes returned. Caches keep working: storage is
+    /// allocated again as blocks are needed.
+    pub fn trim_kv_pool(&self) -> usize {
+        kv_cache::lock(&self.kv_pool).trim()
+    }
+
     /// Caps the KV blocks all caches together may hold to what `tokens` tokens of one
     /// sequence each for `sequences` sequences would take (whole blocks per sequence): beyond
     /// it a cache that needs a block gets a clear error. Returns the cap in blocks.

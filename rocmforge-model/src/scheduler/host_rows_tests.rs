@@ -76,6 +76,7 @@ fn rows_finished_on_the_host_are_counted() {
         active: Vec::new(),
         prefix: super::prefix::PrefixCache::new(0),
         device_fault: None,
+        kv_trimmed: false,
         faults: StepFaults::new(None),
     };
     // One sampled and one greedy sequence of 5 tokens each (end of generation banned).

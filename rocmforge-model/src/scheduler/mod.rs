@@ -67,6 +67,9 @@ struct Worker<'t, M: BatchModel> {
     prefix: prefix::PrefixCache<M::Cache>,
     /// Set when a step failed in a way that leaves the device unusable: the worker stops.
     device_fault: Option<String>,
+    /// Whether the KV storage was trimmed since the last sequence started (once per idle
+    /// spell: the first poll that finds no request and nothing running).
+    kv_trimmed: bool,
     /// Test-only: steps made to fail instead of running (see [`fault`]).
     #[cfg(any(test, feature = "fault-injection"))]
     faults: fault::StepFaults,
@@ -147,6 +150,7 @@ fn serve<M: BatchModel>(model: M, ctx: WorkerContext<'_>) {
         active: Vec::new(),
         prefix: prefix::PrefixCache::new(config.prefix_cache),
         device_fault: None,
+        kv_trimmed: false,
         #[cfg(any(test, feature = "fault-injection"))]
         faults: fault::StepFaults::from_env(),
     };
@@ -200,7 +204,17 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             let work = if self.active.is_empty() {
                 match jobs.recv_timeout(IDLE_POLL) {
                     Ok(job) => job,
-                    Err(RecvTimeoutError::Timeout) => return true,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Idle for a poll: the KV storage no kept prefix holds goes back.
+                        if !self.kv_trimmed {
+                            self.kv_trimmed = true;
+                            let bytes = self.model.trim_kv();
+                            if bytes > 0 {
+                                tracing::debug!(bytes, "idle: returned unused KV storage");
+                            }
+                        }
+                        return true;
+                    }
                     Err(RecvTimeoutError::Disconnected) => return false,
                 }
             } else {
@@ -213,6 +227,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             match work {
                 Work::Generate(job) => {
                     self.metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
+                    self.kv_trimmed = false;
                     self.start_sequence(*job);
                 }
                 Work::Embed(job) => self.embed(job),
