@@ -115,7 +115,7 @@ pub fn render(state: &Shared) -> String {
         &mut out,
         "kv_pool_bytes",
         "gauge",
-        "Bytes of KV block storage allocated (grows with the tokens held, up to the budget).",
+        "Bytes of KV block storage allocated (grows with the tokens held, up to the budget; storage no block uses is returned when the engine goes idle).",
         c(m.kv_pool_bytes),
     );
     metric(
