@@ -312,6 +312,80 @@ RF_DEVICE void as_partial(const float* qrow, kv_paged kb, kv_paged vb, float* pa
     }
 }
 
+// as_partial for a fixed head dimension HD, a multiple of 8 with HD / 8 <= RF_WARP_SIZE: the
+// same scores and online softmax, with every K row read whole by its lane (all its 16-byte
+// pieces in flight) and the weighted sum of V taken with 16-byte loads: L = HD / 8 lanes
+// cover one V row, so a warp step takes KP = RF_WARP_SIZE / L keys of the tile (lane group
+// lane / L), every step of the tile issued at once; the KP groups' sums are added at the end
+// (butterfly over the lane groups). Fewer, wider, independent loads than as_partial's two
+// values per lane and key, which leaves the V pass one chain of dependent loads per 8 keys.
+template <int HD>
+RF_DEVICE void as_partial_v8(const float* qrow, kv_paged kb, kv_paged vb, float* part,
+                             float scale, rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
+    constexpr rf_u32 L = HD / 8;
+    constexpr rf_u32 KP = RF_WARP_SIZE / L;
+    static_assert(HD % 8 == 0 && L <= RF_WARP_SIZE && RF_WARP_SIZE % L == 0, "as_partial_v8 shape");
+    const rf_u32 lane = RF_TID_X % RF_WARP_SIZE, sub = lane % L, kq = lane / L;
+    for (rf_u32 x = lane; x < (rf_u32)HD; x += RF_WARP_SIZE)
+        q_sh[x] = rf_half_to_f32(rf_f32_to_half(qrow[x]));
+    rf_sync_warp();
+
+    float m = -__builtin_huge_valf(), l = 0.0f, acc[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] = 0.0f;
+    for (rf_u32 j0 = c0; j0 < c1; j0 += RF_WARP_SIZE) {  // uniform over the warp
+        const rf_u32 j = j0 + lane;
+        float s = 0.0f;
+        if (j < c1) {
+            const rf_half* kr = kv_row(kb, j);
+            as_h8 raw[L];
+#pragma unroll
+            for (rf_u32 d = 0; d < L; ++d) raw[d] = *(const as_h8*)(kr + 8 * d);
+#pragma unroll
+            for (rf_u32 d = 0; d < L; ++d) {
+#pragma unroll
+                for (int e = 0; e < 8; ++e) s += q_sh[8 * d + e] * rf_half_to_f32(raw[d].h[e]);
+            }
+        }
+        const float sc = j < c1 ? s * scale : -__builtin_huge_valf();
+        const float mx = rf_warp_max_f32(sc);  // finite: key j0 < c1 is in the tile
+        const float m_new = m > mx ? m : mx;
+        const float corr = rf_expf(m - m_new);  // 0 while m is -inf
+        const float p = j < c1 ? rf_expf(sc - m_new) : 0.0f;
+        l = l * corr + rf_warp_sum_f32(p);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] *= corr;
+        p_sh[lane] = p;
+        m = m_new;
+        rf_sync_warp();  // p_sh[] written by every lane
+        const rf_u32 n_tile = c1 - j0 < RF_WARP_SIZE ? c1 - j0 : RF_WARP_SIZE;
+#pragma unroll
+        for (rf_u32 jj = 0; jj < (rf_u32)RF_WARP_SIZE; jj += KP) {
+            const rf_u32 key = jj + kq;
+            if (key < n_tile) {
+                const as_h8 raw = *(const as_h8*)(kv_row(vb, j0 + key) + 8 * sub);
+                const float w = p_sh[key];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) acc[e] += w * rf_half_to_f32(raw.h[e]);
+            }
+        }
+        rf_sync_warp();  // p_sh[] is rewritten by the next tile
+    }
+#pragma unroll
+    for (rf_u32 o = L; o < (rf_u32)RF_WARP_SIZE; o <<= 1) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] += rf_shfl_xor_f32(acc[e], (int)o);
+    }
+    if (kq == 0) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) part[8 * sub + e] = acc[e];
+    }
+    if (lane == 0) {
+        part[HD] = m;
+        part[HD + 1] = l;
+    }
+}
+
 // Dimension pairs per lane for a head of HD values.
 #define AS_PAIRS(hd) (((hd) + 2 * RF_WARP_SIZE - 1) / (2 * RF_WARP_SIZE))
 
@@ -393,11 +467,11 @@ RF_KERNEL(RF_WARP_SIZE * AS_GC) void attention_rows_split_f16(const float* q, co
     if (warp >= gc) {
         // no head of its own
     } else if (head_dim == 64) {
-        AS_CALL(64, AS_PAIRS(64));
+        as_partial_v8<64>(qrow, kb, vb, slot, scale, c0, c1, qs, ps);
     } else if (head_dim == 128) {
-        AS_CALL(128, AS_PAIRS(128));
+        as_partial_v8<128>(qrow, kb, vb, slot, scale, c0, c1, qs, ps);
     } else if (head_dim == 256) {
-        AS_CALL(256, AS_PAIRS(256));
+        as_partial_v8<256>(qrow, kb, vb, slot, scale, c0, c1, qs, ps);
     } else {
         const rf_u32 pairs = AS_PAIRS(head_dim);
         if (pairs <= 1) {
