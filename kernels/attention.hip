@@ -313,8 +313,8 @@ RF_DEVICE void as_partial(const float* qrow, kv_paged kb, kv_paged vb, float* pa
 }
 
 // as_partial for a fixed head dimension HD, a multiple of 8 with HD / 8 <= RF_WARP_SIZE: the
-// same scores and online softmax, with every K row read whole by its lane (all its 16-byte
-// pieces in flight) and the weighted sum of V taken with 16-byte loads: L = HD / 8 lanes
+// same scores and online softmax, with every K row read by its lane in 16-byte pieces (up to
+// eight in flight) and the weighted sum of V taken with 16-byte loads: L = HD / 8 lanes
 // cover one V row, so a warp step takes KP = RF_WARP_SIZE / L keys of the tile (lane group
 // lane / L), every step of the tile issued at once; the KP groups' sums are added at the end
 // (butterfly over the lane groups). Fewer, wider, independent loads than as_partial's two
@@ -324,6 +324,7 @@ RF_DEVICE void as_partial_v8(const float* qrow, kv_paged kb, kv_paged vb, float*
                              float scale, rf_u32 c0, rf_u32 c1, float* q_sh, float* p_sh) {
     constexpr rf_u32 L = HD / 8;
     constexpr rf_u32 KP = RF_WARP_SIZE / L;
+    constexpr rf_u32 KCH = L < 8 ? L : 8;  // K pieces loaded together
     static_assert(HD % 8 == 0 && L <= RF_WARP_SIZE && RF_WARP_SIZE % L == 0, "as_partial_v8 shape");
     const rf_u32 lane = RF_TID_X % RF_WARP_SIZE, sub = lane % L, kq = lane / L;
     for (rf_u32 x = lane; x < (rf_u32)HD; x += RF_WARP_SIZE)
@@ -338,13 +339,19 @@ RF_DEVICE void as_partial_v8(const float* qrow, kv_paged kb, kv_paged vb, float*
         float s = 0.0f;
         if (j < c1) {
             const rf_half* kr = kv_row(kb, j);
-            as_h8 raw[L];
+            // At most KCH pieces (4 registers each) in flight: a 256-value head on wave64 would
+            // otherwise spill.
+#pragma unroll 1
+            for (rf_u32 d0 = 0; d0 < L; d0 += KCH) {
+                as_h8 raw[KCH];
 #pragma unroll
-            for (rf_u32 d = 0; d < L; ++d) raw[d] = *(const as_h8*)(kr + 8 * d);
+                for (rf_u32 d = 0; d < KCH; ++d) raw[d] = *(const as_h8*)(kr + 8 * (d0 + d));
 #pragma unroll
-            for (rf_u32 d = 0; d < L; ++d) {
+                for (rf_u32 d = 0; d < KCH; ++d) {
 #pragma unroll
-                for (int e = 0; e < 8; ++e) s += q_sh[8 * d + e] * rf_half_to_f32(raw[d].h[e]);
+                    for (int e = 0; e < 8; ++e)
+                        s += q_sh[8 * (d0 + d) + e] * rf_half_to_f32(raw[d].h[e]);
+                }
             }
         }
         const float sc = j < c1 ? s * scale : -__builtin_huge_valf();
@@ -359,7 +366,13 @@ RF_DEVICE void as_partial_v8(const float* qrow, kv_paged kb, kv_paged vb, float*
         m = m_new;
         rf_sync_warp();  // p_sh[] written by every lane
         const rf_u32 n_tile = c1 - j0 < RF_WARP_SIZE ? c1 - j0 : RF_WARP_SIZE;
-#pragma unroll
+        // L steps of KP keys; at most 16 V loads of a lane in flight (8 on wave64, where the
+        // 256-value heads would otherwise cost a wave of occupancy).
+#if RF_WARP_SIZE == 64
+#pragma unroll 8
+#else
+#pragma unroll 16
+#endif
         for (rf_u32 jj = 0; jj < (rf_u32)RF_WARP_SIZE; jj += KP) {
             const rf_u32 key = jj + kq;
             if (key < n_tile) {
