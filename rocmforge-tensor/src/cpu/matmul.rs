@@ -327,8 +327,10 @@ fn matmul_k(
 /// Q8_K for the K-quants and IQ4_XS), then integer dot products per block are scaled and
 /// accumulated in f32. F16/BF16 weights take activations rounded to f16/bf16; F32 a plain
 /// f32 dot. Rows run in parallel; on CPUs with AVX2 the common formats are multiplied
-/// straight from their packed blocks, a tile of tokens per decoded block (`dot::avx2`),
-/// elsewhere each row is unpacked once per group of tokens ([`matmul_portable`]).
+/// straight from their packed blocks, a tile of tokens per decoded block (`dot::avx2`; 2+
+/// tokens of the [`PANEL_GEMM_TYPES`] as a GEMM over panels of 16 decoded rows, with
+/// AVX-512 VNNI where the CPU has it), elsewhere each row is unpacked once per group of
+/// tokens ([`matmul_portable`]).
 ///
 /// Errors: a weight type without a matmul, `cols` not a whole number of blocks, or slices
 /// whose lengths do not match the shapes.
