@@ -156,11 +156,13 @@ fn many_rows_and_tokens_match_single_token_calls() {
         };
         let x = rng.vec(n_tokens * cols, -1.0, 1.0);
         // Every level of kernels (the VNNI panel GEMM for 2+ tokens where the CPU has it,
-        // the AVX2 tiles and 8-row decode kernel, the portable rows) gives each token the
-        // same bits whatever the number of tokens, and so does each level against the others
-        // (F16 aside: its AVX2 rows sum in another order than the portable ones).
+        // the AVX2 panel GEMM, the AVX2 tiles and 8-row decode kernel, the portable rows)
+        // gives each token the same bits whatever the number of tokens, and so does each
+        // level against the others (F16 aside: its AVX2 rows sum in another order than the
+        // portable ones).
         let levels = [
             CpuKernels::Avx512Vnni,
+            CpuKernels::Avx2Gemm,
             CpuKernels::Avx2,
             CpuKernels::Portable,
         ];

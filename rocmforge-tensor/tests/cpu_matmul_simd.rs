@@ -45,26 +45,32 @@ fn check(ty: GgmlType, rows: usize, blocks: usize, n_tokens: usize, rng: &mut Rn
         cols,
     };
     let x = rng.vec(n_tokens * cols, -2.0, 2.0);
-    let n = n_tokens * rows;
+    check_levels(&w, &x, n_tokens, &format!("{ty} rows {rows} cols {cols}"));
+}
+
+/// Each level of kernels this CPU has (the AVX2 rows and tiles, the AVX2 panels, the
+/// AVX-512 VNNI panels), and what `matmul` picks, against the portable path (bits) and the
+/// f32 reference.
+fn check_levels(w: &WeightView, x: &[f32], n_tokens: usize, what: &str) {
+    let n = n_tokens * w.rows;
     let (mut portable, mut reference) = (vec![0.0; n], vec![0.0; n]);
-    matmul_portable(&w, &x, n_tokens, &mut portable).unwrap();
-    matmul_f32_reference(&w, &x, n_tokens, &mut reference).unwrap();
-    let mag = magnitudes(&w, &x, n_tokens);
-    // Each level of kernels this CPU has (the AVX2 rows, the AVX-512 VNNI panels), and what
-    // `matmul` picks.
+    matmul_portable(w, x, n_tokens, &mut portable).unwrap();
+    matmul_f32_reference(w, x, n_tokens, &mut reference).unwrap();
+    let mag = magnitudes(w, x, n_tokens);
     for kernels in [
         CpuKernels::Avx2,
+        CpuKernels::Avx2Gemm,
         CpuKernels::Avx512Vnni,
         CpuKernels::Portable,
     ] {
-        let mut simd = vec![0.0; n];
+        let mut simd = vec![f32::NAN; n];
         if kernels == CpuKernels::Portable {
-            matmul(&w, &x, n_tokens, &mut simd).unwrap();
+            matmul(w, x, n_tokens, &mut simd).unwrap();
         } else {
-            matmul_with(kernels, &w, &x, n_tokens, &mut simd).unwrap();
+            matmul_with(kernels, w, x, n_tokens, &mut simd).unwrap();
         }
-        let what = format!("{ty} {kernels:?} rows {rows} cols {cols} tokens {n_tokens}");
-        compare(ty, &what, &simd, &portable, &reference, &mag);
+        let what = format!("{what} tokens {n_tokens} {kernels:?}");
+        compare(w.ty, &what, &simd, &portable, &reference, &mag);
     }
 }
 
@@ -110,12 +116,16 @@ fn simd_matches_portable_and_reference_for_every_type() {
             (33, 3, 5),
             (5, 5, 9),
             (3, 1, 17),
-            // Panels of 16 rows and tiles of 8 tokens (the VNNI GEMM from 8 tokens on), cut
-            // unevenly and evenly.
+            // Panels of 16 rows and tiles of 8 tokens (the VNNI GEMM from 8 tokens on) or 4
+            // (the AVX2 GEMM), cut unevenly and evenly.
             (37, 3, 21),
             (16, 2, 8),
             (49, 1, 16),
             (37, 5, 2),
+            (17, 2, 3),
+            (15, 4, 6),
+            (1, 2, 7),
+            (32, 9, 4),
         ];
         for (rows, blocks, n_tokens) in shapes {
             check(ty, rows, blocks, n_tokens, &mut rng);
@@ -165,6 +175,31 @@ fn decode_rows_in_batches_of_eight_cut_unevenly() {
     }
 }
 
+/// Every quant byte at one value (`None`: random bytes).
+const FILLS: [Option<u8>; 5] = [Some(0xff), Some(0x00), Some(0x80), Some(0x7f), None];
+
+/// `values` elements of `ty` whose bytes are all `fill` (or random), each block's f16 `d`
+/// (at byte `d_at`) 0.5 and its f16 min (at `m_at`, where the type has one) -0.25.
+fn extreme_weight(
+    rng: &mut Rng,
+    ty: GgmlType,
+    values: usize,
+    fill: Option<u8>,
+    d_at: usize,
+    m_at: Option<usize>,
+) -> Vec<u8> {
+    use half::f16;
+    let n = values / ty.block_size() * ty.type_size();
+    let mut data = fill.map_or_else(|| rng.bytes(n), |f| vec![f; n]);
+    for blk in data.chunks_exact_mut(ty.type_size()) {
+        blk[d_at..d_at + 2].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        if let Some(m) = m_at {
+            blk[m..m + 2].copy_from_slice(&f16::from_f32(-0.25).to_le_bytes());
+        }
+    }
+    data
+}
+
 /// The decode rows (eight rows transposed in registers, the K-quants' scales unpacked for
 /// eight rows at once) at the extremes: every quant and scale byte at 0xff, 0x00, 0x80 or
 /// 0x7f (Q4_K / Q5_K: values 15 / 31 with scale and min 63; Q6_K: scales -1, 0, -128, 127),
@@ -172,7 +207,6 @@ fn decode_rows_in_batches_of_eight_cut_unevenly() {
 /// partial sums must hold): the bits of the portable path at every level.
 #[test]
 fn decode_rows_at_the_extremes_of_the_partial_sums() {
-    use half::f16;
     let mut rng = Rng::new(0x6b6b);
     // Type, byte offset of `d` and of the f16 min / dmin in a block.
     let types = [
@@ -187,15 +221,8 @@ fn decode_rows_at_the_extremes_of_the_partial_sums() {
     ];
     for (ty, d_at, m_at) in types {
         let (rows, cols) = (13, 3 * 256);
-        let n = rows * cols / ty.block_size() * ty.type_size();
-        for fill in [Some(0xffu8), Some(0x00), Some(0x80), Some(0x7f), None] {
-            let mut data = fill.map_or_else(|| rng.bytes(n), |f| vec![f; n]);
-            for blk in data.chunks_exact_mut(ty.type_size()) {
-                blk[d_at..d_at + 2].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
-                if let Some(m) = m_at {
-                    blk[m..m + 2].copy_from_slice(&f16::from_f32(-0.25).to_le_bytes());
-                }
-            }
+        for fill in FILLS {
+            let data = extreme_weight(&mut rng, ty, rows * cols, fill, d_at, m_at);
             let w = WeightView {
                 ty,
                 data: &data,
@@ -207,7 +234,11 @@ fn decode_rows_at_the_extremes_of_the_partial_sums() {
                 let (mut portable, mut reference) = (vec![0.0; rows], vec![0.0; rows]);
                 matmul_portable(&w, &x, 1, &mut portable).unwrap();
                 matmul_f32_reference(&w, &x, 1, &mut reference).unwrap();
-                for kernels in [CpuKernels::Avx2, CpuKernels::Avx512Vnni] {
+                for kernels in [
+                    CpuKernels::Avx2,
+                    CpuKernels::Avx2Gemm,
+                    CpuKernels::Avx512Vnni,
+                ] {
                     let mut simd = vec![0.0; rows];
                     matmul_with(kernels, &w, &x, 1, &mut simd).unwrap();
                     for r in 0..rows {
@@ -222,6 +253,47 @@ fn decode_rows_at_the_extremes_of_the_partial_sums() {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The panel GEMMs (AVX2: `maddubs` pairs added up in i16 over 4 or 8 runs of four values
+/// before widening; VNNI) and the token tiles at the extremes of their partial sums: every
+/// quant byte at 0xff, 0x00, 0x80 or 0x7f, or random, against tokens whose activations are
+/// all +127, all -127, alternating or random, 2 to 9 tokens (tiles of 4 and 8 cut unevenly)
+/// of 19 rows (panels of 16 cut): the bits of the portable path at every level.
+#[test]
+fn gemm_at_the_extremes_of_the_partial_sums() {
+    let mut rng = Rng::new(0x9e44);
+    for (ty, m_at) in [
+        (GgmlType::Q4_0, None),
+        (GgmlType::Q4_1, Some(2)),
+        (GgmlType::Q5_0, None),
+        (GgmlType::Q5_1, Some(2)),
+        (GgmlType::Q8_0, None),
+    ] {
+        let (rows, cols) = (19, 5 * 32);
+        for fill in FILLS {
+            let data = extreme_weight(&mut rng, ty, rows * cols, fill, 0, m_at);
+            let w = WeightView {
+                ty,
+                data: &data,
+                rows,
+                cols,
+            };
+            for n_tokens in [2usize, 5, 9] {
+                // Token t: all +3, all -3, alternating signs, random (q8 values +-127).
+                let mut x = Vec::with_capacity(n_tokens * cols);
+                for t in 0..n_tokens {
+                    match t % 4 {
+                        0 => x.extend(std::iter::repeat_n(3.0f32, cols)),
+                        1 => x.extend(std::iter::repeat_n(-3.0f32, cols)),
+                        2 => x.extend((0..cols).map(|c| if c % 2 == 0 { 3.0 } else { -3.0 })),
+                        _ => x.extend(rng.vec(cols, -3.0, 3.0)),
+                    }
+                }
+                check_levels(&w, &x, n_tokens, &format!("{ty} fill {fill:?}"));
             }
         }
     }

@@ -13,8 +13,9 @@ use super::quantize_act::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use super::weight::WeightView;
 use crate::error::{TensorError, TensorResult};
 
-/// The weight types that 2+ tokens multiply through the AVX-512 VNNI panel GEMM on CPUs
-/// that have it (the 32-element formats with an AVX2 block decoder).
+/// The weight types that 2+ tokens multiply through a panel GEMM on CPUs with AVX2 (the
+/// AVX-512 VNNI one where the CPU has it; the 32-element formats with an AVX2 block
+/// decoder).
 pub const PANEL_GEMM_TYPES: [GgmlType; 5] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
@@ -41,7 +42,7 @@ impl CpuKernels {
                 return CpuKernels::Avx512Vnni;
             }
             if avx2::Avx2::detect().is_some() {
-                return CpuKernels::Avx2;
+                return CpuKernels::Avx2Gemm;
             }
         }
         CpuKernels::Portable
@@ -54,8 +55,10 @@ impl CpuKernels {
 pub enum CpuKernels {
     /// The portable scalar path (every row unpacked to 16-bit integers).
     Portable,
-    /// AVX2 + FMA + F16C row kernels (x86-64).
+    /// AVX2 + FMA + F16C row kernels, prefill on token tiles (x86-64).
     Avx2,
+    /// Besides the AVX2 rows, the AVX2 panel GEMM for prefill (x86-64).
+    Avx2Gemm,
     /// Besides AVX2, the AVX-512 VNNI panel GEMM for prefill (x86-64).
     Avx512Vnni,
 }
@@ -214,23 +217,29 @@ fn matmul_legacy(
     } else {
         quantize_q8_0(x)
     };
+    // Two tokens or more: a panel GEMM (AVX-512 VNNI where the CPU has it, else AVX2), which
+    // gives the portable path's results bit for bit, as the AVX2 tiles below do. (One token,
+    // decode, took the 8-row kernels of `decode.rs` before.)
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(isa), Some(kind)) = (
-        kernels >= CpuKernels::Avx512Vnni,
-        avx512::Vnni::detect(),
+        n_tokens > 1 && kernels >= CpuKernels::Avx2Gemm,
+        avx2::Avx2::detect(),
         LegacyKind::of(w.ty),
     ) {
-        let m = avx512::LegacyMatrix {
+        let m = avx2::LegacyMatrix {
             kind,
             data: w.data,
             row_bytes,
             rows: w.rows,
             cols: w.cols,
         };
-        // Two tokens or more: the panel GEMM, which gives the portable path's results bit
-        // for bit, as the AVX2 kernels below do. One token (decode) takes the AVX2 rows,
-        // faster here than 512-bit rows.
-        if n_tokens > 1 && avx512::legacy_gemm(isa, &m, &act, n_tokens, out) {
+        let done = match avx512::Vnni::detect() {
+            Some(vnni) if kernels >= CpuKernels::Avx512Vnni => {
+                avx512::legacy_gemm(vnni, &m, &act, n_tokens, out)
+            }
+            _ => avx2::legacy_gemm(isa, &m, &act, n_tokens, out),
+        };
+        if done {
             return;
         }
     }
@@ -318,8 +327,10 @@ fn matmul_k(
 /// Q8_K for the K-quants and IQ4_XS), then integer dot products per block are scaled and
 /// accumulated in f32. F16/BF16 weights take activations rounded to f16/bf16; F32 a plain
 /// f32 dot. Rows run in parallel; on CPUs with AVX2 the common formats are multiplied
-/// straight from their packed blocks, a tile of tokens per decoded block (`dot::avx2`),
-/// elsewhere each row is unpacked once per group of tokens ([`matmul_portable`]).
+/// straight from their packed blocks, a tile of tokens per decoded block (`dot::avx2`; 2+
+/// tokens of the [`PANEL_GEMM_TYPES`] as a GEMM over panels of 16 decoded rows, with
+/// AVX-512 VNNI where the CPU has it), elsewhere each row is unpacked once per group of
+/// tokens ([`matmul_portable`]).
 ///
 /// Errors: a weight type without a matmul, `cols` not a whole number of blocks, or slices
 /// whose lengths do not match the shapes.
@@ -328,7 +339,7 @@ pub fn matmul(w: &WeightView, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Te
 }
 
 /// The level [`matmul`] uses: everything the CPU has, unless `ROCMFORGE_CPU_GEMM=0` turns
-/// the AVX-512 VNNI panel GEMM off (prefill on the AVX2 token tiles). Either way a token
+/// the panel GEMMs (AVX-512 VNNI and AVX2) off (prefill on the AVX2 token tiles). Either way a token
 /// gets the same bits whether it is multiplied alone or among others (every kernel sums in
 /// the portable path's order), so a prompt run in pieces (prefix reuse, chunked prefill)
 /// gives the greedy text it gives in one piece.

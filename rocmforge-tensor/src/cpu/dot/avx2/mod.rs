@@ -7,15 +7,19 @@
 //! added in the scalar path's order: every kernel gives the portable path's bits, whatever
 //! the number of tokens (a prompt run in one piece, in chunks or token by token gives the
 //! same logits). One token (decode) takes [`legacy_rows`] / [`k_rows`]: [`ROWS`] rows at
-//! a time, their integer sums side by side in one register.
+//! a time, their integer sums side by side in one register. Prefill of the 32-element
+//! formats may instead run [`legacy_gemm`]: the AVX-512 VNNI panel GEMM's panels of 16 rows
+//! (`panel.rs`, shared with it) multiplied by AVX2 multiply-adds, the same bits again.
 //!
 //! The kernels are `#[target_feature]` functions. They are reached only through the
 //! functions of this module, which take an [`Avx2`] token: a value that exists only after
 //! [`Avx2::detect`] found AVX2, FMA and F16C on the running CPU.
 
 mod float;
+mod gemm_legacy;
 mod kquant;
 pub(super) mod legacy;
+pub(super) mod panel;
 pub(super) mod rows8;
 mod rows_k;
 mod tiled;
@@ -25,6 +29,7 @@ use std::sync::OnceLock;
 
 use rocmforge_gguf::GgmlType;
 
+pub(crate) use panel::LegacyMatrix;
 pub(crate) use tiled::{tile_q8, tile_q8k};
 
 use crate::cpu::quantize_act::{Q8Blocks, Q8KBlocks};
@@ -109,6 +114,19 @@ pub(crate) fn legacy_row(
 ) {
     // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
     unsafe { legacy::row(kind, row, act, cols, t0, out) }
+}
+
+/// As [`super::avx512::legacy_gemm`] (the same bits), with AVX2 multiply-adds: `out[t][r] =
+/// row r · token t` for all `n_tokens` tokens of `act`, in parallel over panels of 16 rows.
+/// Returns `false` (and writes nothing) when a slice is shorter than the shapes say.
+pub(crate) fn legacy_gemm(
+    _: Avx2,
+    w: &LegacyMatrix,
+    act: &Q8Blocks,
+    n_tokens: usize,
+    out: &mut [f32],
+) -> bool {
+    gemm_legacy::gemm(w, act, n_tokens, out)
 }
 
 /// Asks for every cache line of `bytes` to be brought into the caches (a hint: no result

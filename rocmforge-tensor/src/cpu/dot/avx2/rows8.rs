@@ -36,7 +36,7 @@ const fn has_qh(k: u8) -> bool {
 }
 
 /// What the symmetric formats subtract from each unsigned value (0 for Q4_1 / Q5_1).
-const fn offset(k: u8) -> i32 {
+pub(in crate::cpu::dot) const fn offset(k: u8) -> i32 {
     match k {
         Q4_0 => 8,
         Q5_0 => 16,

@@ -20,7 +20,8 @@ mod rows_q8;
 
 use std::sync::OnceLock;
 
-use super::avx2::{Avx2, LegacyKind, ROWS};
+pub(crate) use super::avx2::LegacyMatrix;
+use super::avx2::{Avx2, ROWS};
 use crate::cpu::quantize_act::Q8Blocks;
 
 /// Proof that the running CPU has AVX-512 F, BW, VL and VNNI besides AVX2, FMA and F16C.
@@ -43,16 +44,6 @@ impl Vnni {
         });
         found.then_some(Vnni(()))
     }
-}
-
-/// A weight matrix of a 32-element format with an AVX2 block decoder, row-major.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LegacyMatrix<'a> {
-    pub kind: LegacyKind,
-    pub data: &'a [u8],
-    pub row_bytes: usize,
-    pub rows: usize,
-    pub cols: usize,
 }
 
 /// `out[t][r] = row r · token t` for all `n_tokens` tokens of `act` (Q8_0 or, for the
