@@ -21,7 +21,7 @@
 //! ```
 //!
 //! With a full model file, [`Model`] runs the forward pass on a backend (the CPU or a GPU) and
-//! [`generate`] the sampling loop; [`ExecutionPlan`] holds the file's lazily loaded weights.
+//! [`generate()`] the sampling loop; [`ExecutionPlan`] holds the file's lazily loaded weights.
 
 // This crate's MSRV is 1.87 (llguidance, for constrained sampling), where clippy suggests
 // `is_multiple_of`; the workspace's other crates stay at 1.85, so `%` is kept for one style.

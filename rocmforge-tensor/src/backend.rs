@@ -51,7 +51,7 @@ impl Backend {
         }
     }
 
-    /// "cpu", or "hip:<index>".
+    /// "cpu", or "hip:" and the device index.
     pub fn name(&self) -> String {
         match self {
             Backend::Cpu => "cpu".to_string(),

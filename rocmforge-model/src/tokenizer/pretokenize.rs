@@ -14,7 +14,7 @@ use super::error::{TokenizerError, TokenizerResult};
 use super::pre_patterns::steps;
 
 /// The split rules llama.cpp 0.5.0 knows (`LLAMA_VOCAB_PRE_TYPE_*`); several names share one
-/// (see [`super::pre_names`]).
+/// (the name table is in the `pre_names` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum PreTokenizerKind {

@@ -180,7 +180,8 @@ impl HipOps {
 /// generation must be captured again before it is replayed.
 static SCRATCH_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The current [`SCRATCH_GENERATION`].
+/// The current scratch generation: it grows whenever a matmul scratch buffer is reallocated
+/// (a captured graph of an older generation must be captured again).
 pub fn scratch_generation() -> u64 {
     SCRATCH_GENERATION.load(std::sync::atomic::Ordering::Acquire)
 }
