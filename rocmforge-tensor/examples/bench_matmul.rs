@@ -259,6 +259,28 @@ impl Bench {
         Ok(2.0 * (n * 4) as f64 / (f64::from(median(times)) * 1e-3))
     }
 
+    /// [`Bench::case`] with `matmul` sending the batch as `mode` says (then back to the
+    /// table), the row labelled `path`; appended to `rows` when the shape runs.
+    #[allow(clippy::too_many_arguments)]
+    fn case_mmqt(
+        &mut self,
+        rows: &mut Vec<Row>,
+        path: &'static str,
+        mode: MmqtMode,
+        (shape, r, c): (&'static str, usize, usize),
+        ty: GgmlType,
+        n_tokens: usize,
+    ) -> BenchResult<()> {
+        self.ctx.set_mmqt(mode);
+        let row = self.case(shape, r, c, ty, n_tokens);
+        self.ctx.set_mmqt(MmqtMode::Table);
+        if let Some(mut row) = row? {
+            row.path = path;
+            rows.push(row);
+        }
+        Ok(())
+    }
+
     fn case(
         &mut self,
         shape: &'static str,
@@ -455,19 +477,13 @@ fn small_batch_rows(b: &mut Bench) -> BenchResult<Vec<Row>> {
         (SHAPES[7], GgmlType::Q8_0),
         (SHAPES[8], GgmlType::Q8_0),
     ];
-    for ((name, r, c), ty) in cases {
+    for (shape, ty) in cases {
         for n in [2usize, 4, 8] {
             for (path, mode) in [
                 ("matvec", MmqtMode::Table),
                 ("mmqt", MmqtMode::Always(MmqtKernel::TensorCore)),
             ] {
-                b.ctx.set_mmqt(mode);
-                let row = b.case(name, r, c, ty, n);
-                b.ctx.set_mmqt(MmqtMode::Table);
-                if let Some(mut row) = row? {
-                    row.path = path;
-                    rows.push(row);
-                }
+                b.case_mmqt(&mut rows, path, mode, shape, ty, n)?;
             }
         }
     }
@@ -506,7 +522,7 @@ fn mmqt_rows(b: &mut Bench) -> BenchResult<Vec<Row>> {
         ("mmqt dp4a", MmqtMode::Always(MmqtKernel::Portable)),
     ];
     let mut rows = Vec::new();
-    for (name, r, c) in [SHAPES[0], SHAPES[2], SHAPES[3]] {
+    for shape in [SHAPES[0], SHAPES[2], SHAPES[3]] {
         for ty in [
             GgmlType::Q4_K,
             GgmlType::Q6_K,
@@ -520,29 +536,17 @@ fn mmqt_rows(b: &mut Bench) -> BenchResult<Vec<Row>> {
                     if (path == "mmqt dp4a" && n != 32) || (n > 64 && !k_quant) {
                         continue;
                     }
-                    b.ctx.set_mmqt(mode);
-                    let row = b.case(name, r, c, ty, n);
-                    b.ctx.set_mmqt(MmqtMode::Table);
-                    if let Some(mut row) = row? {
-                        row.path = path;
-                        rows.push(row);
-                    }
+                    b.case_mmqt(&mut rows, path, mode, shape, ty, n)?;
                 }
             }
         }
     }
     // Qwen2.5-0.5B (896 columns: Q8_0; Q4_K where the columns allow), where the grid is small.
-    for (name, r, c) in [SHAPES[5], SHAPES[7], SHAPES[8]] {
+    for shape in [SHAPES[5], SHAPES[7], SHAPES[8]] {
         for ty in [GgmlType::Q8_0, GgmlType::Q4_K] {
             for n in [16usize, 32, 64] {
-                for (path, mode) in &paths[..2] {
-                    b.ctx.set_mmqt(*mode);
-                    let row = b.case(name, r, c, ty, n);
-                    b.ctx.set_mmqt(MmqtMode::Table);
-                    if let Some(mut row) = row? {
-                        row.path = path;
-                        rows.push(row);
-                    }
+                for &(path, mode) in &paths[..2] {
+                    b.case_mmqt(&mut rows, path, mode, shape, ty, n)?;
                 }
             }
         }
