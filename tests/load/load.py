@@ -89,6 +89,20 @@ def metrics(base):
     return out
 
 
+def engine_deltas(before, after):
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in (
+        "batch_steps_total", "step_seconds_total", "step_host_seconds_total",
+        "grammar_seconds_total", "grammar_tokens_total", "sampling_rows_on_host_total")}
+    steps = d["batch_steps_total"]
+    if steps:
+        d["ms_per_step"] = round(1000 * d["step_seconds_total"] / steps, 3)
+        d["host_ms_per_step"] = round(1000 * d["step_host_seconds_total"] / steps, 3)
+        d["grammar_ms_per_step"] = round(1000 * d["grammar_seconds_total"] / steps, 3)
+    if d["grammar_tokens_total"]:
+        d["grammar_us_per_token"] = round(1e6 * d["grammar_seconds_total"] / d["grammar_tokens_total"], 1)
+    return d
+
+
 class Totals:
     def __init__(self):
         self.lock = threading.Lock()
@@ -322,6 +336,9 @@ def run(args, base, host, port, pid):
         "prompt_tokens_reused": (m.get("prefix_reused_tokens_total", 0)
                                  - before.get("prefix_reused_tokens_total", 0)),
         "prefix_hits": m.get("prefix_cache_hits_total", 0) - before.get("prefix_cache_hits_total", 0),
+        # Where the engine's time went (deltas over the run): steps, their host share outside
+        # the model's forward and sampling, the grammars' share of that, host-finished rows.
+        "engine": engine_deltas(before, m),
         "metrics_after": {k: m.get(k) for k in (
             "active_sequences", "queue_depth", "requests_total", "requests_completed_total",
             "requests_cancelled_total", "requests_failed_total", "http_responses_5xx_total")},

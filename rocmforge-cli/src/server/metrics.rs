@@ -149,6 +149,36 @@ pub fn render(state: &Shared) -> String {
     );
     metric(
         &mut out,
+        "step_seconds_total",
+        "counter",
+        "Seconds spent in batched steps.",
+        m.step_seconds,
+    );
+    metric(
+        &mut out,
+        "step_host_seconds_total",
+        "counter",
+        "Seconds of the batched steps spent on the engine's host work outside the model's forward \
+         and sampling (planning, sampling rows, delivering tokens, grammars).",
+        m.step_host_seconds,
+    );
+    metric(
+        &mut out,
+        "grammar_seconds_total",
+        "counter",
+        "Seconds the engine spent letting grammars consume sampled tokens and compute their next \
+         masks (structured output).",
+        m.grammar_seconds,
+    );
+    metric(
+        &mut out,
+        "grammar_tokens_total",
+        "counter",
+        "Sampled tokens consumed by grammars (each followed by a mask computation).",
+        c(m.grammar_tokens),
+    );
+    metric(
+        &mut out,
         "tokens_per_second",
         "gauge",
         "Smoothed tokens per second of the batched steps.",

@@ -23,6 +23,13 @@ pub struct EngineMetrics {
     pub(crate) kv_blocks_used: AtomicU64,
     pub(crate) kv_blocks_free: AtomicU64,
     pub(crate) kv_pool_bytes: AtomicU64,
+    /// Microseconds: the batched steps' wall time, the part of it spent on the engine's host
+    /// work outside the model's forward and sampling, and the grammars' share of that.
+    pub(crate) step_micros: AtomicU64,
+    pub(crate) step_host_micros: AtomicU64,
+    pub(crate) grammar_micros: AtomicU64,
+    /// Tokens consumed by grammars (each followed by a mask computation).
+    pub(crate) grammar_tokens: AtomicU64,
     /// f64 bits: exponentially smoothed tokens per second of the batched steps.
     pub(crate) tokens_per_s: AtomicU64,
 }
@@ -68,6 +75,16 @@ pub struct MetricsSnapshot {
     /// Sampled tokens whose sampling the host finished (GPU rows the kernel could not
     /// complete; always 0 on the CPU).
     pub sampled_on_host: u64,
+    /// Seconds spent in batched steps.
+    pub step_seconds: f64,
+    /// Seconds of the steps spent on the engine's own host work (planning, sampling rows,
+    /// the tokens' delivery, grammars) outside the model's forward and sampling.
+    pub step_host_seconds: f64,
+    /// Seconds of `step_host_seconds` spent by grammars consuming tokens and computing the
+    /// next masks (structured output).
+    pub grammar_seconds: f64,
+    /// Tokens consumed by grammars.
+    pub grammar_tokens: u64,
     /// Recent throughput of the batched steps (prompt and generated tokens per second).
     pub tokens_per_s: f64,
 }
@@ -95,6 +112,10 @@ impl EngineMetrics {
             prefix_reused_tokens: get(&self.prefix_reused_tokens),
             prefix_cache_bytes: get(&self.prefix_cache_bytes),
             sampled_on_host: get(&self.sampled_on_host),
+            step_seconds: get(&self.step_micros) as f64 * 1e-6,
+            step_host_seconds: get(&self.step_host_micros) as f64 * 1e-6,
+            grammar_seconds: get(&self.grammar_micros) as f64 * 1e-6,
+            grammar_tokens: get(&self.grammar_tokens),
             tokens_per_s: f64::from_bits(get(&self.tokens_per_s)),
         }
     }
@@ -107,9 +128,15 @@ impl EngineMetrics {
         gauge.store(v, Ordering::Relaxed);
     }
 
-    /// Folds one step's throughput into the smoothed figure.
+    /// Adds `d` to a microsecond counter.
+    pub(crate) fn add_time(counter: &AtomicU64, d: std::time::Duration) {
+        Self::add(counter, u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one step and folds its throughput into the smoothed figure.
     pub(crate) fn record_step(&self, tokens: usize, seconds: f64) {
         Self::add(&self.steps, 1);
+        Self::add(&self.step_micros, (seconds.max(0.0) * 1e6) as u64);
         if seconds <= 0.0 {
             return;
         }

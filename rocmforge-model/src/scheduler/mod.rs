@@ -395,6 +395,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         }
         let n_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
         let prompt_tokens = self.config.prefill_chunk - budget;
+        let forward_started = Instant::now();
         #[cfg(any(test, feature = "fault-injection"))]
         let result = match self.faults.next() {
             fault::Injected::Error(fault) => Err(fault),
@@ -426,6 +427,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             other => other,
         };
         drop(segments);
+        let forward = forward_started.elapsed();
         let outputs = match result {
             Ok(l) => l,
             Err(e) => {
@@ -454,7 +456,12 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                 Err(next) => ended[i] = Some(next),
             }
         }
-        let grammar = advance_grammars(&mut self.active, &chosen);
+        let grammar_started = Instant::now();
+        let (grammar, grammar_tokens) = advance_grammars(&mut self.active, &chosen);
+        if grammar_tokens > 0 {
+            EngineMetrics::add_time(&self.metrics.grammar_micros, grammar_started.elapsed());
+            EngineMetrics::add(&self.metrics.grammar_tokens, grammar_tokens as u64);
+        }
         for (i, (token, grammar)) in chosen.into_iter().zip(grammar).enumerate() {
             let Some(token) = token.filter(|_| ended[i].is_none()) else {
                 if ended[i] == Some(Next::Cancelled) {
@@ -493,8 +500,9 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             }
         }
         self.active = kept;
-        self.metrics
-            .record_step(n_tokens, started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        EngineMetrics::add_time(&self.metrics.step_host_micros, took.saturating_sub(forward));
+        self.metrics.record_step(n_tokens, took.as_secs_f64());
     }
 
     /// Gives every sequence that runs this step the KV blocks of its tokens (a decode token, or
@@ -561,11 +569,12 @@ impl<'t, M: BatchModel> Worker<'t, M> {
 
 /// Lets each constrained sequence's grammar consume its sampled token and compute its next
 /// mask — the costly part of constrained sampling — for all of them at once on the rayon
-/// pool. Entry `i` is the outcome for `active[i]` (`Ok` where there was no grammar step).
+/// pool. Entry `i` is the outcome for `active[i]` (`Ok` where there was no grammar step);
+/// then the number of grammar steps.
 fn advance_grammars<C: SequenceCache>(
     active: &mut [Sequence<'_, C>],
     chosen: &[Option<u32>],
-) -> Vec<ModelResult<()>> {
+) -> (Vec<ModelResult<()>>, usize) {
     use rayon::prelude::*;
     let mut steps: Vec<(usize, &mut crate::constraint::Constraint, u32)> = active
         .iter_mut()
@@ -586,11 +595,12 @@ fn advance_grammars<C: SequenceCache>(
             .map(|(i, c, token)| (*i, c.accept(*token)))
             .collect()
     };
+    let n = outcomes.len();
     let mut all: Vec<ModelResult<()>> = (0..active.len()).map(|_| Ok(())).collect();
     for (i, r) in outcomes {
         all[i] = r;
     }
-    all
+    (all, n)
 }
 
 /// One member's part of a step: its sequence (index into the active list), the prompt range

@@ -309,6 +309,17 @@ fn constrained_and_free_sequences_share_a_batch() {
     if let Some(o) = options.iter().find(|o| free.starts_with(**o)) {
         assert_eq!(text, o, "free greedy answer {free:?}");
     }
+    // The metrics count each constrained sequence's answer tokens as grammar steps, and the
+    // grammars' time is part of the steps' time.
+    let m = engine.metrics();
+    let answer_tokens = tokenizer.encode(text, false, false).unwrap().len() as u64;
+    assert_eq!(m.grammar_tokens, 2 * answer_tokens, "{m:?}");
+    assert!(m.step_seconds > 0.0, "{m:?}");
+    assert!(
+        m.grammar_seconds > 0.0 && m.grammar_seconds <= m.step_seconds,
+        "{m:?}"
+    );
+    assert!(m.step_host_seconds <= m.step_seconds, "{m:?}");
     engine.shutdown();
 }
 
