@@ -35,6 +35,53 @@ pub struct SampledToken {
     pub on_host: bool,
 }
 
+/// The sampling rows of a batched step (one per segment with `want_logits`, in order), handed
+/// to the model in two parts: what it must know before the forward pass (how many rows,
+/// whether all are plain greedy, which want their raw logits) and the rows themselves, asked
+/// for once the forward is queued — so host work a row still needs (a grammar consuming the
+/// last token and computing its next mask) runs while a GPU computes the step.
+pub trait StepRows: Send {
+    /// How many rows.
+    fn count(&self) -> usize;
+    /// Whether every row is greedy with no penalty, bias or grammar and no row wants raw
+    /// logits: the step may take the argmax without asking for the rows.
+    fn plain(&self) -> bool;
+    /// Per row, whether its raw logits come back too (log-probabilities).
+    fn raw(&self) -> &[bool];
+    /// The rows. The first call finishes their host work; later calls (a retried step, a
+    /// caller reading the parameters back) give the same rows.
+    fn rows(&mut self) -> ModelResult<Vec<SampleRow<'_>>>;
+}
+
+/// [`StepRows`] over rows that are complete already.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadyRows<'a> {
+    rows: &'a [SampleRow<'a>],
+    raw: &'a [bool],
+}
+
+impl<'a> ReadyRows<'a> {
+    /// `rows[j]` and `raw[j]` for the j-th segment with `want_logits`.
+    pub fn new(rows: &'a [SampleRow<'a>], raw: &'a [bool]) -> Self {
+        Self { rows, raw }
+    }
+}
+
+impl StepRows for ReadyRows<'_> {
+    fn count(&self) -> usize {
+        self.rows.len()
+    }
+    fn plain(&self) -> bool {
+        self.rows.iter().all(SampleRow::is_plain_greedy) && !self.raw.contains(&true)
+    }
+    fn raw(&self) -> &[bool] {
+        self.raw
+    }
+    fn rows(&mut self) -> ModelResult<Vec<SampleRow<'_>>> {
+        Ok(self.rows.to_vec())
+    }
+}
+
 /// A model that runs a batch of [`Segment`]s in one step. The engine's scheduler drives the
 /// [`Model`] through this (and tests a fake through it).
 pub trait BatchModel {
@@ -111,18 +158,19 @@ pub trait BatchModel {
             .collect())
     }
     /// One batched step whose wanted rows are sampled (the contract of
-    /// [`Model::forward_batch_sampled`]: `rows[j]`, `raw[j]` for the j-th segment with
-    /// `want_logits`). The default runs the chain on the host over
+    /// [`Model::forward_batch_sampled_with`]). The default runs the chain on the host over
     /// [`BatchModel::forward_segments`]'s logits; a model may sample where its logits are.
     fn forward_segments_sampled(
         &self,
         segments: &mut [Segment<'_, Self::Cache>],
-        rows: &[SampleRow<'_>],
-        raw: &[bool],
+        rows: &mut dyn StepRows,
     ) -> ModelResult<Vec<Option<SampledToken>>> {
+        let logits = self.forward_segments(segments)?;
+        let raw = rows.raw().to_vec();
+        let rows = rows.rows()?;
         let mut j = 0;
         let mut out = Vec::with_capacity(segments.len());
-        for l in self.forward_segments(segments)? {
+        for l in logits {
             out.push(match (l, rows.get(j)) {
                 (Some(l), Some(row)) => {
                     let token = rocmforge_tensor::cpu::sample_row(&l, row);
@@ -168,10 +216,9 @@ impl BatchModel for Model {
     fn forward_segments_sampled(
         &self,
         segments: &mut [Segment<'_, KvCache>],
-        rows: &[SampleRow<'_>],
-        raw: &[bool],
+        rows: &mut dyn StepRows,
     ) -> ModelResult<Vec<Option<SampledToken>>> {
-        self.forward_batch_sampled(segments, rows, raw)
+        self.forward_batch_sampled_with(segments, rows)
     }
     fn share_prefix(&self, src: &KvCache, dst: &mut KvCache, n: usize) -> ModelResult<bool> {
         dst.share_prefix_from(src, n)?;

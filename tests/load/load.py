@@ -337,7 +337,8 @@ def run(args, base, host, port, pid):
                                  - before.get("prefix_reused_tokens_total", 0)),
         "prefix_hits": m.get("prefix_cache_hits_total", 0) - before.get("prefix_cache_hits_total", 0),
         # Where the engine's time went (deltas over the run): steps, their host share outside
-        # the model's forward and sampling, the grammars' share of that, host-finished rows.
+        # the model's forward and sampling, the grammars' time (run during the forward),
+        # host-finished sampling rows.
         "engine": engine_deltas(before, m),
         "metrics_after": {k: m.get(k) for k in (
             "active_sequences", "queue_depth", "requests_total", "requests_completed_total",

@@ -159,15 +159,15 @@ pub fn render(state: &Shared) -> String {
         "step_host_seconds_total",
         "counter",
         "Seconds of the batched steps spent on the engine's host work outside the model's forward \
-         and sampling (planning, sampling rows, delivering tokens, grammars).",
+         and sampling (planning, sampling rows, delivering tokens).",
         m.step_host_seconds,
     );
     metric(
         &mut out,
         "grammar_seconds_total",
         "counter",
-        "Seconds the engine spent letting grammars consume sampled tokens and compute their next \
-         masks (structured output).",
+        "Seconds grammars spent consuming sampled tokens and computing their next masks \
+         (structured output), while the step's forward pass runs.",
         m.grammar_seconds,
     );
     metric(

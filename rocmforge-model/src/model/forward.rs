@@ -7,12 +7,12 @@
 use std::sync::PoisonError;
 
 use rocmforge_gguf::GgmlType;
-use rocmforge_tensor::cpu::{MatmulIdShape, SampleRow};
+use rocmforge_tensor::cpu::MatmulIdShape;
 use rocmforge_tensor::{Backend, BatchKv, HeadShape, SeqKv, Tensor, ops};
 
 use super::scratch::{GraphState, Scratch};
 use super::{MatmulSite, Model};
-use crate::batch::Segment;
+use crate::batch::{Segment, StepRows};
 use crate::error::{ModelError, ModelResult};
 use crate::forward::LogitsFor;
 use crate::kv_cache::{self, KvCache};
@@ -23,7 +23,6 @@ const SWIGLU_OAI_ALPHA: f32 = 1.702;
 const SWIGLU_OAI_LIMIT: f32 = 7.0;
 
 /// What a step returns for its wanted rows.
-#[derive(Debug, Clone, Copy)]
 pub(super) enum Want<'a> {
     /// `[rows][vocab]` logits.
     Logits,
@@ -31,9 +30,9 @@ pub(super) enum Want<'a> {
     Argmax,
     /// `[rows][n_embd]` final-normed hidden states of every row (no LM head).
     Hidden,
-    /// The sampling op's id for each row (its input row by row), and for the rows marked in
-    /// the second slice their raw logits too.
-    Sample(&'a [SampleRow<'a>], &'a [bool]),
+    /// The sampling op's id for each row (its input row by row, asked for once the forward is
+    /// queued), and for the rows marked raw their raw logits too.
+    Sample(&'a mut dyn StepRows),
 }
 
 /// A step's result for its wanted rows.
@@ -389,7 +388,11 @@ impl Model {
                 be.synchronize()?;
                 Ok(RowsOut::Ids(s.out_ids.to_vec(n_out)?))
             }
-            Want::Sample(rows, raw) => {
+            Want::Sample(source) => {
+                let raw = source.raw().to_vec();
+                // The forward is queued: the rows' host work (grammar masks) runs while the
+                // device computes it.
+                let rows = source.rows()?;
                 if rows.len() != n_out || raw.len() != n_out {
                     return Err(ModelError::InvalidInput(format!(
                         "{} sampling rows and {} raw flags for {n_out} wanted rows",
@@ -397,7 +400,7 @@ impl Model {
                         raw.len()
                     )));
                 }
-                let sampled = ops::sample_rows(be, logits, vocab, rows, &mut s.out_ids)?;
+                let sampled = ops::sample_rows(be, logits, vocab, &rows, &mut s.out_ids)?;
 
                 let raws = raw
                     .iter()

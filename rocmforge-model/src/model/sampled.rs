@@ -6,7 +6,7 @@ use rocmforge_tensor::cpu::SampleRow;
 
 use super::Model;
 use super::forward::{RowsOut, Want};
-use crate::batch::{SampledToken, Segment};
+use crate::batch::{ReadyRows, SampledToken, Segment, StepRows};
 use crate::error::{ModelError, ModelResult};
 
 impl Model {
@@ -20,20 +20,23 @@ impl Model {
         rows: &[SampleRow<'_>],
         raw: &[bool],
     ) -> ModelResult<Vec<Option<SampledToken>>> {
-        let plain = |r: &SampleRow<'_>| {
-            let p = &r.params;
-            p.temperature <= 0.0
-                && r.penalties.is_empty()
-                && r.bias.is_empty()
-                && r.allowed.is_none()
-        };
-        let (ids, mut on_host, mut raws) = if rows.iter().all(plain) && !raw.contains(&true) {
+        self.forward_batch_sampled_with(segments, &mut ReadyRows::new(rows, raw))
+    }
+
+    /// [`Model::forward_batch_sampled`] with rows that may still need host work: `rows` is
+    /// asked for them once the step's forward pass is queued, before its sampling.
+    pub fn forward_batch_sampled_with(
+        &self,
+        segments: &mut [Segment<'_>],
+        rows: &mut dyn StepRows,
+    ) -> ModelResult<Vec<Option<SampledToken>>> {
+        let (ids, mut on_host, mut raws) = if rows.plain() {
             match self.batch(segments, Want::Argmax)? {
                 RowsOut::Ids(ids) => (ids, Vec::new(), Vec::new()),
                 _ => return Err(unexpected()),
             }
         } else {
-            match self.batch(segments, Want::Sample(rows, raw))? {
+            match self.batch(segments, Want::Sample(rows))? {
                 RowsOut::Sampled(s, raws) => (s.ids, s.on_host, raws),
                 // An empty batch.
                 RowsOut::Ids(ids) if ids.is_empty() => (ids, Vec::new(), Vec::new()),

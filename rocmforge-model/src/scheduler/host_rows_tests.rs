@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use rocmforge_gguf::GgufFile;
-use rocmforge_tensor::cpu::SampleRow;
 
 use super::fault::StepFaults;
 use super::metrics::EngineMetrics;
 use super::{Job, Worker};
-use crate::batch::{BatchModel, SampledToken, Segment};
+use crate::batch::{BatchModel, SampledToken, Segment, StepRows};
 use crate::config::ModelConfig;
 use crate::engine::{EngineConfig, EngineEvent, EngineRequest};
 use crate::error::ModelResult;
@@ -42,11 +41,10 @@ impl BatchModel for HostFinishing {
     fn forward_segments_sampled(
         &self,
         segments: &mut [Segment<'_, KvCache>],
-        rows: &[SampleRow<'_>],
-        raw: &[bool],
+        rows: &mut dyn StepRows,
     ) -> ModelResult<Vec<Option<SampledToken>>> {
-        let mut out = self.0.forward_batch_sampled(segments, rows, raw)?;
-        for (t, row) in out.iter_mut().flatten().zip(rows) {
+        let mut out = self.0.forward_batch_sampled_with(segments, rows)?;
+        for (t, row) in out.iter_mut().flatten().zip(rows.rows()?) {
             t.on_host = row.params.temperature > 0.0;
         }
         Ok(out)

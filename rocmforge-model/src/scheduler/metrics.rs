@@ -24,7 +24,8 @@ pub struct EngineMetrics {
     pub(crate) kv_blocks_free: AtomicU64,
     pub(crate) kv_pool_bytes: AtomicU64,
     /// Microseconds: the batched steps' wall time, the part of it spent on the engine's host
-    /// work outside the model's forward and sampling, and the grammars' share of that.
+    /// work outside the model's forward and sampling, and the grammars' time (inside the
+    /// forward's: they run while the device computes it).
     pub(crate) step_micros: AtomicU64,
     pub(crate) step_host_micros: AtomicU64,
     pub(crate) grammar_micros: AtomicU64,
@@ -78,10 +79,10 @@ pub struct MetricsSnapshot {
     /// Seconds spent in batched steps.
     pub step_seconds: f64,
     /// Seconds of the steps spent on the engine's own host work (planning, sampling rows,
-    /// the tokens' delivery, grammars) outside the model's forward and sampling.
+    /// the tokens' delivery) outside the model's forward and sampling.
     pub step_host_seconds: f64,
-    /// Seconds of `step_host_seconds` spent by grammars consuming tokens and computing the
-    /// next masks (structured output).
+    /// Seconds grammars spent consuming tokens and computing the next masks (structured
+    /// output): part of the steps' forward time, run while the device computes the forward.
     pub grammar_seconds: f64,
     /// Tokens consumed by grammars.
     pub grammar_tokens: u64,

@@ -10,6 +10,7 @@ pub mod metrics;
 mod prefix;
 mod sequence;
 mod share;
+mod step_rows;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +30,7 @@ use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
 use metrics::EngineMetrics;
 use sequence::{Next, Sequence};
+use step_rows::{EngineRows, GrammarStep};
 
 /// A queued request with its id.
 #[derive(Debug)]
@@ -372,27 +374,32 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             .filter(|p| p.choose)
             .map(|p| self.active[p.seq].next_sample(vocab))
             .collect();
-        let rows: Vec<_> = requests
-            .iter()
-            .map(|r| r.input.row(r.allowed.as_deref()))
-            .collect();
-        let raw: Vec<bool> = requests.iter().map(|r| r.raw).collect();
         let members: Vec<usize> = plan.iter().map(|p| p.seq).collect();
         let mut segments = Vec::with_capacity(plan.len());
+        let mut grammar = Vec::new();
         let mut planned = plan.iter().peekable();
+        let mut row = 0;
         for (i, seq) in self.active.iter_mut().enumerate() {
             let Some(part) = planned.next_if(|p| p.seq == i) else {
                 continue;
             };
+            let (cache, tokens, owed) = seq.step_parts(part.prompt);
+            if let Some((constraint, token)) = owed {
+                grammar.push(GrammarStep {
+                    seq: i,
+                    row,
+                    constraint,
+                    token,
+                });
+            }
+            row += usize::from(part.choose);
             segments.push(Segment {
-                cache: &mut seq.cache,
-                tokens: match part.prompt {
-                    Some((from, to)) => &seq.prompt[from..to],
-                    None => &seq.pending,
-                },
+                cache,
+                tokens,
                 want_logits: part.choose,
             });
         }
+        let mut rows = EngineRows::new(requests, grammar, vocab);
         let n_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
         let prompt_tokens = self.config.prefill_chunk - budget;
         let forward_started = Instant::now();
@@ -404,12 +411,12 @@ impl<'t, M: BatchModel> Worker<'t, M> {
                 if let Err(e) = self.model.inject_device_fault() {
                     tracing::warn!(error = %e, "could not inject a device fault");
                 }
-                run_step(&self.model, &mut segments, &rows, &raw)
+                run_step(&self.model, &mut segments, &mut rows)
             }
-            fault::Injected::None => run_step(&self.model, &mut segments, &rows, &raw),
+            fault::Injected::None => run_step(&self.model, &mut segments, &mut rows),
         };
         #[cfg(not(any(test, feature = "fault-injection")))]
-        let result = run_step(&self.model, &mut segments, &rows, &raw);
+        let result = run_step(&self.model, &mut segments, &mut rows);
         // Out of KV blocks with caches kept for prefix reuse: free them oldest first until the
         // step gets its blocks (it fails before computing anything); out of device memory: free
         // them all. Then run the step again (a failed step commits nothing to the caches, so it
@@ -417,17 +424,22 @@ impl<'t, M: BatchModel> Worker<'t, M> {
         let mut result = result;
         while matches!(&result, Err(e) if is_out_of_kv_blocks(e)) && self.prefix.evict_oldest() {
             tracing::debug!("step out of KV blocks: freed the oldest kept prefix, retrying");
-            result = run_step(&self.model, &mut segments, &rows, &raw);
+            result = run_step(&self.model, &mut segments, &mut rows);
         }
         let result = match result {
             Err(e) if is_out_of_memory(&e) && self.prefix.clear() > 0 => {
                 tracing::warn!(error = %e, "step out of memory: freed the prefix cache, retrying");
-                run_step(&self.model, &mut segments, &rows, &raw)
+                run_step(&self.model, &mut segments, &mut rows)
             }
             other => other,
         };
         drop(segments);
         let forward = forward_started.elapsed();
+        let (verdicts, grammar_steps, grammar_time) = rows.finish();
+        if grammar_steps > 0 {
+            EngineMetrics::add_time(&self.metrics.grammar_micros, grammar_time);
+            EngineMetrics::add(&self.metrics.grammar_tokens, grammar_steps as u64);
+        }
         let outputs = match result {
             Ok(l) => l,
             Err(e) => {
@@ -449,20 +461,26 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             tracing::debug!(rows = on_host, "sampling rows finished on the host");
             EngineMetrics::add(&self.metrics.sampled_on_host, on_host as u64);
         }
+        // A sequence whose grammar step (run during the forward) failed or completed the
+        // grammar ends here, its token of this step unused.
+        for (i, outcome) in verdicts {
+            if let Some(next) = self.active[i].grammar_verdict(outcome) {
+                if next == Next::Finished {
+                    EngineMetrics::add(&self.metrics.completed, 1);
+                }
+                ended[i] = Some(next);
+            }
+        }
         for (&i, out) in members.iter().zip(&outputs) {
-            let Some(out) = out else { continue };
+            let Some(out) = out.as_ref().filter(|_| ended[i].is_none()) else {
+                continue;
+            };
             match self.active[i].chosen(out.token, out.logits.as_deref()) {
                 Ok(t) => chosen[i] = Some(t),
                 Err(next) => ended[i] = Some(next),
             }
         }
-        let grammar_started = Instant::now();
-        let (grammar, grammar_tokens) = advance_grammars(&mut self.active, &chosen);
-        if grammar_tokens > 0 {
-            EngineMetrics::add_time(&self.metrics.grammar_micros, grammar_started.elapsed());
-            EngineMetrics::add(&self.metrics.grammar_tokens, grammar_tokens as u64);
-        }
-        for (i, (token, grammar)) in chosen.into_iter().zip(grammar).enumerate() {
+        for (i, token) in chosen.into_iter().enumerate() {
             let Some(token) = token.filter(|_| ended[i].is_none()) else {
                 if ended[i] == Some(Next::Cancelled) {
                     EngineMetrics::add(&self.metrics.cancelled, 1);
@@ -471,7 +489,7 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             };
             let seq = &mut self.active[i];
             let before = seq.generated();
-            let next = seq.take(token, grammar);
+            let next = seq.take(token);
             let new = seq.generated() - before;
             EngineMetrics::add(&self.metrics.generated_tokens, new as u64);
             match next {
@@ -567,42 +585,6 @@ impl<'t, M: BatchModel> Worker<'t, M> {
     }
 }
 
-/// Lets each constrained sequence's grammar consume its sampled token and compute its next
-/// mask — the costly part of constrained sampling — for all of them at once on the rayon
-/// pool. Entry `i` is the outcome for `active[i]` (`Ok` where there was no grammar step);
-/// then the number of grammar steps.
-fn advance_grammars<C: SequenceCache>(
-    active: &mut [Sequence<'_, C>],
-    chosen: &[Option<u32>],
-) -> (Vec<ModelResult<()>>, usize) {
-    use rayon::prelude::*;
-    let mut steps: Vec<(usize, &mut crate::constraint::Constraint, u32)> = active
-        .iter_mut()
-        .enumerate()
-        .filter_map(|(i, seq)| {
-            let token = chosen[i]?;
-            seq.grammar_step(token).map(|c| (i, c, token))
-        })
-        .collect();
-    let outcomes: Vec<(usize, ModelResult<()>)> = if steps.len() > 1 {
-        steps
-            .par_iter_mut()
-            .map(|(i, c, token)| (*i, c.accept(*token)))
-            .collect()
-    } else {
-        steps
-            .iter_mut()
-            .map(|(i, c, token)| (*i, c.accept(*token)))
-            .collect()
-    };
-    let n = outcomes.len();
-    let mut all: Vec<ModelResult<()>> = (0..active.len()).map(|_| Ok(())).collect();
-    for (i, r) in outcomes {
-        all[i] = r;
-    }
-    (all, n)
-}
-
 /// One member's part of a step: its sequence (index into the active list), the prompt range
 /// it prefills (none when decoding) and whether its next token is chosen this step.
 struct Part {
@@ -611,15 +593,14 @@ struct Part {
     choose: bool,
 }
 
-/// Runs one batched step; per segment with wanted logits, its sampled token (`rows[j]`,
-/// `raw[j]` for the j-th such segment).
+/// Runs one batched step; per segment with wanted logits, its token sampled with the j-th of
+/// `rows` (whose grammar steps run once the forward is queued).
 fn run_step<M: BatchModel>(
     model: &M,
     segments: &mut [Segment<'_, M::Cache>],
-    rows: &[rocmforge_tensor::cpu::SampleRow<'_>],
-    raw: &[bool],
+    rows: &mut EngineRows<'_>,
 ) -> ModelResult<Vec<Option<SampledToken>>> {
-    model.forward_segments_sampled(segments, rows, raw)
+    model.forward_segments_sampled(segments, rows)
 }
 
 /// Whether a failed step found no free KV block.

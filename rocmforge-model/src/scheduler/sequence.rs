@@ -32,6 +32,9 @@ pub(crate) struct Sequence<'t, C> {
     logprobs: Option<usize>,
     /// The grammar the output must match, if any.
     constraint: Option<Constraint>,
+    /// The token the grammar must still consume (sampled last step; consumed, and the next
+    /// mask computed, during the next step's forward pass).
+    grammar_owed: Option<u32>,
 }
 
 /// One sequence's row of a step's sampling (see [`Sequence::next_sample`]).
@@ -88,6 +91,7 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
             sink,
             logprobs,
             constraint,
+            grammar_owed: None,
         }
     }
 
@@ -132,20 +136,56 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
 
     /// The input of this step's sampling row: the sampler's (advancing its random state), the
     /// grammar's allowed tokens over a model vocabulary of `vocab` entries (constrained
-    /// sequences only), and whether the step must also return the raw logits (to report
-    /// log-probabilities).
+    /// sequences whose grammar owes no step; the others get theirs from that step, see
+    /// [`Sequence::step_parts`]), and whether the step must also return the raw logits (to
+    /// report log-probabilities).
     pub fn next_sample(&mut self, vocab: usize) -> SampleRequest {
         SampleRequest {
             input: self.sampler.next_input(),
-            allowed: self.constraint.as_ref().map(|c| c.allowed_words(vocab)),
+            allowed: self
+                .constraint
+                .as_ref()
+                .filter(|_| self.grammar_owed.is_none())
+                .map(|c| c.allowed_words(vocab)),
             raw: self.logprobs.is_some(),
+        }
+    }
+
+    /// What a step borrows from the sequence at once: its cache, the tokens it runs (the
+    /// prompt's `prompt` range, or the pending token), and the grammar step it owes (the
+    /// constraint and the token to consume, handed over: the step runs it).
+    pub fn step_parts(
+        &mut self,
+        prompt: Option<(usize, usize)>,
+    ) -> (&mut C, &[u32], Option<(&mut Constraint, u32)>) {
+        let tokens = match prompt {
+            Some((from, to)) => &self.prompt[from..to],
+            None => &self.pending[..],
+        };
+        let grammar = match (self.grammar_owed.take(), self.constraint.as_mut()) {
+            (Some(token), Some(c)) => Some((c, token)),
+            _ => None,
+        };
+        (&mut self.cache, tokens, grammar)
+    }
+
+    /// Acts on the grammar step this sequence owed: a failed one fails the sequence, a
+    /// complete grammar (only end tokens allowed) ends it — either way this step's token is
+    /// not used. `None`: go on with the token.
+    pub fn grammar_verdict(&mut self, outcome: crate::error::ModelResult<bool>) -> Option<Next> {
+        match outcome {
+            Err(e) => {
+                self.fail(&e.to_string());
+                Some(Next::Cancelled)
+            }
+            Ok(true) => Some(self.finish(FinishReason::EndOfGeneration)),
+            Ok(false) => None,
         }
     }
 
     /// Receives the token the step sampled for this sequence and reports its log-probability
     /// from the raw `logits` when asked for; `Err` when the client is gone. The token is then
-    /// taken with [`Sequence::take`], after [`Sequence::grammar_step`]'s constraint (if any)
-    /// has consumed it — a step that the worker runs for all sequences in parallel.
+    /// taken with [`Sequence::take`].
     pub fn chosen(&mut self, token: u32, logits: Option<&[f32]>) -> Result<u32, Next> {
         if let (Some(top), Some(logits)) = (self.logprobs, logits) {
             if !self.tokenizer.is_eog(token) && !self.send_logprob(logits, token, top) {
@@ -155,25 +195,12 @@ impl<'t, C: SequenceCache> Sequence<'t, C> {
         Ok(token)
     }
 
-    /// The constraint that must consume `token` before [`Sequence::take`] (none for an end
-    /// token, which ends the sequence, or an unconstrained sequence).
-    pub fn grammar_step(&mut self, token: u32) -> Option<&mut Constraint> {
-        if self.tokenizer.is_eog(token) {
-            return None;
-        }
-        self.constraint.as_mut()
-    }
-
-    /// Takes `token` received by [`Sequence::chosen`], with the outcome of its constraint's
-    /// step (`Ok` when there was none).
-    pub fn take(&mut self, token: u32, grammar: crate::error::ModelResult<()>) -> Next {
-        if let Err(e) = grammar {
-            self.fail(&e.to_string());
-            return Next::Cancelled;
-        }
+    /// Takes `token` received by [`Sequence::chosen`]; a constrained sequence that goes on
+    /// owes its grammar the step of consuming it (run during the next step).
+    pub fn take(&mut self, token: u32) -> Next {
         let next = self.on_token(token);
-        if next == Next::Continue && self.constraint.as_ref().is_some_and(|c| c.is_complete()) {
-            return self.finish(FinishReason::EndOfGeneration);
+        if next == Next::Continue && self.constraint.is_some() {
+            self.grammar_owed = Some(token);
         }
         next
     }

@@ -83,6 +83,15 @@ pub struct SampleRow<'a> {
 }
 
 impl SampleRow<'_> {
+    /// Greedy with nothing to adjust (no penalty, bias or grammar mask): its token is the
+    /// row's argmax.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.params.temperature <= 0.0
+            && self.penalties.is_empty()
+            && self.bias.is_empty()
+            && self.allowed.is_none()
+    }
+
     /// The bias of `token` (0 when it has none).
     pub fn bias_of(&self, token: u32) -> f32 {
         self.bias.iter().find(|b| b.0 == token).map_or(0.0, |b| b.1)
