@@ -62,6 +62,13 @@ enum Input {
     Residual,
 }
 
+/// Rows added to a decode-only step to reach its bucket size, and the KV block they use.
+#[derive(Debug, Clone, Copy)]
+struct Padding {
+    rows: usize,
+    block: u32,
+}
+
 /// One sequence's rows in a forward call: rows `row..row + n` of the batch, and its cache.
 struct SeqRows<'a> {
     cache: &'a mut KvCache,
@@ -218,6 +225,33 @@ impl Model {
         self.run(&tokens, &positions, &mut seqs, &out_rows, want)
     }
 
+    /// The padding of a step of `n` rows over `seqs`: some for a decode-only step (one row
+    /// per sequence) whose rows are all wanted in order, short of its bucket size, when
+    /// padding and captured steps are on and the pool has a block for the padding rows.
+    fn decode_padding(
+        &self,
+        n: usize,
+        seqs: &[SeqRows<'_>],
+        out_rows: &[u32],
+        want: &Want<'_>,
+    ) -> Option<Padding> {
+        let rows = super::decode_bucket(n) - n;
+        let shaped = rows > 0
+            && !matches!(want, Want::Hidden)
+            && seqs.len() == n
+            && seqs.iter().all(|q| q.n == 1)
+            && out_rows.len() == n
+            && out_rows.iter().enumerate().all(|(i, &r)| r as usize == i);
+        if !shaped
+            || !self.pad_decode.load(std::sync::atomic::Ordering::Relaxed)
+            || !self.graphs.enabled()
+        {
+            return None;
+        }
+        let block = self.padding_block(&mut kv_cache::lock(self.kv_pool()))?;
+        Some(Padding { rows, block })
+    }
+
     /// Position ids `start..start + n` (GLM-4's own scheme where it has one); beyond the
     /// 32-bit range is an error.
     pub(super) fn positions(&self, start: usize, n: usize) -> ModelResult<Vec<u32>> {
@@ -246,14 +280,37 @@ impl Model {
         out_rows: &[u32],
         want: Want<'_>,
     ) -> ModelResult<RowsOut> {
+        // A decode-only step whose every row is wanted may be padded to its bucket size: the
+        // padding rows run token 0 at position 0 in a block of their own, their results
+        // dropped (row-independent ops: the real rows' results are unchanged).
+        let padding = self.decode_padding(tokens.len(), seqs, out_rows, &want);
+        let padded;
+        let (tokens, positions) = match padding {
+            Some(p) => {
+                let n = tokens.len() + p.rows;
+                let mut t = tokens.to_vec();
+                t.resize(n, 0);
+                let mut q = positions.to_vec();
+                q.resize(n, 0);
+                padded = (t, q);
+                (&padded.0[..], &padded.1[..])
+            }
+            None => (tokens, positions),
+        };
         let n = tokens.len();
         let mut s = {
             let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
             match pool.iter().position(|s| s.n == n) {
                 Some(i) => pool.remove(i),
                 None => {
+                    // Full: the least recently used set goes, one without a captured decode
+                    // graph first (mixed steps' sizes vary; a graph is worth keeping).
                     if pool.len() >= super::POOL_SIZES {
-                        pool.remove(0);
+                        let victim = pool
+                            .iter()
+                            .position(|s| s.graph.state != GraphState::Ready)
+                            .unwrap_or(0);
+                        pool.remove(victim);
                     }
                     drop(pool);
                     Scratch::new(&self.backend, &self.plan.config, n)?
@@ -261,24 +318,24 @@ impl Model {
             }
         };
         let result = self
-            .backend
-            .run_step(|| self.run_in(&mut s, tokens, positions, seqs, out_rows, want));
+            .check_and_set_inputs(&mut s, tokens, positions)
+            .and_then(|()| {
+                self.backend
+                    .run_step(|| self.run_in(&mut s, seqs, out_rows, want, padding))
+            });
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         pool.push(s);
         result
     }
 
-    fn run_in(
+    /// Checks the step's token ids against the vocabulary and uploads them and the positions.
+    fn check_and_set_inputs(
         &self,
         s: &mut Scratch,
         tokens: &[u32],
         positions: &[u32],
-        seqs: &mut [SeqRows<'_>],
-        out_rows: &[u32],
-        want: Want<'_>,
-    ) -> ModelResult<RowsOut> {
-        let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
-        let file = self.plan.loader().file();
+    ) -> ModelResult<()> {
+        let c = &self.plan.config;
         if let Some((index, &id)) = tokens
             .iter()
             .enumerate()
@@ -294,6 +351,19 @@ impl Model {
         }
         s.positions.set(positions)?;
         s.tokens.set(tokens)?;
+        Ok(())
+    }
+
+    fn run_in(
+        &self,
+        s: &mut Scratch,
+        seqs: &mut [SeqRows<'_>],
+        out_rows: &[u32],
+        want: Want<'_>,
+        padding: Option<Padding>,
+    ) -> ModelResult<RowsOut> {
+        let (be, c, w) = (&self.backend, &self.plan.config, &self.weights);
+        let file = self.plan.loader().file();
         // LongRoPE takes its long factors when a sequence's context is beyond the original one
         // (llama.cpp: by the context of the sequence); a captured step is recaptured when the
         // choice changes.
@@ -309,7 +379,9 @@ impl Model {
             }
         }
         let n_out = out_rows.len();
-        let every_row = n_out == s.n && out_rows.iter().enumerate().all(|(i, &r)| r as usize == i);
+        let pad_rows = padding.map_or(0, |p| p.rows);
+        let every_row =
+            n_out + pad_rows == s.n && out_rows.iter().enumerate().all(|(i, &r)| r as usize == i);
         // A step of decoding sequences only, every row's logits wanted: on a GPU it is recorded
         // once per batch size as a graph and replayed (its inputs live in the scratch's device
         // buffers and the KV address tables, uploaded above and in BatchKv::new).
@@ -323,6 +395,8 @@ impl Model {
         for seq in seqs.iter_mut() {
             seq.cache.reserve(&mut pool, seq.n)?;
         }
+        let pad_table = [padding.map_or(0, |p| p.block)];
+        let real_rows = s.n - pad_rows;
         let kv_seqs = seqs
             .iter()
             .map(|seq| SeqKv {
@@ -331,6 +405,12 @@ impl Model {
                 row: seq.row,
                 n: seq.n,
             })
+            .chain((0..pad_rows).map(|k| SeqKv {
+                start: 0,
+                blocks: &pad_table,
+                row: real_rows + k,
+                n: 1,
+            }))
             .collect();
         let mut tables = std::mem::take(&mut s.kv_tables);
         let ran = BatchKv::new(be, &mut pool, kv_seqs, &mut tables)

@@ -13,6 +13,7 @@ mod scratch;
 pub use observe::{MatmulObserver, MatmulSite};
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rocmforge_gguf::GgufFile;
@@ -49,10 +50,25 @@ pub struct Model {
     /// to the residual in its store (`forward.rs`); off with `ROCMFORGE_FUSE_RESIDUAL=0` (the
     /// separate norm and add launches, for comparisons).
     fuse_residual: bool,
+    /// Whether decode-only steps are padded to their bucket size ([`decode_bucket`]): on by
+    /// default on a GPU, where each bucket's step is then captured once as a graph.
+    pad_decode: AtomicBool,
+    /// The KV block the padding rows write into and read (held while padding is in use).
+    pad_block: Mutex<Option<u32>>,
+}
+
+/// The row count a decode-only batch of `n` sequences is padded to: 1, 2, 4, 8, then
+/// multiples of 8 (the batch sizes captured as graphs, as vLLM's capture sizes).
+pub(crate) fn decode_bucket(n: usize) -> usize {
+    if n <= 8 {
+        n.next_power_of_two()
+    } else {
+        n.next_multiple_of(8)
+    }
 }
 
 /// Batch sizes whose activations the forward keeps allocated.
-const POOL_SIZES: usize = 8;
+const POOL_SIZES: usize = 12;
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +165,7 @@ impl Model {
         // tokens arrive, bounded by memory.
         let c = &plan.config;
         let kv_pool = KvPool::new(&backend, c.n_layers.max(1), c.k_dim(), usize::MAX)?;
+        let on_gpu = matches!(backend, Backend::Hip(_));
         Ok(Model {
             kv_pool: Arc::new(Mutex::new(kv_pool)),
             plan,
@@ -160,6 +177,8 @@ impl Model {
             graphs: Default::default(),
             fuse_residual: !std::env::var("ROCMFORGE_FUSE_RESIDUAL").is_ok_and(|v| v.trim() == "0"),
             observer: Default::default(),
+            pad_decode: AtomicBool::new(on_gpu),
+            pad_block: Mutex::new(None),
         })
     }
 
@@ -193,7 +212,47 @@ impl Model {
     /// [`KvPool::trim`]) to the backend; the bytes returned. Caches keep working: storage is
     /// allocated again as blocks are needed.
     pub fn trim_kv_pool(&self) -> usize {
-        kv_cache::lock(&self.kv_pool).trim()
+        let mut pool = kv_cache::lock(&self.kv_pool);
+        if let Some(block) = self
+            .pad_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            && let Err(e) = pool.release(block)
+        {
+            tracing::warn!(error = %e, "releasing the padding rows' KV block");
+        }
+        pool.trim()
+    }
+
+    /// Pads decode-only batches to their bucket size (1, 2, 4, 8, then multiples of 8) with
+    /// rows whose results are dropped, so that a GPU captures one graph per bucket rather than
+    /// one per batch size. On by default on a GPU, off on the CPU (where nothing is captured;
+    /// padding there only shows that the padded rows change nothing).
+    pub fn set_decode_padding(&self, on: bool) {
+        self.pad_decode.store(on, Ordering::Relaxed);
+    }
+
+    /// The block the padding rows use (allocated on first use; `None` when the pool has no
+    /// block to spare: the step then runs unpadded).
+    pub(super) fn padding_block(&self, pool: &mut KvPool) -> Option<u32> {
+        let mut slot = self
+            .pad_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = *slot {
+            return Some(b);
+        }
+        match pool.alloc("the padding rows of a decode batch") {
+            Ok(b) => {
+                *slot = Some(b);
+                Some(b)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no KV block for padding rows; the step runs unpadded");
+                None
+            }
+        }
     }
 
     /// Caps the KV blocks all caches together may hold to what `tokens` tokens of one
