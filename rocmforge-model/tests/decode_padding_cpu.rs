@@ -20,16 +20,10 @@ fn padded_decode_rows_change_nothing() {
     let model = Model::open(MODEL, rocmforge_tensor::Backend::Cpu)
         .unwrap_or_else(|e| panic!("{MODEL}: {e} (run `cargo xtask models`)"));
     let tok = Tokenizer::from_gguf(model.plan().loader().file()).unwrap();
-    let prompts: Vec<Vec<u32>> = [
-        "The capital of France is",
-        "Once upon a time",
-        "1, 2, 3,",
-        "def fibonacci(n):",
-        "Hello",
-    ]
-    .iter()
-    .map(|p| tok.encode(p, true, true).unwrap())
-    .collect();
+    let prompts: Vec<Vec<u32>> = decode_padding::PROMPTS
+        .iter()
+        .map(|p| tok.encode(p, true, true).unwrap())
+        .collect();
     let report = decode_padding::padded_decode_checks(&model, &prompts, 0.0, false).unwrap();
     println!("{report}");
 }

@@ -765,16 +765,10 @@ fn main() -> ExitCode {
             sampled_step::sampled_step_checks(&c.gpu, &prompts)
         }),
         ("decode_padding_on_device", |c, _| {
-            let prompts: Vec<Vec<u32>> = [
-                "The capital of France is",
-                "Once upon a time",
-                "1, 2, 3,",
-                "def fibonacci(n):",
-                "Hello",
-            ]
-            .iter()
-            .map(|p| c.tok.encode(p, true, true).map_err(|e| e.to_string()))
-            .collect::<Result<_, _>>()?;
+            let prompts: Vec<Vec<u32>> = decode_padding::PROMPTS
+                .iter()
+                .map(|p| c.tok.encode(p, true, true).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
             decode_padding::padded_decode_checks(&c.gpu, &prompts, 1e-6, true)
         }),
         (

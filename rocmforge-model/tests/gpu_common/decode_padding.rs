@@ -6,6 +6,15 @@
 use rocmforge_model::batch::Segment;
 use rocmforge_model::{LogitsFor, Model};
 
+/// Five prompts for the checks.
+pub const PROMPTS: [&str; 5] = [
+    "The capital of France is",
+    "Once upon a time",
+    "1, 2, 3,",
+    "def fibonacci(n):",
+    "Hello",
+];
+
 fn argmax(x: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in x.iter().enumerate() {
