@@ -25,6 +25,9 @@ use rocmforge_model::rng::SeededRng;
 use rocmforge_model::{ExecutionPlan, LogitsFor, Model};
 use rocmforge_tensor::{Backend, GgufLoader};
 
+#[path = "gpu_common/decode_padding.rs"]
+mod decode_padding;
+
 type Check = Result<String, String>;
 
 const EMBD: usize = 64;
@@ -408,9 +411,20 @@ fn memory_limits() -> Check {
     if ok { Ok(msg) } else { Err(msg) }
 }
 
+/// Decode batches padded to their bucket on the GPU (captured steps): the padding rows leave
+/// the real rows' tokens and logits as without them (`arch`'s tiny model, token-id prompts).
+fn padded_decode_matches_unpadded(arch: &str) -> Check {
+    let file = Arc::new(GgufFile::from_bytes("tiny.gguf", tiny(arch)).map_err(e)?);
+    let (gpu, _) = gpu_model(file)?;
+    let prompts: Vec<Vec<u32>> = (0..5u32)
+        .map(|i| (0..3 + i).map(|j| 1 + (i * 37 + j * 11) % 90).collect())
+        .collect();
+    decode_padding::padded_decode_checks(&gpu, &prompts, 1e-6, true)
+}
+
 fn main() -> ExitCode {
     type Test = fn() -> Check;
-    let tests: [(&str, Test); 10] = [
+    let tests: [(&str, Test); 12] = [
         ("llama_tied_output_rope_freqs_match_cpu", || {
             arch_matches_cpu("llama")
         }),
@@ -433,6 +447,12 @@ fn main() -> ExitCode {
         }),
         ("phi3_fused_longrope_match_cpu", || arch_matches_cpu("phi3")),
         ("memory_limits", memory_limits),
+        ("llama_padded_decode_matches_unpadded", || {
+            padded_decode_matches_unpadded("llama")
+        }),
+        ("qwen3moe_padded_decode_matches_unpadded", || {
+            padded_decode_matches_unpadded("qwen3moe")
+        }),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, t) in tests {

@@ -87,6 +87,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         prefill_chunk: args.prefill_chunk,
         prefix_cache: args.prefix_cache,
     };
+    // The grammar compiler indexes the vocabulary while the weights load.
+    let grammars = crate::server::structured::prepare(&file);
     let bar = BytesBar::new("uploading weights", args.quiet);
     let progress = {
         let bar = bar.clone_handle();
@@ -112,9 +114,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         http_client_errors: AtomicU64::new(0),
         http_server_errors: AtomicU64::new(0),
         next_id: AtomicU64::new(0),
-        grammars: Default::default(),
+        grammars,
     });
-    crate::server::structured::prepare_in_background(&state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,7 +11,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rocmforge_model::chat_template::ChatTemplate;
-use rocmforge_model::constraint::GrammarCompiler;
 use rocmforge_model::engine::Engine;
 
 use super::error::ApiError;
@@ -48,9 +47,10 @@ pub struct AppState {
     pub http_server_errors: AtomicU64,
     /// Counter for response ids.
     pub next_id: AtomicU64,
-    /// The grammar compiler for structured output and tool calls, built on first use (or
-    /// why it could not be).
-    pub grammars: std::sync::OnceLock<Result<GrammarCompiler, String>>,
+    /// The grammar compiler for structured output and tool calls (or why it could not be
+    /// built): started while the model loads ([`crate::server::structured::prepare`]), else
+    /// built on first use.
+    pub grammars: crate::server::structured::GrammarSlot,
 }
 
 impl std::fmt::Debug for AppState {
