@@ -50,8 +50,10 @@ pub struct Model {
     /// to the residual in its store (`forward.rs`); off with `ROCMFORGE_FUSE_RESIDUAL=0` (the
     /// separate norm and add launches, for comparisons).
     fuse_residual: bool,
-    /// Whether decode-only steps are padded to their bucket size ([`decode_bucket`]): on by
-    /// default on a GPU, where each bucket's step is then captured once as a graph.
+    /// Whether decode-only steps are padded to their bucket size ([`decode_bucket`]), so that
+    /// a GPU captures each bucket's step once as a graph: off unless
+    /// `ROCMFORGE_DECODE_PADDING=1` (it has not run on a GPU yet) or
+    /// [`Model::set_decode_padding`].
     pad_decode: AtomicBool,
     /// The KV block the padding rows write into and read (held while padding is in use).
     pad_block: Mutex<Option<u32>>,
@@ -165,7 +167,6 @@ impl Model {
         // tokens arrive, bounded by memory.
         let c = &plan.config;
         let kv_pool = KvPool::new(&backend, c.n_layers.max(1), c.k_dim(), usize::MAX)?;
-        let on_gpu = matches!(backend, Backend::Hip(_));
         Ok(Model {
             kv_pool: Arc::new(Mutex::new(kv_pool)),
             plan,
@@ -177,7 +178,9 @@ impl Model {
             graphs: Default::default(),
             fuse_residual: !std::env::var("ROCMFORGE_FUSE_RESIDUAL").is_ok_and(|v| v.trim() == "0"),
             observer: Default::default(),
-            pad_decode: AtomicBool::new(on_gpu),
+            pad_decode: AtomicBool::new(
+                std::env::var("ROCMFORGE_DECODE_PADDING").is_ok_and(|v| v.trim() == "1"),
+            ),
             pad_block: Mutex::new(None),
         })
     }
@@ -227,8 +230,8 @@ impl Model {
 
     /// Pads decode-only batches to their bucket size (1, 2, 4, 8, then multiples of 8) with
     /// rows whose results are dropped, so that a GPU captures one graph per bucket rather than
-    /// one per batch size. On by default on a GPU, off on the CPU (where nothing is captured;
-    /// padding there only shows that the padded rows change nothing).
+    /// one per batch size (on the CPU nothing is captured: padding there only shows that the
+    /// padded rows change nothing). Off by default; `ROCMFORGE_DECODE_PADDING=1` turns it on.
     pub fn set_decode_padding(&self, on: bool) {
         self.pad_decode.store(on, Ordering::Relaxed);
     }
