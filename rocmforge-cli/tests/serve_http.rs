@@ -318,6 +318,11 @@ fn routes_streaming_and_hostile_requests() {
     assert!(server.metric("kv_blocks_used") >= 1.0);
     assert!(server.metric("kv_blocks_free") >= 1.0);
     assert!(server.metric("kv_pool_bytes") > 0.0);
+    // Where the steps' time went; the CPU captures no decode graphs.
+    assert!(server.metric("step_seconds_total") > 0.0);
+    assert!(server.metric("step_host_seconds_total") < server.metric("step_seconds_total"));
+    assert_eq!(server.metric("decode_graph_captures_total"), 0.0);
+    assert_eq!(server.metric("decode_graph_replays_total"), 0.0);
     assert_eq!(server.metric("http_responses_5xx_total"), 0.0);
     assert_eq!(server.metric("active_sequences"), 0.0);
 }

@@ -111,6 +111,11 @@ pub trait BatchModel {
     fn trim_kv(&self) -> usize {
         0
     }
+    /// How the decode-only steps have run (captured, replayed, op by op), for a model that
+    /// captures them.
+    fn decode_graph_stats(&self) -> Option<crate::model::DecodeGraphStats> {
+        None
+    }
     /// Makes `dst` hold the first `n` tokens of `src` (a shared prompt prefix computed once:
     /// the [`Model`] shares its blocks, copying none); `false` when this model cannot (then
     /// nothing changed).
@@ -229,6 +234,9 @@ impl BatchModel for Model {
     }
     fn trim_kv(&self) -> usize {
         self.trim_kv_pool()
+    }
+    fn decode_graph_stats(&self) -> Option<crate::model::DecodeGraphStats> {
+        Some(Model::decode_graph_stats(self))
     }
     fn reserve(&self, cache: &mut KvCache, n: usize) -> ModelResult<()> {
         cache.reserve(&mut crate::kv_cache::lock(self.kv_pool()), n)

@@ -330,6 +330,9 @@ fn batched_decode_graph_equals_launches(c: &Ctx, _: &Model) -> Check {
     let ((t_off, l_off, r_off), (t_on, l_on, r_on)) = (off?, on?);
     let (t_greedy, _, r_greedy) = greedy?;
     let captured = c.gpu.batched_graph_sizes();
+    // The graph runs: each batch size's first step eager, its second captured, then replays.
+    let stats = c.gpu.decode_graph_stats();
+    let counted = stats.eager >= 1 && stats.captured >= 1 && stats.replayed >= 10;
     // Five decode rows are captured at 5, or padded to the bucket of 8 and captured at that
     // size (`ROCMFORGE_DECODE_PADDING=1`).
     let bucket = texts.len().next_power_of_two();
@@ -342,9 +345,10 @@ fn batched_decode_graph_equals_launches(c: &Ctx, _: &Model) -> Check {
         t_off == t_on
             && t_greedy == t_on
             && worst <= 1e-6
+            && counted
             && (captured.contains(&texts.len()) || captured.contains(&bucket)),
         format!(
-            "{} sequences x 12 steps: tokens identical {} (device argmax: {}), last logits worst rel diff {worst:.2e}, captured batch sizes {captured:?}; steps 5-12: {r_on:.0} tok/s with the graph (logits of every row to the host), {r_greedy:.0} with the device argmax, {r_off:.0} launch by launch",
+            "{} sequences x 12 steps: tokens identical {} (device argmax: {}), last logits worst rel diff {worst:.2e}, captured batch sizes {captured:?}, decode steps {stats:?}; steps 5-12: {r_on:.0} tok/s with the graph (logits of every row to the host), {r_greedy:.0} with the device argmax, {r_off:.0} launch by launch",
             texts.len(),
             t_off == t_on,
             t_greedy == t_on

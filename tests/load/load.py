@@ -92,7 +92,8 @@ def metrics(base):
 def engine_deltas(before, after):
     d = {k: after.get(k, 0) - before.get(k, 0) for k in (
         "batch_steps_total", "step_seconds_total", "step_host_seconds_total",
-        "grammar_seconds_total", "grammar_tokens_total", "sampling_rows_on_host_total")}
+        "grammar_seconds_total", "grammar_tokens_total", "sampling_rows_on_host_total",
+        "decode_graph_captures_total", "decode_graph_replays_total", "decode_steps_eager_total")}
     steps = d["batch_steps_total"]
     if steps:
         d["ms_per_step"] = round(1000 * d["step_seconds_total"] / steps, 3)

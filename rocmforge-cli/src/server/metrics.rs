@@ -179,6 +179,29 @@ pub fn render(state: &Shared) -> String {
     );
     metric(
         &mut out,
+        "decode_graph_captures_total",
+        "counter",
+        "Decode-only steps captured as GPU graphs (a batch size's second step, or one after its \
+         KV tables moved).",
+        c(m.decode_graph_captures),
+    );
+    metric(
+        &mut out,
+        "decode_graph_replays_total",
+        "counter",
+        "Decode-only steps replayed from a captured GPU graph.",
+        c(m.decode_graph_replays),
+    );
+    metric(
+        &mut out,
+        "decode_steps_eager_total",
+        "counter",
+        "Decode-only steps on the GPU graph path launched op by op (a batch size's first step, \
+         a failed capture).",
+        c(m.decode_steps_eager),
+    );
+    metric(
+        &mut out,
         "tokens_per_second",
         "gauge",
         "Smoothed tokens per second of the batched steps.",

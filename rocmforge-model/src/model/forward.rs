@@ -10,7 +10,7 @@ use rocmforge_gguf::GgmlType;
 use rocmforge_tensor::cpu::MatmulIdShape;
 use rocmforge_tensor::{Backend, BatchKv, HeadShape, SeqKv, Tensor, ops};
 
-use super::scratch::{GraphState, Scratch};
+use super::scratch::{GraphRun, GraphState, Scratch};
 use super::{MatmulSite, Model};
 use crate::batch::{Segment, StepRows};
 use crate::error::{ModelError, ModelResult};
@@ -577,10 +577,11 @@ impl Model {
             s.graph.exec = None;
             s.graph.state = GraphState::Warm;
         }
-        match s.graph.state {
-            GraphState::Ready => {}
+        let how = match s.graph.state {
+            GraphState::Ready => GraphRun::Replayed,
             GraphState::Cold | GraphState::Failed => {
                 self.graphs.set_replayed(false);
+                self.graphs.count(GraphRun::Eager);
                 self.record_step(s, kv, true)?;
                 if s.graph.state == GraphState::Cold {
                     s.graph.state = GraphState::Warm;
@@ -598,6 +599,7 @@ impl Model {
                         s.graph.state = GraphState::Ready;
                         s.graph.generation = generation;
                         s.graph.kv_key = kv_key;
+                        GraphRun::Captured
                     }
                     (recorded, ended) => {
                         let why = recorded.err().map(|e| e.to_string());
@@ -606,12 +608,18 @@ impl Model {
                             .or(Some("a matmul scratch grew during the capture".to_string()));
                         tracing::warn!(batch = s.n, error = ?why, "batched decode graph: capture failed, running eagerly");
                         s.graph.state = GraphState::Failed;
+                        self.graphs.count(GraphRun::Eager);
                         return self.record_step(s, kv, true);
                     }
                 }
             }
-        }
+        };
         self.graphs.set_replayed(s.graph.exec.is_some());
+        self.graphs.count(if s.graph.exec.is_some() {
+            how
+        } else {
+            GraphRun::Eager
+        });
         match &s.graph.exec {
             Some(exec) => Ok(ops.launch_graph(exec)?),
             None => self.record_step(s, kv, true),

@@ -27,6 +27,7 @@ use crate::kv_cache::{self, KvCache, SharedPool};
 use crate::plan::ExecutionPlan;
 use crate::weights::{self, LOAD_HEADROOM_BYTES, Weights, weight_bytes};
 use rocmforge_tensor::{KV_BLOCK_TOKENS, KvPool, KvPoolStats};
+pub use scratch::DecodeGraphStats;
 use scratch::Scratch;
 
 /// A model over one backend: weights resolved at load (read in place from the file on the CPU,
@@ -344,6 +345,11 @@ impl Model {
     /// Whether the last decode-only step replayed a captured graph.
     pub fn decode_graph_replaying(&self) -> bool {
         self.graphs.replayed()
+    }
+
+    /// How the decode-only steps have run so far: captured, replayed, launched op by op.
+    pub fn decode_graph_stats(&self) -> DecodeGraphStats {
+        self.graphs.stats()
     }
 
     /// The batch sizes whose decode-only step is captured as a graph now (GPU), ascending.

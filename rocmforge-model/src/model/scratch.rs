@@ -1,7 +1,7 @@
 //! Activation buffers of one forward call, on the model's backend, kept between calls of the
 //! same batch size (every decode step of one batch size reuses one set: no allocation per token).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rocmforge_gguf::GgmlType;
 use rocmforge_tensor::{Backend, Ids, KvTableBuffers, Tensor};
@@ -14,6 +14,20 @@ use crate::error::ModelResult;
 pub(crate) struct GraphSwitch {
     enabled: AtomicBool,
     replayed: AtomicBool,
+    /// Decode-only steps captured, replayed, and run launch by launch (GPU).
+    captured: AtomicU64,
+    replays: AtomicU64,
+    eager: AtomicU64,
+}
+
+/// How a model's decode-only steps ran (GPU; all zero on the CPU): captured as a graph,
+/// replayed from one, or launched op by op (the first step of a batch size, a size whose
+/// capture failed, graphs off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeGraphStats {
+    pub captured: u64,
+    pub replayed: u64,
+    pub eager: u64,
 }
 
 impl Default for GraphSwitch {
@@ -23,6 +37,9 @@ impl Default for GraphSwitch {
         GraphSwitch {
             enabled: AtomicBool::new(!off),
             replayed: AtomicBool::new(false),
+            captured: AtomicU64::new(0),
+            replays: AtomicU64::new(0),
+            eager: AtomicU64::new(0),
         }
     }
 }
@@ -44,6 +61,32 @@ impl GraphSwitch {
     pub fn replayed(&self) -> bool {
         self.replayed.load(Ordering::Relaxed)
     }
+
+    /// Counts a decode-only step that was captured (and run), replayed, or run eagerly.
+    pub fn count(&self, how: GraphRun) {
+        let counter = match how {
+            GraphRun::Captured => &self.captured,
+            GraphRun::Replayed => &self.replays,
+            GraphRun::Eager => &self.eager,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> DecodeGraphStats {
+        DecodeGraphStats {
+            captured: self.captured.load(Ordering::Relaxed),
+            replayed: self.replays.load(Ordering::Relaxed),
+            eager: self.eager.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How one decode-only step ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GraphRun {
+    Captured,
+    Replayed,
+    Eager,
 }
 
 /// Where the batched decode graph of a scratch stands.

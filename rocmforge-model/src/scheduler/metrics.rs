@@ -31,6 +31,10 @@ pub struct EngineMetrics {
     pub(crate) grammar_micros: AtomicU64,
     /// Tokens consumed by grammars (each followed by a mask computation).
     pub(crate) grammar_tokens: AtomicU64,
+    /// The model's decode-only steps: captured as graphs, replayed, run op by op.
+    pub(crate) graph_captured: AtomicU64,
+    pub(crate) graph_replayed: AtomicU64,
+    pub(crate) graph_eager: AtomicU64,
     /// f64 bits: exponentially smoothed tokens per second of the batched steps.
     pub(crate) tokens_per_s: AtomicU64,
 }
@@ -86,6 +90,14 @@ pub struct MetricsSnapshot {
     pub grammar_seconds: f64,
     /// Tokens consumed by grammars.
     pub grammar_tokens: u64,
+    /// Decode-only steps captured as graphs (GPU; a batch size's second step, or a step after
+    /// its KV tables moved).
+    pub decode_graph_captures: u64,
+    /// Decode-only steps replayed from a captured graph.
+    pub decode_graph_replays: u64,
+    /// Decode-only steps on the graph path launched op by op (a batch size's first step, a
+    /// failed capture).
+    pub decode_steps_eager: u64,
     /// Recent throughput of the batched steps (prompt and generated tokens per second).
     pub tokens_per_s: f64,
 }
@@ -117,6 +129,9 @@ impl EngineMetrics {
             step_host_seconds: get(&self.step_host_micros) as f64 * 1e-6,
             grammar_seconds: get(&self.grammar_micros) as f64 * 1e-6,
             grammar_tokens: get(&self.grammar_tokens),
+            decode_graph_captures: get(&self.graph_captured),
+            decode_graph_replays: get(&self.graph_replayed),
+            decode_steps_eager: get(&self.graph_eager),
             tokens_per_s: f64::from_bits(get(&self.tokens_per_s)),
         }
     }

@@ -574,6 +574,11 @@ impl<'t, M: BatchModel> Worker<'t, M> {
             &self.metrics.prefix_cache_bytes,
             self.prefix.size_bytes() as u64,
         );
+        if let Some(g) = self.model.decode_graph_stats() {
+            EngineMetrics::set(&self.metrics.graph_captured, g.captured);
+            EngineMetrics::set(&self.metrics.graph_replayed, g.replayed);
+            EngineMetrics::set(&self.metrics.graph_eager, g.eager);
+        }
         if let Some(kv) = self.model.kv_blocks() {
             EngineMetrics::set(&self.metrics.kv_blocks_used, kv.used as u64);
             EngineMetrics::set(&self.metrics.kv_blocks_free, kv.free as u64);
