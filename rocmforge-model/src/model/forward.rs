@@ -395,6 +395,20 @@ impl Model {
         for seq in seqs.iter_mut() {
             seq.cache.reserve(&mut pool, seq.n)?;
         }
+        // The wanted rows' final norm and LM head when the step does not compute every row's
+        // logits: their buffers are made before the forward is queued (a zero fill waits for
+        // the device), so that nothing waits for the forward before the sampling rows are
+        // asked for.
+        let vocab = c.vocab_size;
+        let mut gather = if !every_row && n_out > 0 && !matches!(want, Want::Hidden) {
+            Some((
+                be.zeros(GgmlType::F32, vec![n_out, c.n_embd])?,
+                be.zeros(GgmlType::F32, vec![n_out, c.n_embd])?,
+                be.zeros(GgmlType::F32, vec![n_out, vocab])?,
+            ))
+        } else {
+            None
+        };
         let pad_table = [padding.map_or(0, |p| p.block)];
         let real_rows = s.n - pad_rows;
         let kv_seqs = seqs
@@ -439,24 +453,20 @@ impl Model {
             be.synchronize()?;
             return Ok(RowsOut::Ids(Vec::new()));
         }
-        let vocab = c.vocab_size;
-        let gathered;
-        let logits = if every_row {
-            s.logits
+        let logits = match gather.as_mut() {
+            None => s
+                .logits
                 .as_ref()
-                .ok_or_else(|| ModelError::InvalidInput("the step left no logits".to_string()))?
-        } else {
-            let mut rows = be.zeros(GgmlType::F32, vec![n_out, c.n_embd])?;
-            ops::gather_rows(be, &s.x, c.n_embd, out_rows, &mut rows)?;
-            let mut normed = be.zeros(GgmlType::F32, vec![n_out, c.n_embd])?;
-            ops::rms_norm(be, &rows, &w.output_norm.get(), c.rms_eps, &mut normed)?;
-            let mut logits = be.zeros(GgmlType::F32, vec![n_out, vocab])?;
-            ops::matmul(be, &w.lm_head.get(file), &normed, n_out, &mut logits)?;
-            if let Some(cap) = c.final_logit_softcap {
-                ops::softcap(be, &mut logits, cap)?;
+                .ok_or_else(|| ModelError::InvalidInput("the step left no logits".to_string()))?,
+            Some((rows, normed, logits)) => {
+                ops::gather_rows(be, &s.x, c.n_embd, out_rows, rows)?;
+                ops::rms_norm(be, rows, &w.output_norm.get(), c.rms_eps, normed)?;
+                ops::matmul(be, &w.lm_head.get(file), normed, n_out, logits)?;
+                if let Some(cap) = c.final_logit_softcap {
+                    ops::softcap(be, logits, cap)?;
+                }
+                &*logits
             }
-            gathered = logits;
-            &gathered
         };
         match want {
             Want::Logits => {
