@@ -93,9 +93,13 @@ impl Backend {
             (Backend::Cpu, GgmlType::F16) => {
                 Ok(Tensor::Cpu(host(shape, HostData::F16(vec![f16::ZERO; n]))?))
             }
-            (Backend::Hip(ops), GgmlType::F32 | GgmlType::F16) => Ok(Tensor::Hip(
-                DeviceTensor::zeros(ops.backend(), dtype, shape)?,
-            )),
+            (Backend::Hip(ops), GgmlType::F32 | GgmlType::F16) => {
+                // The fill is queued on the ops' stream: the host does not wait for the device
+                // (a step that allocates an output does not stall behind the queued forward).
+                let mut t = DeviceTensor::alloc(ops.backend(), dtype, shape)?;
+                t.fill_bytes_on(ops.stream(), 0)?;
+                Ok(Tensor::Hip(t))
+            }
             (_, ty) => Err(TensorError::UnsupportedType {
                 op: "Backend::zeros",
                 ty,

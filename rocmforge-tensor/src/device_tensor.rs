@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use rocmforge_gguf::{GgmlType, quants};
-use rocmforge_hip::{DeviceBuffer, DevicePtr, HipBackend};
+use rocmforge_hip::{DeviceBuffer, DevicePtr, HipBackend, HipStream};
 
 use crate::error::{TensorError, TensorResult};
 
@@ -260,6 +260,18 @@ impl DeviceTensor {
             DeviceStorage::F32(b) => b.memset_bytes(value)?,
             DeviceStorage::F16(b) => b.memset_bytes(value)?,
             DeviceStorage::Bytes(b) => b.memset_bytes(value)?,
+        }
+        Ok(())
+    }
+
+    /// Queues filling every byte with `value` on `stream` (ordered with that stream's work, no
+    /// wait for the device; a blocking stream, as the ops' stream, also orders it before later
+    /// host-synchronous copies).
+    pub fn fill_bytes_on(&mut self, stream: &HipStream, value: u8) -> TensorResult<()> {
+        match &mut self.storage {
+            DeviceStorage::F32(b) => stream.memset_async(b, value)?,
+            DeviceStorage::F16(b) => stream.memset_async(b, value)?,
+            DeviceStorage::Bytes(b) => stream.memset_async(b, value)?,
         }
         Ok(())
     }
