@@ -565,7 +565,7 @@ pub fn matmul_add(
         return Ok(true);
     }
     if n_tokens > MATVEC_MAX_TOKENS
-        || super::matmul_mmqt::takes(ctx, ty, n_tokens, rows.saturating_mul(row_bytes))
+        || super::matmul_mmqt::takes(ctx, ty, n_tokens, cols, rows.saturating_mul(row_bytes))
     {
         return Ok(false);
     }
@@ -644,7 +644,7 @@ pub fn matmul_normed(
     if n_tokens == 0
         || rows == 0
         || n_tokens > MATVEC_MAX_TOKENS
-        || super::matmul_mmqt::takes(ctx, ty, n_tokens, rows.saturating_mul(row_bytes))
+        || super::matmul_mmqt::takes(ctx, ty, n_tokens, cols, rows.saturating_mul(row_bytes))
     {
         return Ok(false);
     }
@@ -686,7 +686,7 @@ pub fn matmul_swiglu(
     let norm = norm.map(|n| check_norm(n, cols, n_tokens)).transpose()?;
     if n_tokens == 0
         || rows == 0
-        || super::matmul_mmqt::takes(ctx, ty, n_tokens, rows.saturating_mul(row_bytes))
+        || super::matmul_mmqt::takes(ctx, ty, n_tokens, cols, rows.saturating_mul(row_bytes))
     {
         return Ok(false);
     }
@@ -737,7 +737,7 @@ pub fn matmul_multi(
     }
     let norm = norm.map(|n| check_norm(n, cols, n_tokens)).transpose()?;
     let takes =
-        |r: usize| super::matmul_mmqt::takes(ctx, ty, n_tokens, r.saturating_mul(row_bytes));
+        |r: usize| super::matmul_mmqt::takes(ctx, ty, n_tokens, cols, r.saturating_mul(row_bytes));
     if rows.iter().all(|&r| takes(r)) {
         if norm.is_some() {
             // The caller norms first, then comes back here without the norm.

@@ -10,7 +10,9 @@
 //! (`examples/bench_matmul.rs` prints both); [`MMQT_MIN_WEIGHT_BYTES`] keeps small weights on
 //! the BLAS path. `ROCMFORGE_MMQT=0` turns the kernels off at run time (for comparisons);
 //! `ROCMFORGE_MMQT_FROM=N` (2..=9) sends batches of N..=8 tokens to them too, instead of the
-//! one-launch matvec kernels (for comparisons; [`MatmulContext::set_mmqt_from`]);
+//! one-launch matvec kernels (for comparisons; [`MatmulContext::set_mmqt_from`]); weights of
+//! [`MMQT_WIDE_MIN_COLS`] columns or more take 8-token batches there by default
+//! (`ROCMFORGE_MMQT_WIDE_FROM=N` moves that bound, 9 turns it off);
 //! [`MatmulContext::set_mmqt`] selects them for tests and benchmarks.
 //!
 //! Shapes with few 64-row blocks (4096 rows: 64 blocks on a 132-CU H100) are split along the
@@ -43,6 +45,24 @@ fn default_from() -> usize {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .map_or(MATVEC_MAX_TOKENS + 1, |n| n.clamp(2, MATVEC_MAX_TOKENS + 1))
+}
+
+/// Weights of at least this many columns (Llama-3-8B's 4096 and 14336, the 0.5B's 4864-column
+/// down projection) take batches of [`default_wide_from`] tokens and more to the tile kernels.
+/// Measured on an H100 (`examples/bench_matmul.rs`, `RF_BENCH_SMALL_ONLY=1`, a replayed graph):
+/// at 8 tokens the tiles take 0.35-0.82 of the matvec's time on every such weight (Q4_K q/o,
+/// k/v, gate/up, down; Q6_K down; the 0.5B's Q8_0 down), and 0.96-1.6x at 896 columns.
+pub const MMQT_WIDE_MIN_COLS: usize = 4096;
+
+/// The smallest batch [`MmqtMode::Table`] sends to the tile kernels for weights of
+/// [`MMQT_WIDE_MIN_COLS`] columns or more: `ROCMFORGE_MMQT_WIDE_FROM` (2..=`MATVEC_MAX_TOKENS +
+/// 1`, the last meaning the same as narrower weights) when set, else `MATVEC_MAX_TOKENS` (8:
+/// what the measurements cover; at 2 and 4 tokens the matvec won on most of those weights).
+fn default_wide_from() -> usize {
+    std::env::var("ROCMFORGE_MMQT_WIDE_FROM")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(MATVEC_MAX_TOKENS, |n| n.clamp(2, MATVEC_MAX_TOKENS + 1))
 }
 
 /// Tokens per block for `n_tokens` tokens (`force`: the tile a benchmark asked for).
@@ -174,6 +194,8 @@ pub(crate) struct MmqtSlot {
     min_bytes: usize,
     /// The smallest batch the table sends here ([`default_from`]).
     from: usize,
+    /// The same for weights of [`MMQT_WIDE_MIN_COLS`] columns or more ([`default_wide_from`]).
+    wide_from: usize,
     blocks_per_cu: Option<usize>,
     /// Kernel families loaded so far: `mmqt_<type>` per weight type, `mmqt` (the reduction).
     modules: HashMap<String, Arc<HipModule>>,
@@ -190,6 +212,7 @@ impl Default for MmqtSlot {
             mode: MmqtMode::default(),
             min_bytes: MMQT_MIN_WEIGHT_BYTES,
             from: default_from(),
+            wide_from: default_wide_from(),
             blocks_per_cu: None,
             token_tile: None,
             modules: HashMap::new(),
@@ -217,6 +240,8 @@ impl MatmulContext {
     /// `ROCMFORGE_MMQT_FROM` or `MATVEC_MAX_TOKENS + 1`; clamped to 2..=that). For benchmarks.
     pub fn set_mmqt_from(&mut self, tokens: Option<usize>) {
         self.mmqt.from = tokens.map_or_else(default_from, |n| n.clamp(2, MATVEC_MAX_TOKENS + 1));
+        // An explicit choice holds for every width; `None` restores both defaults.
+        self.mmqt.wide_from = tokens.map_or_else(default_wide_from, |_| self.mmqt.from);
     }
 
     /// Thread blocks per compute unit the column split aims for (`None`: the default
@@ -295,16 +320,33 @@ impl MatmulContext {
     }
 }
 
-/// Whether [`try_matmul`] runs `n_tokens` tokens of a `ty` weight of `bytes` bytes (the
-/// context's mode and the table).
-pub(crate) fn takes(ctx: &MatmulContext, ty: GgmlType, n_tokens: usize, bytes: usize) -> bool {
+impl MmqtSlot {
+    /// The smallest batch the table sends to the tiles for a weight of `cols` columns.
+    fn smallest_batch_for(&self, cols: usize) -> usize {
+        if cols >= MMQT_WIDE_MIN_COLS {
+            self.from.min(self.wide_from)
+        } else {
+            self.from
+        }
+    }
+}
+
+/// Whether [`try_matmul`] runs `n_tokens` tokens of a `ty` weight of `cols` columns and `bytes`
+/// bytes (the context's mode and the table).
+pub(crate) fn takes(
+    ctx: &MatmulContext,
+    ty: GgmlType,
+    n_tokens: usize,
+    cols: usize,
+    bytes: usize,
+) -> bool {
     choose(
         ctx.mmqt.mode,
         ty,
         n_tokens,
         bytes,
         ctx.mmqt.min_bytes,
-        ctx.mmqt.from,
+        ctx.mmqt.smallest_batch_for(cols),
     )
     .is_some()
 }
@@ -352,7 +394,7 @@ pub(crate) fn try_matmul(
         n_tokens,
         bytes,
         ctx.mmqt.min_bytes,
-        ctx.mmqt.from,
+        ctx.mmqt.smallest_batch_for(weight.cols),
     ) else {
         return Ok(false);
     };
@@ -508,6 +550,36 @@ mod tests {
             assert_eq!(choose(m, GgmlType::Q4_K, n, 1 << 20, 0, n + 1), None);
         }
         assert_eq!(choose(m, GgmlType::Q4_K, 1, 1 << 20, 0, 2), None);
+    }
+
+    #[test]
+    fn wide_weights_take_eight_token_batches_to_the_tiles() {
+        let slot = MmqtSlot {
+            from: MATVEC_MAX_TOKENS + 1,
+            wide_from: MATVEC_MAX_TOKENS,
+            ..MmqtSlot::default()
+        };
+        assert_eq!(slot.smallest_batch_for(896), MATVEC_MAX_TOKENS + 1);
+        assert_eq!(
+            slot.smallest_batch_for(MMQT_WIDE_MIN_COLS - 32),
+            MATVEC_MAX_TOKENS + 1
+        );
+        assert_eq!(
+            slot.smallest_batch_for(MMQT_WIDE_MIN_COLS),
+            MATVEC_MAX_TOKENS
+        );
+        assert_eq!(slot.smallest_batch_for(14336), MATVEC_MAX_TOKENS);
+        let m = MmqtMode::Table;
+        let wide = slot.smallest_batch_for(4096);
+        assert_eq!(
+            choose(m, GgmlType::Q4_K, 8, 1 << 20, 0, wide),
+            Some(MmqtKernel::TensorCore)
+        );
+        assert_eq!(choose(m, GgmlType::Q4_K, 7, 1 << 20, 0, wide), None);
+        assert_eq!(choose(m, GgmlType::Q4_K, 1, 1 << 20, 0, wide), None);
+        // A lower bound for every width still holds for wide weights.
+        let low = MmqtSlot { from: 2, ..slot };
+        assert_eq!(low.smallest_batch_for(4096), 2);
     }
 
     #[test]
