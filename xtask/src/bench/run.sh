@@ -73,7 +73,7 @@ elif [ -f "$here/llama-src.tgz" ] && command -v nvcc >/dev/null 2>&1 && [ "$ncpu
       taskset -c "$build_cores" cmake -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${cap:-90}" \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
         -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release >"$llama_dir/cmake.log" 2>&1 &&
-      taskset -c "$build_cores" cmake --build build -j "$(( ncpu - 4 ))" --target llama-bench llama-batched-bench \
+      taskset -c "$build_cores" cmake --build build -j "$(( ncpu - 4 ))" --target llama-bench llama-batched-bench llama-perplexity \
         >"$llama_dir/build.log" 2>&1
     echo $? >"$llama_dir/done"
   ) &

@@ -50,6 +50,10 @@ pub struct SynthArgs {
     /// Standard deviation of the output layer (default: the shape's).
     #[arg(long)]
     pub output_sd: Option<f32>,
+    /// Standard deviation of the mixture-of-experts routers (default: the shape's; wider
+    /// routers pick their experts by larger margins, as trained ones do).
+    #[arg(long)]
+    pub router_sd: Option<f32>,
     /// Folder holding the ggml-vocab-*.gguf files (default: ../shared/testdata/vocab).
     #[arg(long)]
     pub vocab_dir: Option<PathBuf>,
@@ -91,6 +95,7 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     }
     shape.weight_sd = args.weight_sd.unwrap_or(shape.weight_sd);
     shape.output_sd = args.output_sd.unwrap_or(shape.output_sd);
+    shape.router_sd = args.router_sd.or(shape.router_sd);
     if let Some(n) = args.layers {
         if n == 0 || n > shape.n_layers {
             bail!("--layers must be 1..={}", shape.n_layers);
@@ -290,6 +295,8 @@ pub fn synthesize(shape: &Shape, ftype: FileType, seed: u64, out: &Path) -> Resu
         let is_output = t.kind == Kind::Output || (shape.tied_output && t.kind == Kind::TokenEmbd);
         let sd = if is_output {
             shape.output_sd
+        } else if t.kind == Kind::Router {
+            shape.router_sd.unwrap_or(shape.weight_sd)
         } else {
             shape.weight_sd
         };

@@ -46,6 +46,8 @@ pub struct Shape {
     pub weight_sd: f32,
     /// Standard deviation of the output layer (and of a tied embedding).
     pub output_sd: f32,
+    /// Standard deviation of the mixture-of-experts routers (`None`: `weight_sd`).
+    pub router_sd: Option<f32>,
     /// Sliding-window attention keys (gemma3).
     pub swa: Option<SwaShape>,
     /// `rope.scaling.type = linear` with this factor.
@@ -197,6 +199,7 @@ impl Shape {
             moe: None,
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            router_sd: None,
             swa: None,
             rope_scale_linear: None,
             yarn: None,
@@ -237,6 +240,7 @@ impl Shape {
             moe: None,
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            router_sd: None,
             swa: None,
             rope_scale_linear: None,
             yarn: None,
@@ -271,6 +275,7 @@ impl Shape {
             }),
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            router_sd: None,
             swa: None,
             rope_scale_linear: None,
             yarn: None,
@@ -323,6 +328,7 @@ impl Shape {
             moe: None,
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            router_sd: None,
             swa: Some(SwaShape {
                 window: 1024,
                 pattern: None,
@@ -383,6 +389,7 @@ impl Shape {
             }),
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            router_sd: None,
             swa: Some(SwaShape {
                 window: 128,
                 pattern: None,
@@ -425,6 +432,7 @@ impl Shape {
             moe: None,
             weight_sd: super::WEIGHT_SD,
             output_sd: super::WEIGHT_SD,
+            router_sd: None,
             // (Phi-3-mini-128k's config says 262,144; llama.cpp ignores phi3's window.)
             swa: Some(SwaShape {
                 window: 262_144,

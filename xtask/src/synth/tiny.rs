@@ -303,6 +303,7 @@ impl Tiny {
             moe: self.moe,
             weight_sd: TINY_WEIGHT_SD,
             output_sd: TINY_OUTPUT_SD,
+            router_sd: None,
             swa: self.swa.as_ref().map(|s| SwaShape {
                 window: s.window,
                 pattern: s.pattern,
