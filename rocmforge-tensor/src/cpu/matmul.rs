@@ -15,13 +15,15 @@ use crate::error::{TensorError, TensorResult};
 
 /// The weight types that 2+ tokens multiply through a panel GEMM on CPUs with AVX2 (the
 /// AVX-512 VNNI one where the CPU has it; the 32-element formats with an AVX2 block
-/// decoder).
-pub const PANEL_GEMM_TYPES: [GgmlType; 5] = [
+/// decoder, the table formats MXFP4 and IQ4_NL included).
+pub const PANEL_GEMM_TYPES: [GgmlType; 7] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
     GgmlType::Q8_0,
+    GgmlType::MXFP4,
+    GgmlType::IQ4_NL,
 ];
 
 /// Weight rows per rayon task.

@@ -6,19 +6,19 @@ use super::legacy::LegacyRow;
 use super::{QK, half_le};
 
 /// ggml's `kvalues_iq4nl`.
-const KVALUES: [i8; 16] = [
+pub(crate) const IQ4NL_VALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
 fn table_nibbles(qs: &[u8], q: &mut [i16]) {
     let (lo, hi) = q.split_at_mut(QK / 2);
     for ((l, h), &b) in lo.iter_mut().zip(hi.iter_mut()).zip(qs) {
-        *l = i16::from(KVALUES[usize::from(b & 0x0f)]);
-        *h = i16::from(KVALUES[usize::from(b >> 4)]);
+        *l = i16::from(IQ4NL_VALUES[usize::from(b & 0x0f)]);
+        *h = i16::from(IQ4NL_VALUES[usize::from(b >> 4)]);
     }
 }
 
-/// IQ4_NL block (18 bytes): `d: f16, qs: [u8; 16]`; value `KVALUES[nibble] * d`.
+/// IQ4_NL block (18 bytes): `d: f16, qs: [u8; 16]`; value `IQ4NL_VALUES[nibble] * d`.
 /// Multiplied with Q8_0 activations like Q4_0.
 pub(crate) fn unpack_iq4_nl(row: &[u8], out: &mut LegacyRow) {
     for (blk, q) in row.chunks_exact(18).zip(out.q.chunks_exact_mut(QK)) {
@@ -29,7 +29,7 @@ pub(crate) fn unpack_iq4_nl(row: &[u8], out: &mut LegacyRow) {
 
 /// IQ4_XS super-block (136 bytes): `d: f16, scales_h: u16, scales_l: [u8; 4], qs: [u8; 128]`;
 /// eight 32-element sub-blocks with 6-bit scales `ls - 32` (low 4 bits from `scales_l`,
-/// high 2 from `scales_h`); value `d * (ls - 32) * KVALUES[nibble]`.
+/// high 2 from `scales_h`); value `d * (ls - 32) * IQ4NL_VALUES[nibble]`.
 pub(crate) fn unpack_iq4_xs(row: &[u8], out: &mut KRow) {
     out.sub_len = 32;
     for (blk, q) in row.chunks_exact(136).zip(out.q.chunks_exact_mut(256)) {

@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::legacy::{Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, add_terms, has_min};
+use super::legacy::{Q4_0, Q4_1, Q5_0, Q5_1, add_terms, has_min, is_signed};
 use super::load32;
 use super::panel::{
     Acts, LegacyMatrix, Out, PANEL, PANEL_BLOCK, Panel, Tile, by_kind, for_panels, kind_const, pack,
@@ -108,7 +108,7 @@ unsafe fn tile<const K: u8, const N: usize>(
             let mut h = [[_mm256_setzero_si256(); 2]; N];
             for g in g0..g0 + runs_in_i16(K) {
                 let w = [load32(&wq[g * 64..]), load32(&wq[g * 64 + 32..])];
-                let u = if K == Q8_0 {
+                let u = if is_signed(K) {
                     [_mm256_sign_epi8(w[0], w[0]), _mm256_sign_epi8(w[1], w[1])]
                 } else {
                     w
@@ -119,7 +119,7 @@ unsafe fn tile<const K: u8, const N: usize>(
                     let a = unsafe { v.qs.as_ptr().add(at).cast::<i32>().read_unaligned() };
                     let a = _mm256_set1_epi32(a);
                     for (x, hx) in hj.iter_mut().enumerate() {
-                        let s = if K == Q8_0 {
+                        let s = if is_signed(K) {
                             _mm256_sign_epi8(a, w[x])
                         } else {
                             a

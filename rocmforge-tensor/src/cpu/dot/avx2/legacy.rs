@@ -1,4 +1,5 @@
-//! AVX2 kernels for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 rows against Q8_0 / Q8_1 activations:
+//! AVX2 kernels for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4 and IQ4_NL rows (the last two through
+//! their 16-entry value tables, one byte shuffle per half block) against Q8_0 / Q8_1 activations:
 //! each 32-element block becomes one vector of 32 bytes (signed for the symmetric formats,
 //! unsigned for Q4_1 / Q5_1), multiplied with the activations of up to `TILE` tokens
 //! (in the tile layout of `tiled.rs`).
@@ -8,13 +9,31 @@ use std::arch::x86_64::*;
 use super::rows8::{self, halves_to_f32, transpose};
 use super::{LegacyKind, ROWS, TILE, dot_i8_i8, dot_u8_i8, f16_at, load16, load32, load32_i8};
 use crate::cpu::dot::QK;
+use crate::cpu::dot::iq4::IQ4NL_VALUES;
 use crate::cpu::quantize_act::Q8Blocks;
+use rocmforge_gguf::quants::{MXFP4_VALUES, e8m0_half};
 
 pub(in crate::cpu::dot) const Q4_0: u8 = 0;
 pub(in crate::cpu::dot) const Q4_1: u8 = 1;
 pub(in crate::cpu::dot) const Q5_0: u8 = 2;
 pub(in crate::cpu::dot) const Q5_1: u8 = 3;
 pub(in crate::cpu::dot) const Q8_0: u8 = 4;
+/// gpt-oss's experts: an E8M0 scale byte, then 16 bytes of 4-bit FP4 codes (a table of
+/// doubled values, -12..=12).
+pub(in crate::cpu::dot) const MXFP4: u8 = 5;
+/// An f16 scale, then 16 bytes of 4-bit indices into the non-linear table (-127..=113).
+pub(in crate::cpu::dot) const IQ4_NL: u8 = 6;
+
+/// Whether kind `K` decodes to signed bytes through a 16-entry table (the products then take
+/// Q8_0's paths: the sign trick, no offset).
+pub(in crate::cpu::dot) const fn is_table(k: u8) -> bool {
+    k == MXFP4 || k == IQ4_NL
+}
+
+/// Whether kind `K` decodes to signed bytes (Q8_0 and the table kinds).
+pub(in crate::cpu::dot) const fn is_signed(k: u8) -> bool {
+    k == Q8_0 || is_table(k)
+}
 
 /// Bytes per block of each kind.
 pub(in crate::cpu::dot) const fn block_bytes(k: u8) -> usize {
@@ -23,6 +42,8 @@ pub(in crate::cpu::dot) const fn block_bytes(k: u8) -> usize {
         Q4_1 => 20,
         Q5_0 => 22,
         Q5_1 => 24,
+        MXFP4 => 17,
+        IQ4_NL => 18,
         _ => 34,
     }
 }
@@ -48,6 +69,8 @@ pub(super) fn row(
         LegacyKind::Q5_0 => tiles::<Q5_0>(row, act, cols, t0, out),
         LegacyKind::Q5_1 => tiles::<Q5_1>(row, act, cols, t0, out),
         LegacyKind::Q8_0 => tiles::<Q8_0>(row, act, cols, t0, out),
+        LegacyKind::Mxfp4 => tiles::<MXFP4>(row, act, cols, t0, out),
+        LegacyKind::Iq4Nl => tiles::<IQ4_NL>(row, act, cols, t0, out),
     }
 }
 
@@ -157,6 +180,17 @@ pub(super) fn rows(
         LegacyKind::Q5_0 => rows8::rows::<Q5_0>(rows, act, asum, out),
         LegacyKind::Q5_1 => rows8::rows::<Q5_1>(rows, act, asum, out),
         LegacyKind::Q8_0 => rows_q8_0(rows, act, out),
+        LegacyKind::Mxfp4 => rows_one_by_one::<MXFP4>(rows, act, out),
+        LegacyKind::Iq4Nl => rows_one_by_one::<IQ4_NL>(rows, act, out),
+    }
+}
+
+/// [`ROWS`] rows of a table kind against one token, each as a one-token tile (the portable
+/// path's bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_one_by_one<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+    for (row, o) in rows.iter().zip(out.chunks_mut(1)) {
+        tile::<K, 1>(row, &act.qs, &act.d, &[], o);
     }
 }
 
@@ -218,6 +252,17 @@ pub(in crate::cpu::dot) fn store_rows(acc: __m256, out: &mut [f32]) {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(in crate::cpu::dot) fn decode<const K: u8>(blk: &[u8]) -> (__m256i, f32, f32) {
+    match K {
+        MXFP4 => {
+            return (
+                table_nibbles(&MXFP4_VALUES, &blk[1..]),
+                e8m0_half(blk[0]),
+                0.0,
+            );
+        }
+        IQ4_NL => return (table_nibbles(&IQ4NL_VALUES, &blk[2..]), f16_at(blk, 0), 0.0),
+        _ => {}
+    }
     let d = f16_at(blk, 0);
     match K {
         Q4_0 => (
@@ -240,6 +285,20 @@ pub(in crate::cpu::dot) fn decode<const K: u8>(blk: &[u8]) -> (__m256i, f32, f32
 
 fn qh_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// 16 packed bytes of 4-bit indices to the 32 signed `table` values they pick: low nibbles
+/// first, then high nibbles.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn table_nibbles(table: &[i8; 16], qs: &[u8]) -> __m256i {
+    // SAFETY: `table` is 16 readable bytes; `loadu` has no alignment requirement.
+    let t = unsafe { _mm_loadu_si128(table.as_ptr().cast()) };
+    let v = load16(qs);
+    let m = _mm_set1_epi8(0x0f);
+    let lo = _mm_shuffle_epi8(t, _mm_and_si128(v, m));
+    let hi = _mm_shuffle_epi8(t, _mm_and_si128(_mm_srli_epi16::<4>(v), m));
+    _mm256_set_m128i(hi, lo)
 }
 
 /// 16 packed bytes to 32 values: low nibbles first, then high nibbles.

@@ -66,6 +66,8 @@ pub(crate) enum LegacyKind {
     Q5_0,
     Q5_1,
     Q8_0,
+    Mxfp4,
+    Iq4Nl,
 }
 
 impl LegacyKind {
@@ -76,6 +78,8 @@ impl LegacyKind {
             GgmlType::Q5_0 => Self::Q5_0,
             GgmlType::Q5_1 => Self::Q5_1,
             GgmlType::Q8_0 => Self::Q8_0,
+            GgmlType::MXFP4 => Self::Mxfp4,
+            GgmlType::IQ4_NL => Self::Iq4Nl,
             _ => return None,
         })
     }

@@ -15,7 +15,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::LegacyKind;
-use super::legacy::{Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, block_bytes, decode, has_min};
+use super::legacy::{IQ4_NL, MXFP4, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, block_bytes, decode, has_min};
 use super::rows8::block_sums;
 use crate::cpu::dot::QK;
 use crate::cpu::quantize_act::Q8Blocks;
@@ -105,14 +105,18 @@ pub(in crate::cpu::dot) fn kind_const(kind: LegacyKind) -> u8 {
         LegacyKind::Q5_0 => Q5_0,
         LegacyKind::Q5_1 => Q5_1,
         LegacyKind::Q8_0 => Q8_0,
+        LegacyKind::Mxfp4 => MXFP4,
+        LegacyKind::Iq4Nl => IQ4_NL,
     }
 }
 
 /// `$f::<K>(args)` with the const `K` of the kind `$k` (a [`kind_const`]).
 macro_rules! by_kind {
     ($k:expr, $f:ident($($arg:expr),* $(,)?)) => {{
-        use $crate::cpu::dot::avx2::legacy::{Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+        use $crate::cpu::dot::avx2::legacy::{IQ4_NL, MXFP4, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
         match $k {
+            MXFP4 => $f::<MXFP4>($($arg),*),
+            IQ4_NL => $f::<IQ4_NL>($($arg),*),
             Q4_0 => $f::<Q4_0>($($arg),*),
             Q4_1 => $f::<Q4_1>($($arg),*),
             Q5_0 => $f::<Q5_0>($($arg),*),
