@@ -180,18 +180,34 @@ pub(super) fn rows(
         LegacyKind::Q5_0 => rows8::rows::<Q5_0>(rows, act, asum, out),
         LegacyKind::Q5_1 => rows8::rows::<Q5_1>(rows, act, asum, out),
         LegacyKind::Q8_0 => rows_q8_0(rows, act, out),
-        LegacyKind::Mxfp4 => rows_one_by_one::<MXFP4>(rows, act, out),
-        LegacyKind::Iq4Nl => rows_one_by_one::<IQ4_NL>(rows, act, out),
+        LegacyKind::Mxfp4 => rows_table::<MXFP4>(rows, act, out),
+        LegacyKind::Iq4Nl => rows_table::<IQ4_NL>(rows, act, out),
     }
 }
 
-/// [`ROWS`] rows of a table kind against one token, each as a one-token tile (the portable
-/// path's bits).
+/// [`ROWS`] rows of a table kind against one token, as [`rows_q8_0`]: per block each row's
+/// 32 values decoded through the table, the exact integer sums of the rows side by side in
+/// eight i32 lanes, then each row's f32 term added to its lane in block order with the scalar
+/// path's operations (the portable path's bits).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_one_by_one<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
-    for (row, o) in rows.iter().zip(out.chunks_mut(1)) {
-        tile::<K, 1>(row, &act.qs, &act.d, &[], o);
+fn rows_table<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+    let bb = block_bytes(K);
+    let mut acc = _mm256_setzero_ps();
+    let mut p = [_mm256_setzero_si256(); ROWS];
+    let mut d = [0.0f32; ROWS];
+    for (b, (aq, &ad)) in act.qs.chunks_exact(QK).zip(&act.d).enumerate() {
+        let a = load32_i8(aq);
+        for r in 0..ROWS {
+            let (w, dr, _) = decode::<K>(&rows[r][b * bb..(b + 1) * bb]);
+            p[r] = dot_i8_i8(w, a);
+            d[r] = dr;
+        }
+        let sums = _mm256_cvtepi32_ps(sum8(&p));
+        // SAFETY: `d` is 8 readable f32; `loadu` has no alignment requirement.
+        let dw = unsafe { _mm256_loadu_ps(d.as_ptr()) };
+        acc = add_terms::<K>(acc, dw, dw, ad, 0.0, sums);
     }
+    store_rows(acc, out);
 }
 
 /// [`ROWS`] Q8_0 rows against one token: per block the exact integer sums of the rows side
