@@ -3,8 +3,9 @@
 //! (prefix reuse, chunked prefill) must not change the greedy text, so the batched matmuls
 //! (the AVX-512 VNNI panel GEMM where the CPU has it, the AVX2 token tiles elsewhere) and
 //! the one-token matmuls must sum in the same order. Checked on tiny random llama models
-//! whose every matrix (the tied embedding / output included) is of one 32-element type,
-//! for each type the GEMM covers, with the matmuls `Model` picks by default.
+//! whose every matrix (the tied embedding / output included) is of one type, for each type
+//! the GEMM covers (twice as wide for the 256-element K-quants), with the matmuls `Model`
+//! picks by default.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -15,32 +16,32 @@ use rocmforge_model::{LogitsFor, Model};
 use rocmforge_tensor::Backend;
 use rocmforge_tensor::cpu::PANEL_GEMM_TYPES;
 
-const EMBD: usize = 128;
-const FF: usize = 256;
 const HEADS: usize = 4;
 const KV_HEADS: usize = 2;
-const HEAD_DIM: usize = 32;
 const VOCAB: usize = 96;
 const LAYERS: usize = 2;
 
-/// A tiny llama whose matrices are all of type `ty` (norms F32), as a parsed file.
+/// A tiny llama whose matrices are all of type `ty` (norms F32), as a parsed file: width 128,
+/// feed-forward 256, heads of 32 (twice that for the 256-element formats).
 fn tiny_llama(ty: GgmlType) -> Arc<GgufFile> {
-    let (qd, kd) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    let wide = if ty.block_size() > 128 { 2 } else { 1 };
+    let (embd, ff, head_dim) = (128 * wide, 256 * wide, 32 * wide);
+    let (qd, kd) = (HEADS * head_dim, KV_HEADS * head_dim);
     // (name, GGUF dims, scale of the random values, offset): norms near 1, matrices near 0.
     let mut tensors = vec![
-        ("token_embd.weight".to_string(), vec![EMBD, VOCAB], 1.0, 0.0),
-        ("output_norm.weight".to_string(), vec![EMBD], 0.2, 1.0),
+        ("token_embd.weight".to_string(), vec![embd, VOCAB], 1.0, 0.0),
+        ("output_norm.weight".to_string(), vec![embd], 0.2, 1.0),
     ];
     let per_layer = [
-        ("attn_norm", vec![EMBD]),
-        ("ffn_norm", vec![EMBD]),
-        ("attn_q", vec![EMBD, qd]),
-        ("attn_k", vec![EMBD, kd]),
-        ("attn_v", vec![EMBD, kd]),
-        ("attn_output", vec![qd, EMBD]),
-        ("ffn_gate", vec![EMBD, FF]),
-        ("ffn_up", vec![EMBD, FF]),
-        ("ffn_down", vec![FF, EMBD]),
+        ("attn_norm", vec![embd]),
+        ("ffn_norm", vec![embd]),
+        ("attn_q", vec![embd, qd]),
+        ("attn_k", vec![embd, kd]),
+        ("attn_v", vec![embd, kd]),
+        ("attn_output", vec![qd, embd]),
+        ("ffn_gate", vec![embd, ff]),
+        ("ffn_up", vec![embd, ff]),
+        ("ffn_down", vec![ff, embd]),
     ];
     for l in 0..LAYERS {
         for (name, dims) in &per_layer {
@@ -71,11 +72,11 @@ fn tiny_llama(ty: GgmlType) -> Arc<GgufFile> {
     let u = |v: usize| MetadataValue::U32(v as u32);
     for (key, value) in [
         ("block_count", LAYERS),
-        ("embedding_length", EMBD),
-        ("feed_forward_length", FF),
+        ("embedding_length", embd),
+        ("feed_forward_length", ff),
         ("attention.head_count", HEADS),
         ("attention.head_count_kv", KV_HEADS),
-        ("rope.dimension_count", HEAD_DIM),
+        ("rope.dimension_count", head_dim),
         ("context_length", 64),
     ] {
         w.add_metadata(&format!("llama.{key}"), u(value));

@@ -262,20 +262,27 @@ fn decode_rows_at_the_extremes_of_the_partial_sums() {
 /// before widening; VNNI) and the token tiles at the extremes of their partial sums: every
 /// quant byte at 0xff, 0x00, 0x80 or 0x7f, or random, against tokens whose activations are
 /// all +127, all -127, alternating or random, 2 to 9 tokens (tiles of 4 and 8 cut unevenly)
-/// of 19 rows (panels of 16 cut): the bits of the portable path at every level.
+/// of 19 rows (panels of 16 cut): the bits of the portable path at every level. The
+/// K-quants' GEMMs add `maddubs` pairs in i16 over 8 (Q4_K), 4 (Q5_K) or 2 (Q6_K) runs:
+/// their extremes are Q4_K / Q5_K values 15 / 31 with scale and min 63, Q6_K values 63 with
+/// scales -1, 0, -128, 127.
 #[test]
 fn gemm_at_the_extremes_of_the_partial_sums() {
     let mut rng = Rng::new(0x9e44);
-    for (ty, m_at) in [
-        (GgmlType::Q4_0, None),
-        (GgmlType::Q4_1, Some(2)),
-        (GgmlType::Q5_0, None),
-        (GgmlType::Q5_1, Some(2)),
-        (GgmlType::Q8_0, None),
+    // Type, byte offset of `d` and of the f16 min / dmin in a block.
+    for (ty, d_at, m_at) in [
+        (GgmlType::Q4_0, 0, None),
+        (GgmlType::Q4_1, 0, Some(2)),
+        (GgmlType::Q5_0, 0, None),
+        (GgmlType::Q5_1, 0, Some(2)),
+        (GgmlType::Q8_0, 0, None),
+        (GgmlType::Q4_K, 0, Some(2)),
+        (GgmlType::Q5_K, 0, Some(2)),
+        (GgmlType::Q6_K, 208, None),
     ] {
-        let (rows, cols) = (19, 5 * 32);
+        let (rows, cols) = (19, 5 * ty.block_size().max(32));
         for fill in FILLS {
-            let data = extreme_weight(&mut rng, ty, rows * cols, fill, 0, m_at);
+            let data = extreme_weight(&mut rng, ty, rows * cols, fill, d_at, m_at);
             let w = WeightView {
                 ty,
                 data: &data,

@@ -15,8 +15,9 @@ use crate::error::{TensorError, TensorResult};
 
 /// The weight types that 2+ tokens multiply through a panel GEMM on CPUs with AVX2 (the
 /// AVX-512 VNNI one where the CPU has it; the 32-element formats with an AVX2 block
-/// decoder, the table formats MXFP4 and IQ4_NL included).
-pub const PANEL_GEMM_TYPES: [GgmlType; 7] = [
+/// decoder, the table formats MXFP4 and IQ4_NL included, and the K-quants Q4_K, Q5_K and
+/// Q6_K).
+pub const PANEL_GEMM_TYPES: [GgmlType; 10] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -24,6 +25,9 @@ pub const PANEL_GEMM_TYPES: [GgmlType; 7] = [
     GgmlType::Q8_0,
     GgmlType::MXFP4,
     GgmlType::IQ4_NL,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
 ];
 
 /// Weight rows per rayon task.
@@ -290,6 +294,24 @@ fn matmul_k(
     kernels: CpuKernels,
 ) {
     let act = quantize_q8_k(x);
+    // Two tokens or more: the K-quant panel GEMM, the portable path's bits as the tiles.
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(isa), Some(kind)) = (
+        n_tokens > 1 && kernels >= CpuKernels::Avx2Gemm,
+        avx2::Avx2::detect(),
+        KKind::of(w.ty),
+    ) {
+        let m = avx2::KMatrix {
+            kind,
+            data: w.data,
+            row_bytes,
+            rows: w.rows,
+            cols: w.cols,
+        };
+        if avx2::k_gemm(isa, &m, &act, n_tokens, out) {
+            return;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(isa), Some(kind)) = (
         kernels >= CpuKernels::Avx2,

@@ -9,17 +9,21 @@
 //! same logits). One token (decode) takes [`legacy_rows`] / [`k_rows`]: [`ROWS`] rows at
 //! a time, their integer sums side by side in one register. Prefill of the 32-element
 //! formats may instead run [`legacy_gemm`]: the AVX-512 VNNI panel GEMM's panels of 16 rows
-//! (`panel.rs`, shared with it) multiplied by AVX2 multiply-adds, the same bits again.
+//! (`panel.rs`, shared with it) multiplied by AVX2 multiply-adds, the same bits again; the
+//! K-quants (Q4_K, Q5_K, Q6_K) run [`k_gemm`] on panels of their own (`panel_k.rs`, shared
+//! with the VNNI K-quant GEMM), with the same bits as their tiles.
 //!
 //! The kernels are `#[target_feature]` functions. They are reached only through the
 //! functions of this module, which take an [`Avx2`] token: a value that exists only after
 //! [`Avx2::detect`] found AVX2, FMA and F16C on the running CPU.
 
 mod float;
+mod gemm_k;
 mod gemm_legacy;
 mod kquant;
 pub(super) mod legacy;
 pub(super) mod panel;
+pub(super) mod panel_k;
 pub(super) mod rows8;
 mod rows_k;
 mod tiled;
@@ -30,6 +34,7 @@ use std::sync::OnceLock;
 use rocmforge_gguf::GgmlType;
 
 pub(crate) use panel::LegacyMatrix;
+pub(crate) use panel_k::KMatrix;
 pub(crate) use tiled::{tile_q8, tile_q8k};
 
 use crate::cpu::quantize_act::{Q8Blocks, Q8KBlocks};
@@ -131,6 +136,20 @@ pub(crate) fn legacy_gemm(
     out: &mut [f32],
 ) -> bool {
     gemm_legacy::gemm(w, act, n_tokens, out)
+}
+
+/// As [`legacy_gemm`] for the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations
+/// (`quantize_q8_k`'s blocks, token after token): `out[t][r] = row r · token t`, the
+/// portable path's bits, in parallel over panels of 16 rows. Returns `false` (and writes
+/// nothing) when a slice is shorter than the shapes say.
+pub(crate) fn k_gemm(
+    _: Avx2,
+    w: &KMatrix,
+    act: &Q8KBlocks,
+    n_tokens: usize,
+    out: &mut [f32],
+) -> bool {
+    gemm_k::gemm(w, act, n_tokens, out)
 }
 
 /// Asks for every cache line of `bytes` to be brought into the caches (a hint: no result
