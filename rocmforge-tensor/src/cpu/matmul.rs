@@ -294,7 +294,8 @@ fn matmul_k(
     kernels: CpuKernels,
 ) {
     let act = quantize_q8_k(x);
-    // Two tokens or more: the K-quant panel GEMM, the portable path's bits as the tiles.
+    // Two tokens or more: the K-quant panel GEMM (AVX-512 VNNI where the CPU has it, else
+    // AVX2), the portable path's bits as the tiles below.
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(isa), Some(kind)) = (
         n_tokens > 1 && kernels >= CpuKernels::Avx2Gemm,
@@ -308,7 +309,13 @@ fn matmul_k(
             rows: w.rows,
             cols: w.cols,
         };
-        if avx2::k_gemm(isa, &m, &act, n_tokens, out) {
+        let done = match avx512::Vnni::detect() {
+            Some(vnni) if kernels >= CpuKernels::Avx512Vnni => {
+                avx512::k_gemm(vnni, &m, &act, n_tokens, out)
+            }
+            _ => avx2::k_gemm(isa, &m, &act, n_tokens, out),
+        };
+        if done {
             return;
         }
     }
