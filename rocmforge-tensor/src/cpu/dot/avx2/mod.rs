@@ -22,6 +22,7 @@ mod gemm_k;
 mod gemm_legacy;
 mod kquant;
 pub(super) mod legacy;
+mod pack_k;
 pub(super) mod panel;
 pub(super) mod panel_k;
 pub(super) mod rows8;

@@ -16,17 +16,16 @@
 //! bsum_s`, then its f32 operations in its order: `acc + (d * d_a) * isum`, then `- (dmin
 //! * d_a) * msum` (Q4_K / Q5_K): the portable path's bits.
 
-use std::arch::x86_64::*;
-
 use rayon::prelude::*;
 
 use super::KKind;
-use super::kquant::{block_bytes, scales, sub_vector};
+use super::kquant::block_bytes;
 use super::panel::{Out, PANEL};
 use crate::cpu::dot::kquant::QK_K;
 use crate::cpu::quantize_act::Q8KBlocks;
 
 pub(in crate::cpu::dot) use super::kquant::{Q4K, Q5K, Q6K};
+pub(in crate::cpu::dot) use super::pack_k::pack;
 
 /// Bytes of one panel super-block: 256 values of 16 rows.
 pub(in crate::cpu::dot) const KPANEL_BLOCK: usize = PANEL * QK_K;
@@ -165,50 +164,6 @@ where
         },
     );
     true
-}
-
-/// Rows `r0 .. r0 + n` of `w` into the panel layout (missing rows of the last panel as
-/// zeros, with zero scales).
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::cpu::dot) fn pack<const K: u8>(w: &KMatrix, panel: &mut KPanel, r0: usize, n: usize) {
-    if n < PANEL {
-        panel.qs.fill(0);
-        panel.sc.fill(0);
-        panel.pairs.fill(0);
-        panel.d.fill(0.0);
-        panel.dmin.fill(0.0);
-    }
-    let (ns, np) = (subs(K), pairs(K));
-    let mut vals = [0u8; 32];
-    for r in 0..n {
-        let row = &w.data[(r0 + r) * w.row_bytes..(r0 + r + 1) * w.row_bytes];
-        for (b, blk) in row.chunks_exact(block_bytes(K)).enumerate() {
-            let s = scales::<K>(blk);
-            let dst = &mut panel.qs[b * KPANEL_BLOCK..(b + 1) * KPANEL_BLOCK];
-            for i in 0..8 {
-                let (v, _) = sub_vector::<K>(blk, i, &s);
-                // SAFETY: `vals` is 32 writable bytes; `storeu` has no alignment requirement.
-                unsafe { _mm256_storeu_si256(vals.as_mut_ptr().cast(), v) };
-                for (g, four) in vals.chunks_exact(4).enumerate() {
-                    let at = (8 * i + g) * 4 * PANEL + 4 * r;
-                    dst[at..at + 4].copy_from_slice(four);
-                }
-            }
-            for j in 0..ns {
-                let at = ((b * ns + j) * PANEL + r) * 2;
-                let sc = s.sc[j] as i16;
-                panel.sc[at..at + 2].copy_from_slice(&[sc, sc]);
-            }
-            let paired = if K == Q6K { &s.sc[..] } else { &s.mins[..] };
-            for j in 0..np {
-                let at = ((b * np + j) * PANEL + r) * 2;
-                let pair = [paired[2 * j] as i16, paired[2 * j + 1] as i16];
-                panel.pairs[at..at + 2].copy_from_slice(&pair);
-            }
-            panel.d[b * PANEL + r] = s.d;
-            panel.dmin[b * PANEL + r] = s.dmin;
-        }
-    }
 }
 
 /// Runs of four values whose `maddubs` pairs (unsigned weights of 4, 5 or 6 bits, against
