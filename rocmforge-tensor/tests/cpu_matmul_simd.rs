@@ -126,6 +126,8 @@ fn simd_matches_portable_and_reference_for_every_type() {
             (15, 4, 6),
             (1, 2, 7),
             (32, 9, 4),
+            // A last panel of exactly 8 rows (the K-quant panels are built 8 rows at a time).
+            (24, 1, 5),
         ];
         for (rows, blocks, n_tokens) in shapes {
             check(ty, rows, blocks, n_tokens, &mut rng);
