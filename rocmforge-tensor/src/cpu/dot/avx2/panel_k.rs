@@ -1,7 +1,7 @@
 //! What the two K-quant panel GEMMs (AVX2 in `gemm_k.rs`, AVX-512 VNNI in `avx512`) share:
-//! a Q4_K / Q5_K / Q6_K weight matrix decoded 16 rows at a time into a *panel*, the
-//! activations' block sums paired as the kernels read them, the checks of the operand
-//! sizes and the parallel loop over panels.
+//! a Q4_K / Q5_K / Q6_K weight matrix decoded 16 rows at a time into a *panel* (built by
+//! `pack_k.rs`), the activations' block sums paired as the kernels read them, the checks
+//! of the operand sizes and the parallel loop over panels.
 //!
 //! A panel super-block holds the 256 values of 16 rows as unsigned bytes (4, 5 or 6 bits;
 //! Q6_K keeps its stored `q + 32`), in 64 runs of `[16 rows][4 values]` (the layout of the
