@@ -16,7 +16,7 @@ use crate::error::{TensorError, TensorResult};
 /// The weight types that 2+ tokens multiply through a panel GEMM on CPUs with AVX2 (the
 /// AVX-512 VNNI one where the CPU has it; the 32-element formats with an AVX2 block
 /// decoder, the table formats MXFP4 and IQ4_NL included, and the K-quants Q4_K, Q5_K and
-/// Q6_K from 5 tokens on).
+/// Q6_K from 4 tokens on).
 pub const PANEL_GEMM_TYPES: [GgmlType; 10] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
@@ -31,11 +31,12 @@ pub const PANEL_GEMM_TYPES: [GgmlType; 10] = [
 ];
 
 /// The fewest tokens the K-quant panel GEMMs take (fewer go to the AVX2 token tiles, with
-/// the same bits): building a panel costs about what 3-5 tokens' products do, so below this
-/// the tiles were faster (0.5B `ffn_down`, 896 x 4864, one AVX2 core: Q4_K 2 / 3 / 4 / 5
-/// tokens 0.34 / 0.44 / 0.56 / 0.77 ms on the tiles vs 0.43 / 0.46 / 0.51 / 0.59 on the GEMM,
-/// Q6_K 0.44 / 0.50 / 0.70 / 1.03 vs 0.71 / 0.75 / 0.80 / 0.89; `examples/bench_cpu_prefill`).
-const K_GEMM_MIN_TOKENS: usize = 5;
+/// the same bits): building a panel costs about what 2-3 tokens' products do, so below this
+/// the tiles were as fast or faster (0.5B `ffn_down`, 896 x 4864, one AVX2 core: Q4_K 2 / 3
+/// / 4 / 5 tokens 0.34 / 0.43 / 0.54 / 0.77 ms on the tiles vs 0.35 / 0.39 / 0.43 / 0.51 on
+/// the GEMM, Q6_K 0.44 / 0.50 / 0.69 / 1.04 vs 0.51 / 0.54 / 0.61 / 0.70;
+/// `examples/bench_cpu_prefill`).
+const K_GEMM_MIN_TOKENS: usize = 4;
 
 /// Weight rows per rayon task.
 pub(super) const ROWS_PER_TASK: usize = 32;

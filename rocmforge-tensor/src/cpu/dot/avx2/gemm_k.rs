@@ -13,8 +13,8 @@ use super::kquant::Q6K;
 use super::load32;
 use super::panel::{Out, PANEL};
 use super::panel_k::{
-    KActs, KMatrix, KPANEL_BLOCK, KPanel, by_k_kind, for_k_panels, kind_const, pack, pairs,
-    runs_in_i16, runs_per_sub, subs,
+    ACT_PAIRS, KActs, KMatrix, KPANEL_BLOCK, KPanel, by_k_kind, for_k_panels, kind_const, pack,
+    pairs, runs_in_i16, runs_per_sub, subs,
 };
 use crate::cpu::dot::kquant::QK_K;
 use crate::cpu::quantize_act::Q8KBlocks;
@@ -135,7 +135,7 @@ unsafe fn tile<const K: u8, const N: usize>(
             // SAFETY: `[16 rows][2]` i16 of pair `p` of super-block `b` (32 x 2 bytes).
             let pw = unsafe { load_pair(&panel.pairs, (b * np + p) * PANEL * 2) };
             for (j, pj) in psum.iter_mut().enumerate() {
-                let a = _mm256_set1_epi32(acts.pairs[((t + j) * nb + b) * np + p]);
+                let a = _mm256_set1_epi32(acts.pairs[((t + j) * nb + b) * ACT_PAIRS + p]);
                 for x in 0..2 {
                     pj[x] = _mm256_add_epi32(pj[x], _mm256_madd_epi16(pw[x], a));
                 }

@@ -59,15 +59,15 @@ fn tiles<const K: u8>(row: &[u8], act: &Q8KBlocks, cols: usize, t0: usize, out: 
 
 /// Scales of one super-block: `d`, `dmin`, one scale per 32 values (Q4_K / Q5_K) or per
 /// 16 values (Q6_K), and the mins of Q4_K / Q5_K.
-pub(super) struct Scales {
-    pub d: f32,
-    pub dmin: f32,
-    pub sc: [i32; 16],
-    pub mins: [i32; 8],
+struct Scales {
+    d: f32,
+    dmin: f32,
+    sc: [i32; 16],
+    mins: [i32; 8],
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn scales<const K: u8>(blk: &[u8]) -> Scales {
+fn scales<const K: u8>(blk: &[u8]) -> Scales {
     let mut s = Scales {
         d: 0.0,
         dmin: 0.0,
@@ -93,7 +93,7 @@ pub(super) fn scales<const K: u8>(blk: &[u8]) -> Scales {
 /// each of their products (one scale per vector, or per 16 values for Q6_K).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(super) fn sub_vector<const K: u8>(blk: &[u8], i: usize, s: &Scales) -> (__m256i, __m256i) {
+fn sub_vector<const K: u8>(blk: &[u8], i: usize, s: &Scales) -> (__m256i, __m256i) {
     let low4 = _mm256_set1_epi8(0x0f);
     let shift = |v: __m256i, n: usize| _mm256_srl_epi16(v, _mm_cvtsi32_si128(n as i32));
     if K == Q6K {

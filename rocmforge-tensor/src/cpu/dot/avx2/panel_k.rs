@@ -9,8 +9,9 @@
 //! broadcast to every lane adds their products into each row's own lane. Beside the values
 //! a panel keeps per super-block and row: each sub-block's scale as an i16 pair (`sc, sc`:
 //! a `madd` of the rows' 16-bit partial sums against it scales and widens them at once),
-//! pairs of mins (Q4_K / Q5_K: `min_2k, min_2k+1`) or of scales (Q6_K: `sc_2k, sc_2k+1`)
-//! for a `madd` against the token's paired block sums, and `d`, `dmin` as f32. The kernels
+//! pairs of mins (Q4_K / Q5_K: `(min_0, min_2)`, `(min_1, min_3)`, `(min_4, min_6)`, `(min_5,
+//! min_7)`) or of scales (Q6_K: `(sc_4k, sc_4k+2)`, `(sc_4k+1, sc_4k+3)`) for a `madd`
+//! against the token's block sums paired the same way, and `d`, `dmin` as f32. The kernels
 //! form per super-block the scalar path's exact integers, `isum = sum_s sc_s * sum(q_w *
 //! q_a)` (Q6_K: `- 32 * sum_s sc_s * bsum_s`, its offset) and `msum = sum_s min_s *
 //! bsum_s`, then its f32 operations in its order: `acc + (d * d_a) * isum`, then `- (dmin
@@ -21,11 +22,15 @@ use rayon::prelude::*;
 use super::KKind;
 use super::kquant::block_bytes;
 use super::panel::{Out, PANEL};
+use super::rows_k::{SUMS_PER_BLOCK, act_sums};
 use crate::cpu::dot::kquant::QK_K;
 use crate::cpu::quantize_act::Q8KBlocks;
 
 pub(in crate::cpu::dot) use super::kquant::{Q4K, Q5K, Q6K};
 pub(in crate::cpu::dot) use super::pack_k::pack;
+
+/// Paired block sums per super-block and token in [`KActs`].
+pub(in crate::cpu::dot) const ACT_PAIRS: usize = SUMS_PER_BLOCK;
 
 /// Bytes of one panel super-block: 256 values of 16 rows.
 pub(in crate::cpu::dot) const KPANEL_BLOCK: usize = PANEL * QK_K;
@@ -83,38 +88,16 @@ impl KPanel {
 }
 
 /// The activations of every token as the kernels read them: `qs` (`cols` per token), `d`
-/// per super-block, and per super-block [`pairs`] i32, each two 16-bit block sums (low
-/// half, high half) matching the panel's pairs: Q4_K / Q5_K the sums of 32 values `2k`,
-/// `2k + 1`, Q6_K those of 16 values.
+/// per super-block, and per super-block [`ACT_PAIRS`] i32, each two 16-bit block sums (low
+/// half, high half; the decode rows' `act_sums`), whose first [`pairs`] match the panel's
+/// pairs: Q4_K / Q5_K the sums `p_j` of 32 values as `(p0, p2)`, `(p1, p3)`, `(p4, p6)`,
+/// `(p5, p7)`, Q6_K those of 16 values as `(b_4k, b_4k+2)`, `(b_4k+1, b_4k+3)`.
 pub(in crate::cpu::dot) struct KActs<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub pairs: Vec<i32>,
     pub cols: usize,
     pub nb: usize,
-}
-
-/// Two i16 in one i32 lane: `lo` in the low half.
-fn pack_pair(lo: i32, hi: i32) -> i32 {
-    // Block sums of at most 32 values of -128..=127 fit i16.
-    let (lo, hi) = (lo as i16 as u16, hi as i16 as u16);
-    (u32::from(lo) | (u32::from(hi) << 16)) as i32
-}
-
-/// The paired block sums of [`KActs`] from Q8_K's sums of 16 values.
-fn act_pairs(k: u8, bsums: &[i32]) -> Vec<i32> {
-    let mut out = Vec::with_capacity(bsums.len() / 16 * pairs(k));
-    for bs in bsums.chunks_exact(16) {
-        if k == Q6K {
-            out.extend(bs.chunks_exact(2).map(|p| pack_pair(p[0], p[1])));
-        } else {
-            out.extend(
-                bs.chunks_exact(4)
-                    .map(|q| pack_pair(q[0] + q[1], q[2] + q[3])),
-            );
-        }
-    }
-    out
 }
 
 /// Checks the sizes, then runs `panel_rows(panel, r0, n, acts, out)` for every panel of 16
@@ -147,7 +130,7 @@ where
     let acts = KActs {
         qs: &act.qs,
         d: &act.d,
-        pairs: act_pairs(k, &act.bsums),
+        pairs: act_sums(w.kind, act),
         cols: w.cols,
         nb,
     };

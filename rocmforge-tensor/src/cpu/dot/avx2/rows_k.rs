@@ -63,7 +63,7 @@ pub(in crate::cpu::dot) fn act_sums(kind: KKind, act: &Q8KBlocks) -> Vec<i32> {
 /// Byte `j` (0..4) of each 32-bit lane of `v`, zero-extended, in both i16 of the lane.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn byte_u16x2(v: __m256i, j: i8) -> __m256i {
+pub(super) fn byte_u16x2(v: __m256i, j: i8) -> __m256i {
     // Per lane L of a 128-bit half the indices (4L, -, 4L, -); 0x80 clears a byte.
     let base = _mm256_setr_epi32(
         0x8000_8000u32 as i32,
@@ -81,7 +81,7 @@ fn byte_u16x2(v: __m256i, j: i8) -> __m256i {
 /// Byte `j` (0..4) of each 32-bit lane of `v`, sign-extended, in both i16 of the lane.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn byte_i16x2(v: __m256i, j: i8) -> __m256i {
+pub(super) fn byte_i16x2(v: __m256i, j: i8) -> __m256i {
     // Per lane L the indices (-, 4L, -, 4L): the byte lands in the high half of each i16.
     let base = _mm256_setr_epi32(
         0x0080_0080,
@@ -293,7 +293,7 @@ fn rows_q6_k(rows: [&[u8]; ROWS], act: &Q8KBlocks, sums: &[i32], out: &mut [f32]
 /// `ql[l + 32]` (`qb`) and `qh[l]` (`qh`): elements `l`, `l + 32`, `l + 64`, `l + 96`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn values_q6(qa: __m256i, qb: __m256i, qh: __m256i) -> [__m256i; 4] {
+pub(super) fn values_q6(qa: __m256i, qb: __m256i, qh: __m256i) -> [__m256i; 4] {
     let low = _mm256_set1_epi8(0x0f);
     let m = _mm256_set1_epi8(0x30);
     [

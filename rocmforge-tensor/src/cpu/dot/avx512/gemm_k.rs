@@ -11,8 +11,8 @@ use std::arch::x86_64::*;
 
 use crate::cpu::dot::avx2::panel::{Out, PANEL};
 use crate::cpu::dot::avx2::panel_k::{
-    KActs, KMatrix, KPANEL_BLOCK, KPanel, Q6K, by_k_kind, for_k_panels, kind_const, pack, pairs,
-    runs_per_sub, subs,
+    ACT_PAIRS, KActs, KMatrix, KPANEL_BLOCK, KPanel, Q6K, by_k_kind, for_k_panels, kind_const,
+    pack, pairs, runs_per_sub, subs,
 };
 use crate::cpu::dot::kquant::QK_K;
 use crate::cpu::quantize_act::Q8KBlocks;
@@ -130,7 +130,7 @@ unsafe fn tile<const K: u8, const N: usize>(
             // SAFETY: `[16 rows][2]` i16 of pair `p` of super-block `b` (64 bytes).
             let pw = unsafe { load64(&panel.pairs, (b * np + p) * PANEL * 2) };
             for (j, pj) in psum.iter_mut().enumerate() {
-                let a = _mm512_set1_epi32(acts.pairs[((t + j) * nb + b) * np + p]);
+                let a = _mm512_set1_epi32(acts.pairs[((t + j) * nb + b) * ACT_PAIRS + p]);
                 *pj = _mm512_add_epi32(*pj, _mm512_madd_epi16(pw, a));
             }
         }
