@@ -5,8 +5,8 @@
 //! are taken out of the bytes (nibbles; Q5_K's fifth bit; Q6_K's two high bits). The 6-bit
 //! scales and mins of Q4_K / Q5_K are unpacked for the eight rows at once with ggml's mask
 //! arithmetic, Q6_K's eight-bit scales sign-extended, straight into the panel's i16 pairs,
-//! and `d` / `dmin` by F16C. So a panel costs little more than reading its bytes (the GEMM
-//! pays it once per matmul).
+//! and `d` / `dmin` by F16C. The GEMM builds each panel once per matmul, for about what two
+//! tokens cost on the token tiles.
 
 use std::arch::x86_64::*;
 
