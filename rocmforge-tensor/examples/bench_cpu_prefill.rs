@@ -1,10 +1,12 @@
 //! Prefill matmul time per type on the CPU (not a test: prints a table).
 //!
-//! For each type, one `matmul_with` of 128 tokens (`RF_BENCH_TOKENS`) against a 0.5B-model `ffn_down`-shaped
-//! weight (896 rows x 4864 columns) at the AVX2 token tiles (`Avx2`) and at the panel GEMM
-//! (`Avx2Gemm`, or `Avx512Vnni` where the CPU has it), the fastest and median of 15 calls
-//! after 2 warm-up calls, and the two paths' ratio. Run with `RAYON_NUM_THREADS=1` for one
-//! core's speed: `cargo run --release -p rocmforge-tensor --example bench_cpu_prefill`.
+//! For each type, one `matmul_with` of 128 tokens (`RF_BENCH_TOKENS`) against a
+//! 0.5B-model `ffn_down`-shaped weight (896 rows x 4864 columns) at the AVX2 token tiles
+//! (`Avx2`) and at the panel GEMM (`Avx2Gemm`, or `Avx512Vnni` where the CPU has it; the
+//! K-quants below `K_GEMM_MIN_TOKENS` stay on the tiles), the fastest and median of 15
+//! calls after 2 warm-up calls, and the two paths' ratio. Run with `RAYON_NUM_THREADS=1`
+//! for one core's speed: `cargo run --release -p rocmforge-tensor --example
+//! bench_cpu_prefill`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Instant;

@@ -31,10 +31,10 @@ pub const PANEL_GEMM_TYPES: [GgmlType; 10] = [
 ];
 
 /// The fewest tokens the K-quant panel GEMMs take (fewer go to the AVX2 token tiles, with
-/// the same bits): building the panels costs about what two tokens do on the tiles, so below this
-/// the tiles were as fast or faster (0.5B `ffn_down`, 896 x 4864, one AVX2 core: Q4_K 2 / 3
-/// / 4 / 5 tokens 0.34 / 0.43 / 0.54 / 0.77 ms on the tiles vs 0.35 / 0.39 / 0.43 / 0.51 on
-/// the GEMM, Q6_K 0.44 / 0.50 / 0.69 / 1.04 vs 0.51 / 0.54 / 0.61 / 0.70;
+/// the same bits): building the panels costs about what two tokens do on the tiles, so
+/// below this the tiles were as fast or faster (0.5B `ffn_down`, 896 x 4864, one AVX2 core:
+/// Q4_K 2 / 3 / 4 / 5 tokens 0.34 / 0.43 / 0.54 / 0.77 ms on the tiles vs 0.35 / 0.39 /
+/// 0.43 / 0.51 on the GEMM, Q6_K 0.44 / 0.50 / 0.69 / 1.04 vs 0.51 / 0.54 / 0.61 / 0.70;
 /// `examples/bench_cpu_prefill`).
 const K_GEMM_MIN_TOKENS: usize = 4;
 
