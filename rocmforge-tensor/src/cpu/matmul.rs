@@ -302,8 +302,8 @@ fn matmul_k(
     kernels: CpuKernels,
 ) {
     let act = quantize_q8_k(x);
-    // From `K_GEMM_MIN_TOKENS` tokens on: the K-quant panel GEMM (AVX-512 VNNI where the CPU
-    // has it, else AVX2), the portable path's bits as the tiles below.
+    // From `K_GEMM_MIN_TOKENS` tokens on: the AVX2 K-quant panel GEMM (on AVX-512 CPUs too),
+    // the portable path's bits as the tiles below.
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(isa), Some(kind)) = (
         n_tokens >= K_GEMM_MIN_TOKENS && kernels >= CpuKernels::Avx2Gemm,
@@ -317,13 +317,7 @@ fn matmul_k(
             rows: w.rows,
             cols: w.cols,
         };
-        let done = match avx512::Vnni::detect() {
-            Some(vnni) if kernels >= CpuKernels::Avx512Vnni => {
-                avx512::k_gemm(vnni, &m, &act, n_tokens, out)
-            }
-            _ => avx2::k_gemm(isa, &m, &act, n_tokens, out),
-        };
-        if done {
+        if avx2::k_gemm(isa, &m, &act, n_tokens, out) {
             return;
         }
     }

@@ -11,23 +11,22 @@
 //! and multiplied with every token of the matmul (prefill), so each weight block is read
 //! and decoded once per matmul.
 //!
-//! The K-quants (Q4_K, Q5_K, Q6_K) have their own panels (`avx2/panel_k.rs`, shared with the
-//! AVX2 K-quant GEMM): `gemm_k.rs` sums each sub-block with `vpdpbusd` and scales it by the
-//! rows' scales with `vpmulld`, the AVX2 GEMM's integers and f32 order (same bits).
+//! The K-quants (Q4_K, Q5_K, Q6_K) take the AVX2 K-quant GEMM on these CPUs too: its VNNI
+//! twin (f488b1e) was removed unrun, as no machine here has AVX-512 (restore it with
+//! `git revert` of its removal once a VNNI machine can run the bit-identity tests).
 //!
 //! The kernels are `#[target_feature]` functions reached only through the functions here,
 //! which take a [`Vnni`] token: a value that exists only after [`Vnni::detect`] found
 //! AVX-512 F/BW/VL/VNNI and the AVX2 kernels' features on the running CPU.
 
-mod gemm_k;
 mod gemm_legacy;
 mod rows_q8;
 
 use std::sync::OnceLock;
 
 pub(crate) use super::avx2::LegacyMatrix;
-use super::avx2::{Avx2, KMatrix, ROWS};
-use crate::cpu::quantize_act::{Q8Blocks, Q8KBlocks};
+use super::avx2::{Avx2, ROWS};
+use crate::cpu::quantize_act::Q8Blocks;
 
 /// Proof that the running CPU has AVX-512 F, BW, VL and VNNI besides AVX2, FMA and F16C.
 #[derive(Debug, Clone, Copy)]
@@ -63,18 +62,6 @@ pub(crate) fn legacy_gemm(
     out: &mut [f32],
 ) -> bool {
     gemm_legacy::gemm(w, act, n_tokens, out)
-}
-
-/// As [`legacy_gemm`] for the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations: the
-/// bits of the AVX2 K-quant GEMM ([`super::avx2::k_gemm`]) and of the portable path.
-pub(crate) fn k_gemm(
-    _: Vnni,
-    w: &KMatrix,
-    act: &Q8KBlocks,
-    n_tokens: usize,
-    out: &mut [f32],
-) -> bool {
-    gemm_k::gemm(w, act, n_tokens, out)
 }
 
 /// As [`super::avx2::legacy_rows`] for Q8_0 rows (same bits), with `vpdpbusd` on 256-bit
