@@ -3,7 +3,8 @@
 //! For each type, one `matmul_with` of 128 tokens (`RF_BENCH_TOKENS`) against a
 //! 0.5B-model `ffn_down`-shaped weight (896 rows x 4864 columns) at the AVX2 token tiles
 //! (`Avx2`) and at the panel GEMM (`Avx2Gemm`, or `Avx512Vnni` where the CPU has it; the
-//! K-quants below `K_GEMM_MIN_TOKENS` stay on the tiles), the fastest and median of 15
+//! K-quants below `K_GEMM_MIN_TOKENS` and the legacy types below the AVX2 GEMM floors in
+//! `cpu/matmul.rs` stay on the tiles), the fastest and median of 15
 //! calls after 2 warm-up calls, and the two paths' ratio. Run with `RAYON_NUM_THREADS=1`
 //! for one core's speed: `cargo run --release -p rocmforge-tensor --example
 //! bench_cpu_prefill`.
@@ -53,6 +54,9 @@ fn main() {
         GgmlType::Q6_K,
         GgmlType::Q5_0,
         GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::MXFP4,
     ] {
         let bytes = rows * cols / ty.block_size() * ty.type_size();
         let values: Vec<f32> = (0..rows * cols)

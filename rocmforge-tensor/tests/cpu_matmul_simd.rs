@@ -128,6 +128,9 @@ fn simd_matches_portable_and_reference_for_every_type() {
             (32, 9, 4),
             // A last panel of exactly 8 rows (the K-quant panels are built 8 rows at a time).
             (24, 1, 5),
+            // The AVX2 GEMM of Q8_0 (from 24 tokens; fewer stay on the tiles).
+            (19, 2, 27),
+            (16, 1, 24),
         ];
         for (rows, blocks, n_tokens) in shapes {
             check(ty, rows, blocks, n_tokens, &mut rng);

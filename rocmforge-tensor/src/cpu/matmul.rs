@@ -38,6 +38,18 @@ pub const PANEL_GEMM_TYPES: [GgmlType; 10] = [
 /// `examples/bench_cpu_prefill`).
 const K_GEMM_MIN_TOKENS: usize = 4;
 
+/// The fewest tokens the AVX2 legacy panel GEMM takes (fewer go to the AVX2 token tiles, with
+/// the same bits; the AVX-512 VNNI GEMM takes every batch of 2+): 0.5B `ffn_down`, 896 x 4864,
+/// one AVX2 core, tiles / GEMM time at 4 / 6 / 8 / 12 / 16 tokens: Q4_0 0.59 / 0.91 / 1.00 /
+/// 1.23 / 1.35, Q4_1 0.56 / 0.90 / 1.09 / 1.18 / 1.33, Q5_0 0.70 / 1.07 / 0.96 / 1.33 /
+/// 1.58, MXFP4 0.55 / 0.88 / 0.86 / 1.19 / 0.93 (`examples/bench_cpu_prefill`).
+const AVX2_LEGACY_GEMM_MIN_TOKENS: usize = 8;
+
+/// As [`AVX2_LEGACY_GEMM_MIN_TOKENS`] for Q8_0, whose tiles are the cheapest (no unpacking):
+/// tiles / GEMM 0.44 / 0.67 / 0.74 / 0.92 / 0.98 at 4 / 6 / 8 / 12 / 16 tokens, 1.09 at 24,
+/// 1.22 at 32.
+const AVX2_Q8_0_GEMM_MIN_TOKENS: usize = 24;
+
 /// Weight rows per rayon task.
 pub(super) const ROWS_PER_TASK: usize = 32;
 /// Tokens whose activations are kept hot while a row is unpacked once for all of them.
@@ -231,8 +243,9 @@ fn matmul_legacy(
     } else {
         quantize_q8_0(x)
     };
-    // Two tokens or more: a panel GEMM (AVX-512 VNNI where the CPU has it, else AVX2), which
-    // gives the portable path's results bit for bit, as the AVX2 tiles below do. (One token,
+    // Two tokens or more: a panel GEMM (AVX-512 VNNI where the CPU has it, else AVX2 from
+    // `AVX2_LEGACY_GEMM_MIN_TOKENS` / `AVX2_Q8_0_GEMM_MIN_TOKENS`), which gives the portable
+    // path's results bit for bit, as the AVX2 tiles below do. (One token,
     // decode, took the 8-row kernels of `decode.rs` before.)
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(isa), Some(kind)) = (
@@ -247,11 +260,17 @@ fn matmul_legacy(
             rows: w.rows,
             cols: w.cols,
         };
+        let avx2_from = if w.ty == GgmlType::Q8_0 {
+            AVX2_Q8_0_GEMM_MIN_TOKENS
+        } else {
+            AVX2_LEGACY_GEMM_MIN_TOKENS
+        };
         let done = match avx512::Vnni::detect() {
             Some(vnni) if kernels >= CpuKernels::Avx512Vnni => {
                 avx512::legacy_gemm(vnni, &m, &act, n_tokens, out)
             }
-            _ => avx2::legacy_gemm(isa, &m, &act, n_tokens, out),
+            _ if n_tokens >= avx2_from => avx2::legacy_gemm(isa, &m, &act, n_tokens, out),
+            _ => false,
         };
         if done {
             return;
