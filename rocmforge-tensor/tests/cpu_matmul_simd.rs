@@ -205,6 +205,19 @@ fn extreme_weight(
     data
 }
 
+/// The types of the extremes tests: type, byte offset of `d` and of the f16 min / dmin in a
+/// block.
+const EXTREME_TYPES: [(GgmlType, usize, Option<usize>); 8] = [
+    (GgmlType::Q4_0, 0, None),
+    (GgmlType::Q4_1, 0, Some(2)),
+    (GgmlType::Q5_0, 0, None),
+    (GgmlType::Q5_1, 0, Some(2)),
+    (GgmlType::Q8_0, 0, None),
+    (GgmlType::Q4_K, 0, Some(2)),
+    (GgmlType::Q5_K, 0, Some(2)),
+    (GgmlType::Q6_K, 208, None),
+];
+
 /// The decode rows (eight rows transposed in registers, the K-quants' scales unpacked for
 /// eight rows at once) at the extremes: every quant and scale byte at 0xff, 0x00, 0x80 or
 /// 0x7f (Q4_K / Q5_K: values 15 / 31 with scale and min 63; Q6_K: scales -1, 0, -128, 127),
@@ -213,18 +226,7 @@ fn extreme_weight(
 #[test]
 fn decode_rows_at_the_extremes_of_the_partial_sums() {
     let mut rng = Rng::new(0x6b6b);
-    // Type, byte offset of `d` and of the f16 min / dmin in a block.
-    let types = [
-        (GgmlType::Q4_0, 0, None),
-        (GgmlType::Q4_1, 0, Some(2)),
-        (GgmlType::Q5_0, 0, None),
-        (GgmlType::Q5_1, 0, Some(2)),
-        (GgmlType::Q8_0, 0, None),
-        (GgmlType::Q4_K, 0, Some(2)),
-        (GgmlType::Q5_K, 0, Some(2)),
-        (GgmlType::Q6_K, 208, None),
-    ];
-    for (ty, d_at, m_at) in types {
+    for (ty, d_at, m_at) in EXTREME_TYPES {
         let (rows, cols) = (13, 3 * 256);
         for fill in FILLS {
             let data = extreme_weight(&mut rng, ty, rows * cols, fill, d_at, m_at);
@@ -266,25 +268,15 @@ fn decode_rows_at_the_extremes_of_the_partial_sums() {
 /// The panel GEMMs (AVX2: `maddubs` pairs added up in i16 over 4 or 8 runs of four values
 /// before widening; VNNI) and the token tiles at the extremes of their partial sums: every
 /// quant byte at 0xff, 0x00, 0x80 or 0x7f, or random, against tokens whose activations are
-/// all +127, all -127, alternating or random, 2 to 12 tokens (tiles of 4 and 8 cut unevenly)
-/// of 19 rows (panels of 16 cut): the bits of the portable path at every level. The
+/// all +127, all -127, alternating or random, 2 to 12 tokens (tiles of 4 and 8 cut unevenly;
+/// the AVX2 legacy GEMM from 8) and 25 (Q8_0's AVX2 GEMM, from 24) of 19 rows (panels of 16 cut): the bits of the portable path at every level. The
 /// K-quants' GEMMs add `maddubs` pairs in i16 over 8 (Q4_K), 4 (Q5_K) or 2 (Q6_K) runs:
 /// their extremes are Q4_K / Q5_K values 15 / 31 with scale and min 63, Q6_K values 63 with
 /// scales -1, 0, -128, 127.
 #[test]
 fn gemm_at_the_extremes_of_the_partial_sums() {
     let mut rng = Rng::new(0x9e44);
-    // Type, byte offset of `d` and of the f16 min / dmin in a block.
-    for (ty, d_at, m_at) in [
-        (GgmlType::Q4_0, 0, None),
-        (GgmlType::Q4_1, 0, Some(2)),
-        (GgmlType::Q5_0, 0, None),
-        (GgmlType::Q5_1, 0, Some(2)),
-        (GgmlType::Q8_0, 0, None),
-        (GgmlType::Q4_K, 0, Some(2)),
-        (GgmlType::Q5_K, 0, Some(2)),
-        (GgmlType::Q6_K, 208, None),
-    ] {
+    for (ty, d_at, m_at) in EXTREME_TYPES {
         let (rows, cols) = (19, 5 * ty.block_size().max(32));
         for fill in FILLS {
             let data = extreme_weight(&mut rng, ty, rows * cols, fill, d_at, m_at);
@@ -294,7 +286,7 @@ fn gemm_at_the_extremes_of_the_partial_sums() {
                 rows,
                 cols,
             };
-            for n_tokens in [2usize, 5, 9, 10, 11, 12] {
+            for n_tokens in [2usize, 5, 9, 10, 11, 12, 25] {
                 // Token t: all +3, all -3, alternating signs, random (q8 values +-127).
                 let mut x = Vec::with_capacity(n_tokens * cols);
                 for t in 0..n_tokens {

@@ -14,7 +14,7 @@ use super::kquant::{Q5K, Q6K, block_bytes};
 use super::load16;
 use super::panel::PANEL;
 use super::panel_k::{KMatrix, KPANEL_BLOCK, KPanel, pairs, subs};
-use super::rows_k::{byte_i16x2, byte_u16x2, values_q6};
+use super::rows_k::{byte_i16x2, byte_u16x2, d_of_rows, values_q6};
 use super::rows8::{halves_to_f32, transpose};
 
 /// Rows of one panel half: one 256-bit register holds four values of each.
@@ -45,23 +45,6 @@ fn store_f32(dst: &mut [f32], v: __m256) {
     let dst = &mut dst[..8];
     // SAFETY: `dst` is 8 writable f32; `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), v) };
-}
-
-/// The f16 at byte `at` of eight rows' blocks, widened to f32, row `r` in lane `r`.
-#[target_feature(enable = "avx2,f16c")]
-#[inline]
-fn f16_of_rows(blk: &[&[u8]; HALF], at: usize) -> __m256 {
-    let h = |r: usize| i16::from_le_bytes([blk[r][at], blk[r][at + 1]]);
-    _mm256_cvtph_ps(_mm_setr_epi16(
-        h(0),
-        h(1),
-        h(2),
-        h(3),
-        h(4),
-        h(5),
-        h(6),
-        h(7),
-    ))
 }
 
 /// Rows `r0 .. r0 + n` of `w` into the panel layout (missing rows of the last panel as
@@ -190,7 +173,7 @@ fn scales_into<const K: u8>(panel: &mut KPanel, blk: &[&[u8]; HALF], b: usize, f
             store_i16(&mut panel.pairs[pair_at(2 * k)..], s02);
             store_i16(&mut panel.pairs[pair_at(2 * k + 1)..], s13);
         }
-        store_f32(&mut panel.d[d_at..], f16_of_rows(blk, 208));
+        store_f32(&mut panel.d[d_at..], d_of_rows(blk, 208));
         store_f32(&mut panel.dmin[d_at..], _mm256_setzero_ps());
         return;
     }

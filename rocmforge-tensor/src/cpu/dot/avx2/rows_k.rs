@@ -210,11 +210,15 @@ fn rows_q45_k<const FIVE: bool, const BLOCK: usize>(
     store_rows(acc, out);
 }
 
-/// The f16 `d` of eight rows' blocks at byte `at`, widened to f32, row `r` in lane `r`.
+/// The f16 at byte `at` of eight rows' blocks, widened to f32, row `r` in lane `r` (the
+/// decode rows' and the K panels' Q6_K `d`).
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
-fn d_of_rows<const N: usize>(rows: [&[u8; N]; ROWS], at: usize) -> __m256 {
-    let h = |r: usize| i16::from_le_bytes([rows[r][at], rows[r][at + 1]]);
+pub(super) fn d_of_rows<R: AsRef<[u8]>>(rows: &[R; ROWS], at: usize) -> __m256 {
+    let h = |r: usize| {
+        let b = rows[r].as_ref();
+        i16::from_le_bytes([b[at], b[at + 1]])
+    };
     _mm256_cvtph_ps(_mm_setr_epi16(
         h(0),
         h(1),
@@ -279,7 +283,7 @@ fn rows_q6_k(rows: [&[u8]; ROWS], act: &Q8KBlocks, sums: &[i32], out: &mut [f32]
             }
         }
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<5>(off));
-        let dv = d_of_rows(blk, 208);
+        let dv = d_of_rows(&blk, 208);
         let term = _mm256_mul_ps(
             _mm256_mul_ps(dv, _mm256_set1_ps(ad)),
             _mm256_cvtepi32_ps(isum),
