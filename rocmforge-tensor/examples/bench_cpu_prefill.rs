@@ -5,7 +5,9 @@
 //! (`Avx2`) and at the panel GEMM (`Avx2Gemm`, or `Avx512Vnni` where the CPU has it; the
 //! K-quants below `K_GEMM_MIN_TOKENS` and the legacy types below the AVX2 GEMM floors in
 //! `cpu/matmul.rs` stay on the tiles), the fastest and median of 15
-//! calls after 2 warm-up calls, and the two paths' ratio. Run with `RAYON_NUM_THREADS=1`
+//! calls after 2 warm-up calls, and the two paths' ratio. `RF_BENCH_ROWS` / `RF_BENCH_COLS`
+//! change the shape (`RF_BENCH_TOKENS=1` with a weight larger than the caches times the decode
+//! rows as a decode step streams them). Run with `RAYON_NUM_THREADS=1`
 //! for one core's speed: `cargo run --release -p rocmforge-tensor --example
 //! bench_cpu_prefill`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -35,7 +37,13 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(128);
-    let (rows, cols) = (896usize, 4864usize);
+    let dim = |key: &str, default: usize| {
+        std::env::var(key)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rows, cols) = (dim("RF_BENCH_ROWS", 896), dim("RF_BENCH_COLS", 4864));
     let mut seed = 0x9e3779b97f4a7c15u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -58,6 +66,9 @@ fn main() {
         GgmlType::Q4_1,
         GgmlType::MXFP4,
     ] {
+        if cols % ty.block_size() != 0 {
+            continue;
+        }
         let bytes = rows * cols / ty.block_size() * ty.type_size();
         let values: Vec<f32> = (0..rows * cols)
             .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)

@@ -32,12 +32,6 @@ enum Kernel {
 }
 
 impl Kernel {
-    fn isa(self) -> Avx2 {
-        match self {
-            Kernel::Legacy { isa, .. } | Kernel::K { isa, .. } => isa,
-        }
-    }
-
     /// The decode kernel of `ty` at `kernels`, if the running CPU has one.
     fn of(w: &WeightView, kernels: CpuKernels) -> Option<Kernel> {
         if kernels < CpuKernels::Avx2 {
@@ -92,8 +86,9 @@ impl Acts {
         }
     }
 
-    /// `body(rows, results)` of `k` against these activations (prepared for `k`).
-    fn run(&self, k: Kernel, rows: [&[u8]; avx2::ROWS], res: &mut [f32]) {
+    /// `rows · x` into `res` with `k` against these activations (prepared for `k`); `next`
+    /// (the bytes multiplied after these) is asked for while they are computed.
+    fn run(&self, k: Kernel, rows: [&[u8]; avx2::ROWS], next: &[u8], res: &mut [f32]) {
         match k {
             Kernel::Legacy {
                 isa,
@@ -105,8 +100,8 @@ impl Acts {
                     return;
                 };
                 match vnni {
-                    Some(v) => avx512::q8_0_rows(v, rows, act, asum, res),
-                    None => avx2::legacy_rows(isa, kind, rows, act, asum, res),
+                    Some(v) => avx512::q8_0_rows(v, rows, act, asum, next, res),
+                    None => avx2::legacy_rows(isa, kind, rows, act, asum, next, res),
                 }
             }
             Kernel::K { isa, kind } => {
@@ -115,7 +110,7 @@ impl Acts {
                     KKind::Q4K | KKind::Q5K => &self.k_sums,
                 };
                 if let (Some(act), Some(sums)) = (&self.q8_k, sums) {
-                    avx2::k_rows(isa, kind, rows, act, sums, res);
+                    avx2::k_rows(isa, kind, rows, act, sums, next, res);
                 }
             }
         }
@@ -164,16 +159,15 @@ pub(super) fn decode_many(
             for (i, res) in chunk.chunks_mut(avx2::ROWS).enumerate() {
                 let r0 = first + i * avx2::ROWS;
                 let rows = std::array::from_fn(|j| row(if j < res.len() { r0 + j } else { r0 }));
-                // The next batch's rows while the kernel reads these (it reads the 8 rows'
-                // blocks interleaved, which the hardware prefetcher follows poorly).
+                // The next batch's rows, asked for while the kernel reads these (it reads
+                // the 8 rows' blocks interleaved, which the hardware prefetcher follows
+                // poorly): a part per block, not one burst.
                 let next = (r0 + avx2::ROWS) * row_bytes;
-                if let Some(bytes) = w
+                let next = w
                     .data
                     .get(next..(next + avx2::ROWS * row_bytes).min(w.data.len()))
-                {
-                    avx2::prefetch(k.isa(), bytes);
-                }
-                acts.run(k, rows, res);
+                    .unwrap_or(&[]);
+                acts.run(k, rows, next, res);
             }
         });
     true

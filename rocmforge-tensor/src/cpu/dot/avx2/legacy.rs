@@ -7,7 +7,9 @@
 use std::arch::x86_64::*;
 
 use super::rows8::{self, halves_to_f32, transpose};
-use super::{LegacyKind, ROWS, TILE, dot_i8_i8, dot_u8_i8, f16_at, load16, load32, load32_i8};
+use super::{
+    Ahead, LegacyKind, ROWS, TILE, dot_i8_i8, dot_u8_i8, f16_at, load16, load32, load32_i8,
+};
 use crate::cpu::dot::QK;
 use crate::cpu::dot::iq4::IQ4NL_VALUES;
 use crate::cpu::quantize_act::Q8Blocks;
@@ -172,16 +174,17 @@ pub(super) fn rows(
     rows: [&[u8]; ROWS],
     act: &Q8Blocks,
     asum: &[i32],
+    ahead: Ahead,
     out: &mut [f32],
 ) {
     match kind {
-        LegacyKind::Q4_0 => rows8::rows::<Q4_0>(rows, act, asum, out),
-        LegacyKind::Q4_1 => rows8::rows::<Q4_1>(rows, act, asum, out),
-        LegacyKind::Q5_0 => rows8::rows::<Q5_0>(rows, act, asum, out),
-        LegacyKind::Q5_1 => rows8::rows::<Q5_1>(rows, act, asum, out),
-        LegacyKind::Q8_0 => rows_q8_0(rows, act, out),
-        LegacyKind::Mxfp4 => rows_table::<MXFP4>(rows, act, out),
-        LegacyKind::Iq4Nl => rows_table::<IQ4_NL>(rows, act, out),
+        LegacyKind::Q4_0 => rows8::rows::<Q4_0>(rows, act, asum, ahead, out),
+        LegacyKind::Q4_1 => rows8::rows::<Q4_1>(rows, act, asum, ahead, out),
+        LegacyKind::Q5_0 => rows8::rows::<Q5_0>(rows, act, asum, ahead, out),
+        LegacyKind::Q5_1 => rows8::rows::<Q5_1>(rows, act, asum, ahead, out),
+        LegacyKind::Q8_0 => rows_q8_0(rows, act, ahead, out),
+        LegacyKind::Mxfp4 => rows_table::<MXFP4>(rows, act, ahead, out),
+        LegacyKind::Iq4Nl => rows_table::<IQ4_NL>(rows, act, ahead, out),
     }
 }
 
@@ -190,12 +193,13 @@ pub(super) fn rows(
 /// eight i32 lanes, then each row's f32 term added to its lane in block order with the scalar
 /// path's operations (the portable path's bits).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_table<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+fn rows_table<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, ahead: Ahead, out: &mut [f32]) {
     let bb = block_bytes(K);
     let mut acc = _mm256_setzero_ps();
     let mut p = [_mm256_setzero_si256(); ROWS];
     let mut d = [0.0f32; ROWS];
     for (b, (aq, &ad)) in act.qs.chunks_exact(QK).zip(&act.d).enumerate() {
+        ahead.part(b);
         let a = load32_i8(aq);
         for r in 0..ROWS {
             let (w, dr, _) = decode::<K>(&rows[r][b * bb..(b + 1) * bb]);
@@ -215,11 +219,12 @@ fn rows_table<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32])
 /// their block heads, then each row's f32 term added to its lane in block order with the
 /// scalar path's operations (the bits of the portable path and of the tiles above).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_q8_0(rows: [&[u8]; ROWS], act: &Q8Blocks, out: &mut [f32]) {
+fn rows_q8_0(rows: [&[u8]; ROWS], act: &Q8Blocks, ahead: Ahead, out: &mut [f32]) {
     let bb = block_bytes(Q8_0);
     let mut acc = _mm256_setzero_ps();
     let mut p = [_mm256_setzero_si256(); ROWS];
     for (b, (aq, &ad)) in act.qs.chunks_exact(QK).zip(&act.d).enumerate() {
+        ahead.part(b);
         let a = load32_i8(aq);
         for r in 0..ROWS {
             p[r] = dot_i8_i8(load32(&rows[r][b * bb + 2..]), a);

@@ -16,7 +16,7 @@
 use std::arch::x86_64::*;
 
 use super::legacy::{Q4_0, Q4_1, Q5_0, add_terms, block_bytes, has_min, store_rows};
-use super::{ROWS, load16};
+use super::{Ahead, ROWS, load16};
 use crate::cpu::dot::QK;
 use crate::cpu::quantize_act::Q8Blocks;
 
@@ -83,6 +83,7 @@ pub(in crate::cpu::dot) fn rows<const K: u8>(
     rows: [&[u8]; ROWS],
     act: &Q8Blocks,
     asum: &[i32],
+    ahead: Ahead,
     out: &mut [f32],
 ) {
     let bb = block_bytes(K);
@@ -91,6 +92,7 @@ pub(in crate::cpu::dot) fn rows<const K: u8>(
     let mut acc = _mm256_setzero_ps();
     let blocks = act.qs.chunks_exact(QK).zip(&act.d).zip(asum);
     for (b, ((aq, &ad), &sa)) in blocks.enumerate() {
+        ahead.part(b);
         let at = b * bb;
         // The block's first eight bytes, row `r` in lane `r`: `d` (and `m` for Q4_1 /
         // Q5_1) in word 0, `qh` after them.

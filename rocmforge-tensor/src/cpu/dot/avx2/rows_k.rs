@@ -25,7 +25,7 @@ use std::arch::x86_64::*;
 
 use super::legacy::store_rows;
 use super::rows8::{broadcast4, halves_to_f32, transpose};
-use super::{KKind, ROWS, load16};
+use super::{Ahead, KKind, ROWS, load16};
 use crate::cpu::dot::kquant::QK_K;
 use crate::cpu::quantize_act::Q8KBlocks;
 
@@ -104,12 +104,13 @@ pub(super) fn rows(
     rows: [&[u8]; ROWS],
     act: &Q8KBlocks,
     sums: &[i32],
+    ahead: Ahead,
     out: &mut [f32],
 ) {
     match kind {
-        KKind::Q4K => rows_q45_k::<false, 144>(rows, act, sums, out),
-        KKind::Q5K => rows_q45_k::<true, 176>(rows, act, sums, out),
-        KKind::Q6K => rows_q6_k(rows, act, sums, out),
+        KKind::Q4K => rows_q45_k::<false, 144>(rows, act, sums, ahead, out),
+        KKind::Q5K => rows_q45_k::<true, 176>(rows, act, sums, ahead, out),
+        KKind::Q6K => rows_q6_k(rows, act, sums, ahead, out),
     }
 }
 
@@ -122,6 +123,7 @@ fn rows_q45_k<const FIVE: bool, const BLOCK: usize>(
     rows: [&[u8]; ROWS],
     act: &Q8KBlocks,
     sums: &[i32],
+    ahead: Ahead,
     out: &mut [f32],
 ) {
     let qs_at = if FIVE { 48 } else { 16 };
@@ -136,6 +138,7 @@ fn rows_q45_k<const FIVE: bool, const BLOCK: usize>(
     let mut acc = _mm256_setzero_ps();
     let blocks = act.qs.chunks_exact(QK_K).zip(&act.d);
     for (b, ((aq, &ad), ps)) in blocks.zip(sums.chunks_exact(SUMS_PER_BLOCK)).enumerate() {
+        ahead.part(b);
         // This block of each row, as arrays: offsets below their length need no checks.
         let blk = chunks.map(|c| &c[b]);
         let head = transpose!(blk, 0);
@@ -237,12 +240,13 @@ pub(super) fn d_of_rows<R: AsRef<[u8]>>(rows: &[R; ROWS], at: usize) -> __m256 {
 /// `qh` bit pairs 0-1, 2-3, 4-5, 6-7). The values are stored as `q + 32` (unsigned);
 /// `32 * sum_s scale_s * bsum_s` comes off the integer sum afterwards.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_q6_k(rows: [&[u8]; ROWS], act: &Q8KBlocks, sums: &[i32], out: &mut [f32]) {
+fn rows_q6_k(rows: [&[u8]; ROWS], act: &Q8KBlocks, sums: &[i32], ahead: Ahead, out: &mut [f32]) {
     const BLOCK: usize = 210;
     let chunks = rows.map(|r| r.as_chunks::<BLOCK>().0);
     let mut acc = _mm256_setzero_ps();
     let blocks = act.qs.chunks_exact(QK_K).zip(&act.d);
     for (b, ((aq, &ad), bs)) in blocks.zip(sums.chunks_exact(SUMS_PER_BLOCK)).enumerate() {
+        ahead.part(b);
         // This block of each row, as arrays: offsets below their length need no checks.
         let blk = chunks.map(|c| &c[b]);
         // Scales 4k .. 4k + 4 of every row in register k.

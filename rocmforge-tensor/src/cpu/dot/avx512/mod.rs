@@ -25,7 +25,7 @@ mod rows_q8;
 use std::sync::OnceLock;
 
 pub(crate) use super::avx2::LegacyMatrix;
-use super::avx2::{Avx2, ROWS};
+use super::avx2::{Ahead, Avx2, ROWS};
 use crate::cpu::quantize_act::Q8Blocks;
 
 /// Proof that the running CPU has AVX-512 F, BW, VL and VNNI besides AVX2, FMA and F16C.
@@ -71,9 +71,11 @@ pub(crate) fn q8_0_rows(
     rows: [&[u8]; ROWS],
     act: &Q8Blocks,
     asum: &[i32],
+    next: &[u8],
     out: &mut [f32],
 ) {
+    let ahead = Ahead::new(next, act.d.len());
     // SAFETY: a `Vnni` token exists only when AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C
     // were detected.
-    unsafe { rows_q8::rows(rows, act, asum, out) }
+    unsafe { rows_q8::rows(rows, act, asum, ahead, out) }
 }

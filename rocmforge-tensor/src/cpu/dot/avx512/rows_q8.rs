@@ -11,19 +11,26 @@ use std::arch::x86_64::*;
 use crate::cpu::dot::QK;
 use crate::cpu::dot::avx2::legacy::{Q8_0, add_terms, block_bytes, store_rows, sum8};
 use crate::cpu::dot::avx2::rows8::{halves_to_f32, transpose};
-use crate::cpu::dot::avx2::{ROWS, load16, load32};
+use crate::cpu::dot::avx2::{Ahead, ROWS, load16, load32};
 use crate::cpu::quantize_act::Q8Blocks;
 
 /// `out[r] = rows[r] · token 0` for Q8_0 rows against one token's Q8_0 blocks `act` whose
 /// per-block integer sums are `asum`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows(rows: [&[u8]; ROWS], act: &Q8Blocks, asum: &[i32], out: &mut [f32]) {
+pub(super) fn rows(
+    rows: [&[u8]; ROWS],
+    act: &Q8Blocks,
+    asum: &[i32],
+    ahead: Ahead,
+    out: &mut [f32],
+) {
     let bb = block_bytes(Q8_0);
     let flip = _mm256_set1_epi8(-128);
     let mut acc = _mm256_setzero_ps();
     let mut p = [_mm256_setzero_si256(); ROWS];
     let blocks = act.qs.chunks_exact(QK).zip(&act.d).zip(asum);
     for (b, ((aq, &ad), &sa)) in blocks.enumerate() {
+        ahead.part(b);
         let at = b * bb;
         // SAFETY: `aq` is 32 readable bytes; `loadu` has no alignment requirement.
         let a = unsafe { _mm256_loadu_si256(aq.as_ptr().cast()) };
