@@ -113,6 +113,10 @@ fn simd_matches_portable_and_reference_for_every_type() {
         let shapes = [
             (1, 1, 1),
             (7, 2, 1),
+            // One token over several batches of eight rows and tasks (the decode rows ask
+            // for the next batch's bytes while they compute one), the last batch short.
+            (45, 3, 1),
+            (16, 1, 1),
             (33, 3, 5),
             (5, 5, 9),
             (3, 1, 17),

@@ -178,13 +178,13 @@ pub(super) fn rows(
     out: &mut [f32],
 ) {
     match kind {
-        LegacyKind::Q4_0 => rows8::rows::<Q4_0>(rows, act, asum, ahead, out),
-        LegacyKind::Q4_1 => rows8::rows::<Q4_1>(rows, act, asum, ahead, out),
-        LegacyKind::Q5_0 => rows8::rows::<Q5_0>(rows, act, asum, ahead, out),
-        LegacyKind::Q5_1 => rows8::rows::<Q5_1>(rows, act, asum, ahead, out),
+        LegacyKind::Q4_0 => rows8::rows::<Q4_0, 18>(rows, act, asum, ahead, out),
+        LegacyKind::Q4_1 => rows8::rows::<Q4_1, 20>(rows, act, asum, ahead, out),
+        LegacyKind::Q5_0 => rows8::rows::<Q5_0, 22>(rows, act, asum, ahead, out),
+        LegacyKind::Q5_1 => rows8::rows::<Q5_1, 24>(rows, act, asum, ahead, out),
         LegacyKind::Q8_0 => rows_q8_0(rows, act, ahead, out),
-        LegacyKind::Mxfp4 => rows_table::<MXFP4>(rows, act, ahead, out),
-        LegacyKind::Iq4Nl => rows_table::<IQ4_NL>(rows, act, ahead, out),
+        LegacyKind::Mxfp4 => rows_table::<MXFP4, 17>(rows, act, ahead, out),
+        LegacyKind::Iq4Nl => rows_table::<IQ4_NL, 18>(rows, act, ahead, out),
     }
 }
 
@@ -193,16 +193,22 @@ pub(super) fn rows(
 /// eight i32 lanes, then each row's f32 term added to its lane in block order with the scalar
 /// path's operations (the portable path's bits).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows_table<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, ahead: Ahead, out: &mut [f32]) {
-    let bb = block_bytes(K);
+fn rows_table<const K: u8, const BB: usize>(
+    rows: [&[u8]; ROWS],
+    act: &Q8Blocks,
+    ahead: Ahead,
+    out: &mut [f32],
+) {
+    const { assert!(BB == block_bytes(K)) };
     let mut acc = _mm256_setzero_ps();
     let mut p = [_mm256_setzero_si256(); ROWS];
     let mut d = [0.0f32; ROWS];
-    for (b, (aq, &ad)) in act.qs.chunks_exact(QK).zip(&act.d).enumerate() {
+    let (blocks, aqs, ads) = block_arrays::<BB>(rows, act);
+    for (b, (aq, &ad)) in aqs.iter().zip(ads).enumerate() {
         ahead.part(b);
         let a = load32_i8(aq);
         for r in 0..ROWS {
-            let (w, dr, _) = decode::<K>(&rows[r][b * bb..(b + 1) * bb]);
+            let (w, dr, _) = decode::<K>(&blocks[r][b]);
             p[r] = dot_i8_i8(w, a);
             d[r] = dr;
         }
@@ -214,23 +220,41 @@ fn rows_table<const K: u8>(rows: [&[u8]; ROWS], act: &Q8Blocks, ahead: Ahead, ou
     store_rows(acc, out);
 }
 
+/// The eight rows' blocks (`BB` bytes each) and one token's activation blocks and scales, as
+/// slices of one length (the activations' block count; callers pass whole rows): a kernel
+/// indexing them by block needs no checks inside its loop.
+#[allow(clippy::type_complexity)]
+pub(in crate::cpu::dot) fn block_arrays<'a, const BB: usize>(
+    rows: [&'a [u8]; ROWS],
+    act: &'a Q8Blocks,
+) -> ([&'a [[u8; BB]]; ROWS], &'a [[i8; QK]], &'a [f32]) {
+    let nb = act.d.len();
+    (
+        rows.map(|r| &r.as_chunks::<BB>().0[..nb]),
+        &act.qs.as_chunks::<QK>().0[..nb],
+        &act.d[..nb],
+    )
+}
+
 /// [`ROWS`] Q8_0 rows against one token: per block the exact integer sums of the rows side
 /// by side in eight i32 lanes (a horizontal-sum tree), the rows' `d` from one transpose of
 /// their block heads, then each row's f32 term added to its lane in block order with the
 /// scalar path's operations (the bits of the portable path and of the tiles above).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn rows_q8_0(rows: [&[u8]; ROWS], act: &Q8Blocks, ahead: Ahead, out: &mut [f32]) {
-    let bb = block_bytes(Q8_0);
+    const BB: usize = block_bytes(Q8_0);
     let mut acc = _mm256_setzero_ps();
     let mut p = [_mm256_setzero_si256(); ROWS];
-    for (b, (aq, &ad)) in act.qs.chunks_exact(QK).zip(&act.d).enumerate() {
+    let (blocks, aqs, ads) = block_arrays::<BB>(rows, act);
+    for (b, (aq, &ad)) in aqs.iter().zip(ads).enumerate() {
         ahead.part(b);
         let a = load32_i8(aq);
+        let blk = blocks.map(|r| &r[b]);
         for r in 0..ROWS {
-            p[r] = dot_i8_i8(load32(&rows[r][b * bb + 2..]), a);
+            p[r] = dot_i8_i8(load32(&blk[r][2..]), a);
         }
         let sums = _mm256_cvtepi32_ps(sum8(&p));
-        let (dw, _) = halves_to_f32(transpose!(rows, b * bb)[0]);
+        let (dw, _) = halves_to_f32(transpose!(blk, 0)[0]);
         acc = add_terms::<Q8_0>(acc, dw, dw, ad, 0.0, sums);
     }
     store_rows(acc, out);

@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::legacy::{Q4_0, Q4_1, Q5_0, add_terms, block_bytes, has_min, store_rows};
+use super::legacy::{Q4_0, Q4_1, Q5_0, add_terms, block_arrays, block_bytes, has_min, store_rows};
 use super::{Ahead, ROWS, load16};
 use crate::cpu::dot::QK;
 use crate::cpu::quantize_act::Q8Blocks;
@@ -76,28 +76,32 @@ pub(in crate::cpu::dot) fn block_sums(act: &Q8Blocks) -> Vec<i32> {
         .collect()
 }
 
-/// `out[r] = rows[r] · token 0` for kind `K` (one of the nibble formats); `asum` is
-/// [`block_sums`] of `act`. See the module docs.
+/// `out[r] = rows[r] · token 0` for kind `K` (one of the nibble formats, `BB` its block
+/// bytes); `asum` is [`block_sums`] of `act`. See the module docs.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::cpu::dot) fn rows<const K: u8>(
+pub(in crate::cpu::dot) fn rows<const K: u8, const BB: usize>(
     rows: [&[u8]; ROWS],
     act: &Q8Blocks,
     asum: &[i32],
     ahead: Ahead,
     out: &mut [f32],
 ) {
-    let bb = block_bytes(K);
+    const { assert!(BB == block_bytes(K)) };
     let low = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_ps();
-    let blocks = act.qs.chunks_exact(QK).zip(&act.d).zip(asum);
-    for (b, ((aq, &ad), &sa)) in blocks.enumerate() {
+    // Indexed by block without checks inside the loop (with a check per load of the eight
+    // rows, the checks were most of the loop's instructions).
+    let (blocks, aqs, ads) = block_arrays::<BB>(rows, act);
+    let asum = &asum[..aqs.len()];
+    for b in 0..aqs.len() {
         ahead.part(b);
-        let at = b * bb;
+        let (aq, ad, sa) = (&aqs[b], ads[b], asum[b]);
+        let blk = blocks.map(|r| &r[b]);
         // The block's first eight bytes, row `r` in lane `r`: `d` (and `m` for Q4_1 /
         // Q5_1) in word 0, `qh` after them.
-        let head = transpose!(rows, at);
-        let p = transpose!(rows, at + qs_at(K));
+        let head = transpose!(blk, 0);
+        let p = transpose!(blk, qs_at(K));
         let qh = match K {
             Q5_0 => _mm256_or_si256(
                 _mm256_srli_epi32::<16>(head[0]),

@@ -8,8 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::cpu::dot::QK;
-use crate::cpu::dot::avx2::legacy::{Q8_0, add_terms, block_bytes, store_rows, sum8};
+use crate::cpu::dot::avx2::legacy::{Q8_0, add_terms, block_arrays, block_bytes, store_rows, sum8};
 use crate::cpu::dot::avx2::rows8::{halves_to_f32, transpose};
 use crate::cpu::dot::avx2::{Ahead, ROWS, load16, load32};
 use crate::cpu::quantize_act::Q8Blocks;
@@ -24,22 +23,24 @@ pub(super) fn rows(
     ahead: Ahead,
     out: &mut [f32],
 ) {
-    let bb = block_bytes(Q8_0);
+    const BB: usize = block_bytes(Q8_0);
     let flip = _mm256_set1_epi8(-128);
     let mut acc = _mm256_setzero_ps();
     let mut p = [_mm256_setzero_si256(); ROWS];
-    let blocks = act.qs.chunks_exact(QK).zip(&act.d).zip(asum);
-    for (b, ((aq, &ad), &sa)) in blocks.enumerate() {
+    let (blocks, aqs, ads) = block_arrays::<BB>(rows, act);
+    let asum = &asum[..aqs.len()];
+    for b in 0..aqs.len() {
         ahead.part(b);
-        let at = b * bb;
+        let (aq, ad, sa) = (&aqs[b], ads[b], asum[b]);
+        let blk = blocks.map(|r| &r[b]);
         // SAFETY: `aq` is 32 readable bytes; `loadu` has no alignment requirement.
         let a = unsafe { _mm256_loadu_si256(aq.as_ptr().cast()) };
         for r in 0..ROWS {
-            let w = _mm256_xor_si256(load32(&rows[r][at + 2..]), flip);
+            let w = _mm256_xor_si256(load32(&blk[r][2..]), flip);
             p[r] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a);
         }
         let sums = _mm256_sub_epi32(sum8(&p), _mm256_set1_epi32(128 * sa));
-        let (dw, _) = halves_to_f32(transpose!(rows, at)[0]);
+        let (dw, _) = halves_to_f32(transpose!(blk, 0)[0]);
         acc = add_terms::<Q8_0>(acc, dw, dw, ad, 0.0, _mm256_cvtepi32_ps(sums));
     }
     store_rows(acc, out);
