@@ -136,7 +136,8 @@ fn rows_q45_k<const FIVE: bool, const BLOCK: usize>(
         _mm256_set1_epi32(0x0303_0303),
     );
     let mut acc = _mm256_setzero_ps();
-    let blocks = act.qs.chunks_exact(QK_K).zip(&act.d);
+    // The activations' blocks as arrays: the constant offsets into them need no checks.
+    let blocks = act.qs.as_chunks::<QK_K>().0.iter().zip(&act.d);
     for (b, ((aq, &ad), ps)) in blocks.zip(sums.chunks_exact(SUMS_PER_BLOCK)).enumerate() {
         ahead.part(b);
         // This block of each row, as arrays: offsets below their length need no checks.
@@ -244,7 +245,7 @@ fn rows_q6_k(rows: [&[u8]; ROWS], act: &Q8KBlocks, sums: &[i32], ahead: Ahead, o
     const BLOCK: usize = 210;
     let chunks = rows.map(|r| r.as_chunks::<BLOCK>().0);
     let mut acc = _mm256_setzero_ps();
-    let blocks = act.qs.chunks_exact(QK_K).zip(&act.d);
+    let blocks = act.qs.as_chunks::<QK_K>().0.iter().zip(&act.d);
     for (b, ((aq, &ad), bs)) in blocks.zip(sums.chunks_exact(SUMS_PER_BLOCK)).enumerate() {
         ahead.part(b);
         // This block of each row, as arrays: offsets below their length need no checks.
