@@ -272,8 +272,10 @@ fn decode_rows_at_the_extremes_of_the_partial_sums() {
 /// The panel GEMMs (AVX2: `maddubs` pairs added up in i16 over 4 or 8 runs of four values
 /// before widening; VNNI) and the token tiles at the extremes of their partial sums: every
 /// quant byte at 0xff, 0x00, 0x80 or 0x7f, or random, against tokens whose activations are
-/// all +127, all -127, alternating or random, 2 to 12 tokens (tiles of 4 and 8 cut unevenly;
-/// the AVX2 legacy GEMM from 8) and 25 (Q8_0's AVX2 GEMM, from 24) of 19 rows (panels of 16 cut): the bits of the portable path at every level. The
+/// all +127, all -127, alternating or random, 1 to 12 tokens (the decode rows; tiles of 4 and
+/// 8 cut unevenly; the nibble formats' eight-row kernels, four tokens a pass, below 16; the
+/// AVX2 GEMM of MXFP4 / IQ4_NL from 8) and 25 (the nibble formats' AVX2 GEMM from 16, Q8_0's
+/// from 24) of 19 rows (panels of 16 cut): the bits of the portable path at every level. The
 /// K-quants' GEMMs add `maddubs` pairs in i16 over 8 (Q4_K), 4 (Q5_K) or 2 (Q6_K) runs:
 /// their extremes are Q4_K / Q5_K values 15 / 31 with scale and min 63, Q6_K values 63 with
 /// scales -1, 0, -128, 127.
@@ -290,7 +292,7 @@ fn gemm_at_the_extremes_of_the_partial_sums() {
                 rows,
                 cols,
             };
-            for n_tokens in [2usize, 5, 9, 10, 11, 12, 25] {
+            for n_tokens in [1usize, 2, 5, 9, 10, 11, 12, 25] {
                 // Token t: all +3, all -3, alternating signs, random (q8 values +-127).
                 let mut x = Vec::with_capacity(n_tokens * cols);
                 for t in 0..n_tokens {

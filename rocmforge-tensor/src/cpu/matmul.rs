@@ -38,12 +38,20 @@ pub const PANEL_GEMM_TYPES: [GgmlType; 10] = [
 /// `examples/bench_cpu_prefill`).
 const K_GEMM_MIN_TOKENS: usize = 4;
 
-/// The fewest tokens the AVX2 legacy panel GEMM takes (fewer go to the AVX2 token tiles, with
-/// the same bits; the AVX-512 VNNI GEMM takes every batch of 2+): 0.5B `ffn_down`, 896 x 4864,
+/// The fewest tokens the AVX2 legacy panel GEMM takes for MXFP4 and IQ4_NL (fewer go to the
+/// AVX2 token tiles, with the same bits; the AVX-512 VNNI GEMM takes every batch of 2+): 0.5B
+/// `ffn_down`, 896 x 4864,
 /// one AVX2 core, tiles / GEMM time at 4 / 6 / 8 / 12 / 16 tokens: Q4_0 0.59 / 0.91 / 1.00 /
 /// 1.23 / 1.35, Q4_1 0.56 / 0.90 / 1.09 / 1.18 / 1.33, Q5_0 0.70 / 1.07 / 0.96 / 1.33 /
 /// 1.58, MXFP4 0.55 / 0.88 / 0.86 / 1.19 / 0.93 (`examples/bench_cpu_prefill`).
 const AVX2_LEGACY_GEMM_MIN_TOKENS: usize = 8;
+
+/// As [`AVX2_LEGACY_GEMM_MIN_TOKENS`] for the nibble formats (Q4_0, Q4_1, Q5_0, Q5_1), whose
+/// fewer tokens take the eight-row kernels ([`few_tokens_rows`]) rather than the tiles: on
+/// one AVX2 core (EPYC Zen 3), 896 x 4864, rows / GEMM time at 8 / 12 / 16 / 24 / 32 tokens:
+/// Q4_0 0.59–0.78 / 0.66–0.70 / 0.77–0.86 / 0.82 / 0.95, Q4_1 0.51–0.53 / 0.66–0.70 /
+/// 0.76–0.83 / 1.02 / 0.98, Q5_0 0.61–0.74 / 0.79–0.87 / 0.97–1.03 / 1.02 / 1.15.
+const AVX2_NIBBLE_GEMM_MIN_TOKENS: usize = 16;
 
 /// As [`AVX2_LEGACY_GEMM_MIN_TOKENS`] for Q8_0, whose tiles are the cheapest (no unpacking):
 /// tiles / GEMM 0.44 / 0.67 / 0.74 / 0.92 / 0.98 at 4 / 6 / 8 / 12 / 16 tokens, 1.09 at 24,
@@ -152,6 +160,12 @@ where
                 }
             }
         });
+    store_by_row(&by_row, n_tokens, out);
+}
+
+/// Row-major results `[rows][n_tokens]` into `out[token][row]`.
+fn store_by_row(by_row: &[f32], n_tokens: usize, out: &mut [f32]) {
+    let rows = by_row.len() / n_tokens;
     for (r, row_res) in by_row.chunks_exact(n_tokens).enumerate() {
         for (t, &v) in row_res.iter().enumerate() {
             out[t * rows + r] = v;
@@ -179,6 +193,76 @@ where
 /// The 8-bit activations held in i16, the width the dot products multiply in.
 fn widen(qs: &[i8]) -> Vec<i16> {
     qs.iter().map(|&q| i16::from(q)).collect()
+}
+
+/// A few tokens (those below the AVX2 GEMM's floor) of the nibble formats through the
+/// eight-row decode kernels, up to four tokens per pass: each block of eight rows is decoded
+/// once for all of them, where the token tiles decode it per row and share little between
+/// the tokens (one AVX2 core, 896 x 4864 Q4_0 at 4 tokens: tiles 0.72 ms, one token 0.20).
+/// The same bits (every kernel sums in the portable path's order). Returns `false`, with
+/// nothing written, for the other kinds.
+#[cfg(target_arch = "x86_64")]
+fn few_tokens_rows(
+    isa: avx2::Avx2,
+    kind: LegacyKind,
+    w: &WeightView,
+    row_bytes: usize,
+    act: &super::quantize_act::Q8Blocks,
+    n_tokens: usize,
+    out: &mut [f32],
+) -> bool {
+    const GROUP: usize = 4;
+    if !matches!(
+        kind,
+        LegacyKind::Q4_0 | LegacyKind::Q4_1 | LegacyKind::Q5_0 | LegacyKind::Q5_1
+    ) {
+        return false;
+    }
+    let nb = w.cols / dot::QK;
+    let asum = avx2::block_sums(act);
+    let row = |r: usize| &w.data[r * row_bytes..(r + 1) * row_bytes];
+    // Row-major results [rows][n_tokens], transposed into `out` at the end.
+    let mut by_row = vec![0.0f32; w.rows * n_tokens];
+    by_row
+        .par_chunks_mut(ROWS_PER_TASK * n_tokens)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (i, group) in chunk.chunks_mut(avx2::ROWS * n_tokens).enumerate() {
+                let r0 = c * ROWS_PER_TASK + i * avx2::ROWS;
+                let n_rows = group.len() / n_tokens;
+                // A short last batch repeats its first row in the missing places.
+                let rows = std::array::from_fn(|j| row(if j < n_rows { r0 + j } else { r0 }));
+                // The next batch's rows, asked for during the first pass over these.
+                let next = (r0 + avx2::ROWS) * row_bytes;
+                let next = w
+                    .data
+                    .get(next..(next + avx2::ROWS * row_bytes).min(w.data.len()))
+                    .unwrap_or(&[]);
+                for t0 in (0..n_tokens).step_by(GROUP) {
+                    let n = GROUP.min(n_tokens - t0);
+                    let mut res = [[0.0f32; avx2::ROWS]; GROUP];
+                    let next = if t0 == 0 { next } else { &[] };
+                    avx2::legacy_rows_tokens(
+                        isa,
+                        kind,
+                        rows,
+                        act,
+                        &asum,
+                        nb,
+                        t0,
+                        next,
+                        &mut res[..n],
+                    );
+                    for (j, rj) in res[..n].iter().enumerate() {
+                        for (r, &v) in rj[..n_rows].iter().enumerate() {
+                            group[r * n_tokens + t0 + j] = v;
+                        }
+                    }
+                }
+            }
+        });
+    store_by_row(&by_row, n_tokens, out);
+    true
 }
 
 /// Float weights: activations rounded to the weight's type (ggml converts them to F16 /
@@ -244,7 +328,8 @@ fn matmul_legacy(
         quantize_q8_0(x)
     };
     // Two tokens or more: a panel GEMM (AVX-512 VNNI where the CPU has it, else AVX2 from
-    // `AVX2_LEGACY_GEMM_MIN_TOKENS` / `AVX2_Q8_0_GEMM_MIN_TOKENS`), which gives the portable
+    // `AVX2_NIBBLE_GEMM_MIN_TOKENS` / `AVX2_LEGACY_GEMM_MIN_TOKENS` /
+    // `AVX2_Q8_0_GEMM_MIN_TOKENS`), which gives the portable
     // path's results bit for bit, as the AVX2 tiles below do. (One token,
     // decode, took the 8-row kernels of `decode.rs` before.)
     #[cfg(target_arch = "x86_64")]
@@ -260,10 +345,12 @@ fn matmul_legacy(
             rows: w.rows,
             cols: w.cols,
         };
-        let avx2_from = if w.ty == GgmlType::Q8_0 {
-            AVX2_Q8_0_GEMM_MIN_TOKENS
-        } else {
-            AVX2_LEGACY_GEMM_MIN_TOKENS
+        let avx2_from = match kind {
+            LegacyKind::Q8_0 => AVX2_Q8_0_GEMM_MIN_TOKENS,
+            LegacyKind::Q4_0 | LegacyKind::Q4_1 | LegacyKind::Q5_0 | LegacyKind::Q5_1 => {
+                AVX2_NIBBLE_GEMM_MIN_TOKENS
+            }
+            LegacyKind::Mxfp4 | LegacyKind::Iq4Nl => AVX2_LEGACY_GEMM_MIN_TOKENS,
         };
         let done = match avx512::Vnni::detect() {
             Some(vnni) if kernels >= CpuKernels::Avx512Vnni => {
@@ -282,6 +369,9 @@ fn matmul_legacy(
         avx2::Avx2::detect(),
         LegacyKind::of(w.ty),
     ) {
+        if n_tokens > 1 && few_tokens_rows(isa, kind, w, row_bytes, &act, n_tokens, out) {
+            return;
+        }
         let tiled = avx2::tile_q8(&act, n_tokens, w.cols);
         drive_rows(w, row_bytes, n_tokens, out, |row, t0, res| {
             avx2::legacy_row(isa, kind, row, &tiled, w.cols, t0, res)

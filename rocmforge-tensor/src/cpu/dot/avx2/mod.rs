@@ -218,6 +218,66 @@ pub(crate) fn legacy_rows(
     unsafe { legacy::rows(kind, rows, act, asum, ahead, out) }
 }
 
+/// `out[j][r] = rows[r] · token (t0 + j)` for the nibble formats (Q4_0, Q4_1, Q5_0, Q5_1)
+/// against `out.len()` (1 to 4) tokens of `act` (`nb` blocks per token, token after token;
+/// `asum` their [`block_sums`]), the eight rows' blocks decoded once for all of them; the
+/// bits of [`legacy_rows`] for each token. `next`: bytes asked for while these are computed
+/// (see [`Ahead`]; may be empty). Returns `false`, with nothing written, for other kinds or
+/// token counts.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn legacy_rows_tokens(
+    _: Avx2,
+    kind: LegacyKind,
+    rows: [&[u8]; ROWS],
+    act: &Q8Blocks,
+    asum: &[i32],
+    nb: usize,
+    t0: usize,
+    next: &[u8],
+    out: &mut [[f32; ROWS]],
+) -> bool {
+    use legacy::{Q4_0, Q4_1, Q5_0, Q5_1};
+    let run = match kind {
+        LegacyKind::Q4_0 => tokens_of::<Q4_0, 18>,
+        LegacyKind::Q4_1 => tokens_of::<Q4_1, 20>,
+        LegacyKind::Q5_0 => tokens_of::<Q5_0, 22>,
+        LegacyKind::Q5_1 => tokens_of::<Q5_1, 24>,
+        _ => return false,
+    };
+    let ahead = Ahead::new(next, nb);
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { run(rows, act, asum, nb, t0, ahead, out) }
+}
+
+/// [`legacy_rows_tokens`] for kind `K` (`BB` bytes per block).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tokens_of<const K: u8, const BB: usize>(
+    rows: [&[u8]; ROWS],
+    act: &Q8Blocks,
+    asum: &[i32],
+    nb: usize,
+    t0: usize,
+    ahead: Ahead,
+    out: &mut [[f32; ROWS]],
+) -> bool {
+    let tk = |j: usize| rows8::TokenBlocks::of(act, asum, nb, t0 + j);
+    // Only the tokens `out` asks for exist (the last group may be short).
+    match out {
+        [a] => rows8::rows_tokens::<K, BB, 1>(rows, [tk(0)], ahead, [a]),
+        [a, b] => rows8::rows_tokens::<K, BB, 2>(rows, [tk(0), tk(1)], ahead, [a, b]),
+        [a, b, c] => {
+            let t = [tk(0), tk(1), tk(2)];
+            rows8::rows_tokens::<K, BB, 3>(rows, t, ahead, [a, b, c])
+        }
+        [a, b, c, d] => {
+            let t = [tk(0), tk(1), tk(2), tk(3)];
+            rows8::rows_tokens::<K, BB, 4>(rows, t, ahead, [a, b, c, d])
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// Per super-block of one token's Q8_K activations, its block sums packed as the
 /// [`k_rows`] kernel of `kind` reads them.
 pub(crate) fn k_act_sums(kind: KKind, act: &Q8KBlocks) -> Vec<i32> {

@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::legacy::{Q4_0, Q4_1, Q5_0, add_terms, block_arrays, block_bytes, has_min, store_rows};
+use super::legacy::{Q4_0, Q4_1, Q5_0, add_terms, block_bytes, has_min, store_rows};
 use super::{Ahead, ROWS, load16};
 use crate::cpu::dot::QK;
 use crate::cpu::quantize_act::Q8Blocks;
@@ -76,6 +76,35 @@ pub(in crate::cpu::dot) fn block_sums(act: &Q8Blocks) -> Vec<i32> {
         .collect()
 }
 
+/// One token's Q8_0 / Q8_1 blocks as a kernel of this file reads them: `nb` blocks of
+/// quantized values, their scales, their `d * sum` (Q8_1; empty for Q8_0) and their integer
+/// sums ([`block_sums`]), each slice exactly `nb` long.
+#[derive(Clone, Copy)]
+pub(in crate::cpu::dot) struct TokenBlocks<'a> {
+    qs: &'a [[i8; QK]],
+    d: &'a [f32],
+    s: &'a [f32],
+    sum: &'a [i32],
+}
+
+impl<'a> TokenBlocks<'a> {
+    /// Token `t` of `act` (blocks of `nb` per token, token after token) with its block sums
+    /// `asum` (the same layout). Panics if `act` holds fewer tokens (callers check shapes).
+    pub(in crate::cpu::dot) fn of(act: &'a Q8Blocks, asum: &'a [i32], nb: usize, t: usize) -> Self {
+        let r = t * nb..(t + 1) * nb;
+        TokenBlocks {
+            qs: &act.qs.as_chunks::<QK>().0[r.clone()],
+            d: &act.d[r.clone()],
+            s: if act.s.is_empty() {
+                &[]
+            } else {
+                &act.s[r.clone()]
+            },
+            sum: &asum[r],
+        }
+    }
+}
+
 /// `out[r] = rows[r] · token 0` for kind `K` (one of the nibble formats, `BB` its block
 /// bytes); `asum` is [`block_sums`] of `act`. See the module docs.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -86,17 +115,52 @@ pub(in crate::cpu::dot) fn rows<const K: u8, const BB: usize>(
     ahead: Ahead,
     out: &mut [f32],
 ) {
-    const { assert!(BB == block_bytes(K)) };
+    let token = TokenBlocks::of(act, asum, act.d.len(), 0);
+    let [acc] = rows_n::<K, BB, 1>(rows, [token], ahead);
+    store_rows(acc, out);
+}
+
+/// `out[j][r] = rows[r] · tokens[j]` for `N` (1 to 4) tokens (`out[j]` holds as many rows as
+/// count, at most [`ROWS`]): the eight rows' blocks transposed once for all the tokens, each
+/// (row, token) summed as [`rows`] sums it (the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::cpu::dot) fn rows_tokens<const K: u8, const BB: usize, const N: usize>(
+    rows: [&[u8]; ROWS],
+    tokens: [TokenBlocks; N],
+    ahead: Ahead,
+    out: [&mut [f32; ROWS]; N],
+) {
+    let acc = rows_n::<K, BB, N>(rows, tokens, ahead);
+    for (a, o) in acc.into_iter().zip(out) {
+        store_rows(a, o);
+    }
+}
+
+/// The eight rows' f32 sums against each of `N` tokens, row `r` in lane `r` (see the module
+/// docs). Every token's blocks are `nb` long, as are the rows (callers pass whole rows).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn rows_n<const K: u8, const BB: usize, const N: usize>(
+    rows: [&[u8]; ROWS],
+    tokens: [TokenBlocks; N],
+    ahead: Ahead,
+) -> [__m256; N] {
+    const { assert!(BB == block_bytes(K) && N >= 1 && N <= 4) };
     let low = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); N];
+    let nb = tokens[0].d.len();
     // Indexed by block without checks inside the loop (with a check per load of the eight
     // rows, the checks were most of the loop's instructions).
-    let (blocks, aqs, ads) = block_arrays::<BB>(rows, act);
-    let asum = &asum[..aqs.len()];
-    for b in 0..aqs.len() {
+    let blocks = rows.map(|r| &r.as_chunks::<BB>().0[..nb]);
+    let tokens = tokens.map(|t| TokenBlocks {
+        qs: &t.qs[..nb],
+        d: &t.d[..nb],
+        s: if has_min(K) { &t.s[..nb] } else { &[] },
+        sum: &t.sum[..nb],
+    });
+    for b in 0..nb {
         ahead.part(b);
-        let (aq, ad, sa) = (&aqs[b], ads[b], asum[b]);
         let blk = blocks.map(|r| &r[b]);
         // The block's first eight bytes, row `r` in lane `r`: `d` (and `m` for Q4_1 /
         // Q5_1) in word 0, `qh` after them.
@@ -109,8 +173,8 @@ pub(in crate::cpu::dot) fn rows<const K: u8, const BB: usize>(
             ),
             _ => head[1],
         };
-        let mut sums = _mm256_setzero_si256();
-        let mut s16 = _mm256_setzero_si256();
+        let mut sums = [_mm256_setzero_si256(); N];
+        let mut s16 = [_mm256_setzero_si256(); N];
         for (k, &pk) in p.iter().enumerate() {
             let mut lo = _mm256_and_si256(pk, low);
             let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(pk), low);
@@ -118,27 +182,35 @@ pub(in crate::cpu::dot) fn rows<const K: u8, const BB: usize>(
                 lo = _mm256_or_si256(lo, fifth_bits(qh, k, false));
                 hi = _mm256_or_si256(hi, fifth_bits(qh, k, true));
             }
-            let s = _mm256_add_epi16(
-                _mm256_maddubs_epi16(lo, broadcast4(&aq[4 * k..])),
-                _mm256_maddubs_epi16(hi, broadcast4(&aq[16 + 4 * k..])),
-            );
-            s16 = _mm256_add_epi16(s16, s);
-            // Each i16 lane holds 4 products per `k`, each at most 31 * 128 in magnitude:
-            // four `k` of 4-bit values (16 * 15 * 128) and two of 5-bit values
-            // (8 * 31 * 128) stay below 2^15.
-            if !has_qh(K) && k == 3 || has_qh(K) && k % 2 == 1 {
-                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(s16, ones));
-                s16 = _mm256_setzero_si256();
+            for j in 0..N {
+                let aq = &tokens[j].qs[b];
+                let s = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(lo, broadcast4(&aq[4 * k..])),
+                    _mm256_maddubs_epi16(hi, broadcast4(&aq[16 + 4 * k..])),
+                );
+                s16[j] = _mm256_add_epi16(s16[j], s);
+                // Each i16 lane holds 4 products per `k`, each at most 31 * 128 in
+                // magnitude: four `k` of 4-bit values (16 * 15 * 128) and two of 5-bit
+                // values (8 * 31 * 128) stay below 2^15.
+                if !has_qh(K) && k == 3 || has_qh(K) && k % 2 == 1 {
+                    sums[j] = _mm256_add_epi32(sums[j], _mm256_madd_epi16(s16[j], ones));
+                    s16[j] = _mm256_setzero_si256();
+                }
             }
         }
-        if offset(K) != 0 {
-            sums = _mm256_sub_epi32(sums, _mm256_set1_epi32(offset(K) * sa));
-        }
         let (dv, mv) = halves_to_f32(head[0]);
-        let s = if has_min(K) { act.s[b] } else { 0.0 };
-        acc = add_terms::<K>(acc, dv, mv, ad, s, _mm256_cvtepi32_ps(sums));
+        for j in 0..N {
+            let t = &tokens[j];
+            if offset(K) != 0 {
+                let off = _mm256_set1_epi32(offset(K) * t.sum[b]);
+                sums[j] = _mm256_sub_epi32(sums[j], off);
+            }
+            let s = if has_min(K) { t.s[b] } else { 0.0 };
+            let sf = _mm256_cvtepi32_ps(sums[j]);
+            acc[j] = add_terms::<K>(acc[j], dv, mv, t.d[b], s, sf);
+        }
     }
-    store_rows(acc, out);
+    acc
 }
 
 /// The low and the high f16 of each 32-bit lane of `v`, widened to f32 (lane order kept).
