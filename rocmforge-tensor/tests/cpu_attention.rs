@@ -147,27 +147,31 @@ fn long_context_has_no_cap() {
 #[test]
 fn decode_after_prefill_matches_prefill_rows() {
     let mut rng = Rng::new(32);
-    let full = params(6, 6, 6, 2, 32);
-    let (q, k, v) = random_case(&mut rng, &full);
-    let mut prefill = vec![f32::NAN; q.len()];
-    attention(&q, &k, &v, &full, &mut prefill);
-    let tok = full.n_heads * full.head_dim;
-    for n_kv in 1..=6 {
-        let p = params(1, n_kv, 6, 2, 32);
-        let kv = n_kv * p.n_kv_heads * p.head_dim;
-        let mut out = vec![f32::NAN; tok];
-        attention(
-            &q[(n_kv - 1) * tok..n_kv * tok],
-            &k[..kv],
-            &v[..kv],
-            &p,
-            &mut out,
-        );
-        assert_eq!(
-            out,
-            prefill[(n_kv - 1) * tok..n_kv * tok].to_vec(),
-            "decode at {n_kv}"
-        );
+    // GQA (3 query heads a kv head: one set), 7 a kv head (sets of 4 and 3; MQA, so a decode
+    // step may attend head by head where the prefill attends in sets), MHA: bit for bit.
+    for (heads, kv_heads) in [(6, 2), (7, 1), (4, 4)] {
+        let full = params(6, 6, heads, kv_heads, 32);
+        let (q, k, v) = random_case(&mut rng, &full);
+        let mut prefill = vec![f32::NAN; q.len()];
+        attention(&q, &k, &v, &full, &mut prefill);
+        let tok = full.n_heads * full.head_dim;
+        for n_kv in 1..=6 {
+            let p = params(1, n_kv, heads, kv_heads, 32);
+            let kv = n_kv * p.n_kv_heads * p.head_dim;
+            let mut out = vec![f32::NAN; tok];
+            attention(
+                &q[(n_kv - 1) * tok..n_kv * tok],
+                &k[..kv],
+                &v[..kv],
+                &p,
+                &mut out,
+            );
+            assert_eq!(
+                out,
+                prefill[(n_kv - 1) * tok..n_kv * tok].to_vec(),
+                "{heads} heads / {kv_heads}: decode at {n_kv}"
+            );
+        }
     }
 }
 

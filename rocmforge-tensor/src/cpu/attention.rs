@@ -3,7 +3,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::dot::float::{axpy_f16, dot_f32_f16};
+use super::dot::float::{axpy_f16, dot_f32_f16, round_through_f16};
 use super::softmax::softmax_with_sink;
 
 /// Sizes of one attention call.
@@ -75,48 +75,80 @@ impl KvRows for Contiguous<'_> {
     }
 }
 
-/// Scratch of one attention row: the f16-rounded query and the scores.
-struct RowScratch {
+/// Query heads of one token attended together (those sharing a kv head): each key and value
+/// row is looked up and widened once for all of them, and their dot products run side by side.
+const SET: usize = 4;
+
+/// Scratch of one set of attention rows: the f16-rounded queries and their scores.
+struct SetScratch {
     q16: Vec<f32>,
     scores: Vec<f32>,
 }
 
-/// One query head at query index `i`: `out = softmax(scale * q K^T) V` over the visible
-/// positions of kv head `kvh`, read in place from the f16 caches.
+/// The first `N` runs of `len` values of `x` (fewer values than that: empty slices).
+fn runs<const N: usize>(x: &mut [f32], len: usize) -> [&mut [f32]; N] {
+    let mut it = x.chunks_exact_mut(len.max(1));
+    std::array::from_fn(|_| it.next().unwrap_or_default())
+}
+
+/// `N` query heads of query index `i` that read kv head `kvh` (rows `qs`, results `outs`):
+/// for each, `out = softmax(scale * q K^T) V` over the visible positions, read in place from
+/// the f16 caches. Each head's results are those of attending it alone (the same operations
+/// in the same order).
 #[allow(clippy::too_many_arguments)]
-fn attend_row(
-    qh: &[f32],
+fn attend_set<const N: usize>(
+    qs: [&[f32]; N],
     kv: &dyn KvRows,
     kvh: usize,
     p: &AttentionParams,
     i: usize,
-    sink: Option<f32>,
-    s: &mut RowScratch,
-    out: &mut [f32],
+    sinks: [Option<f32>; N],
+    s: &mut SetScratch,
+    mut outs: [&mut [f32]; N],
 ) {
     let hd = p.head_dim;
-    out.iter_mut().for_each(|o| *o = 0.0);
+    for o in outs.iter_mut() {
+        o.iter_mut().for_each(|o| *o = 0.0);
+    }
     // Query i sits at position n_kv - n_q + i and sees kv positions up to its own.
     let visible = (p.n_kv_tokens + i + 1).saturating_sub(p.n_q_tokens);
     if visible == 0 {
         return;
     }
     // ggml multiplies K (f16) by Q converted to f16.
-    for (d, &x) in s.q16.iter_mut().zip(qh) {
-        *d = f16::from_f32(x).to_f32();
+    let mut q16 = runs::<N>(&mut s.q16, hd);
+    for (d, q) in q16.iter_mut().zip(qs) {
+        for (d, &x) in d.iter_mut().zip(q) {
+            *d = f16::from_f32(x).to_f32();
+        }
     }
+    let q16 = q16.map(|q| &*q);
     let first = p.first_key(visible);
     // Kv head `kvh` of a token's row.
     let head = kvh * hd..(kvh + 1) * hd;
-    let sc = &mut s.scores[..visible - first];
-    for (t, score) in (first..visible).zip(sc.iter_mut()) {
-        *score = dot_f32_f16(&s.q16, &kv.key(t)[head.clone()]) * p.scale;
+    let n = visible - first;
+    let mut sc = runs::<N>(&mut s.scores, p.n_kv_tokens);
+    for (t, at) in (first..visible).zip(0..n) {
+        let d = dot_f32_f16(q16, &kv.key(t)[head.clone()]);
+        for (sc, d) in sc.iter_mut().zip(d) {
+            sc[at] = d * p.scale;
+        }
     }
-    softmax_with_sink(sc, sink);
     // ggml converts the probabilities to f16 for the product with V (f16).
-    for (t, &prob) in (first..visible).zip(sc.iter()) {
-        let w = f16::from_f32(prob).to_f32();
-        axpy_f16(out, w, &kv.value(t)[head.clone()]);
+    for (sc, sink) in sc.iter_mut().zip(sinks) {
+        softmax_with_sink(&mut sc[..n], sink);
+        round_through_f16(&mut sc[..n]);
+    }
+    for (t, at) in (first..visible).zip(0..n) {
+        let mut w = [0.0f32; N];
+        for (w, sc) in w.iter_mut().zip(&sc) {
+            *w = sc[at];
+        }
+        axpy_f16(
+            outs.each_mut().map(|o| &mut **o),
+            w,
+            &kv.value(t)[head.clone()],
+        );
     }
 }
 
@@ -190,17 +222,45 @@ pub fn attention_over(
     let hd = p.head_dim;
     let group = p.n_heads / p.n_kv_heads;
     let rows = p.n_q_tokens * p.n_heads;
-    let init = || RowScratch {
-        q16: vec![0.0; hd],
-        scores: vec![0.0; p.n_kv_tokens],
+    // A task per (query token, kv head): its query heads in sets of up to `SET`. When that
+    // gives fewer tasks than threads (decode of a model with few kv heads), a task per head.
+    let per = if p.n_q_tokens * p.n_kv_heads >= rayon::current_num_threads() {
+        group
+    } else {
+        1
+    };
+    let init = || SetScratch {
+        q16: vec![0.0; SET * hd],
+        scores: vec![0.0; SET * p.n_kv_tokens],
     };
     out[..rows * hd]
-        .par_chunks_exact_mut(hd)
+        .par_chunks_exact_mut(per * hd)
         .enumerate()
-        .for_each_init(init, |s, (row, o)| {
-            let (i, head) = (row / p.n_heads, row % p.n_heads);
-            let sink = sinks.map(|s| s[head]);
-            let qh = &q[row * hd..(row + 1) * hd];
-            attend_row(qh, kv, head / group, p, i, sink, s, o);
+        .for_each_init(init, |s, (c, task)| {
+            let row0 = c * per;
+            let (i, head0) = (row0 / p.n_heads, row0 % p.n_heads);
+            for (k, set) in task.chunks_mut(SET * hd).enumerate() {
+                let h = head0 + k * SET;
+                let q_of = |j: usize| &q[(row0 + k * SET + j) * hd..][..hd];
+                let sink = |j: usize| sinks.map(|s| s[h + j]);
+                let kvh = h / group;
+                match set.len() / hd {
+                    1 => attend_set::<1>([q_of(0)], kv, kvh, p, i, [sink(0)], s, runs(set, hd)),
+                    2 => {
+                        let qs = [q_of(0), q_of(1)];
+                        attend_set::<2>(qs, kv, kvh, p, i, [sink(0), sink(1)], s, runs(set, hd))
+                    }
+                    3 => {
+                        let qs = [q_of(0), q_of(1), q_of(2)];
+                        let sk = [sink(0), sink(1), sink(2)];
+                        attend_set::<3>(qs, kv, kvh, p, i, sk, s, runs(set, hd))
+                    }
+                    _ => {
+                        let qs = [q_of(0), q_of(1), q_of(2), q_of(3)];
+                        let sk = [sink(0), sink(1), sink(2), sink(3)];
+                        attend_set::<4>(qs, kv, kvh, p, i, sk, s, runs(set, hd))
+                    }
+                }
+            }
         });
 }

@@ -71,40 +71,73 @@ fn f16x8(b: &[half::f16]) -> __m256 {
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(b.as_ptr().cast()) })
 }
 
-/// `dot_lanes` of `dot/float.rs` for f16 `b`: eight lanes of multiply-then-add, the same
-/// lane sums and tail.
+/// `dot_lanes` of `dot/float.rs` for f16 `b` against each of the `N` vectors `a` (of one
+/// length): eight lanes of multiply-then-add per vector, the same lane sums and tail, each
+/// `b` chunk widened once for all of them — every result the bits of the one-vector dot.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
-    let n = a.len().min(b.len());
+pub(super) fn dot_f16<const N: usize>(a: [&[f32]; N], b: &[half::f16]) -> [f32; N] {
+    let n = a.iter().fold(b.len(), |n, x| n.min(x.len()));
     let main = n / 8 * 8;
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); N];
     for c in (0..main).step_by(8) {
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(floats8(&a[c..]), f16x8(&b[c..])));
+        let bv = f16x8(&b[c..]);
+        for j in 0..N {
+            acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(floats8(&a[j][c..]), bv));
+        }
     }
-    // [0 + 4, 1 + 5, 2 + 6, 3 + 7], then (0 + 1) and (2 + 3) of those, then their sum.
-    let q = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
-    let h = _mm_hadd_ps(q, q);
-    let s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-    let mut tail = 0.0f32;
-    for (x, y) in a[main..n].iter().zip(&b[main..n]) {
-        tail += x * y.to_f32();
+    let mut out = [0.0f32; N];
+    for j in 0..N {
+        // [0 + 4, 1 + 5, 2 + 6, 3 + 7], then (0 + 1) and (2 + 3) of those, then their sum.
+        let q = _mm_add_ps(
+            _mm256_castps256_ps128(acc[j]),
+            _mm256_extractf128_ps::<1>(acc[j]),
+        );
+        let h = _mm_hadd_ps(q, q);
+        let s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+        let mut tail = 0.0f32;
+        for (x, y) in a[j][main..n].iter().zip(&b[main..n]) {
+            tail += x * y.to_f32();
+        }
+        out[j] = s + tail;
     }
-    s + tail
+    out
 }
 
-/// `acc[i] += w * x[i]`, multiply then add, eight lanes at a time.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn axpy(acc: &mut [f32], w: f32, x: &[half::f16]) {
-    let n = acc.len().min(x.len());
-    let main = n / 8 * 8;
-    let wv = _mm256_set1_ps(w);
-    for c in (0..main).step_by(8) {
-        let a = &mut acc[c..c + 8];
-        let v = _mm256_add_ps(floats8(a), _mm256_mul_ps(wv, f16x8(&x[c..])));
-        // SAFETY: `a` is 8 writable f32; `storeu` has no alignment requirement.
-        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) };
+/// Each value rounded to f16 (to nearest, ties to even) and back, eight at a time with
+/// F16C: the bits of `half`'s conversion, which is the same IEEE rounding.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn round_through_f16(x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let v = floats8(c);
+        let r = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
+        // SAFETY: `c` is 8 writable f32; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), r) };
     }
-    for (a, v) in acc[main..n].iter_mut().zip(&x[main..n]) {
-        *a += w * v.to_f32();
+    for v in chunks.into_remainder() {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+}
+
+/// `acc[j][i] += w[j] * x[i]` for each of the `N` accumulators (of one length), multiply
+/// then add, eight lanes at a time, each `x` chunk widened once for all of them.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn axpy<const N: usize>(acc: [&mut [f32]; N], w: [f32; N], x: &[half::f16]) {
+    let n = acc.iter().fold(x.len(), |n, a| n.min(a.len()));
+    let main = n / 8 * 8;
+    let wv: [__m256; N] = std::array::from_fn(|j| _mm256_set1_ps(w[j]));
+    for c in (0..main).step_by(8) {
+        let xv = f16x8(&x[c..]);
+        for j in 0..N {
+            let a = &mut acc[j][c..c + 8];
+            let v = _mm256_add_ps(floats8(a), _mm256_mul_ps(wv[j], xv));
+            // SAFETY: `a` is 8 writable f32; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) };
+        }
+    }
+    for (a, w) in acc.into_iter().zip(w) {
+        for (a, v) in a[main..n].iter_mut().zip(&x[main..n]) {
+            *a += w * v.to_f32();
+        }
     }
 }

@@ -321,13 +321,24 @@ pub(crate) fn f16_row(_: Avx2, row: &[u8], act: &[f32], cols: usize, t0: usize, 
 }
 
 /// See [`crate::cpu::dot::float::dot_f32_f16`] (same bits).
-pub(crate) fn dot_f32_f16(_: Avx2, a: &[f32], b: &[half::f16]) -> f32 {
+pub(crate) fn dot_f32_f16<const N: usize>(_: Avx2, a: [&[f32]; N], b: &[half::f16]) -> [f32; N] {
     // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
     unsafe { float::dot_f16(a, b) }
 }
 
+/// See [`crate::cpu::dot::float::round_through_f16`] (same bits).
+pub(crate) fn round_through_f16(_: Avx2, x: &mut [f32]) {
+    // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
+    unsafe { float::round_through_f16(x) }
+}
+
 /// See [`crate::cpu::dot::float::axpy_f16`] (same bits).
-pub(crate) fn axpy_f16(_: Avx2, acc: &mut [f32], w: f32, x: &[half::f16]) {
+pub(crate) fn axpy_f16<const N: usize>(
+    _: Avx2,
+    acc: [&mut [f32]; N],
+    w: [f32; N],
+    x: &[half::f16],
+) {
     // SAFETY: an `Avx2` token exists only when avx2, fma and f16c were detected.
     unsafe { float::axpy(acc, w, x) }
 }
