@@ -40,10 +40,10 @@ const K_GEMM_MIN_TOKENS: usize = 4;
 
 /// The fewest tokens the AVX2 legacy panel GEMM takes for MXFP4 and IQ4_NL (fewer go to the
 /// AVX2 token tiles, with the same bits; the AVX-512 VNNI GEMM takes every batch of 2+): 0.5B
-/// `ffn_down`, 896 x 4864,
-/// one AVX2 core, tiles / GEMM time at 4 / 6 / 8 / 12 / 16 tokens: Q4_0 0.59 / 0.91 / 1.00 /
-/// 1.23 / 1.35, Q4_1 0.56 / 0.90 / 1.09 / 1.18 / 1.33, Q5_0 0.70 / 1.07 / 0.96 / 1.33 /
-/// 1.58, MXFP4 0.55 / 0.88 / 0.86 / 1.19 / 0.93 (`examples/bench_cpu_prefill`).
+/// `ffn_down`, 896 x 4864, one AVX2 core, tiles / GEMM time at 4 / 6 / 8 / 12 / 16 tokens:
+/// MXFP4 0.55 / 0.88 / 0.86 / 1.19 / 0.93 (`examples/bench_cpu_prefill`; the nibble formats
+/// measured then, before their eight-row path: Q4_0 0.59 / 0.91 / 1.00 / 1.23 / 1.35, Q4_1
+/// 0.56 / 0.90 / 1.09 / 1.18 / 1.33, Q5_0 0.70 / 1.07 / 0.96 / 1.33 / 1.58).
 const AVX2_LEGACY_GEMM_MIN_TOKENS: usize = 8;
 
 /// As [`AVX2_LEGACY_GEMM_MIN_TOKENS`] for the nibble formats (Q4_0, Q4_1, Q5_0, Q5_1), whose
@@ -330,7 +330,7 @@ fn matmul_legacy(
     // Two tokens or more: a panel GEMM (AVX-512 VNNI where the CPU has it, else AVX2 from
     // `AVX2_NIBBLE_GEMM_MIN_TOKENS` / `AVX2_LEGACY_GEMM_MIN_TOKENS` /
     // `AVX2_Q8_0_GEMM_MIN_TOKENS`), which gives the portable
-    // path's results bit for bit, as the AVX2 tiles below do. (One token,
+    // path's results bit for bit, as the eight-row kernels and AVX2 tiles below do. (One token,
     // decode, took the 8-row kernels of `decode.rs` before.)
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(isa), Some(kind)) = (
